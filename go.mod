@@ -1,0 +1,3 @@
+module github.com/taosagent/taosagent
+
+go 1.26.8
