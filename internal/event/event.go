@@ -1,0 +1,181 @@
+// Package event defines taosagent's normalized event: the one vocabulary
+// that the codec produces, the event log stores, and every client reads.
+//
+// The six reply kinds and their data fields are fixed by taOS (DESIGN §4):
+// fields may be added, never renamed.
+package event
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Kind names what an event says.
+type Kind string
+
+// The reply kinds.
+const (
+	Delta      Kind = "delta"       // DeltaData: a piece of the answer
+	Reasoning  Kind = "reasoning"   // DeltaData: a piece of the model's reasoning
+	ToolCall   Kind = "tool_call"   // ToolCallData: once per call id
+	ToolResult Kind = "tool_result" // ToolResultData: once per call id
+	Final      Kind = "final"       // FinalData: the turn ended normally
+	Error      Kind = "error"       // ErrorData: the turn ended in failure
+)
+
+// The control kinds.
+const (
+	InputAccepted      Kind = "input.accepted"
+	TurnStarted        Kind = "turn.started"
+	Status             Kind = "status"           // StatusData
+	PermissionAsked    Kind = "permission.asked" // PermissionAskedData
+	PermissionResolved Kind = "permission.resolved"
+	QuestionAsked      Kind = "question.asked"
+	QuestionResolved   Kind = "question.resolved"
+	Usage              Kind = "usage" // UsageData, after each model step
+	ModelSwitched      Kind = "model.switched"
+	Instance           Kind = "instance" // InstanceData
+)
+
+// Terminal reports whether k ends a turn. Every turn ends with exactly one.
+func (k Kind) Terminal() bool { return k == Final || k == Error }
+
+// Event is one normalized event. The codec fills Session, Kind, Data and
+// Time; the runner adds Agent and Turn; the event log assigns Seq.
+type Event struct {
+	Seq       int64           `json:"seq"`
+	Agent     string          `json:"agent"`
+	Session   string          `json:"session"`
+	Turn      string          `json:"turn"`
+	Time      time.Time       `json:"time"`
+	Kind      Kind            `json:"kind"`
+	Data      json.RawMessage `json:"data"`
+	Synthetic bool            `json:"synthetic,omitempty"` // learned by reconciling, not seen live
+}
+
+// DeltaData is the data of Delta and Reasoning.
+type DeltaData struct {
+	Text string `json:"text"`
+}
+
+// ToolCallData is the data of ToolCall.
+type ToolCallData struct {
+	CallID string          `json:"call_id"`
+	Tool   string          `json:"tool"`
+	Input  json.RawMessage `json:"input"`
+}
+
+// ToolResultData is the data of ToolResult. Error is empty on success.
+type ToolResultData struct {
+	CallID     string `json:"call_id"`
+	Tool       string `json:"tool"`
+	Output     string `json:"output"`
+	Error      string `json:"error"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// UsageData counts tokens and cost, of one step (Usage) or a whole turn
+// (inside FinalData).
+type UsageData struct {
+	Input      int     `json:"input"`
+	Output     int     `json:"output"`
+	Reasoning  int     `json:"reasoning"`
+	CacheRead  int     `json:"cache_read"`
+	CacheWrite int     `json:"cache_write"`
+	Cost       float64 `json:"cost"`
+}
+
+// Add accumulates u into t.
+func (t *UsageData) Add(u UsageData) {
+	t.Input += u.Input
+	t.Output += u.Output
+	t.Reasoning += u.Reasoning
+	t.CacheRead += u.CacheRead
+	t.CacheWrite += u.CacheWrite
+	t.Cost += u.Cost
+}
+
+// FinalData is the data of Final. Text is the turn's whole answer: its text
+// parts in order, separated by a blank line; never reasoning.
+type FinalData struct {
+	Text  string    `json:"text"`
+	Usage UsageData `json:"usage"`
+}
+
+// Error codes of ErrorData.
+const (
+	CodeAborted        = "aborted"          // the turn was aborted
+	CodeProviderAuth   = "provider_auth"    // the model provider refused the key
+	CodeRateLimited    = "rate_limited"     // the provider said 429
+	CodeProvider       = "provider_error"   // the provider failed (5xx, bad answer)
+	CodeModelNotFound  = "model_not_found"  // the model is not configured
+	CodeContext        = "context_overflow" // the conversation no longer fits
+	CodeInterrupted    = "interrupted"      // opencode or taosagent went away mid-turn
+	CodeOpencode       = "opencode_error"   // anything else opencode reported
+	CodeInstanceFailed = "instance_failed"  // the agent's opencode could not be started
+)
+
+// ErrorData is the data of Error: a short message fit for a person, never
+// a stack trace or a secret.
+type ErrorData struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Status  int    `json:"status,omitempty"` // the provider's HTTP status, when there was one
+}
+
+// StatusData is the data of Status.
+type StatusData struct {
+	State   string `json:"state"` // "busy" or "retry"
+	Attempt int    `json:"attempt,omitempty"`
+	Message string `json:"message,omitempty"`
+	NextMS  int64  `json:"next_ms,omitempty"` // epoch ms of the next retry
+}
+
+// PermissionAskedData is the data of PermissionAsked. Approval is the id to
+// answer.
+type PermissionAskedData struct {
+	Approval string          `json:"approval"`
+	Tool     string          `json:"tool"`
+	CallID   string          `json:"call_id"`
+	Patterns []string        `json:"patterns"`
+	Always   []string        `json:"always,omitempty"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+}
+
+// PermissionResolvedData is the data of PermissionResolved.
+type PermissionResolvedData struct {
+	Approval string `json:"approval"`
+	Decision string `json:"decision"`     // once, always, reject, expired
+	By       string `json:"by,omitempty"` // who answered, when known
+}
+
+// QuestionAskedData is the data of QuestionAsked.
+type QuestionAskedData struct {
+	Question  string          `json:"question"`
+	CallID    string          `json:"call_id,omitempty"`
+	Questions json.RawMessage `json:"questions"`
+}
+
+// QuestionResolvedData is the data of QuestionResolved.
+type QuestionResolvedData struct {
+	Question string     `json:"question"`
+	Answers  [][]string `json:"answers,omitempty"`
+	Rejected bool       `json:"rejected,omitempty"`
+}
+
+// InstanceData is the data of Instance.
+type InstanceData struct {
+	State   string `json:"state"` // starting, ready, crashed, restarted, stopped
+	PID     int    `json:"pid,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// New makes an event of kind k with data marshalled from v.
+func New(session string, k Kind, now time.Time, v any) Event {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every data type above marshals; a failure is a programming error.
+		panic("event: marshal " + string(k) + ": " + err.Error())
+	}
+	return Event{Session: session, Kind: k, Time: now, Data: b}
+}
