@@ -231,4 +231,3 @@ func TestEventTime(t *testing.T) {
 		t.Error("bad id accepted")
 	}
 }
-

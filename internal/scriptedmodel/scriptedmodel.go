@@ -1,0 +1,335 @@
+// Package scriptedmodel is a scripted OpenAI-compatible model server: the
+// one stand-in for a real model in taosagent's tests and demo. It is not an
+// AI. What it answers is chosen by plain words in the last user message, so
+// a test (or a person trying the demo) can ask for each behaviour of a real
+// provider: streamed text, reasoning, tool calls, several steps, failures,
+// slow streams.
+//
+// Plans, by the last message:
+//
+//	no tools offered (a title request)    → "Scripted demo chat"
+//	role "tool" (a tool's result)          → text quoting the output; for
+//	                                         "two tools", a second call first
+//	"fail401" / "fail429" / "fail500"      → that HTTP error, OpenAI-style
+//	"slow tool"                            → bash `sleep 30; echo done`
+//	"slow"                                 → 40 text chunks, Delay apart
+//	"write a file"                         → write tool: out.txt in the workdir
+//	"use the read tool"                    → read tool: hello.txt in the workdir
+//	"two tools"                            → bash `echo one`, then `echo two`
+//	"use a tool"                           → bash `echo hi`
+//	anything else                          → reasoning, then a short answer
+package scriptedmodel
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Models are the model ids served; their names say what they are.
+var Models = []struct{ ID, Name string }{
+	{"scripted-demo", "Scripted demo model (test stand-in, not an AI)"},
+	{"scripted-small", "Scripted demo model, small (test stand-in, not an AI)"},
+}
+
+// Answer is the text of the default plan.
+const Answer = "Hello from the scripted demo model!"
+
+// Server serves the scripted model. The zero value is ready: Delay defaults
+// to 250 ms between chunks of the "slow" plans.
+type Server struct {
+	Delay time.Duration
+
+	mu       sync.Mutex
+	requests []Request
+	calls    int
+}
+
+// Request is what the server recorded of one chat completion request.
+type Request struct {
+	Time          time.Time
+	Model         string
+	Plan          string
+	Authorization string
+	SessionID     string // opencode's X-Session-Id
+	Messages      int
+	Tools         []string
+}
+
+// Requests returns the chat completion requests received so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+type message struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+func (m message) text() string {
+	var s string
+	if json.Unmarshal(m.Content, &s) == nil {
+		return s
+	}
+	var parts []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	json.Unmarshal(m.Content, &parts)
+	var b strings.Builder
+	for _, p := range parts {
+		b.WriteString(p.Text)
+	}
+	return b.String()
+}
+
+type chatRequest struct {
+	Model    string    `json:"model"`
+	Stream   bool      `json:"stream"`
+	Messages []message `json:"messages"`
+	Tools    []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
+}
+
+// ServeHTTP serves GET /v1/models and POST /v1/chat/completions (also
+// without the /v1 prefix).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, "/v1")
+	switch {
+	case r.Method == "GET" && path == "/models":
+		var data []map[string]any
+		for _, m := range Models {
+			data = append(data, map[string]any{"id": m.ID, "object": "model", "owned_by": "taosagent-scripted", "name": m.Name})
+		}
+		writeJSON(w, 200, map[string]any{"object": "list", "data": data})
+	case r.Method == "POST" && path == "/chat/completions":
+		s.chat(w, r)
+	default:
+		writeJSON(w, 404, apiError(404, "no such route: "+r.Method+" "+r.URL.Path, "invalid_request_error"))
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func apiError(code int, msg, typ string) map[string]any {
+	return map[string]any{"error": map[string]any{"code": code, "message": msg, "type": typ}}
+}
+
+var workdirRE = regexp.MustCompile(`Working directory: (\S+)`)
+
+func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+	var req chatRequest
+	if err != nil || json.Unmarshal(body, &req) != nil || len(req.Messages) == 0 {
+		writeJSON(w, 400, apiError(400, "request body is not a chat completion request", "invalid_request_error"))
+		return
+	}
+	p := s.plan(req)
+	rec := Request{Time: time.Now(), Model: req.Model, Plan: p.name, Authorization: r.Header.Get("Authorization"),
+		SessionID: r.Header.Get("X-Session-Id"), Messages: len(req.Messages)}
+	for _, t := range req.Tools {
+		rec.Tools = append(rec.Tools, t.Function.Name)
+	}
+	s.mu.Lock()
+	s.requests = append(s.requests, rec)
+	s.mu.Unlock()
+
+	if p.status != 0 {
+		writeJSON(w, p.status, apiError(p.status, p.text, "scripted_error"))
+		return
+	}
+	promptTokens := len(body) / 4
+	if !req.Stream {
+		msg := map[string]any{"role": "assistant", "content": p.text}
+		finish := "stop"
+		if p.tool != "" {
+			msg["tool_calls"] = []map[string]any{{"id": p.callID, "type": "function", "function": map[string]any{"name": p.tool, "arguments": p.args}}}
+			finish = "tool_calls"
+		}
+		writeJSON(w, 200, map[string]any{"id": "chatcmpl-scripted", "object": "chat.completion", "created": time.Now().Unix(), "model": req.Model,
+			"choices": []map[string]any{{"index": 0, "message": msg, "finish_reason": finish}},
+			"usage":   map[string]int{"prompt_tokens": promptTokens, "completion_tokens": 20, "total_tokens": promptTokens + 20}})
+		return
+	}
+	s.stream(w, r, req.Model, p, promptTokens)
+}
+
+type plan struct {
+	name      string
+	status    int // an HTTP error instead of an answer
+	reasoning []string
+	chunks    []string
+	slow      bool
+	tool      string // a tool call instead of text
+	callID    string
+	args      string
+	text      string
+}
+
+func (s *Server) plan(req chatRequest) plan {
+	last := req.Messages[len(req.Messages)-1]
+	var firstUser, workdir string
+	for _, m := range req.Messages {
+		if m.Role == "system" {
+			if mm := workdirRE.FindStringSubmatch(m.text()); mm != nil {
+				workdir = mm[1]
+			}
+		}
+	}
+	for i := len(req.Messages) - 1; i >= 0; i-- {
+		if req.Messages[i].Role == "user" {
+			firstUser = req.Messages[i].text()
+			break
+		}
+	}
+	s.mu.Lock()
+	s.calls++
+	callID := fmt.Sprintf("call_scripted_%d", s.calls)
+	s.mu.Unlock()
+	tool := func(name, tool string, args map[string]any) plan {
+		b, _ := json.Marshal(args)
+		return plan{name: name, tool: tool, callID: callID, args: string(b)}
+	}
+	words := func(text string) []string {
+		var out []string
+		for _, w := range strings.SplitAfter(text, " ") {
+			if w != "" {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	switch {
+	case len(req.Tools) == 0:
+		return plan{name: "title", chunks: []string{"Scripted demo chat"}}
+	case last.Role == "tool":
+		out := last.text()
+		if strings.Contains(firstUser, "two tools") && strings.Count(outputsSoFar(req), "\x00") < 2 {
+			return tool("two-tools-second", "bash", map[string]any{"command": "echo two", "description": "say two"})
+		}
+		return plan{name: "after-tool", chunks: words(fmt.Sprintf("The tool finished. Output was: %q. Done.", out))}
+	}
+	u := strings.ToLower(last.text())
+	switch {
+	case strings.Contains(u, "fail401"):
+		return plan{name: "fail401", status: 401, text: "Incorrect API key provided (scripted)"}
+	case strings.Contains(u, "fail429"):
+		return plan{name: "fail429", status: 429, text: "Rate limit reached (scripted)"}
+	case strings.Contains(u, "fail500"):
+		return plan{name: "fail500", status: 500, text: "The server had an error (scripted)"}
+	case strings.Contains(u, "slow tool"):
+		return tool("slow-tool", "bash", map[string]any{"command": "sleep 30; echo done", "description": "sleep a while"})
+	case strings.Contains(u, "slow"):
+		var c []string
+		for i := 0; i < 40; i++ {
+			c = append(c, fmt.Sprintf("word%d ", i))
+		}
+		return plan{name: "slow", chunks: c, slow: true}
+	case strings.Contains(u, "write a file"):
+		return tool("write", "write", map[string]any{"filePath": joinDir(workdir, "out.txt"), "content": "written by the scripted model\n"})
+	case strings.Contains(u, "use the read tool"):
+		return tool("read", "read", map[string]any{"filePath": joinDir(workdir, "hello.txt")})
+	case strings.Contains(u, "two tools"):
+		return tool("two-tools-first", "bash", map[string]any{"command": "echo one", "description": "say one"})
+	case strings.Contains(u, "use a tool"):
+		return tool("tool", "bash", map[string]any{"command": "echo hi", "description": "say hi"})
+	}
+	return plan{name: "text", reasoning: words("Thinking about a short answer."), chunks: words(Answer)}
+}
+
+// outputsSoFar marks each tool result in the request with a NUL, to count
+// the steps taken.
+func outputsSoFar(req chatRequest) string {
+	var b strings.Builder
+	for _, m := range req.Messages {
+		if m.Role == "tool" {
+			b.WriteByte(0)
+		}
+	}
+	return b.String()
+}
+
+func joinDir(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return strings.TrimRight(dir, "/") + "/" + name
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, model string, p plan, promptTokens int) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(200)
+	rc := http.NewResponseController(w)
+	created := time.Now().Unix()
+	send := func(delta map[string]any, finish any) bool {
+		chunk := map[string]any{"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created, "model": model,
+			"choices": []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish}}}
+		b, _ := json.Marshal(chunk)
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	delay := s.Delay
+	if delay <= 0 {
+		delay = 250 * time.Millisecond
+	}
+	if !send(map[string]any{"role": "assistant", "content": ""}, nil) {
+		return
+	}
+	for _, c := range p.reasoning {
+		if !send(map[string]any{"reasoning_content": c}, nil) {
+			return
+		}
+	}
+	finish := "stop"
+	if p.tool != "" {
+		finish = "tool_calls"
+		if !send(map[string]any{"tool_calls": []map[string]any{{"index": 0, "id": p.callID, "type": "function",
+			"function": map[string]any{"name": p.tool, "arguments": ""}}}}, nil) {
+			return
+		}
+		// Arguments arrive in fragments, as real providers send them.
+		for i := 0; i < len(p.args); i += 12 {
+			frag := p.args[i:min(i+12, len(p.args))]
+			if !send(map[string]any{"tool_calls": []map[string]any{{"index": 0, "function": map[string]any{"arguments": frag}}}}, nil) {
+				return
+			}
+		}
+	}
+	for _, c := range p.chunks {
+		if p.slow {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(delay):
+			}
+		}
+		if !send(map[string]any{"content": c}, nil) {
+			return
+		}
+	}
+	if !send(map[string]any{}, finish) {
+		return
+	}
+	usage := map[string]any{"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created, "model": model,
+		"choices": []any{}, "usage": map[string]int{"prompt_tokens": promptTokens, "completion_tokens": 20, "total_tokens": promptTokens + 20}}
+	b, _ := json.Marshal(usage)
+	fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", b)
+	rc.Flush()
+}
