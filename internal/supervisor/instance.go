@@ -1,0 +1,413 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/opencode"
+)
+
+// State is where an instance is in its life.
+type State string
+
+// Instance states, as reported to OnState.
+const (
+	Starting  State = "starting"
+	Ready     State = "ready"
+	Crashed   State = "crashed"   // the process died unasked; a restart follows
+	Restarted State = "restarted" // ready again after a crash
+	Stopped   State = "stopped"
+	Failed    State = "failed" // could not start; a retry follows with backoff
+)
+
+// Spec says how to run one agent's opencode.
+type Spec struct {
+	Name    string          // the agent's name; unique within a Supervisor
+	Dir     string          // the agent's own directory: HOME, XDG dirs, log
+	Workdir string          // opencode's project directory (its cwd); default Dir/work
+	Config  opencode.Config // written as the instance's opencode.json at every start
+}
+
+// Instance is one supervised `opencode serve`. Its methods are safe for
+// concurrent use.
+type Instance struct {
+	sup  *Supervisor
+	spec Spec
+
+	mu       sync.Mutex // guards the fields below
+	state    State
+	client   *opencode.Client // nil unless Ready
+	pid      int
+	proc     *os.Process
+	ready    chan struct{} // closed when the current process is ready
+	isReady  bool          // ready is closed
+	lastUsed time.Time
+	stopping bool
+	restarts int
+
+	stopCh chan struct{} // closed by stop
+	done   chan struct{} // closed when the run loop has ended
+}
+
+// Name is the agent's name.
+func (i *Instance) Name() string { return i.spec.Name }
+
+// Workdir is opencode's project directory.
+func (i *Instance) Workdir() string { return i.spec.Workdir }
+
+// State returns the current state.
+func (i *Instance) State() State {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.state
+}
+
+// PID is the current opencode process id, 0 when none runs.
+func (i *Instance) PID() int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.pid
+}
+
+// Restarts counts restarts after crashes.
+func (i *Instance) Restarts() int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.restarts
+}
+
+// Touch marks the instance as used now, which defers its idle stop.
+func (i *Instance) Touch() {
+	i.mu.Lock()
+	i.lastUsed = time.Now()
+	i.mu.Unlock()
+}
+
+// Client waits until the instance is ready and returns a client for the
+// current process. After a restart the address changes: ask again.
+func (i *Instance) Client(ctx context.Context) (*opencode.Client, error) {
+	for {
+		i.mu.Lock()
+		ready, c, stopping := i.ready, i.client, i.stopping
+		i.mu.Unlock()
+		if stopping {
+			return nil, ErrStopped
+		}
+		if c != nil {
+			return c, nil
+		}
+		select {
+		case <-ready:
+		case <-i.done:
+			return nil, ErrStopped
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// ErrStopped: the instance was stopped.
+var ErrStopped = errors.New("supervisor: instance stopped")
+
+func (i *Instance) setState(st State, pid int, err error) {
+	i.mu.Lock()
+	i.state = st
+	i.mu.Unlock()
+	i.sup.notify(i.spec.Name, st, pid, err)
+}
+
+// run keeps the instance's process alive until stop: it restarts it after
+// every crash, with backoff, reset once a process has stayed up a minute.
+func (i *Instance) run() {
+	defer close(i.done)
+	backoff := i.sup.MinBackoff
+	crashed := false
+	for {
+		started := time.Now()
+		exit, err := i.runOnce(crashed)
+		if i.isStopping() {
+			i.setState(Stopped, 0, nil)
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = i.sup.MinBackoff
+		}
+		if err != nil {
+			i.setState(Failed, 0, err)
+		} else {
+			i.mu.Lock()
+			i.restarts++
+			i.mu.Unlock()
+			i.setState(Crashed, 0, exit)
+		}
+		crashed = true
+		select {
+		case <-time.After(backoff):
+		case <-i.stopCh:
+		}
+		if i.isStopping() {
+			i.setState(Stopped, 0, nil)
+			return
+		}
+		backoff = min(backoff*2, i.sup.MaxBackoff)
+	}
+}
+
+func (i *Instance) isStopping() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.stopping
+}
+
+var listeningRE = regexp.MustCompile(`opencode server listening on (http://127\.0\.0\.1:\d+)`)
+
+// runOnce starts one process and waits for it to exit. It returns a start
+// error (err), or the process's exit status after it was ready (exit).
+func (i *Instance) runOnce(restart bool) (exit error, err error) {
+	s := i.sup
+	i.mu.Lock()
+	if i.isReady {
+		// A new process: waiters from now on wait for it.
+		i.ready, i.isReady = make(chan struct{}), false
+	}
+	ready := i.ready
+	i.client = nil
+	i.mu.Unlock()
+	i.setState(Starting, 0, nil)
+
+	token, err := randomSecret()
+	if err != nil {
+		return nil, err
+	}
+	cmd, password, log, err := i.prepare(token)
+	if err != nil {
+		return nil, err
+	}
+	defer log.Close()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start opencode: %w", err)
+	}
+	pid := cmd.Process.Pid
+	if pi, ok := readStat(pid); ok {
+		if err := s.pids.add(procRecord{Name: i.spec.Name, PID: pid, Start: pi.start, BootID: bootID(), Token: token}); err != nil {
+			s.Logger.Error("record instance pid", "agent", i.spec.Name, "err", err)
+		}
+	}
+	i.mu.Lock()
+	i.pid, i.proc = pid, cmd.Process
+	if i.stopping {
+		// stop ran before the pid was known: deliver its signal now.
+		killGroup(pid, syscall.SIGTERM)
+	}
+	i.mu.Unlock()
+
+	urls := make(chan string, 1)
+	go scanStdout(stdout, log, urls)
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	reap := func() {
+		// The leader is gone; whatever it started goes with it, tools
+		// included (they run in groups of their own).
+		killGroup(pid, syscall.SIGKILL)
+		killTagged(token)
+		s.pids.remove(pid)
+		i.mu.Lock()
+		i.pid, i.proc, i.client = 0, nil, nil
+		i.mu.Unlock()
+	}
+
+	timer := time.NewTimer(s.StartTimeout)
+	defer timer.Stop()
+	var base string
+	select {
+	case base = <-urls:
+	case werr := <-waited:
+		reap()
+		return nil, fmt.Errorf("opencode exited before it was ready (%v); see %s", werr, filepath.Join(i.spec.Dir, "opencode.log"))
+	case <-i.stopCh:
+		killGroup(pid, syscall.SIGKILL)
+		<-waited
+		reap()
+		return nil, ErrStopped
+	case <-timer.C:
+		killGroup(pid, syscall.SIGKILL)
+		<-waited
+		reap()
+		return nil, fmt.Errorf("opencode was not ready within %v; see %s", s.StartTimeout, filepath.Join(i.spec.Dir, "opencode.log"))
+	}
+	client := &opencode.Client{BaseURL: base, Password: password, Directory: i.spec.Workdir, HTTP: s.httpClient}
+	if err := checkVersion(client, s.StartTimeout); err != nil {
+		killGroup(pid, syscall.SIGKILL)
+		<-waited
+		reap()
+		return nil, err
+	}
+	i.mu.Lock()
+	i.client = client
+	i.lastUsed = time.Now()
+	i.isReady = true
+	close(ready)
+	i.mu.Unlock()
+	if restart {
+		i.setState(Restarted, pid, nil)
+	} else {
+		i.setState(Ready, pid, nil)
+	}
+	werr := <-waited
+	reap()
+	if werr == nil {
+		werr = errors.New("exited with status 0")
+	}
+	return werr, nil
+}
+
+// checkVersion asks /global/health with short timeouts until the pinned
+// version answers: a request that lands too early is never answered.
+func checkVersion(c *opencode.Client, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	probe := *c
+	probe.Timeout = time.Second
+	var err error
+	for time.Now().Before(deadline) {
+		if err = probe.CheckVersion(context.Background()); err == nil || errors.Is(err, opencode.ErrWrongVersion) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("opencode health check: %w", err)
+}
+
+// scanStdout copies stdout to the log and reports the listening URL once.
+func scanStdout(r io.Reader, log io.Writer, urls chan<- string) {
+	br := bufio.NewReader(r)
+	sent := false
+	for {
+		line, err := br.ReadString('\n')
+		if len(line) > 0 {
+			log.Write([]byte(line))
+			if !sent {
+				if m := listeningRE.FindStringSubmatch(line); m != nil {
+					urls <- m[1]
+					sent = true
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// prepare lays out the agent's directories, writes its config and builds
+// the command. opencode gets its own HOME and XDG dirs, a fresh password,
+// loopback only, and nothing of the daemon's environment but PATH and
+// locale.
+func (i *Instance) prepare(token string) (*exec.Cmd, string, *logFile, error) {
+	d := i.spec.Dir
+	home := filepath.Join(d, "home")
+	xdg := map[string]string{
+		"XDG_CONFIG_HOME": filepath.Join(home, ".config"),
+		"XDG_DATA_HOME":   filepath.Join(home, ".local", "share"),
+		"XDG_CACHE_HOME":  filepath.Join(home, ".cache"),
+		"XDG_STATE_HOME":  filepath.Join(home, ".local", "state"),
+	}
+	for _, p := range []string{d, home, xdg["XDG_CONFIG_HOME"], xdg["XDG_DATA_HOME"], xdg["XDG_CACHE_HOME"], xdg["XDG_STATE_HOME"],
+		filepath.Join(xdg["XDG_CONFIG_HOME"], "opencode"), i.spec.Workdir} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, "", nil, fmt.Errorf("prepare %s: %w", p, err)
+		}
+	}
+	if err := opencode.WriteConfig(filepath.Join(xdg["XDG_CONFIG_HOME"], "opencode", "opencode.json"), i.spec.Config); err != nil {
+		return nil, "", nil, err
+	}
+	password, err := randomSecret()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	log, err := openLog(filepath.Join(d, "opencode.log"), i.sup.LogCap)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cmd := exec.Command(i.sup.Binary, "serve", "--hostname", "127.0.0.1", "--port", "0")
+	cmd.Dir = i.spec.Workdir
+	env := []string{
+		"HOME=" + home,
+		tokenVar + "=" + token,
+		"OPENCODE_SERVER_PASSWORD=" + password,
+		"OPENCODE_DISABLE_AUTOUPDATE=1",
+		"OPENCODE_DISABLE_SHARE=1",
+		"OPENCODE_DISABLE_MODELS_FETCH=1",
+		"OPENCODE_DISABLE_LSP_DOWNLOAD=1",
+		"OPENCODE_DISABLE_CLAUDE_CODE=1",
+		// opencode installs a plugin package from npm at first boot; it is
+		// not needed (94 MB per agent). A closed registry turns it off.
+		"npm_config_registry=http://127.0.0.1:9/",
+	}
+	for k, v := range xdg {
+		env = append(env, k+"="+v)
+	}
+	for _, k := range []string{"PATH", "LANG", "LC_ALL", "TZ"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	cmd.Env = env
+	cmd.Stderr = log
+	// Its own process group, so stop and sweep reach the tools it runs;
+	// and it dies with the daemon's thread should the daemon be killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd, password, log, nil
+}
+
+func randomSecret() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func killGroup(pgid int, sig syscall.Signal) {
+	if pgid > 0 {
+		syscall.Kill(-pgid, sig)
+	}
+}
+
+// stop ends the instance: SIGTERM to its process group, SIGKILL after the
+// grace period; it returns when the run loop has ended.
+func (i *Instance) stop() {
+	i.mu.Lock()
+	if i.stopping {
+		i.mu.Unlock()
+		<-i.done
+		return
+	}
+	i.stopping = true
+	close(i.stopCh)
+	pid := i.pid
+	i.mu.Unlock()
+	killGroup(pid, syscall.SIGTERM)
+	select {
+	case <-i.done:
+		return
+	case <-time.After(i.sup.StopGrace):
+	}
+	killGroup(i.PID(), syscall.SIGKILL)
+	<-i.done
+}

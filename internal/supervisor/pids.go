@@ -1,0 +1,213 @@
+package supervisor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/taosagent/taosagent/internal/atomicfile"
+)
+
+// procRecord identifies one process taosagent started, so that after a crash
+// of the daemon the next start can kill exactly its leftovers. A pid alone
+// is not enough (pids are reused), so the record keeps the kernel's boot id
+// and the process's start time in clock ticks since boot.
+//
+// opencode starts each tool in a process group of its own, so a group does
+// not hold everything an instance started. What does: the environment. Each
+// instance process gets a random token in TAOSAGENT_INSTANCE, which every
+// process it starts inherits.
+type procRecord struct {
+	Name   string `json:"name"`
+	PID    int    `json:"pid"` // also the process group id: instances lead their group
+	Start  uint64 `json:"start"`
+	BootID string `json:"boot_id"`
+	Token  string `json:"token"`
+}
+
+// tokenVar carries an instance's token in the environment of everything it
+// runs.
+const tokenVar = "TAOSAGENT_INSTANCE"
+
+// pidFile is the durable list of live instances' processes.
+type pidFile struct {
+	mu   sync.Mutex // guards the file
+	path string
+}
+
+func (p *pidFile) load() ([]procRecord, error) {
+	b, err := os.ReadFile(p.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var recs []procRecord
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return nil, fmt.Errorf("pid record %s is corrupt: %w", p.path, err)
+	}
+	return recs, nil
+}
+
+func (p *pidFile) save(recs []procRecord) error {
+	if recs == nil {
+		recs = []procRecord{}
+	}
+	b, _ := json.Marshal(recs)
+	return atomicfile.Write(p.path, b, 0o600)
+}
+
+// add records a started process before anything else can happen to it.
+func (p *pidFile) add(r procRecord) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recs, err := p.load()
+	if err != nil {
+		recs = nil
+	}
+	return p.save(append(recs, r))
+}
+
+// remove forgets a process that has been reaped.
+func (p *pidFile) remove(pid int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recs, err := p.load()
+	if err != nil {
+		return p.save(nil)
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if r.PID != pid {
+			out = append(out, r)
+		}
+	}
+	return p.save(out)
+}
+
+// sweep kills what is left of every recorded instance — the opencode
+// process, its group, and every process carrying its token (the tools it
+// ran) — and empties the record. A pid reused by an unrelated program is
+// never touched: the leader must match its recorded boot and start time,
+// and everything else must carry the token. It returns the pids killed.
+func (p *pidFile) sweep() ([]int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recs, err := p.load()
+	if err != nil {
+		// A corrupt record cannot say what is ours: kill nothing.
+		p.save(nil)
+		return nil, err
+	}
+	boot := bootID()
+	var killed []int
+	for _, r := range recs {
+		if r.BootID == boot {
+			for _, pr := range processesInGroup(r.PID) {
+				if pr.start >= r.Start && syscall.Kill(pr.pid, syscall.SIGKILL) == nil {
+					killed = append(killed, pr.pid)
+				}
+			}
+		}
+		killed = append(killed, killTagged(r.Token)...)
+	}
+	return killed, p.save(nil)
+}
+
+// killTagged kills every process whose environment carries token, and
+// returns their pids.
+func killTagged(token string) []int {
+	if token == "" {
+		return nil
+	}
+	var killed []int
+	for _, pid := range taggedProcesses(token) {
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed = append(killed, pid)
+		}
+	}
+	return killed
+}
+
+// taggedProcesses lists the live processes whose environment carries token.
+func taggedProcesses(token string) []int {
+	want := []byte(tokenVar + "=" + token + "\x00")
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		if _, alive := readStat(pid); alive {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func bootID() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(b))
+}
+
+type procInfo struct {
+	pid   int
+	pgrp  int
+	start uint64
+}
+
+// readStat parses /proc/PID/stat: the fields after the command's closing
+// parenthesis are state, ppid, pgrp, … and starttime is field 22.
+func readStat(pid int) (procInfo, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procInfo{}, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procInfo{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return procInfo{}, false
+	}
+	pgrp, err1 := strconv.Atoi(f[2])
+	start, err2 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil {
+		return procInfo{}, false
+	}
+	if f[0] == "Z" {
+		return procInfo{}, false // a zombie is already dead
+	}
+	return procInfo{pid: pid, pgrp: pgrp, start: start}, true
+}
+
+func processesInGroup(pgid int) []procInfo {
+	ents, _ := os.ReadDir("/proc")
+	var out []procInfo
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pi, ok := readStat(pid); ok && pi.pgrp == pgid {
+			out = append(out, pi)
+		}
+	}
+	return out
+}

@@ -1,0 +1,226 @@
+// Package supervisor owns the lifecycle of opencode processes: one
+// `opencode serve` per agent, started on demand, checked ready and of the
+// pinned version, restarted with backoff when it crashes, stopped when idle
+// or when too many run, and never left behind: every process started is
+// recorded, so that after a crash of the daemon the next start kills
+// exactly those leftovers and nothing else.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Supervisor runs the instances of one taosagent home. Configure the
+// exported fields before the first Ensure; Close stops everything.
+type Supervisor struct {
+	Binary       string        // the pinned opencode binary
+	StartTimeout time.Duration // exec to ready; default 60 s
+	StopGrace    time.Duration // SIGTERM to SIGKILL; default 5 s
+	MinBackoff   time.Duration // first restart delay; default 250 ms
+	MaxBackoff   time.Duration // default 30 s
+	LogCap       int64         // bytes per log file; default 10 MiB
+	IdleTimeout  time.Duration // stop an instance unused this long; 0: never
+	MaxRunning   int           // stop the least recently used beyond this; 0: no cap
+	Logger       *slog.Logger
+	// OnState, if set, hears every state change of every instance, on the
+	// instance's goroutine; it must not block.
+	OnState func(name string, st State, pid int, err error)
+
+	pids       *pidFile
+	httpClient *http.Client
+
+	mu        sync.Mutex // guards instances and closed
+	instances map[string]*Instance
+	closed    bool
+
+	stopJanitor chan struct{}
+	janitorDone chan struct{}
+}
+
+// New returns a Supervisor for binary whose state (the pid record) lives in
+// stateDir. Call Sweep before starting instances after a daemon restart.
+func New(binary, stateDir string) (*Supervisor, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	return &Supervisor{
+		Binary: binary,
+		pids:   &pidFile{path: filepath.Join(stateDir, "instances.json")},
+		// Loopback only, no proxies: opencode is never reached elsewhere.
+		httpClient: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}},
+		instances:  map[string]*Instance{},
+	}, nil
+}
+
+func (s *Supervisor) defaults() {
+	if s.StartTimeout <= 0 {
+		s.StartTimeout = 60 * time.Second
+	}
+	if s.StopGrace <= 0 {
+		s.StopGrace = 5 * time.Second
+	}
+	if s.MinBackoff <= 0 {
+		s.MinBackoff = 250 * time.Millisecond
+	}
+	if s.MaxBackoff <= 0 {
+		s.MaxBackoff = 30 * time.Second
+	}
+	if s.LogCap <= 0 {
+		s.LogCap = 10 << 20
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (s *Supervisor) notify(name string, st State, pid int, err error) {
+	s.Logger.Info("instance", "agent", name, "state", string(st), "pid", pid, "err", err)
+	if s.OnState != nil {
+		s.OnState(name, st, pid, err)
+	}
+}
+
+// Sweep kills what a previous run of the daemon left behind, as recorded,
+// and returns the pids it killed.
+func (s *Supervisor) Sweep() ([]int, error) {
+	return s.pids.sweep()
+}
+
+// ErrClosed: the Supervisor was closed.
+var ErrClosed = errors.New("supervisor: closed")
+
+// Ensure returns the instance of spec.Name, starting it if it does not run.
+// It does not wait for readiness: Instance.Client does. A running instance
+// keeps the spec it was started with; Restart applies a new one.
+func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
+	if spec.Name == "" || spec.Dir == "" {
+		return nil, errors.New("supervisor: spec needs a name and a dir")
+	}
+	if err := spec.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Workdir == "" {
+		spec.Workdir = filepath.Join(spec.Dir, "work")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	s.defaults()
+	if s.stopJanitor == nil && s.IdleTimeout > 0 {
+		s.stopJanitor, s.janitorDone = make(chan struct{}), make(chan struct{})
+		go s.janitor()
+	}
+	if in := s.instances[spec.Name]; in != nil {
+		in.Touch()
+		s.mu.Unlock()
+		return in, nil
+	}
+	in := &Instance{sup: s, spec: spec, ready: make(chan struct{}), lastUsed: time.Now(),
+		stopCh: make(chan struct{}), done: make(chan struct{})}
+	s.instances[spec.Name] = in
+	victim := s.lruVictimLocked()
+	s.mu.Unlock()
+	if victim != nil {
+		s.Stop(victim.spec.Name)
+	}
+	go in.run()
+	return in, nil
+}
+
+// lruVictimLocked picks the least recently used instance when more than
+// MaxRunning run.
+func (s *Supervisor) lruVictimLocked() *Instance {
+	if s.MaxRunning <= 0 || len(s.instances) <= s.MaxRunning {
+		return nil
+	}
+	all := make([]*Instance, 0, len(s.instances))
+	for _, in := range s.instances {
+		all = append(all, in)
+	}
+	sort.Slice(all, func(a, b int) bool { return lastUsed(all[a]).Before(lastUsed(all[b])) })
+	return all[0]
+}
+
+func lastUsed(in *Instance) time.Time {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.lastUsed
+}
+
+// Get returns the instance of name, nil if none runs.
+func (s *Supervisor) Get(name string) *Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.instances[name]
+}
+
+// Stop stops the instance of name and waits for it; no-op if none runs.
+func (s *Supervisor) Stop(name string) {
+	s.mu.Lock()
+	in := s.instances[name]
+	delete(s.instances, name)
+	s.mu.Unlock()
+	if in != nil {
+		in.stop()
+	}
+}
+
+// Close stops every instance and waits for them all.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	all := s.instances
+	s.instances = map[string]*Instance{}
+	stopJ, jDone := s.stopJanitor, s.janitorDone
+	s.mu.Unlock()
+	if stopJ != nil {
+		close(stopJ)
+		<-jDone
+	}
+	var wg sync.WaitGroup
+	for _, in := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.stop()
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// janitor stops instances left unused for IdleTimeout.
+func (s *Supervisor) janitor() {
+	defer close(s.janitorDone)
+	tick := time.NewTicker(max(s.IdleTimeout/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stopJanitor:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		var idle []string
+		for name, in := range s.instances {
+			// Only a ready instance idles; the clock starts at ready.
+			if st := in.State(); (st == Ready || st == Restarted) && time.Since(lastUsed(in)) > s.IdleTimeout {
+				idle = append(idle, name)
+			}
+		}
+		s.mu.Unlock()
+		for _, name := range idle {
+			s.Stop(name)
+		}
+	}
+}

@@ -1,0 +1,364 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// states collects the state changes a Supervisor reports.
+type states struct {
+	mu  sync.Mutex
+	got []string
+	ch  chan string
+}
+
+func (s *states) on(name string, st State, pid int, err error) {
+	s.mu.Lock()
+	s.got = append(s.got, name+":"+string(st))
+	s.mu.Unlock()
+	select {
+	case s.ch <- name + ":" + string(st):
+	default:
+	}
+}
+
+func (s *states) waitFor(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.After(90 * time.Second)
+	for {
+		select {
+		case got := <-s.ch:
+			if got == want {
+				return
+			}
+		case <-deadline:
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			t.Fatalf("no %s; states so far %v", want, s.got)
+		}
+	}
+}
+
+func newSup(t *testing.T) (*Supervisor, *states) {
+	t.Helper()
+	bin := testenv.Opencode(t)
+	sup, err := New(bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &states{ch: make(chan string, 64)}
+	sup.OnState = st.on
+	sup.MinBackoff = 50 * time.Millisecond
+	t.Cleanup(func() { sup.Close() })
+	return sup, st
+}
+
+func ready(t *testing.T, in *Instance) *opencode.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := in.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestInstanceStartsIsolatedOnLoopback(t *testing.T) {
+	sup, _ := newSup(t)
+	_, modelURL := testenv.Model(t)
+	dir := t.TempDir()
+	in, err := sup.Ensure(Spec{Name: "a", Dir: dir, Config: testenv.Config(modelURL, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ready(t, in)
+	if !strings.HasPrefix(c.BaseURL, "http://127.0.0.1:") {
+		t.Errorf("instance listens on %s, want loopback", c.BaseURL)
+	}
+	h, err := c.Health(context.Background())
+	if err != nil || h.Version != opencode.Version {
+		t.Fatalf("health %+v, %v", h, err)
+	}
+	// Without the password, nothing answers.
+	anon := *c
+	anon.Password = ""
+	if _, err := anon.Health(context.Background()); err == nil {
+		t.Error("instance answered without its password")
+	}
+	cfg := filepath.Join(dir, "home", ".config", "opencode", "opencode.json")
+	for _, p := range []string{cfg, filepath.Join(dir, "opencode.log")} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, err %v; want 0600", p, fi.Mode().Perm(), err)
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "opencode.log"))
+	if strings.Contains(string(log), c.Password) {
+		t.Error("the instance password is in its log")
+	}
+	environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.PID()))
+	env := strings.Split(string(environ), "\x00")
+	for _, want := range []string{"HOME=" + filepath.Join(dir, "home"), "OPENCODE_DISABLE_AUTOUPDATE=1", "OPENCODE_DISABLE_MODELS_FETCH=1"} {
+		if !containsStr(env, want) {
+			t.Errorf("instance env lacks %s", want)
+		}
+	}
+	for _, e := range env {
+		if strings.HasPrefix(e, testenv.EnvBinary+"=") {
+			t.Error("the daemon's own environment leaked into the instance")
+		}
+	}
+	// Its own process group.
+	if pgid, _ := syscall.Getpgid(in.PID()); pgid != in.PID() {
+		t.Errorf("pgid %d, want its own group %d", pgid, in.PID())
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCrashIsNoticedAndRestarted(t *testing.T) {
+	sup, st := newSup(t)
+	_, modelURL := testenv.Model(t)
+	in, err := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready(t, in)
+	st.waitFor(t, "a:ready")
+	old := in.PID()
+	syscall.Kill(old, syscall.SIGKILL)
+	st.waitFor(t, "a:crashed")
+	st.waitFor(t, "a:restarted")
+	c := ready(t, in)
+	if in.PID() == old || in.PID() == 0 {
+		t.Fatalf("pid %d after restart (was %d)", in.PID(), old)
+	}
+	if err := c.CheckVersion(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if in.Restarts() != 1 {
+		t.Errorf("restarts = %d, want 1", in.Restarts())
+	}
+}
+
+func TestTwoInstancesAndStop(t *testing.T) {
+	sup, st := newSup(t)
+	_, modelURL := testenv.Model(t)
+	a, _ := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	b, _ := sup.Ensure(Spec{Name: "b", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	ca, cb := ready(t, a), ready(t, b)
+	if ca.BaseURL == cb.BaseURL || a.PID() == b.PID() {
+		t.Fatalf("instances share %s", ca.BaseURL)
+	}
+	for _, c := range []*opencode.Client{ca, cb} {
+		if err := c.CheckVersion(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pid := a.PID()
+	sup.Stop("a")
+	st.waitFor(t, "a:stopped")
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("pid %d alive after Stop", pid)
+	}
+	recs, _ := sup.pids.load()
+	if len(recs) != 1 || recs[0].Name != "b" {
+		t.Errorf("pid record %+v, want only b", recs)
+	}
+	if err := cb.CheckVersion(context.Background()); err != nil {
+		t.Errorf("b disturbed by a's stop: %v", err)
+	}
+}
+
+func TestIdleInstanceIsStopped(t *testing.T) {
+	sup, st := newSup(t)
+	sup.IdleTimeout = 300 * time.Millisecond
+	_, modelURL := testenv.Model(t)
+	in, _ := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	ready(t, in)
+	st.waitFor(t, "a:stopped")
+	if sup.Get("a") != nil {
+		t.Error("idle instance still listed")
+	}
+}
+
+func TestMaxRunningStopsLeastRecentlyUsed(t *testing.T) {
+	sup, st := newSup(t)
+	sup.MaxRunning = 1
+	_, modelURL := testenv.Model(t)
+	a, _ := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	ready(t, a)
+	b, _ := sup.Ensure(Spec{Name: "b", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	st.waitFor(t, "a:stopped")
+	ready(t, b)
+	if sup.Get("a") != nil || sup.Get("b") == nil {
+		t.Error("want only b running")
+	}
+}
+
+func TestBadBinaryFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "opencode")
+	os.WriteFile(fake, []byte("#!/bin/sh\necho 'opencode server listening on http://127.0.0.1:1'\nsleep 60\n"), 0o755)
+	sup, err := New(fake, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup.StartTimeout = 2 * time.Second
+	errs := make(chan error, 8)
+	sup.OnState = func(name string, st State, pid int, err error) {
+		if st == Failed {
+			errs <- err
+		}
+	}
+	defer sup.Close()
+	if _, err := sup.Ensure(Spec{Name: "a", Dir: dir, Config: testenv.Config("http://127.0.0.1:9/v1", "")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "health") {
+			t.Errorf("err = %v, want a health check failure", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no failure reported")
+	}
+}
+
+// TestSweepKillsOnlyOwnOrphans simulates a crash of the daemon: a helper
+// process (this test binary, re-run as a "daemon") starts an instance whose
+// tool runs `sleep`, and is killed with SIGKILL. The next start's sweep must
+// kill exactly what that daemon left behind.
+func TestSweepKillsOnlyOwnOrphans(t *testing.T) {
+	bin := testenv.Opencode(t)
+	state := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDaemon$")
+	cmd.Env = append(os.Environ(), "TAOSAGENT_HELPER_DAEMON="+state)
+	cmd.Stderr = os.Stderr
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ocPID, toolPID int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if n, _ := fmt.Sscanf(sc.Text(), "READY %d %d", &ocPID, &toolPID); n == 2 {
+			break
+		}
+	}
+	if toolPID == 0 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("helper daemon never got its instance running a tool")
+	}
+	// A process of someone else's: must survive the sweep.
+	decoy := exec.Command("sleep", "300")
+	decoy.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := decoy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { decoy.Process.Kill(); decoy.Wait() }()
+
+	cmd.Process.Signal(syscall.SIGKILL) // the daemon crashes
+	cmd.Wait()
+
+	// A recorded pid now owned by an unrelated, older process (pid reuse)
+	// must not be killed either.
+	sup, err := New(bin, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi, _ := readStat(decoy.Process.Pid)
+	sup.pids.add(procRecord{Name: "reused", PID: decoy.Process.Pid, Start: pi.start + 1, BootID: bootID()})
+
+	killed, err := sup.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !containsInt(killed, toolPID) {
+		t.Errorf("sweep killed %v; the orphaned tool %d was not among them", killed, toolPID)
+	}
+	if containsInt(killed, decoy.Process.Pid) {
+		t.Fatalf("sweep killed an unrelated process %d", decoy.Process.Pid)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, pid := range []int{ocPID, toolPID} {
+		if _, alive := readStat(pid); alive {
+			t.Errorf("pid %d of the crashed daemon's instance still alive", pid)
+		}
+	}
+	if err := syscall.Kill(decoy.Process.Pid, 0); err != nil {
+		t.Errorf("decoy died: %v", err)
+	}
+	if recs, _ := sup.pids.load(); len(recs) != 0 {
+		t.Errorf("record not emptied: %+v", recs)
+	}
+}
+
+func containsInt(list []int, n int) bool {
+	for _, x := range list {
+		if x == n {
+			return true
+		}
+	}
+	return false
+}
+
+// TestHelperDaemon is the "daemon" of TestSweepKillsOnlyOwnOrphans; it does
+// nothing unless run by it.
+func TestHelperDaemon(t *testing.T) {
+	state := os.Getenv("TAOSAGENT_HELPER_DAEMON")
+	if state == "" {
+		t.Skip("helper process only")
+	}
+	_, modelURL := testenv.Model(t)
+	sup, err := New(testenv.Opencode(t), state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := sup.Ensure(Spec{Name: "a", Dir: filepath.Join(state, "a"), Config: testenv.Config(modelURL, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ready(t, in)
+	s, err := c.CreateSession(context.Background(), "orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PromptAsync(context.Background(), s.ID, opencode.Prompt{Text: "run a slow tool please"}); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := sup.pids.load()
+	for i := 0; i < 600 && len(recs) == 1; i++ {
+		for _, pid := range taggedProcesses(recs[0].Token) {
+			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			if strings.TrimSpace(string(comm)) == "sleep" {
+				fmt.Printf("READY %d %d\n", in.PID(), pid)
+				select {} // wait to be killed
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("the tool never started")
+}

@@ -1,0 +1,69 @@
+// Package testenv gives tests the real parts they run against: the pinned
+// opencode binary and a scripted model server on loopback.
+package testenv
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/scriptedmodel"
+)
+
+// EnvBinary names the variable that points tests at the pinned opencode
+// binary; `make test` installs it and sets it.
+const EnvBinary = "TAOSAGENT_OPENCODE"
+
+// Opencode returns the pinned opencode binary. Without it an integration
+// test cannot run: under -short it is skipped, otherwise it fails, so that
+// a missing install can never pass for a green run.
+func Opencode(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv(EnvBinary)
+	if bin == "" {
+		if testing.Short() {
+			t.Skip("integration test: set " + EnvBinary + " (make test does)")
+		}
+		t.Fatal(EnvBinary + " is not set: run `make test`, which installs the pinned opencode, or set it to the binary")
+	}
+	if err := opencode.Verify(t.Context(), bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// Model starts a scripted model server on a loopback listener kept open for
+// the test's life and returns it with its base URL (".../v1").
+func Model(t testing.TB) (*scriptedmodel.Server, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &scriptedmodel.Server{Delay: 100 * time.Millisecond}
+	srv := &http.Server{Handler: m}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return m, "http://" + ln.Addr().String() + "/v1"
+}
+
+// Config is an instance config for the scripted model at baseURL, with the
+// given permission policy (nil: opencode's defaults).
+func Config(baseURL string, permission string) opencode.Config {
+	c := opencode.Config{
+		Provider: opencode.Provider{ID: "scripted", Name: "Scripted demo (test model)", BaseURL: baseURL, APIKey: "sk-scripted-test-key",
+			Models: []opencode.Model{
+				{ID: "scripted-demo", Name: "Scripted demo (not an AI)", ToolCall: true, Reasoning: true},
+				{ID: "scripted-small", Name: "Scripted demo small (not an AI)"},
+			}},
+		Model: "scripted-demo", SmallModel: "scripted-small",
+		Agent: opencode.Agent{Name: "tester", Prompt: "You are a test agent."},
+	}
+	if permission != "" {
+		c.Permission = []byte(permission)
+	}
+	return c
+}
