@@ -583,3 +583,14 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// OpenSessions lists the sessions with a turn in progress.
+func (c *Codec) OpenSessions() []string {
+	var out []string
+	for id, s := range c.sessions {
+		if s.turn != nil {
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -53,6 +53,7 @@ type Instance struct {
 	proc     *os.Process
 	ready    chan struct{} // closed when the current process is ready
 	isReady  bool          // ready is closed
+	exited   chan struct{} // closed when the current process is gone
 	lastUsed time.Time
 	stopping bool
 	restarts int
@@ -98,22 +99,29 @@ func (i *Instance) Touch() {
 // Client waits until the instance is ready and returns a client for the
 // current process. After a restart the address changes: ask again.
 func (i *Instance) Client(ctx context.Context) (*opencode.Client, error) {
+	c, _, err := i.Current(ctx)
+	return c, err
+}
+
+// Current waits until the instance is ready and returns a client for the
+// current process and a channel closed when that process is gone.
+func (i *Instance) Current(ctx context.Context) (*opencode.Client, <-chan struct{}, error) {
 	for {
 		i.mu.Lock()
-		ready, c, stopping := i.ready, i.client, i.stopping
+		ready, c, exited, stopping := i.ready, i.client, i.exited, i.stopping
 		i.mu.Unlock()
 		if stopping {
-			return nil, ErrStopped
+			return nil, nil, ErrStopped
 		}
 		if c != nil {
-			return c, nil
+			return c, exited, nil
 		}
 		select {
 		case <-ready:
 		case <-i.done:
-			return nil, ErrStopped
+			return nil, nil, ErrStopped
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
 }
@@ -183,7 +191,8 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		i.ready, i.isReady = make(chan struct{}), false
 	}
 	ready := i.ready
-	i.client = nil
+	exited := make(chan struct{})
+	i.client, i.exited = nil, exited
 	i.mu.Unlock()
 	i.setState(Starting, 0, nil)
 
@@ -230,6 +239,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		i.mu.Lock()
 		i.pid, i.proc, i.client = 0, nil, nil
 		i.mu.Unlock()
+		close(exited)
 	}
 
 	timer := time.NewTimer(s.StartTimeout)

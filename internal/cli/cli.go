@@ -1,0 +1,111 @@
+// Package cli holds taosagent's subcommands, one file each. Main parses the
+// command line and returns the process's exit status; only main exits.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+// Version is taosagent's own version.
+const Version = "0.1.0-dev"
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"setup", "install the pinned opencode into the home directory", runSetup},
+		{"demo", "run one turn against the scripted demo model and print its events", runDemo},
+		{"version", "print taosagent's version and the opencode it pins", runVersion},
+	}
+}
+
+// errUsage marks an error in the command line: exit status 2.
+var errUsage = errors.New("usage")
+
+// Main runs one subcommand and returns the exit status: 0 success, 1
+// failure, 2 bad usage.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintln(stderr, "taosagent "+c.name+":", err)
+			return 2
+		default:
+			fmt.Fprintln(stderr, "taosagent "+c.name+":", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "taosagent: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: taosagent COMMAND [flags]\n\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+}
+
+// defaultHome is $TAOSAGENT_HOME, else $XDG_DATA_HOME/taosagent, else
+// ~/.local/share/taosagent.
+func defaultHome() string {
+	if h := os.Getenv("TAOSAGENT_HOME"); h != "" {
+		return h
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "taosagent")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "taosagent")
+}
+
+// flags makes a FlagSet whose errors come back as errUsage.
+func flags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("taosagent "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fmt.Fprintf(stdout, "taosagent %s (opencode %s)\n", Version, opencodeVersion())
+	return nil
+}

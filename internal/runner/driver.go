@@ -1,0 +1,263 @@
+// Package runner drives agents' turns. Driver is its core: it owns one
+// agent's opencode instance, keeps that instance's event stream open, runs
+// the codec, and hands every normalized event, in order, to a sink. The
+// inbox, the pinned session and the event log are layered on top of it.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/reply"
+	"github.com/taosagent/taosagent/internal/supervisor"
+)
+
+// Driver drives one agent's instance. Create it with NewDriver, run it with
+// Run; its other methods may be called from any goroutine while it runs.
+type Driver struct {
+	sup    *supervisor.Supervisor
+	spec   supervisor.Spec
+	sink   func(event.Event)
+	logger *slog.Logger
+	// Silence is the event stream's dead-man window (default 30 s).
+	Silence time.Duration
+
+	cmds chan func(*loopState) // run on Run's goroutine, which owns the codec
+
+	mu          sync.Mutex // guards inst, connected and isConnected
+	inst        *supervisor.Instance
+	connected   chan struct{} // closed once the current stream is connected
+	isConnected bool          // connected is closed
+}
+
+// NewDriver returns a Driver for spec's agent. sink receives every event on
+// Run's goroutine; it must not block for long.
+func NewDriver(sup *supervisor.Supervisor, spec supervisor.Spec, sink func(event.Event), logger *slog.Logger) *Driver {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{sup: sup, spec: spec, sink: sink, logger: logger,
+		cmds: make(chan func(*loopState)), connected: make(chan struct{})}
+}
+
+type loopState struct {
+	codec *reply.Codec
+	emit  func([]event.Event)
+}
+
+// Run starts the instance and drives it until ctx is done. When opencode
+// dies, every open turn ends with one error (code "interrupted"), and the
+// driver reconnects to the restarted instance.
+func (d *Driver) Run(ctx context.Context) error {
+	inst, err := d.sup.Ensure(d.spec)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.inst = inst
+	d.mu.Unlock()
+	codec := reply.New()
+	codec.Redact = []string{d.spec.Config.Provider.APIKey}
+	st := &loopState{codec: codec}
+	st.emit = func(evs []event.Event) {
+		for _, e := range evs {
+			d.sink(e)
+		}
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		client, gone, err := inst.Current(ctx)
+		if err != nil {
+			return err
+		}
+		events := make(chan opencode.Event, 256)
+		reconnects := make(chan int, 4)
+		var once sync.Once
+		stream := &opencode.Stream{Client: client, Silence: d.Silence, Logger: d.logger,
+			OnConnect: func(n int) {
+				once.Do(func() {
+					d.mu.Lock()
+					if !d.isConnected {
+						close(d.connected)
+						d.isConnected = true
+					}
+					d.mu.Unlock()
+				})
+				if n > 1 {
+					reconnects <- n
+				}
+			}}
+		sctx, cancel := context.WithCancel(ctx)
+		sub := stream.Start(sctx, func(ev opencode.Event) {
+			select {
+			case events <- ev:
+			case <-sctx.Done():
+			}
+		})
+		crashed := false
+	loop:
+		for {
+			if at, ok := codec.Deadline(); ok {
+				timer.Reset(time.Until(at))
+			} else {
+				timer.Reset(time.Hour)
+			}
+			select {
+			case ev := <-events:
+				inst.Touch()
+				st.emit(codec.Feed(ev, time.Now()))
+			case <-timer.C:
+				st.emit(codec.Tick(time.Now()))
+			case cmd := <-d.cmds:
+				cmd(st)
+			case <-reconnects:
+				d.reconcile(ctx, client, st)
+			case <-gone:
+				crashed = true
+				break loop
+			case <-ctx.Done():
+				break loop
+			}
+		}
+		cancel()
+		sub.Close()
+		// Until the next stream connects, callers wait: a prompt sent now
+		// could have its events missed.
+		d.mu.Lock()
+		if d.isConnected {
+			d.connected, d.isConnected = make(chan struct{}), false
+		}
+		d.mu.Unlock()
+		if crashed {
+			d.sink(event.New("", event.Instance, time.Now(), event.InstanceData{State: "crashed",
+				Message: "opencode stopped unexpectedly; restarting it"}))
+			st.emit(codec.Interrupt("", event.CodeInterrupted, "the turn was interrupted: opencode stopped unexpectedly", time.Now()))
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// reconcile runs after the stream reconnected: events may have been missed,
+// so a turn whose session opencode no longer reports busy is let settle.
+func (d *Driver) reconcile(ctx context.Context, c *opencode.Client, st *loopState) {
+	status, err := c.SessionStatus(ctx)
+	if err != nil {
+		d.logger.Warn("reconcile after reconnect", "err", err)
+		return
+	}
+	for _, sid := range st.codec.OpenSessions() {
+		if _, busy := status[sid]; !busy {
+			st.emit(st.codec.Feed(opencode.Event{Type: "session.status",
+				Properties: []byte(fmt.Sprintf(`{"sessionID":%q,"status":{"type":"idle"}}`, sid))}, time.Now()))
+		}
+	}
+}
+
+// do runs f on Run's goroutine and waits for it.
+func (d *Driver) do(ctx context.Context, f func(*loopState)) error {
+	done := make(chan struct{})
+	select {
+	case d.cmds <- func(st *loopState) { f(st); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Client waits until the instance is ready and its event stream connected
+// (so nothing a prompt causes can be missed), and returns its client.
+func (d *Driver) Client(ctx context.Context) (*opencode.Client, error) {
+	for {
+		d.mu.Lock()
+		inst, connected := d.inst, d.connected
+		d.mu.Unlock()
+		if inst == nil {
+			select {
+			case <-time.After(10 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		select {
+		case <-connected:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return inst.Client(ctx)
+	}
+}
+
+// ErrNotRunning: the driver's Run is not running.
+var ErrNotRunning = errors.New("runner: driver not running")
+
+// CreateSession creates an opencode session for the agent.
+func (d *Driver) CreateSession(ctx context.Context, title string) (string, error) {
+	c, err := d.Client(ctx)
+	if err != nil {
+		return "", err
+	}
+	s, err := c.CreateSession(ctx, title)
+	return s.ID, err
+}
+
+// Prompt sends text to session. A turn is opened first, so that a failure
+// opencode reports before it says busy still ends this turn.
+func (d *Driver) Prompt(ctx context.Context, sessionID string, p opencode.Prompt) error {
+	c, err := d.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if err := d.do(ctx, func(st *loopState) { st.emit(st.codec.Begin(sessionID, time.Now())) }); err != nil {
+		return err
+	}
+	if err := c.PromptAsync(ctx, sessionID, p); err != nil {
+		d.do(ctx, func(st *loopState) {
+			st.emit(st.codec.Interrupt(sessionID, event.CodeOpencode, "opencode refused the prompt: "+opencode.CleanMessage(err.Error()), time.Now()))
+		})
+		return err
+	}
+	return nil
+}
+
+// Abort aborts session's running turn.
+func (d *Driver) Abort(ctx context.Context, sessionID string) error {
+	c, err := d.Client(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Abort(ctx, sessionID)
+}
+
+// ReplyPermission answers a permission request.
+func (d *Driver) ReplyPermission(ctx context.Context, id, reply, message string) error {
+	c, err := d.Client(ctx)
+	if err != nil {
+		return err
+	}
+	return c.ReplyPermission(ctx, id, reply, message)
+}
+
+// PID is the current opencode process, 0 if none.
+func (d *Driver) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inst == nil {
+		return 0
+	}
+	return d.inst.PID()
+}

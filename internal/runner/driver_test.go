@@ -1,0 +1,411 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/scriptedmodel"
+	"github.com/taosagent/taosagent/internal/supervisor"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// agent is a running Driver with the events it has emitted.
+type agent struct {
+	t   *testing.T
+	d   *Driver
+	ch  chan event.Event
+	mu  sync.Mutex
+	all []event.Event
+}
+
+func startAgent(t *testing.T, permission string) *agent {
+	t.Helper()
+	bin := testenv.Opencode(t)
+	_, modelURL := testenv.Model(t)
+	sup, err := supervisor.New(bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup.MinBackoff = 50 * time.Millisecond
+	a := &agent{t: t, ch: make(chan event.Event, 1024)}
+	spec := supervisor.Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, permission)}
+	a.d = NewDriver(sup, spec, func(e event.Event) {
+		a.mu.Lock()
+		a.all = append(a.all, e)
+		a.mu.Unlock()
+		a.ch <- e
+	}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; sup.Close() })
+	return a
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// turn sends text in a new session and returns the session id.
+func (a *agent) prompt(session, text string) string {
+	a.t.Helper()
+	ctx := ctxT(a.t)
+	if session == "" {
+		var err error
+		if session, err = a.d.CreateSession(ctx, "test"); err != nil {
+			a.t.Fatal(err)
+		}
+	}
+	if err := a.d.Prompt(ctx, session, opencode.Prompt{Text: text}); err != nil {
+		a.t.Fatal(err)
+	}
+	return session
+}
+
+// until collects the session's events up to and including one that stop
+// accepts; on each event, on is called first (nil: nothing).
+func (a *agent) until(session string, stop func(event.Event) bool, on func(event.Event)) []event.Event {
+	a.t.Helper()
+	var got []event.Event
+	deadline := time.After(150 * time.Second)
+	for {
+		select {
+		case e := <-a.ch:
+			if e.Session != session && e.Kind != event.Instance {
+				continue
+			}
+			got = append(got, e)
+			if on != nil {
+				on(e)
+			}
+			if stop(e) {
+				return got
+			}
+		case <-deadline:
+			a.t.Fatalf("turn did not end; got %s", kindsOf(got))
+		}
+	}
+}
+
+func terminal(e event.Event) bool { return e.Kind.Terminal() }
+
+func kindsOf(evs []event.Event) string {
+	var ks []string
+	for _, e := range evs {
+		ks = append(ks, string(e.Kind))
+	}
+	return strings.Join(ks, " ")
+}
+
+func data[T any](t *testing.T, e event.Event) T {
+	var v T
+	if err := json.Unmarshal(e.Data, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func last(evs []event.Event) event.Event { return evs[len(evs)-1] }
+
+func count(evs []event.Event, k event.Kind) int {
+	n := 0
+	for _, e := range evs {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// settleNoMore checks that no further terminal event arrives for session.
+func (a *agent) settleNoMore(session string, d time.Duration) {
+	a.t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case e := <-a.ch:
+			if e.Session == session && e.Kind.Terminal() {
+				a.t.Fatalf("a second terminal event: %s %s", e.Kind, e.Data)
+			}
+		case <-timeout:
+			return
+		}
+	}
+}
+
+func TestTextTurn(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	s := a.prompt("", "Say hello please")
+	evs := a.until(s, terminal, nil)
+	f := last(evs)
+	if f.Kind != event.Final {
+		t.Fatalf("ended with %s %s", f.Kind, f.Data)
+	}
+	fd := data[event.FinalData](t, f)
+	if fd.Text != scriptedmodel.Answer || fd.Usage.Input == 0 {
+		t.Errorf("final = %+v", fd)
+	}
+	var deltas, reasoning string
+	for _, e := range evs {
+		switch e.Kind {
+		case event.Delta:
+			deltas += data[event.DeltaData](t, e).Text
+		case event.Reasoning:
+			reasoning += data[event.DeltaData](t, e).Text
+		}
+	}
+	if deltas != scriptedmodel.Answer || reasoning != "Thinking about a short answer." {
+		t.Errorf("deltas %q reasoning %q", deltas, reasoning)
+	}
+	if strings.Contains(fd.Text, "Thinking") || strings.Contains(deltas, "Say hello") {
+		t.Error("reasoning or prompt leaked into the answer")
+	}
+	// A second turn in the same session works too.
+	a.prompt(s, "Say hello again")
+	if e := last(a.until(s, terminal, nil)); e.Kind != event.Final {
+		t.Fatalf("second turn ended with %s", e.Kind)
+	}
+}
+
+func TestToolTurn(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	s := a.prompt("", "Please use a tool to say hi")
+	evs := a.until(s, terminal, nil)
+	if got := count(evs, event.ToolCall); got != 1 {
+		t.Fatalf("tool_calls = %d in %s", got, kindsOf(evs))
+	}
+	for _, e := range evs {
+		switch e.Kind {
+		case event.ToolCall:
+			if d := data[event.ToolCallData](t, e); d.Tool != "bash" || !strings.Contains(string(d.Input), "echo hi") {
+				t.Errorf("tool_call %+v", d)
+			}
+		case event.ToolResult:
+			if d := data[event.ToolResultData](t, e); d.Output != "hi\n" || d.Error != "" {
+				t.Errorf("tool_result %+v", d)
+			}
+		}
+	}
+	if fd := data[event.FinalData](t, last(evs)); !strings.Contains(fd.Text, `"hi\n"`) {
+		t.Errorf("final %+v", fd)
+	}
+}
+
+const askBash = `{"bash":"ask","read":"allow","edit":"ask"}`
+
+func TestPermissionReplies(t *testing.T) {
+	tests := []struct {
+		reply, message string
+		wantFinal      string // substring of final text
+		wantToolErr    bool
+	}{
+		{"once", "", `"hi\n"`, false},
+		{"reject", "", "", true},
+		{"reject", "Do not run shell commands, just answer.", "just answer", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reply+map[bool]string{true: "-with-message"}[tt.message != ""], func(t *testing.T) {
+			t.Parallel()
+			a := startAgent(t, askBash)
+			s := a.prompt("", "Please use a tool to say hi")
+			asked := 0
+			evs := a.until(s, terminal, func(e event.Event) {
+				if e.Kind == event.PermissionAsked {
+					asked++
+					d := data[event.PermissionAskedData](t, e)
+					if d.Tool != "bash" || d.CallID == "" || d.Approval == "" {
+						t.Errorf("permission.asked %+v", d)
+					}
+					if err := a.d.ReplyPermission(ctxT(t), d.Approval, tt.reply, tt.message); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+			if asked != 1 || count(evs, event.PermissionResolved) != 1 {
+				t.Fatalf("asked %d resolved %d: %s", asked, count(evs, event.PermissionResolved), kindsOf(evs))
+			}
+			if last(evs).Kind != event.Final {
+				t.Fatalf("ended with %s %s", last(evs).Kind, last(evs).Data)
+			}
+			fd := data[event.FinalData](t, last(evs))
+			if !strings.Contains(fd.Text, tt.wantFinal) {
+				t.Errorf("final %q lacks %q", fd.Text, tt.wantFinal)
+			}
+			for _, e := range evs {
+				if e.Kind == event.ToolResult {
+					if d := data[event.ToolResultData](t, e); (d.Error != "") != tt.wantToolErr {
+						t.Errorf("tool_result %+v", d)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestPermissionAlways(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, askBash)
+	s := a.prompt("", "Please use a tool to say hi")
+	a.until(s, terminal, func(e event.Event) {
+		if e.Kind == event.PermissionAsked {
+			a.d.ReplyPermission(ctxT(t), data[event.PermissionAskedData](t, e).Approval, "always", "")
+		}
+	})
+	// The same command again: no ask this time.
+	a.prompt(s, "Please use a tool to say hi")
+	evs := a.until(s, terminal, nil)
+	if count(evs, event.PermissionAsked) != 0 || count(evs, event.ToolResult) != 1 || last(evs).Kind != event.Final {
+		t.Fatalf("after always: %s", kindsOf(evs))
+	}
+}
+
+func TestAbortWhileStreaming(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	s := a.prompt("", "Write slow output please")
+	aborted := false
+	evs := a.until(s, terminal, func(e event.Event) {
+		if e.Kind == event.Delta && !aborted {
+			aborted = true
+			if err := a.d.Abort(ctxT(t), s); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	if e := last(evs); e.Kind != event.Error || data[event.ErrorData](t, e).Code != event.CodeAborted {
+		t.Fatalf("ended with %s %s", e.Kind, e.Data)
+	}
+	a.settleNoMore(s, time.Second)
+}
+
+func TestAbortWhileToolRuns(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	s := a.prompt("", "Run a slow tool please")
+	aborted := false
+	evs := a.until(s, terminal, func(e event.Event) {
+		if e.Kind == event.ToolCall && !aborted {
+			aborted = true
+			time.Sleep(300 * time.Millisecond)
+			a.d.Abort(ctxT(t), s)
+		}
+	})
+	if e := last(evs); e.Kind != event.Error || data[event.ErrorData](t, e).Code != event.CodeAborted {
+		t.Fatalf("ended with %s %s", e.Kind, e.Data)
+	}
+	if count(evs, event.ToolResult) != 1 {
+		t.Errorf("want the aborted tool's result: %s", kindsOf(evs))
+	}
+}
+
+func TestProviderErrors(t *testing.T) {
+	tests := []struct {
+		prompt, code string
+		status       int
+		retries      bool
+	}{
+		{"please fail401", event.CodeProviderAuth, 401, false},
+		{"please fail500", event.CodeProvider, 500, true}, // opencode retries for ~64 s first
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			t.Parallel()
+			a := startAgent(t, "")
+			s := a.prompt("", tt.prompt)
+			evs := a.until(s, terminal, nil)
+			e := last(evs)
+			d := data[event.ErrorData](t, e)
+			if e.Kind != event.Error || d.Code != tt.code || d.Status != tt.status {
+				t.Fatalf("ended with %s %+v", e.Kind, d)
+			}
+			if strings.Contains(d.Message, "sk-scripted-test-key") || strings.Contains(d.Message, "\n") {
+				t.Errorf("unclean message %q", d.Message)
+			}
+			retries := 0
+			for _, e := range evs {
+				if e.Kind == event.Status && data[event.StatusData](t, e).State == "retry" {
+					retries++
+				}
+			}
+			if tt.retries && retries == 0 || !tt.retries && retries != 0 {
+				t.Errorf("%d retry statuses", retries)
+			}
+			a.settleNoMore(s, time.Second)
+		})
+	}
+}
+
+func TestUnknownModel(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	ctx := ctxT(t)
+	s, err := a.d.CreateSession(ctx, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.d.Prompt(ctx, s, opencode.Prompt{Text: "hi", ProviderID: "scripted", ModelID: "not-a-model"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := a.until(s, terminal, nil)
+	d := data[event.ErrorData](t, last(evs))
+	if d.Code != event.CodeModelNotFound || strings.Contains(d.Message, " at ") {
+		t.Fatalf("error %+v", d)
+	}
+	// opencode reports it twice; we say it once.
+	a.settleNoMore(s, 2*time.Second)
+}
+
+func TestOpencodeKilledMidTurn(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	s := a.prompt("", "Write slow output please")
+	killed := 0
+	evs := a.until(s, terminal, func(e event.Event) {
+		if e.Kind == event.Delta && killed == 0 {
+			killed = a.d.PID()
+			syscall.Kill(killed, syscall.SIGKILL)
+		}
+	})
+	d := data[event.ErrorData](t, last(evs))
+	if last(evs).Kind != event.Error || d.Code != event.CodeInterrupted {
+		t.Fatalf("ended with %s %+v", last(evs).Kind, d)
+	}
+	a.settleNoMore(s, time.Second)
+	// The instance is back and the session (kept in opencode's store) works.
+	a.prompt(s, "Say hello please")
+	evs = a.until(s, terminal, nil)
+	if last(evs).Kind != event.Final || a.d.PID() == killed {
+		t.Fatalf("after restart: %s, pid %d (killed %d)", kindsOf(evs), a.d.PID(), killed)
+	}
+}
+
+func TestTwoAgentsAtOnce(t *testing.T) {
+	t.Parallel()
+	a, b := startAgent(t, ""), startAgent(t, "")
+	var wg sync.WaitGroup
+	for _, ag := range []*agent{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := ag.prompt("", "Please use a tool to say hi")
+			if e := last(ag.until(s, terminal, nil)); e.Kind != event.Final {
+				t.Errorf("ended with %s", e.Kind)
+			}
+		}()
+	}
+	wg.Wait()
+	if a.d.PID() == b.d.PID() {
+		t.Error("two agents share an instance")
+	}
+}
