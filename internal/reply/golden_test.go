@@ -18,15 +18,15 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files from the codec's output")
 
-// capturesDir holds the real opencode 1.18.33 traffic (shared/, beside the repo).
-const capturesDir = "../../../shared/opencode/captures"
+// capturesDir holds the real opencode 1.18.33 traffic.
+const capturesDir = "../../testdata/opencode-1.18.33"
 
 // captures lists every recorded event stream.
 func captures(t testing.TB) []string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(capturesDir, "*.sse.txt"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no captures in %s (shared/ must sit beside the repo): %v", capturesDir, err)
+		t.Fatalf("no captures in %s : %v", capturesDir, err)
 	}
 	return files
 }

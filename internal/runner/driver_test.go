@@ -393,18 +393,18 @@ func TestOpencodeKilledMidTurn(t *testing.T) {
 func TestTwoAgentsAtOnce(t *testing.T) {
 	t.Parallel()
 	a, b := startAgent(t, ""), startAgent(t, "")
-	var wg sync.WaitGroup
-	for _, ag := range []*agent{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s := ag.prompt("", "Please use a tool to say hi")
-			if e := last(ag.until(s, terminal, nil)); e.Kind != event.Final {
-				t.Errorf("ended with %s", e.Kind)
-			}
-		}()
+	// Both turns run at once; their events buffer while the other is read.
+	sa := a.prompt("", "Write slow output please")
+	sb := b.prompt("", "Write slow output please")
+	for _, x := range []struct {
+		ag *agent
+		s  string
+	}{{a, sa}, {b, sb}} {
+		evs := x.ag.until(x.s, terminal, nil)
+		if e := last(evs); e.Kind != event.Final || !strings.Contains(data[event.FinalData](t, e).Text, "word39") {
+			t.Errorf("ended with %s %s", e.Kind, e.Data)
+		}
 	}
-	wg.Wait()
 	if a.d.PID() == b.d.PID() {
 		t.Error("two agents share an instance")
 	}

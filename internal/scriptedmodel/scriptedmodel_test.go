@@ -14,7 +14,7 @@ import (
 // capturedBodies returns what the real opencode sent its model in a capture.
 func capturedBodies(t *testing.T, name string) []json.RawMessage {
 	t.Helper()
-	f, err := os.Open("../../../shared/opencode/captures/" + name + ".llm-requests.jsonl")
+	f, err := os.Open("../../testdata/opencode-1.18.33/" + name + ".llm-requests.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,86 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// BenchmarkSpawnToReady compares exec-to-ready of a supervised instance
+// (config written, isolated dirs, readiness line, version check) with a bare
+// `opencode serve` started the same way and timed to its listening line,
+// alternating the two, and reports the medians and their ratio.
+func BenchmarkSpawnToReady(b *testing.B) {
+	bin := testenv.Opencode(b)
+	_, modelURL := testenv.Model(b)
+	const rounds = 5
+	var sup, bare []float64
+	for r := 0; r < rounds; r++ {
+		bare = append(bare, bareSpawn(b, bin))
+		sup = append(sup, supervisedSpawn(b, bin, modelURL))
+	}
+	ms, mb := median(sup), median(bare)
+	b.ReportMetric(ms, "supervised-ms")
+	b.ReportMetric(mb, "bare-ms")
+	b.ReportMetric(ms/mb, "ratio")
+}
+
+func median(v []float64) float64 {
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func supervisedSpawn(b *testing.B, bin, modelURL string) float64 {
+	s, err := New(bin, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	in, err := s.Ensure(Spec{Name: "bench", Dir: b.TempDir(), Config: testenv.Config(modelURL, "")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := in.Client(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return float64(time.Since(start).Microseconds()) / 1000
+}
+
+func bareSpawn(b *testing.B, bin string) float64 {
+	dir := b.TempDir()
+	home := filepath.Join(dir, "home")
+	os.MkdirAll(filepath.Join(dir, "work"), 0o700)
+	cmd := exec.Command(bin, "serve", "--hostname", "127.0.0.1", "--port", "0")
+	cmd.Dir = filepath.Join(dir, "work")
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "OPENCODE_SERVER_PASSWORD=x",
+		"XDG_CONFIG_HOME=" + home + "/.config", "XDG_DATA_HOME=" + home + "/.local/share",
+		"XDG_CACHE_HOME=" + home + "/.cache", "XDG_STATE_HOME=" + home + "/.local/state",
+		"OPENCODE_DISABLE_MODELS_FETCH=1", "npm_config_registry=http://127.0.0.1:9/"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ := cmd.StdoutPipe()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "listening on") {
+			return float64(time.Since(start).Microseconds()) / 1000
+		}
+	}
+	b.Fatal("bare opencode never listened")
+	return 0
+}
