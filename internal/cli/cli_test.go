@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+func run(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = Main(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestUsageErrors(t *testing.T) {
+	if code, _, errs := run("frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %d %q", code, errs)
+	}
+	if code, _, errs := run("setup", "--no-such-flag"); code != 2 || !strings.Contains(errs, "no-such-flag") {
+		t.Errorf("bad flag: %d %q", code, errs)
+	}
+	if code, _, _ := run(); code != 2 {
+		t.Errorf("no command: %d", code)
+	}
+}
+
+func TestSetupRefusesWrongBinary(t *testing.T) {
+	home := t.TempDir()
+	fake := filepath.Join(t.TempDir(), "opencode")
+	os.WriteFile(fake, []byte("#!/bin/sh\necho 0.9.0\n"), 0o755)
+	code, _, errs := run("setup", "--home", home, "--opencode-bin", fake)
+	if code != 1 || !strings.Contains(errs, "wrong version") || !strings.Contains(errs, "1.18.33") {
+		t.Fatalf("code %d, stderr %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(home, binaryFile)); err == nil {
+		t.Error("a refused binary was recorded")
+	}
+	// demo without a usable opencode says how to fix it.
+	code, _, errs = run("demo", "--home", home)
+	if code != 1 || !strings.Contains(errs, "taosagent setup") {
+		t.Errorf("demo without opencode: %d %q", code, errs)
+	}
+}
+
+func TestSetupAdoptsBinaryAndDemoRunsATurn(t *testing.T) {
+	bin := testenv.Opencode(t)
+	home := t.TempDir()
+	code, out, errs := run("setup", "--home", home, "--opencode-bin", bin, "--quiet")
+	if code != 0 || strings.TrimSpace(out) != bin {
+		t.Fatalf("setup: %d %q %q", code, out, errs)
+	}
+	// Idempotent.
+	if code, out2, _ := run("setup", "--home", home, "--opencode-bin", bin, "--quiet"); code != 0 || out2 != out {
+		t.Fatalf("second setup: %d %q", code, out2)
+	}
+	code, out, errs = run("demo", "--home", home, "Please use a tool to say hi")
+	if code != 0 {
+		t.Fatalf("demo: %d\n%s\n%s", code, out, errs)
+	}
+	for _, want := range []string{`tool bash {"command":"echo hi"`, `done in`, `answer: The tool finished.`, `final (`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errs, "not an AI") {
+		t.Errorf("demo does not say its model is a stand-in: %q", errs)
+	}
+	code, out, _ = run("demo", "--home", home, "please fail401")
+	if code != 1 || !strings.Contains(out, "error provider_auth") {
+		t.Errorf("failing demo: %d %q", code, out)
+	}
+}
