@@ -6,7 +6,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -201,9 +200,6 @@ func (d *Driver) Client(ctx context.Context) (*opencode.Client, error) {
 		return inst.Client(ctx)
 	}
 }
-
-// ErrNotRunning: the driver's Run is not running.
-var ErrNotRunning = errors.New("runner: driver not running")
 
 // CreateSession creates an opencode session for the agent.
 func (d *Driver) CreateSession(ctx context.Context, title string) (string, error) {

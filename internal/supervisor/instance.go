@@ -50,7 +50,6 @@ type Instance struct {
 	state    State
 	client   *opencode.Client // nil unless Ready
 	pid      int
-	proc     *os.Process
 	ready    chan struct{} // closed when the current process is ready
 	isReady  bool          // ready is closed
 	exited   chan struct{} // closed when the current process is gone
@@ -219,7 +218,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		}
 	}
 	i.mu.Lock()
-	i.pid, i.proc = pid, cmd.Process
+	i.pid = pid
 	if i.stopping {
 		// stop ran before the pid was known: deliver its signal now.
 		killGroup(pid, syscall.SIGTERM)
@@ -237,7 +236,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		killTagged(token)
 		s.pids.remove(pid)
 		i.mu.Lock()
-		i.pid, i.proc, i.client = 0, nil, nil
+		i.pid, i.client = 0, nil
 		i.mu.Unlock()
 		close(exited)
 	}
