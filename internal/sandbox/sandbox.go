@@ -1,0 +1,459 @@
+// Package sandbox runs untrusted commands — builds of generated code — in a
+// disposable bubblewrap sandbox, and never anywhere else.
+//
+// A run sees a read-only /usr (with the usual /bin, /lib symlinks), a few
+// harmless files of /etc, a fresh /tmp, /proc of its own pid namespace, a
+// minimal /dev, and the workspace directory, mounted read-write at
+// /workspace. Home directories, /root, /etc/shadow, taosagent's home and the
+// daemon's token are simply absent. It has no network (a loopback of its own
+// only), new pid, ipc, uts, cgroup and user namespaces, no capabilities, no
+// way to make more user namespaces, a seccomp filter (see Denied), its own
+// session, and it dies with its parent. Resource limits are rlimits set
+// inside the sandbox, plus a wall clock kept by Run.
+//
+// If bubblewrap is missing or cannot create the namespaces, Run refuses with
+// ErrUnavailable: there is no fallback to running on the host.
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ErrUnavailable means the sandbox cannot be built on this host. Nothing was run.
+var ErrUnavailable = errors.New("sandbox unavailable")
+
+// Limit names, as reported in Result.LimitHit.
+const (
+	LimitWall      = "wall"
+	LimitCPU       = "cpu"
+	LimitMemory    = "memory"
+	LimitProcesses = "processes"
+	LimitFileSize  = "file_size"
+)
+
+// Limits bound one run. A zero field takes its value from DefaultLimits.
+type Limits struct {
+	Wall      time.Duration // wall-clock time; the whole sandbox is killed after it
+	CPU       time.Duration // CPU time (RLIMIT_CPU), rounded up to whole seconds
+	Memory    int64         // data memory in bytes: heap and other private writable mappings (RLIMIT_DATA)
+	Processes int           // processes and threads of the sandbox's user (RLIMIT_NPROC)
+	FileSize  int64         // largest file the command may write, in bytes (RLIMIT_FSIZE)
+	Output    int64         // bytes kept of stdout and of stderr each; the rest is counted and dropped
+}
+
+// DefaultLimits suit a web app's build: 5 minutes, 2 minutes of CPU, 4 GiB
+// of data memory, 256 processes, 256 MiB per file, 1 MiB of each output.
+//
+// Memory is bounded by RLIMIT_DATA rather than RLIMIT_AS: Go and V8 reserve
+// large address ranges they never use, and fail at start under a tight
+// address-space limit.
+func DefaultLimits() Limits {
+	return Limits{
+		Wall:      5 * time.Minute,
+		CPU:       2 * time.Minute,
+		Memory:    4 << 30,
+		Processes: 256,
+		FileSize:  256 << 20,
+		Output:    1 << 20,
+	}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.Wall <= 0 {
+		l.Wall = d.Wall
+	}
+	if l.CPU <= 0 {
+		l.CPU = d.CPU
+	}
+	if l.Memory <= 0 {
+		l.Memory = d.Memory
+	}
+	if l.Processes <= 0 {
+		l.Processes = d.Processes
+	}
+	if l.FileSize <= 0 {
+		l.FileSize = d.FileSize
+	}
+	if l.Output <= 0 {
+		l.Output = d.Output
+	}
+	return l
+}
+
+// Spec is one command to run.
+type Spec struct {
+	// Workspace is the host directory mounted read-write at /workspace,
+	// which is also the working directory. It must exist.
+	Workspace string
+	// Command is the program and its arguments, as seen inside the sandbox.
+	Command []string
+	// Env adds KEY=VALUE pairs to the sandbox's environment, which otherwise
+	// holds only PATH, HOME=/tmp, TMPDIR=/tmp and LANG. Nothing of the
+	// caller's environment is passed on.
+	Env []string
+	// ReadOnly lists extra host paths (a toolchain, say) mounted read-only at
+	// the same place.
+	ReadOnly []string
+	// Stdin feeds the command's standard input; nil means empty.
+	Stdin  io.Reader
+	Limits Limits
+}
+
+// Result reports how a run ended. A command that fails, is killed, or hits
+// a limit is a Result, not an error.
+type Result struct {
+	ExitCode int `json:"exit_code"`
+	// Signal names the signal that ended the command ("SIGKILL"), if any.
+	// bubblewrap reports a death by signal N as exit status 128+N, so a
+	// command that exits with such a status itself is reported the same way.
+	Signal string `json:"signal,omitempty"`
+	// LimitHit names the limit that ended the run or made it fail, if any
+	// (LimitWall, LimitCPU, …). Wall time and file size are known for sure.
+	// CPU is known from SIGXCPU, or inferred from a SIGKILL after at least
+	// the CPU limit has passed (Go programs ignore SIGXCPU, and the hard
+	// limit kills them a second later). Memory and processes are inferred
+	// from the errors the command printed, as the kernel only makes the
+	// allocation or the fork fail.
+	LimitHit        string        `json:"limit_hit,omitempty"`
+	Stdout          []byte        `json:"-"`
+	Stderr          []byte        `json:"-"`
+	StdoutDropped   int64         `json:"stdout_dropped,omitempty"`
+	StderrDropped   int64         `json:"stderr_dropped,omitempty"`
+	Duration        time.Duration `json:"duration_ns"`
+	CPUTime         time.Duration `json:"cpu_time_ns"`
+	WorkspaceNotice string        `json:"workspace_notice,omitempty"`
+}
+
+// OK reports whether the command exited with status 0 within its limits.
+func (r *Result) OK() bool { return r.ExitCode == 0 && r.LimitHit == "" }
+
+// Sandbox builds and runs sandboxes. The zero value is not ready; use New.
+type Sandbox struct {
+	// Bwrap is the bubblewrap binary. New sets it from PATH.
+	Bwrap string
+	// Prlimit is util-linux's prlimit, which sets the rlimits inside the
+	// sandbox. It must live under /usr, which the sandbox can see.
+	Prlimit string
+	// UID and GID are the unprivileged host ids a run takes when the caller
+	// is root (default 65534, nobody): the kernel exempts root from the
+	// process limit, and root would own the sandbox's user namespace. The
+	// workspace is handed to them for the run and handed back after.
+	UID, GID int
+
+	mu      sync.Mutex
+	checked bool // guarded by mu: Check has succeeded once
+}
+
+// New returns a Sandbox using the bwrap found in PATH. It does not check
+// that bubblewrap works; Run does that on first use, or call Check.
+func New() *Sandbox {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		bwrap = "bwrap"
+	}
+	return &Sandbox{Bwrap: bwrap, Prlimit: "/usr/bin/prlimit", UID: 65534, GID: 65534}
+}
+
+// Check runs `true` in a sandbox with every namespace and the seccomp
+// filter, and returns ErrUnavailable, with the reason and the fix, if that
+// fails. A success is remembered.
+func (s *Sandbox) Check(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.checked {
+		return nil
+	}
+	if _, err := exec.LookPath(s.Bwrap); err != nil {
+		return fmt.Errorf("%w: bubblewrap (bwrap) is not installed; install the Debian package: apt-get install -y bubblewrap", ErrUnavailable)
+	}
+	if !strings.HasPrefix(s.Prlimit, "/usr/") {
+		return fmt.Errorf("%w: prlimit must live under /usr, got %q", ErrUnavailable, s.Prlimit)
+	}
+	if _, err := os.Stat(s.Prlimit); err != nil {
+		return fmt.Errorf("%w: prlimit not found at %s; install the Debian package util-linux", ErrUnavailable, s.Prlimit)
+	}
+	dir, err := os.MkdirTemp("", "taosagent-sandbox-check-")
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer os.RemoveAll(dir)
+	res, err := s.run(ctx, Spec{Workspace: dir, Command: []string{"/usr/bin/true"}, Limits: Limits{Wall: 10 * time.Second}})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		msg := strings.TrimSpace(string(res.Stderr))
+		if msg == "" {
+			msg = "exit status " + strconv.Itoa(res.ExitCode)
+		}
+		return fmt.Errorf("%w: bubblewrap cannot create the sandbox here (%s); user namespaces must be enabled (sysctl user.max_user_namespaces > 0)", ErrUnavailable, msg)
+	}
+	s.checked = true
+	return nil
+}
+
+// Run runs spec.Command in a fresh sandbox and waits for it. The error is
+// ErrUnavailable if the sandbox cannot be built (nothing ran), a usage
+// error for a bad Spec, or the context's error if ctx ended first (the
+// sandbox is killed and its Result returned too).
+func (s *Sandbox) Run(ctx context.Context, spec Spec) (*Result, error) {
+	if err := s.Check(ctx); err != nil {
+		return nil, err
+	}
+	return s.run(ctx, spec)
+}
+
+func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
+	if len(spec.Command) == 0 || spec.Command[0] == "" {
+		return nil, errors.New("sandbox run: no command")
+	}
+	ws, err := filepath.Abs(spec.Workspace)
+	if err == nil {
+		ws, err = filepath.EvalSymlinks(ws)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox run: workspace: %w", err)
+	}
+	if fi, err := os.Stat(ws); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("sandbox run: workspace %s is not a directory", spec.Workspace)
+	}
+	for _, p := range spec.ReadOnly {
+		if !filepath.IsAbs(p) {
+			return nil, fmt.Errorf("sandbox run: read-only path %q is not absolute", p)
+		}
+	}
+	lim := spec.Limits.withDefaults()
+
+	filter, err := seccompProgram()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	filterFile, err := memFile("taosagent-seccomp", filter)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer filterFile.Close()
+
+	var cred *syscall.Credential
+	res := &Result{}
+	if os.Geteuid() == 0 {
+		cred = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{}}
+		if err := reachable(ws, s.UID, s.GID); err != nil {
+			return nil, fmt.Errorf("sandbox run: %w", err)
+		}
+		restore, err := handOver(ws, s.UID, s.GID)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox run: hand workspace to uid %d: %w", s.UID, err)
+		}
+		defer func() { res.WorkspaceNotice = restore() }()
+	}
+
+	args := s.bwrapArgs(ws, spec, lim)
+	cmd := exec.Command(s.Bwrap, args...)
+	cmd.Env = sandboxEnv(spec.Env)
+	cmd.Dir = "/"
+	cmd.Stdin = spec.Stdin
+	stdout := &capped{max: lim.Output}
+	stderr := &capped{max: lim.Output}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.ExtraFiles = []*os.File{filterFile} // fd 3
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%w: start bwrap: %v", ErrUnavailable, err)
+	}
+	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var wallHit, ctxDone bool
+	var once sync.Mutex
+	timer := time.AfterFunc(lim.Wall, func() { once.Lock(); wallHit = true; once.Unlock(); kill() })
+	stopCtx := context.AfterFunc(ctx, func() { once.Lock(); ctxDone = true; once.Unlock(); kill() })
+	waitErr := cmd.Wait()
+	timer.Stop()
+	stopCtx()
+	res.Duration = time.Since(start)
+
+	res.Stdout, res.StdoutDropped = stdout.buf.Bytes(), stdout.dropped
+	res.Stderr, res.StderrDropped = stderr.buf.Bytes(), stderr.dropped
+	if st := cmd.ProcessState; st != nil {
+		res.CPUTime = st.UserTime() + st.SystemTime()
+		res.ExitCode = st.ExitCode()
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			// bwrap itself was killed (by our wall clock or ctx).
+			res.ExitCode = 128 + int(ws.Signal())
+		}
+	} else if waitErr != nil {
+		return nil, fmt.Errorf("sandbox run: %w", waitErr)
+	}
+	if res.ExitCode > 128 && res.ExitCode <= 128+64 {
+		res.Signal = signalName(syscall.Signal(res.ExitCode - 128))
+	}
+	once.Lock()
+	wall, cancelled := wallHit, ctxDone
+	once.Unlock()
+	res.LimitHit = limitHit(res, lim, wall)
+	if cancelled && !wall {
+		return res, ctx.Err()
+	}
+	return res, nil
+}
+
+// bwrapArgs builds the sandbox. Order matters: mounts are applied in order.
+func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits) []string {
+	a := []string{
+		"--unshare-user", "--uid", "1000", "--gid", "1000",
+		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+		"--disable-userns",
+		"--die-with-parent", "--new-session",
+		"--cap-drop", "ALL",
+		"--hostname", "sandbox",
+		"--ro-bind", "/usr", "/usr",
+		"--symlink", "usr/bin", "/bin",
+		"--symlink", "usr/sbin", "/sbin",
+		"--symlink", "usr/lib", "/lib",
+		"--symlink", "usr/lib64", "/lib64",
+		"--proc", "/proc",
+		"--dev", "/dev",
+		"--tmpfs", "/tmp",
+		"--dir", "/etc",
+	}
+	for _, e := range etcAllowed {
+		p := "/etc/" + e
+		if _, err := os.Lstat(p); err == nil {
+			a = append(a, "--ro-bind", p, p)
+		}
+	}
+	for _, p := range spec.ReadOnly {
+		a = append(a, "--ro-bind", p, p)
+	}
+	cpu := int64((lim.CPU + time.Second - 1) / time.Second)
+	a = append(a,
+		"--bind", ws, "/workspace",
+		"--remount-ro", "/",
+		"--chdir", "/workspace",
+		"--seccomp", "3",
+		"--",
+		s.Prlimit,
+		// Soft CPU limit first: SIGXCPU names the cause; the hard one kills
+		// a command that ignores it a second later.
+		"--cpu="+strconv.FormatInt(cpu, 10)+":"+strconv.FormatInt(cpu+1, 10),
+		"--data="+strconv.FormatInt(lim.Memory, 10),
+		"--nproc="+strconv.Itoa(lim.Processes),
+		"--fsize="+strconv.FormatInt(lim.FileSize, 10),
+		"--core=0",
+		"--",
+	)
+	return append(a, spec.Command...)
+}
+
+// etcAllowed are the entries of /etc a build may need and that hold no
+// secret: dynamic linking, time zone, alternatives symlinks, CA certificates.
+var etcAllowed = []string{
+	"alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
+	"nsswitch.conf", "ssl", "ca-certificates", "mime.types", "protocols", "services",
+}
+
+func sandboxEnv(extra []string) []string {
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=/tmp",
+		"TMPDIR=/tmp",
+		"LANG=C.UTF-8",
+	}
+	return append(env, extra...)
+}
+
+// limitHit decides which limit, if any, ended the run.
+func limitHit(res *Result, lim Limits, wall bool) string {
+	switch {
+	case wall:
+		return LimitWall
+	case res.Signal == "SIGXCPU", res.Signal == "SIGKILL" && res.Duration >= lim.CPU:
+		return LimitCPU
+	case res.Signal == "SIGXFSZ":
+		return LimitFileSize
+	}
+	errs := string(res.Stderr)
+	switch {
+	case strings.Contains(errs, "fork") && (strings.Contains(errs, "Resource temporarily unavailable") || strings.Contains(errs, "retry")),
+		strings.Contains(errs, "pthread_create failed"), strings.Contains(errs, "Cannot fork"):
+		// A fork that failed is a limit hit even if the command went on
+		// to exit 0: its output is incomplete.
+		return LimitProcesses
+	case res.ExitCode == 0:
+		return ""
+	case strings.Contains(errs, "Cannot allocate memory"), strings.Contains(errs, "out of memory"),
+		strings.Contains(errs, "MemoryError"), strings.Contains(errs, "bad_alloc"),
+		strings.Contains(errs, "heap out of memory"):
+		return LimitMemory
+	}
+	return ""
+}
+
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
+		syscall.SIGILL: "SIGILL", syscall.SIGTRAP: "SIGTRAP", syscall.SIGABRT: "SIGABRT",
+		syscall.SIGBUS: "SIGBUS", syscall.SIGFPE: "SIGFPE", syscall.SIGKILL: "SIGKILL",
+		syscall.SIGSEGV: "SIGSEGV", syscall.SIGPIPE: "SIGPIPE", syscall.SIGALRM: "SIGALRM",
+		syscall.SIGTERM: "SIGTERM", syscall.SIGXCPU: "SIGXCPU", syscall.SIGXFSZ: "SIGXFSZ",
+		syscall.SIGSYS: "SIGSYS", syscall.SIGUSR1: "SIGUSR1", syscall.SIGUSR2: "SIGUSR2",
+	}
+	if n, ok := names[sig]; ok {
+		return n
+	}
+	return "signal " + strconv.Itoa(int(sig))
+}
+
+// capped keeps the first max bytes written and counts the rest.
+type capped struct {
+	max     int64
+	buf     bytes.Buffer
+	dropped int64
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	room := c.max - int64(c.buf.Len())
+	switch {
+	case room <= 0:
+		c.dropped += int64(len(p))
+	case int64(len(p)) > room:
+		c.buf.Write(p[:room])
+		c.dropped += int64(len(p)) - room
+	default:
+		c.buf.Write(p)
+	}
+	return len(p), nil
+}
+
+// memFile returns an unlinked temporary file holding data, positioned at
+// its start, for passing to a child as a file descriptor.
+func memFile(name string, data []byte) (*os.File, error) {
+	f, err := os.CreateTemp("", name+"-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}

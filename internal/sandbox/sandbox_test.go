@@ -1,0 +1,335 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// probeBin is the escape-probe program, built once by TestMain.
+var probeBin string
+
+// base holds the tests' workspaces. It is searchable by others, as a
+// workspace's parents must be when the tests run as root (see reachable).
+var base string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "taosagent-probe-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Chmod(dir, 0o755)
+	base = dir
+	probeBin = filepath.Join(dir, "probe")
+	build := exec.Command("go", "build", "-o", probeBin, "./testdata/probe")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build probe: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newSandbox returns a working sandbox or fails: bubblewrap is part of the
+// test environment (make test installs it), so its absence is a failure.
+func newSandbox(t *testing.T) *Sandbox {
+	t.Helper()
+	s := New()
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("sandbox unavailable (make deps installs bubblewrap): %v", err)
+	}
+	return s
+}
+
+// workspace returns a fresh workspace holding a copy of the probe.
+func workspace(t *testing.T) string {
+	t.Helper()
+	ws, err := os.MkdirTemp(base, "ws-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(ws) })
+	data, err := os.ReadFile(probeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, "probe"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+func run(t *testing.T, s *Sandbox, ws string, lim Limits, cmd ...string) *Result {
+	t.Helper()
+	res, err := s.Run(context.Background(), Spec{Workspace: ws, Command: cmd, Limits: lim})
+	if err != nil {
+		t.Fatalf("run %q: %v", cmd, err)
+	}
+	return res
+}
+
+// TestEscapeProbes runs each escape attempt in the sandbox; every one must
+// be blocked, and the host must show no trace of it.
+func TestEscapeProbes(t *testing.T) {
+	s := newSandbox(t)
+
+	// A secret planted in a home directory, and one in /root; the sandbox
+	// must see neither. /etc/shadow exists on the host.
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(home, ".taosagent-probe-secret")
+	if err := os.WriteFile(secret, []byte("hunter2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(secret) })
+
+	// A server on the host's loopback.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+
+	outside := filepath.Join(base, "outside.txt")
+	tmpMarker := filepath.Join(os.TempDir(), fmt.Sprintf("taosagent-escape-%d", time.Now().UnixNano()))
+	cases := []struct {
+		name string
+		args []string
+		// own: the attempt may succeed inside the sandbox, in a disposable
+		// place of its own; only the host side is checked.
+		own bool
+	}{
+		{"write next to the workspace", []string{"write", outside}, false},
+		{"write /tmp (the sandbox's own)", []string{"write", tmpMarker}, true},
+		{"write /usr", []string{"write", "/usr/local/escaped"}, false},
+		{"write /etc", []string{"write", "/etc/escaped"}, false},
+		{"read /etc/shadow", []string{"read", "/etc/shadow"}, false},
+		{"read a home secret", []string{"read", secret}, false},
+		{"connect to host loopback", []string{"connect", ln.Addr().String()}, false},
+		{"ptrace", []string{"ptrace"}, false},
+		{"mount", []string{"mount"}, false},
+		{"setuid root", []string{"setuid"}, false},
+		{"kernel keyring", []string{"keyring"}, false},
+		{"new user namespace", []string{"unshare"}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ws := workspace(t)
+			res := run(t, s, ws, Limits{Wall: 20 * time.Second}, append([]string{"./probe"}, c.args...)...)
+			out := string(res.Stdout) + string(res.Stderr)
+			if c.own {
+				return
+			}
+			if res.ExitCode != 0 || !strings.HasPrefix(string(res.Stdout), "blocked:") {
+				t.Fatalf("probe not blocked: exit %d, output %q", res.ExitCode, out)
+			}
+		})
+	}
+	for _, p := range []string{outside, tmpMarker, "/usr/local/escaped", "/etc/escaped"} {
+		if _, err := os.Stat(p); err == nil {
+			os.Remove(p)
+			t.Errorf("%s was written on the host", p)
+		}
+	}
+	select {
+	case <-accepted:
+		t.Error("the host's loopback server accepted a connection from the sandbox")
+	default:
+	}
+}
+
+func TestSetuidBinaryGainsNothing(t *testing.T) {
+	s := newSandbox(t)
+	// /usr/bin/mount is setuid root on Debian; inside the sandbox
+	// no_new_privs and the user namespace leave it powerless.
+	res := run(t, s, workspace(t), Limits{Wall: 20 * time.Second}, "/bin/sh", "-c",
+		"grep -E '^(NoNewPrivs|CapEff)' /proc/self/status; id -u; /usr/bin/mount -t tmpfs none /tmp && echo MOUNTED")
+	out := string(res.Stdout)
+	if strings.Contains(out, "MOUNTED") {
+		t.Fatalf("setuid mount worked: %s", out)
+	}
+	for _, want := range []string{"NoNewPrivs:\t1", "CapEff:\t0000000000000000", "1000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	s := newSandbox(t)
+	t.Setenv("TAOSAGENT_TEST_SECRET", "s3cr3t-value")
+	res := run(t, s, workspace(t), Limits{Wall: 20 * time.Second}, "/bin/sh", "-c",
+		"env; echo host=$(cat /proc/sys/kernel/hostname); ls /proc/sys/net/ipv4/conf; ls -a /; ls /home /root 2>&1; ps -e 2>/dev/null | wc -l; cat /proc/1/cmdline | tr '\\0' ' '")
+	out := string(res.Stdout) + string(res.Stderr)
+	if strings.Contains(out, "s3cr3t-value") {
+		t.Errorf("the caller's environment leaked into the sandbox:\n%s", out)
+	}
+	if !strings.Contains(out, "host=sandbox") {
+		t.Errorf("hostname not isolated:\n%s", out)
+	}
+	// Only the loopback of its own: conf holds all, default, lo.
+	if strings.Contains(out, "eth") || strings.Contains(out, "veth") {
+		t.Errorf("a host network interface is visible:\n%s", out)
+	}
+	if !strings.Contains(out, "cannot access '/home'") || !strings.Contains(out, "cannot access '/root'") {
+		t.Errorf("home directories visible:\n%s", out)
+	}
+	if !strings.Contains(out, "bwrap") {
+		t.Errorf("pid 1 is not the sandbox's own init:\n%s", out)
+	}
+}
+
+func TestWorkspaceIsWritableAndHandedBack(t *testing.T) {
+	s := newSandbox(t)
+	ws := workspace(t)
+	res := run(t, s, ws, Limits{Wall: 20 * time.Second}, "/bin/sh", "-c", "mkdir -p out && echo built > out/app.js && cat out/app.js")
+	if !res.OK() || strings.TrimSpace(string(res.Stdout)) != "built" {
+		t.Fatalf("build in the workspace failed: %+v %s", res, res.Stderr)
+	}
+	fi, err := os.Stat(filepath.Join(ws, "out", "app.js"))
+	if err != nil {
+		t.Fatalf("output not in the host workspace: %v", err)
+	}
+	wsInfo, _ := os.Stat(ws)
+	if got, want := fi.Sys().(*syscall.Stat_t).Uid, wsInfo.Sys().(*syscall.Stat_t).Uid; got != want {
+		t.Errorf("output owned by uid %d, want the workspace owner %d", got, want)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	s := newSandbox(t)
+	cases := []struct {
+		name string
+		lim  Limits
+		cmd  []string
+		want string
+	}{
+		{"command that never ends", Limits{Wall: 1 * time.Second}, []string{"/bin/sleep", "1000"}, LimitWall},
+		{"cpu spin", Limits{Wall: 30 * time.Second, CPU: time.Second}, []string{"./probe", "spin"}, LimitCPU},
+		{"memory hog", Limits{Wall: 30 * time.Second, Memory: 512 << 20}, []string{"./probe", "memory"}, LimitMemory},
+		{"file too big", Limits{Wall: 30 * time.Second, FileSize: 1 << 20}, []string{"/bin/sh", "-c", "head -c 4000000 /dev/zero > big"}, LimitFileSize},
+		{"fork bomb", Limits{Wall: 10 * time.Second, Processes: 32}, []string{"/bin/sh", "-c", "b() { b | b & }; b; wait"}, LimitProcesses},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := run(t, s, workspace(t), c.lim, c.cmd...)
+			if res.LimitHit != c.want {
+				t.Fatalf("limit hit = %q, want %q (exit %d, signal %q, cpu %v, wall %v)\nstdout %.300s\nstderr %.300s",
+					res.LimitHit, c.want, res.ExitCode, res.Signal, res.CPUTime, res.Duration, res.Stdout, res.Stderr)
+			}
+			if res.OK() {
+				t.Fatal("a run that hit a limit reports OK")
+			}
+			if strings.HasPrefix(string(res.Stdout), "escaped") {
+				t.Fatalf("probe escaped its limit: %s", res.Stdout)
+			}
+		})
+	}
+}
+
+func TestFailuresAreData(t *testing.T) {
+	s := newSandbox(t)
+	res := run(t, s, workspace(t), Limits{Wall: 20 * time.Second}, "/bin/sh", "-c", "echo out; echo err >&2; exit 7")
+	if res.ExitCode != 7 || res.Signal != "" || res.LimitHit != "" {
+		t.Errorf("exit = %d signal %q limit %q, want 7", res.ExitCode, res.Signal, res.LimitHit)
+	}
+	if string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" {
+		t.Errorf("stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	res = run(t, s, workspace(t), Limits{Wall: 20 * time.Second}, "/bin/sh", "-c", "kill -SEGV $$")
+	if res.Signal != "SIGSEGV" {
+		t.Errorf("signal = %q (exit %d), want SIGSEGV", res.Signal, res.ExitCode)
+	}
+	res = run(t, s, workspace(t), Limits{Wall: 20 * time.Second, Output: 1000}, "/bin/sh", "-c", "head -c 50000 /dev/zero")
+	if len(res.Stdout) != 1000 || res.StdoutDropped != 49000 {
+		t.Errorf("kept %d bytes, dropped %d; want 1000 and 49000", len(res.Stdout), res.StdoutDropped)
+	}
+}
+
+func TestCancelKillsEverything(t *testing.T) {
+	s := newSandbox(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	ws := workspace(t)
+	res, err := s.Run(ctx, Spec{Workspace: ws, Command: []string{"/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"}})
+	if !errors.Is(err, context.DeadlineExceeded) || res == nil {
+		t.Fatalf("err = %v, want deadline exceeded with a result", err)
+	}
+	// No process of the sandbox is left on the host.
+	out, _ := exec.Command("pgrep", "-f", "sleep 1000").Output()
+	if len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("sandboxed processes survived the cancel: %s", out)
+	}
+}
+
+func TestRefusesWithoutBubblewrap(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran-on-host")
+	fake := filepath.Join(t.TempDir(), "bwrap")
+	// A bwrap that cannot make namespaces, as on a kernel without user namespaces.
+	os.WriteFile(fake, []byte("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n"), 0o755)
+	for name, bin := range map[string]string{"missing": "/nonexistent/bwrap", "broken": fake} {
+		t.Run(name, func(t *testing.T) {
+			s := New()
+			s.Bwrap = bin
+			_, err := s.Run(context.Background(), Spec{Workspace: t.TempDir(), Command: []string{"/bin/sh", "-c", "touch " + marker}})
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("err = %v, want ErrUnavailable", err)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Fatal("the command ran on the host")
+			}
+		})
+	}
+}
+
+func TestBadSpec(t *testing.T) {
+	s := newSandbox(t)
+	for name, spec := range map[string]Spec{
+		"no command":         {Workspace: t.TempDir()},
+		"missing workspace":  {Workspace: "/nonexistent/ws", Command: []string{"true"}},
+		"relative read-only": {Workspace: t.TempDir(), Command: []string{"true"}, ReadOnly: []string{"usr"}},
+	} {
+		if _, err := s.Run(context.Background(), spec); err == nil || errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: err = %v, want a usage error", name, err)
+		}
+	}
+}
+
+func TestUnreachableWorkspaceIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root hands the run to another user")
+	}
+	s := newSandbox(t)
+	private := t.TempDir()
+	os.Chmod(private, 0o700)
+	ws := filepath.Join(private, "ws")
+	os.Mkdir(ws, 0o755)
+	_, err := s.Run(context.Background(), Spec{Workspace: ws, Command: []string{"true"}})
+	if err == nil || !strings.Contains(err.Error(), "cannot reach workspace") || !strings.Contains(err.Error(), private) {
+		t.Fatalf("err = %v, want a refusal naming %s", err, private)
+	}
+}
