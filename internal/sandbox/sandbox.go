@@ -378,26 +378,23 @@ func sandboxEnv(extra []string) []string {
 
 // limitHit decides which limit, if any, ended the run.
 func limitHit(res *Result, lim Limits, wall bool) string {
+	errs := string(res.Stderr)
 	switch {
+	case strings.Contains(errs, "fork") && (strings.Contains(errs, "Resource temporarily unavailable") || strings.Contains(errs, "retry")),
+		strings.Contains(errs, "pthread_create failed"), strings.Contains(errs, "Cannot fork"):
+		// A fork that failed is the cause even if the command then ran
+		// out of time, or went on to exit 0: its output is incomplete.
+		return LimitProcesses
 	case wall:
 		return LimitWall
 	case res.Signal == "SIGXCPU", res.Signal == "SIGKILL" && res.Duration >= lim.CPU:
 		return LimitCPU
 	case res.Signal == "SIGXFSZ":
 		return LimitFileSize
-	}
-	errs := string(res.Stderr)
-	switch {
-	case strings.Contains(errs, "fork") && (strings.Contains(errs, "Resource temporarily unavailable") || strings.Contains(errs, "retry")),
-		strings.Contains(errs, "pthread_create failed"), strings.Contains(errs, "Cannot fork"):
-		// A fork that failed is a limit hit even if the command went on
-		// to exit 0: its output is incomplete.
-		return LimitProcesses
 	case res.ExitCode == 0:
 		return ""
-	case strings.Contains(errs, "Cannot allocate memory"), strings.Contains(errs, "out of memory"),
-		strings.Contains(errs, "MemoryError"), strings.Contains(errs, "bad_alloc"),
-		strings.Contains(errs, "heap out of memory"):
+	case strings.Contains(strings.ToLower(errs), "cannot allocate memory"), strings.Contains(errs, "out of memory"),
+		strings.Contains(errs, "MemoryError"), strings.Contains(errs, "bad_alloc"):
 		return LimitMemory
 	}
 	return ""

@@ -232,7 +232,7 @@ func TestLimits(t *testing.T) {
 		{"cpu spin", Limits{Wall: 30 * time.Second, CPU: time.Second}, []string{"./probe", "spin"}, LimitCPU},
 		{"memory hog", Limits{Wall: 30 * time.Second, Memory: 512 << 20}, []string{"./probe", "memory"}, LimitMemory},
 		{"file too big", Limits{Wall: 30 * time.Second, FileSize: 1 << 20}, []string{"/bin/sh", "-c", "head -c 4000000 /dev/zero > big"}, LimitFileSize},
-		{"fork bomb", Limits{Wall: 10 * time.Second, Processes: 32}, []string{"/bin/sh", "-c", "b() { b | b & }; b; wait"}, LimitProcesses},
+		{"fork bomb", Limits{Wall: 3 * time.Second, Processes: 32}, []string{"/bin/sh", "-c", "b() { while :; do b & done; }; b"}, LimitProcesses},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -246,6 +246,10 @@ func TestLimits(t *testing.T) {
 			}
 			if strings.HasPrefix(string(res.Stdout), "escaped") {
 				t.Fatalf("probe escaped its limit: %s", res.Stdout)
+			}
+			// Nothing of the run is left on the host.
+			if out, _ := exec.Command("pgrep", "-f", strings.Join(c.cmd, " ")).Output(); len(out) > 0 {
+				t.Errorf("processes of the run survived it: %s", out)
 			}
 		})
 	}
