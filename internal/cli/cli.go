@@ -26,12 +26,20 @@ func commands() []command {
 	return []command{
 		{"setup", "install the pinned opencode into the home directory", runSetup},
 		{"demo", "run one turn against the scripted demo model and print its events", runDemo},
+		{"sandbox", "run a command in a disposable bubblewrap sandbox (sandbox run --help)", runSandbox},
+		{"app", "create, validate and package .taosapp web apps (app new|validate|package)", runApp},
 		{"version", "print taosagent's version and the opencode it pins", runVersion},
 	}
 }
 
 // errUsage marks an error in the command line: exit status 2.
 var errUsage = errors.New("usage")
+
+// exitStatus ends a command with a given status and no further message:
+// the command has already said what happened.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // Main runs one subcommand and returns the exit status: 0 success, 1
 // failure, 2 bad usage.
@@ -50,9 +58,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err := c.run(ctx, args[1:], stdout, stderr)
+		var status exitStatus
 		switch {
 		case err == nil:
 			return 0
+		case errors.As(err, &status):
+			return int(status)
 		case errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
