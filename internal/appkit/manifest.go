@@ -59,7 +59,7 @@ func parseManifest(data []byte, add func(Finding)) *Manifest {
 	ok := true
 	manifestSchema.validate("#", v, func(ptr, msg string) {
 		ok = false
-		bad("manifest.schema", ptr[1:], strings.TrimPrefix(ptr, "#/")+" "+msg)
+		bad("manifest.schema", ptr, strings.TrimPrefix(ptr, "#/")+" "+msg)
 	})
 	if !ok {
 		return nil
@@ -68,6 +68,12 @@ func parseManifest(data []byte, add func(Finding)) *Manifest {
 	if err := json.Unmarshal(data, &m); err != nil {
 		bad("manifest.json", "", err.Error())
 		return nil
+	}
+	if m.Capabilities == nil {
+		m.Capabilities = []string{}
+	}
+	if m.NetworkAllowlist == nil {
+		m.NetworkAllowlist = []string{}
 	}
 	return &m
 }

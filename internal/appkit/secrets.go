@@ -11,19 +11,30 @@ import (
 
 // secretPatterns are credentials with a recognisable shape. A match is an
 // error: a package is shared, and what is in it is public.
+// Each has literal hints: the regexp runs only on files holding one.
 var secretPatterns = []struct {
 	rule, what string
+	hints      []string
 	re         *regexp.Regexp
 }{
-	{"secret.private-key", "a private key", regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`)},
-	{"secret.api-key", "an AWS access key", regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`)},
-	{"secret.api-key", "a GitHub token", regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})`)},
-	{"secret.api-key", "a Slack token", regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},
-	{"secret.api-key", "a Stripe live key", regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{20,}`)},
-	{"secret.api-key", "an Anthropic API key", regexp.MustCompile(`\bsk-ant-[A-Za-z0-9_-]{20,}`)},
-	{"secret.api-key", "an OpenAI-style API key", regexp.MustCompile(`\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}`)},
-	{"secret.api-key", "a Google API key", regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`)},
-	{"secret.api-key", "a Slack webhook", regexp.MustCompile(`https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}`)},
+	{"secret.private-key", "a private key", []string{"PRIVATE KEY"}, regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`)},
+	{"secret.api-key", "an AWS access key", []string{"AKIA", "ASIA"}, regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`)},
+	{"secret.api-key", "a GitHub token", []string{"gh", "github_pat_"}, regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})`)},
+	{"secret.api-key", "a Slack token", []string{"xox"}, regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},
+	{"secret.api-key", "a Stripe live key", []string{"k_live_"}, regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{20,}`)},
+	{"secret.api-key", "an Anthropic API key", []string{"sk-ant-"}, regexp.MustCompile(`\bsk-ant-[A-Za-z0-9_-]{20,}`)},
+	{"secret.api-key", "an OpenAI-style API key", []string{"sk-"}, regexp.MustCompile(`\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}`)},
+	{"secret.api-key", "a Google API key", []string{"AIza"}, regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`)},
+	{"secret.api-key", "a Slack webhook", []string{"hooks.slack.com"}, regexp.MustCompile(`https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}`)},
+}
+
+func hinted(data []byte, hints []string) bool {
+	for _, h := range hints {
+		if bytes.Contains(data, []byte(h)) {
+			return true
+		}
+	}
+	return false
 }
 
 // textTypes are scanned for secrets; binary assets are not.
@@ -51,6 +62,9 @@ func scanSecrets(name string, data []byte, add func(Finding)) {
 	}
 	lineOf := func(off int) int { return bytes.Count(data[:off], []byte("\n")) + 1 }
 	for _, p := range secretPatterns {
+		if !hinted(data, p.hints) {
+			continue
+		}
 		for _, loc := range p.re.FindAllIndex(data, 20) {
 			add(Finding{Rule: p.rule, Path: fmt.Sprintf("%s:%d", name, lineOf(loc[0])), Severity: Error,
 				Message: fmt.Sprintf("looks like %s (%d characters, starting %q…); remove it and revoke it", p.what, loc[1]-loc[0], redact(data[loc[0]:loc[1]]))})

@@ -21,7 +21,10 @@ var (
 func attrs(s string) map[string]string {
 	out := map[string]string{}
 	for _, m := range attrRe.FindAllStringSubmatch(s, -1) {
-		v := strings.Trim(m[2], `"'`)
+		v := m[2]
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
 		out[strings.ToLower(m[1])] = strings.TrimSpace(v)
 	}
 	return out
