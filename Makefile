@@ -1,5 +1,6 @@
 # taosagent. `make run` and `make test` install what they need on a fresh
-# Debian machine with Go and Node: npm (apt), the pinned opencode (npm).
+# Debian machine with Go and Node: npm and bubblewrap (apt), the pinned
+# opencode (npm).
 
 HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
@@ -10,8 +11,10 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 build:
 	go build -o $(BIN) ./cmd/taosagent
 
+APT_NEEDS := $(shell command -v npm >/dev/null || echo "nodejs npm") $(shell command -v bwrap >/dev/null || echo bubblewrap)
+
 deps:
-	@command -v npm >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs npm; }
+	@if [ -n "$(strip $(APT_NEEDS))" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $(APT_NEEDS); fi
 
 opencode: deps build
 	$(BIN) setup --home $(HOME_DIR)
@@ -33,7 +36,12 @@ FUZZTIME ?= 60s
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzSSEReader$$' -fuzztime $(FUZZTIME) ./internal/opencode
 	go test -run '^$$' -fuzz '^FuzzCodec$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/reply
+	go test -run '^$$' -fuzz '^FuzzCheckURL$$' -fuzztime $(FUZZTIME) ./internal/netguard
+	go test -run '^$$' -fuzz '^FuzzArchive$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./internal/appkit
+	go test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $(FUZZTIME) ./internal/appkit
 
 bench: deps build
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench . -benchtime 1x ./internal/supervisor
 	go test -run '^$$' -bench . -benchmem ./internal/reply
+	go test -run '^$$' -bench StartOverhead -benchtime 200x ./internal/sandbox
+	go test -run '^$$' -bench Validate10MB -benchtime 20x ./internal/appkit

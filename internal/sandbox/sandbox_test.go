@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -336,4 +337,42 @@ func TestUnreachableWorkspaceIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot reach workspace") || !strings.Contains(err.Error(), private) {
 		t.Fatalf("err = %v, want a refusal naming %s", err, private)
 	}
+}
+
+// BenchmarkStartOverhead runs `true` directly and in the sandbox, in
+// alternation, and reports the median of each, the median added time and
+// their ratio.
+func BenchmarkStartOverhead(b *testing.B) {
+	s := New()
+	if err := s.Check(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	ws, err := os.MkdirTemp(base, "bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(ws)
+	var direct, boxed []time.Duration
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := exec.Command("/usr/bin/true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		direct = append(direct, time.Since(t0))
+		t0 = time.Now()
+		res, err := s.Run(context.Background(), Spec{Workspace: ws, Command: []string{"/usr/bin/true"}})
+		if err != nil || !res.OK() {
+			b.Fatalf("sandboxed true: %v %+v", err, res)
+		}
+		boxed = append(boxed, time.Since(t0))
+	}
+	med := func(d []time.Duration) time.Duration {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2]
+	}
+	md, mb := med(direct), med(boxed)
+	b.ReportMetric(float64(md.Microseconds())/1000, "direct-ms")
+	b.ReportMetric(float64(mb.Microseconds())/1000, "sandbox-ms")
+	b.ReportMetric(float64((mb-md).Microseconds())/1000, "added-ms")
+	b.ReportMetric(float64(mb)/float64(md), "ratio")
 }
