@@ -11,26 +11,22 @@ import (
 	"github.com/taosagent/taosagent/internal/atomicfile"
 )
 
-// Package validates the app in dir and writes it to out as a .taosapp.
-// It refuses, returning the report, if validation finds an error. The
+// Package validates the app in dir and writes it to out as a .taosapp; an
+// empty out means DefaultOutput in the current directory. It refuses,
+// returning the report, if validation finds an error. The
 // archive is deterministic: the same files give the same bytes, whatever
 // their times, owners or modes on disk, and on whichever machine. It
 // returns the report, whose SHA256 is the archive's.
 func Package(ctx context.Context, dir, out string, opt Options) (*Report, error) {
-	rep, err := Validate(ctx, dir, opt)
+	rep, b, err := validate(ctx, dir, opt)
 	if err != nil {
 		return nil, err
 	}
 	if !rep.OK {
 		return rep, fmt.Errorf("package %s: validation failed", dir)
 	}
-	lim := opt.Limits
-	if lim == (Limits{}) {
-		lim = DefaultLimits()
-	}
-	b, err := loadDir(dir, lim, func(Finding) {})
-	if err != nil {
-		return nil, err
+	if out == "" {
+		out = DefaultOutput(".", rep.Manifest)
 	}
 	data, err := b.zip()
 	if err != nil {

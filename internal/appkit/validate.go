@@ -71,21 +71,25 @@ type Options struct {
 // The error is for a src that cannot be read at all; everything wrong
 // inside it is a finding.
 func Validate(ctx context.Context, src string, opt Options) (*Report, error) {
-	if opt.Limits == (Limits{}) {
-		opt.Limits = DefaultLimits()
-	}
+	rep, _, err := validate(ctx, src, opt)
+	return rep, err
+}
+
+// validate is Validate that also returns the unpacked bundle.
+func validate(ctx context.Context, src string, opt Options) (*Report, *bundle, error) {
+	opt = opt.withDefaults()
 	rep := &Report{Source: src, Findings: []Finding{}}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 	b, err := load(src, opt.Limits, add)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rep.SHA256 = b.sha
 	rep.Manifest = checkBundle(ctx, b, opt, add)
 	if opt.Against != "" && rep.Manifest != nil {
 		old, err := load(opt.Against, opt.Limits, func(Finding) {})
 		if err != nil {
-			return nil, fmt.Errorf("read the old version: %w", err)
+			return nil, nil, fmt.Errorf("read the old version: %w", err)
 		}
 		var oldM *Manifest
 		if data, ok := old.files[ManifestName]; ok {
@@ -98,14 +102,19 @@ func Validate(ctx context.Context, src string, opt Options) (*Report, error) {
 		}
 	}
 	finish(rep)
-	return rep, nil
+	return rep, b, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Limits == (Limits{}) {
+		o.Limits = DefaultLimits()
+	}
+	return o
 }
 
 // ValidateBytes validates an archive held in memory, as received.
 func ValidateBytes(ctx context.Context, name string, data []byte, opt Options) *Report {
-	if opt.Limits == (Limits{}) {
-		opt.Limits = DefaultLimits()
-	}
+	opt = opt.withDefaults()
 	rep := &Report{Source: name, Findings: []Finding{}}
 	add := func(f Finding) { rep.Findings = append(rep.Findings, f) }
 	b := loadZip(data, opt.Limits, add)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 
 	"github.com/taosagent/taosagent/internal/appkit"
 )
@@ -86,20 +87,7 @@ func appPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one DIR", errUsage)
 	}
-	opt := appkit.Options{NoResolve: *offline}
-	target := *out
-	if target == "" {
-		rep, err := appkit.Validate(ctx, fs.Arg(0), opt)
-		if err != nil {
-			return err
-		}
-		if rep.Manifest == nil || !rep.OK {
-			printReport(stdout, rep, *asJSON)
-			return exitStatus(1)
-		}
-		target = appkit.DefaultOutput(".", rep.Manifest)
-	}
-	rep, err := appkit.Package(ctx, fs.Arg(0), target, opt)
+	rep, err := appkit.Package(ctx, fs.Arg(0), *out, appkit.Options{NoResolve: *offline})
 	if rep != nil {
 		printReport(stdout, rep, *asJSON)
 	}
@@ -134,7 +122,7 @@ func interleave(args []string) []string {
 			i = len(args)
 		case len(a) > 1 && a[0] == '-':
 			fl = append(fl, a)
-			if !containsEq(a) && takesValue(a) && i+1 < len(args) {
+			if !strings.Contains(a, "=") && takesValue(a) && i+1 < len(args) {
 				i++
 				fl = append(fl, args[i])
 			}
@@ -143,15 +131,6 @@ func interleave(args []string) []string {
 		}
 	}
 	return append(append(fl, "--"), pos...)
-}
-
-func containsEq(s string) bool {
-	for _, c := range s {
-		if c == '=' {
-			return true
-		}
-	}
-	return false
 }
 
 // takesValue lists the app commands' flags that take a value.

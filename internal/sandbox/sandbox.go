@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -277,10 +278,9 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		return nil, fmt.Errorf("%w: start bwrap: %v", ErrUnavailable, err)
 	}
 	kill := func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var wallHit, ctxDone bool
-	var once sync.Mutex
-	timer := time.AfterFunc(lim.Wall, func() { once.Lock(); wallHit = true; once.Unlock(); kill() })
-	stopCtx := context.AfterFunc(ctx, func() { once.Lock(); ctxDone = true; once.Unlock(); kill() })
+	var wallHit, ctxDone atomic.Bool
+	timer := time.AfterFunc(lim.Wall, func() { wallHit.Store(true); kill() })
+	stopCtx := context.AfterFunc(ctx, func() { ctxDone.Store(true); kill() })
 	waitErr := cmd.Wait()
 	timer.Stop()
 	stopCtx()
@@ -301,9 +301,7 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	if res.ExitCode > 128 && res.ExitCode <= 128+64 {
 		res.Signal = signalName(syscall.Signal(res.ExitCode - 128))
 	}
-	once.Lock()
-	wall, cancelled := wallHit, ctxDone
-	once.Unlock()
+	wall, cancelled := wallHit.Load(), ctxDone.Load()
 	res.LimitHit = limitHit(res, lim, wall)
 	if cancelled && !wall {
 		return res, ctx.Err()
