@@ -25,8 +25,9 @@ const (
 
 // The control kinds.
 const (
-	InputAccepted      Kind = "input.accepted"
-	TurnStarted        Kind = "turn.started"
+	InputAccepted      Kind = "input.accepted" // InputData: stored in the inbox
+	InputSteered       Kind = "input.steered"  // InputData: sent into the running turn
+	TurnStarted        Kind = "turn.started"   // InputData: a turn began for an input
 	Status             Kind = "status"           // StatusData
 	PermissionAsked    Kind = "permission.asked" // PermissionAskedData
 	PermissionResolved Kind = "permission.resolved"
@@ -147,6 +148,16 @@ type PermissionResolvedData struct {
 	Approval string `json:"approval"`
 	Decision string `json:"decision"`     // once, always, reject, expired
 	By       string `json:"by,omitempty"` // who answered, when known
+	Message  string `json:"message,omitempty"`
+}
+
+// InputData is the data of InputAccepted, InputSteered and TurnStarted.
+type InputData struct {
+	Input    int64  `json:"input"`
+	ClientID string `json:"id,omitempty"`
+	Mode     string `json:"mode,omitempty"`
+	Text     string `json:"text,omitempty"`
+	Model    string `json:"model,omitempty"`
 }
 
 // QuestionAskedData is the data of QuestionAsked.

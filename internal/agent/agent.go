@@ -1,0 +1,233 @@
+// Package agent holds the domain types that the store, the runner and the
+// API share: model providers and agents, with the rules that make them
+// valid. A value that passed Validate can be handed to opencode.
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/opencode"
+)
+
+// Host is the built-in host assistant, present from the first start.
+const Host = "host"
+
+// DemoProvider is the id of the built-in scripted demo provider.
+const DemoProvider = "demo"
+
+// Model is one model a provider serves.
+type Model struct {
+	ID        string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	ToolCall  bool   `json:"tool_call"`
+	Reasoning bool   `json:"reasoning"`
+	Context   int    `json:"context,omitempty"` // tokens
+	Output    int    `json:"output,omitempty"`  // tokens
+}
+
+// UnmarshalJSON accepts a bare id ("gpt-x", tool calls on) or an object.
+func (m *Model) UnmarshalJSON(b []byte) error {
+	var id string
+	if json.Unmarshal(b, &id) == nil {
+		*m = Model{ID: id, ToolCall: true}
+		return nil
+	}
+	type plain Model
+	p := plain{ToolCall: true}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&p); err != nil {
+		return err
+	}
+	*m = Model(p)
+	return nil
+}
+
+// Provider is an upstream OpenAI-compatible model provider. APIKey is only
+// ever read from a request; it is stored apart (mode 0600) and never shown.
+type Provider struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name,omitempty"`
+	BaseURL string    `json:"base_url"`
+	APIKey  string    `json:"api_key,omitempty"`
+	Models  []Model   `json:"models"`
+	Demo    bool      `json:"demo,omitempty"` // the scripted demo provider: a test stand-in, not an AI
+	HasKey  bool      `json:"has_key"`
+	Created time.Time `json:"created"`
+}
+
+// Public is p as shown to clients: without its key.
+func (p Provider) Public() Provider {
+	p.HasKey = p.HasKey || p.APIKey != ""
+	p.APIKey = ""
+	return p
+}
+
+// Model returns the model of p with id.
+func (p Provider) Model(id string) (Model, bool) {
+	for _, m := range p.Models {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Model{}, false
+}
+
+var (
+	idRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	// Model ids may carry slashes and dots (org/model-1.5).
+	modelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$`)
+)
+
+// InvalidError names a field that is not valid.
+type InvalidError struct{ Field, Reason string }
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalid(field, format string, args ...any) error {
+	return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is an InvalidError.
+func IsInvalid(err error) bool {
+	var ie *InvalidError
+	return errors.As(err, &ie)
+}
+
+// Validate checks p as a client sent it.
+func (p Provider) Validate() error {
+	if !idRE.MatchString(p.ID) {
+		return invalid("id", "must be 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit")
+	}
+	u, err := url.Parse(p.BaseURL)
+	switch {
+	case p.BaseURL == "" || err != nil:
+		return invalid("base_url", "must be an http or https URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return invalid("base_url", "must be an http or https URL")
+	case u.Host == "":
+		return invalid("base_url", "has no host")
+	case u.User != nil:
+		return invalid("base_url", "must not carry credentials; use api_key")
+	case u.RawQuery != "" || u.Fragment != "":
+		return invalid("base_url", "must not have a query or fragment")
+	}
+	if len(p.Name) > 200 {
+		return invalid("name", "is longer than 200 characters")
+	}
+	if len(p.APIKey) > 4096 || strings.ContainsAny(p.APIKey, "\r\n") {
+		return invalid("api_key", "is not a valid key")
+	}
+	if len(p.Models) == 0 {
+		return invalid("models", "must list at least one model")
+	}
+	if len(p.Models) > 256 {
+		return invalid("models", "lists more than 256 models")
+	}
+	seen := map[string]bool{}
+	for i, m := range p.Models {
+		if !modelRE.MatchString(m.ID) {
+			return invalid(fmt.Sprintf("models[%d]", i), "is not a valid model id")
+		}
+		if seen[m.ID] {
+			return invalid(fmt.Sprintf("models[%d]", i), "repeats %q", m.ID)
+		}
+		seen[m.ID] = true
+		if m.Context < 0 || m.Output < 0 {
+			return invalid(fmt.Sprintf("models[%d]", i), "has a negative limit")
+		}
+	}
+	return nil
+}
+
+// Agent is one agent: a persona on a model, with its permitted models and
+// its permission policy.
+type Agent struct {
+	Name       string          `json:"name"`
+	Model      string          `json:"model"`            // provider/model
+	Models     []string        `json:"models,omitempty"` // permitted set; always holds Model
+	Prompt     string          `json:"prompt,omitempty"`
+	Permission json.RawMessage `json:"permission,omitempty"` // opencode's permission config
+	Tools      map[string]bool `json:"tools,omitempty"`      // tool name → enabled
+	Builtin    bool            `json:"builtin,omitempty"`
+	Session    string          `json:"session,omitempty"` // the pinned opencode session
+	Created    time.Time       `json:"created"`
+	Updated    time.Time       `json:"updated"`
+}
+
+// SplitModel splits "provider/model".
+func SplitModel(s string) (provider, model string, ok bool) {
+	provider, model, ok = strings.Cut(s, "/")
+	return provider, model, ok && provider != "" && model != ""
+}
+
+// Lookup finds providers by id.
+type Lookup func(id string) (Provider, bool)
+
+// Normalize fills defaults: Models holds Model.
+func (a *Agent) Normalize() {
+	if a.Model != "" && !slices.Contains(a.Models, a.Model) {
+		a.Models = append([]string{a.Model}, a.Models...)
+	}
+}
+
+// Validate checks a (normalized) against the providers there are.
+func (a Agent) Validate(providers Lookup) error {
+	if !nameRE.MatchString(a.Name) {
+		return invalid("name", "must be 1-32 of a-z, 0-9 and '-', starting with a letter or digit")
+	}
+	if a.Model == "" {
+		return invalid("model", "is required, as provider/model")
+	}
+	var first string
+	for i, m := range a.Models {
+		field := fmt.Sprintf("models[%d]", i)
+		if m == a.Model {
+			field = "model"
+		}
+		pid, mid, ok := SplitModel(m)
+		if !ok {
+			return invalid(field, "%q is not provider/model", m)
+		}
+		p, ok := providers(pid)
+		if !ok {
+			return invalid(field, "unknown provider %q", pid)
+		}
+		if _, ok := p.Model(mid); !ok {
+			return invalid(field, "provider %q has no model %q", pid, mid)
+		}
+		if first == "" {
+			first = pid
+		} else if pid != first {
+			return invalid(field, "all of an agent's models must come from one provider")
+		}
+	}
+	if len(a.Prompt) > 64<<10 {
+		return invalid("prompt", "is longer than 64 KiB")
+	}
+	if len(a.Permission) > 0 {
+		cfg := opencode.Config{Provider: opencode.Provider{ID: "p", BaseURL: "http://127.0.0.1/", Models: []opencode.Model{{ID: "m"}}},
+			Model: "m", Permission: a.Permission}
+		if err := cfg.Validate(); err != nil {
+			return invalid("permission", "%s", strings.TrimPrefix(err.Error(), "opencode: "))
+		}
+	}
+	for t := range a.Tools {
+		if !modelRE.MatchString(t) {
+			return invalid("tools", "%q is not a tool name", t)
+		}
+	}
+	return nil
+}
+
+// Permits reports whether model (provider/model) is in a's permitted set.
+func (a Agent) Permits(model string) bool { return slices.Contains(a.Models, model) }

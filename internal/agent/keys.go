@@ -1,0 +1,46 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/taosagent/taosagent/internal/atomicfile"
+)
+
+// Keys keeps provider keys as files of mode 0600 in Dir (mode 0700), one
+// per provider, apart from the database: a copy of the database holds no
+// secret.
+type Keys struct{ Dir string }
+
+func (k Keys) path(id string) string { return filepath.Join(k.Dir, id+".key") }
+
+// Put stores the key of provider id; an empty key removes it.
+func (k Keys) Put(id, key string) error {
+	if key == "" {
+		return k.Delete(id)
+	}
+	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(k.path(id), []byte(key), 0o600)
+}
+
+// Get returns the key of provider id, "" if it has none.
+func (k Keys) Get(id string) (string, error) {
+	b, err := os.ReadFile(k.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// Delete removes the key of provider id.
+func (k Keys) Delete(id string) error {
+	err := os.Remove(k.path(id))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,308 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+)
+
+func open(t testing.TB, path string) *Log {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "taosagent.db")
+	}
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func delta(agentName, text string) event.Event {
+	e := event.New("ses_1", event.Delta, time.Now(), event.DeltaData{Text: text})
+	e.Agent = agentName
+	return e
+}
+
+func TestAppendAssignsIncreasingSeqAndSurvivesReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	l := open(t, path)
+	ctx := context.Background()
+	var last int64
+	for i := range 5 {
+		out, err := l.Append(ctx, delta("a", fmt.Sprint(i)), delta("b", fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range out {
+			if e.Seq <= last {
+				t.Fatalf("seq %d after %d", e.Seq, last)
+			}
+			last = e.Seq
+		}
+	}
+	if l.Head() != last {
+		t.Fatalf("head %d, want %d", l.Head(), last)
+	}
+	l.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database mode: %v %v", fi.Mode(), err)
+	}
+	l2 := open(t, path)
+	if l2.Head() != last {
+		t.Fatalf("after reopen head %d, want %d", l2.Head(), last)
+	}
+	out, _ := l2.Append(ctx, delta("a", "x"))
+	if out[0].Seq != last+1 {
+		t.Fatalf("next seq %d, want %d", out[0].Seq, last+1)
+	}
+	var got []string
+	l2.Scan(ctx, Query{Agent: "a"}, func(r Record) error {
+		var e event.Event
+		json.Unmarshal(r.Body, &e)
+		var d event.DeltaData
+		json.Unmarshal(e.Data, &d)
+		if e.Seq != r.Seq || e.Agent != "a" {
+			t.Errorf("record %d holds event %+v", r.Seq, e)
+		}
+		got = append(got, d.Text)
+		return nil
+	})
+	if fmt.Sprint(got) != "[0 1 2 3 4 x]" {
+		t.Fatalf("agent a's events: %v", got)
+	}
+}
+
+func TestConcurrentAppendsShareCommits(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for a := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				if _, err := l.Append(ctx, delta(fmt.Sprint("agent", a), fmt.Sprint(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	commits, reqs := l.Stats()
+	if reqs != 1600 || l.Head() != 1600 {
+		t.Fatalf("requests %d, head %d; want 1600", reqs, l.Head())
+	}
+	if commits >= reqs {
+		t.Fatalf("%d commits for %d concurrent requests: no grouping", commits, reqs)
+	}
+	t.Logf("%d requests in %d commits", reqs, commits)
+}
+
+// A subscriber that does not read while thousands of events are committed
+// blocks nobody, and then gets every event once, in order.
+func TestSlowSubscriberFallsBackToTheLog(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	sub, err := l.Subscribe("a", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	const n = 3 * subBuffer
+	done := make(chan error)
+	go func() {
+		for i := range n {
+			if _, err := l.Append(ctx, delta("a", fmt.Sprint(i)), delta("other", "x")); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the writer blocked on a subscriber that does not read")
+	}
+	var seen int
+	var last int64
+	for seen < n {
+		recs, err := sub.Next(ctx, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Agent != "a" || r.Seq <= last {
+				t.Fatalf("record %d of %s after %d", r.Seq, r.Agent, last)
+			}
+			var e event.Event
+			json.Unmarshal(r.Body, &e)
+			var d event.DeltaData
+			json.Unmarshal(e.Data, &d)
+			if d.Text != fmt.Sprint(seen) {
+				t.Fatalf("event %d is %q: a gap or a duplicate", seen, d.Text)
+			}
+			last = r.Seq
+			seen++
+		}
+	}
+	// Live again: the next event arrives without a log read.
+	l.Append(ctx, delta("a", "live"))
+	recs, err := sub.Next(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].Seq != l.Head() {
+		t.Fatalf("live event: %v %v", recs, err)
+	}
+}
+
+func TestSubscriberFromCursorThenLive(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	out, _ := l.Append(ctx, delta("a", "0"), delta("a", "1"), delta("a", "2"))
+	sub, _ := l.Subscribe("a", out[0].Seq, true)
+	defer sub.Close()
+	recs, err := sub.Next(ctx, 10)
+	if err != nil || len(recs) != 2 || recs[0].Seq != out[1].Seq {
+		t.Fatalf("history after cursor: %v %v", recs, err)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		l.Append(ctx, delta("a", "3"))
+	}()
+	recs, err = sub.Next(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].Seq != out[2].Seq+1 {
+		t.Fatalf("live: %v %v", recs, err)
+	}
+}
+
+func TestPruneGivesAResetToAnOldCursor(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	old := delta("a", "old")
+	old.Time = time.Now().Add(-48 * time.Hour)
+	l.Append(ctx, old, old, old)
+	kept, _ := l.Append(ctx, delta("a", "new"))
+	n, err := l.Prune(ctx, time.Now().Add(-24*time.Hour), time.Now())
+	if err != nil || n != 3 || l.Floor() != 3 {
+		t.Fatalf("pruned %d (%v), floor %d", n, err, l.Floor())
+	}
+	sub, _ := l.Subscribe("a", 1, true)
+	defer sub.Close()
+	recs, err := sub.Next(ctx, 10)
+	if err != nil || len(recs) != 2 || recs[0].Kind != Reset || recs[1].Seq != kept[0].Seq {
+		t.Fatalf("want reset then seq %d: %+v %v", kept[0].Seq, recs, err)
+	}
+	var rd ResetData
+	json.Unmarshal(recs[0].Body, &rd)
+	if rd.After != 1 || rd.Oldest != 4 {
+		t.Fatalf("reset data %+v", rd)
+	}
+	// A cursor at the floor or later, or none at all, is no reset.
+	sub2, _ := l.Subscribe("a", 0, false)
+	defer sub2.Close()
+	if recs, _ := sub2.Next(ctx, 10); len(recs) != 1 || recs[0].Kind != event.Delta {
+		t.Fatalf("from the start: %+v", recs)
+	}
+}
+
+func TestProjectionsFollowTheEvents(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
+	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
+		t.Fatal(err)
+	}
+	in, created, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"})
+	if err != nil || !created || in.Seq == 0 {
+		t.Fatalf("add input: %+v %v %v", in, created, err)
+	}
+	again, created, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"})
+	if err != nil || created || again.ID != in.ID {
+		t.Fatalf("same client id must return the first input: %+v %v %v", again, created, err)
+	}
+	if _, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "other", Mode: "queue"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("reuse of a client id for another text: %v", err)
+	}
+	if _, _, err := l.AddInput(ctx, Input{Agent: "nobody", ClientID: "c1", Text: "x", Mode: "queue"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown agent: %v", err)
+	}
+	head := l.Head()
+	ev := func(k event.Kind, v any) event.Event {
+		e := event.New("ses", k, time.Now(), v)
+		e.Agent, e.Turn = "a", "turn_1"
+		return e
+	}
+	_, err = l.Append(ctx, ev(event.TurnStarted, event.InputData{Input: in.ID}),
+		ev(event.PermissionAsked, event.PermissionAskedData{Approval: "per_1", Tool: "bash", Patterns: []string{"ls"}}))
+	must(t, err)
+	if q, _ := l.Inputs(ctx, "a", "running"); len(q) != 1 || q[0].Turn != "turn_1" {
+		t.Fatalf("running inputs: %+v", q)
+	}
+	if ts, _ := l.RunningTurns(ctx); len(ts) != 1 || ts[0].ID != "turn_1" {
+		t.Fatalf("running turns: %+v", ts)
+	}
+	if ap, _ := l.Approvals(ctx, "pending"); len(ap) != 1 || ap[0].ID != "per_1" || ap[0].Turn != "turn_1" {
+		t.Fatalf("pending approvals: %+v", ap)
+	}
+	_, err = l.Append(ctx, ev(event.PermissionResolved, event.PermissionResolvedData{Approval: "per_1", Decision: "reject", By: "api", Message: "no"}),
+		ev(event.Final, event.FinalData{Text: "ok"}))
+	must(t, err)
+	if ts, _ := l.RunningTurns(ctx); len(ts) != 0 {
+		t.Fatalf("turn still running: %+v", ts)
+	}
+	ap, _ := l.Approval(ctx, "per_1")
+	if ap.State != "reject" || ap.By != "api" || ap.Message != "no" || ap.Resolved == nil {
+		t.Fatalf("resolved approval: %+v", ap)
+	}
+	if l.Head() != head+4 {
+		t.Fatalf("head %d, want %d", l.Head(), head+4)
+	}
+}
+
+// A failing Update leaves no trace, and does not disturb others in its batch.
+func TestFailedUpdateStoresNothing(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	l.Append(ctx, delta("a", "0"))
+	head := l.Head()
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		if _, err := tx.Append(delta("a", "doomed")); err != nil {
+			return err
+		}
+		return errors.New("changed my mind")
+	})
+	if err == nil {
+		t.Fatal("want the error")
+	}
+	out, err := l.Append(ctx, delta("a", "1"))
+	must(t, err)
+	if out[0].Seq != head+1 {
+		t.Fatalf("seq %d after a failed update, want %d", out[0].Seq, head+1)
+	}
+	n := 0
+	l.Scan(ctx, Query{}, func(Record) error { n++; return nil })
+	if n != 2 {
+		t.Fatalf("%d events stored, want 2", n)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

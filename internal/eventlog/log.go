@@ -1,0 +1,380 @@
+// Package eventlog is taosagent's durable store: providers, agents, the
+// inbox, turns, normalized events, raw opencode events, approvals and the
+// audit trail, in one SQLite database in WAL mode.
+//
+// Every write goes through one writer goroutine, which groups whatever
+// requests are waiting into a single transaction: one fsync commits them
+// all. Only after the commit does the writer hand the new events to
+// subscribers, so nothing is ever seen that is not durable. Events get a
+// global, strictly increasing seq.
+//
+// The turns, inputs and approvals tables are projections of the events:
+// the writer updates them in the same transaction as the event that
+// changes them (turn.started, final, error, permission.asked, …), so they
+// can never disagree with the log, not even after a crash.
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+
+	"github.com/taosagent/taosagent/internal/event"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// maxBatch bounds the requests one transaction takes.
+const maxBatch = 4096
+
+// ErrClosed: the log was closed.
+var ErrClosed = errors.New("eventlog: closed")
+
+// Log is the open database. Its methods are safe for concurrent use.
+type Log struct {
+	path string
+	db   *sql.DB // readers
+	wdb  *sql.DB // the writer's single connection
+	w    *sql.Conn
+	ins  *sql.Stmt // insert an event
+	raw  *sql.Stmt // insert a raw event
+
+	reqs    chan *request
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.RWMutex // guards closed against sends on reqs
+	closed  bool
+	nextSeq int64        // owned by the writer
+	head    atomic.Int64 // the last committed seq
+	floor   atomic.Int64 // events up to here were pruned
+	bus     bus
+
+	// Commits counts transactions, Batched the requests they carried.
+	commits, batched atomic.Int64
+}
+
+// Open opens (creating it, mode 0600) the database at path and migrates it.
+func Open(path string) (*Log, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	f.Close()
+	dsn := func(extra ...string) string {
+		q := url.Values{}
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "journal_mode(WAL)")
+		// FULL: a commit is on disk when it returns (WAL fsync per commit).
+		q.Add("_pragma", "synchronous(FULL)")
+		for _, e := range extra {
+			q.Add("_pragma", e)
+		}
+		return "file:" + path + "?" + q.Encode()
+	}
+	l := &Log{path: path, reqs: make(chan *request, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	l.wdb, err = sql.Open("sqlite", dsn())
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: %w", err)
+	}
+	l.wdb.SetMaxOpenConns(1)
+	fail := func(err error) (*Log, error) {
+		if l.db != nil {
+			l.db.Close()
+		}
+		l.wdb.Close()
+		return nil, fmt.Errorf("eventlog: open %s: %w", path, err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fail(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, l.wdb, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := p.Up(context.Background()); err != nil {
+		return fail(err)
+	}
+	ctx := context.Background()
+	if l.w, err = l.wdb.Conn(ctx); err != nil {
+		return fail(err)
+	}
+	if l.ins, err = l.w.PrepareContext(ctx, `INSERT INTO events(seq, agent, turn, kind, time, body) VALUES (?,?,?,?,?,?)`); err != nil {
+		return fail(err)
+	}
+	if l.raw, err = l.w.PrepareContext(ctx, `INSERT INTO raw_events(agent, time, type, body) VALUES (?,?,?,?)`); err != nil {
+		return fail(err)
+	}
+	l.db, err = sql.Open("sqlite", dsn("query_only(1)"))
+	if err != nil {
+		return fail(err)
+	}
+	l.db.SetMaxOpenConns(8)
+	var head, floor int64
+	if err := l.db.QueryRow(`SELECT COALESCE(MAX(seq),0) FROM events`).Scan(&head); err != nil {
+		return fail(err)
+	}
+	if err := l.db.QueryRow(`SELECT floor FROM retention WHERE id=1`).Scan(&floor); err != nil {
+		return fail(err)
+	}
+	head = max(head, floor)
+	l.nextSeq = head + 1
+	l.head.Store(head)
+	l.floor.Store(floor)
+	go l.writer()
+	return l, nil
+}
+
+// Close stops the writer after the requests already sent, ends every
+// subscription and closes the database.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.reqs)
+	l.mu.Unlock()
+	<-l.done
+	l.bus.closeAll()
+	l.ins.Close()
+	l.raw.Close()
+	l.w.Close()
+	err := errors.Join(l.wdb.Close(), l.db.Close())
+	return err
+}
+
+// Head is the seq of the last committed event, 0 if none.
+func (l *Log) Head() int64 { return l.head.Load() }
+
+// Floor is the highest seq removed by retention: events after it are kept.
+func (l *Log) Floor() int64 { return l.floor.Load() }
+
+// Stats reports commits and the requests they carried, for benchmarks.
+func (l *Log) Stats() (commits, requests int64) { return l.commits.Load(), l.batched.Load() }
+
+// Raw is one opencode event as received, kept for a bounded time so that
+// normalization can be replayed.
+type Raw struct {
+	Agent string
+	Time  time.Time
+	Type  string
+	Body  []byte
+}
+
+// Tx is the writer's transaction, given to the functions passed to Update.
+// Everything done through it commits or rolls back as one.
+type Tx struct {
+	l    *Log
+	ctx  context.Context
+	out  []event.Event
+	recs []Record
+}
+
+// Exec runs a statement inside the transaction.
+func (t *Tx) Exec(query string, args ...any) (sql.Result, error) {
+	return t.l.w.ExecContext(t.ctx, query, args...)
+}
+
+// QueryRow runs a query inside the transaction.
+func (t *Tx) QueryRow(query string, args ...any) *sql.Row {
+	return t.l.w.QueryRowContext(t.ctx, query, args...)
+}
+
+// Append assigns e the next seq, stores it and applies it to the
+// projections; it returns e with its seq.
+func (t *Tx) Append(e event.Event) (event.Event, error) {
+	e.Seq = t.l.nextSeq
+	body, err := json.Marshal(e)
+	if err != nil {
+		return e, fmt.Errorf("eventlog: encode %s event: %w", e.Kind, err)
+	}
+	if _, err := t.l.ins.ExecContext(t.ctx, e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body); err != nil {
+		return e, err
+	}
+	if err := project(t, e); err != nil {
+		return e, err
+	}
+	t.l.nextSeq++
+	t.out = append(t.out, e)
+	t.recs = append(t.recs, Record{Seq: e.Seq, Agent: e.Agent, Kind: e.Kind, Body: body})
+	return e, nil
+}
+
+type request struct {
+	events []event.Event
+	raw    []Raw
+	fn     func(*Tx) error
+	out    []event.Event
+	recs   []Record
+	err    error
+	done   chan struct{}
+}
+
+func (l *Log) send(ctx context.Context, r *request) error {
+	r.done = make(chan struct{})
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case l.reqs <- r:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return ctx.Err()
+	}
+	l.mu.RUnlock()
+	// Once sent, the request is committed or failed whatever ctx says:
+	// waiting keeps the caller's view of what is stored exact.
+	<-r.done
+	return r.err
+}
+
+// Append stores events, commits them and only then publishes them; it
+// returns them with their seqs. Concurrent calls share commits.
+func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, error) {
+	r := &request{events: evs}
+	if err := l.send(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.out, nil
+}
+
+// AppendRaw stores raw opencode events.
+func (l *Log) AppendRaw(ctx context.Context, raws ...Raw) error {
+	return l.send(ctx, &request{raw: raws})
+}
+
+// Update runs fn in a write transaction; the events it appends are
+// published after the commit and returned. If fn fails, nothing it did is
+// kept and its error is returned.
+func (l *Log) Update(ctx context.Context, fn func(*Tx) error) ([]event.Event, error) {
+	r := &request{fn: fn}
+	if err := l.send(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.out, nil
+}
+
+func (l *Log) writer() {
+	defer close(l.done)
+	batch := make([]*request, 0, 64)
+	for {
+		r, ok := <-l.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], r)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+// commit writes batch in one transaction, then publishes and releases.
+func (l *Log) commit(batch []*request) {
+	ctx := context.Background()
+	seq0 := l.nextSeq
+	fail := func(err error) {
+		l.w.ExecContext(ctx, "ROLLBACK")
+		l.nextSeq = seq0
+		for _, r := range batch {
+			r.out, r.err = nil, err
+			close(r.done)
+		}
+	}
+	if _, err := l.w.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		fail(err)
+		return
+	}
+	for _, r := range batch {
+		tx := &Tx{l: l, ctx: ctx}
+		if r.fn != nil {
+			r.err = l.savepoint(tx, r.fn)
+		} else if err := l.plain(tx, r); err != nil {
+			// Plain appends fail only when the database does: give up the
+			// whole transaction.
+			fail(fmt.Errorf("eventlog: append: %w", err))
+			return
+		}
+		if r.err == nil {
+			r.out, r.recs = tx.out, tx.recs
+		}
+	}
+	if _, err := l.w.ExecContext(ctx, "COMMIT"); err != nil {
+		fail(fmt.Errorf("eventlog: commit: %w", err))
+		return
+	}
+	l.commits.Add(1)
+	l.batched.Add(int64(len(batch)))
+	l.head.Store(l.nextSeq - 1)
+	for _, r := range batch {
+		if r.err == nil && len(r.recs) > 0 {
+			l.bus.publish(r.recs)
+		}
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// plain appends a request's events and raw events.
+func (l *Log) plain(tx *Tx, r *request) error {
+	for _, e := range r.events {
+		if _, err := tx.Append(e); err != nil {
+			return err
+		}
+	}
+	for _, raw := range r.raw {
+		if _, err := l.raw.ExecContext(tx.ctx, raw.Agent, raw.Time.UnixNano(), raw.Type, raw.Body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// savepoint runs fn so that its failure undoes only its own writes.
+func (l *Log) savepoint(tx *Tx, fn func(*Tx) error) error {
+	seq := l.nextSeq
+	if _, err := l.w.ExecContext(tx.ctx, "SAVEPOINT op"); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		l.w.ExecContext(tx.ctx, "ROLLBACK TO op")
+		l.w.ExecContext(tx.ctx, "RELEASE op")
+		l.nextSeq = seq
+		tx.out, tx.recs = nil, nil
+		return err
+	}
+	_, err := l.w.ExecContext(tx.ctx, "RELEASE op")
+	return err
+}

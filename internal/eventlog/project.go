@@ -1,0 +1,53 @@
+package eventlog
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/taosagent/taosagent/internal/event"
+)
+
+// project applies e to the tables that are views of the log.
+func project(t *Tx, e event.Event) error {
+	ms := e.Time.UnixMilli()
+	var err error
+	switch e.Kind {
+	case event.TurnStarted:
+		var d event.InputData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: turn.started: %w", err)
+		}
+		if _, err = t.Exec(`INSERT INTO turns(id, agent, input, session, state, started) VALUES (?,?,?,?,'running',?)`,
+			e.Turn, e.Agent, d.Input, e.Session, ms); err == nil {
+			_, err = t.Exec(`UPDATE inputs SET state='running', turn=? WHERE id=?`, e.Turn, d.Input)
+		}
+	case event.InputSteered:
+		var d event.InputData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: input.steered: %w", err)
+		}
+		_, err = t.Exec(`UPDATE inputs SET state='steered', turn=? WHERE id=?`, e.Turn, d.Input)
+	case event.Final, event.Error:
+		if e.Turn == "" {
+			return nil
+		}
+		if _, err = t.Exec(`UPDATE turns SET state=?, ended=? WHERE id=? AND state='running'`, string(e.Kind), ms, e.Turn); err == nil {
+			_, err = t.Exec(`UPDATE inputs SET state='done' WHERE turn=? AND state='running'`, e.Turn)
+		}
+	case event.PermissionAsked:
+		var d event.PermissionAskedData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: permission.asked: %w", err)
+		}
+		_, err = t.Exec(`INSERT OR IGNORE INTO approvals(id, agent, turn, session, seq, ask, state, created) VALUES (?,?,?,?,?,?,'pending',?)`,
+			d.Approval, e.Agent, e.Turn, e.Session, e.Seq, string(e.Data), ms)
+	case event.PermissionResolved:
+		var d event.PermissionResolvedData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: permission.resolved: %w", err)
+		}
+		_, err = t.Exec(`UPDATE approvals SET state=?, by=?, message=?, resolved=? WHERE id=? AND state='pending'`,
+			d.Decision, d.By, d.Message, ms, d.Approval)
+	}
+	return err
+}

@@ -1,0 +1,469 @@
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+)
+
+// Errors of the store; the API maps each to its status.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("conflict")
+	ErrInUse    = errors.New("in use")
+)
+
+func ms(t time.Time) int64       { return t.UnixMilli() }
+func fromMS(v int64) time.Time   { return time.UnixMilli(v).UTC() }
+func now() time.Time             { return time.Now().UTC() }
+func notFound(what string) error { return fmt.Errorf("%s: %w", what, ErrNotFound) }
+
+// ---- providers
+
+// CreateProvider stores p (without its key). ErrExists if the id is taken.
+func (l *Log) CreateProvider(ctx context.Context, p agent.Provider) error {
+	models, _ := json.Marshal(p.Models)
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		var n int
+		tx.QueryRow(`SELECT COUNT(*) FROM providers WHERE id=?`, p.ID).Scan(&n)
+		if n > 0 {
+			return fmt.Errorf("provider %q: %w", p.ID, ErrExists)
+		}
+		_, err := tx.Exec(`INSERT INTO providers(id, name, base_url, models, demo, created) VALUES (?,?,?,?,?,?)`,
+			p.ID, p.Name, p.BaseURL, string(models), p.Demo, ms(now()))
+		return err
+	})
+	return err
+}
+
+// Providers lists the providers by id.
+func (l *Log) Providers(ctx context.Context) ([]agent.Provider, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, name, base_url, models, demo, created FROM providers ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []agent.Provider{}
+	for rows.Next() {
+		var p agent.Provider
+		var models string
+		var created int64
+		if err := rows.Scan(&p.ID, &p.Name, &p.BaseURL, &models, &p.Demo, &created); err != nil {
+			return nil, err
+		}
+		json.Unmarshal([]byte(models), &p.Models)
+		p.Created = fromMS(created)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Provider returns the provider id.
+func (l *Log) Provider(ctx context.Context, id string) (agent.Provider, error) {
+	ps, err := l.Providers(ctx)
+	if err != nil {
+		return agent.Provider{}, err
+	}
+	for _, p := range ps {
+		if p.ID == id {
+			return p, nil
+		}
+	}
+	return agent.Provider{}, notFound("provider " + id)
+}
+
+// DeleteProvider removes provider id; ErrInUse while an agent uses it.
+func (l *Log) DeleteProvider(ctx context.Context, id string) error {
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		var users sql.NullString
+		tx.QueryRow(`SELECT group_concat(name) FROM agents WHERE json_extract(spec, '$.model') LIKE ? || '/%'`, id).Scan(&users)
+		if users.Valid && users.String != "" {
+			return fmt.Errorf("provider %q is the model provider of agents %s: %w", id, users.String, ErrInUse)
+		}
+		res, err := tx.Exec(`DELETE FROM providers WHERE id=?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("provider " + id)
+		}
+		return nil
+	})
+	return err
+}
+
+// ---- agents
+
+type agentSpec struct {
+	Model      string          `json:"model"`
+	Models     []string        `json:"models"`
+	Prompt     string          `json:"prompt,omitempty"`
+	Permission json.RawMessage `json:"permission,omitempty"`
+	Tools      map[string]bool `json:"tools,omitempty"`
+}
+
+func specOf(a agent.Agent) string {
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools})
+	return string(b)
+}
+
+// CreateAgent stores a; ErrExists if the name is taken.
+func (l *Log) CreateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error) {
+	t := now()
+	a.Created, a.Updated = t, t
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		var n int
+		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, a.Name).Scan(&n)
+		if n > 0 {
+			return fmt.Errorf("agent %q: %w", a.Name, ErrExists)
+		}
+		_, err := tx.Exec(`INSERT INTO agents(name, spec, builtin, created, updated) VALUES (?,?,?,?,?)`,
+			a.Name, specOf(a), a.Builtin, ms(t), ms(t))
+		return err
+	})
+	return a, err
+}
+
+// UpdateAgent replaces the spec of agent a.Name.
+func (l *Log) UpdateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error) {
+	a.Updated = now()
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(`UPDATE agents SET spec=?, updated=? WHERE name=?`, specOf(a), ms(a.Updated), a.Name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("agent " + a.Name)
+		}
+		return nil
+	})
+	return a, err
+}
+
+// SetSession pins agent name to an opencode session.
+func (l *Log) SetSession(ctx context.Context, name, session string) error {
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`UPDATE agents SET session=? WHERE name=?`, session, name)
+		return err
+	})
+	return err
+}
+
+// DeleteAgent removes agent name and its queued inputs; its events stay.
+func (l *Log) DeleteAgent(ctx context.Context, name string) error {
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		res, err := tx.Exec(`DELETE FROM agents WHERE name=?`, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("agent " + name)
+		}
+		_, err = tx.Exec(`UPDATE inputs SET state='done' WHERE agent=? AND state='queued'`, name)
+		return err
+	})
+	return err
+}
+
+// Agents lists the agents by name.
+func (l *Log) Agents(ctx context.Context) ([]agent.Agent, error) {
+	return l.agents(ctx, "")
+}
+
+// Agent returns agent name.
+func (l *Log) Agent(ctx context.Context, name string) (agent.Agent, error) {
+	as, err := l.agents(ctx, name)
+	if err != nil {
+		return agent.Agent{}, err
+	}
+	if len(as) == 0 {
+		return agent.Agent{}, notFound("agent " + name)
+	}
+	return as[0], nil
+}
+
+func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
+	q := `SELECT name, spec, session, builtin, created, updated FROM agents`
+	var args []any
+	if name != "" {
+		q += ` WHERE name=?`
+		args = append(args, name)
+	}
+	rows, err := l.db.QueryContext(ctx, q+` ORDER BY name`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []agent.Agent{}
+	for rows.Next() {
+		var a agent.Agent
+		var spec string
+		var created, updated int64
+		if err := rows.Scan(&a.Name, &spec, &a.Session, &a.Builtin, &created, &updated); err != nil {
+			return nil, err
+		}
+		var s agentSpec
+		json.Unmarshal([]byte(spec), &s)
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools = s.Model, s.Models, s.Prompt, s.Permission, s.Tools
+		a.Created, a.Updated = fromMS(created), fromMS(updated)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ---- inbox
+
+// Input is one message in an agent's inbox.
+type Input struct {
+	ID       int64     `json:"input"`
+	Agent    string    `json:"agent"`
+	ClientID string    `json:"id"`
+	Text     string    `json:"text"`
+	Mode     string    `json:"mode"`
+	Model    string    `json:"model,omitempty"`
+	State    string    `json:"state"` // queued, running, steered, done
+	Turn     string    `json:"turn,omitempty"`
+	Created  time.Time `json:"created"`
+	Seq      int64     `json:"seq,omitempty"` // of its input.accepted event
+}
+
+// AddInput stores in in its agent's inbox and appends input.accepted. With
+// a ClientID already used by the agent, it stores nothing and returns the
+// first input (created false), or ErrConflict if text or mode differ.
+func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
+	created := false
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		var old Input
+		var c int64
+		err := tx.QueryRow(`SELECT id, text, mode, model, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
+			Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.State, &old.Turn, &c)
+		if err == nil {
+			if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model {
+				return fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
+			}
+			old.Agent, old.ClientID, old.Created = in.Agent, in.ClientID, fromMS(c)
+			in = old
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var n int
+		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, in.Agent).Scan(&n)
+		if n == 0 {
+			return notFound("agent " + in.Agent)
+		}
+		in.Created, in.State = now(), "queued"
+		res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, state, created) VALUES (?,?,?,?,?,?,?)`,
+			in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.State, ms(in.Created))
+		if err != nil {
+			return err
+		}
+		in.ID, _ = res.LastInsertId()
+		e, err := tx.Append(event.Event{Agent: in.Agent, Time: in.Created, Kind: event.InputAccepted, Data: mustJSON(
+			event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model})})
+		in.Seq = e.Seq
+		created = true
+		return err
+	})
+	return in, created, err
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Inputs lists agent's inputs in the given state, oldest first.
+func (l *Log) Inputs(ctx context.Context, agentName, state string) ([]Input, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, client_id, text, mode, model, state, turn, created FROM inputs WHERE agent=? AND state=? ORDER BY id`, agentName, state)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Input
+	for rows.Next() {
+		in := Input{Agent: agentName}
+		var c int64
+		if err := rows.Scan(&in.ID, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.State, &in.Turn, &c); err != nil {
+			return nil, err
+		}
+		in.Created = fromMS(c)
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// ---- turns
+
+// Turn is one turn of an agent.
+type Turn struct {
+	ID      string
+	Agent   string
+	Input   int64
+	Session string
+	State   string // running, final, error
+}
+
+// RunningTurns lists the turns not ended, as a crash leaves them.
+func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, input, session, state FROM turns WHERE state='running' ORDER BY started`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Turn
+	for rows.Next() {
+		var t Turn
+		if err := rows.Scan(&t.ID, &t.Agent, &t.Input, &t.Session, &t.State); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// ---- approvals
+
+// Approval is a permission request, persisted by taosagent.
+type Approval struct {
+	ID       string          `json:"id"`
+	Agent    string          `json:"agent"`
+	Turn     string          `json:"turn"`
+	Session  string          `json:"session"`
+	Seq      int64           `json:"seq"`
+	Ask      json.RawMessage `json:"ask"` // the permission.asked data
+	State    string          `json:"state"`
+	Message  string          `json:"message,omitempty"`
+	By       string          `json:"by,omitempty"`
+	Created  time.Time       `json:"created"`
+	Resolved *time.Time      `json:"resolved,omitempty"`
+}
+
+// Approvals lists approvals in state ("" for all), oldest first.
+func (l *Log) Approvals(ctx context.Context, state string) ([]Approval, error) {
+	return l.approvals(ctx, `state=? OR ?=''`, state, state)
+}
+
+// Approval returns approval id.
+func (l *Log) Approval(ctx context.Context, id string) (Approval, error) {
+	as, err := l.approvals(ctx, `id=?`, id)
+	if err != nil {
+		return Approval{}, err
+	}
+	if len(as) == 0 {
+		return Approval{}, notFound("approval " + id)
+	}
+	return as[0], nil
+}
+
+func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Approval, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, turn, session, seq, ask, state, message, by, created, resolved FROM approvals WHERE `+where+` ORDER BY created, seq`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Approval{}
+	for rows.Next() {
+		var a Approval
+		var ask string
+		var c, r int64
+		if err := rows.Scan(&a.ID, &a.Agent, &a.Turn, &a.Session, &a.Seq, &ask, &a.State, &a.Message, &a.By, &c, &r); err != nil {
+			return nil, err
+		}
+		a.Ask, a.Created = json.RawMessage(ask), fromMS(c)
+		if r > 0 {
+			t := fromMS(r)
+			a.Resolved = &t
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ---- audit
+
+// AuditEntry is one host action or refusal. Detail never holds a secret.
+type AuditEntry struct {
+	ID         int64     `json:"id"`
+	Time       time.Time `json:"time"`
+	Actor      string    `json:"actor"`
+	Action     string    `json:"action"`
+	Target     string    `json:"target"`
+	Outcome    string    `json:"outcome"` // ok, refused, failed
+	Detail     string    `json:"detail,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// Audit records e.
+func (l *Log) Audit(ctx context.Context, e AuditEntry) error {
+	if e.Time.IsZero() {
+		e.Time = now()
+	}
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`INSERT INTO audit(time, actor, action, target, outcome, detail, duration_ms) VALUES (?,?,?,?,?,?,?)`,
+			ms(e.Time), e.Actor, e.Action, e.Target, e.Outcome, e.Detail, e.DurationMS)
+		return err
+	})
+	return err
+}
+
+// AuditEntries lists audit entries after id, oldest first.
+func (l *Log) AuditEntries(ctx context.Context, after int64, limit int) ([]AuditEntry, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, time, actor, action, target, outcome, detail, duration_ms FROM audit WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []AuditEntry{}
+	for rows.Next() {
+		var e AuditEntry
+		var t int64
+		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.Detail, &e.DurationMS); err != nil {
+			return nil, err
+		}
+		e.Time = fromMS(t)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ---- retention
+
+// Prune removes the events older than before and raw events older than
+// rawBefore, and raises the floor: a subscriber whose cursor is below it
+// is told with a Reset. It returns how many events it removed.
+func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, error) {
+	var n int64
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		var upto sql.NullInt64
+		if err := tx.QueryRow(`SELECT MAX(seq) FROM events WHERE time < ?`, before.UnixNano()).Scan(&upto); err != nil {
+			return err
+		}
+		if upto.Valid && upto.Int64 > l.floor.Load() {
+			res, err := tx.Exec(`DELETE FROM events WHERE seq <= ?`, upto.Int64)
+			if err != nil {
+				return err
+			}
+			n, _ = res.RowsAffected()
+			if _, err := tx.Exec(`UPDATE retention SET floor=? WHERE id=1`, upto.Int64); err != nil {
+				return err
+			}
+			// Raised inside the writer: no append can interleave.
+			l.floor.Store(upto.Int64)
+		}
+		_, err := tx.Exec(`DELETE FROM raw_events WHERE time < ?`, rawBefore.UnixNano())
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,270 @@
+package eventlog
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/taosagent/taosagent/internal/event"
+)
+
+// subBuffer is how many events a subscriber may be behind before it falls
+// back to reading the log.
+const subBuffer = 1024
+
+// pageSize is how many events one catch-up read takes.
+const pageSize = 2048
+
+// Record is one stored event as subscribers and readers get it: Body is
+// the event's JSON, ready to send.
+type Record struct {
+	Seq   int64
+	Agent string
+	Kind  event.Kind
+	Body  []byte
+}
+
+// Reset is the kind of the Record a subscription yields when its cursor is
+// older than retention: events after the cursor were pruned. Its Seq is the
+// retention floor; the records that follow it come after the floor.
+const Reset event.Kind = "reset"
+
+// ResetData is the body of a Reset record.
+type ResetData struct {
+	After  int64 `json:"after"`  // the cursor asked for
+	Oldest int64 `json:"oldest"` // the first seq that may still be stored
+}
+
+type bus struct {
+	mu     sync.RWMutex
+	subs   map[*Sub]struct{}
+	closed bool
+}
+
+func (b *bus) add(s *Sub) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	if b.subs == nil {
+		b.subs = map[*Sub]struct{}{}
+	}
+	b.subs[s] = struct{}{}
+	return true
+}
+
+func (b *bus) remove(s *Sub) {
+	b.mu.Lock()
+	delete(b.subs, s)
+	b.mu.Unlock()
+}
+
+// publish hands committed events to every subscriber, never blocking: a
+// subscriber whose buffer is full is marked lagged and reads the log.
+func (b *bus) publish(recs []Record) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for s := range b.subs {
+		for _, r := range recs {
+			if !s.wants(r) {
+				continue
+			}
+			select {
+			case s.ch <- r:
+			default:
+				s.lagged.Store(true)
+			}
+		}
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (b *bus) closeAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for s := range b.subs {
+		close(s.gone)
+	}
+	b.subs = nil
+}
+
+// Sub is one subscriber's view of the log: every event after its cursor,
+// in seq order, each once, whatever its speed. Use it from one goroutine.
+type Sub struct {
+	l        *Log
+	agent    string
+	kinds    map[event.Kind]bool
+	ch       chan Record
+	wake     chan struct{}
+	gone     chan struct{}
+	lagged   atomic.Bool
+	cursor   int64
+	explicit bool // the cursor was asked for: report when it is pruned
+	pending  []Record
+}
+
+// Subscribe follows the events of agent ("" for all) after seq after, of
+// the given kinds (all if none). explicit says the cursor came from the
+// client: if retention has pruned past it, the first record is a Reset.
+func (l *Log) Subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (*Sub, error) {
+	s := &Sub{l: l, agent: agent, ch: make(chan Record, subBuffer), wake: make(chan struct{}, 1),
+		gone: make(chan struct{}), cursor: after, explicit: explicit}
+	if len(kinds) > 0 {
+		s.kinds = map[event.Kind]bool{}
+		for _, k := range kinds {
+			s.kinds[k] = true
+		}
+	}
+	// Registered first, then read from the log: nothing falls in between.
+	s.lagged.Store(true)
+	if !l.bus.add(s) {
+		return nil, ErrClosed
+	}
+	return s, nil
+}
+
+func (s *Sub) wants(r Record) bool {
+	return (s.agent == "" || r.Agent == s.agent) && (s.kinds == nil || s.kinds[r.Kind])
+}
+
+// Close ends the subscription.
+func (s *Sub) Close() { s.l.bus.remove(s) }
+
+// Cursor is the seq of the last record returned.
+func (s *Sub) Cursor() int64 { return s.cursor }
+
+// Next returns the next records (at least one, at most max), waiting for
+// them until ctx is done or the log closes.
+func (s *Sub) Next(ctx context.Context, max int) ([]Record, error) {
+	for {
+		if len(s.pending) == 0 && s.lagged.Swap(false) {
+			// Behind: what the buffer holds is also in the log.
+			for drained := false; !drained; {
+				select {
+				case <-s.ch:
+				default:
+					drained = true
+				}
+			}
+			if err := s.catchUp(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if len(s.pending) > 0 {
+			n := min(max, len(s.pending))
+			out := s.pending[:n:n]
+			s.pending = s.pending[n:]
+			s.cursor = out[n-1].Seq
+			return out, nil
+		}
+		var out []Record
+	take:
+		for len(out) < max {
+			select {
+			case r := <-s.ch:
+				if r.Seq > s.cursor {
+					out = append(out, r)
+					s.cursor = r.Seq
+				}
+			default:
+				break take
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		if s.lagged.Load() {
+			continue
+		}
+		select {
+		case <-s.wake:
+		case <-s.gone:
+			return nil, ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// catchUp reads one page after the cursor from the log into pending. If the
+// page is full, the subscriber stays lagged so the next call reads on.
+func (s *Sub) catchUp(ctx context.Context) error {
+	if floor := s.l.Floor(); s.cursor < floor {
+		if s.explicit || s.cursor > 0 {
+			body, _ := json.Marshal(ResetData{After: s.cursor, Oldest: floor + 1})
+			s.pending = append(s.pending, Record{Seq: floor, Agent: s.agent, Kind: Reset, Body: body})
+		}
+		s.cursor = floor
+	}
+	q := Query{Agent: s.agent, After: s.cursor, Limit: pageSize}
+	for k := range s.kinds {
+		q.Kinds = append(q.Kinds, k)
+	}
+	n := 0
+	err := s.l.Scan(ctx, q, func(r Record) error {
+		s.pending = append(s.pending, r)
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == pageSize {
+		s.lagged.Store(true)
+	}
+	return nil
+}
+
+// Query selects stored events.
+type Query struct {
+	Agent string // "" for all
+	After int64
+	Kinds []event.Kind
+	Limit int // 0: no limit
+}
+
+// Scan calls fn for every stored event matching q, oldest first.
+func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) error {
+	var sb strings.Builder
+	args := []any{q.After}
+	sb.WriteString(`SELECT seq, agent, kind, body FROM events WHERE seq > ?`)
+	if q.Agent != "" {
+		sb.WriteString(` AND agent = ?`)
+		args = append(args, q.Agent)
+	}
+	if len(q.Kinds) > 0 {
+		sb.WriteString(` AND kind IN (?` + strings.Repeat(",?", len(q.Kinds)-1) + `)`)
+		for _, k := range q.Kinds {
+			args = append(args, string(k))
+		}
+	}
+	sb.WriteString(` ORDER BY seq`)
+	if q.Limit > 0 {
+		sb.WriteString(` LIMIT ?`)
+		args = append(args, q.Limit)
+	}
+	rows, err := l.db.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Record
+		var kind string
+		if err := rows.Scan(&r.Seq, &r.Agent, &kind, &r.Body); err != nil {
+			return err
+		}
+		r.Kind = event.Kind(kind)
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
