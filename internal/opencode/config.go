@@ -26,6 +26,9 @@ type Config struct {
 	Permission json.RawMessage
 	Agent      Agent                // the persona, installed as opencode's default agent
 	MCP        map[string]MCPServer // MCP servers the agent may use
+	// Tools switches tools of the persona on or off by name (opencode's
+	// agent "tools" map); absent tools keep opencode's default.
+	Tools map[string]bool
 }
 
 // Provider is an OpenAI-compatible model provider.
@@ -188,6 +191,9 @@ func (c Config) ConfigJSON() ([]byte, error) {
 	}
 	if c.Agent.Description != "" {
 		agent["description"] = c.Agent.Description
+	}
+	if len(c.Tools) > 0 {
+		agent["tools"] = c.Tools
 	}
 	doc := map[string]any{
 		"$schema":           "https://opencode.ai/config.json",

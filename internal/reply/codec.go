@@ -126,6 +126,13 @@ func (c *Codec) Open(sessionID string) bool {
 	return s != nil && s.turn != nil
 }
 
+// Active reports whether session has a turn in progress that has not yet
+// gone idle.
+func (c *Codec) Active(sessionID string) bool {
+	s := c.sessions[sessionID]
+	return s != nil && s.turn != nil && !s.turn.idle
+}
+
 // Begin opens a turn for session, as when the caller has just prompted it:
 // a failure reported before opencode says busy is then attributed to it. A
 // settling turn of the session ends first; an active one is kept.

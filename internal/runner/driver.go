@@ -26,6 +26,13 @@ type Driver struct {
 	logger *slog.Logger
 	// Silence is the event stream's dead-man window (default 30 s).
 	Silence time.Duration
+	// Raw, if set, hears every upstream event before it is decoded, on
+	// Run's goroutine; it must not block.
+	Raw func(opencode.Event)
+	// OnReconnect, if set, runs on Run's goroutine after the stream
+	// reconnected and the session status was reconciled; emit hands it
+	// events for the sink, in order with the rest.
+	OnReconnect func(ctx context.Context, c *opencode.Client, emit func(...event.Event))
 
 	cmds chan func(*loopState) // run on Run's goroutine, which owns the codec
 
@@ -111,6 +118,9 @@ func (d *Driver) Run(ctx context.Context) error {
 			select {
 			case ev := <-events:
 				inst.Touch()
+				if d.Raw != nil {
+					d.Raw(ev)
+				}
 				st.emit(codec.Feed(ev, time.Now()))
 			case <-timer.C:
 				st.emit(codec.Tick(time.Now()))
@@ -158,6 +168,9 @@ func (d *Driver) reconcile(ctx context.Context, c *opencode.Client, st *loopStat
 			st.emit(st.codec.Feed(opencode.Event{Type: "session.status",
 				Properties: []byte(fmt.Sprintf(`{"sessionID":%q,"status":{"type":"idle"}}`, sid))}, time.Now()))
 		}
+	}
+	if d.OnReconnect != nil {
+		d.OnReconnect(ctx, c, func(evs ...event.Event) { st.emit(evs) })
 	}
 }
 
@@ -256,4 +269,12 @@ func (d *Driver) PID() int {
 		return 0
 	}
 	return d.inst.PID()
+}
+
+// Busy reports whether session has a turn in progress that has not begun
+// to settle: a prompt sent now joins it.
+func (d *Driver) Busy(ctx context.Context, sessionID string) bool {
+	busy := false
+	d.do(ctx, func(st *loopState) { busy = st.codec.Active(sessionID) })
+	return busy
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
-// agent is a running Driver with the events it has emitted.
-type agent struct {
+// driverAgent is a running Driver with the events it has emitted.
+type driverAgent struct {
 	t   *testing.T
 	d   *Driver
 	ch  chan event.Event
@@ -25,7 +25,7 @@ type agent struct {
 	all []event.Event
 }
 
-func startAgent(t *testing.T, permission string) *agent {
+func startAgent(t *testing.T, permission string) *driverAgent {
 	t.Helper()
 	bin := testenv.Opencode(t)
 	_, modelURL := testenv.Model(t)
@@ -34,7 +34,7 @@ func startAgent(t *testing.T, permission string) *agent {
 		t.Fatal(err)
 	}
 	sup.MinBackoff = 50 * time.Millisecond
-	a := &agent{t: t, ch: make(chan event.Event, 1024)}
+	a := &driverAgent{t: t, ch: make(chan event.Event, 1024)}
 	spec := supervisor.Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, permission)}
 	a.d = NewDriver(sup, spec, func(e event.Event) {
 		a.mu.Lock()
@@ -56,7 +56,7 @@ func ctxT(t *testing.T) context.Context {
 }
 
 // turn sends text in a new session and returns the session id.
-func (a *agent) prompt(session, text string) string {
+func (a *driverAgent) prompt(session, text string) string {
 	a.t.Helper()
 	ctx := ctxT(a.t)
 	if session == "" {
@@ -73,7 +73,7 @@ func (a *agent) prompt(session, text string) string {
 
 // until collects the session's events up to and including one that stop
 // accepts; on each event, on is called first (nil: nothing).
-func (a *agent) until(session string, stop func(event.Event) bool, on func(event.Event)) []event.Event {
+func (a *driverAgent) until(session string, stop func(event.Event) bool, on func(event.Event)) []event.Event {
 	a.t.Helper()
 	var got []event.Event
 	deadline := time.After(150 * time.Second)
@@ -127,7 +127,7 @@ func count(evs []event.Event, k event.Kind) int {
 }
 
 // settleNoMore checks that no further terminal event arrives for session.
-func (a *agent) settleNoMore(session string, d time.Duration) {
+func (a *driverAgent) settleNoMore(session string, d time.Duration) {
 	a.t.Helper()
 	timeout := time.After(d)
 	for {
@@ -397,7 +397,7 @@ func TestTwoAgentsAtOnce(t *testing.T) {
 	sa := a.prompt("", "Write slow output please")
 	sb := b.prompt("", "Write slow output please")
 	for _, x := range []struct {
-		ag *agent
+		ag *driverAgent
 		s  string
 	}{{a, sa}, {b, sb}} {
 		evs := x.ag.until(x.s, terminal, nil)

@@ -1,0 +1,468 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/opencode"
+)
+
+// agentRunner runs one agent's turns, one at a time, from its inbox. Its
+// run goroutine owns the driver; other goroutines talk to it through wake
+// and abortCh, and read the current turn under mu.
+type agentRunner struct {
+	m      *Manager
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wake   chan struct{}
+	abort_ chan struct{}
+	done   chan struct{}
+
+	mu       sync.Mutex
+	turn     string        // the running turn, "" when idle
+	session  string        // the pinned session
+	ended    chan struct{} // closed when turn's terminal event is committed
+	final    bool          // turn's terminal event was taken
+	drv      *Driver
+	resolved map[string]bool // approvals answered through us
+
+	// Owned by run.
+	drvCancel  context.CancelFunc
+	drvDone    chan struct{}
+	drvErr     error
+	drvUpdated time.Time
+}
+
+func newAgentRunner(m *Manager, name string) *agentRunner {
+	ctx, cancel := context.WithCancel(m.ctx)
+	return &agentRunner{m: m, name: name, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		abort_: make(chan struct{}, 1), done: make(chan struct{}), resolved: map[string]bool{}}
+}
+
+func (r *agentRunner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *agentRunner) currentTurn() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.turn
+}
+
+func (r *agentRunner) driver() *Driver {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drv
+}
+
+func (r *agentRunner) run() {
+	defer close(r.done)
+	defer r.stopDriver()
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	for {
+		queued, err := r.m.log.Inputs(r.ctx, r.name, "queued")
+		if err != nil && r.ctx.Err() == nil {
+			r.m.logger.Error("read inbox", "agent", r.name, "err", err)
+		}
+		if len(queued) > 0 && r.ctx.Err() == nil {
+			r.runTurn(queued[0])
+			continue
+		}
+		if r.drv != nil {
+			idle.Reset(r.m.cfg.IdleTimeout)
+		}
+		select {
+		case <-r.wake:
+		case <-r.abort_: // nothing runs
+		case <-idle.C:
+			r.m.logger.Info("idle: stopping opencode", "agent", r.name)
+			r.stopDriver()
+		case <-r.drvDone:
+			r.stopDriver()
+		case <-r.ctx.Done():
+			return
+		}
+		idle.Stop()
+	}
+}
+
+// emit stores e for the agent: it fills agent and turn, lets only the first
+// terminal event of a turn through, and drops opencode's echo of an answer
+// given through us. It returns once e is committed.
+func (r *agentRunner) emit(e event.Event) {
+	e.Agent = r.name
+	r.mu.Lock()
+	if e.Turn == "" {
+		e.Turn = r.turn
+	}
+	var ended chan struct{}
+	if e.Kind.Terminal() && e.Turn != "" {
+		if e.Turn != r.turn || r.final {
+			r.mu.Unlock()
+			return // a turn ends once
+		}
+		r.final, ended = true, r.ended
+	}
+	if e.Kind == event.PermissionResolved && !e.Synthetic {
+		if id := approvalOf(e); r.resolved[id] {
+			delete(r.resolved, id)
+			r.mu.Unlock()
+			return
+		}
+	}
+	r.mu.Unlock()
+	if _, err := r.m.log.Append(context.Background(), e); err != nil {
+		r.m.logger.Error("store event", "agent", r.name, "kind", e.Kind, "err", err)
+	}
+	if ended != nil {
+		close(ended)
+	}
+}
+
+func approvalOf(e event.Event) string {
+	var d event.PermissionResolvedData
+	jsonUnmarshal(e.Data, &d)
+	return d.Approval
+}
+
+// runTurn runs one queued input as a turn and returns when it has ended.
+func (r *agentRunner) runTurn(in eventlog.Input) {
+	turn := NewID("turn")
+	ended := make(chan struct{})
+	r.mu.Lock()
+	r.turn, r.ended, r.final = turn, ended, false
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.turn = ""
+		r.mu.Unlock()
+	}()
+	a, err := r.m.log.Agent(r.ctx, r.name)
+	if err != nil {
+		return // deleted: its inbox was closed with it
+	}
+	session, perr := r.prepare(a)
+	r.emit(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
+		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
+	if perr != nil {
+		if r.ctx.Err() != nil {
+			return // shutting down: the next start reports the interruption
+		}
+		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
+			Code: event.CodeInstanceFailed, Message: "the agent's opencode could not be started: " + opencode.CleanMessage(perr.Error())}), turn))
+		r.stopDriver()
+		return
+	}
+	p := opencode.Prompt{Text: in.Text}
+	if in.Model != "" {
+		p.ProviderID, p.ModelID, _ = agent.SplitModel(in.Model)
+	}
+	if err := r.drv.Prompt(r.ctx, session, p); err != nil && r.ctx.Err() == nil {
+		// The driver ends the turn on opencode's refusal; this covers the rest.
+		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
+			Code: event.CodeOpencode, Message: "the prompt could not be sent: " + opencode.CleanMessage(err.Error())}), turn))
+	}
+	r.wait(turn, session, ended)
+}
+
+func withTurn(e event.Event, turn string) event.Event {
+	e.Turn = turn
+	return e
+}
+
+// wait serves the running turn until it ends: steers, aborts, and a driver
+// that dies under it.
+func (r *agentRunner) wait(turn, session string, ended chan struct{}) {
+	var abortBy <-chan time.Time
+	for {
+		select {
+		case <-ended:
+			return
+		case <-r.wake:
+			r.steer(turn, session)
+		case <-r.abort_:
+			if abortBy == nil {
+				ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.AbortWait)
+				if err := r.drv.Abort(ctx, session); err != nil {
+					r.m.logger.Warn("abort", "agent", r.name, "err", err)
+				}
+				cancel()
+				abortBy = time.After(r.m.cfg.AbortWait)
+			}
+		case <-abortBy:
+			// opencode did not settle: restart it, and end the turn here.
+			r.m.logger.Warn("abort: opencode did not stop in time; restarting it", "agent", r.name)
+			r.stopDriver()
+			r.expireApprovals(turn, "the turn was aborted")
+			r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeAborted,
+				Message: "the turn was aborted; opencode did not stop in time and was restarted"}), turn))
+		case <-r.drvDone:
+			err := r.drvErr
+			r.stopDriver()
+			r.expireApprovals(turn, "opencode stopped")
+			msg := "the turn was interrupted: the agent's opencode stopped"
+			if err != nil && !errors.Is(err, context.Canceled) {
+				msg += ": " + opencode.CleanMessage(err.Error())
+			}
+			r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeInterrupted, Message: msg}), turn))
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// steer sends the queued steer inputs into the running turn. An input that
+// arrives while the turn is already settling waits for a turn of its own.
+func (r *agentRunner) steer(turn, session string) {
+	queued, err := r.m.log.Inputs(r.ctx, r.name, "queued")
+	if err != nil {
+		return
+	}
+	for _, in := range queued {
+		if in.Mode != "steer" || !r.drv.Busy(r.ctx, session) {
+			continue
+		}
+		r.emit(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
+			Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
+		p := opencode.Prompt{Text: in.Text}
+		if in.Model != "" {
+			p.ProviderID, p.ModelID, _ = agent.SplitModel(in.Model)
+		}
+		if err := r.drv.Prompt(r.ctx, session, p); err != nil {
+			r.m.logger.Warn("steer", "agent", r.name, "err", err)
+		}
+	}
+}
+
+// expireApprovals records every pending approval of turn as expired.
+func (r *agentRunner) expireApprovals(turn, why string) {
+	pending, err := r.m.log.Approvals(context.Background(), "pending")
+	if err != nil {
+		return
+	}
+	for _, ap := range pending {
+		if ap.Agent == r.name && ap.Turn == turn {
+			e := event.New(ap.Session, event.PermissionResolved, time.Now(), event.PermissionResolvedData{
+				Approval: ap.ID, Decision: "expired", By: "taosagent", Message: why})
+			e.Turn, e.Synthetic = turn, true
+			r.emit(e)
+		}
+	}
+}
+
+// abort asks the run loop to abort the running turn and waits for its end.
+func (r *agentRunner) abort(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	turn, ended := r.turn, r.ended
+	r.mu.Unlock()
+	if turn == "" {
+		return "", ErrIdle
+	}
+	select {
+	case r.abort_ <- struct{}{}:
+	default:
+	}
+	wait := time.NewTimer(r.m.cfg.AbortWait + r.m.cfg.StartWait)
+	defer wait.Stop()
+	select {
+	case <-ended:
+		return turn, nil
+	case <-wait.C:
+		return turn, errors.New("the turn did not end after the abort")
+	case <-ctx.Done():
+		return turn, ctx.Err()
+	}
+}
+
+// reply answers an approval through opencode and records who answered.
+func (r *agentRunner) reply(ctx context.Context, ap eventlog.Approval, decision, message, by string) (eventlog.Approval, error) {
+	r.mu.Lock()
+	drv := r.drv
+	if drv != nil {
+		r.resolved[ap.ID] = true
+	}
+	r.mu.Unlock()
+	if drv == nil {
+		return ap, fmt.Errorf("approval %s: its agent's opencode is not running: %w", ap.ID, eventlog.ErrConflict)
+	}
+	err := drv.ReplyPermission(ctx, ap.ID, decision, message)
+	if errors.Is(err, opencode.ErrNotFound) {
+		r.mu.Lock()
+		delete(r.resolved, ap.ID)
+		r.mu.Unlock()
+		e := event.New(ap.Session, event.PermissionResolved, time.Now(), event.PermissionResolvedData{
+			Approval: ap.ID, Decision: "expired", By: "taosagent", Message: "opencode no longer has this request"})
+		e.Turn, e.Synthetic = ap.Turn, true
+		r.emit(e)
+		return ap, fmt.Errorf("approval %s had expired: %w", ap.ID, eventlog.ErrConflict)
+	}
+	if err != nil {
+		r.mu.Lock()
+		delete(r.resolved, ap.ID)
+		r.mu.Unlock()
+		return ap, err
+	}
+	e := event.New(ap.Session, event.PermissionResolved, time.Now(), event.PermissionResolvedData{
+		Approval: ap.ID, Decision: decision, By: by, Message: message})
+	e.Turn = ap.Turn
+	// Through the log directly: opencode's own echo is what emit drops.
+	e.Agent = r.name
+	if _, err := r.m.log.Append(context.Background(), e); err != nil {
+		return ap, err
+	}
+	return r.m.log.Approval(ctx, ap.ID)
+}
+
+// prepare makes sure the driver runs the agent's current spec, its instance
+// is ready, and the pinned session exists; it returns the session.
+func (r *agentRunner) prepare(a agent.Agent) (string, error) {
+	if r.drv != nil && !a.Updated.Equal(r.drvUpdated) {
+		r.stopDriver() // the agent changed: a fresh instance takes the new config
+	}
+	if r.drv == nil {
+		if err := r.startDriver(a); err != nil {
+			return a.Session, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.drvDone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := r.drv.Client(ctx)
+	if err != nil {
+		if r.drvErr != nil {
+			err = r.drvErr
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("opencode was not ready within %s", r.m.cfg.StartWait)
+		}
+		return a.Session, err
+	}
+	if a.Session != "" {
+		if _, err := c.GetSession(ctx, a.Session); err == nil {
+			r.setSession(a.Session)
+			return a.Session, nil
+		} else if !errors.Is(err, opencode.ErrNotFound) {
+			return a.Session, err
+		}
+	}
+	s, err := c.CreateSession(ctx, "taosagent "+a.Name)
+	if err != nil {
+		return "", err
+	}
+	if err := r.m.log.SetSession(ctx, a.Name, s.ID); err != nil {
+		return "", err
+	}
+	r.setSession(s.ID)
+	return s.ID, nil
+}
+
+func (r *agentRunner) setSession(s string) {
+	r.mu.Lock()
+	r.session = s
+	r.mu.Unlock()
+}
+
+func (r *agentRunner) startDriver(a agent.Agent) error {
+	spec, err := r.m.spec(r.ctx, a)
+	if err != nil {
+		return err
+	}
+	d := NewDriver(r.m.cfg.Sup, spec, r.emit, r.m.logger)
+	d.Raw = func(ev opencode.Event) {
+		select {
+		case r.m.raw <- eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: ev.Raw}:
+		default:
+		}
+	}
+	d.OnReconnect = r.reconcile
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan struct{})
+	r.drvCancel, r.drvDone, r.drvErr, r.drvUpdated = cancel, done, nil, a.Updated
+	r.mu.Lock()
+	r.drv = d
+	r.mu.Unlock()
+	go func() {
+		err := d.Run(ctx)
+		if ctx.Err() == nil {
+			r.drvErr = err
+		}
+		close(done)
+	}()
+	return nil
+}
+
+// stopDriver stops the driver and the agent's opencode; no-op if none runs.
+func (r *agentRunner) stopDriver() {
+	if r.drvCancel == nil {
+		return
+	}
+	r.drvCancel()
+	r.m.cfg.Sup.Stop(r.name)
+	<-r.drvDone
+	r.mu.Lock()
+	r.drv = nil
+	r.mu.Unlock()
+	r.drvCancel, r.drvDone = nil, nil
+}
+
+// reconcile runs after the event stream reconnected: approvals we hold as
+// pending that opencode no longer has expired while we were away; asks we
+// never saw are recorded now. Both as synthetic events.
+func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit func(...event.Event)) {
+	theirs, err := c.Permissions(ctx)
+	if err != nil {
+		r.m.logger.Warn("reconcile permissions", "agent", r.name, "err", err)
+		return
+	}
+	ours, err := r.m.log.Approvals(ctx, "pending")
+	if err != nil {
+		return
+	}
+	open := map[string]bool{}
+	for _, ap := range ours {
+		if ap.Agent == r.name {
+			open[ap.ID] = true
+		}
+	}
+	live := map[string]bool{}
+	now := time.Now()
+	for _, p := range theirs {
+		live[p.ID] = true
+		if !open[p.ID] {
+			d := event.PermissionAskedData{Approval: p.ID, Tool: p.Permission, Patterns: p.Patterns, Always: p.Always, Metadata: p.Metadata}
+			if p.Tool != nil {
+				d.CallID = p.Tool.CallID
+			}
+			if d.Patterns == nil {
+				d.Patterns = []string{}
+			}
+			e := event.New(p.SessionID, event.PermissionAsked, now, d)
+			e.Synthetic = true
+			emit(e)
+		}
+	}
+	for _, ap := range ours {
+		if ap.Agent == r.name && !live[ap.ID] {
+			e := event.New(ap.Session, event.PermissionResolved, now, event.PermissionResolvedData{
+				Approval: ap.ID, Decision: "expired", By: "taosagent", Message: "opencode no longer has this request"})
+			e.Turn, e.Synthetic = ap.Turn, true
+			emit(e)
+		}
+	}
+}

@@ -1,0 +1,387 @@
+package runner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/supervisor"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Home        string // agents live in Home/agents/NAME
+	Log         *eventlog.Log
+	Sup         *supervisor.Supervisor
+	Keys        agent.Keys
+	IdleTimeout time.Duration // stop an agent's opencode unused this long; default 10 min
+	AbortWait   time.Duration // abort to idle before a restart; default 5 s
+	StartWait   time.Duration // instance and session ready; default 2 min
+	// DemoURL is the base URL of the scripted demo provider, "" if none.
+	DemoURL string
+	Logger  *slog.Logger
+}
+
+// Manager runs every agent's turns: one runner goroutine per agent, started
+// on the agent's first input. Its methods are safe for concurrent use.
+type Manager struct {
+	cfg    Config
+	log    *eventlog.Log
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	runners map[string]*agentRunner
+
+	raw   chan eventlog.Raw
+	state chan event.Event
+}
+
+// Errors of the Manager beyond the store's.
+var (
+	ErrIdle    = errors.New("the agent has no running turn")
+	ErrInvalid = errors.New("invalid")
+)
+
+// New returns a Manager; call Start.
+func New(cfg Config) *Manager {
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.AbortWait <= 0 {
+		cfg.AbortWait = 5 * time.Second
+	}
+	if cfg.StartWait <= 0 {
+		cfg.StartWait = 2 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, log: cfg.Log, logger: cfg.Logger, ctx: ctx, cancel: cancel,
+		runners: map[string]*agentRunner{}, raw: make(chan eventlog.Raw, 4096), state: make(chan event.Event, 256)}
+}
+
+// Start recovers from whatever a crash left, then runs queued inputs.
+// Turns left running end with an interrupted error; their approvals
+// expire. Both are recorded as synthetic events.
+func (m *Manager) Start(ctx context.Context) error {
+	m.cfg.Sup.OnState = m.onState
+	turns, err := m.log.RunningTurns(ctx)
+	if err != nil {
+		return err
+	}
+	pending, err := m.log.Approvals(ctx, "pending")
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var evs []event.Event
+	for _, ap := range pending {
+		e := event.New(ap.Session, event.PermissionResolved, now, event.PermissionResolvedData{
+			Approval: ap.ID, Decision: "expired", By: "taosagent",
+			Message: "taosagent stopped while this approval was pending"})
+		e.Agent, e.Turn, e.Synthetic = ap.Agent, ap.Turn, true
+		evs = append(evs, e)
+	}
+	for _, t := range turns {
+		e := event.New(t.Session, event.Error, now, event.ErrorData{Code: event.CodeInterrupted,
+			Message: "the turn was interrupted: taosagent stopped while it ran"})
+		e.Agent, e.Turn, e.Synthetic = t.Agent, t.ID, true
+		evs = append(evs, e)
+	}
+	if len(evs) > 0 {
+		if _, err := m.log.Append(ctx, evs...); err != nil {
+			return err
+		}
+		m.logger.Info("recovered after a crash", "turns", len(turns), "approvals", len(pending))
+	}
+	m.wg.Add(2)
+	go m.rawWriter()
+	go m.stateWriter()
+	agents, err := m.log.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range agents {
+		if q, _ := m.log.Inputs(ctx, a.Name, "queued"); len(q) > 0 {
+			m.runner(a.Name).poke()
+		}
+	}
+	return nil
+}
+
+// Close stops every runner and its opencode, and waits for them.
+func (m *Manager) Close() {
+	m.cancel()
+	m.mu.Lock()
+	rs := m.runners
+	m.runners = map[string]*agentRunner{}
+	m.mu.Unlock()
+	for _, r := range rs {
+		<-r.done
+	}
+	m.wg.Wait()
+}
+
+// runner returns the runner of name, starting it.
+func (m *Manager) runner(name string) *agentRunner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.runners[name]
+	if r == nil {
+		r = newAgentRunner(m, name)
+		m.runners[name] = r
+		if m.ctx.Err() == nil {
+			go r.run()
+		} else {
+			close(r.done)
+		}
+	}
+	return r
+}
+
+func (m *Manager) existing(name string) *agentRunner {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.runners[name]
+}
+
+// Submission is a message for an agent.
+type Submission struct {
+	Text     string
+	Mode     string // "queue" (default) or "steer"
+	ClientID string // idempotency key; generated when empty
+	Model    string // provider/model for this turn; must be permitted
+}
+
+// Submit puts s in name's inbox. created is false when s.ClientID was
+// already used (the first input is returned).
+func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventlog.Input, bool, error) {
+	a, err := m.log.Agent(ctx, name)
+	if err != nil {
+		return eventlog.Input{}, false, err
+	}
+	if s.Mode == "" {
+		s.Mode = "queue"
+	}
+	if s.Mode != "queue" && s.Mode != "steer" {
+		return eventlog.Input{}, false, fmt.Errorf("%w: mode must be \"queue\" or \"steer\"", ErrInvalid)
+	}
+	if s.Model != "" && !a.Permits(s.Model) {
+		return eventlog.Input{}, false, fmt.Errorf("%w: model %q is not permitted for agent %q (permitted: %v)", ErrInvalid, s.Model, name, a.Models)
+	}
+	if s.ClientID == "" {
+		s.ClientID = NewID("in")
+	}
+	in, created, err := m.log.AddInput(ctx, eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model})
+	if err == nil && created {
+		m.runner(name).poke()
+	}
+	return in, created, err
+}
+
+// Abort aborts name's running turn and waits until it has ended: opencode
+// is given AbortWait to settle, else it is restarted. Queued inputs stay.
+func (m *Manager) Abort(ctx context.Context, name string) (turn string, err error) {
+	if _, err := m.log.Agent(ctx, name); err != nil {
+		return "", err
+	}
+	r := m.existing(name)
+	if r == nil {
+		return "", ErrIdle
+	}
+	return r.abort(ctx)
+}
+
+// Reply answers approval id for a person (by) through opencode, and records
+// the answer. A request opencode no longer knows is recorded as expired and
+// reported as a conflict.
+func (m *Manager) Reply(ctx context.Context, id, decision, message, by string) (eventlog.Approval, error) {
+	switch decision {
+	case "once", "always", "reject":
+	default:
+		return eventlog.Approval{}, fmt.Errorf("%w: decision must be once, always or reject", ErrInvalid)
+	}
+	if message != "" && decision != "reject" {
+		return eventlog.Approval{}, fmt.Errorf("%w: a message goes with reject only", ErrInvalid)
+	}
+	ap, err := m.log.Approval(ctx, id)
+	if err != nil {
+		return ap, err
+	}
+	if ap.State != "pending" {
+		return ap, fmt.Errorf("approval %s is already %s: %w", id, ap.State, eventlog.ErrConflict)
+	}
+	r := m.existing(ap.Agent)
+	if r == nil {
+		return ap, fmt.Errorf("approval %s: its agent is not running: %w", id, eventlog.ErrConflict)
+	}
+	return r.reply(ctx, ap, decision, message, by)
+}
+
+// AgentStatus is what a runner is doing.
+type AgentStatus struct {
+	State    string `json:"state"` // stopped, starting, idle, busy
+	Turn     string `json:"turn,omitempty"`
+	Queued   int    `json:"queued"`
+	Instance string `json:"instance,omitempty"` // the supervisor's state
+	PID      int    `json:"pid,omitempty"`
+}
+
+// Status reports name's runner.
+func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
+	st := AgentStatus{State: "stopped"}
+	if q, err := m.log.Inputs(ctx, name, "queued"); err == nil {
+		st.Queued = len(q)
+	}
+	if in := m.cfg.Sup.Get(name); in != nil {
+		st.Instance, st.PID = string(in.State()), in.PID()
+		st.State = "idle"
+		if in.State() == supervisor.Starting {
+			st.State = "starting"
+		}
+	}
+	if r := m.existing(name); r != nil {
+		if t := r.currentTurn(); t != "" {
+			st.State, st.Turn = "busy", t
+		}
+	}
+	return st
+}
+
+// Forget stops name's runner and opencode: the agent was deleted or
+// changed; a changed agent starts afresh on its next input.
+func (m *Manager) Forget(name string) {
+	m.mu.Lock()
+	r := m.runners[name]
+	delete(m.runners, name)
+	m.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		<-r.done
+	}
+	m.cfg.Sup.Stop(name)
+}
+
+// spec is how agent a's opencode runs.
+func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, error) {
+	pid, mid, _ := agent.SplitModel(a.Model)
+	p, err := m.log.Provider(ctx, pid)
+	if err != nil {
+		return supervisor.Spec{}, err
+	}
+	key, err := m.cfg.Keys.Get(pid)
+	if err != nil {
+		return supervisor.Spec{}, fmt.Errorf("provider %s: its key cannot be read", pid)
+	}
+	base := p.BaseURL
+	if p.Demo {
+		if m.cfg.DemoURL == "" {
+			return supervisor.Spec{}, errors.New("the demo provider is switched off")
+		}
+		base, key = m.cfg.DemoURL, "demo-key-not-secret"
+	}
+	if key == "" {
+		key = "none" // a local provider without keys; the SDK wants one
+	}
+	prov := opencode.Provider{ID: p.ID, Name: p.Name, BaseURL: base, APIKey: key}
+	for _, full := range a.Models {
+		if _, id, _ := agent.SplitModel(full); id != "" {
+			if pm, ok := p.Model(id); ok {
+				prov.Models = append(prov.Models, opencode.Model{ID: pm.ID, Name: pm.Name, ToolCall: pm.ToolCall,
+					Reasoning: pm.Reasoning, Context: pm.Context, Output: pm.Output})
+			}
+		}
+	}
+	cfg := opencode.Config{Provider: prov, Model: mid, SmallModel: mid, Permission: a.Permission, Tools: a.Tools,
+		Agent: opencode.Agent{Name: "taosagent", Description: "taosagent agent " + a.Name, Prompt: a.Prompt}}
+	if err := cfg.Validate(); err != nil {
+		return supervisor.Spec{}, err
+	}
+	return supervisor.Spec{Name: a.Name, Dir: filepath.Join(m.cfg.Home, "agents", a.Name), Config: cfg}, nil
+}
+
+// onState turns the supervisor's reports into instance events. Crashes are
+// reported by the driver, with the turn they interrupt.
+func (m *Manager) onState(name string, st supervisor.State, pid int, err error) {
+	if st == supervisor.Crashed {
+		return
+	}
+	d := event.InstanceData{State: string(st), PID: pid}
+	if err != nil && st == supervisor.Failed {
+		d.Message = opencode.CleanMessage(err.Error())
+	}
+	e := event.New("", event.Instance, time.Now(), d)
+	e.Agent = name
+	select {
+	case m.state <- e:
+	default:
+	}
+}
+
+func (m *Manager) stateWriter() {
+	defer m.wg.Done()
+	for {
+		select {
+		case e := <-m.state:
+			if r := m.existing(e.Agent); r != nil {
+				e.Turn = r.currentTurn()
+			}
+			if _, err := m.log.Append(context.Background(), e); err != nil {
+				m.logger.Error("store instance event", "err", err)
+			}
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+// rawWriter stores raw events in batches, best effort: when it falls
+// behind, raw events are dropped, never normalized ones.
+func (m *Manager) rawWriter() {
+	defer m.wg.Done()
+	batch := make([]eventlog.Raw, 0, 256)
+	for {
+		select {
+		case r := <-m.raw:
+			batch = append(batch[:0], r)
+		more:
+			for len(batch) < cap(batch) {
+				select {
+				case r := <-m.raw:
+					batch = append(batch, r)
+				default:
+					break more
+				}
+			}
+			if err := m.log.AppendRaw(context.Background(), batch...); err != nil {
+				m.logger.Warn("store raw events", "err", err)
+			}
+		case <-m.ctx.Done():
+			return
+		}
+	}
+}
+
+// NewID returns a random id with prefix.
+func NewID(prefix string) string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+func jsonUnmarshal(b []byte, v any) { _ = json.Unmarshal(b, v) }
