@@ -133,10 +133,13 @@ func interleave(args []string) []string {
 	return append(append(fl, "--"), pos...)
 }
 
-// takesValue lists the app commands' flags that take a value.
+// takesValue lists the flags of the commands using interleave that take
+// a value.
 func takesValue(flag string) bool {
 	switch flag {
-	case "-dir", "--dir", "-against", "--against", "-out", "--out":
+	case "-dir", "--dir", "-against", "--against", "-out", "--out",
+		"-home", "--home", "-addr", "--addr", "-after", "--after", "-message", "--message",
+		"-mode", "--mode", "-model", "--model":
 		return true
 	}
 	return false

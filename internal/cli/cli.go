@@ -24,6 +24,12 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "run the daemon: agents, event log, HTTP API (serve --help)", runServe},
+		{"chat", "send a message to an agent and follow its turn (chat AGENT TEXT…)", runChat},
+		{"agents", "list the agents", runAgents},
+		{"providers", "list the model providers", runProviders},
+		{"events", "print an agent's events (events AGENT [--follow] [--after N])", runEvents},
+		{"approve", "answer a pending approval (approve ID once|always|reject [--message …])", runApprove},
 		{"setup", "install the pinned opencode into the home directory", runSetup},
 		{"demo", "run one turn against the scripted demo model and print its events", runDemo},
 		{"sandbox", "run a command in a disposable bubblewrap sandbox (sandbox run --help)", runSandbox},
@@ -82,7 +88,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: taosagent COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 }
 

@@ -71,8 +71,10 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // opencodeBinary finds the binary setup chose for home, verified.
 func opencodeBinary(ctx context.Context, home string) (string, error) {
-	path := ""
-	if b, err := os.ReadFile(filepath.Join(home, binaryFile)); err == nil {
+	path := os.Getenv("TAOSAGENT_OPENCODE")
+	if path != "" {
+		// An explicit binary, as tests and packagers give it.
+	} else if b, err := os.ReadFile(filepath.Join(home, binaryFile)); err == nil {
 		path = strings.TrimSpace(string(b))
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
@@ -83,4 +85,21 @@ func opencodeBinary(ctx context.Context, home string) (string, error) {
 		return "", fmt.Errorf("%w (home %s)", err, home)
 	}
 	return path, nil
+}
+
+// ensureOpencode is opencodeBinary, installing the pinned opencode into
+// home first when none was ever set up there.
+func ensureOpencode(ctx context.Context, home string, progress io.Writer) (string, error) {
+	if os.Getenv("TAOSAGENT_OPENCODE") == "" {
+		_, errChosen := os.Stat(filepath.Join(home, binaryFile))
+		p, err := opencode.BinaryPath(filepath.Join(home, "opencode"))
+		_, errInstalled := os.Stat(p)
+		if errors.Is(errChosen, fs.ErrNotExist) && (err != nil || errors.Is(errInstalled, fs.ErrNotExist)) {
+			fmt.Fprintf(progress, "installing opencode %s into %s …\n", opencode.Version, filepath.Join(home, "opencode"))
+			if _, err := opencode.Install(ctx, filepath.Join(home, "opencode"), progress); err != nil {
+				return "", err
+			}
+		}
+	}
+	return opencodeBinary(ctx, home)
 }

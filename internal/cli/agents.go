@@ -1,0 +1,285 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/runner"
+)
+
+// clientFlags adds the flags that find the daemon and its token.
+func clientFlags(fs *flag.FlagSet) func() (*client.Client, error) {
+	home := fs.String("home", defaultHome(), "taosagent home directory, for the token file (env TAOSAGENT_HOME)")
+	addr := fs.String("addr", "", "daemon address (env TAOSAGENT_ADDR; default: TAOSAGENT_LISTEN or 127.0.0.1:7077)")
+	return func() (*client.Client, error) {
+		a := *addr
+		if a == "" {
+			a = os.Getenv("TAOSAGENT_ADDR")
+		}
+		if a == "" {
+			a = defaultListen()
+		}
+		if !strings.Contains(a, "://") {
+			a = "http://" + a
+		}
+		token := os.Getenv("TAOSAGENT_TOKEN")
+		if token == "" {
+			b, err := os.ReadFile(filepath.Join(*home, "token"))
+			if err != nil {
+				return nil, fmt.Errorf("no API token: %v (is the daemon started with this --home?)", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		return &client.Client{Base: a, Token: token}, nil
+	}
+}
+
+func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("agents", stderr)
+	mk := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, interleave(args)); err != nil {
+		return err
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	as, err := c.Agents(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(as)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMODEL\tSTATE\tQUEUED\tPERMITTED")
+	for _, a := range as {
+		st := client.AgentStatus{State: "?"}
+		if a.Status != nil {
+			st = *a.Status
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", a.Name, a.Model, st.State, st.Queued, strings.Join(a.Models, ","))
+	}
+	return tw.Flush()
+}
+
+func runProviders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("providers", stderr)
+	mk := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, interleave(args)); err != nil {
+		return err
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	ps, err := c.Providers(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(ps)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tBASE URL\tKEY\tMODELS\tNOTE")
+	for _, p := range ps {
+		var ids []string
+		for _, m := range p.Models {
+			ids = append(ids, m.ID)
+		}
+		key, note := "no", ""
+		if p.HasKey {
+			key = "set"
+		}
+		if p.Demo {
+			note = "DEMO: scripted test stand-in, not an AI"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.BaseURL, key, strings.Join(ids, ","), note)
+	}
+	return tw.Flush()
+}
+
+func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("events", stderr)
+	mk := clientFlags(fs)
+	follow := fs.Bool("follow", false, "keep following new events")
+	after := fs.Int64("after", 0, "only events after this seq")
+	asJSON := fs.Bool("json", false, "print each event as a JSON line")
+	if err := parse(fs, interleave(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want one AGENT", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	show := func(e client.Event) {
+		if *asJSON {
+			b, _ := json.Marshal(e)
+			fmt.Fprintln(stdout, string(b))
+			return
+		}
+		syn := ""
+		if e.Synthetic {
+			syn = " (synthetic)"
+		}
+		fmt.Fprintf(stdout, "%d\t%s\t%s\t%s%s\n", e.Seq, e.Time.Local().Format("15:04:05.000"), e.Kind, e.Data, syn)
+	}
+	if *follow {
+		return c.Stream(ctx, name, *after, func(e client.Event) bool { show(e); return true })
+	}
+	cur := *after
+	for {
+		evs, err := c.Events(ctx, name, cur, 10000)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			show(e)
+			cur = e.Seq
+		}
+		if len(evs) < 10000 {
+			return nil
+		}
+	}
+}
+
+func runApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("approve", stderr)
+	mk := clientFlags(fs)
+	message := fs.String("message", "", "with reject: tell the agent why")
+	if err := parse(fs, interleave(args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("%w: want ID once|always|reject", errUsage)
+	}
+	switch fs.Arg(1) {
+	case "once", "always", "reject":
+	default:
+		return fmt.Errorf("%w: the decision is once, always or reject", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	ap, err := c.Approve(ctx, fs.Arg(0), fs.Arg(1), *message)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", ap.ID, ap.State)
+	return nil
+}
+
+// runChat sends a message and prints its turn as it happens: reasoning set
+// apart from the answer, tool calls as they start. It exits 1 when the turn
+// ends in an error.
+func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("chat", stderr)
+	mk := clientFlags(fs)
+	mode := fs.String("mode", "queue", "queue (wait for the agent to be idle) or steer (join its running turn)")
+	model := fs.String("model", "", "provider/model for this turn (must be permitted for the agent)")
+	asJSON := fs.Bool("json", false, "print the events as JSON lines")
+	if err := parse(fs, interleave(args)); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return fmt.Errorf("%w: want AGENT TEXT…", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	name, text := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
+	acc, err := c.Send(ctx, name, client.Message{Text: text, Mode: *mode, Model: *model, ID: runner.NewID("cli")})
+	if err != nil {
+		return err
+	}
+	p := &printer{w: stdout, json: *asJSON}
+	in := bufio.NewReader(os.Stdin)
+	interactive := isTerminal(os.Stdin)
+	myTurn := ""
+	var result error
+	err = c.Stream(ctx, name, acc.Seq, func(e client.Event) bool {
+		input := e.Field("input")
+		if myTurn == "" && (e.Kind == string(event.TurnStarted) || e.Kind == string(event.InputSteered)) && input == fmt.Sprint(acc.Input) {
+			myTurn = e.Turn
+			if e.Kind == string(event.InputSteered) {
+				fmt.Fprintln(stderr, "(sent into the running turn)")
+			}
+		}
+		if myTurn == "" || e.Turn != myTurn {
+			return true
+		}
+		p.print(event.Event{Seq: e.Seq, Agent: e.Agent, Session: e.Session, Turn: e.Turn, Time: e.Time,
+			Kind: event.Kind(e.Kind), Data: e.Data, Synthetic: e.Synthetic})
+		switch event.Kind(e.Kind) {
+		case event.PermissionAsked:
+			id := e.Field("approval")
+			if !interactive {
+				fmt.Fprintf(stderr, "approval pending: taosagent approve %s once|always|reject\n", id)
+				return true
+			}
+			ask(ctx, c, in, stderr, id, e.Field("tool"), e.Field("patterns"))
+		case event.Final:
+			return false
+		case event.Error:
+			result = exitStatus(1)
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return result
+}
+
+// ask prompts a person at a terminal to answer an approval.
+func ask(ctx context.Context, c *client.Client, in *bufio.Reader, w io.Writer, id, tool, patterns string) {
+	for {
+		fmt.Fprintf(w, "allow %s %s? [o]nce, [a]lways, [r]eject: ", tool, patterns)
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return
+		}
+		decision := map[string]string{"o": "once", "once": "once", "a": "always", "always": "always", "r": "reject", "reject": "reject"}[strings.TrimSpace(line)]
+		if decision == "" {
+			continue
+		}
+		msg := ""
+		if decision == "reject" {
+			fmt.Fprint(w, "tell the agent why (optional): ")
+			l, _ := in.ReadString('\n')
+			msg = strings.TrimSpace(l)
+		}
+		if _, err := c.Approve(ctx, id, decision, msg); err != nil {
+			fmt.Fprintln(w, "could not answer:", err)
+		}
+		return
+	}
+}
+
+// isTerminal reports whether f is a terminal (not merely a character
+// device: /dev/null is one too).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/httpapi"
+	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/scriptedmodel"
+	"github.com/taosagent/taosagent/internal/supervisor"
+)
+
+// defaultListen is $TAOSAGENT_LISTEN, else 127.0.0.1:7077.
+func defaultListen() string {
+	if l := os.Getenv("TAOSAGENT_LISTEN"); l != "" {
+		return l
+	}
+	return "127.0.0.1:7077"
+}
+
+// runServe runs the daemon until SIGINT or SIGTERM.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("serve", stderr)
+	home := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
+	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
+	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
+	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; the least recently used stops")
+	retention := fs.Duration("retention", 90*24*time.Hour, "keep events this long (0: forever)")
+	rawRetention := fs.Duration("raw-retention", 24*time.Hour, "keep raw opencode events this long")
+	noDemo := fs.Bool("no-demo", false, "never offer the scripted demo provider")
+	verbose := fs.Bool("verbose", false, "log at debug level")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(*home, 0o700); err != nil {
+		return err
+	}
+	unlock, err := lockHome(*home)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	token, err := ensureToken(filepath.Join(*home, "token"))
+	if err != nil {
+		return err
+	}
+	bin, err := ensureOpencode(ctx, *home, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := eventlog.Open(filepath.Join(*home, "taosagent.db"))
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+
+	sup, err := supervisor.New(bin, filepath.Join(*home, "run"))
+	if err != nil {
+		return err
+	}
+	sup.MaxRunning, sup.Logger = *maxRunning, logger
+	if killed, err := sup.Sweep(); err == nil && len(killed) > 0 {
+		logger.Info("stopped opencode processes left by an earlier run", "pids", killed)
+	}
+	defer sup.Close()
+
+	// The demo provider: the scripted model on a loopback port of its own.
+	demoURL := ""
+	if !*noDemo {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		model := &http.Server{Handler: &scriptedmodel.Server{}, ReadHeaderTimeout: 10 * time.Second}
+		go model.Serve(ln)
+		defer model.Close()
+		demoURL = "http://" + ln.Addr().String() + "/v1"
+	}
+	mgr := runner.New(runner.Config{Home: *home, Log: log, Sup: sup, Keys: agent.Keys{Dir: filepath.Join(*home, "keys")},
+		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger})
+	created, err := mgr.EnsureBuiltins(ctx, !*noDemo)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	api := &httpapi.Server{Log: log, Runner: mgr, Token: token, Version: Version, Logger: logger}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	fmt.Fprintf(stdout, "taosagent %s listening on http://%s (token: %s)\n", Version, ln.Addr(), filepath.Join(*home, "token"))
+	if ps, _ := mgr.Providers(ctx); len(ps) == 1 && ps[0].Demo {
+		fmt.Fprintln(stdout, "No model provider is configured: agents use the built-in scripted DEMO provider,\n"+
+			"a test stand-in that is not an AI. Try:  taosagent chat host 'Please use a tool to say hi'\n"+
+			"Add a real provider with POST /v1/providers, then point host at it with PATCH /v1/agents/host.")
+	}
+	for _, c := range created {
+		logger.Info("created built-in " + c)
+	}
+	go prune(ctx, log, *retention, *rawRetention, logger)
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close() // event streams do not end on their own
+	}
+	return nil
+}
+
+// prune applies retention hourly.
+func prune(ctx context.Context, log *eventlog.Log, keep, keepRaw time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		before := time.Time{}
+		if keep > 0 {
+			before = time.Now().Add(-keep)
+		}
+		if n, err := log.Prune(ctx, before, time.Now().Add(-keepRaw)); err != nil && ctx.Err() == nil {
+			logger.Warn("retention", "err", err)
+		} else if n > 0 {
+			logger.Info("retention removed old events", "events", n)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// ensureToken reads the API token, creating it (mode 0600) on first start.
+func ensureToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(b)
+	return t, atomicfile.Write(path, []byte(t+"\n"), 0o600)
+}
+
+// lockHome makes sure one daemon owns a home.
+func lockHome(home string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(home, "daemon.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another taosagent daemon is running on %s", home)
+	}
+	return func() { f.Close() }, nil
+}

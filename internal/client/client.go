@@ -1,0 +1,400 @@
+// Package client is the Go client of taosagent's HTTP API. The CLI and the
+// end-to-end tests use it; it imports nothing of the daemon.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client talks to one daemon.
+type Client struct {
+	Base  string // e.g. http://127.0.0.1:7077
+	Token string
+	HTTP  *http.Client // default: no timeout (streams are long)
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d %s)", e.Message, e.Status, e.Code)
+}
+
+// StatusOf returns the HTTP status of an API error, 0 for other errors.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+func (c *Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Request, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Base, "/")+path, r)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return req, nil
+}
+
+// Do sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	req, err := c.request(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return fmt.Errorf("taosagent daemon at %s: %w", c.Base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func decodeError(resp *http.Response) error {
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
+		return &Error{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(b))}
+	}
+	return &Error{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+}
+
+// Health is GET /healthz.
+func (c *Client) Health(ctx context.Context) (version string, err error) {
+	var h struct{ Status, Version string }
+	err = c.Do(ctx, "GET", "/healthz", nil, &h)
+	return h.Version, err
+}
+
+// Model is a provider's model.
+type Model struct {
+	ID        string `json:"id"`
+	Name      string `json:"name,omitempty"`
+	ToolCall  bool   `json:"tool_call"`
+	Reasoning bool   `json:"reasoning"`
+}
+
+// Provider is a model provider as the API shows it (APIKey only on create).
+type Provider struct {
+	ID      string  `json:"id"`
+	Name    string  `json:"name,omitempty"`
+	BaseURL string  `json:"base_url"`
+	APIKey  string  `json:"api_key,omitempty"`
+	Models  []Model `json:"models"`
+	Demo    bool    `json:"demo,omitempty"`
+	HasKey  bool    `json:"has_key,omitempty"`
+}
+
+// Providers lists the providers.
+func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
+	var out struct{ Providers []Provider }
+	err := c.Do(ctx, "GET", "/v1/providers", nil, &out)
+	return out.Providers, err
+}
+
+// CreateProvider adds a provider.
+func (c *Client) CreateProvider(ctx context.Context, p Provider) (Provider, error) {
+	var out Provider
+	err := c.Do(ctx, "POST", "/v1/providers", p, &out)
+	return out, err
+}
+
+// DeleteProvider removes a provider.
+func (c *Client) DeleteProvider(ctx context.Context, id string) error {
+	return c.Do(ctx, "DELETE", "/v1/providers/"+url.PathEscape(id), nil, nil)
+}
+
+// Agent is an agent as the API shows it.
+type Agent struct {
+	Name       string          `json:"name"`
+	Model      string          `json:"model"`
+	Models     []string        `json:"models,omitempty"`
+	Prompt     string          `json:"prompt,omitempty"`
+	Permission json.RawMessage `json:"permission,omitempty"`
+	Tools      map[string]bool `json:"tools,omitempty"`
+	Builtin    bool            `json:"builtin,omitempty"`
+	Status     *AgentStatus    `json:"status,omitempty"`
+}
+
+// AgentStatus is what an agent is doing.
+type AgentStatus struct {
+	State  string `json:"state"`
+	Turn   string `json:"turn,omitempty"`
+	Queued int    `json:"queued"`
+	PID    int    `json:"pid,omitempty"`
+}
+
+// Agents lists the agents.
+func (c *Client) Agents(ctx context.Context) ([]Agent, error) {
+	var out struct{ Agents []Agent }
+	err := c.Do(ctx, "GET", "/v1/agents", nil, &out)
+	return out.Agents, err
+}
+
+// Agent returns one agent.
+func (c *Client) Agent(ctx context.Context, name string) (Agent, error) {
+	var out Agent
+	err := c.Do(ctx, "GET", "/v1/agents/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// CreateAgent adds an agent.
+func (c *Client) CreateAgent(ctx context.Context, a Agent) (Agent, error) {
+	a.Status, a.Builtin = nil, false
+	var out Agent
+	err := c.Do(ctx, "POST", "/v1/agents", a, &out)
+	return out, err
+}
+
+// UpdateAgent patches an agent with the fields of patch.
+func (c *Client) UpdateAgent(ctx context.Context, name string, patch map[string]any) (Agent, error) {
+	var out Agent
+	err := c.Do(ctx, "PATCH", "/v1/agents/"+url.PathEscape(name), patch, &out)
+	return out, err
+}
+
+// DeleteAgent removes an agent.
+func (c *Client) DeleteAgent(ctx context.Context, name string) error {
+	return c.Do(ctx, "DELETE", "/v1/agents/"+url.PathEscape(name), nil, nil)
+}
+
+// Message is a message for an agent.
+type Message struct {
+	Text  string `json:"text"`
+	Mode  string `json:"mode,omitempty"` // queue (default) or steer
+	ID    string `json:"id,omitempty"`   // idempotency key
+	Model string `json:"model,omitempty"`
+}
+
+// Accepted is the answer to a message.
+type Accepted struct {
+	Input     int64  `json:"input"`
+	ID        string `json:"id"`
+	Seq       int64  `json:"seq"` // of its input.accepted event
+	State     string `json:"state"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// Send puts a message in an agent's inbox.
+func (c *Client) Send(ctx context.Context, agent string, m Message) (Accepted, error) {
+	var out Accepted
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/messages", m, &out)
+	return out, err
+}
+
+// Abort aborts an agent's running turn and returns its id.
+func (c *Client) Abort(ctx context.Context, agent string) (string, error) {
+	var out struct{ Turn string }
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/abort", nil, &out)
+	return out.Turn, err
+}
+
+// Event is one stored event.
+type Event struct {
+	Seq       int64           `json:"seq"`
+	Agent     string          `json:"agent"`
+	Session   string          `json:"session"`
+	Turn      string          `json:"turn"`
+	Time      time.Time       `json:"time"`
+	Kind      string          `json:"kind"`
+	Data      json.RawMessage `json:"data"`
+	Synthetic bool            `json:"synthetic,omitempty"`
+}
+
+// Field decodes one string field of e's data ("" if absent).
+func (e Event) Field(name string) string {
+	var m map[string]any
+	json.Unmarshal(e.Data, &m)
+	switch v := m[name].(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case nil:
+		return ""
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+// Events reads stored events after seq after (kinds filter optional).
+func (c *Client) Events(ctx context.Context, agent string, after int64, limit int, kinds ...string) ([]Event, error) {
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if len(kinds) > 0 {
+		q.Set("kinds", strings.Join(kinds, ","))
+	}
+	var out struct{ Events []Event }
+	err := c.Do(ctx, "GET", "/v1/agents/"+url.PathEscape(agent)+"/events?"+q.Encode(), nil, &out)
+	return out.Events, err
+}
+
+// Stream follows an agent's events after seq after, calling fn for each in
+// order, until fn returns false, ctx ends, or an error. It reconnects with
+// Last-Event-ID when the connection drops, so fn sees every event once.
+// A "reset" event (retention passed the cursor) is given to fn like others.
+func (c *Client) Stream(ctx context.Context, agent string, after int64, fn func(Event) bool) error {
+	backoff := 100 * time.Millisecond
+	for {
+		more, err := c.streamOnce(ctx, agent, &after, fn)
+		if !more || ctx.Err() != nil {
+			return err
+		}
+		if s := StatusOf(err); s >= 400 && s < 500 {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (c *Client) streamOnce(ctx context.Context, agent string, after *int64, fn func(Event) bool) (more bool, err error) {
+	req, err := c.request(ctx, "GET", "/v1/agents/"+url.PathEscape(agent)+"/events/stream", nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Last-Event-ID", strconv.FormatInt(*after, 10))
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return true, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return true, decodeError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var id, kind, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != "" {
+				var e Event
+				if kind == "reset" {
+					e = Event{Kind: "reset", Data: json.RawMessage(data)}
+					e.Seq, _ = strconv.ParseInt(id, 10, 64)
+				} else if err := json.Unmarshal([]byte(data), &e); err != nil {
+					return false, fmt.Errorf("bad event from the daemon: %w", err)
+				}
+				*after = e.Seq
+				if !fn(e) {
+					return false, nil
+				}
+			}
+			id, kind, data = "", "", ""
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "id: "):
+			id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			kind = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data += line[6:]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return true, err
+	}
+	return true, io.ErrUnexpectedEOF
+}
+
+// Approval is a permission request.
+type Approval struct {
+	ID      string          `json:"id"`
+	Agent   string          `json:"agent"`
+	Turn    string          `json:"turn"`
+	Ask     json.RawMessage `json:"ask"`
+	State   string          `json:"state"`
+	Message string          `json:"message,omitempty"`
+	By      string          `json:"by,omitempty"`
+}
+
+// Approvals lists approvals in state ("" for all).
+func (c *Client) Approvals(ctx context.Context, state string) ([]Approval, error) {
+	var out struct{ Approvals []Approval }
+	q := ""
+	if state != "" {
+		q = "?state=" + url.QueryEscape(state)
+	}
+	err := c.Do(ctx, "GET", "/v1/approvals"+q, nil, &out)
+	return out.Approvals, err
+}
+
+// Approve answers an approval: once, always or reject (with a message).
+func (c *Client) Approve(ctx context.Context, id, decision, message string) (Approval, error) {
+	var out Approval
+	err := c.Do(ctx, "POST", "/v1/approvals/"+url.PathEscape(id), map[string]string{"decision": decision, "message": message}, &out)
+	return out, err
+}
+
+// AuditEntry is one audit record.
+type AuditEntry struct {
+	ID      int64     `json:"id"`
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target"`
+	Outcome string    `json:"outcome"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// Audit lists audit entries.
+func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
+	var out struct{ Entries []AuditEntry }
+	err := c.Do(ctx, "GET", "/v1/audit", nil, &out)
+	return out.Entries, err
+}

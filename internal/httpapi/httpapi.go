@@ -1,0 +1,607 @@
+// Package httpapi serves taosagent's HTTP API (DESIGN §5): providers,
+// agents, messages, events (stored and as a resumable SSE stream),
+// approvals and the audit trail, behind one bearer token. Bad input gets a
+// 4xx with {"error":{"code","message"}} and changes nothing.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/runner"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the OpenAPI 3.1 document of this API.
+func OpenAPI() []byte { return bytes.Clone(openAPI) }
+
+// Server is the API. Set the fields, then serve Handler.
+type Server struct {
+	Log       *eventlog.Log
+	Runner    *runner.Manager
+	Token     string // the bearer token every route but /healthz needs
+	Version   string
+	Logger    *slog.Logger
+	KeepAlive time.Duration // SSE keep-alive comment interval; default 15 s
+	MaxBody   int64         // request body limit; default 1 MiB
+}
+
+// MaxText is the longest message text accepted.
+const MaxText = 256 << 10
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	if s.KeepAlive <= 0 {
+		s.KeepAlive = 15 * time.Second
+	}
+	if s.MaxBody <= 0 {
+		s.MaxBody = 1 << 20
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	auth := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.auth(h)) }
+	auth("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+	auth("POST /v1/providers", s.createProvider)
+	auth("GET /v1/providers", s.listProviders)
+	auth("DELETE /v1/providers/{id}", s.deleteProvider)
+	auth("POST /v1/agents", s.createAgent)
+	auth("GET /v1/agents", s.listAgents)
+	auth("GET /v1/agents/{name}", s.getAgent)
+	auth("PATCH /v1/agents/{name}", s.patchAgent)
+	auth("DELETE /v1/agents/{name}", s.deleteAgent)
+	auth("POST /v1/agents/{name}/messages", s.postMessage)
+	auth("POST /v1/agents/{name}/abort", s.abort)
+	auth("GET /v1/agents/{name}/events", s.listEvents)
+	auth("GET /v1/agents/{name}/events/stream", s.stream)
+	auth("GET /v1/approvals", s.listApprovals)
+	auth("POST /v1/approvals/{id}", s.replyApproval)
+	auth("GET /v1/audit", s.listAudit)
+	mux.Handle("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no route "+r.Method+" "+r.URL.Path)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(&jsonErrors{ResponseWriter: w}, r)
+	})
+}
+
+// jsonErrors turns the mux's own plain-text 405s into the API's error form.
+type jsonErrors struct {
+	http.ResponseWriter
+	swallow bool
+}
+
+func (w *jsonErrors) WriteHeader(code int) {
+	if code == http.StatusMethodNotAllowed && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
+		w.swallow = true
+		writeError(w.ResponseWriter, code, "method_not_allowed", "method not allowed; allowed: "+w.Header().Get("Allow"))
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *jsonErrors) Write(b []byte) (int, error) {
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *jsonErrors) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || s.Token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+			s.Logger.Warn("refused: bad or missing token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="taosagent"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (see the token file in the taosagent home)")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+}
+
+// ---- helpers
+
+// Error is the body of every error answer.
+type Error struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "the answer could not be encoded")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var e Error
+	e.Error.Code, e.Error.Message = code, msg
+	b, _ := json.Marshal(e)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// fail maps an error of the services to its answer.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ie *agent.InvalidError
+	switch {
+	case errors.As(err, &ie):
+		writeError(w, http.StatusUnprocessableEntity, "invalid", err.Error())
+	case errors.Is(err, runner.ErrInvalid):
+		writeError(w, http.StatusUnprocessableEntity, "invalid", strings.TrimPrefix(err.Error(), "invalid: "))
+	case errors.Is(err, eventlog.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, eventlog.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	case errors.Is(err, eventlog.ErrInUse):
+		writeError(w, http.StatusConflict, "in_use", err.Error())
+	case errors.Is(err, eventlog.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, runner.ErrIdle):
+		writeError(w, http.StatusConflict, "idle", err.Error())
+	case errors.Is(err, context.Canceled):
+		writeError(w, 499, "canceled", "the request was canceled")
+	default:
+		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "internal error; see the daemon's log")
+	}
+}
+
+// decode reads a JSON body into v strictly: one object, known fields only,
+// within the size limit. It answers the error itself and reports false.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	// The Content-Type is not insisted on (curl -d sends a form type); the
+	// body must be one JSON object whatever it says.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); strings.HasPrefix(mt, "multipart/") {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json")
+		return false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.MaxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("the body is larger than %d bytes", s.MaxBody))
+		return false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "the body could not be read")
+		return false
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_json", "malformed JSON body: "+jsonProblem(err))
+		return false
+	}
+	if _, err := d.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "bad_json", "malformed JSON body: data after the object")
+		return false
+	}
+	return true
+}
+
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q must be %s", te.Field, te.Type)
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func actor(r *http.Request) string { return "api" }
+
+// ---- providers
+
+func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) {
+	var p agent.Provider
+	if !s.decode(w, r, &p) {
+		return
+	}
+	p.Demo, p.HasKey, p.Created = false, false, time.Time{}
+	out, err := s.Runner.CreateProvider(r.Context(), actor(r), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.Runner.Providers(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": ps})
+}
+
+func (s *Server) deleteProvider(w http.ResponseWriter, r *http.Request) {
+	if err := s.Runner.DeleteProvider(r.Context(), actor(r), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- agents
+
+// agentView is an agent as the API shows it: its spec and its status.
+type agentView struct {
+	agent.Agent
+	Status runner.AgentStatus `json:"status"`
+}
+
+func (s *Server) view(ctx context.Context, a agent.Agent) agentView {
+	return agentView{Agent: a, Status: s.Runner.Status(ctx, a.Name)}
+}
+
+type agentBody struct {
+	Name       string          `json:"name"`
+	Model      string          `json:"model"`
+	Models     []string        `json:"models"`
+	Prompt     string          `json:"prompt"`
+	Permission json.RawMessage `json:"permission"`
+	Tools      map[string]bool `json:"tools"`
+}
+
+func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
+	var b agentBody
+	if !s.decode(w, r, &b) {
+		return
+	}
+	a, err := s.Runner.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
+		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.view(r.Context(), a))
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	as, err := s.Log.Agents(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]agentView, len(as))
+	for i, a := range as {
+		out[i] = s.view(r.Context(), a)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+}
+
+func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
+	a, err := s.Log.Agent(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(r.Context(), a))
+}
+
+func (s *Server) patchAgent(w http.ResponseWriter, r *http.Request) {
+	a, err := s.Log.Agent(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var b struct {
+		Model      *string          `json:"model"`
+		Models     *[]string        `json:"models"`
+		Prompt     *string          `json:"prompt"`
+		Permission *json.RawMessage `json:"permission"`
+		Tools      *map[string]bool `json:"tools"`
+	}
+	if !s.decode(w, r, &b) {
+		return
+	}
+	if b.Model != nil {
+		a.Model = *b.Model
+	}
+	if b.Models != nil {
+		a.Models = *b.Models
+	}
+	if b.Prompt != nil {
+		a.Prompt = *b.Prompt
+	}
+	if b.Permission != nil {
+		a.Permission = *b.Permission
+		if string(a.Permission) == "null" {
+			a.Permission = nil
+		}
+	}
+	if b.Tools != nil {
+		a.Tools = *b.Tools
+	}
+	a, err = s.Runner.UpdateAgent(r.Context(), actor(r), a)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(r.Context(), a))
+}
+
+func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) {
+	if err := s.Runner.DeleteAgent(r.Context(), actor(r), r.PathValue("name")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- messages
+
+func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Text  string `json:"text"`
+		Mode  string `json:"mode"`
+		ID    string `json:"id"`
+		Model string `json:"model"`
+	}
+	if !s.decode(w, r, &b) {
+		return
+	}
+	switch {
+	case strings.TrimSpace(b.Text) == "":
+		writeError(w, http.StatusUnprocessableEntity, "invalid", "text: is required")
+		return
+	case len(b.Text) > MaxText:
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("text: longer than %d bytes", MaxText))
+		return
+	case len(b.ID) > 128:
+		writeError(w, http.StatusUnprocessableEntity, "invalid", "id: longer than 128 characters")
+		return
+	}
+	in, created, err := s.Runner.Submit(r.Context(), r.PathValue("name"), runner.Submission{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"input": in.ID, "id": in.ClientID, "seq": in.Seq,
+		"state": in.State, "duplicate": !created})
+}
+
+func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name := r.PathValue("name")
+	turn, err := s.Runner.Abort(r.Context(), name)
+	s.Runner.Audit(r.Context(), actor(r), "agent.abort", name, start, err)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"turn": turn, "aborted": true})
+}
+
+// ---- events
+
+var knownKinds = map[event.Kind]bool{}
+
+func init() {
+	for _, k := range []event.Kind{event.Delta, event.Reasoning, event.ToolCall, event.ToolResult, event.Final, event.Error,
+		event.InputAccepted, event.InputSteered, event.TurnStarted, event.Status, event.PermissionAsked, event.PermissionResolved,
+		event.QuestionAsked, event.QuestionResolved, event.Usage, event.ModelSwitched, event.Instance} {
+		knownKinds[k] = true
+	}
+}
+
+// cursor reads after (and Last-Event-ID for streams), kinds and limit.
+func cursor(r *http.Request, stream bool) (after int64, explicit bool, kinds []event.Kind, limit int, err error) {
+	q := r.URL.Query()
+	v := q.Get("after")
+	if stream && r.Header.Get("Last-Event-ID") != "" {
+		v = r.Header.Get("Last-Event-ID")
+	}
+	if v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			return 0, false, nil, 0, errors.New("after: must be a seq (a non-negative integer)")
+		}
+		explicit = true
+	}
+	if ks := q.Get("kinds"); ks != "" {
+		for _, k := range strings.Split(ks, ",") {
+			if !knownKinds[event.Kind(k)] {
+				return 0, false, nil, 0, fmt.Errorf("kinds: unknown kind %q", k)
+			}
+			kinds = append(kinds, event.Kind(k))
+		}
+	}
+	limit = 1000
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
+			return 0, false, nil, 0, errors.New("limit: must be 1 to 10000")
+		}
+	}
+	return after, explicit, kinds, limit, nil
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	after, _, kinds, limit, err := cursor(r, false)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if _, err := s.Log.Agent(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"events":[`)
+	last, n := after, 0
+	err = s.Log.Scan(r.Context(), eventlog.Query{Agent: name, After: after, Kinds: kinds, Limit: limit}, func(rec eventlog.Record) error {
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(rec.Body)
+		last, n = rec.Seq, n+1
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	fmt.Fprintf(&buf, `],"last_seq":%d,"head":%d,"oldest_kept":%d}`+"\n", last, s.Log.Head(), s.Log.Floor()+1)
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	after, explicit, kinds, _, err := cursor(r, true)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if _, err := s.Log.Agent(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sub, err := s.Log.Subscribe(name, after, explicit, kinds...)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer sub.Close()
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	bw := newFrameWriter(w)
+	bw.comment("taosagent events of " + name)
+	if err := bw.flush(rc); err != nil {
+		return
+	}
+	ctx := r.Context()
+	for {
+		kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
+		recs, err := sub.Next(kctx, 512)
+		cancel()
+		switch {
+		case err == nil:
+			for _, rec := range recs {
+				bw.frame(rec)
+			}
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			bw.comment("keep-alive")
+		default:
+			return // the client left, or the daemon is stopping
+		}
+		if err := bw.flush(rc); err != nil {
+			return
+		}
+	}
+}
+
+func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	switch state {
+	case "", "pending", "once", "always", "reject", "expired":
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "state: must be pending, once, always, reject or expired")
+		return
+	}
+	as, err := s.Log.Approvals(r.Context(), state)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"approvals": as})
+}
+
+func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Decision string `json:"decision"`
+		Message  string `json:"message"`
+	}
+	if !s.decode(w, r, &b) {
+		return
+	}
+	if len(b.Message) > 4096 {
+		writeError(w, http.StatusUnprocessableEntity, "invalid", "message: longer than 4096 bytes")
+		return
+	}
+	id := r.PathValue("id")
+	start := time.Now()
+	ap, err := s.Runner.Reply(r.Context(), id, b.Decision, b.Message, "person (api)")
+	s.Runner.Audit(r.Context(), actor(r), "approval."+b.Decision, id, start, err)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ap)
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, err1 := intParam(q.Get("after"), 0)
+	limit, err2 := intParam(q.Get("limit"), 1000)
+	if err1 != nil || err2 != nil || limit == 0 || limit > 10000 {
+		writeError(w, http.StatusBadRequest, "bad_request", "after must be a non-negative integer, limit 1 to 10000")
+		return
+	}
+	es, err := s.Log.AuditEntries(r.Context(), after, int(limit))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": es})
+}
+
+// intParam parses a non-negative integer parameter; "" gives def.
+func intParam(v string, def int64) (int64, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err == nil && n < 0 {
+		err = errors.New("negative")
+	}
+	return n, err
+}

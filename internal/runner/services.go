@@ -1,0 +1,163 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+// The services below are the one way providers and agents change, whatever
+// the caller (API, CLI, MCP, panel). Each change, and each refusal, is
+// audited; no audit entry holds a key.
+
+// audit records an action by actor on target with its outcome.
+func (m *Manager) audit(ctx context.Context, actor, action, target string, start time.Time, err error) {
+	e := eventlog.AuditEntry{Actor: actor, Action: action, Target: target, Outcome: "ok",
+		DurationMS: time.Since(start).Milliseconds()}
+	if err != nil {
+		e.Outcome, e.Detail = "failed", err.Error()
+		if agent.IsInvalid(err) || errors.Is(err, ErrInvalid) || errors.Is(err, eventlog.ErrExists) ||
+			errors.Is(err, eventlog.ErrNotFound) || errors.Is(err, eventlog.ErrInUse) || errors.Is(err, eventlog.ErrConflict) {
+			e.Outcome = "refused"
+		}
+	}
+	if aerr := m.log.Audit(context.WithoutCancel(ctx), e); aerr != nil {
+		m.logger.Error("audit", "action", action, "err", aerr)
+	}
+}
+
+// Audit records an action done elsewhere (approvals, aborts, refusals).
+func (m *Manager) Audit(ctx context.Context, actor, action, target string, start time.Time, err error) {
+	m.audit(ctx, actor, action, target, start, err)
+}
+
+// CreateProvider validates and stores p; its key goes to a 0600 file.
+func (m *Manager) CreateProvider(ctx context.Context, actor string, p agent.Provider) (out agent.Provider, err error) {
+	start := time.Now()
+	defer func() { m.audit(ctx, actor, "provider.create", p.ID, start, err) }()
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	if p.ID == agent.DemoProvider {
+		return p, &agent.InvalidError{Field: "id", Reason: `"demo" is the built-in demo provider`}
+	}
+	if _, err := m.log.Provider(ctx, p.ID); err == nil {
+		return p, eventlogExists("provider " + p.ID)
+	}
+	if err := m.cfg.Keys.Put(p.ID, p.APIKey); err != nil {
+		return p, errors.New("the key could not be stored")
+	}
+	if err := m.log.CreateProvider(ctx, p); err != nil {
+		m.cfg.Keys.Delete(p.ID)
+		return p, err
+	}
+	stored, err := m.log.Provider(ctx, p.ID)
+	stored.HasKey = p.APIKey != ""
+	return stored.Public(), err
+}
+
+func eventlogExists(what string) error { return errors.Join(errors.New(what+": already exists"), eventlog.ErrExists) }
+
+// Providers lists the providers, without keys.
+func (m *Manager) Providers(ctx context.Context) ([]agent.Provider, error) {
+	ps, err := m.log.Providers(ctx)
+	for i, p := range ps {
+		k, _ := m.cfg.Keys.Get(p.ID)
+		p.HasKey = k != "" || p.Demo
+		ps[i] = p.Public()
+	}
+	return ps, err
+}
+
+// DeleteProvider removes provider id and its key; refused while an agent
+// uses it.
+func (m *Manager) DeleteProvider(ctx context.Context, actor, id string) (err error) {
+	start := time.Now()
+	defer func() { m.audit(ctx, actor, "provider.delete", id, start, err) }()
+	if err := m.log.DeleteProvider(ctx, id); err != nil {
+		return err
+	}
+	return m.cfg.Keys.Delete(id)
+}
+
+func (m *Manager) lookup(ctx context.Context) agent.Lookup {
+	ps, _ := m.log.Providers(ctx)
+	return func(id string) (agent.Provider, bool) {
+		for _, p := range ps {
+			if p.ID == id {
+				return p, true
+			}
+		}
+		return agent.Provider{}, false
+	}
+}
+
+// CreateAgent validates and stores a.
+func (m *Manager) CreateAgent(ctx context.Context, actor string, a agent.Agent) (out agent.Agent, err error) {
+	start := time.Now()
+	defer func() { m.audit(ctx, actor, "agent.create", a.Name, start, err) }()
+	a.Normalize()
+	a.Builtin, a.Session = false, ""
+	if err := a.Validate(m.lookup(ctx)); err != nil {
+		return a, err
+	}
+	return m.log.CreateAgent(ctx, a)
+}
+
+// UpdateAgent replaces agent a.Name's spec; its opencode restarts with it
+// at its next turn.
+func (m *Manager) UpdateAgent(ctx context.Context, actor string, a agent.Agent) (out agent.Agent, err error) {
+	start := time.Now()
+	defer func() { m.audit(ctx, actor, "agent.update", a.Name, start, err) }()
+	a.Normalize()
+	if err := a.Validate(m.lookup(ctx)); err != nil {
+		return a, err
+	}
+	return m.log.UpdateAgent(ctx, a)
+}
+
+// DeleteAgent stops and removes agent name; its events stay in the log.
+func (m *Manager) DeleteAgent(ctx context.Context, actor, name string) (err error) {
+	start := time.Now()
+	defer func() { m.audit(ctx, actor, "agent.delete", name, start, err) }()
+	if name == agent.Host {
+		return &agent.InvalidError{Field: "name", Reason: "the host agent is built in and cannot be deleted"}
+	}
+	if _, err := m.log.Agent(ctx, name); err != nil {
+		return err
+	}
+	m.Forget(name)
+	return m.log.DeleteAgent(ctx, name)
+}
+
+// EnsureBuiltins creates what must exist from the first start: the demo
+// provider when there is no other (and demo is on), and the host agent.
+func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []string, err error) {
+	ps, err := m.log.Providers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ps) == 0 && demo {
+		p := agent.Provider{ID: agent.DemoProvider, Name: "Scripted demo (a test stand-in, not an AI)",
+			BaseURL: "builtin://scripted-demo", Demo: true,
+			Models: []agent.Model{{ID: "scripted-demo", Name: "Scripted demo model (test stand-in, not an AI)", ToolCall: true, Reasoning: true}}}
+		if err := m.log.CreateProvider(ctx, p); err != nil {
+			return nil, err
+		}
+		created = append(created, "provider demo")
+		ps = []agent.Provider{p}
+	}
+	if _, err := m.log.Agent(ctx, agent.Host); errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0 {
+		a := agent.Agent{Name: agent.Host, Model: ps[0].ID + "/" + ps[0].Models[0].ID, Builtin: true,
+			Prompt: "You are the host assistant of this taOS home server."}
+		a.Normalize()
+		if _, err := m.log.CreateAgent(ctx, a); err != nil {
+			return created, err
+		}
+		created = append(created, "agent host")
+	}
+	return created, nil
+}
