@@ -6,7 +6,7 @@ HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps opencode run test check bench fuzz
+.PHONY: build deps opencode run test check bench fuzz openapi
 
 build:
 	go build -o $(BIN) ./cmd/taosagent
@@ -31,6 +31,14 @@ check:
 test: deps build check
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
 	$(MAKE) fuzz FUZZTIME=10s
+	$(MAKE) openapi
+
+# Validates the API's OpenAPI document against the official 3.1 schemas.
+OASV := .cache/oasv/node_modules/@seriousme/openapi-schema-validator
+openapi:
+	[ -d $(OASV) ] || (mkdir -p .cache/oasv && cd .cache/oasv && npm install --silent --no-audit --no-fund @seriousme/openapi-schema-validator@2.11.0)
+	cp scripts/openapi-check.mjs .cache/oasv/check.mjs
+	node .cache/oasv/check.mjs internal/httpapi/openapi.json
 
 FUZZTIME ?= 60s
 fuzz:

@@ -25,9 +25,9 @@ const (
 
 // The control kinds.
 const (
-	InputAccepted      Kind = "input.accepted" // InputData: stored in the inbox
-	InputSteered       Kind = "input.steered"  // InputData: sent into the running turn
-	TurnStarted        Kind = "turn.started"   // InputData: a turn began for an input
+	InputAccepted      Kind = "input.accepted"   // InputData: stored in the inbox
+	InputSteered       Kind = "input.steered"    // InputData: sent into the running turn
+	TurnStarted        Kind = "turn.started"     // InputData: a turn began for an input
 	Status             Kind = "status"           // StatusData
 	PermissionAsked    Kind = "permission.asked" // PermissionAskedData
 	PermissionResolved Kind = "permission.resolved"

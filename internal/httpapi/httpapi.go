@@ -80,6 +80,20 @@ func (s *Server) Handler() http.Handler {
 	auth("POST /v1/approvals/{id}", s.replyApproval)
 	auth("GET /v1/audit", s.listAudit)
 	mux.Handle("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		// The catch-all hides the mux's own 405: find the methods the path has.
+		var allow []string
+		for _, m := range []string{"GET", "POST", "PATCH", "DELETE"} {
+			r2 := r.Clone(r.Context())
+			r2.Method = m
+			if _, pattern := mux.Handler(r2); pattern != "/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; allowed: "+strings.Join(allow, ", "))
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no route "+r.Method+" "+r.URL.Path)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

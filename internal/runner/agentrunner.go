@@ -35,9 +35,25 @@ type agentRunner struct {
 
 	// Owned by run.
 	drvCancel  context.CancelFunc
-	drvDone    chan struct{}
-	drvErr     error
+	drvDone    chan struct{} // closed when the driver's Run returned
+	drvRun     *driverRun
 	drvUpdated time.Time
+}
+
+// driverRun is one run of a driver: err is set before done is closed.
+type driverRun struct {
+	done chan struct{}
+	err  error // why Run returned, nil when it was stopped
+}
+
+// exitErr is why the driver stopped on its own, nil while it runs.
+func (d *driverRun) exitErr() error {
+	select {
+	case <-d.done:
+		return d.err
+	default:
+		return nil
+	}
 }
 
 func newAgentRunner(m *Manager, name string) *agentRunner {
@@ -208,7 +224,7 @@ func (r *agentRunner) wait(turn, session string, ended chan struct{}) {
 			r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeAborted,
 				Message: "the turn was aborted; opencode did not stop in time and was restarted"}), turn))
 		case <-r.drvDone:
-			err := r.drvErr
+			err := r.drvRun.exitErr()
 			r.stopDriver()
 			r.expireApprovals(turn, "opencode stopped")
 			msg := "the turn was interrupted: the agent's opencode stopped"
@@ -337,17 +353,18 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
 	defer cancel()
+	run := r.drvRun
 	go func() {
 		select {
-		case <-r.drvDone:
+		case <-run.done:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
 	c, err := r.drv.Client(ctx)
 	if err != nil {
-		if r.drvErr != nil {
-			err = r.drvErr
+		if exit := run.exitErr(); exit != nil {
+			err = exit
 		} else if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("opencode was not ready within %s", r.m.cfg.StartWait)
 		}
@@ -392,17 +409,17 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	}
 	d.OnReconnect = r.reconcile
 	ctx, cancel := context.WithCancel(r.ctx)
-	done := make(chan struct{})
-	r.drvCancel, r.drvDone, r.drvErr, r.drvUpdated = cancel, done, nil, a.Updated
+	run := &driverRun{done: make(chan struct{})}
+	r.drvCancel, r.drvDone, r.drvRun, r.drvUpdated = cancel, run.done, run, a.Updated
 	r.mu.Lock()
 	r.drv = d
 	r.mu.Unlock()
 	go func() {
 		err := d.Run(ctx)
 		if ctx.Err() == nil {
-			r.drvErr = err
+			run.err = err
 		}
-		close(done)
+		close(run.done)
 	}()
 	return nil
 }
@@ -418,7 +435,7 @@ func (r *agentRunner) stopDriver() {
 	r.mu.Lock()
 	r.drv = nil
 	r.mu.Unlock()
-	r.drvCancel, r.drvDone = nil, nil
+	r.drvCancel, r.drvDone, r.drvRun = nil, nil, nil
 }
 
 // reconcile runs after the event stream reconnected: approvals we hold as

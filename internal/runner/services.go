@@ -59,7 +59,9 @@ func (m *Manager) CreateProvider(ctx context.Context, actor string, p agent.Prov
 	return stored.Public(), err
 }
 
-func eventlogExists(what string) error { return errors.Join(errors.New(what+": already exists"), eventlog.ErrExists) }
+func eventlogExists(what string) error {
+	return errors.Join(errors.New(what+": already exists"), eventlog.ErrExists)
+}
 
 // Providers lists the providers, without keys.
 func (m *Manager) Providers(ctx context.Context) ([]agent.Provider, error) {

@@ -1,0 +1,253 @@
+// Package e2e drives the real taosagent binary: the daemon with the real
+// opencode and its built-in scripted demo model, through the HTTP API, the
+// Go client and the CLI.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "taosagent-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "taosagent")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, "../../cmd/taosagent").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is one running `taosagent serve`.
+type daemon struct {
+	t    *testing.T
+	home string
+	cmd  *exec.Cmd
+	addr string
+	c    *client.Client
+	log  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listening = regexp.MustCompile(`listening on (http://[0-9.:]+)`)
+
+// start runs the daemon on home (a new one if ""), and waits until it
+// answers.
+func start(t *testing.T, home string, extra ...string) *daemon {
+	t.Helper()
+	if home == "" {
+		home = t.TempDir()
+	}
+	cmd := exec.Command(binary, append([]string{"serve", "--home", home, "--listen", "127.0.0.1:0"}, extra...)...)
+	cmd.Env = append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t))
+	d := &daemon{t: t, home: home, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = d.log
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			d.log.Write([]byte(sc.Text() + "\n"))
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(d.done) }()
+	select {
+	case d.addr = <-addr:
+	case <-d.done:
+		t.Fatalf("daemon exited:\n%s", d.log)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("daemon did not start:\n%s", d.log)
+	}
+	token, err := os.ReadFile(filepath.Join(home, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.c = &client.Client{Base: d.addr, Token: strings.TrimSpace(string(token))}
+	t.Cleanup(func() {
+		d.stop()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.log)
+		}
+	})
+	return d
+}
+
+// stop ends the daemon with SIGTERM, as a service manager would.
+func (d *daemon) stop() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.done
+		d.t.Errorf("daemon did not stop on SIGTERM")
+	}
+}
+
+// kill ends the daemon with SIGKILL: no chance to clean up.
+func (d *daemon) kill() {
+	d.cmd.Process.Kill()
+	<-d.done
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// turnOf follows agent's events after seq after until the turn of input
+// has ended, and returns that turn's events in order.
+func (d *daemon) turnOf(ctx context.Context, agent string, after, input int64) []client.Event {
+	d.t.Helper()
+	var turn string
+	var out []client.Event
+	err := d.c.Stream(ctx, agent, after, func(e client.Event) bool {
+		if turn == "" && (e.Kind == "turn.started" || e.Kind == "input.steered") && e.Field("input") == fmt.Sprint(input) {
+			turn = e.Turn
+		}
+		if turn == "" || e.Turn != turn {
+			return true
+		}
+		out = append(out, e)
+		return e.Kind != "final" && e.Kind != "error"
+	})
+	if err != nil {
+		d.t.Fatalf("following %s's turn of input %d: %v (events %v)", agent, input, err, kinds(out))
+	}
+	return out
+}
+
+func kinds(evs []client.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+// order checks that the first occurrences of want appear in that order.
+func order(t *testing.T, evs []client.Event, want ...string) {
+	t.Helper()
+	i := 0
+	for _, e := range evs {
+		if i < len(want) && e.Kind == want[i] {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Fatalf("events %v: want in order %v", kinds(evs), want)
+	}
+	for j := 1; j < len(evs); j++ {
+		if evs[j].Seq <= evs[j-1].Seq {
+			t.Fatalf("seq not increasing: %d after %d", evs[j].Seq, evs[j-1].Seq)
+		}
+	}
+}
+
+func last(evs []client.Event) client.Event {
+	if len(evs) == 0 {
+		return client.Event{}
+	}
+	return evs[len(evs)-1]
+}
+
+func (d *daemon) send(ctx context.Context, agent, text, mode string) client.Accepted {
+	d.t.Helper()
+	acc, err := d.c.Send(ctx, agent, client.Message{Text: text, Mode: mode})
+	if err != nil {
+		d.t.Fatalf("send to %s: %v", agent, err)
+	}
+	return acc
+}
+
+func (d *daemon) agent(ctx context.Context, name, permission string) {
+	d.t.Helper()
+	a := client.Agent{Name: name, Model: "demo/scripted-demo"}
+	if permission != "" {
+		a.Permission = []byte(permission)
+	}
+	if _, err := d.c.CreateAgent(ctx, a); err != nil {
+		d.t.Fatalf("create agent %s: %v", name, err)
+	}
+}
+
+func (d *daemon) run(args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "TAOSAGENT_HOME="+d.home, "TAOSAGENT_ADDR="+d.addr)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Stdin = strings.NewReader("")
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func get(t *testing.T, url, token string) (int, string) {
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
