@@ -31,7 +31,11 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "taosagent")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, "../../cmd/taosagent").CombinedOutput()
+	args := []string{"build", "-o", binary}
+	if raceFlag != "" {
+		args = append(args, raceFlag)
+	}
+	out, err := exec.Command("go", append(args, "../../cmd/taosagent")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
@@ -43,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // daemon is one running `taosagent serve`.
 type daemon struct {
-	t    *testing.T
+	t    testing.TB
 	home string
 	cmd  *exec.Cmd
 	addr string
@@ -73,7 +77,7 @@ var listening = regexp.MustCompile(`listening on (http://[0-9.:]+)`)
 
 // start runs the daemon on home (a new one if ""), and waits until it
 // answers.
-func start(t *testing.T, home string, extra ...string) *daemon {
+func start(t testing.TB, home string, extra ...string) *daemon {
 	t.Helper()
 	if home == "" {
 		home = t.TempDir()
@@ -141,7 +145,7 @@ func (d *daemon) kill() {
 	<-d.done
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

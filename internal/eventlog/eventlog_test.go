@@ -306,3 +306,17 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// encode must write what encoding/json writes: clients decode either.
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	for _, e := range []event.Event{
+		delta("a", "x"),
+		{Seq: 7, Agent: "ag", Session: "s\"<>&\n", Turn: "t", Time: time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC), Kind: event.Final, Data: []byte(`{"text":"é"}`), Synthetic: true},
+		{Seq: 1, Agent: "ünï", Time: time.Unix(0, 0).UTC(), Kind: event.Error},
+	} {
+		want, _ := json.Marshal(e)
+		if got := encode(nil, e); string(got) != string(want) {
+			t.Errorf("encode:\n got %s\nwant %s", got, want)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ type Log struct {
 	path string
 	db   *sql.DB // readers
 	wdb  *sql.DB // the writer's single connection
+	ckdb *sql.DB // the checkpointer's connection
 	w    *sql.Conn
 	ins  *sql.Stmt // insert an event
 	raw  *sql.Stmt // insert a raw event
@@ -56,6 +58,7 @@ type Log struct {
 	reqs    chan *request
 	stop    chan struct{}
 	done    chan struct{}
+	ckDone  chan struct{}
 	mu      sync.RWMutex // guards closed against sends on reqs
 	closed  bool
 	nextSeq int64        // owned by the writer
@@ -88,8 +91,10 @@ func Open(path string) (*Log, error) {
 		}
 		return "file:" + path + "?" + q.Encode()
 	}
-	l := &Log{path: path, reqs: make(chan *request, 1024), stop: make(chan struct{}), done: make(chan struct{})}
-	l.wdb, err = sql.Open("sqlite", dsn())
+	l := &Log{path: path, reqs: make(chan *request, 1024), stop: make(chan struct{}), done: make(chan struct{}), ckDone: make(chan struct{})}
+	// Checkpoints run on a connection of their own (see checkpointer), off
+	// the commit path: the writer's commits then cost one WAL fsync each.
+	l.wdb, err = sql.Open("sqlite", dsn("wal_autocheckpoint(0)"))
 	if err != nil {
 		return nil, fmt.Errorf("eventlog: %w", err)
 	}
@@ -138,8 +143,29 @@ func Open(path string) (*Log, error) {
 	l.nextSeq = head + 1
 	l.head.Store(head)
 	l.floor.Store(floor)
+	if l.ckdb, err = sql.Open("sqlite", dsn()); err != nil {
+		return fail(err)
+	}
+	l.ckdb.SetMaxOpenConns(1)
 	go l.writer()
+	go l.checkpointer()
 	return l, nil
+}
+
+// checkpointer copies the WAL back into the database every second, without
+// blocking the writer (PASSIVE), so the WAL stays small.
+func (l *Log) checkpointer() {
+	defer close(l.ckDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.ckdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		case <-l.stop:
+			return
+		}
+	}
 }
 
 // Close stops the writer after the requests already sent, ends every
@@ -154,11 +180,14 @@ func (l *Log) Close() error {
 	close(l.reqs)
 	l.mu.Unlock()
 	<-l.done
+	close(l.stop)
+	<-l.ckDone
+	l.ckdb.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
 	l.bus.closeAll()
 	l.ins.Close()
 	l.raw.Close()
 	l.w.Close()
-	err := errors.Join(l.wdb.Close(), l.db.Close())
+	err := errors.Join(l.wdb.Close(), l.db.Close(), l.ckdb.Close())
 	return err
 }
 
@@ -203,10 +232,10 @@ func (t *Tx) QueryRow(query string, args ...any) *sql.Row {
 // projections; it returns e with its seq.
 func (t *Tx) Append(e event.Event) (event.Event, error) {
 	e.Seq = t.l.nextSeq
-	body, err := json.Marshal(e)
-	if err != nil {
-		return e, fmt.Errorf("eventlog: encode %s event: %w", e.Kind, err)
+	if len(e.Data) > 0 && !json.Valid(e.Data) {
+		return e, fmt.Errorf("eventlog: %s event: data is not JSON", e.Kind)
 	}
+	body := encode(make([]byte, 0, 128+len(e.Data)), e)
 	if _, err := t.l.ins.ExecContext(t.ctx, e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body); err != nil {
 		return e, err
 	}
@@ -220,6 +249,7 @@ func (t *Tx) Append(e event.Event) (event.Event, error) {
 }
 
 type request struct {
+	then   func([]event.Event, error) // AppendAsync's callback
 	events []event.Event
 	raw    []Raw
 	fn     func(*Tx) error
@@ -257,6 +287,24 @@ func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, er
 		return nil, err
 	}
 	return r.out, nil
+}
+
+// AppendAsync queues events and returns without waiting for the commit
+// (it blocks only while the writer's queue is full). then, if not nil, runs
+// on the writer goroutine after the commit and the fan-out, with the events
+// and their seqs; it must be quick. Events of successive calls are stored
+// in call order, after those of earlier Append and Update calls.
+func (l *Log) AppendAsync(evs []event.Event, then func([]event.Event, error)) {
+	r := &request{events: evs, then: then, done: make(chan struct{})}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		if then != nil {
+			then(nil, ErrClosed)
+		}
+		return
+	}
+	l.reqs <- r
 }
 
 // AppendRaw stores raw opencode events.
@@ -309,7 +357,7 @@ func (l *Log) commit(batch []*request) {
 		l.nextSeq = seq0
 		for _, r := range batch {
 			r.out, r.err = nil, err
-			close(r.done)
+			r.finish()
 		}
 	}
 	if _, err := l.w.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -343,8 +391,15 @@ func (l *Log) commit(batch []*request) {
 		}
 	}
 	for _, r := range batch {
-		close(r.done)
+		r.finish()
 	}
+}
+
+func (r *request) finish() {
+	if r.then != nil {
+		r.then(r.out, r.err)
+	}
+	close(r.done)
 }
 
 // plain appends a request's events and raw events.
@@ -377,4 +432,46 @@ func (l *Log) savepoint(tx *Tx, fn func(*Tx) error) error {
 	}
 	_, err := l.w.ExecContext(tx.ctx, "RELEASE op")
 	return err
+}
+
+// encode appends e as JSON, the same document json.Marshal makes of it,
+// without reflection: Append runs once per event on the writer. Data is
+// trusted to be valid compact JSON (event.New and the codec marshal it).
+func encode(buf []byte, e event.Event) []byte {
+	buf = append(buf, `{"seq":`...)
+	buf = strconv.AppendInt(buf, e.Seq, 10)
+	buf = append(buf, `,"agent":`...)
+	buf = appendString(buf, e.Agent)
+	buf = append(buf, `,"session":`...)
+	buf = appendString(buf, e.Session)
+	buf = append(buf, `,"turn":`...)
+	buf = appendString(buf, e.Turn)
+	buf = append(buf, `,"time":"`...)
+	buf = e.Time.AppendFormat(buf, time.RFC3339Nano)
+	buf = append(buf, `","kind":`...)
+	buf = appendString(buf, string(e.Kind))
+	buf = append(buf, `,"data":`...)
+	if len(e.Data) == 0 {
+		buf = append(buf, "null"...)
+	} else {
+		buf = append(buf, e.Data...)
+	}
+	if e.Synthetic {
+		buf = append(buf, `,"synthetic":true`...)
+	}
+	return append(buf, '}')
+}
+
+// appendString appends s as a JSON string: plain ASCII directly, anything
+// else through encoding/json.
+func appendString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }

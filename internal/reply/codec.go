@@ -70,7 +70,7 @@ type session struct {
 type part struct {
 	typ       string
 	messageID string
-	sent      string // text already emitted as delta or reasoning
+	sent      []byte // text already emitted as delta or reasoning
 	full      string // the last full text opencode reported
 }
 
@@ -245,7 +245,7 @@ func (c *Codec) close(s *session, now time.Time, out []event.Event) []event.Even
 			if p := s.parts[id]; p != nil {
 				txt := p.full
 				if len(p.sent) > len(txt) {
-					txt = p.sent
+					txt = string(p.sent)
 				}
 				if strings.TrimSpace(txt) != "" {
 					texts = append(texts, txt)
@@ -502,9 +502,9 @@ func (c *Codec) partUpdated(s *session, p opencode.Part, now time.Time, out []ev
 		if p.Text != "" {
 			pt.full = p.Text
 		}
-		if len(p.Text) > len(pt.sent) && strings.HasPrefix(p.Text, pt.sent) {
+		if len(p.Text) > len(pt.sent) && p.Text[:len(pt.sent)] == string(pt.sent) {
 			rest := p.Text[len(pt.sent):]
-			pt.sent = p.Text
+			pt.sent = append(pt.sent[:0], p.Text...)
 			out = append(out, textEvent(s.id, p.Type, rest, now))
 		}
 	case "tool":
@@ -536,7 +536,7 @@ func (c *Codec) delta(s *session, messageID, partID, text string, now time.Time,
 	if pt.typ != "text" && pt.typ != "reasoning" {
 		return out
 	}
-	pt.sent += text
+	pt.sent = append(pt.sent, text...) // amortized: long answers stay linear
 	return append(out, textEvent(s.id, pt.typ, text, now))
 }
 

@@ -115,8 +115,16 @@ func (r *agentRunner) run() {
 
 // emit stores e for the agent: it fills agent and turn, lets only the first
 // terminal event of a turn through, and drops opencode's echo of an answer
-// given through us. It returns once e is committed.
-func (r *agentRunner) emit(e event.Event) {
+// given through us. It does not wait for the commit: the log keeps the
+// order, groups the commits, and only then shows e to anyone. The driver's
+// events take this path.
+func (r *agentRunner) emit(e event.Event) { r.store(e, false) }
+
+// emitSync is emit, returning once e is committed: for the runner's own
+// events whose projection the runner reads next (turn.started, steers).
+func (r *agentRunner) emitSync(e event.Event) { r.store(e, true) }
+
+func (r *agentRunner) store(e event.Event, wait bool) {
 	e.Agent = r.name
 	r.mu.Lock()
 	if e.Turn == "" {
@@ -138,12 +146,20 @@ func (r *agentRunner) emit(e event.Event) {
 		}
 	}
 	r.mu.Unlock()
-	if _, err := r.m.log.Append(context.Background(), e); err != nil {
-		r.m.logger.Error("store event", "agent", r.name, "kind", e.Kind, "err", err)
+	done := func(_ []event.Event, err error) {
+		if err != nil {
+			r.m.logger.Error("store event", "agent", r.name, "kind", e.Kind, "err", err)
+		}
+		if ended != nil {
+			close(ended) // committed (or failed for good): the turn is over
+		}
 	}
-	if ended != nil {
-		close(ended)
+	if !wait {
+		r.m.log.AppendAsync([]event.Event{e}, done)
+		return
 	}
+	_, err := r.m.log.Append(context.Background(), e)
+	done(nil, err)
 }
 
 func approvalOf(e event.Event) string {
@@ -169,7 +185,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		return // deleted: its inbox was closed with it
 	}
 	session, perr := r.prepare(a)
-	r.emit(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
+	r.emitSync(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
 		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
 	if perr != nil {
 		if r.ctx.Err() != nil {
@@ -249,7 +265,7 @@ func (r *agentRunner) steer(turn, session string) {
 		if in.Mode != "steer" || !r.drv.Busy(r.ctx, session) {
 			continue
 		}
-		r.emit(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
+		r.emitSync(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
 			Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
 		p := opencode.Prompt{Text: in.Text}
 		if in.Model != "" {

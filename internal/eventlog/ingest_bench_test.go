@@ -1,0 +1,146 @@
+package eventlog
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/reply"
+)
+
+// frames returns upstream frames of one streamed answer of session: the
+// assistant message, its text part, then n deltas, as opencode 1.18 sends
+// them on /global/event.
+func frames(session string, n int) [][]byte {
+	msg, part := "msg_"+session, "prt_"+session
+	out := [][]byte{
+		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.updated","properties":{"sessionID":%q,"info":{"id":%q,"role":"assistant","sessionID":%q,"time":{"created":1}}}}}`, session, msg, session),
+		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.updated","properties":{"sessionID":%q,"part":{"id":%q,"type":"text","text":"","messageID":%q,"sessionID":%q}}}}`, session, part, msg, session),
+	}
+	for i := range n {
+		out = append(out, fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":%q,"partID":%q,"field":"text","delta":"word%d "}}}`, session, msg, part, i))
+	}
+	return out
+}
+
+// BenchmarkIngest measures the whole ingest path: upstream frames decoded,
+// normalized by the codec, appended, committed (grouped), and fanned out to
+// a subscriber, from 10 agents at once. Next to it, in the same run, the
+// storage limit: plain batched inserts of the same rows into the same
+// schema. Run with -benchtime 1x.
+func BenchmarkIngest(b *testing.B) {
+	const agents, perAgent = 10, 20000
+	for range b.N {
+		l := open(b, "")
+		input := make([][][]byte, agents)
+		for a := range agents {
+			input[a] = frames(fmt.Sprint("ses_", a), perAgent)
+		}
+		sub, _ := l.Subscribe("", 0, false)
+		var got sync.WaitGroup
+		var fanned int64
+		got.Add(1)
+		go func() {
+			defer got.Done()
+			for {
+				recs, err := sub.Next(context.Background(), 4096)
+				if err != nil {
+					return
+				}
+				fanned += int64(len(recs))
+				if recs[len(recs)-1].Kind == event.Final {
+					return
+				}
+			}
+		}()
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for a := range agents {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				codec := reply.New()
+				name := fmt.Sprint("agent", a)
+				var done sync.WaitGroup
+				// A prompted turn, as the runner opens it.
+				begin := codec.Begin(fmt.Sprint("ses_", a), time.Now())
+				for i := range begin {
+					begin[i].Agent = name
+				}
+				l.Append(context.Background(), begin...)
+				for _, f := range input[a] {
+					ev, err := opencode.DecodeEvent(f)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					evs := codec.Feed(ev, time.Now())
+					for i := range evs {
+						evs[i].Agent = name
+					}
+					if len(evs) > 0 {
+						done.Add(1)
+						l.AppendAsync(evs, func([]event.Event, error) { done.Done() })
+					}
+				}
+				done.Wait()
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		n := l.Head()
+		if n < agents*perAgent {
+			b.Fatalf("%d events stored, want at least %d", n, agents*perAgent)
+		}
+		l.Append(context.Background(), event.Event{Agent: "end", Kind: event.Final, Time: time.Now(), Data: []byte(`{}`)})
+		got.Wait()
+		sub.Close()
+		if fanned != n+1 {
+			b.Fatalf("the subscriber got %d of %d events", fanned, n+1)
+		}
+		commits, _ := l.Stats()
+		rate := float64(n) / elapsed.Seconds()
+
+		// The storage limit: the same rows, plain batched inserts.
+		type row struct {
+			seq               int64
+			agent, turn, kind string
+			t                 int64
+			body              []byte
+		}
+		rows := make([]row, 0, n)
+		q, _ := l.db.Query(`SELECT seq, agent, turn, kind, time, body FROM events ORDER BY seq`)
+		for q.Next() {
+			var r row
+			q.Scan(&r.seq, &r.agent, &r.turn, &r.kind, &r.t, &r.body)
+			rows = append(rows, r)
+		}
+		q.Close()
+		l2 := open(b, "")
+		ctx := context.Background()
+		start = time.Now()
+		for i := 0; i < len(rows); i += 1000 {
+			l2.w.ExecContext(ctx, "BEGIN IMMEDIATE")
+			for _, r := range rows[i:min(i+1000, len(rows))] {
+				if _, err := l2.ins.ExecContext(ctx, r.seq, r.agent, r.turn, r.kind, r.t, r.body); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := l2.w.ExecContext(ctx, "COMMIT"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		limit := float64(len(rows)) / time.Since(start).Seconds()
+		b.ReportMetric(rate, "events/s")
+		b.ReportMetric(limit, "limit-rows/s")
+		b.ReportMetric(rate/limit, "ratio")
+		b.ReportMetric(float64(n)/float64(commits), "events/commit")
+		b.ReportMetric(0, "ns/op")
+	}
+}

@@ -1,0 +1,193 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/reply"
+)
+
+func benchServer(b *testing.B, agents int) (*eventlog.Log, *httptest.Server) {
+	l, err := eventlog.Open(filepath.Join(b.TempDir(), "db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range agents {
+		l.CreateAgent(context.Background(), agent.Agent{Name: fmt.Sprint("a", i), Model: "p/m"})
+	}
+	srv := httptest.NewServer((&Server{Log: l, Token: "t"}).Handler())
+	b.Cleanup(func() { srv.Close(); l.Close() })
+	return l, srv
+}
+
+func openStream(b *testing.B, ctx context.Context, url string) *bufio.Reader {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	req.Header.Set("Authorization", "Bearer t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatalf("stream: %v %v", resp, err)
+	}
+	b.Cleanup(func() { resp.Body.Close() })
+	return bufio.NewReaderSize(resp.Body, 256<<10)
+}
+
+// BenchmarkAddedLatency measures, at 1,000 events/s on each of 10 agents,
+// the time from reading an upstream frame (decode, normalize, commit,
+// fan out) to an SSE client reading it. Run with -benchtime 1x.
+func BenchmarkAddedLatency(b *testing.B) {
+	const agents, rate = 10, 1000
+	duration := 5 * time.Second
+	for range b.N {
+		l, srv := benchServer(b, agents)
+		ctx, cancel := context.WithCancel(context.Background())
+		var mu sync.Mutex
+		var lat []time.Duration
+		var readers sync.WaitGroup
+		for a := range agents {
+			r := openStream(b, ctx, fmt.Sprintf("%s/v1/agents/a%d/events/stream?kinds=delta", srv.URL, a))
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				for {
+					line, err := r.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if !strings.HasPrefix(string(line), "data: ") {
+						continue
+					}
+					now := time.Now()
+					var e struct{ Data event.DeltaData }
+					json.Unmarshal(line[6:], &e)
+					ns, _ := strconv.ParseInt(strings.TrimSpace(e.Data.Text), 10, 64)
+					mu.Lock()
+					lat = append(lat, now.Sub(time.Unix(0, ns)))
+					mu.Unlock()
+				}
+			}()
+		}
+		b.ResetTimer()
+		var producers sync.WaitGroup
+		for a := range agents {
+			producers.Add(1)
+			go func() {
+				defer producers.Done()
+				session := fmt.Sprint("ses_", a)
+				name := fmt.Sprint("a", a)
+				codec := reply.New()
+				feed := func(evs []event.Event) {
+					for i := range evs {
+						evs[i].Agent = name
+					}
+					if len(evs) > 0 {
+						l.AppendAsync(evs, nil)
+					}
+				}
+				feed(codec.Begin(session, time.Now()))
+				for _, f := range frames(session, 0) {
+					ev, _ := opencode.DecodeEvent(f)
+					feed(codec.Feed(ev, time.Now()))
+				}
+				tick := time.NewTicker(time.Second / rate)
+				defer tick.Stop()
+				end := time.Now().Add(duration)
+				for time.Now().Before(end) {
+					<-tick.C
+					t0 := time.Now()
+					f := fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":"msg_%s","partID":"prt_%s","field":"text","delta":"%d"}}}`, session, session, session, t0.UnixNano())
+					ev, err := opencode.DecodeEvent(f)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					feed(codec.Feed(ev, t0))
+				}
+			}()
+		}
+		producers.Wait()
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+		readers.Wait()
+		b.StopTimer()
+		if len(lat) < agents*rate*int(duration/time.Second)*9/10 {
+			b.Fatalf("only %d events reached the clients", len(lat))
+		}
+		slices.Sort(lat)
+		p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+		b.ReportMetric(p(0.50), "p50-ms")
+		b.ReportMetric(p(0.99), "p99-ms")
+		b.ReportMetric(p(1), "max-ms")
+		b.ReportMetric(float64(len(lat)), "events")
+		b.ReportMetric(0, "ns/op")
+	}
+}
+
+// frames: the assistant message and its text part, then n deltas.
+func frames(session string, n int) [][]byte {
+	msg, part := "msg_"+session, "prt_"+session
+	out := [][]byte{
+		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.updated","properties":{"sessionID":%q,"info":{"id":%q,"role":"assistant","sessionID":%q,"time":{"created":1}}}}}`, session, msg, session),
+		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.updated","properties":{"sessionID":%q,"part":{"id":%q,"type":"text","text":"","messageID":%q,"sessionID":%q}}}}`, session, part, msg, session),
+	}
+	for i := range n {
+		out = append(out, fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":%q,"partID":%q,"field":"text","delta":"word%d "}}}`, session, msg, part, i))
+	}
+	return out
+}
+
+// BenchmarkReplay reads 1,000,000 stored events from cursor 0 through the
+// SSE endpoint. Run with -benchtime 1x.
+func BenchmarkReplay(b *testing.B) {
+	const total = 1_000_000
+	for range b.N {
+		l, srv := benchServer(b, 1)
+		batch := make([]event.Event, 0, 5000)
+		for i := range total {
+			e := event.New("ses_0", event.Delta, time.Now(), event.DeltaData{Text: fmt.Sprint("word ", i, " ")})
+			e.Agent, e.Turn = "a0", "turn_0123456789abcdef"
+			batch = append(batch, e)
+			if len(batch) == cap(batch) {
+				if _, err := l.Append(context.Background(), batch...); err != nil {
+					b.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		b.ResetTimer()
+		start := time.Now()
+		r := openStream(b, ctx, srv.URL+"/v1/agents/a0/events/stream?after=0")
+		n, bytes := 0, 0
+		for n < total {
+			line, err := r.ReadSlice('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			bytes += len(line)
+			if len(line) > 4 && string(line[:4]) == "id: " {
+				n++
+			}
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		cancel()
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+		b.ReportMetric(float64(bytes)/elapsed.Seconds()/1e6, "MB/s")
+		b.ReportMetric(0, "ns/op")
+	}
+}
