@@ -6,7 +6,7 @@ HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps opencode run test check bench fuzz openapi
+.PHONY: build deps opencode run demo test check bench fuzz openapi
 
 build:
 	go build -o $(BIN) ./cmd/taosagent
@@ -21,6 +21,10 @@ opencode: deps build
 
 # Runs one demo turn on the real opencode against the scripted model.
 run: opencode
+	$(BIN) serve --home $(HOME_DIR)
+
+# Runs one demo turn on the real opencode against the scripted model, no daemon.
+demo: opencode
 	$(BIN) demo --home $(HOME_DIR)
 
 check:
@@ -53,3 +57,6 @@ bench: deps build
 	go test -run '^$$' -bench . -benchmem ./internal/reply
 	go test -run '^$$' -bench StartOverhead -benchtime 200x ./internal/sandbox
 	go test -run '^$$' -bench Validate10MB -benchtime 20x ./internal/appkit
+	go test -run '^$$' -bench Ingest -benchtime 1x ./internal/eventlog
+	go test -run '^$$' -bench 'AddedLatency|Replay' -benchtime 1x ./internal/httpapi
+	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench IdleRSS -benchtime 1x ./internal/e2e
