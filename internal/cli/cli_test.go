@@ -40,6 +40,7 @@ func TestSetupRefusesWrongBinary(t *testing.T) {
 		t.Error("a refused binary was recorded")
 	}
 	// demo without a usable opencode says how to fix it.
+	t.Setenv("TAOSAGENT_OPENCODE", "") // no explicit binary either
 	code, _, errs = run("demo", "--home", home)
 	if code != 1 || !strings.Contains(errs, "taosagent setup") {
 		t.Errorf("demo without opencode: %d %q", code, errs)
