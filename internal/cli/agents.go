@@ -46,8 +46,11 @@ func clientFlags(fs *flag.FlagSet) func() (*client.Client, error) {
 	}
 }
 
-func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("agents", stderr)
+// list runs a listing command: it fetches from the daemon, then prints JSON
+// (--json) or a table of header and one row per item.
+func list[T any](ctx context.Context, name string, args []string, stdout, stderr io.Writer,
+	fetch func(*client.Client, context.Context) ([]T, error), header string, row func(T) string) error {
+	fs := flags(name, stderr)
 	mk := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, interleave(args)); err != nil {
@@ -57,60 +60,48 @@ func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	as, err := c.Agents(ctx)
+	items, err := fetch(c, ctx)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(as)
+		return json.NewEncoder(stdout).Encode(items)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMODEL\tSTATE\tQUEUED\tPERMITTED")
-	for _, a := range as {
-		st := client.AgentStatus{State: "?"}
-		if a.Status != nil {
-			st = *a.Status
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", a.Name, a.Model, st.State, st.Queued, strings.Join(a.Models, ","))
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
 	}
 	return tw.Flush()
 }
 
+func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return list(ctx, "agents", args, stdout, stderr, (*client.Client).Agents, "NAME\tMODEL\tSTATE\tQUEUED\tPERMITTED",
+		func(a client.Agent) string {
+			st := client.AgentStatus{State: "?"}
+			if a.Status != nil {
+				st = *a.Status
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s", a.Name, a.Model, st.State, st.Queued, strings.Join(a.Models, ","))
+		})
+}
+
 func runProviders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("providers", stderr)
-	mk := clientFlags(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, interleave(args)); err != nil {
-		return err
-	}
-	c, err := mk()
-	if err != nil {
-		return err
-	}
-	ps, err := c.Providers(ctx)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(ps)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tBASE URL\tKEY\tMODELS\tNOTE")
-	for _, p := range ps {
-		var ids []string
-		for _, m := range p.Models {
-			ids = append(ids, m.ID)
-		}
-		key, note := "no", ""
-		if p.HasKey {
-			key = "set"
-		}
-		if p.Demo {
-			note = "DEMO: scripted test stand-in, not an AI"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.BaseURL, key, strings.Join(ids, ","), note)
-	}
-	return tw.Flush()
+	return list(ctx, "providers", args, stdout, stderr, (*client.Client).Providers, "ID\tBASE URL\tKEY\tMODELS\tNOTE",
+		func(p client.Provider) string {
+			var ids []string
+			for _, m := range p.Models {
+				ids = append(ids, m.ID)
+			}
+			key, note := "no", ""
+			if p.HasKey {
+				key = "set"
+			}
+			if p.Demo {
+				note = "DEMO: scripted test stand-in, not an AI"
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", p.ID, p.BaseURL, key, strings.Join(ids, ","), note)
+		})
 }
 
 func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {

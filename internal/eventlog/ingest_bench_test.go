@@ -10,22 +10,8 @@ import (
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/reply"
+	"github.com/taosagent/taosagent/internal/testenv"
 )
-
-// frames returns upstream frames of one streamed answer of session: the
-// assistant message, its text part, then n deltas, as opencode 1.18 sends
-// them on /global/event.
-func frames(session string, n int) [][]byte {
-	msg, part := "msg_"+session, "prt_"+session
-	out := [][]byte{
-		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.updated","properties":{"sessionID":%q,"info":{"id":%q,"role":"assistant","sessionID":%q,"time":{"created":1}}}}}`, session, msg, session),
-		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.updated","properties":{"sessionID":%q,"part":{"id":%q,"type":"text","text":"","messageID":%q,"sessionID":%q}}}}`, session, part, msg, session),
-	}
-	for i := range n {
-		out = append(out, fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":%q,"partID":%q,"field":"text","delta":"word%d "}}}`, session, msg, part, i))
-	}
-	return out
-}
 
 // BenchmarkIngest measures the whole ingest path: upstream frames decoded,
 // normalized by the codec, appended, committed (grouped), and fanned out to
@@ -38,7 +24,7 @@ func BenchmarkIngest(b *testing.B) {
 		l := open(b, "")
 		input := make([][][]byte, agents)
 		for a := range agents {
-			input[a] = frames(fmt.Sprint("ses_", a), perAgent)
+			input[a] = testenv.DeltaFrames(fmt.Sprint("ses_", a), perAgent)
 		}
 		sub, _ := l.Subscribe("", 0, false)
 		var got sync.WaitGroup

@@ -45,7 +45,23 @@ func (l *Log) CreateProvider(ctx context.Context, p agent.Provider) error {
 
 // Providers lists the providers by id.
 func (l *Log) Providers(ctx context.Context) ([]agent.Provider, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, name, base_url, models, demo, created FROM providers ORDER BY id`)
+	return l.providers(ctx, "")
+}
+
+// Provider returns the provider id.
+func (l *Log) Provider(ctx context.Context, id string) (agent.Provider, error) {
+	ps, err := l.providers(ctx, id)
+	if err != nil {
+		return agent.Provider{}, err
+	}
+	if len(ps) == 0 {
+		return agent.Provider{}, notFound("provider " + id)
+	}
+	return ps[0], nil
+}
+
+func (l *Log) providers(ctx context.Context, id string) ([]agent.Provider, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, name, base_url, models, demo, created FROM providers WHERE id=? OR ?='' ORDER BY id`, id, id)
 	if err != nil {
 		return nil, err
 	}
@@ -63,20 +79,6 @@ func (l *Log) Providers(ctx context.Context) ([]agent.Provider, error) {
 		out = append(out, p)
 	}
 	return out, rows.Err()
-}
-
-// Provider returns the provider id.
-func (l *Log) Provider(ctx context.Context, id string) (agent.Provider, error) {
-	ps, err := l.Providers(ctx)
-	if err != nil {
-		return agent.Provider{}, err
-	}
-	for _, p := range ps {
-		if p.ID == id {
-			return p, nil
-		}
-	}
-	return agent.Provider{}, notFound("provider " + id)
 }
 
 // DeleteProvider removes provider id; ErrInUse while an agent uses it.
@@ -267,21 +269,15 @@ func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 			return err
 		}
 		in.ID, _ = res.LastInsertId()
-		e, err := tx.Append(event.Event{Agent: in.Agent, Time: in.Created, Kind: event.InputAccepted, Data: mustJSON(
-			event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model})})
+		e := event.New("", event.InputAccepted, in.Created,
+			event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model})
+		e.Agent = in.Agent
+		e, err = tx.Append(e)
 		in.Seq = e.Seq
 		created = true
 		return err
 	})
 	return in, created, err
-}
-
-func mustJSON(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
 }
 
 // Inputs lists agent's inputs in the given state, oldest first.

@@ -20,6 +20,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/reply"
+	"github.com/taosagent/taosagent/internal/testenv"
 )
 
 func benchServer(b *testing.B, agents int) (*eventlog.Log, *httptest.Server) {
@@ -99,7 +100,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 					}
 				}
 				feed(codec.Begin(session, time.Now()))
-				for _, f := range frames(session, 0) {
+				for _, f := range testenv.DeltaFrames(session, 0) {
 					ev, _ := opencode.DecodeEvent(f)
 					feed(codec.Feed(ev, time.Now()))
 				}
@@ -109,7 +110,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 				for time.Now().Before(end) {
 					<-tick.C
 					t0 := time.Now()
-					f := fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":"msg_%s","partID":"prt_%s","field":"text","delta":"%d"}}}`, session, session, session, t0.UnixNano())
+					f := testenv.DeltaFrame(session, strconv.FormatInt(t0.UnixNano(), 10))
 					ev, err := opencode.DecodeEvent(f)
 					if err != nil {
 						b.Error(err)
@@ -135,19 +136,6 @@ func BenchmarkAddedLatency(b *testing.B) {
 		b.ReportMetric(float64(len(lat)), "events")
 		b.ReportMetric(0, "ns/op")
 	}
-}
-
-// frames: the assistant message and its text part, then n deltas.
-func frames(session string, n int) [][]byte {
-	msg, part := "msg_"+session, "prt_"+session
-	out := [][]byte{
-		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.updated","properties":{"sessionID":%q,"info":{"id":%q,"role":"assistant","sessionID":%q,"time":{"created":1}}}}}`, session, msg, session),
-		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.updated","properties":{"sessionID":%q,"part":{"id":%q,"type":"text","text":"","messageID":%q,"sessionID":%q}}}}`, session, part, msg, session),
-	}
-	for i := range n {
-		out = append(out, fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":%q,"partID":%q,"field":"text","delta":"word%d "}}}`, session, msg, part, i))
-	}
-	return out
 }
 
 // BenchmarkReplay reads 1,000,000 stored events from cursor 0 through the

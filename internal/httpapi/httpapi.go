@@ -96,34 +96,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, "not_found", "no route "+r.Method+" "+r.URL.Path)
 	}))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(&jsonErrors{ResponseWriter: w}, r)
-	})
+	return mux
 }
-
-// jsonErrors turns the mux's own plain-text 405s into the API's error form.
-type jsonErrors struct {
-	http.ResponseWriter
-	swallow bool
-}
-
-func (w *jsonErrors) WriteHeader(code int) {
-	if code == http.StatusMethodNotAllowed && strings.HasPrefix(w.Header().Get("Content-Type"), "text/plain") {
-		w.swallow = true
-		writeError(w.ResponseWriter, code, "method_not_allowed", "method not allowed; allowed: "+w.Header().Get("Allow"))
-		return
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *jsonErrors) Write(b []byte) (int, error) {
-	if w.swallow {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *jsonErrors) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -473,9 +447,11 @@ func cursor(r *http.Request, stream bool) (after int64, explicit bool, kinds []e
 	return after, explicit, kinds, limit, nil
 }
 
-func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	after, _, kinds, limit, err := cursor(r, false)
+// eventsRequest reads the agent and cursor of the two event routes; on bad
+// input it answers and reports false.
+func (s *Server) eventsRequest(w http.ResponseWriter, r *http.Request, stream bool) (name string, after int64, explicit bool, kinds []event.Kind, limit int, ok bool) {
+	name = r.PathValue("name")
+	after, explicit, kinds, limit, err := cursor(r, stream)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
@@ -484,10 +460,18 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	return name, after, explicit, kinds, limit, true
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	name, after, _, kinds, limit, ok := s.eventsRequest(w, r, false)
+	if !ok {
+		return
+	}
 	var buf bytes.Buffer
 	buf.WriteString(`{"events":[`)
 	last, n := after, 0
-	err = s.Log.Scan(r.Context(), eventlog.Query{Agent: name, After: after, Kinds: kinds, Limit: limit}, func(rec eventlog.Record) error {
+	err := s.Log.Scan(r.Context(), eventlog.Query{Agent: name, After: after, Kinds: kinds, Limit: limit}, func(rec eventlog.Record) error {
 		if n > 0 {
 			buf.WriteByte(',')
 		}
@@ -505,14 +489,8 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	after, explicit, kinds, _, err := cursor(r, true)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	if _, err := s.Log.Agent(r.Context(), name); err != nil {
-		s.fail(w, r, err)
+	name, after, explicit, kinds, _, ok := s.eventsRequest(w, r, true)
+	if !ok {
 		return
 	}
 	sub, err := s.Log.Subscribe(name, after, explicit, kinds...)

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -164,7 +165,7 @@ func (r *agentRunner) store(e event.Event, wait bool) {
 
 func approvalOf(e event.Event) string {
 	var d event.PermissionResolvedData
-	jsonUnmarshal(e.Data, &d)
+	json.Unmarshal(e.Data, &d)
 	return d.Approval
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -383,5 +382,3 @@ func NewID(prefix string) string {
 	rand.Read(b)
 	return prefix + "_" + hex.EncodeToString(b)
 }
-
-func jsonUnmarshal(b []byte, v any) { _ = json.Unmarshal(b, v) }

@@ -44,23 +44,17 @@ func (m *Manager) CreateProvider(ctx context.Context, actor string, p agent.Prov
 	if p.ID == agent.DemoProvider {
 		return p, &agent.InvalidError{Field: "id", Reason: `"demo" is the built-in demo provider`}
 	}
-	if _, err := m.log.Provider(ctx, p.ID); err == nil {
-		return p, eventlogExists("provider " + p.ID)
+	// The row first: a taken id is refused before any key file is touched.
+	if err := m.log.CreateProvider(ctx, p); err != nil {
+		return p, err
 	}
 	if err := m.cfg.Keys.Put(p.ID, p.APIKey); err != nil {
+		m.log.DeleteProvider(context.WithoutCancel(ctx), p.ID)
 		return p, errors.New("the key could not be stored")
-	}
-	if err := m.log.CreateProvider(ctx, p); err != nil {
-		m.cfg.Keys.Delete(p.ID)
-		return p, err
 	}
 	stored, err := m.log.Provider(ctx, p.ID)
 	stored.HasKey = p.APIKey != ""
 	return stored.Public(), err
-}
-
-func eventlogExists(what string) error {
-	return errors.Join(errors.New(what+": already exists"), eventlog.ErrExists)
 }
 
 // Providers lists the providers, without keys.

@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -66,4 +67,25 @@ func Config(baseURL string, permission string) opencode.Config {
 		c.Permission = []byte(permission)
 	}
 	return c
+}
+
+// DeltaFrames returns upstream frames of one streamed answer of session, as
+// opencode 1.18 sends them on /global/event: the assistant message, its
+// text part, then n text deltas. Benchmarks feed them to the codec after
+// opening a turn with Codec.Begin.
+func DeltaFrames(session string, n int) [][]byte {
+	msg, part := "msg_"+session, "prt_"+session
+	out := [][]byte{
+		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.updated","properties":{"sessionID":%q,"info":{"id":%q,"role":"assistant","sessionID":%q,"time":{"created":1}}}}}`, session, msg, session),
+		fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.updated","properties":{"sessionID":%q,"part":{"id":%q,"type":"text","text":"","messageID":%q,"sessionID":%q}}}}`, session, part, msg, session),
+	}
+	for i := range n {
+		out = append(out, DeltaFrame(session, fmt.Sprint("word", i, " ")))
+	}
+	return out
+}
+
+// DeltaFrame is one text delta of DeltaFrames' part.
+func DeltaFrame(session, text string) []byte {
+	return fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":"msg_%s","partID":"prt_%s","field":"text","delta":%q}}}`, session, session, session, text)
 }
