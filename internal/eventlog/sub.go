@@ -69,7 +69,10 @@ func (b *bus) publish(recs []Record) {
 	defer b.mu.RUnlock()
 	for s := range b.subs {
 		for _, r := range recs {
-			if !s.wants(r) {
+			// Once a record is dropped, none after it may enter the buffer:
+			// the subscriber would take it and skip the gap. It reads the
+			// log from its cursor instead, and then clears lagged.
+			if !s.wants(r) || s.lagged.Load() {
 				continue
 			}
 			select {
