@@ -174,6 +174,10 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	turn := NewID("turn")
 	ended := make(chan struct{})
 	r.mu.Lock()
+	select {
+	case <-r.abort_: // meant for a turn that ended on its own meanwhile
+	default:
+	}
 	r.turn, r.ended, r.final = turn, ended, false
 	r.mu.Unlock()
 	defer func() {
@@ -296,16 +300,20 @@ func (r *agentRunner) expireApprovals(turn, why string) {
 
 // abort asks the run loop to abort the running turn and waits for its end.
 func (r *agentRunner) abort(ctx context.Context) (string, error) {
+	// Under mu, so that the signal belongs to this turn: a turn whose
+	// terminal event is taken has nothing left to abort, and runTurn
+	// clears a signal that its turn's end overtook.
 	r.mu.Lock()
 	turn, ended := r.turn, r.ended
-	r.mu.Unlock()
-	if turn == "" {
+	if turn == "" || r.final {
+		r.mu.Unlock()
 		return "", ErrIdle
 	}
 	select {
 	case r.abort_ <- struct{}{}:
 	default:
 	}
+	r.mu.Unlock()
 	wait := time.NewTimer(r.m.cfg.AbortWait + r.m.cfg.StartWait)
 	defer wait.Stop()
 	select {
