@@ -358,3 +358,45 @@ func TestSubscriberKeepingUpPartlyLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// Under a steady stream of commits, the WAL is restarted after each
+// checkpoint instead of growing with every commit: its size stays a small
+// part of what was written through it.
+func TestWALStaysSmallUnderASteadyStream(t *testing.T) {
+	defer func(d time.Duration) { checkpointEvery = d }(checkpointEvery)
+	checkpointEvery = 50 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "taosagent.db")
+	l := open(t, path)
+	ctx := context.Background()
+	stop := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				// The writer is never idle: a checkpoint on the side alone
+				// would never find the WAL wholly copied.
+				if _, err := l.Append(ctx, delta(fmt.Sprint("a", w), "some text")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	st, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits, _ := l.Stats()
+	// Each commit writes at least one 4 KiB page to the WAL.
+	written := commits * 4096
+	t.Logf("%d commits, at least %d bytes through the WAL, WAL is %d bytes", commits, written, st.Size())
+	if commits < 200 {
+		t.Fatalf("only %d commits: the test did not stream", commits)
+	}
+	if st.Size() > written/2 {
+		t.Fatalf("WAL is %d bytes after %d commits: it grows instead of restarting", st.Size(), commits)
+	}
+}
