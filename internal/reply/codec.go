@@ -65,6 +65,7 @@ type session struct {
 	parts   map[string]*part           // part id → what is known of it
 	pending map[string][]opencode.Part // message id of unknown role → its part updates
 	turn    *turn                      // nil when no turn is open
+	closed  string                     // the last assistant message of the last turn closed
 }
 
 type part struct {
@@ -75,6 +76,7 @@ type part struct {
 }
 
 type turn struct {
+	from      string // the turn's first user message, once seen
 	idle      bool
 	idleAt    time.Time
 	lastAt    time.Time
@@ -261,8 +263,60 @@ func (c *Codec) close(s *session, now time.Time, out []event.Event) []event.Even
 	}
 	for id := range t.messages {
 		delete(s.roles, id)
+		if id > s.closed { // opencode's message ids ascend
+			s.closed = id
+		}
 	}
 	s.turn = nil
+	return out
+}
+
+// Reconcile brings the session's open turn up to date with opencode's own
+// record of the session (GET /session/{id}/message, oldest first), for
+// when events may have been missed, as across a reconnect of the stream.
+// The turn's messages are fed as if they had streamed; only what was not
+// emitted yet comes out (text past what was sent, tool calls and results
+// not yet seen, the usage of steps not yet seen), every event marked
+// Synthetic. Messages of earlier turns are left alone: the turn's messages
+// start at its first user message if the codec saw it, else after the last
+// message of the turn the codec closed last, else at the last user message.
+func (c *Codec) Reconcile(sessionID string, msgs []opencode.Message, now time.Time) []event.Event {
+	s := c.sessions[sessionID]
+	if s == nil || s.turn == nil {
+		return nil
+	}
+	start := -1
+	for i, m := range msgs {
+		if s.turn.from != "" && m.Info.ID == s.turn.from {
+			start = i
+			break
+		}
+	}
+	for i := len(msgs) - 1; start < 0 && s.closed != "" && i >= 0; i-- {
+		if msgs[i].Info.ID == s.closed {
+			start = i + 1
+		}
+	}
+	for i := len(msgs) - 1; start < 0 && i >= 0; i-- {
+		if msgs[i].Info.Role == "user" {
+			start = i
+		}
+	}
+	var out []event.Event
+	for _, m := range msgs[max(start, 0):] {
+		if m.Info.SessionID != sessionID {
+			continue
+		}
+		out = c.message(m.Info, now, out)
+		for _, p := range m.Parts {
+			if p.ID != "" && p.MessageID == m.Info.ID {
+				out = c.partUpdated(s, p, now, out)
+			}
+		}
+	}
+	for i := range out {
+		out[i].Synthetic = true
+	}
 	return out
 }
 
@@ -450,6 +504,9 @@ func (c *Codec) message(info opencode.MessageInfo, now time.Time, out []event.Ev
 	s.roles[info.ID] = info.Role
 	if info.Role != "assistant" {
 		delete(s.pending, info.ID)
+		if s.turn != nil && s.turn.from == "" && info.Role == "user" {
+			s.turn.from = info.ID
+		}
 		return out
 	}
 	t := s.turn
@@ -487,7 +544,8 @@ func (c *Codec) partUpdated(s *session, p opencode.Part, now time.Time, out []ev
 		t.messages[p.MessageID] = false
 	}
 	pt := s.parts[p.ID]
-	if pt == nil {
+	seen := pt != nil
+	if !seen {
 		pt = &part{typ: p.Type, messageID: p.MessageID}
 		s.parts[p.ID] = pt
 	}
@@ -510,6 +568,9 @@ func (c *Codec) partUpdated(s *session, p opencode.Part, now time.Time, out []ev
 	case "tool":
 		out = c.tool(s, t, p, now, out)
 	case "step-finish":
+		if seen { // a step's usage counts once
+			return out
+		}
 		u := usageOf(p.Tokens, p.Cost)
 		t.usage.Add(u)
 		out = append(out, event.New(s.id, event.Usage, now, u))

@@ -155,9 +155,19 @@ func (d *Driver) Run(ctx context.Context) error {
 	}
 }
 
-// reconcile runs after the stream reconnected: events may have been missed,
-// so a turn whose session opencode no longer reports busy is let settle.
+// reconcile runs after the stream reconnected: events may have been missed.
+// For each session with a turn in progress, opencode's record of its
+// messages fills in what the stream lost (as synthetic events), then a turn
+// whose session opencode no longer reports busy is let settle.
 func (d *Driver) reconcile(ctx context.Context, c *opencode.Client, st *loopState) {
+	for _, sid := range st.codec.OpenSessions() {
+		msgs, err := c.Messages(ctx, sid)
+		if err != nil {
+			d.logger.Warn("reconcile messages after reconnect", "session", sid, "err", err)
+			continue
+		}
+		st.emit(st.codec.Reconcile(sid, msgs, time.Now()))
+	}
 	status, err := c.SessionStatus(ctx)
 	if err != nil {
 		d.logger.Warn("reconcile after reconnect", "err", err)
