@@ -34,33 +34,30 @@ var ErrNotEvent = errors.New("opencode: frame is not an event")
 // its "sync" payloads (opencode's v2 durable model) come back with
 // Type "sync" for the caller to skip.
 func DecodeEvent(data []byte) (Event, error) {
+	// One pass over the frame: it is decoded on the path of every event.
+	type inner struct {
+		ID    string          `json:"id"`
+		Type  string          `json:"type"`
+		Props json.RawMessage `json:"properties"`
+	}
 	var env struct {
-		Directory string          `json:"directory"`
-		Payload   json.RawMessage `json:"payload"`
-		ID        string          `json:"id"`
-		Type      string          `json:"type"`
-		Props     json.RawMessage `json:"properties"`
+		Directory string `json:"directory"`
+		Payload   *inner `json:"payload"`
+		inner
 	}
 	if err := json.Unmarshal(data, &env); err != nil {
 		return Event{}, fmt.Errorf("%w: %v", ErrNotEvent, err)
 	}
-	raw := json.RawMessage(data)
-	if len(env.Payload) > 0 {
-		var ev Event
-		if err := json.Unmarshal(env.Payload, &ev); err != nil {
-			return Event{}, fmt.Errorf("%w: payload: %v", ErrNotEvent, err)
-		}
+	ev := env.inner
+	if env.Payload != nil {
+		ev = *env.Payload
 		if ev.Type == "" {
 			return Event{}, fmt.Errorf("%w: payload has no type", ErrNotEvent)
 		}
-		ev.Directory = env.Directory
-		ev.Raw = raw
-		return ev, nil
-	}
-	if env.Type == "" {
+	} else if ev.Type == "" {
 		return Event{}, fmt.Errorf("%w: no type", ErrNotEvent)
 	}
-	return Event{ID: env.ID, Type: env.Type, Properties: env.Props, Raw: raw}, nil
+	return Event{ID: ev.ID, Type: ev.Type, Properties: ev.Props, Directory: env.Directory, Raw: data}, nil
 }
 
 // Stream reads an instance's /global/event and keeps reading: it reconnects
