@@ -36,6 +36,11 @@ type Driver struct {
 
 	cmds chan func(*loopState) // run on Run's goroutine, which owns the codec
 
+	// lose, in tests, simulates a stream that breaks: events it accepts
+	// are dropped, and the next event it lets through comes after a
+	// reconnect (and so after reconciliation).
+	lose func(opencode.Event) bool
+
 	mu          sync.Mutex // guards inst, connected and isConnected
 	inst        *supervisor.Instance
 	connected   chan struct{} // closed once the current stream is connected
@@ -107,7 +112,7 @@ func (d *Driver) Run(ctx context.Context) error {
 			case <-sctx.Done():
 			}
 		})
-		crashed := false
+		crashed, lost := false, false
 	loop:
 		for {
 			if at, ok := codec.Deadline(); ok {
@@ -117,6 +122,16 @@ func (d *Driver) Run(ctx context.Context) error {
 			}
 			select {
 			case ev := <-events:
+				if d.lose != nil {
+					if d.lose(ev) {
+						lost = true
+						continue
+					}
+					if lost {
+						lost = false
+						d.reconcile(ctx, client, st)
+					}
+				}
 				inst.Touch()
 				if d.Raw != nil {
 					d.Raw(ev)

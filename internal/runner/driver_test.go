@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -407,5 +408,50 @@ func TestTwoAgentsAtOnce(t *testing.T) {
 	}
 	if a.d.PID() == b.d.PID() {
 		t.Error("two agents share an instance")
+	}
+}
+
+// When the event stream loses part of a turn, reconciliation after the
+// reconnect recovers it from opencode's messages: the answer arrives
+// whole, once, and what was recovered is marked synthetic.
+func TestStreamLostMidAnswerIsReconciled(t *testing.T) {
+	t.Parallel()
+	a := startAgent(t, "")
+	var deltas atomic.Int32
+	a.d.lose = func(ev opencode.Event) bool {
+		// Let the first two deltas through, then lose every later delta
+		// and message update until opencode reports the session idle.
+		switch ev.Type {
+		case "message.part.delta":
+			return deltas.Add(1) > 2
+		case "message.part.updated", "message.updated":
+			return deltas.Load() > 2
+		}
+		return false
+	}
+	s := a.prompt("", "Say hello please")
+	evs := a.until(s, terminal, nil)
+	f := last(evs)
+	if f.Kind != event.Final {
+		t.Fatalf("ended with %s %s", f.Kind, f.Data)
+	}
+	if deltas.Load() <= 3 {
+		t.Fatalf("only %d deltas streamed: nothing was lost", deltas.Load())
+	}
+	var text string
+	synthetic := 0
+	for _, e := range evs {
+		if e.Kind == event.Delta {
+			text += data[event.DeltaData](t, e).Text
+			if e.Synthetic {
+				synthetic++
+			}
+		}
+	}
+	if text != scriptedmodel.Answer || data[event.FinalData](t, f).Text != scriptedmodel.Answer {
+		t.Errorf("deltas %q, final %q; want %q", text, data[event.FinalData](t, f).Text, scriptedmodel.Answer)
+	}
+	if synthetic == 0 {
+		t.Error("the recovered text is not marked synthetic")
 	}
 }
