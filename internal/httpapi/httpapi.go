@@ -46,6 +46,39 @@ type Server struct {
 // MaxText is the longest message text accepted.
 const MaxText = 256 << 10
 
+type route struct {
+	pattern string // "METHOD /path"
+	h       http.HandlerFunc
+	open    bool // served without the token
+}
+
+// routes lists every route but the catch-all. openapi.json describes
+// exactly these: a test holds the two together.
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /healthz", s.healthz, true},
+		{"GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(openAPI)
+		}, false},
+		{"POST /v1/providers", s.createProvider, false},
+		{"GET /v1/providers", s.listProviders, false},
+		{"DELETE /v1/providers/{id}", s.deleteProvider, false},
+		{"POST /v1/agents", s.createAgent, false},
+		{"GET /v1/agents", s.listAgents, false},
+		{"GET /v1/agents/{name}", s.getAgent, false},
+		{"PATCH /v1/agents/{name}", s.patchAgent, false},
+		{"DELETE /v1/agents/{name}", s.deleteAgent, false},
+		{"POST /v1/agents/{name}/messages", s.postMessage, false},
+		{"POST /v1/agents/{name}/abort", s.abort, false},
+		{"GET /v1/agents/{name}/events", s.listEvents, false},
+		{"GET /v1/agents/{name}/events/stream", s.stream, false},
+		{"GET /v1/approvals", s.listApprovals, false},
+		{"POST /v1/approvals/{id}", s.replyApproval, false},
+		{"GET /v1/audit", s.listAudit, false},
+	}
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	if s.KeepAlive <= 0 {
@@ -58,27 +91,13 @@ func (s *Server) Handler() http.Handler {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	auth := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, s.auth(h)) }
-	auth("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
-	})
-	auth("POST /v1/providers", s.createProvider)
-	auth("GET /v1/providers", s.listProviders)
-	auth("DELETE /v1/providers/{id}", s.deleteProvider)
-	auth("POST /v1/agents", s.createAgent)
-	auth("GET /v1/agents", s.listAgents)
-	auth("GET /v1/agents/{name}", s.getAgent)
-	auth("PATCH /v1/agents/{name}", s.patchAgent)
-	auth("DELETE /v1/agents/{name}", s.deleteAgent)
-	auth("POST /v1/agents/{name}/messages", s.postMessage)
-	auth("POST /v1/agents/{name}/abort", s.abort)
-	auth("GET /v1/agents/{name}/events", s.listEvents)
-	auth("GET /v1/agents/{name}/events/stream", s.stream)
-	auth("GET /v1/approvals", s.listApprovals)
-	auth("POST /v1/approvals/{id}", s.replyApproval)
-	auth("GET /v1/audit", s.listAudit)
+	for _, rt := range s.routes() {
+		if rt.open {
+			mux.HandleFunc(rt.pattern, rt.h)
+		} else {
+			mux.Handle(rt.pattern, s.auth(rt.h))
+		}
+	}
 	mux.Handle("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all hides the mux's own 405: find the methods the path has.
 		var allow []string
