@@ -210,18 +210,17 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var result error
 	err = c.Stream(ctx, name, acc.Seq, func(e client.Event) bool {
 		input := e.Field("input")
-		if myTurn == "" && (e.Kind == string(event.TurnStarted) || e.Kind == string(event.InputSteered)) && input == fmt.Sprint(acc.Input) {
+		if myTurn == "" && (e.Kind == event.TurnStarted || e.Kind == event.InputSteered) && input == fmt.Sprint(acc.Input) {
 			myTurn = e.Turn
-			if e.Kind == string(event.InputSteered) {
+			if e.Kind == event.InputSteered {
 				fmt.Fprintln(stderr, "(sent into the running turn)")
 			}
 		}
 		if myTurn == "" || e.Turn != myTurn {
 			return true
 		}
-		p.print(event.Event{Seq: e.Seq, Agent: e.Agent, Session: e.Session, Turn: e.Turn, Time: e.Time,
-			Kind: event.Kind(e.Kind), Data: e.Data, Synthetic: e.Synthetic})
-		switch event.Kind(e.Kind) {
+		p.print(e.Event)
+		switch e.Kind {
 		case event.PermissionAsked:
 			id := e.Field("approval")
 			if !interactive {

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/event"
 )
 
 // Client talks to one daemon.
@@ -235,17 +237,8 @@ func (c *Client) Abort(ctx context.Context, agent string) (string, error) {
 	return out.Turn, err
 }
 
-// Event is one stored event.
-type Event struct {
-	Seq       int64           `json:"seq"`
-	Agent     string          `json:"agent"`
-	Session   string          `json:"session"`
-	Turn      string          `json:"turn"`
-	Time      time.Time       `json:"time"`
-	Kind      string          `json:"kind"`
-	Data      json.RawMessage `json:"data"`
-	Synthetic bool            `json:"synthetic,omitempty"`
-}
+// Event is one stored event, as the API sends it.
+type Event struct{ event.Event }
 
 // Field decodes one string field of e's data ("" if absent).
 func (e Event) Field(name string) string {
@@ -326,7 +319,7 @@ func (c *Client) streamOnce(ctx context.Context, agent string, after *int64, fn 
 			if data != "" {
 				var e Event
 				if kind == "reset" {
-					e = Event{Kind: "reset", Data: json.RawMessage(data)}
+					e.Kind, e.Data = "reset", json.RawMessage(data)
 					e.Seq, _ = strconv.ParseInt(id, 10, 64)
 				} else if err := json.Unmarshal([]byte(data), &e); err != nil {
 					return false, fmt.Errorf("bad event from the daemon: %w", err)

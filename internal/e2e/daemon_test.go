@@ -176,7 +176,7 @@ func (d *daemon) turnOf(ctx context.Context, agent string, after, input int64) [
 func kinds(evs []client.Event) []string {
 	var out []string
 	for _, e := range evs {
-		out = append(out, e.Kind)
+		out = append(out, string(e.Kind))
 	}
 	return out
 }
@@ -186,7 +186,7 @@ func order(t *testing.T, evs []client.Event, want ...string) {
 	t.Helper()
 	i := 0
 	for _, e := range evs {
-		if i < len(want) && e.Kind == want[i] {
+		if i < len(want) && string(e.Kind) == want[i] {
 			i++
 		}
 	}

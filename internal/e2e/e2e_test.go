@@ -110,7 +110,7 @@ func TestSSEResumeWithoutGapOrDuplicate(t *testing.T) {
 				kind = line[7:]
 			case strings.HasPrefix(line, "data: "):
 				var e client.Event
-				if err := json.Unmarshal([]byte(line[6:]), &e); err != nil || strconv.FormatInt(e.Seq, 10) != id || e.Kind != kind {
+				if err := json.Unmarshal([]byte(line[6:]), &e); err != nil || strconv.FormatInt(e.Seq, 10) != id || string(e.Kind) != kind {
 					t.Fatalf("frame id %s event %s data %s", id, kind, line)
 				}
 				seqs = append(seqs, e.Seq)
