@@ -148,10 +148,14 @@ type Sandbox struct {
 	// Prlimit is util-linux's prlimit, which sets the rlimits inside the
 	// sandbox. It must live under /usr, which the sandbox can see.
 	Prlimit string
-	// UID and GID are the unprivileged host ids a run takes when the caller
-	// is root (default 65534, nobody): the kernel exempts root from the
-	// process limit, and root would own the sandbox's user namespace. The
-	// workspace is handed to them for the run and handed back after.
+	// Setpriv is util-linux's setpriv, with which root's outer layer drops
+	// to UID:GID (see launch).
+	Setpriv string
+	// UID and GID are the unprivileged host ids a sandbox takes when the
+	// caller is root (default 65534, nobody): the kernel exempts root from
+	// the process limit, and root would own the sandbox's user namespace.
+	// A build's workspace is handed to them for the run and handed back
+	// after; a service's directory belongs to them.
 	UID, GID int
 
 	mu      sync.Mutex
@@ -165,7 +169,7 @@ func New() *Sandbox {
 	if err != nil {
 		bwrap = "bwrap"
 	}
-	return &Sandbox{Bwrap: bwrap, Prlimit: "/usr/bin/prlimit", UID: 65534, GID: 65534}
+	return &Sandbox{Bwrap: bwrap, Prlimit: "/usr/bin/prlimit", Setpriv: "/usr/bin/setpriv", UID: 65534, GID: 65534}
 }
 
 // Check runs `true` in a sandbox with every namespace and the seccomp
@@ -185,6 +189,9 @@ func (s *Sandbox) Check(ctx context.Context) error {
 	}
 	if _, err := os.Stat(s.Prlimit); err != nil {
 		return fmt.Errorf("%w: prlimit not found at %s; install the Debian package util-linux", ErrUnavailable, s.Prlimit)
+	}
+	if _, err := os.Stat(s.Setpriv); err != nil && os.Geteuid() == 0 {
+		return fmt.Errorf("%w: setpriv not found at %s; install the Debian package util-linux", ErrUnavailable, s.Setpriv)
 	}
 	dir, err := os.MkdirTemp("", "taosagent-sandbox-check-")
 	if err != nil {
@@ -248,13 +255,8 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	}
 	defer filterFile.Close()
 
-	var cred *syscall.Credential
 	res := &Result{}
 	if os.Geteuid() == 0 {
-		cred = &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID), Groups: []uint32{}}
-		if err := reachable(ws, s.UID, s.GID); err != nil {
-			return nil, fmt.Errorf("sandbox run: %w", err)
-		}
 		restore, err := handOver(ws, s.UID, s.GID)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox run: hand workspace to uid %d: %w", s.UID, err)
@@ -262,8 +264,8 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		defer func() { res.WorkspaceNotice = restore() }()
 	}
 
-	args := s.bwrapArgs(ws, spec, lim)
-	cmd := exec.Command(s.Bwrap, args...)
+	inner, host := s.bwrapArgs(ws, spec, lim)
+	cmd := s.launch(host, inner)
 	cmd.Env = sandboxEnv(spec.Env)
 	cmd.Dir = "/"
 	cmd.Stdin = spec.Stdin
@@ -271,7 +273,6 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	stderr := &capped{max: lim.Output}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{filterFile} // fd 3
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -309,34 +310,17 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	return res, nil
 }
 
-// bwrapArgs builds the sandbox. Order matters: mounts are applied in order.
-func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits) []string {
-	a := []string{
-		"--unshare-user", "--uid", "1000", "--gid", "1000",
-		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
-		"--disable-userns",
-		"--die-with-parent", "--new-session",
-		"--cap-drop", "ALL",
-		"--hostname", "sandbox",
-		"--ro-bind", "/usr", "/usr",
-		"--symlink", "usr/bin", "/bin",
-		"--symlink", "usr/sbin", "/sbin",
-		"--symlink", "usr/lib", "/lib",
-		"--symlink", "usr/lib64", "/lib64",
-		"--proc", "/proc",
-		"--dev", "/dev",
-		"--tmpfs", "/tmp",
-		"--dir", "/etc",
-	}
-	for _, e := range etcAllowed {
-		p := "/etc/" + e
-		if _, err := os.Lstat(p); err == nil {
-			a = append(a, "--ro-bind", p, p)
-		}
-	}
+// bwrapArgs builds the sandbox, and lists the host paths it mounts. Order
+// matters: mounts are applied in order.
+func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits) ([]string, []hostPath) {
+	a := namespaceArgs(false, false)
+	fsArgs, host := baseFS(etcAllowed, 0)
+	a = append(a, fsArgs...)
 	for _, p := range spec.ReadOnly {
 		a = append(a, "--ro-bind", p, p)
+		host = append(host, hostPath{path: p})
 	}
+	host = append(host, hostPath{path: ws, rw: true})
 	cpu := int64((lim.CPU + time.Second - 1) / time.Second)
 	a = append(a,
 		"--bind", ws, "/workspace",
@@ -344,17 +328,27 @@ func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits) []string {
 		"--chdir", "/workspace",
 		"--seccomp", "3",
 		"--",
-		s.Prlimit,
-		// Soft CPU limit first: SIGXCPU names the cause; the hard one kills
-		// a command that ignores it a second later.
-		"--cpu="+strconv.FormatInt(cpu, 10)+":"+strconv.FormatInt(cpu+1, 10),
-		"--data="+strconv.FormatInt(lim.Memory, 10),
-		"--nproc="+strconv.Itoa(lim.Processes),
-		"--fsize="+strconv.FormatInt(lim.FileSize, 10),
+	)
+	a = append(a, s.prlimitArgs(cpu, lim.Memory, lim.Processes, lim.FileSize)...)
+	return append(a, spec.Command...), host
+}
+
+// prlimitArgs sets the rlimits inside the sandbox, then runs what follows.
+// cpu 0 leaves CPU time unlimited. The soft CPU limit comes first:
+// SIGXCPU names the cause; the hard one kills a command that ignores it a
+// second later.
+func (s *Sandbox) prlimitArgs(cpu int64, memory int64, procs int, fsize int64) []string {
+	a := []string{s.Prlimit}
+	if cpu > 0 {
+		a = append(a, "--cpu="+strconv.FormatInt(cpu, 10)+":"+strconv.FormatInt(cpu+1, 10))
+	}
+	return append(a,
+		"--data="+strconv.FormatInt(memory, 10),
+		"--nproc="+strconv.Itoa(procs),
+		"--fsize="+strconv.FormatInt(fsize, 10),
 		"--core=0",
 		"--",
 	)
-	return append(a, spec.Command...)
 }
 
 // etcAllowed are the entries of /etc a build may need and that hold no

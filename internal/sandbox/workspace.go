@@ -61,31 +61,3 @@ func chownTree(root string, uid, gid int, bestEffort bool) error {
 		return nil
 	})
 }
-
-// reachable reports whether uid:gid may search every parent directory of
-// ws, as bubblewrap, running as that user, must reach the workspace by path.
-func reachable(ws string, uid, gid int) error {
-	for dir := filepath.Dir(ws); ; dir = filepath.Dir(dir) {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		mode := fi.Mode().Perm()
-		var ok bool
-		switch {
-		case int(st.Uid) == uid:
-			ok = mode&0o100 != 0
-		case int(st.Gid) == gid:
-			ok = mode&0o010 != 0
-		default:
-			ok = mode&0o001 != 0
-		}
-		if !ok {
-			return fmt.Errorf("the sandbox user (uid %d) cannot reach workspace %s: %s has mode %04o; put workspaces under a directory others may search (mode 0711 or 0755)", uid, ws, dir, mode)
-		}
-		if dir == "/" {
-			return nil
-		}
-	}
-}

@@ -17,6 +17,8 @@
 //	"use the read tool"                    → read tool: hello.txt in the workdir
 //	"two tools"                            → bash `echo one`, then `echo two`
 //	"use a tool"                           → bash `echo hi`
+//	"run: CMD" (to the end of the message) → bash CMD
+//	"call TOOL {json}"                     → tool TOOL with those arguments
 //	anything else                          → reasoning, then a short answer
 package scriptedmodel
 
@@ -129,7 +131,10 @@ func apiError(code int, msg, typ string) map[string]any {
 	return map[string]any{"error": map[string]any{"code": code, "message": msg, "type": typ}}
 }
 
-var workdirRE = regexp.MustCompile(`Working directory: (\S+)`)
+var (
+	workdirRE = regexp.MustCompile(`Working directory: (\S+)`)
+	callRE    = regexp.MustCompile(`(?s)call ([A-Za-z0-9_.-]+) (\{.*\})\s*$`)
+)
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
@@ -222,6 +227,15 @@ func (s *Server) plan(req chatRequest) plan {
 			return tool("two-tools-second", "bash", map[string]any{"command": "echo two", "description": "say two"})
 		}
 		return plan{name: "after-tool", chunks: words(fmt.Sprintf("The tool finished. Output was: %q. Done.", out))}
+	}
+	if i := strings.Index(last.text(), "run: "); i >= 0 {
+		return tool("run", "bash", map[string]any{"command": last.text()[i+len("run: "):], "description": "run a command"})
+	}
+	if m := callRE.FindStringSubmatch(last.text()); m != nil {
+		var args map[string]any
+		if json.Unmarshal([]byte(m[2]), &args) == nil {
+			return tool("call", m[1], args)
+		}
 	}
 	u := strings.ToLower(last.text())
 	switch {

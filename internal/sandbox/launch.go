@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// launch is the one way a sandbox starts, for builds and services alike:
+// bwrap with the inner arguments (namespaces, mounts, seccomp, command),
+// run as the caller, or, when the caller is root, as the unprivileged
+// UID:GID behind a privileged outer layer.
+//
+// The outer layer exists because an unprivileged bwrap must reach every
+// path it mounts by its own rights: a workspace under /root, or an agent's
+// directory under a mode-0700 home, would be out of its reach. So root's
+// bwrap first builds a private mount namespace that holds just what the
+// inner one needs (/usr, /etc, and the given host paths, each at its own
+// path), then drops to UID:GID with setpriv, and the inner bwrap builds the
+// sandbox from that view. Nothing of the outer view reaches the sandboxed
+// command but what the inner arguments mount.
+func (s *Sandbox) launch(host []hostPath, inner []string) *exec.Cmd {
+	if os.Geteuid() != 0 {
+		cmd := exec.Command(s.Bwrap, inner...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		return cmd
+	}
+	outer := []string{
+		"--die-with-parent",
+		"--cap-add", "CAP_SETUID,CAP_SETGID",
+		"--ro-bind", "/usr", "/usr",
+		"--symlink", "usr/bin", "/bin",
+		"--symlink", "usr/sbin", "/sbin",
+		"--symlink", "usr/lib", "/lib",
+		"--symlink", "usr/lib64", "/lib64",
+		"--ro-bind", "/etc", "/etc",
+		// The host's /proc, not a new one: the kernel lets the inner,
+		// unprivileged bwrap mount a proc of its own only where a fully
+		// visible one is already mounted, and bwrap's fresh proc has
+		// parts covered.
+		"--bind", "/proc", "/proc",
+		"--dev", "/dev",
+		"--tmpfs", "/tmp",
+	}
+	made := map[string]bool{"/": true, "/tmp": true}
+	for _, p := range host {
+		if under(p.path, "/usr") || under(p.path, "/etc") || under(p.path, "/proc") {
+			continue // mounted above with the host's own modes
+		}
+		// bwrap would make the parents mode 0700, owned by root: out of
+		// the inner layer's reach.
+		var parents []string
+		for d := filepath.Dir(p.path); !made[d]; d = filepath.Dir(d) {
+			parents = append(parents, d)
+			made[d] = true
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			outer = append(outer, "--perms", "0755", "--dir", parents[i])
+		}
+		op := "--ro-bind"
+		if p.rw {
+			op = "--bind"
+		}
+		outer = append(outer, op, p.path, p.path)
+	}
+	outer = append(outer, "--chdir", "/", "--",
+		s.Setpriv, "--reuid", strconv.Itoa(s.UID), "--regid", strconv.Itoa(s.GID), "--clear-groups", "--",
+		s.Bwrap)
+	cmd := exec.Command(s.Bwrap, append(outer, inner...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// hostPath is a host path the inner sandbox mounts, and whether it is
+// mounted writable.
+type hostPath struct {
+	path string
+	rw   bool
+}
+
+// namespaceArgs are the namespaces and privileges every sandbox has: a user
+// namespace with uid and gid 1000 (mapped to the caller, or to UID:GID for
+// root), its own pid, ipc, uts and cgroup namespaces, no capabilities, its
+// own session, and death with its parent. Builds and tools also get no
+// network and no further user namespaces; a service decides.
+func namespaceArgs(network, nestedUserns bool) []string {
+	a := []string{
+		"--unshare-user", "--uid", "1000", "--gid", "1000",
+		"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--die-with-parent", "--new-session",
+		"--cap-drop", "ALL",
+		"--hostname", "sandbox",
+	}
+	if !network {
+		a = append(a, "--unshare-net")
+	}
+	if !nestedUserns {
+		a = append(a, "--disable-userns")
+	}
+	return a
+}
+
+// baseFS is the file system every sandbox starts from: a read-only /usr
+// with the usual symlinks, the allowed files of /etc, its own /proc, a
+// minimal /dev and a fresh /tmp of tmpSize bytes (0: the tmpfs default).
+// An allowed /etc entry that is a symbolic link out of /etc and /usr (a
+// resolv.conf managed under /run, say) is mounted from its target, which
+// is returned among the host paths the outer layer must hold.
+func baseFS(etc []string, tmpSize int64) (args []string, host []hostPath) {
+	a := []string{
+		"--ro-bind", "/usr", "/usr",
+		"--symlink", "usr/bin", "/bin",
+		"--symlink", "usr/sbin", "/sbin",
+		"--symlink", "usr/lib", "/lib",
+		"--symlink", "usr/lib64", "/lib64",
+		"--proc", "/proc",
+		"--dev", "/dev",
+	}
+	if tmpSize > 0 {
+		a = append(a, "--size", strconv.FormatInt(tmpSize, 10))
+	}
+	a = append(a, "--tmpfs", "/tmp", "--dir", "/etc")
+	for _, e := range etc {
+		p := "/etc/" + e
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			continue
+		}
+		src := p
+		if !under(real, "/etc") && !under(real, "/usr") {
+			src = real
+			host = append(host, hostPath{path: real})
+		}
+		a = append(a, "--ro-bind", src, p)
+	}
+	return a, host
+}
+
+// under reports whether path is dir or inside it.
+func under(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
