@@ -76,13 +76,17 @@ func list[T any](ctx context.Context, name string, args []string, stdout, stderr
 }
 
 func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return list(ctx, "agents", args, stdout, stderr, (*client.Client).Agents, "NAME\tMODEL\tSTATE\tQUEUED\tPERMITTED",
+	return list(ctx, "agents", args, stdout, stderr, (*client.Client).Agents, "NAME\tMODEL\tSTATE\tQUEUED\tSANDBOX\tPERMITTED",
 		func(a client.Agent) string {
 			st := client.AgentStatus{State: "?"}
 			if a.Status != nil {
 				st = *a.Status
 			}
-			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s", a.Name, a.Model, st.State, st.Queued, strings.Join(a.Models, ","))
+			box := "confined"
+			if !st.Confined {
+				box = "UNCONFINED"
+			}
+			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", a.Name, a.Model, st.State, st.Queued, box, strings.Join(a.Models, ","))
 		})
 }
 

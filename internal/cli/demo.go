@@ -8,13 +8,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -26,6 +30,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flags("demo", stderr)
 	home := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
+	unconfined := fs.Bool("unconfined", false, "run opencode and its tools on the host, outside the sandbox (not recommended)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -45,9 +50,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go model.Serve(ln)
 	defer model.Close()
 
-	sup, err := supervisor.New(bin, filepath.Join(*home, "run"))
+	// A record of its own: the demo never takes the home's lock, so it
+	// must never sweep what a running daemon started.
+	sup, err := supervisor.New(bin, filepath.Join(*home, "run", "demo"))
 	if err != nil {
 		return err
+	}
+	if *unconfined {
+		fmt.Fprintln(stderr, "warning: opencode and its tools run UNCONFINED, on the host as "+userName())
+	} else {
+		sup.Sandbox = sandbox.New()
 	}
 	if killed, err := sup.Sweep(); err == nil && len(killed) > 0 {
 		fmt.Fprintf(stderr, "stopped %d processes left by an earlier run\n", len(killed))
@@ -62,7 +74,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Agent: opencode.Agent{Name: "demo", Description: "taosagent demo agent"},
 	}
 	events := make(chan event.Event, 256)
-	d := runner.NewDriver(sup, supervisor.Spec{Name: "demo", Dir: filepath.Join(*home, "agents", "demo"), Config: cfg},
+	d := runner.NewDriver(sup, supervisor.Spec{Name: "demo", Dir: filepath.Join(*home, "agents", ".demo"), Config: cfg},
 		func(e event.Event) { events <- e }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -157,4 +169,12 @@ func (p *printer) print(e event.Event) {
 		fmt.Fprintf(p.w, "%s %s\n", e.Kind, e.Data)
 	}
 	p.last = e.Kind
+}
+
+// userName names the user this process runs as.
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(os.Getuid())
 }

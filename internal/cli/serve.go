@@ -21,6 +21,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/httpapi"
 	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -43,6 +44,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	retention := fs.Duration("retention", 90*24*time.Hour, "keep events this long (0: forever)")
 	rawRetention := fs.Duration("raw-retention", 24*time.Hour, "keep raw opencode events this long")
 	noDemo := fs.Bool("no-demo", false, "never offer the scripted demo provider")
+	unconfined := fs.Bool("unconfined", false, "run every opencode and its tools on the host, outside the sandbox (not recommended)")
 	verbose := fs.Bool("verbose", false, "log at debug level")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -82,6 +84,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	sup.MaxRunning, sup.Logger = *maxRunning, logger
+	if *unconfined {
+		logger.Warn("opencode instances and their tools run UNCONFINED, on the host as " + userName() + ": --unconfined")
+	} else {
+		sup.Sandbox = sandbox.New()
+		if err := sup.Sandbox.Check(ctx); err != nil {
+			// Not fatal: the API, the log and the recovery tools still
+			// work; each turn ends with this error until it is fixed.
+			logger.Error("agents cannot start: their sandbox cannot be built", "err", err)
+		}
+	}
 	if killed, err := sup.Sweep(); err == nil && len(killed) > 0 {
 		logger.Info("stopped opencode processes left by an earlier run", "pids", killed)
 	}

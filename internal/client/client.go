@@ -168,8 +168,10 @@ type Agent struct {
 type AgentStatus struct {
 	State  string `json:"state"`
 	Turn   string `json:"turn,omitempty"`
-	Queued int    `json:"queued"`
-	PID    int    `json:"pid,omitempty"`
+	Queued   int    `json:"queued"`
+	Instance string `json:"instance,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	Confined bool   `json:"confined"`
 }
 
 // Agents lists the agents.

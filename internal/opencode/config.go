@@ -236,6 +236,10 @@ func (c Config) ConfigJSON() ([]byte, error) {
 	return json.MarshalIndent(doc, "", "  ")
 }
 
+// ConfigGitignore is the .gitignore opencode 1.18.33 writes into its config
+// directory when it is missing.
+const ConfigGitignore = "node_modules\npackage.json\npackage-lock.json\nbun.lock\n.gitignore"
+
 // WriteConfig writes c to path atomically with mode 0600: it holds the
 // provider's key.
 func WriteConfig(path string, c Config) error {

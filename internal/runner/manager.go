@@ -239,11 +239,14 @@ type AgentStatus struct {
 	Queued   int    `json:"queued"`
 	Instance string `json:"instance,omitempty"` // the supervisor's state
 	PID      int    `json:"pid,omitempty"`
+	// Confined says whether the agent's opencode runs in the sandbox
+	// (false only under `serve --unconfined`).
+	Confined bool `json:"confined"`
 }
 
 // Status reports name's runner.
 func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
-	st := AgentStatus{State: "stopped"}
+	st := AgentStatus{State: "stopped", Confined: m.cfg.Sup.Sandbox != nil}
 	if q, err := m.log.Inputs(ctx, name, "queued"); err == nil {
 		st.Queued = len(q)
 	}

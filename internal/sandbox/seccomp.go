@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/net/bpf"
@@ -32,19 +33,21 @@ var Denied = []string{
 }
 
 // seccompProgram returns the filter bwrap installs before it executes the
-// command, as struct sock_filter records in host byte order.
+// command, as struct sock_filter records in host byte order: every call of
+// Denied but those named in allow returns EPERM.
 //
 // The library's own program allows every call made under a foreign
 // architecture (it only filters the native one), which would let a 32-bit
 // int 0x80 call slip past a deny list. This program kills the process for
 // any architecture but the native one instead.
-func seccompProgram() ([]byte, error) {
+func seccompProgram(allow ...string) ([]byte, error) {
 	if runtime.GOARCH != "amd64" {
 		return nil, fmt.Errorf("seccomp filter: architecture %s is not supported", runtime.GOARCH)
 	}
 	policy := seccomp.Policy{
 		DefaultAction: seccomp.ActionAllow,
-		Syscalls:      []seccomp.SyscallGroup{{Names: Denied, Action: seccomp.ActionErrno}},
+		Syscalls: []seccomp.SyscallGroup{{Action: seccomp.ActionErrno,
+			Names: slices.DeleteFunc(slices.Clone(Denied), func(n string) bool { return slices.Contains(allow, n) })}},
 	}
 	insns, err := policy.Assemble()
 	if err != nil {

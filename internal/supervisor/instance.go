@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
 // State is where an instance is in its life.
@@ -38,6 +40,9 @@ type Spec struct {
 	Dir     string          // the agent's own directory: HOME, XDG dirs, log
 	Workdir string          // opencode's project directory (its cwd); default Dir/work
 	Config  opencode.Config // written as the instance's opencode.json at every start
+	// Limits bound the confined instance; zero fields take the sandbox's
+	// defaults. Unconfined instances have none.
+	Limits sandbox.ServiceLimits
 }
 
 // Instance is one supervised `opencode serve`. Its methods are safe for
@@ -208,7 +213,9 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	sandbox.CloseFiles(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start opencode: %w", err)
 	}
 	pid := cmd.Process.Pid
@@ -342,7 +349,14 @@ func (i *Instance) prepare(token string) (*exec.Cmd, string, *logFile, error) {
 			return nil, "", nil, fmt.Errorf("prepare %s: %w", p, err)
 		}
 	}
-	if err := opencode.WriteConfig(filepath.Join(xdg["XDG_CONFIG_HOME"], "opencode", "opencode.json"), i.spec.Config); err != nil {
+	cfgDir := filepath.Join(xdg["XDG_CONFIG_HOME"], "opencode")
+	if err := opencode.WriteConfig(filepath.Join(cfgDir, "opencode.json"), i.spec.Config); err != nil {
+		return nil, "", nil, err
+	}
+	// opencode writes this file into its config directory when it is
+	// missing, and fails when it cannot; the directory is read-only to a
+	// confined instance, so that it cannot rewrite its own config.
+	if err := os.WriteFile(filepath.Join(cfgDir, ".gitignore"), []byte(opencode.ConfigGitignore), 0o600); err != nil {
 		return nil, "", nil, err
 	}
 	password, err := randomSecret()
@@ -353,8 +367,6 @@ func (i *Instance) prepare(token string) (*exec.Cmd, string, *logFile, error) {
 	if err != nil {
 		return nil, "", nil, err
 	}
-	cmd := exec.Command(i.sup.Binary, "serve", "--hostname", "127.0.0.1", "--port", "0")
-	cmd.Dir = i.spec.Workdir
 	env := []string{
 		"HOME=" + home,
 		tokenVar + "=" + token,
@@ -371,17 +383,57 @@ func (i *Instance) prepare(token string) (*exec.Cmd, string, *logFile, error) {
 	for k, v := range xdg {
 		env = append(env, k+"="+v)
 	}
-	for _, k := range []string{"PATH", "LANG", "LC_ALL", "TZ"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
+	args := []string{i.sup.Binary, "serve", "--hostname", "127.0.0.1", "--port", "0"}
+	var cmd *exec.Cmd
+	if sb := i.sup.Sandbox; sb != nil {
+		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
+		if err := ownDir(sb, d); err != nil {
+			log.Close()
+			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)
 		}
+		cmd, err = sb.Command(context.Background(), sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
+			ReadOnly: []string{cfgDir},
+			Env:      env, Network: true, Limits: i.spec.Limits})
+		if err != nil {
+			log.Close()
+			return nil, "", nil, err
+		}
+	} else {
+		for _, k := range []string{"PATH", "LANG", "LC_ALL", "TZ"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env = append(env, k+"="+v)
+			}
+		}
+		cmd = exec.Command(args[0], args[1:]...)
+		cmd.Dir = i.spec.Workdir
+		cmd.Env = env
+		// Its own process group, so stop and sweep reach the tools it
+		// runs; and it dies with the daemon's thread should the daemon be
+		// killed.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	}
-	cmd.Env = env
 	cmd.Stderr = log
-	// Its own process group, so stop and sweep reach the tools it runs;
-	// and it dies with the daemon's thread should the daemon be killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd, password, log, nil
+}
+
+// ownDir hands the agent's directory to the sandbox's uid, unless it
+// already belongs to it (everything in it then was made by that uid or by
+// an earlier hand-over).
+func ownDir(sb *sandbox.Sandbox, dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && int(st.Uid) == sb.UID {
+		// The config is rewritten by the daemon at every start.
+		return filepath.WalkDir(filepath.Join(dir, "home", ".config", "opencode"), func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, sb.UID, sb.GID)
+		})
+	}
+	return sb.OwnDir(dir)
 }
 
 func randomSecret() (string, error) {
@@ -420,3 +472,6 @@ func (i *Instance) stop() {
 	killGroup(i.PID(), syscall.SIGKILL)
 	<-i.done
 }
+
+// Confined reports whether the instance runs in the sandbox.
+func (i *Instance) Confined() bool { return i.sup.Sandbox != nil }

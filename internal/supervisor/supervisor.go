@@ -7,6 +7,7 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
 // Supervisor runs the instances of one taosagent home. Configure the
@@ -30,6 +33,10 @@ type Supervisor struct {
 	IdleTimeout  time.Duration // stop an instance unused this long; 0: never
 	MaxRunning   int           // stop the least recently used beyond this; 0: no cap
 	Logger       *slog.Logger
+	// Sandbox confines every instance (see sandbox.Service). Nil runs
+	// them unconfined, on the host as the daemon's user: only ever an
+	// operator's explicit choice.
+	Sandbox *sandbox.Sandbox
 	// OnState, if set, hears every state change of every instance, on the
 	// instance's goroutine; it must not block.
 	OnState func(name string, st State, pid int, err error)
@@ -106,6 +113,13 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 	}
 	if err := spec.Config.Validate(); err != nil {
 		return nil, err
+	}
+	if s.Sandbox != nil {
+		// Refuse now, with the fix, rather than retry a start that cannot
+		// work; a success is remembered.
+		if err := s.Sandbox.Check(context.Background()); err != nil {
+			return nil, fmt.Errorf("the agent's opencode runs confined and %w", err)
+		}
 	}
 	if spec.Workdir == "" {
 		spec.Workdir = filepath.Join(spec.Dir, "work")

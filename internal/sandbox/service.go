@@ -1,0 +1,228 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Service describes a long-lived confined process: an agent's opencode.
+//
+// It sees what a build sees (a read-only /usr, a short allowlist of /etc,
+// its own /proc, a minimal /dev, a private /tmp of Limits.Tmp bytes), plus
+// its program read-only and its own directory read-write, each at its host
+// path. It runs as an unprivileged uid in a user namespace, with its own
+// pid, ipc, uts and cgroup namespaces, no capabilities, rlimits and the
+// service seccomp filter, in a session of its own, and dies with its
+// parent. It shares the host's network only if Network is set.
+//
+// The commands it runs for tools run in a second sandbox, nested in the
+// first: SHELL names ToolShell, a script that starts every command in a
+// fresh sandbox with no network at all, a new pid namespace (it cannot see
+// or signal the service), an environment of PATH, HOME, TMPDIR and LANG
+// only, the full seccomp filter (Denied), no further user namespaces, and
+// only Workdir and /tmp writable. So nothing a tool runs can read the
+// service's environment or memory, or reach any port, the service's own
+// API included.
+type Service struct {
+	// Command is the program and its arguments. Command[0] is a host path,
+	// mounted read-only at the same path.
+	Command []string
+	// Dir is the service's own host directory, mounted read-write at the
+	// same path.
+	Dir string
+	// Workdir is the working directory, inside Dir. Tools see it, and
+	// nothing else of Dir.
+	Workdir string
+	// ReadOnly lists host paths mounted read-only at the same path after
+	// Dir: a configuration directory inside Dir that the service must not
+	// rewrite.
+	ReadOnly []string
+	// Env is the service's whole environment, KEY=VALUE; SHELL is set to
+	// ToolShell.
+	Env []string
+	// Network shares the host's network namespace. The service then
+	// reaches whatever the host reaches, loopback included; its tools never
+	// do.
+	Network bool
+	Limits  ServiceLimits
+}
+
+// ToolShell is where a service finds the tool shell (its SHELL).
+const ToolShell = "/run/taosagent/toolshell"
+
+// ServiceLimits bound a service and everything it runs. A zero field takes
+// its value from DefaultServiceLimits.
+type ServiceLimits struct {
+	Memory    int64 // data memory per process, in bytes (RLIMIT_DATA)
+	Processes int   // processes and threads of the sandbox's uid (RLIMIT_NPROC)
+	FileSize  int64 // largest file written, in bytes (RLIMIT_FSIZE)
+	Tmp       int64 // size of the private /tmp, in bytes
+}
+
+// DefaultServiceLimits suit an opencode instance: 8 GiB of data memory
+// per process, 2048 processes and threads, 1 GiB per file, 256 MiB of /tmp.
+func DefaultServiceLimits() ServiceLimits {
+	return ServiceLimits{Memory: 8 << 30, Processes: 2048, FileSize: 1 << 30, Tmp: 256 << 20}
+}
+
+// WithDefaults fills the zero fields of l from DefaultServiceLimits.
+func (l ServiceLimits) WithDefaults() ServiceLimits {
+	d := DefaultServiceLimits()
+	if l.Memory <= 0 {
+		l.Memory = d.Memory
+	}
+	if l.Processes <= 0 {
+		l.Processes = d.Processes
+	}
+	if l.FileSize <= 0 {
+		l.FileSize = d.FileSize
+	}
+	if l.Tmp <= 0 {
+		l.Tmp = d.Tmp
+	}
+	return l
+}
+
+// etcService adds to a build's /etc what a networked service needs to
+// resolve names.
+var etcService = append(slices.Clone(etcAllowed), "resolv.conf", "hosts", "host.conf", "gai.conf")
+
+// Command returns svc's command, not started: bubblewrap building the
+// sandbox around svc.Command. The caller sets Stdout and Stderr, starts
+// it, and then calls CloseFiles. It refuses with ErrUnavailable, naming
+// the fix, when the sandbox cannot be built on this host; nothing runs
+// unconfined.
+//
+// The command leads a process group of its own and gets SIGKILL when the
+// thread that started it ends. When the caller is root, svc.Dir must
+// belong to UID:GID (see OwnDir).
+func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
+	if err := s.Check(ctx); err != nil {
+		return nil, err
+	}
+	if len(svc.Command) == 0 || !filepath.IsAbs(svc.Command[0]) {
+		return nil, errors.New("sandbox service: the command must be an absolute host path")
+	}
+	if !filepath.IsAbs(svc.Dir) || !filepath.IsAbs(svc.Workdir) || !under(filepath.Clean(svc.Workdir), filepath.Clean(svc.Dir)) {
+		return nil, errors.New("sandbox service: dir and workdir must be absolute, the workdir inside the dir")
+	}
+	lim := svc.Limits.WithDefaults()
+	svcFilter, err := seccompProgram(serviceAllowed...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	toolFilter, err := seccompProgram()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	for _, data := range [][]byte{svcFilter, []byte(s.toolShell(svc.Workdir)), toolFilter} {
+		f, err := memFile("taosagent-service", data)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		files = append(files, f) // fds 3, 4, 5
+	}
+
+	a := namespaceArgs(svc.Network, true)
+	fsArgs, host := baseFS(etcService, lim.Tmp)
+	a = append(a, fsArgs...)
+	a = append(a, "--bind", svc.Dir, svc.Dir)
+	host = append(host, hostPath{path: svc.Dir, rw: true})
+	for _, p := range svc.ReadOnly {
+		a = append(a, "--ro-bind", p, p)
+	}
+	if !under(svc.Command[0], svc.Dir) {
+		a = append(a, "--ro-bind", svc.Command[0], svc.Command[0])
+		host = append(host, hostPath{path: svc.Command[0]})
+	}
+	a = append(a,
+		"--dir", filepath.Dir(ToolShell),
+		"--perms", "0555", "--ro-bind-data", "4", ToolShell,
+		"--perms", "0444", "--ro-bind-data", "5", filepath.Dir(ToolShell)+"/tools.bpf",
+		"--remount-ro", "/",
+		"--chdir", svc.Workdir,
+		"--seccomp", "3",
+		"--",
+	)
+	a = append(a, s.prlimitArgs(0, lim.Memory, lim.Processes, lim.FileSize)...)
+	a = append(a, svc.Command...)
+
+	cmd := s.launch(host, a)
+	env := slices.DeleteFunc(slices.Clone(svc.Env), func(kv string) bool { return strings.HasPrefix(kv, "SHELL=") })
+	cmd.Env = append(env, "SHELL="+ToolShell)
+	cmd.Dir = "/"
+	cmd.ExtraFiles = files
+	return cmd, nil
+}
+
+// CloseFiles closes the parent's copies of the files a started command
+// inherited.
+func CloseFiles(cmd *exec.Cmd) {
+	for _, f := range cmd.ExtraFiles {
+		f.Close()
+	}
+}
+
+// toolShell is the script a service runs as its shell: `SHELL -c CMD`
+// runs CMD with bash in a nested sandbox (see Service).
+func (s *Sandbox) toolShell(workdir string) string {
+	a := namespaceArgs(false, false)
+	fsArgs, _ := baseFS(etcAllowed, 0)
+	a = append(a, fsArgs...)
+	a = append(a,
+		"--bind", "/tmp", "/tmp",
+		"--bind", workdir, workdir,
+		"--remount-ro", "/",
+		"--chdir", workdir,
+		"--clearenv",
+		"--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+		"--setenv", "HOME", workdir,
+		"--setenv", "TMPDIR", "/tmp",
+		"--setenv", "LANG", "C.UTF-8",
+		"--seccomp", "9",
+		"--", "/bin/bash",
+	)
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n# taosagent's tool shell: every command runs in a sandbox of its own.\nexec 9<" +
+		shellQuote(filepath.Dir(ToolShell)+"/tools.bpf") + "\nexec /usr/bin/bwrap")
+	for _, arg := range a {
+		b.WriteString(" " + shellQuote(arg))
+	}
+	b.WriteString(" \"$@\"\n")
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// serviceAllowed are the calls of Denied a service may make: what the
+// nested bwrap of its tool shell needs to build the tools' sandbox. The
+// tools themselves get the full filter.
+var serviceAllowed = []string{"mount", "umount2", "pivot_root", "unshare", "chroot"}
+
+// OwnDir gives dir and everything under it to the sandbox's uid, as a
+// service started by root runs as that uid and writes there. Symbolic
+// links are changed, never followed. For other callers it does nothing.
+func (s *Sandbox) OwnDir(dir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	return chownTree(dir, s.UID, s.GID, false)
+}
