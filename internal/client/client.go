@@ -166,8 +166,8 @@ type Agent struct {
 
 // AgentStatus is what an agent is doing.
 type AgentStatus struct {
-	State  string `json:"state"`
-	Turn   string `json:"turn,omitempty"`
+	State    string `json:"state"`
+	Turn     string `json:"turn,omitempty"`
 	Queued   int    `json:"queued"`
 	Instance string `json:"instance,omitempty"`
 	PID      int    `json:"pid,omitempty"`
