@@ -12,6 +12,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
 	"github.com/taosagent/taosagent/internal/supervisor"
 	"github.com/taosagent/taosagent/internal/testenv"
@@ -35,6 +36,7 @@ func startAgent(t *testing.T, permission string) *driverAgent {
 		t.Fatal(err)
 	}
 	sup.MinBackoff = 50 * time.Millisecond
+	sup.Sandbox = sandbox.New() // as serve runs them
 	a := &driverAgent{t: t, ch: make(chan event.Event, 1024)}
 	spec := supervisor.Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, permission)}
 	a.d = NewDriver(sup, spec, func(e event.Event) {

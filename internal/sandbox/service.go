@@ -196,8 +196,10 @@ func (s *Sandbox) toolShell(workdir string) string {
 		"--", "/bin/bash",
 	)
 	var b strings.Builder
+	// env -i: bwrap itself must not hold the service's environment either,
+	// as the tool could read it from /proc/1/environ.
 	b.WriteString("#!/bin/sh\n# taosagent's tool shell: every command runs in a sandbox of its own.\nexec 9<" +
-		shellQuote(filepath.Dir(ToolShell)+"/tools.bpf") + "\nexec /usr/bin/bwrap")
+		shellQuote(filepath.Dir(ToolShell)+"/tools.bpf") + "\nexec /usr/bin/env -i /usr/bin/bwrap")
 	for _, arg := range a {
 		b.WriteString(" " + shellQuote(arg))
 	}

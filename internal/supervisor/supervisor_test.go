@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
@@ -59,6 +60,7 @@ func newSup(t *testing.T) (*Supervisor, *states) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sup.Sandbox = sandbox.New() // as serve runs them
 	st := &states{ch: make(chan string, 64)}
 	sup.OnState = st.on
 	sup.MinBackoff = 50 * time.Millisecond

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/client"
+)
+
+// instanceSecrets finds the opencode process of agent under home and
+// returns its port and password, read from the host as only the daemon's
+// user can.
+func instanceSecrets(t *testing.T, home, agent string) (port, password string) {
+	t.Helper()
+	log, err := os.ReadFile(filepath.Join(home, "agents", agent, "opencode.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`listening on http://127\.0\.0\.1:(\d+)`).FindAllSubmatch(log, -1)
+	if len(m) == 0 {
+		t.Fatalf("no listening line in %s's log", agent)
+	}
+	port = string(m[len(m)-1][1])
+	wantHome := []byte("HOME=" + filepath.Join(home, "agents", agent, "home") + "\x00")
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, wantHome) {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte("OPENCODE_SERVER_PASSWORD=")); ok {
+				return port, string(v)
+			}
+		}
+	}
+	t.Fatalf("no opencode process of %s found", agent)
+	return "", ""
+}
+
+// TestConfinedToolCannotReachTheHost gives a confined agent every opencode
+// permission there is, then has its bash tool try, with the real secrets
+// handed to it, what a prompt injection would try. The sandbox must stop
+// each attempt, and the host must show nothing changed.
+func TestConfinedToolCannotReachTheHost(t *testing.T) {
+	d := start(t, "")
+	ctx := ctxT(t, 4*time.Minute)
+	const leakKey = "sk-leaktest-4f1d2c9a7b"
+	if _, err := d.c.CreateProvider(ctx, client.Provider{ID: "leak", BaseURL: "https://example.invalid/v1",
+		APIKey: leakKey, Models: []client.Model{{ID: "m"}}}); err != nil {
+		t.Fatal(err)
+	}
+	d.agent(ctx, "other", "")
+	d.agent(ctx, "probe", `{"bash":"allow","external_directory":"allow","read":"allow","edit":"allow"}`)
+	for _, a := range []string{"other", "probe"} {
+		acc := d.send(ctx, a, "hello", "")
+		if e := last(d.turnOf(ctx, a, 0, acc.Input)); e.Kind != "final" {
+			t.Fatalf("%s's first turn ended %s: %s", a, e.Kind, e.Data)
+		}
+	}
+	otherSecret := filepath.Join(d.home, "agents", "other", "work", "secret.txt")
+	if err := os.WriteFile(otherSecret, []byte("other-agent-secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port, password := instanceSecrets(t, d.home, "probe")
+	daemonPort := d.addr[strings.LastIndex(d.addr, ":")+1:]
+	basic := base64.StdEncoding.EncodeToString([]byte("opencode:" + password))
+	workdir := filepath.Join(d.home, "agents", "probe", "work")
+	hostTmp := filepath.Join(os.TempDir(), fmt.Sprintf("taosagent-pwned-%d", time.Now().UnixNano()))
+	targets := map[string]string{
+		"token":  filepath.Join(d.home, "token"),
+		"key":    filepath.Join(d.home, "keys", "leak.key"),
+		"db":     filepath.Join(d.home, "taosagent.db"),
+		"other":  filepath.Join(d.home, "agents", "other", "home", ".config", "opencode", "opencode.json"),
+		"secret": otherSecret,
+		"shadow": "/etc/shadow",
+	}
+	var script strings.Builder
+	for name, p := range targets {
+		fmt.Fprintf(&script, "if head -c1 %q >/dev/null 2>&1; then echo READ-%s; else echo DENIED-%s; fi; ", p, name, name)
+	}
+	writes := []string{filepath.Join(d.home, "pwned"), filepath.Join(d.home, "agents", "other", "work", "pwned"), hostTmp,
+		filepath.Join(d.home, "agents", "probe", "home", ".config", "opencode", "opencode.json")}
+	for i, p := range writes {
+		fmt.Fprintf(&script, "if echo x >> %q 2>/dev/null; then echo WROTE-%d; else echo NOWRITE-%d; fi; ", p, i, i)
+	}
+	fmt.Fprintf(&script, "if kill -9 %d 2>/dev/null; then echo KILLED; else echo NOKILL; fi; ", d.cmd.Process.Pid)
+	// Its own instance, with the real password: the way to answer its own
+	// permission asks. And the daemon, with the real operator token.
+	fmt.Fprintf(&script, "if (exec 3<>/dev/tcp/127.0.0.1/%s && printf 'GET /permission HTTP/1.0\\r\\nAuthorization: Basic %s\\r\\n\\r\\n' >&3 && head -c 12 <&3) 2>/dev/null; then echo REACHED-OPENCODE; else echo UNREACHABLE-OPENCODE; fi; ", port, basic)
+	fmt.Fprintf(&script, "if (exec 3<>/dev/tcp/127.0.0.1/%s && printf 'GET /v1/approvals HTTP/1.0\\r\\nAuthorization: Bearer %s\\r\\n\\r\\n' >&3 && head -c 12 <&3) 2>/dev/null; then echo REACHED-DAEMON; else echo UNREACHABLE-DAEMON; fi; ", daemonPort, d.c.Token)
+	script.WriteString("if grep -qs OPENCODE_SERVER_PASSWORD /proc/*/environ; then echo SAW-PASSWORD; else echo NO-PASSWORD; fi; ")
+	script.WriteString("env | grep -c OPENCODE; ")
+	script.WriteString("echo inside > inside.txt && echo WROTE-INSIDE")
+
+	acc := d.send(ctx, "probe", "run: bash -c "+shellQuote(script.String()), "")
+	evs := d.turnOf(ctx, "probe", 0, acc.Input)
+	var out string
+	for _, e := range evs {
+		if e.Kind == "tool_result" {
+			out = e.Field("output")
+		}
+	}
+	if out == "" {
+		t.Fatalf("no tool result; events %v", kinds(evs))
+	}
+	for name := range targets {
+		if !strings.Contains(out, "DENIED-"+name) {
+			t.Errorf("the tool could read %s (%s)", name, targets[name])
+		}
+	}
+	// A write under /tmp may land in the sandbox's private /tmp; what
+	// counts is the host, checked below.
+	if !strings.Contains(out, "NOWRITE-3") {
+		t.Errorf("the tool could rewrite its own opencode config")
+	}
+	for _, want := range []string{"NOKILL", "UNREACHABLE-OPENCODE", "UNREACHABLE-DAEMON", "NO-PASSWORD", "WROTE-INSIDE"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tool output lacks %s", want)
+		}
+	}
+	for _, secret := range []string{password, d.c.Token, leakKey, "other-agent-secret"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("a secret reached the tool's output")
+		}
+	}
+	if t.Failed() {
+		t.Logf("tool output:\n%s", out)
+	}
+
+	// The host: nothing changed, and the daemon still answers.
+	for _, p := range writes[:3] {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s exists on the host", p)
+			os.Remove(p)
+		}
+	}
+	if b, _ := os.ReadFile(otherSecret); string(b) != "other-agent-secret" {
+		t.Errorf("the other agent's file changed: %q", b)
+	}
+	if b, err := os.ReadFile(filepath.Join(workdir, "inside.txt")); err != nil || string(b) != "inside\n" {
+		t.Errorf("the tool's write in its own workdir: %q, %v", b, err)
+	}
+	if code, _ := get(t, d.addr+"/healthz", ""); code != 200 {
+		t.Errorf("daemon health %d after the probe", code)
+	}
+	as, err := d.c.Agents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range as {
+		if a.Status == nil || !a.Status.Confined {
+			t.Errorf("agent %s is not shown confined: %+v", a.Name, a.Status)
+		}
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
