@@ -231,3 +231,71 @@ func (a Agent) Validate(providers Lookup) error {
 
 // Permits reports whether model (provider/model) is in a's permitted set.
 func (a Agent) Permits(model string) bool { return slices.Contains(a.Models, model) }
+
+// HostDenied are the tools the host agent never has: a raw shell, file
+// edits, web fetches and paths outside its directory. It acts on the host
+// only through taosagent's own tools.
+var HostDenied = []string{"bash", "edit", "write", "patch", "webfetch", "external_directory"}
+
+// HostPermission returns the permission map of the host agent built from
+// the one a client gave (raw may be empty): every HostDenied tool is
+// "deny", placed last so that no earlier rule (a "*" wildcard, say) can
+// outrank it (opencode's last matching rule wins). A map that asks for any
+// of them otherwise is refused.
+func HostPermission(raw json.RawMessage) (json.RawMessage, error) {
+	var keys []string
+	vals := map[string]json.RawMessage{}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		var action string
+		if json.Unmarshal(raw, &action) == nil {
+			if action != "deny" {
+				return nil, invalid("permission", "the host agent never gets a raw shell or file edits: %q would allow %s", action, strings.Join(HostDenied, ", "))
+			}
+			raw = nil
+		} else {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+				return nil, invalid("permission", "must be an action or an object")
+			}
+			for dec.More() {
+				t, err := dec.Token()
+				if err != nil {
+					return nil, invalid("permission", "is not valid JSON")
+				}
+				k := t.(string)
+				var v json.RawMessage
+				if err := dec.Decode(&v); err != nil {
+					return nil, invalid("permission", "is not valid JSON")
+				}
+				if slices.Contains(HostDenied, k) {
+					var a string
+					if json.Unmarshal(v, &a) != nil || a != "deny" {
+						return nil, invalid("permission", "the host agent never gets a raw shell or file edits: %q must be \"deny\"", k)
+					}
+					continue
+				}
+				if _, dup := vals[k]; !dup {
+					keys = append(keys, k)
+				}
+				vals[k] = v
+			}
+		}
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vals[k])
+		b.WriteByte(',')
+	}
+	for i, k := range HostDenied {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:\"deny\"", k)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -109,6 +110,11 @@ func (m *Manager) UpdateAgent(ctx context.Context, actor string, a agent.Agent) 
 	start := time.Now()
 	defer func() { m.audit(ctx, actor, "agent.update", a.Name, start, err) }()
 	a.Normalize()
+	if a.Name == agent.Host {
+		if err := hostRules(&a); err != nil {
+			return a, err
+		}
+	}
 	if err := a.Validate(m.lookup(ctx)); err != nil {
 		return a, err
 	}
@@ -146,14 +152,48 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 		created = append(created, "provider demo")
 		ps = []agent.Provider{p}
 	}
-	if _, err := m.log.Agent(ctx, agent.Host); errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0 {
+	host, err := m.log.Agent(ctx, agent.Host)
+	switch {
+	case errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0:
 		a := agent.Agent{Name: agent.Host, Model: ps[0].ID + "/" + ps[0].Models[0].ID, Builtin: true,
 			Prompt: "You are the host assistant of this taOS home server."}
 		a.Normalize()
+		if err := hostRules(&a); err != nil {
+			return created, err
+		}
 		if _, err := m.log.CreateAgent(ctx, a); err != nil {
 			return created, err
 		}
 		created = append(created, "agent host")
+	case err == nil:
+		// A host made by an earlier version may hold a shell: take it away.
+		before := string(host.Permission)
+		if err := hostRules(&host); err != nil {
+			host.Permission, host.Tools = nil, nil
+			hostRules(&host)
+		}
+		if string(host.Permission) != before {
+			if _, err := m.log.UpdateAgent(ctx, host); err != nil {
+				return created, err
+			}
+			created = append(created, "the host agent's permissions: no shell, no file edits, no web fetch")
+		}
 	}
 	return created, nil
+}
+
+// hostRules applies what the host agent may never have (see
+// agent.HostPermission), or refuses.
+func hostRules(a *agent.Agent) error {
+	p, err := agent.HostPermission(a.Permission)
+	if err != nil {
+		return err
+	}
+	a.Permission = p
+	for _, t := range agent.HostDenied {
+		if a.Tools[t] {
+			return &agent.InvalidError{Field: "tools", Reason: fmt.Sprintf("the host agent never gets %q", t)}
+		}
+	}
+	return nil
 }

@@ -29,6 +29,10 @@ func (s *Sandbox) launch(host []hostPath, inner []string) *exec.Cmd {
 		return cmd
 	}
 	outer := []string{
+		// A pid namespace of its own: when the outer bwrap dies, the
+		// kernel kills everything in it. The parent-death signal alone
+		// does not reach that far: the inner bwrap clears its own.
+		"--unshare-pid",
 		"--die-with-parent",
 		"--cap-add", "CAP_SETUID,CAP_SETGID",
 		"--ro-bind", "/usr", "/usr",
@@ -67,7 +71,10 @@ func (s *Sandbox) launch(host []hostPath, inner []string) *exec.Cmd {
 		outer = append(outer, op, p.path, p.path)
 	}
 	outer = append(outer, "--chdir", "/", "--",
-		s.Setpriv, "--reuid", strconv.Itoa(s.UID), "--regid", strconv.Itoa(s.GID), "--clear-groups", "--",
+		// --pdeathsig: the kernel clears the parent-death signal bwrap set
+		// when setpriv changes the uid; set it again, so the inner layer
+		// dies with the outer one.
+		s.Setpriv, "--reuid", strconv.Itoa(s.UID), "--regid", strconv.Itoa(s.GID), "--clear-groups", "--pdeathsig", "SIGKILL", "--",
 		s.Bwrap)
 	cmd := exec.Command(s.Bwrap, append(outer, inner...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
