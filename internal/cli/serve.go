@@ -134,7 +134,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "taosagent %s listening on http://%s (token: %s)\n", Version, ln.Addr(), filepath.Join(*home, "token"))
 	if ps, _ := mgr.Providers(ctx); len(ps) == 1 && ps[0].Demo {
 		fmt.Fprintln(stdout, "No model provider is configured: agents use the built-in scripted DEMO provider,\n"+
-			"a test stand-in that is not an AI. Try:  taosagent chat host 'Please use a tool to say hi'\n"+
+			"a test stand-in that is not an AI. Try:  taosagent chat host 'hello'\n"+
 			"Add a real provider with POST /v1/providers, then point host at it with PATCH /v1/agents/host.")
 	}
 	for _, c := range created {

@@ -38,8 +38,32 @@ func TestChatOverAPIAndCLI(t *testing.T) {
 		t.Fatalf("text turn ended with %s %s", f.Kind, f.Data)
 	}
 
+	// The host agent has no shell: its model's bash call is refused.
 	acc = d.send(ctx, "host", "Please use a tool to say hi", "")
 	evs = d.turnOf(ctx, "host", acc.Seq, acc.Input)
+	results := 0
+	for _, e := range evs {
+		if e.Kind == "tool_result" {
+			results++
+			if e.Field("output") == "hi\n" || (e.Field("tool") == "bash" && e.Field("error") == "") {
+				t.Fatalf("host ran a shell: %s", e.Data)
+			}
+		}
+	}
+	if f := last(evs); results != 1 || f.Kind != "final" {
+		t.Fatalf("host's refused tool turn: %d results, ended %s %s", results, f.Kind, f.Data)
+	}
+	code, body := patch(t, d.addr+"/v1/agents/host", d.c.Token, `{"permission":{"bash":"allow"}}`)
+	if code != 422 || !strings.Contains(body, "never gets a raw shell") {
+		t.Fatalf("PATCH host bash allow: %d %s", code, body)
+	}
+	if a, _ := d.c.Agent(ctx, "host"); !strings.Contains(string(a.Permission), `"bash":"deny"`) {
+		t.Fatalf("host permission after the refused PATCH: %s", a.Permission)
+	}
+
+	d.agent(ctx, "worker", `{"bash":"allow"}`)
+	acc = d.send(ctx, "worker", "Please use a tool to say hi", "")
+	evs = d.turnOf(ctx, "worker", 0, acc.Input)
 	order(t, evs, "turn.started", "tool_call", "tool_result", "delta", "final")
 	for _, e := range evs {
 		if e.Kind == "tool_result" && (e.Field("output") != "hi\n" || e.Field("tool") != "bash") {
@@ -47,7 +71,7 @@ func TestChatOverAPIAndCLI(t *testing.T) {
 		}
 	}
 
-	out, errOut, code := d.run("chat", "host", "Please", "use", "a", "tool")
+	out, errOut, code := d.run("chat", "worker", "Please", "use", "a", "tool")
 	if code != 0 || !strings.Contains(out, "tool bash") || !strings.Contains(out, "answer: The tool finished") || !strings.Contains(out, "final") {
 		t.Fatalf("chat: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -68,7 +92,7 @@ func TestChatOverAPIAndCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "DEMO") {
 		t.Fatalf("providers: %d %s", code, out)
 	}
-	out, _, code = d.run("events", "host", "--after", strconv.FormatInt(acc.Seq, 10))
+	out, _, code = d.run("events", "worker", "--after", strconv.FormatInt(acc.Seq, 10))
 	if code != 0 || !strings.Contains(out, "\ttool_call\t") || strings.Contains(out, "\tinput.accepted\t{\"input\":1,") {
 		t.Fatalf("events --after: %d %s", code, out)
 	}

@@ -1,0 +1,39 @@
+package agent
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestHostPermission(t *testing.T) {
+	denies := `"bash":"deny","edit":"deny","write":"deny","patch":"deny","webfetch":"deny","external_directory":"deny"}`
+	for _, c := range []struct{ in, want, err string }{
+		{in: "", want: "{" + denies},
+		{in: `"deny"`, want: "{" + denies},
+		{in: `{"read":"ask","bash":"deny"}`, want: `{"read":"ask",` + denies},
+		// A wildcard can never outrank the denies: they come last.
+		{in: `{"bash":"deny","*":"allow"}`, want: `{"*":"allow",` + denies},
+		{in: `{"read":{"*.env":"deny","*":"allow"}}`, want: `{"read":{"*.env":"deny","*":"allow"},` + denies},
+		{in: `"allow"`, err: "never gets a raw shell"},
+		{in: `{"bash":"allow"}`, err: `"bash" must be "deny"`},
+		{in: `{"bash":"ask"}`, err: `"bash" must be "deny"`},
+		{in: `{"edit":{"*":"deny","x":"allow"}}`, err: `"edit" must be "deny"`},
+		{in: `{"external_directory":"allow"}`, err: `"external_directory" must be "deny"`},
+		{in: `[1]`, err: "action or an object"},
+	} {
+		got, err := HostPermission(json.RawMessage(c.in))
+		if c.err != "" {
+			if err == nil || !IsInvalid(err) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: err = %v, want %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || string(got) != c.want {
+			t.Errorf("%s: got %s, %v; want %s", c.in, got, err, c.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%s: %s is not JSON", c.in, got)
+		}
+	}
+}
