@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
 // Host is the built-in host assistant, present from the first start.
@@ -158,6 +159,7 @@ type Agent struct {
 	Prompt     string          `json:"prompt,omitempty"`
 	Permission json.RawMessage `json:"permission,omitempty"` // opencode's permission config
 	Tools      map[string]bool `json:"tools,omitempty"`      // tool name → enabled
+	Limits     *Limits         `json:"limits,omitempty"`     // of its confined opencode; nil: the defaults
 	Builtin    bool            `json:"builtin,omitempty"`
 	Session    string          `json:"session,omitempty"` // the pinned opencode session
 	Created    time.Time       `json:"created"`
@@ -226,7 +228,60 @@ func (a Agent) Validate(providers Lookup) error {
 			return invalid("tools", "%q is not a tool name", t)
 		}
 	}
+	if l := a.Limits; l != nil {
+		switch {
+		case l.MemoryMB < 0 || l.MemoryMB > 1<<20:
+			return invalid("limits.memory_mb", "must be 0 (the default) to 1048576")
+		case l.Processes < 0 || l.Processes > 1<<16:
+			return invalid("limits.processes", "must be 0 (the default) to 65536")
+		case l.FileSizeMB < 0 || l.FileSizeMB > 1<<20:
+			return invalid("limits.file_size_mb", "must be 0 (the default) to 1048576")
+		case l.TmpMB < 0 || l.TmpMB > 1<<16:
+			return invalid("limits.tmp_mb", "must be 0 (the default) to 65536")
+		case l.MemoryMB > 0 && l.MemoryMB < 512:
+			return invalid("limits.memory_mb", "below 512 MiB opencode cannot start")
+		case l.Processes > 0 && l.Processes < 64:
+			return invalid("limits.processes", "below 64 opencode cannot start")
+		}
+	}
 	return nil
+}
+
+// Limits bound an agent's confined opencode and everything it runs. A zero
+// field means the default (see Effective).
+type Limits struct {
+	MemoryMB   int64 `json:"memory_mb,omitempty"`    // data memory per process, MiB
+	Processes  int   `json:"processes,omitempty"`    // processes and threads
+	FileSizeMB int64 `json:"file_size_mb,omitempty"` // largest file written, MiB
+	TmpMB      int64 `json:"tmp_mb,omitempty"`       // private /tmp, MiB
+}
+
+// Effective returns l (nil: all defaults) with every zero field set to the
+// sandbox's default.
+func (l *Limits) Effective() Limits {
+	var out Limits
+	if l != nil {
+		out = *l
+	}
+	d := sandbox.DefaultServiceLimits()
+	if out.MemoryMB == 0 {
+		out.MemoryMB = d.Memory >> 20
+	}
+	if out.Processes == 0 {
+		out.Processes = d.Processes
+	}
+	if out.FileSizeMB == 0 {
+		out.FileSizeMB = d.FileSize >> 20
+	}
+	if out.TmpMB == 0 {
+		out.TmpMB = d.Tmp >> 20
+	}
+	return out
+}
+
+// Sandbox returns l as the sandbox's limits.
+func (l Limits) Sandbox() sandbox.ServiceLimits {
+	return sandbox.ServiceLimits{Memory: l.MemoryMB << 20, Processes: l.Processes, FileSize: l.FileSizeMB << 20, Tmp: l.TmpMB << 20}
 }
 
 // Permits reports whether model (provider/model) is in a's permitted set.

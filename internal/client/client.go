@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
 )
 
@@ -160,6 +161,7 @@ type Agent struct {
 	Prompt     string          `json:"prompt,omitempty"`
 	Permission json.RawMessage `json:"permission,omitempty"`
 	Tools      map[string]bool `json:"tools,omitempty"`
+	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Builtin    bool            `json:"builtin,omitempty"`
 	Status     *AgentStatus    `json:"status,omitempty"`
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/client"
 )
 
@@ -62,7 +63,17 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.agent(ctx, "other", "")
-	d.agent(ctx, "probe", `{"bash":"allow","external_directory":"allow","read":"allow","edit":"allow"}`)
+	if _, err := d.c.CreateAgent(ctx, client.Agent{Name: "probe", Model: "demo/scripted-demo",
+		Permission: []byte(`{"bash":"allow","external_directory":"allow","read":"allow","edit":"allow"}`),
+		Limits:     &agent.Limits{Processes: 300, TmpMB: 64}}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := d.c.Agent(ctx, "probe"); err != nil || a.Limits == nil || *a.Limits != (agent.Limits{MemoryMB: 8192, Processes: 300, FileSizeMB: 1024, TmpMB: 64}) {
+		t.Fatalf("probe's limits: %+v, %v", a.Limits, err)
+	}
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/probe", d.c.Token, `{"limits":{"memory_mb":10}}`); code != 422 || !strings.Contains(body, "limits.memory_mb") {
+		t.Fatalf("PATCH limits below the floor: %d %s", code, body)
+	}
 	for _, a := range []string{"other", "probe"} {
 		acc := d.send(ctx, a, "hello", "")
 		if e := last(d.turnOf(ctx, a, 0, acc.Input)); e.Kind != "final" {
@@ -102,6 +113,7 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 	fmt.Fprintf(&script, "if (exec 3<>/dev/tcp/127.0.0.1/%s && printf 'GET /v1/approvals HTTP/1.0\\r\\nAuthorization: Bearer %s\\r\\n\\r\\n' >&3 && head -c 12 <&3) 2>/dev/null; then echo REACHED-DAEMON; else echo UNREACHABLE-DAEMON; fi; ", daemonPort, d.c.Token)
 	script.WriteString("if grep -qs OPENCODE_SERVER_PASSWORD /proc/*/environ; then echo SAW-PASSWORD; else echo NO-PASSWORD; fi; ")
 	script.WriteString("env | grep -c OPENCODE; ")
+	script.WriteString(`echo NPROC=$(ulimit -u) TMPMB=$(df -m /tmp | awk 'NR==2{print $2}'); `)
 	script.WriteString("echo inside > inside.txt && echo WROTE-INSIDE")
 
 	acc := d.send(ctx, "probe", "run: bash -c "+shellQuote(script.String()), "")
@@ -125,7 +137,7 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 	if !strings.Contains(out, "NOWRITE-3") {
 		t.Errorf("the tool could rewrite its own opencode config")
 	}
-	for _, want := range []string{"NOKILL", "UNREACHABLE-OPENCODE", "UNREACHABLE-DAEMON", "NO-PASSWORD", "WROTE-INSIDE"} {
+	for _, want := range []string{"NOKILL", "UNREACHABLE-OPENCODE", "UNREACHABLE-DAEMON", "NO-PASSWORD", "WROTE-INSIDE", "NPROC=300 TMPMB=64"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("tool output lacks %s", want)
 		}

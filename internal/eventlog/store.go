@@ -109,10 +109,11 @@ type agentSpec struct {
 	Prompt     string          `json:"prompt,omitempty"`
 	Permission json.RawMessage `json:"permission,omitempty"`
 	Tools      map[string]bool `json:"tools,omitempty"`
+	Limits     *agent.Limits   `json:"limits,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits})
 	return string(b)
 }
 
@@ -213,7 +214,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools = s.Model, s.Models, s.Prompt, s.Permission, s.Tools
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

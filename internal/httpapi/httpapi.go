@@ -281,7 +281,10 @@ type agentView struct {
 	Status runner.AgentStatus `json:"status"`
 }
 
+// view shows a with its status and its effective limits.
 func (s *Server) view(ctx context.Context, a agent.Agent) agentView {
+	l := a.Limits.Effective()
+	a.Limits = &l
 	return agentView{Agent: a, Status: s.Runner.Status(ctx, a.Name)}
 }
 
@@ -292,6 +295,7 @@ type agentBody struct {
 	Prompt     string          `json:"prompt"`
 	Permission json.RawMessage `json:"permission"`
 	Tools      map[string]bool `json:"tools"`
+	Limits     *agent.Limits   `json:"limits"`
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -300,7 +304,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a, err := s.Runner.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
-		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools})
+		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -342,6 +346,7 @@ func (s *Server) patchAgent(w http.ResponseWriter, r *http.Request) {
 		Prompt     *string          `json:"prompt"`
 		Permission *json.RawMessage `json:"permission"`
 		Tools      *map[string]bool `json:"tools"`
+		Limits     *agent.Limits    `json:"limits"`
 	}
 	if !s.decode(w, r, &b) {
 		return
@@ -363,6 +368,9 @@ func (s *Server) patchAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	if b.Tools != nil {
 		a.Tools = *b.Tools
+	}
+	if b.Limits != nil {
+		a.Limits = b.Limits
 	}
 	a, err = s.Runner.UpdateAgent(r.Context(), actor(r), a)
 	if err != nil {

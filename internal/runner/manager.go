@@ -314,7 +314,8 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	if err := cfg.Validate(); err != nil {
 		return supervisor.Spec{}, err
 	}
-	return supervisor.Spec{Name: a.Name, Dir: filepath.Join(m.cfg.Home, "agents", a.Name), Config: cfg}, nil
+	return supervisor.Spec{Name: a.Name, Dir: filepath.Join(m.cfg.Home, "agents", a.Name), Config: cfg,
+		Limits: a.Limits.Effective().Sandbox()}, nil
 }
 
 // onState turns the supervisor's reports into instance events. Crashes are
