@@ -95,10 +95,11 @@ func (p *pidFile) remove(pid int) error {
 }
 
 // sweep kills what is left of every recorded instance — the opencode
-// process, its group, and every process carrying its token (the tools it
-// ran) — and empties the record. A pid reused by an unrelated program is
-// never touched: the leader must match its recorded boot and start time,
-// and everything else must carry the token. It returns the pids killed.
+// process, its group, and every process carrying its token — and empties
+// the record. A pid reused by an unrelated program is never touched: a
+// group is killed only while its leader matches its recorded boot and
+// start time, and anything else must carry the token. It returns the pids
+// killed.
 func (p *pidFile) sweep() ([]int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -111,7 +112,10 @@ func (p *pidFile) sweep() ([]int, error) {
 	boot := bootID()
 	var killed []int
 	for _, r := range recs {
-		if r.BootID == boot {
+		// The group is ours only while its recorded leader is the very
+		// process we started: same boot, same start time. A leader that is
+		// gone or different means the group id may be a stranger's now.
+		if leader, alive := readStat(r.PID); alive && r.BootID == boot && leader.start == r.Start && leader.pgrp == r.PID {
 			for _, pr := range processesInGroup(r.PID) {
 				if pr.start >= r.Start && syscall.Kill(pr.pid, syscall.SIGKILL) == nil {
 					killed = append(killed, pr.pid)

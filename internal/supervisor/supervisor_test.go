@@ -293,6 +293,15 @@ func TestSweepKillsOnlyOwnOrphans(t *testing.T) {
 	}
 	pi, _ := readStat(decoy.Process.Pid)
 	sup.pids.add(procRecord{Name: "reused", PID: decoy.Process.Pid, Start: pi.start + 1, BootID: bootID()})
+	// A stranger leading a group whose id was recorded for a process that
+	// has since died: started after the record, it is still not ours.
+	stranger := exec.Command("setsid", "sleep", "300")
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stranger.Process.Kill(); stranger.Wait() }()
+	si, _ := readStat(stranger.Process.Pid)
+	sup.pids.add(procRecord{Name: "gone", PID: stranger.Process.Pid, Start: si.start - 1, BootID: bootID()})
 
 	killed, err := sup.Sweep()
 	if err != nil {
@@ -301,8 +310,8 @@ func TestSweepKillsOnlyOwnOrphans(t *testing.T) {
 	if !containsInt(killed, toolPID) {
 		t.Errorf("sweep killed %v; the orphaned tool %d was not among them", killed, toolPID)
 	}
-	if containsInt(killed, decoy.Process.Pid) {
-		t.Fatalf("sweep killed an unrelated process %d", decoy.Process.Pid)
+	if containsInt(killed, decoy.Process.Pid) || containsInt(killed, stranger.Process.Pid) {
+		t.Fatalf("sweep killed %v: an unrelated process (%d or %d) among them", killed, decoy.Process.Pid, stranger.Process.Pid)
 	}
 	time.Sleep(100 * time.Millisecond)
 	for _, pid := range []int{ocPID, toolPID} {
