@@ -44,3 +44,17 @@ func (k Keys) Delete(id string) error {
 	}
 	return err
 }
+
+// All returns every stored key, for redaction.
+func (k Keys) All() []string {
+	ents, _ := os.ReadDir(k.Dir)
+	var out []string
+	for _, e := range ents {
+		if id, ok := strings.CutSuffix(e.Name(), ".key"); ok {
+			if key, err := k.Get(id); err == nil && key != "" {
+				out = append(out, key)
+			}
+		}
+	}
+	return out
+}

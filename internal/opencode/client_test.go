@@ -193,3 +193,22 @@ func TestStreamReconnectsAfterSilence(t *testing.T) {
 		t.Errorf("OnConnect saw %d connects, want ≥ 2", connects.Load())
 	}
 }
+
+// A key that the 500-byte cut would split is still redacted whole: no
+// prefix of it survives.
+func TestRedactedBeforeTheCut(t *testing.T) {
+	key := "sk-live-0123456789abcdefghij"
+	for _, pad := range []int{480, 490, 495, 499, 500} {
+		msg := strings.Repeat("x", pad) + key + " and more"
+		got := Redacted(msg, []string{key, "other-key"})
+		if strings.Contains(got, key[:6]) {
+			t.Errorf("pad %d: a prefix of the key survived: …%s", pad, got[max(0, len(got)-40):])
+		}
+		if len(got) > 504 {
+			t.Errorf("pad %d: %d bytes, want the 500-byte cut", pad, len(got))
+		}
+	}
+	if got := Redacted("bad key sk-live-0123456789abcdefghij\n    at foo()", []string{key}); got != "bad key [redacted]" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -80,7 +80,9 @@ func decodeAPIError(op string, status int, body []byte) *APIError {
 		if e.Message == "" {
 			e.Message = shape.Message
 		}
-		e.Message = CleanMessage(e.Message)
+		// Not cut here: a secret straddling the cut would leak its
+		// prefix past redaction. Whoever shows it uses Redacted.
+		e.Message = firstLine(e.Message)
 	}
 	switch {
 	case status == 401 || status == 403:
@@ -101,13 +103,7 @@ func decodeAPIError(op string, status int, body []byte) *APIError {
 // person: the first line, without a JavaScript stack trace, at most 500
 // bytes. opencode sometimes appends a full stack to a message.
 func CleanMessage(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = strings.TrimSpace(s[:i])
-	}
-	if i := strings.Index(s, "    at "); i >= 0 {
-		s = strings.TrimSpace(s[:i])
-	}
+	s = firstLine(s)
 	const max = 500
 	if len(s) > max {
 		cut := max
@@ -117,6 +113,30 @@ func CleanMessage(s string) string {
 		s = s[:cut] + "…"
 	}
 	return s
+}
+
+// firstLine is s's first line, without a JavaScript stack trace.
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	if i := strings.Index(s, "    at "); i >= 0 {
+		s = strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+// Redacted replaces every secret (of 4 bytes or more) in s by
+// "[redacted]", then cleans it (CleanMessage): redaction comes first, so
+// that a secret the cut would split is still found whole.
+func Redacted(s string, secrets []string) string {
+	for _, secret := range secrets {
+		if len(secret) >= 4 {
+			s = strings.ReplaceAll(s, secret, "[redacted]")
+		}
+	}
+	return CleanMessage(s)
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

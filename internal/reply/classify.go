@@ -42,11 +42,5 @@ func (c *Codec) classify(e *opencode.MessageError) event.ErrorData {
 
 // clean makes a message fit for a person: one line, no stack, no secret.
 func (c *Codec) clean(s string) string {
-	s = opencode.CleanMessage(s)
-	for _, secret := range c.Redact {
-		if len(secret) >= 4 {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
-		}
-	}
-	return s
+	return opencode.Redacted(s, c.Redact)
 }

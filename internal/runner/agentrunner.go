@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -197,7 +198,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 			return // shutting down: the next start reports the interruption
 		}
 		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
-			Code: event.CodeInstanceFailed, Message: "the agent's opencode could not be started: " + opencode.CleanMessage(perr.Error())}), turn))
+			Code: event.CodeInstanceFailed, Message: "the agent's opencode could not be started: " + opencode.Redacted(perr.Error(), r.m.cfg.Keys.All())}), turn))
 		r.stopDriver()
 		return
 	}
@@ -208,7 +209,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	if err := r.drv.Prompt(r.ctx, session, p); err != nil && r.ctx.Err() == nil {
 		// The driver ends the turn on opencode's refusal; this covers the rest.
 		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
-			Code: event.CodeOpencode, Message: "the prompt could not be sent: " + opencode.CleanMessage(err.Error())}), turn))
+			Code: event.CodeOpencode, Message: "the prompt could not be sent: " + opencode.Redacted(err.Error(), r.m.cfg.Keys.All())}), turn))
 	}
 	r.wait(turn, session, ended)
 }
@@ -250,7 +251,7 @@ func (r *agentRunner) wait(turn, session string, ended chan struct{}) {
 			r.expireApprovals(turn, "opencode stopped")
 			msg := "the turn was interrupted: the agent's opencode stopped"
 			if err != nil && !errors.Is(err, context.Canceled) {
-				msg += ": " + opencode.CleanMessage(err.Error())
+				msg += ": " + opencode.Redacted(err.Error(), r.m.cfg.Keys.All())
 			}
 			r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeInterrupted, Message: msg}), turn))
 		case <-r.ctx.Done():
@@ -426,9 +427,11 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 		return err
 	}
 	d := NewDriver(r.m.cfg.Sup, spec, r.emit, r.m.logger)
+	d.Redact = r.m.cfg.Keys.All()
+	secrets := append([]string{spec.Config.Provider.APIKey}, d.Redact...)
 	d.Raw = func(ev opencode.Event) {
 		select {
-		case r.m.raw <- eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: ev.Raw}:
+		case r.m.raw <- eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: redactBytes(ev.Raw, secrets)}:
 		default:
 		}
 	}
@@ -507,4 +510,15 @@ func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit fu
 			emit(e)
 		}
 	}
+}
+
+// redactBytes replaces every secret (of 4 bytes or more) in b by
+// "[redacted]"; b itself is not changed.
+func redactBytes(b []byte, secrets []string) []byte {
+	for _, s := range secrets {
+		if len(s) >= 4 && bytes.Contains(b, []byte(s)) {
+			b = bytes.ReplaceAll(b, []byte(s), []byte("[redacted]"))
+		}
+	}
+	return b
 }

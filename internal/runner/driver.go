@@ -26,6 +26,9 @@ type Driver struct {
 	logger *slog.Logger
 	// Silence is the event stream's dead-man window (default 30 s).
 	Silence time.Duration
+	// Redact lists secrets (every provider's key) that no message of an
+	// event may hold; the instance's own provider key is always among them.
+	Redact []string
 	// Raw, if set, hears every upstream event before it is decoded, on
 	// Run's goroutine; it must not block.
 	Raw func(opencode.Event)
@@ -74,7 +77,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.inst = inst
 	d.mu.Unlock()
 	codec := reply.New()
-	codec.Redact = []string{d.spec.Config.Provider.APIKey}
+	codec.Redact = append([]string{d.spec.Config.Provider.APIKey}, d.Redact...)
 	st := &loopState{codec: codec}
 	st.emit = func(evs []event.Event) {
 		for _, e := range evs {
@@ -261,7 +264,7 @@ func (d *Driver) Prompt(ctx context.Context, sessionID string, p opencode.Prompt
 	}
 	if err := c.PromptAsync(ctx, sessionID, p); err != nil {
 		d.do(ctx, func(st *loopState) {
-			st.emit(st.codec.Interrupt(sessionID, event.CodeOpencode, "opencode refused the prompt: "+opencode.CleanMessage(err.Error()), time.Now()))
+			st.emit(st.codec.Interrupt(sessionID, event.CodeOpencode, "opencode refused the prompt: "+opencode.Redacted(err.Error(), st.codec.Redact), time.Now()))
 		})
 		return err
 	}

@@ -326,7 +326,7 @@ func (m *Manager) onState(name string, st supervisor.State, pid int, err error) 
 	}
 	d := event.InstanceData{State: string(st), PID: pid}
 	if err != nil && st == supervisor.Failed {
-		d.Message = opencode.CleanMessage(err.Error())
+		d.Message = opencode.Redacted(err.Error(), m.cfg.Keys.All())
 	}
 	e := event.New("", event.Instance, time.Now(), d)
 	e.Agent = name
