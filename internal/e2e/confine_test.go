@@ -179,3 +179,51 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// TestDeleteLeavesNothingBehind: a deleted agent's directory (its opencode
+// config holds its provider's key) is gone, a new agent of the same name
+// inherits none of its events, and a deleted provider's key file is gone.
+func TestDeleteLeavesNothingBehind(t *testing.T) {
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	const key = "sk-deletetest-77aa11"
+	if _, err := d.c.CreateProvider(ctx, client.Provider{ID: "gone", BaseURL: "http://127.0.0.1:9/v1",
+		APIKey: key, Models: []client.Model{{ID: "m"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.c.CreateAgent(ctx, client.Agent{Name: "temp", Model: "gone/m"}); err != nil {
+		t.Fatal(err)
+	}
+	// Its turn cannot end (nothing listens at the provider); the config
+	// is written once the instance is ready, and the agent is deleted
+	// mid-turn.
+	d.send(ctx, "temp", "hello", "")
+	d.c.Stream(ctx, "temp", 0, func(e client.Event) bool {
+		return !(e.Kind == "instance" && e.Field("state") == "ready")
+	})
+	dir := filepath.Join(d.home, "agents", "temp")
+	if b, err := os.ReadFile(filepath.Join(dir, "home", ".config", "opencode", "opencode.json")); err != nil || !strings.Contains(string(b), key) {
+		t.Fatalf("precondition: the agent's config with its key: %v", err)
+	}
+	if err := d.c.DeleteAgent(ctx, "temp"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("%s survived the agent's deletion", dir)
+	}
+	if _, err := d.c.CreateAgent(ctx, client.Agent{Name: "temp", Model: "demo/scripted-demo"}); err != nil {
+		t.Fatal(err)
+	}
+	if evs, err := d.c.Events(ctx, "temp", 0, 1000); err != nil || len(evs) != 0 {
+		t.Errorf("the new agent temp inherited %d events (%v)", len(evs), err)
+	}
+	if err := d.c.DeleteAgent(ctx, "temp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.c.DeleteProvider(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.home, "keys", "gone.key")); err == nil {
+		t.Error("the deleted provider's key file survived")
+	}
+}

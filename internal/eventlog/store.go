@@ -159,7 +159,10 @@ func (l *Log) SetSession(ctx context.Context, name, session string) error {
 	return err
 }
 
-// DeleteAgent removes agent name and its queued inputs; its events stay.
+// DeleteAgent removes agent name and ends its queued inputs. Its events,
+// turns, inputs and approvals stay, under the identity
+// "NAME@deleted-UNIXMS", which no agent can take: a new agent of the same
+// name starts with no history.
 func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 	_, err := l.Update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`DELETE FROM agents WHERE name=?`, name)
@@ -169,8 +172,18 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return notFound("agent " + name)
 		}
-		_, err = tx.Exec(`UPDATE inputs SET state='done' WHERE agent=? AND state='queued'`, name)
-		return err
+		if _, err = tx.Exec(`UPDATE inputs SET state='done' WHERE agent=? AND state='queued'`, name); err != nil {
+			return err
+		}
+		// Its history keeps an identity of its own: a new agent of the
+		// same name starts with none of it.
+		tomb := fmt.Sprintf("%s@deleted-%d", name, time.Now().UnixMilli())
+		for _, table := range []string{"events", "inputs", "turns", "approvals", "raw_events"} {
+			if _, err := tx.Exec(`UPDATE `+table+` SET agent=? WHERE agent=?`, tomb, name); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return err
 }

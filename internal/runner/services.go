@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
 
@@ -132,7 +135,33 @@ func (m *Manager) DeleteAgent(ctx context.Context, actor, name string) (err erro
 		return err
 	}
 	m.Forget(name)
-	return m.log.DeleteAgent(ctx, name)
+	// A turn it was running ends, as every turn does, with one terminal
+	// event, before its history is set aside.
+	if turns, err := m.log.RunningTurns(ctx); err == nil {
+		var evs []event.Event
+		for _, t := range turns {
+			if t.Agent == name {
+				e := event.New(t.Session, event.Error, time.Now(), event.ErrorData{Code: event.CodeInterrupted,
+					Message: "the turn was interrupted: its agent was deleted"})
+				e.Agent, e.Turn, e.Synthetic = name, t.ID, true
+				evs = append(evs, e)
+			}
+		}
+		if len(evs) > 0 {
+			if _, err := m.log.Append(ctx, evs...); err != nil {
+				return err
+			}
+		}
+	}
+	if err := m.log.DeleteAgent(ctx, name); err != nil {
+		return err
+	}
+	// Its directory holds its opencode config (with a provider key) and
+	// its sessions: nothing of it may outlive the agent.
+	if err := os.RemoveAll(filepath.Join(m.cfg.Home, "agents", name)); err != nil {
+		return fmt.Errorf("remove the agent's directory: %w", err)
+	}
+	return nil
 }
 
 // EnsureBuiltins creates what must exist from the first start: the demo
