@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -46,6 +48,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noDemo := fs.Bool("no-demo", false, "never offer the scripted demo provider")
 	unconfined := fs.Bool("unconfined", false, "run every opencode and its tools on the host, outside the sandbox (not recommended)")
 	verbose := fs.Bool("verbose", false, "log at debug level")
+	maxConns := fs.Int("max-conns", 512, "most client connections open at once")
+	hosts := &listFlag{}
+	fs.Var(hosts, "allow-host", "a host name clients may use to reach the API, beyond IP addresses and localhost (repeatable)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -126,8 +131,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *listen, err)
 	}
-	api := &httpapi.Server{Log: log, Runner: mgr, Token: token, Version: Version, Logger: logger}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// A bounded number of connections: idle or slow ones cannot pile up.
+	ln = netutil.LimitListener(ln, *maxConns)
+	api := &httpapi.Server{Log: log, Runner: mgr, Token: token, Version: Version, Logger: logger, Hosts: *hosts}
+	srv := httpapi.HTTPServer(api.Handler(), logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -207,3 +214,9 @@ func lockHome(home string) (func(), error) {
 	}
 	return func() { f.Close() }, nil
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }

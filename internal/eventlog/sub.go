@@ -38,9 +38,30 @@ type ResetData struct {
 }
 
 type bus struct {
-	mu     sync.RWMutex
-	subs   map[*Sub]struct{}
-	closed bool
+	mu      sync.RWMutex
+	subs    map[*Sub]struct{}
+	closed  bool
+	changed chan struct{} // closed and replaced when subs changes
+}
+
+// changedLocked tells the waiters of Subscribers that subs changed.
+func (b *bus) changedLocked() {
+	if b.changed != nil {
+		close(b.changed)
+	}
+	b.changed = make(chan struct{})
+}
+
+// Subscribers returns how many subscriptions are open, and a channel closed
+// at the next change of that number.
+func (l *Log) Subscribers() (int, <-chan struct{}) {
+	b := &l.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
+	return len(b.subs), b.changed
 }
 
 func (b *bus) add(s *Sub) bool {
@@ -53,12 +74,14 @@ func (b *bus) add(s *Sub) bool {
 		b.subs = map[*Sub]struct{}{}
 	}
 	b.subs[s] = struct{}{}
+	b.changedLocked()
 	return true
 }
 
 func (b *bus) remove(s *Sub) {
 	b.mu.Lock()
 	delete(b.subs, s)
+	b.changedLocked()
 	b.mu.Unlock()
 }
 

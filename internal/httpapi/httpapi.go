@@ -15,9 +15,12 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -41,6 +44,15 @@ type Server struct {
 	Logger    *slog.Logger
 	KeepAlive time.Duration // SSE keep-alive comment interval; default 15 s
 	MaxBody   int64         // request body limit; default 1 MiB
+	// WriteWait bounds each write to an event stream; a client that stops
+	// reading is dropped and its subscription freed. Default 30 s.
+	WriteWait time.Duration
+	// Hosts are the host names, beyond IP literals and "localhost", that
+	// requests may name in their Host header. Any other name is refused:
+	// a web page cannot reach the loopback API by DNS rebinding.
+	Hosts []string
+
+	refusals logLimiter
 }
 
 // MaxText is the longest message text accepted.
@@ -90,6 +102,9 @@ func (s *Server) Handler() http.Handler {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
+	if s.WriteWait <= 0 {
+		s.WriteWait = 30 * time.Second
+	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		if rt.open {
@@ -115,14 +130,67 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeError(w, http.StatusNotFound, "not_found", "no route "+r.Method+" "+r.URL.Path)
 	}))
-	return mux
+	return s.checkHost(mux)
+}
+
+// HTTPServer returns the http.Server the daemon serves h with: bounded
+// header, body and idle times (an idle keep-alive connection is closed
+// after two minutes). Event streams bound each write instead (WriteWait).
+func HTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+}
+
+// checkHost refuses a request whose Host header names anything but an IP
+// literal, localhost, or one of Hosts.
+func (s *Server) checkHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			host = hh
+		}
+		host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+		if net.ParseIP(host) == nil && !strings.EqualFold(host, "localhost") && !slices.ContainsFunc(s.Hosts, func(x string) bool { return strings.EqualFold(x, host) }) {
+			s.refused("refused: foreign Host header", r)
+			writeError(w, http.StatusMisdirectedRequest, "foreign_host", "this daemon does not answer to the host name "+strconv.Quote(host))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// refused logs a refused request, at most about once a second; the lines
+// left out are counted in the next one.
+func (s *Server) refused(msg string, r *http.Request) {
+	if n, ok := s.refusals.allow(); ok {
+		s.Logger.Warn(msg, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "not_logged_before", n)
+	}
+}
+
+// logLimiter lets one log line through per second.
+type logLimiter struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+func (l *logLimiter) allow() (dropped int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.last) < time.Second {
+		l.dropped++
+		return 0, false
+	}
+	dropped, l.dropped, l.last = l.dropped, 0, time.Now()
+	return dropped, true
 }
 
 func (s *Server) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || s.Token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
-			s.Logger.Warn("refused: bad or missing token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || s.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.Token)) != 1 {
+			s.refused("refused: bad or missing token", r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="taosagent"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (see the token file in the taosagent home)")
 			return
@@ -542,6 +610,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
 		recs, err := sub.Next(kctx, 512)
 		cancel()
+		// Frames may reach the connection before the flush: bound every
+		// write from here.
+		rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
 		switch {
 		case err == nil:
 			for _, rec := range recs {
