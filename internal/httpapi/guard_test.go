@@ -138,3 +138,57 @@ func TestStalledStreamIsDropped(t *testing.T) {
 		}
 	}
 }
+
+func TestRepeatedKeys(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		bad  bool
+	}{
+		{`{"api_key":"A","API_KEY":"B"}`, true},
+		{`{"a":1,"a":2}`, true},
+		{`{"a":{"b":1,"B":2}}`, true},
+		{`{"a":[{"b":1},{"b":2}],"c":{"b":3}}`, false},
+		{`{"a":{"a":{"a":1}}}`, false},
+		{`{"a":"b","b":"a"}`, false},
+		{`{"a":[1,{"x":1,"y":[{"x":2}]}],"x":0}`, false},
+		{`{"a":[1,{"x":1,"X":[]}]}`, true},
+		{`[{"k":1},{"k":1}]`, false},
+	} {
+		if err := repeatedKey([]byte(c.body)); (err != nil) != c.bad {
+			t.Errorf("%s: err = %v, want refused %v", c.body, err, c.bad)
+		}
+	}
+}
+
+func TestStrictInput(t *testing.T) {
+	l, addr := guarded(t, &Server{})
+	if _, err := l.CreateAgent(context.Background(), agent.Agent{Name: "a", Model: "p/m"}); err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := do("POST", "/v1/providers", `{"id":"p","base_url":"https://x.example/v1","api_key":"A","API_KEY":"B","models":["m"]}`); code != 400 || !strings.Contains(body, "twice") {
+		t.Errorf("case-variant keys: %d %s", code, body)
+	}
+	if code, body := do("GET", "/v1/agents/a/events?kinds="+strings.TrimSuffix(strings.Repeat("delta,", 3000), ","), ""); code != 400 {
+		t.Errorf("3000 kinds: %d %s", code, body)
+	}
+	if code, body := do("GET", "/v1/agents/a/events?kinds=delta,delta,final", ""); code != 200 {
+		t.Errorf("repeated kinds: %d %s", code, body)
+	}
+	if code, body := do("POST", "/v1/approvals/x", `{"decision":"`+strings.Repeat("y", 5000)+`"}`); code != 422 || !strings.Contains(body, "decision") {
+		t.Errorf("bad decision: %d %s", code, body)
+	}
+	if es, err := l.AuditEntries(context.Background(), 0, 100); err != nil || len(es) != 0 {
+		t.Errorf("audit entries after refused input: %+v (%v), want none", es, err)
+	}
+}

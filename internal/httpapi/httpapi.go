@@ -279,6 +279,10 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "bad_request", "the body could not be read")
 		return false
 	}
+	if err := repeatedKey(body); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_json", "malformed JSON body: "+err.Error())
+		return false
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.DisallowUnknownFields()
 	if err := d.Decode(v); err != nil {
@@ -290,6 +294,59 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return false
 	}
 	return true
+}
+
+// repeatedKey refuses an object that names a key twice, in any case:
+// encoding/json would keep the last, matching keys case-insensitively
+// ("api_key" and "API_KEY"), and two readers of one body could each
+// believe a different value.
+func repeatedKey(body []byte) error {
+	d := json.NewDecoder(bytes.NewReader(body))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // the next string token is a key
+	}
+	var stack []*frame
+	for {
+		t, err := d.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return nil // Decode reports malformed JSON
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := t.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{keys: map[string]bool{}, object: t == '{', key: t == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.key {
+				k := strings.ToLower(t)
+				if top.keys[k] {
+					return fmt.Errorf("the key %q appears twice (keys are matched without regard to case)", t)
+				}
+				top.keys[k] = true
+				top.key = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.key = true
+		}
+	}
 }
 
 func jsonProblem(err error) string {
@@ -526,11 +583,17 @@ func cursor(r *http.Request, stream bool) (after int64, explicit bool, kinds []e
 		explicit = true
 	}
 	if ks := q.Get("kinds"); ks != "" {
-		for _, k := range strings.Split(ks, ",") {
+		list := strings.Split(ks, ",")
+		if len(list) > len(knownKinds) {
+			return 0, false, nil, 0, fmt.Errorf("kinds: at most %d kinds", len(knownKinds))
+		}
+		for _, k := range list {
 			if !knownKinds[event.Kind(k)] {
 				return 0, false, nil, 0, fmt.Errorf("kinds: unknown kind %q", k)
 			}
-			kinds = append(kinds, event.Kind(k))
+			if !slices.Contains(kinds, event.Kind(k)) {
+				kinds = append(kinds, event.Kind(k))
+			}
 		}
 	}
 	limit = 1000
@@ -655,6 +718,12 @@ func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(b.Message) > 4096 {
 		writeError(w, http.StatusUnprocessableEntity, "invalid", "message: longer than 4096 bytes")
+		return
+	}
+	switch b.Decision {
+	case "once", "always", "reject":
+	default:
+		writeError(w, http.StatusUnprocessableEntity, "invalid", `decision: must be "once", "always" or "reject"`)
 		return
 	}
 	id := r.PathValue("id")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unicode/utf8"
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
@@ -19,10 +20,10 @@ import (
 
 // audit records an action by actor on target with its outcome.
 func (m *Manager) audit(ctx context.Context, actor, action, target string, start time.Time, err error) {
-	e := eventlog.AuditEntry{Actor: actor, Action: action, Target: target, Outcome: "ok",
+	e := eventlog.AuditEntry{Actor: bound(actor, 256), Action: bound(action, 128), Target: bound(target, 256), Outcome: "ok",
 		DurationMS: time.Since(start).Milliseconds()}
 	if err != nil {
-		e.Outcome, e.Detail = "failed", err.Error()
+		e.Outcome, e.Detail = "failed", bound(err.Error(), 1024)
 		if agent.IsInvalid(err) || errors.Is(err, ErrInvalid) || errors.Is(err, eventlog.ErrExists) ||
 			errors.Is(err, eventlog.ErrNotFound) || errors.Is(err, eventlog.ErrInUse) || errors.Is(err, eventlog.ErrConflict) {
 			e.Outcome = "refused"
@@ -31,6 +32,18 @@ func (m *Manager) audit(ctx context.Context, actor, action, target string, start
 	if aerr := m.log.Audit(context.WithoutCancel(ctx), e); aerr != nil {
 		m.logger.Error("audit", "action", action, "err", aerr)
 	}
+}
+
+// bound cuts s to at most n bytes (on a rune boundary), marking the cut:
+// no caller can fill the audit with what it sends.
+func bound(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Audit records an action done elsewhere (approvals, aborts, refusals).
