@@ -61,6 +61,8 @@ type Instance struct {
 	lastUsed time.Time
 	stopping bool
 	restarts int
+	served   bool          // the current process handed out its client
+	delay    time.Duration // the last restart delay
 
 	stopCh chan struct{} // closed by stop
 	done   chan struct{} // closed when the run loop has ended
@@ -118,6 +120,9 @@ func (i *Instance) Current(ctx context.Context) (*opencode.Client, <-chan struct
 			return nil, nil, ErrStopped
 		}
 		if c != nil {
+			i.mu.Lock()
+			i.served = true
+			i.mu.Unlock()
 			return c, exited, nil
 		}
 		select {
@@ -141,21 +146,25 @@ func (i *Instance) setState(st State, pid int, err error) {
 }
 
 // run keeps the instance's process alive until stop: it restarts it after
-// every crash, with backoff, reset once a process has stayed up a minute.
+// every crash, with backoff. The backoff grows while processes die before
+// they are ready, and starts over once a process has been ready and
+// served: an isolated crash is repaired at once.
 func (i *Instance) run() {
 	defer close(i.done)
 	backoff := i.sup.MinBackoff
 	crashed := false
 	for {
-		started := time.Now()
 		exit, err := i.runOnce(crashed)
 		if i.isStopping() {
 			i.setState(Stopped, 0, nil)
 			return
 		}
-		if time.Since(started) > time.Minute {
+		i.mu.Lock()
+		if err == nil && i.served {
 			backoff = i.sup.MinBackoff
 		}
+		i.served, i.delay = false, backoff
+		i.mu.Unlock()
 		if err != nil {
 			i.setState(Failed, 0, err)
 		} else {

@@ -164,6 +164,34 @@ func TestCrashIsNoticedAndRestarted(t *testing.T) {
 	}
 }
 
+// Each crash of an instance that was ready and served is repaired after
+// the shortest delay, however many came before.
+func TestBackoffStartsOverAfterAHealthyRun(t *testing.T) {
+	sup, st := newSup(t)
+	sup.MaxBackoff = time.Hour
+	_, modelURL := testenv.Model(t)
+	in, err := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < 4; n++ {
+		ready(t, in)
+		if n == 0 {
+			st.waitFor(t, "a:ready")
+		} else {
+			st.waitFor(t, "a:restarted")
+		}
+		syscall.Kill(in.PID(), syscall.SIGKILL)
+		st.waitFor(t, "a:crashed")
+		in.mu.Lock()
+		delay := in.delay
+		in.mu.Unlock()
+		if delay != sup.MinBackoff {
+			t.Fatalf("crash %d: restart delay %v, want %v", n+1, delay, sup.MinBackoff)
+		}
+	}
+}
+
 func TestTwoInstancesAndStop(t *testing.T) {
 	sup, st := newSup(t)
 	_, modelURL := testenv.Model(t)
