@@ -202,6 +202,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		r.stopDriver()
 		return
 	}
+	defer r.drv.Hold()()
 	p := opencode.Prompt{Text: in.Text}
 	if in.Model != "" {
 		p.ProviderID, p.ModelID, _ = agent.SplitModel(in.Model)

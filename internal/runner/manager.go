@@ -262,6 +262,9 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 			st.State, st.Turn = "busy", t
 		}
 	}
+	if in := m.cfg.Sup.Get(name); in != nil && in.State() == supervisor.Waiting {
+		st.State = "waiting" // its turn waits for a slot under --max-running
+	}
 	return st
 }
 

@@ -31,6 +31,7 @@ const (
 	Crashed   State = "crashed"   // the process died unasked; a restart follows
 	Restarted State = "restarted" // ready again after a crash
 	Stopped   State = "stopped"
+	Waiting   State = "waiting" // for a slot under the running-instance cap
 	Failed    State = "failed" // could not start; a retry follows with backoff
 )
 
@@ -64,8 +65,41 @@ type Instance struct {
 	served   bool          // the current process handed out its client
 	delay    time.Duration // the last restart delay
 
+	holds int // turns in progress; guarded by mu
+
+	slot    chan struct{} // closed when the instance may start (under the cap)
+	hasSlot bool          // guarded by sup.mu
+
 	stopCh chan struct{} // closed by stop
 	done   chan struct{} // closed when the run loop has ended
+}
+
+// Hold marks the instance as in a turn until the matching Release: the
+// running-instance cap never stops it meanwhile.
+func (i *Instance) Hold() {
+	i.mu.Lock()
+	i.holds++
+	i.lastUsed = time.Now()
+	i.mu.Unlock()
+}
+
+// Release ends a Hold. An instance left idle makes room for one waiting
+// for a slot, if any waits.
+func (i *Instance) Release() {
+	i.mu.Lock()
+	i.holds--
+	i.lastUsed = time.Now()
+	i.mu.Unlock()
+	i.sup.mu.Lock()
+	i.sup.evictLocked()
+	i.sup.mu.Unlock()
+}
+
+// idle reports whether the instance is ready and in no turn.
+func (i *Instance) idle() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.holds == 0 && (i.state == Ready || i.state == Restarted)
 }
 
 // Name is the agent's name.
@@ -151,6 +185,18 @@ func (i *Instance) setState(st State, pid int, err error) {
 // served: an isolated crash is repaired at once.
 func (i *Instance) run() {
 	defer close(i.done)
+	defer i.sup.releaseSlot(i)
+	select {
+	case <-i.slot:
+	default:
+		i.setState(Waiting, 0, nil)
+		select {
+		case <-i.slot:
+		case <-i.stopCh:
+			i.setState(Stopped, 0, nil)
+			return
+		}
+	}
 	backoff := i.sup.MinBackoff
 	crashed := false
 	for {

@@ -44,9 +44,11 @@ type Supervisor struct {
 	pids       *pidFile
 	httpClient *http.Client
 
-	mu        sync.Mutex // guards instances and closed
+	mu        sync.Mutex // guards instances, closed, slots and waiting
 	instances map[string]*Instance
 	closed    bool
+	slots     int         // instances holding a slot: started, not yet ended
+	waiting   []*Instance // instances waiting for a slot, first come first served
 
 	stopJanitor chan struct{}
 	janitorDone chan struct{}
@@ -140,29 +142,68 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 		return in, nil
 	}
 	in := &Instance{sup: s, spec: spec, ready: make(chan struct{}), lastUsed: time.Now(),
-		stopCh: make(chan struct{}), done: make(chan struct{})}
+		stopCh: make(chan struct{}), done: make(chan struct{}), slot: make(chan struct{})}
 	s.instances[spec.Name] = in
-	victim := s.lruVictimLocked()
-	s.mu.Unlock()
-	if victim != nil {
-		s.Stop(victim.spec.Name)
+	if s.MaxRunning <= 0 || s.slots < s.MaxRunning {
+		s.slots++
+		in.hasSlot = true
+		close(in.slot)
+	} else {
+		s.waiting = append(s.waiting, in)
+		in.state = Waiting
+		s.evictLocked()
 	}
+	s.mu.Unlock()
 	go in.run()
 	return in, nil
 }
 
-// lruVictimLocked picks the least recently used instance when more than
-// MaxRunning run.
-func (s *Supervisor) lruVictimLocked() *Instance {
-	if s.MaxRunning <= 0 || len(s.instances) <= s.MaxRunning {
-		return nil
+// evictLocked stops the least recently used idle instance (ready, in no
+// turn) when an instance waits for a slot: its slot goes to the first in
+// line. An instance starting or in a turn is never stopped for the cap.
+func (s *Supervisor) evictLocked() {
+	if len(s.waiting) == 0 {
+		return
 	}
-	all := make([]*Instance, 0, len(s.instances))
+	var idle []*Instance
 	for _, in := range s.instances {
-		all = append(all, in)
+		if in.hasSlot && in.idle() {
+			idle = append(idle, in)
+		}
 	}
-	sort.Slice(all, func(a, b int) bool { return lastUsed(all[a]).Before(lastUsed(all[b])) })
-	return all[0]
+	if len(idle) == 0 {
+		return
+	}
+	sort.Slice(idle, func(a, b int) bool { return lastUsed(idle[a]).Before(lastUsed(idle[b])) })
+	victim := idle[0]
+	delete(s.instances, victim.spec.Name)
+	s.Logger.Info("stopping the least recently used instance for one that waits", "agent", victim.spec.Name)
+	go victim.stop()
+}
+
+// releaseSlot is called once an instance's run loop has ended: its slot,
+// if it held one, goes to the first waiting instance.
+func (s *Supervisor) releaseSlot(in *Instance) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !in.hasSlot {
+		for k, w := range s.waiting {
+			if w == in {
+				s.waiting = append(s.waiting[:k], s.waiting[k+1:]...)
+				break
+			}
+		}
+		return
+	}
+	in.hasSlot = false
+	if len(s.waiting) > 0 {
+		next := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		next.hasSlot = true
+		close(next.slot)
+		return
+	}
+	s.slots--
 }
 
 func lastUsed(in *Instance) time.Time {

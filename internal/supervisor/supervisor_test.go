@@ -247,6 +247,35 @@ func TestMaxRunningStopsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// Under the cap, an instance in a turn is never stopped: a newcomer waits
+// for a slot, in order, and gets one as soon as an instance is idle.
+func TestCapWaitsForAnIdleSlot(t *testing.T) {
+	sup, st := newSup(t)
+	sup.MaxRunning = 1
+	_, modelURL := testenv.Model(t)
+	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+	a, _ := sup.Ensure(spec("a"))
+	ready(t, a)
+	a.Hold() // a is in a turn
+	b, _ := sup.Ensure(spec("b"))
+	st.waitFor(t, "b:waiting")
+	c, _ := sup.Ensure(spec("c"))
+	st.waitFor(t, "c:waiting")
+	if err := ready(t, a).CheckVersion(context.Background()); err != nil || a.State() != Ready {
+		t.Fatalf("a, in a turn, was disturbed: %v, state %s", err, a.State())
+	}
+	a.Release() // a's turn ends: b, first in line, takes its slot
+	st.waitFor(t, "a:stopped")
+	ready(t, b)
+	if c.State() != Waiting {
+		t.Errorf("c: %s, want still waiting behind b", c.State())
+	}
+	b.Hold()
+	b.Release()
+	st.waitFor(t, "b:stopped")
+	ready(t, c)
+}
+
 func TestBadBinaryFailsClearly(t *testing.T) {
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "opencode")
