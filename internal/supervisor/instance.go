@@ -32,7 +32,7 @@ const (
 	Restarted State = "restarted" // ready again after a crash
 	Stopped   State = "stopped"
 	Waiting   State = "waiting" // for a slot under the running-instance cap
-	Failed    State = "failed" // could not start; a retry follows with backoff
+	Failed    State = "failed"  // could not start; a retry follows with backoff
 )
 
 // Spec says how to run one agent's opencode.
