@@ -199,7 +199,15 @@ func (s *Server) auth(h http.HandlerFunc) http.Handler {
 	})
 }
 
+// healthz answers 200 {"status":"ok"}, or 503 {"status":"degraded",
+// "problem"} while something keeps turns from running.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.Runner != nil {
+		if p := s.Runner.Problem(); p != "" {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "problem": p, "version": s.Version})
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
 }
 

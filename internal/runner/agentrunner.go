@@ -30,7 +30,7 @@ type agentRunner struct {
 	mu       sync.Mutex
 	turn     string        // the running turn, "" when idle
 	session  string        // the pinned session
-	ended    chan struct{} // closed when turn's terminal event is committed
+	ended    *turnEnd      // the running turn's end
 	final    bool          // turn's terminal event was taken
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
@@ -40,6 +40,14 @@ type agentRunner struct {
 	drvDone    chan struct{} // closed when the driver's Run returned
 	drvRun     *driverRun
 	drvUpdated time.Time
+	park       time.Duration // wait before the next turn: its start could not be recorded
+}
+
+// turnEnd is how a turn ended: err is set before done is closed, and is
+// the commit error of its terminal event, if that failed.
+type turnEnd struct {
+	done chan struct{}
+	err  error
 }
 
 // driverRun is one run of a driver: err is set before done is closed.
@@ -95,6 +103,12 @@ func (r *agentRunner) run() {
 		}
 		if len(queued) > 0 && r.ctx.Err() == nil {
 			r.runTurn(queued[0])
+			if r.park > 0 {
+				select {
+				case <-time.After(r.park):
+				case <-r.ctx.Done():
+				}
+			}
 			continue
 		}
 		if r.drv != nil {
@@ -124,19 +138,20 @@ func (r *agentRunner) emit(e event.Event) { r.store(e, false) }
 
 // emitSync is emit, returning once e is committed: for the runner's own
 // events whose projection the runner reads next (turn.started, steers).
-func (r *agentRunner) emitSync(e event.Event) { r.store(e, true) }
+func (r *agentRunner) emitSync(e event.Event) error { return r.store(e, true) }
 
-func (r *agentRunner) store(e event.Event, wait bool) {
+// store stores e; with wait, it returns the commit's error.
+func (r *agentRunner) store(e event.Event, wait bool) error {
 	e.Agent = r.name
 	r.mu.Lock()
 	if e.Turn == "" {
 		e.Turn = r.turn
 	}
-	var ended chan struct{}
+	var ended *turnEnd
 	if e.Kind.Terminal() && e.Turn != "" {
 		if e.Turn != r.turn || r.final {
 			r.mu.Unlock()
-			return // a turn ends once
+			return nil // a turn ends once
 		}
 		r.final, ended = true, r.ended
 	}
@@ -144,24 +159,27 @@ func (r *agentRunner) store(e event.Event, wait bool) {
 		if id := approvalOf(e); r.resolved[id] {
 			delete(r.resolved, id)
 			r.mu.Unlock()
-			return
+			return nil
 		}
 	}
 	r.mu.Unlock()
 	done := func(_ []event.Event, err error) {
+		r.m.committed(err)
 		if err != nil {
 			r.m.logger.Error("store event", "agent", r.name, "kind", e.Kind, "err", err)
 		}
 		if ended != nil {
-			close(ended) // committed (or failed for good): the turn is over
+			ended.err = err
+			close(ended.done) // committed (or failed for good): the turn is over
 		}
 	}
 	if !wait {
 		r.m.log.AppendAsync([]event.Event{e}, done)
-		return
+		return nil
 	}
 	_, err := r.m.log.Append(context.Background(), e)
 	done(nil, err)
+	return err
 }
 
 func approvalOf(e event.Event) string {
@@ -173,7 +191,7 @@ func approvalOf(e event.Event) string {
 // runTurn runs one queued input as a turn and returns when it has ended.
 func (r *agentRunner) runTurn(in eventlog.Input) {
 	turn := NewID("turn")
-	ended := make(chan struct{})
+	ended := &turnEnd{done: make(chan struct{})}
 	r.mu.Lock()
 	select {
 	case <-r.abort_: // meant for a turn that ended on its own meanwhile
@@ -191,8 +209,16 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		return // deleted: its inbox was closed with it
 	}
 	session, perr := r.prepare(a)
-	r.emitSync(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
-		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
+	if err := r.emitSync(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
+		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn)); err != nil {
+		// Nothing reaches opencode that is not recorded: the input stays
+		// queued, parked until the log takes writes again.
+		r.park = min(max(2*r.park, time.Second), time.Minute)
+		r.m.logger.Error("the turn cannot start: its start could not be recorded; retrying later",
+			"agent", r.name, "input", in.ID, "retry_in", r.park, "err", err)
+		return
+	}
+	r.park = 0
 	if perr != nil {
 		if r.ctx.Err() != nil {
 			return // shutting down: the next start reports the interruption
@@ -222,11 +248,11 @@ func withTurn(e event.Event, turn string) event.Event {
 
 // wait serves the running turn until it ends: steers, aborts, and a driver
 // that dies under it.
-func (r *agentRunner) wait(turn, session string, ended chan struct{}) {
+func (r *agentRunner) wait(turn, session string, ended *turnEnd) {
 	var abortBy <-chan time.Time
 	for {
 		select {
-		case <-ended:
+		case <-ended.done:
 			return
 		case <-r.wake:
 			r.steer(turn, session)
@@ -319,7 +345,10 @@ func (r *agentRunner) abort(ctx context.Context) (string, error) {
 	wait := time.NewTimer(r.m.cfg.AbortWait + r.m.cfg.StartWait)
 	defer wait.Stop()
 	select {
-	case <-ended:
+	case <-ended.done:
+		if ended.err != nil {
+			return turn, fmt.Errorf("the turn's end could not be recorded: %w", ended.err)
+		}
 		return turn, nil
 	case <-wait.C:
 		return turn, errors.New("the turn did not end after the abort")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -47,6 +48,29 @@ type Manager struct {
 
 	raw   chan eventlog.Raw
 	state chan event.Event
+
+	logProblem atomic.Pointer[string] // why the last commit failed; nil once one succeeds
+}
+
+// committed notes how a commit of the runners' events went.
+func (m *Manager) committed(err error) {
+	if err == nil {
+		if m.logProblem.Load() != nil {
+			m.logProblem.Store(nil)
+		}
+		return
+	}
+	msg := "the event log cannot be written: " + err.Error()
+	m.logProblem.Store(&msg)
+}
+
+// Problem says what keeps the daemon from working normally, "" if nothing:
+// today, an event log that refuses writes (turns then wait, parked).
+func (m *Manager) Problem() string {
+	if p := m.logProblem.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Errors of the Manager beyond the store's.

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// TestNothingReachesOpencodeUnrecorded: while the log refuses to record a
+// turn's start, the turn does not start (its prompt never reaches
+// opencode), the input stays queued, and /healthz says why; once the log
+// takes writes again, the input runs once.
+func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	d.agent(ctx, "w", "")
+	acc := d.send(ctx, "w", "hello", "")
+	if e := last(d.turnOf(ctx, "w", 0, acc.Input)); e.Kind != "final" {
+		t.Fatalf("first turn: %s", e.Kind)
+	}
+
+	// The turns projection now fails inside the commit, as a full disk or
+	// an I/O error would.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(d.home, "taosagent.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER test_fail BEFORE INSERT ON turns BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END`); err != nil {
+		t.Fatal(err)
+	}
+	second := d.send(ctx, "w", "hello again", "")
+	for {
+		code, body := get(t, d.addr+"/healthz", "")
+		if code == http.StatusServiceUnavailable {
+			if !strings.Contains(body, "simulated I/O error") {
+				t.Errorf("healthz: %s", body)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("healthz never said degraded")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a, err := d.c.Agent(ctx, "w"); err != nil || a.Status == nil || a.Status.Queued != 1 {
+		t.Fatalf("the input is not kept queued: %+v %v", a.Status, err)
+	}
+	prompts := func() int {
+		port, password := instanceSecrets(t, d.home, "w")
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%s/session", port), nil)
+		req.SetBasicAuth("opencode", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sessions []struct{ ID string }
+		json.NewDecoder(resp.Body).Decode(&sessions)
+		resp.Body.Close()
+		n := 0
+		for _, s := range sessions {
+			req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%s/session/%s/message", port, s.ID), nil)
+			req.SetBasicAuth("opencode", password)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var msgs []struct {
+				Info struct{ Role string }
+			}
+			json.NewDecoder(resp.Body).Decode(&msgs)
+			resp.Body.Close()
+			for _, m := range msgs {
+				if m.Info.Role == "user" {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if n := prompts(); n != 1 {
+		t.Fatalf("opencode got %d prompts while the turn's start could not be recorded, want only the first turn's", n)
+	}
+
+	if _, err := db.Exec(`DROP TRIGGER test_fail`); err != nil {
+		t.Fatal(err)
+	}
+	evs := d.turnOf(ctx, "w", 0, second.Input)
+	if e := last(evs); e.Kind != "final" {
+		t.Fatalf("the parked input's turn ended %s %s", e.Kind, e.Data)
+	}
+	if n := prompts(); n != 2 {
+		t.Errorf("opencode got %d prompts in all, want 2: the parked input ran once", n)
+	}
+	if code, body := get(t, d.addr+"/healthz", ""); code != 200 {
+		t.Errorf("healthz after recovery: %d %s", code, body)
+	}
+}
