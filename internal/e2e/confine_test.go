@@ -227,3 +227,23 @@ func TestDeleteLeavesNothingBehind(t *testing.T) {
 		t.Error("the deleted provider's key file survived")
 	}
 }
+
+// TestIdleAgentIsStopped: the daemon's idle stop (the runner's timer)
+// stops an agent's opencode after --idle-timeout, and the next message
+// starts it again.
+func TestIdleAgentIsStopped(t *testing.T) {
+	d := start(t, "", "--idle-timeout", "1s")
+	ctx := ctxT(t, 2*time.Minute)
+	acc := d.send(ctx, "host", "hello", "")
+	evs := d.turnOf(ctx, "host", 0, acc.Input)
+	d.c.Stream(ctx, "host", last(evs).Seq, func(e client.Event) bool {
+		return !(e.Kind == "instance" && e.Field("state") == "stopped")
+	})
+	if a, err := d.c.Agent(ctx, "host"); err != nil || a.Status == nil || a.Status.State != "stopped" || a.Status.PID != 0 {
+		t.Fatalf("after the idle stop: %+v %v", a.Status, err)
+	}
+	acc = d.send(ctx, "host", "hello again", "")
+	if e := last(d.turnOf(ctx, "host", 0, acc.Input)); e.Kind != "final" {
+		t.Fatalf("the turn after the idle stop ended %s", e.Kind)
+	}
+}

@@ -150,8 +150,13 @@ func TestSSEResumeWithoutGapOrDuplicate(t *testing.T) {
 	resp, r := stream("")
 	read(r, func(kind string, n int) bool { return n == 5 })
 	resp.Body.Close() // drop mid-turn
-	time.Sleep(700 * time.Millisecond)
-	resp, r = stream(strconv.FormatInt(seqs[len(seqs)-1], 10))
+	// Events go on while the client is away.
+	lastSeen := seqs[len(seqs)-1]
+	waitFor(t, ctx, func() bool {
+		evs, _ := d.c.Events(ctx, "host", lastSeen, 100)
+		return len(evs) >= 3
+	})
+	resp, r = stream(strconv.FormatInt(lastSeen, 10))
 	read(r, func(kind string, _ int) bool { return kind == "final" || kind == "error" })
 	resp.Body.Close()
 
@@ -168,7 +173,11 @@ func TestSSEResumeWithoutGapOrDuplicate(t *testing.T) {
 	if fmt.Sprint(seqs) != fmt.Sprint(want) {
 		t.Fatalf("seen across the reconnect:\n%v\nstored:\n%v", seqs, want)
 	}
-	_ = acc
+	// What ended the read is the end of the slow turn itself.
+	evs := d.turnOf(ctx, "host", acc.Seq-1, acc.Input)
+	if e := last(evs); e.Kind != "final" || e.Seq != seqs[len(seqs)-1] {
+		t.Fatalf("the stream ended at seq %d; the slow turn ended with %s at %d", seqs[len(seqs)-1], e.Kind, e.Seq)
+	}
 	// ?after= resumes the same way; a cursor past the head waits quietly.
 	code, _ := get(t, d.addr+"/v1/agents/host/events/stream?after=abc", d.c.Token)
 	if code != 400 {
@@ -252,7 +261,24 @@ func TestKill9MidTurn(t *testing.T) {
 	if _, err := d2.c.Approve(ctx, aps[0].ID, "once", ""); client.StatusOf(err) != 409 {
 		t.Fatalf("answering an expired approval: %v", err)
 	}
-	_ = ask
+	// The asker's turn, waiting on that approval, ended interrupted too.
+	asked, err := d2.c.Events(ctx, "asker", 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var askTurn string
+	var askEnds []client.Event
+	for _, e := range asked {
+		if e.Kind == "turn.started" && e.Field("input") == fmt.Sprint(ask.Input) {
+			askTurn = e.Turn
+		}
+		if askTurn != "" && e.Turn == askTurn && (e.Kind == "final" || e.Kind == "error") {
+			askEnds = append(askEnds, e)
+		}
+	}
+	if len(askEnds) != 1 || askEnds[0].Field("code") != "interrupted" || !askEnds[0].Synthetic {
+		t.Fatalf("the asker's interrupted turn must end with one synthetic interrupted error: %+v", askEnds)
+	}
 }
 
 // queue waits for its own turn; steer joins the running one; abort ends
@@ -265,7 +291,23 @@ func TestQueueSteerAndAbort(t *testing.T) {
 		a, _ := d.c.Agent(ctx, "host")
 		return a.Status != nil && a.Status.State == "busy"
 	})
-	time.Sleep(2 * time.Second) // the slow answer is streaming
+	deltasOf := func(input int64, n int) func() bool {
+		return func() bool {
+			evs, _ := d.c.Events(ctx, "host", 0, 10000)
+			var turn string
+			c := 0
+			for _, e := range evs {
+				if e.Kind == "turn.started" && e.Field("input") == fmt.Sprint(input) {
+					turn = e.Turn
+				}
+				if turn != "" && e.Turn == turn && e.Kind == "delta" {
+					c++
+				}
+			}
+			return c >= n
+		}
+	}
+	waitFor(t, ctx, deltasOf(first.Input, 3)) // the slow answer is streaming
 	q := d.send(ctx, "host", "hello queued", "queue")
 	s := d.send(ctx, "host", "hello steered", "steer")
 	t1 := d.turnOf(ctx, "host", first.Seq-1, first.Input)
@@ -293,7 +335,7 @@ func TestQueueSteerAndAbort(t *testing.T) {
 		return a.Status != nil && a.Status.State == "busy"
 	})
 	after := d.send(ctx, "host", "hello after the abort", "queue")
-	time.Sleep(time.Second)
+	waitFor(t, ctx, deltasOf(slow.Input, 2))
 	start := time.Now()
 	turn, err := d.c.Abort(ctx, "host")
 	if err != nil {

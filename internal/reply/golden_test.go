@@ -3,8 +3,10 @@ package reply
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,21 +55,32 @@ func eventTime(id string) (time.Time, bool) {
 
 func loadCapture(t testing.TB, path string) []timedEvent {
 	t.Helper()
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	rd := opencode.NewSSEReader(f, 0)
+	// Some captures end with the capturing tool's own note, not a frame.
+	if i := bytes.Index(b, []byte("\nCURL_EXIT ")); i >= 0 {
+		b = b[:i+1]
+	}
+	rd := opencode.NewSSEReader(bytes.NewReader(b), 0)
 	var out []timedEvent
 	var last time.Time
 	for {
 		fr, err := rd.Next()
-		if err != nil {
+		if errors.Is(err, io.EOF) {
 			break
 		}
+		if err != nil {
+			// A truncated or damaged capture must fail, not regenerate a
+			// shorter golden file that passes.
+			t.Fatalf("%s: frame %d: %v", path, len(out)+1, err)
+		}
 		ev, err := opencode.DecodeEvent(fr.Data)
-		if err != nil || ev.Type == "sync" {
+		if err != nil {
+			t.Fatalf("%s: frame %d does not decode: %v", path, len(out)+1, err)
+		}
+		if ev.Type == "sync" {
 			continue
 		}
 		if at, ok := eventTime(ev.ID); ok {

@@ -1,7 +1,8 @@
 // Package supervisor owns the lifecycle of opencode processes: one
 // `opencode serve` per agent, started on demand, checked ready and of the
-// pinned version, restarted with backoff when it crashes, stopped when idle
-// or when too many run, and never left behind: every process started is
+// pinned version, confined (see Sandbox), restarted with backoff when it
+// crashes, stopped on request (the runner stops an idle agent's) or to make
+// room under the cap, and never left behind: every process started is
 // recorded, so that after a crash of the daemon the next start kills
 // exactly those leftovers and nothing else.
 package supervisor
@@ -30,7 +31,6 @@ type Supervisor struct {
 	MinBackoff   time.Duration // first restart delay; default 250 ms
 	MaxBackoff   time.Duration // default 30 s
 	LogCap       int64         // bytes per log file; default 10 MiB
-	IdleTimeout  time.Duration // stop an instance unused this long; 0: never
 	MaxRunning   int           // stop the least recently used beyond this; 0: no cap
 	Logger       *slog.Logger
 	// Sandbox confines every instance (see sandbox.Service). Nil runs
@@ -49,9 +49,6 @@ type Supervisor struct {
 	closed    bool
 	slots     int         // instances holding a slot: started, not yet ended
 	waiting   []*Instance // instances waiting for a slot, first come first served
-
-	stopJanitor chan struct{}
-	janitorDone chan struct{}
 }
 
 // New returns a Supervisor for binary whose state (the pid record) lives in
@@ -132,10 +129,6 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 		return nil, ErrClosed
 	}
 	s.defaults()
-	if s.stopJanitor == nil && s.IdleTimeout > 0 {
-		s.stopJanitor, s.janitorDone = make(chan struct{}), make(chan struct{})
-		go s.janitor()
-	}
 	if in := s.instances[spec.Name]; in != nil {
 		in.Touch()
 		s.mu.Unlock()
@@ -236,12 +229,7 @@ func (s *Supervisor) Close() error {
 	s.closed = true
 	all := s.instances
 	s.instances = map[string]*Instance{}
-	stopJ, jDone := s.stopJanitor, s.janitorDone
 	s.mu.Unlock()
-	if stopJ != nil {
-		close(stopJ)
-		<-jDone
-	}
 	var wg sync.WaitGroup
 	for _, in := range all {
 		wg.Add(1)
@@ -252,30 +240,4 @@ func (s *Supervisor) Close() error {
 	}
 	wg.Wait()
 	return nil
-}
-
-// janitor stops instances left unused for IdleTimeout.
-func (s *Supervisor) janitor() {
-	defer close(s.janitorDone)
-	tick := time.NewTicker(max(s.IdleTimeout/4, 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stopJanitor:
-			return
-		case <-tick.C:
-		}
-		s.mu.Lock()
-		var idle []string
-		for name, in := range s.instances {
-			// Only a ready instance idles; the clock starts at ready.
-			if st := in.State(); (st == Ready || st == Restarted) && time.Since(lastUsed(in)) > s.IdleTimeout {
-				idle = append(idle, name)
-			}
-		}
-		s.mu.Unlock()
-		for _, name := range idle {
-			s.Stop(name)
-		}
-	}
 }
