@@ -28,10 +28,10 @@ type agentRunner struct {
 	done   chan struct{}
 
 	mu       sync.Mutex
-	turn     string        // the running turn, "" when idle
-	session  string        // the pinned session
-	ended    *turnEnd      // the running turn's end
-	final    bool          // turn's terminal event was taken
+	turn     string   // the running turn, "" when idle
+	session  string   // the pinned session
+	ended    *turnEnd // the running turn's end
+	final    bool     // turn's terminal event was taken
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
 
