@@ -55,6 +55,9 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzCheckURL$$' -fuzztime $$((400000*$(FUZZSCALE)))x ./internal/netguard
 	go test -run '^$$' -fuzz '^FuzzArchive$$' -fuzztime $$((60000*$(FUZZSCALE)))x -fuzzminimizetime 1000x ./internal/appkit
 	go test -run '^$$' -fuzz '^FuzzManifest$$' -fuzztime $$((100000*$(FUZZSCALE)))x ./internal/appkit
+	go test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $$((50000*$(FUZZSCALE)))x ./internal/eventlog
+	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $$((50000*$(FUZZSCALE)))x ./internal/httpapi
+	go test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $$((50000*$(FUZZSCALE)))x ./internal/httpapi
 
 bench: deps build
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench . -benchtime 1x ./internal/supervisor

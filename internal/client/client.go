@@ -3,7 +3,6 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/opencode"
 )
 
 // Client talks to one daemon.
@@ -313,38 +313,26 @@ func (c *Client) streamOnce(ctx context.Context, agent string, after *int64, fn 
 	if resp.StatusCode != http.StatusOK {
 		return true, decodeError(resp)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var id, kind, data string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if data != "" {
-				var e Event
-				if kind == "reset" {
-					e.Kind, e.Data = "reset", json.RawMessage(data)
-					e.Seq, _ = strconv.ParseInt(id, 10, 64)
-				} else if err := json.Unmarshal([]byte(data), &e); err != nil {
-					return false, fmt.Errorf("bad event from the daemon: %w", err)
-				}
-				*after = e.Seq
-				if !fn(e) {
-					return false, nil
-				}
+	rd := opencode.NewSSEReader(resp.Body, 16<<20)
+	for {
+		fr, err := rd.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
 			}
-			id, kind, data = "", "", ""
-		case strings.HasPrefix(line, ":"):
-		case strings.HasPrefix(line, "id: "):
-			id = line[4:]
-		case strings.HasPrefix(line, "event: "):
-			kind = line[7:]
-		case strings.HasPrefix(line, "data: "):
-			data += line[6:]
+			return true, err
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return true, err
+		var e Event
+		if fr.Event == "reset" {
+			e.Kind, e.Data = "reset", json.RawMessage(fr.Data)
+			e.Seq, _ = strconv.ParseInt(fr.ID, 10, 64)
+		} else if err := json.Unmarshal(fr.Data, &e); err != nil {
+			return false, fmt.Errorf("bad event from the daemon: %w", err)
+		}
+		*after = e.Seq
+		if !fn(e) {
+			return false, nil
+		}
 	}
 	return true, io.ErrUnexpectedEOF
 }
