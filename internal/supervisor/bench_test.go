@@ -12,24 +12,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
-// BenchmarkSpawnToReady compares exec-to-ready of a supervised instance
-// (config written, isolated dirs, readiness line, version check) with a bare
-// `opencode serve` started the same way and timed to its listening line,
-// alternating the two, and reports the medians and their ratio.
+// BenchmarkSpawnToReady compares exec-to-ready of a supervised, confined
+// instance (config written, isolated dirs, the sandbox built, readiness
+// line, version check) with a bare `opencode serve` started the same way
+// and timed to its listening line, alternating the two, and reports the
+// medians and their ratio.
 func BenchmarkSpawnToReady(b *testing.B) {
 	bin := testenv.Opencode(b)
 	_, modelURL := testenv.Model(b)
-	const rounds = 5
+	sb := sandbox.New()
+	if err := sb.Check(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	const rounds = 7
 	var sup, bare []float64
 	for r := 0; r < rounds; r++ {
 		bare = append(bare, bareSpawn(b, bin))
-		sup = append(sup, supervisedSpawn(b, bin, modelURL))
+		sup = append(sup, supervisedSpawn(b, bin, modelURL, sb))
 	}
 	ms, mb := median(sup), median(bare)
-	b.ReportMetric(ms, "supervised-ms")
+	b.ReportMetric(ms, "confined-ms")
 	b.ReportMetric(mb, "bare-ms")
 	b.ReportMetric(ms/mb, "ratio")
 }
@@ -39,11 +45,12 @@ func median(v []float64) float64 {
 	return v[len(v)/2]
 }
 
-func supervisedSpawn(b *testing.B, bin, modelURL string) float64 {
+func supervisedSpawn(b *testing.B, bin, modelURL string, sb *sandbox.Sandbox) float64 {
 	s, err := New(bin, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
+	s.Sandbox = sb
 	defer s.Close()
 	start := time.Now()
 	in, err := s.Ensure(Spec{Name: "bench", Dir: b.TempDir(), Config: testenv.Config(modelURL, "")})
