@@ -19,7 +19,7 @@ import (
 // instanceSecrets finds the opencode process of agent under home and
 // returns its port and password, read from the host as only the daemon's
 // user can.
-func instanceSecrets(t *testing.T, home, agent string) (port, password string) {
+func instanceSecrets(t testing.TB, home, agent string) (port, password string) {
 	t.Helper()
 	log, err := os.ReadFile(filepath.Join(home, "agents", agent, "opencode.log"))
 	if err != nil {

@@ -219,6 +219,51 @@ func TestPruneGivesAResetToAnOldCursor(t *testing.T) {
 	}
 }
 
+// A subscriber learns of a prune from the snapshot it reads, never from
+// the in-memory floor alone: in the moment between a prune's commit and
+// the floor's update, an old cursor still gets its reset.
+func TestResetDoesNotDependOnTheMemoryFloor(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	old := delta("a", "old")
+	old.Time = time.Now().Add(-48 * time.Hour)
+	l.Append(ctx, old, old)
+	kept, _ := l.Append(ctx, delta("a", "new"))
+	if _, err := l.Prune(ctx, time.Now().Add(-24*time.Hour), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	l.floor.Store(0) // as if the prune had committed and not yet told memory
+	sub, _ := l.Subscribe("a", 1, true)
+	defer sub.Close()
+	recs, err := sub.Next(ctx, 10)
+	if err != nil || len(recs) != 2 || recs[0].Kind != Reset || recs[1].Seq != kept[0].Seq {
+		t.Fatalf("want reset then seq %d: %+v %v", kept[0].Seq, recs, err)
+	}
+}
+
+// A cursor beyond the last stored event (from another database, say) is
+// told so, and then follows new events.
+func TestCursorBeyondTheHeadIsReset(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	l.Append(ctx, delta("a", "one"), delta("a", "two"))
+	sub, _ := l.Subscribe("a", 100, true)
+	defer sub.Close()
+	recs, err := sub.Next(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].Kind != Reset || recs[0].Seq != 2 {
+		t.Fatalf("want one reset at the head: %+v %v", recs, err)
+	}
+	var rd ResetData
+	json.Unmarshal(recs[0].Body, &rd)
+	if rd.Reason != "beyond_head" || rd.After != 100 || rd.Head != 2 {
+		t.Fatalf("reset data %+v", rd)
+	}
+	next, _ := l.Append(ctx, delta("a", "three"))
+	if recs, err := sub.Next(ctx, 10); err != nil || len(recs) != 1 || recs[0].Seq != next[0].Seq {
+		t.Fatalf("after the reset: %+v %v", recs, err)
+	}
+}
+
 func TestProjectionsFollowTheEvents(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()

@@ -454,7 +454,7 @@ func (l *Log) AuditEntries(ctx context.Context, after int64, limit int) ([]Audit
 // rawBefore, and raises the floor: a subscriber whose cursor is below it
 // is told with a Reset. It returns how many events it removed.
 func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, error) {
-	var n int64
+	var n, floor int64
 	_, err := l.Update(ctx, func(tx *Tx) error {
 		var upto sql.NullInt64
 		if err := tx.QueryRow(`SELECT MAX(seq) FROM events WHERE time < ?`, before.UnixNano()).Scan(&upto); err != nil {
@@ -469,11 +469,15 @@ func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, er
 			if _, err := tx.Exec(`UPDATE retention SET floor=? WHERE id=1`, upto.Int64); err != nil {
 				return err
 			}
-			// Raised inside the writer: no append can interleave.
-			l.floor.Store(upto.Int64)
+			floor = upto.Int64
 		}
 		_, err := tx.Exec(`DELETE FROM raw_events WHERE time < ?`, rawBefore.UnixNano())
 		return err
 	})
+	if err == nil && floor > 0 {
+		// Only once committed. Subscribers do not rely on it: they read
+		// the floor in the snapshot of the events they read.
+		l.floor.Store(floor)
+	}
 	return n, err
 }

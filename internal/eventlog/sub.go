@@ -2,6 +2,7 @@ package eventlog
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -26,15 +27,20 @@ type Record struct {
 	Body  []byte
 }
 
-// Reset is the kind of the Record a subscription yields when its cursor is
-// older than retention: events after the cursor were pruned. Its Seq is the
-// retention floor; the records that follow it come after the floor.
+// Reset is the kind of the Record a subscription yields when its cursor
+// cannot be followed: events after it were pruned (reason "retention"; the
+// Seq is the retention floor and the records that follow come after it),
+// or the cursor is beyond the last event stored (reason "beyond_head": a
+// cursor from another database, say; the Seq is the head, and the records
+// that follow are new events).
 const Reset event.Kind = "reset"
 
 // ResetData is the body of a Reset record.
 type ResetData struct {
-	After  int64 `json:"after"`  // the cursor asked for
-	Oldest int64 `json:"oldest"` // the first seq that may still be stored
+	After  int64  `json:"after"`  // the cursor asked for
+	Oldest int64  `json:"oldest"` // the first seq that may still be stored
+	Head   int64  `json:"head"`   // the last seq stored when the reset was made
+	Reason string `json:"reason"` // "retention" or "beyond_head"
 }
 
 type bus struct {
@@ -220,29 +226,38 @@ func (s *Sub) Next(ctx context.Context, max int) ([]Record, error) {
 }
 
 // catchUp reads one page after the cursor from the log into pending. If the
-// page is full, the subscriber stays lagged so the next call reads on.
+// page is full, the subscriber stays lagged so the next call reads on. The
+// retention floor and the head are read in the same snapshot as the page,
+// so a prune can never remove events between the two reads unseen.
 func (s *Sub) catchUp(ctx context.Context) error {
-	if floor := s.l.Floor(); s.cursor < floor {
-		if s.explicit || s.cursor > 0 {
-			body, _ := json.Marshal(ResetData{After: s.cursor, Oldest: floor + 1})
-			s.pending = append(s.pending, Record{Seq: floor, Agent: s.agent, Kind: Reset, Body: body})
-		}
-		s.cursor = floor
-	}
 	q := Query{Agent: s.agent, After: s.cursor, Limit: pageSize}
 	for k := range s.kinds {
 		q.Kinds = append(q.Kinds, k)
 	}
-	n := 0
-	err := s.l.Scan(ctx, q, func(r Record) error {
-		s.pending = append(s.pending, r)
-		n++
+	var page []Record
+	floor, head, err := s.l.scan(ctx, q, func(r Record) error {
+		page = append(page, r)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if n == pageSize {
+	reset := func(seq int64, reason string) {
+		body, _ := json.Marshal(ResetData{After: s.cursor, Oldest: floor + 1, Head: head, Reason: reason})
+		s.pending = append(s.pending, Record{Seq: seq, Agent: s.agent, Kind: Reset, Body: body})
+	}
+	switch {
+	case s.cursor < floor:
+		if s.explicit || s.cursor > 0 {
+			reset(floor, "retention")
+		}
+		s.cursor = floor
+	case s.cursor > head && s.explicit:
+		reset(head, "beyond_head")
+		s.cursor, s.explicit = head, false
+	}
+	s.pending = append(s.pending, page...)
+	if len(page) == pageSize {
 		s.lagged.Store(true)
 	}
 	return nil
@@ -258,6 +273,13 @@ type Query struct {
 
 // Scan calls fn for every stored event matching q, oldest first.
 func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) error {
+	_, _, err := l.scan(ctx, q, fn)
+	return err
+}
+
+// scan is Scan, in one read transaction that also returns the retention
+// floor and the head as of the same snapshot.
+func (l *Log) scan(ctx context.Context, q Query, fn func(Record) error) (floor, head int64, err error) {
 	var sb strings.Builder
 	args := []any{q.After}
 	sb.WriteString(`SELECT seq, agent, kind, body FROM events WHERE seq > ?`)
@@ -276,21 +298,30 @@ func (l *Log) Scan(ctx context.Context, q Query, fn func(Record) error) error {
 		sb.WriteString(` LIMIT ?`)
 		args = append(args, q.Limit)
 	}
-	rows, err := l.db.QueryContext(ctx, sb.String(), args...)
+	tx, err := l.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return err
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	if err := tx.QueryRowContext(ctx, `SELECT floor, (SELECT COALESCE(MAX(seq), 0) FROM events) FROM retention WHERE id=1`).Scan(&floor, &head); err != nil {
+		return 0, 0, err
+	}
+	head = max(head, floor)
+	rows, err := tx.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return 0, 0, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r Record
 		var kind string
 		if err := rows.Scan(&r.Seq, &r.Agent, &kind, &r.Body); err != nil {
-			return err
+			return 0, 0, err
 		}
 		r.Kind = event.Kind(kind)
 		if err := fn(r); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
-	return rows.Err()
+	return floor, head, rows.Err()
 }

@@ -32,6 +32,7 @@ type agentRunner struct {
 	session  string   // the pinned session
 	ended    *turnEnd // the running turn's end
 	final    bool     // turn's terminal event was taken
+	started  bool     // turn's start is committed
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
 
@@ -82,6 +83,17 @@ func (r *agentRunner) poke() {
 func (r *agentRunner) currentTurn() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.turn
+}
+
+// startedTurn is the running turn once its start is committed: what a
+// client may be shown (durable before visible), "" otherwise.
+func (r *agentRunner) startedTurn() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.started {
+		return ""
+	}
 	return r.turn
 }
 
@@ -197,11 +209,11 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	case <-r.abort_: // meant for a turn that ended on its own meanwhile
 	default:
 	}
-	r.turn, r.ended, r.final = turn, ended, false
+	r.turn, r.ended, r.final, r.started = turn, ended, false, false
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		r.turn = ""
+		r.turn, r.started = "", false
 		r.mu.Unlock()
 	}()
 	a, err := r.m.log.Agent(r.ctx, r.name)
@@ -219,6 +231,9 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		return
 	}
 	r.park = 0
+	r.mu.Lock()
+	r.started = true
+	r.mu.Unlock()
 	if perr != nil {
 		if r.ctx.Err() != nil {
 			return // shutting down: the next start reports the interruption

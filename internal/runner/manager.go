@@ -282,7 +282,7 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 		}
 	}
 	if r := m.existing(name); r != nil {
-		if t := r.currentTurn(); t != "" {
+		if t := r.startedTurn(); t != "" {
 			st.State, st.Turn = "busy", t
 		}
 	}
