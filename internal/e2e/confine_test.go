@@ -247,3 +247,28 @@ func TestIdleAgentIsStopped(t *testing.T) {
 		t.Fatalf("the turn after the idle stop ended %s", e.Kind)
 	}
 }
+
+// TestNoSandboxNoInstance: where bubblewrap cannot be found, the daemon
+// still serves, and a turn ends with one clean error that names the fix;
+// nothing runs on the host.
+func TestNoSandboxNoInstance(t *testing.T) {
+	d := startEnv(t, []string{"PATH=/nonexistent"})
+	ctx := ctxT(t, time.Minute)
+	acc := d.send(ctx, "host", "hello", "")
+	evs := d.turnOf(ctx, "host", 0, acc.Input)
+	var ends []client.Event
+	for _, e := range evs {
+		if e.Kind == "final" || e.Kind == "error" {
+			ends = append(ends, e)
+		}
+		if e.Kind == "instance" && e.Field("state") == "ready" {
+			t.Fatal("an instance started without its sandbox")
+		}
+	}
+	if len(ends) != 1 || ends[0].Field("code") != "instance_failed" || !strings.Contains(ends[0].Field("message"), "apt-get install -y bubblewrap") {
+		t.Fatalf("want one instance_failed error naming the fix: %+v", ends)
+	}
+	if !strings.Contains(d.log.String(), "sandbox cannot be built") {
+		t.Errorf("the daemon's log does not say the sandbox is missing:\n%s", d.log)
+	}
+}

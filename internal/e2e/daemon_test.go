@@ -79,11 +79,22 @@ var listening = regexp.MustCompile(`listening on (http://[0-9.:]+)`)
 // answers.
 func start(t testing.TB, home string, extra ...string) *daemon {
 	t.Helper()
+	return startIn(t, home, nil, extra...)
+}
+
+// startEnv runs a new daemon with env added to its environment.
+func startEnv(t testing.TB, env []string, extra ...string) *daemon {
+	t.Helper()
+	return startIn(t, "", env, extra...)
+}
+
+func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
+	t.Helper()
 	if home == "" {
 		home = t.TempDir()
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--home", home, "--listen", "127.0.0.1:0"}, extra...)...)
-	cmd.Env = append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t))
+	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), env...)
 	d := &daemon{t: t, home: home, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.log
 	stdout, _ := cmd.StdoutPipe()
