@@ -145,3 +145,20 @@ func TestBadRequestAndModels(t *testing.T) {
 		t.Errorf("models: %d %s", rr.Code, rr.Body)
 	}
 }
+
+// "run: CMD" and "call TOOL {json}" script any command or tool call.
+func TestRunAndCallPlans(t *testing.T) {
+	for _, c := range []struct{ text, tool, args string }{
+		{"run: cat /etc/shadow; echo 'x y'", "bash", `{"command":"cat /etc/shadow; echo 'x y'","description":"run a command"}`},
+		{`call taos_status {"verbose":true}`, "taos_status", `{"verbose":true}`},
+		{"please call read {\"filePath\":\"/tmp/a\"}\n", "read", `{"filePath":"/tmp/a"}`},
+	} {
+		body, _ := json.Marshal(map[string]any{"model": "m", "stream": true,
+			"messages": []map[string]any{{"role": "user", "content": c.text}},
+			"tools":    []map[string]any{{"type": "function", "function": map[string]any{"name": "bash"}}}})
+		_, _, tool, args, finish := streamed(t, post(t, &Server{}, body).Body.Bytes())
+		if tool != c.tool || args != c.args || finish != "tool_calls" {
+			t.Errorf("%q: tool %q args %s finish %q", c.text, tool, args, finish)
+		}
+	}
+}
