@@ -3,17 +3,23 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"context"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/testenv"
 )
 
 // BenchmarkTimeToFirstOutput measures, on one daemon and one confined
@@ -22,14 +28,20 @@ import (
 //
 //   - through taosagent: POST /v1/agents/host/messages, then the agent's
 //     SSE stream (API → inbox → runner → opencode → codec → log → SSE);
-//   - straight to opencode: POST /session/{id}/prompt_async on a session of
-//     its own of the same instance, then opencode's own event stream.
+//   - straight to opencode: POST /session/{id}/prompt_async to a bare
+//     `opencode serve` of the same binary with a copy of the agent's
+//     config (so the same scripted model), then opencode's own event
+//     stream.
 //
 // The two alternate, and it reports the medians and their ratio. Run with
 // -benchtime 1x.
 func BenchmarkTimeToFirstOutput(b *testing.B) {
 	for range b.N {
-		d := start(b, "")
+		var extra []string
+		if os.Getenv("TTFO_UNCONFINED") != "" {
+			extra = append(extra, "--unconfined")
+		}
+		d := start(b, "", extra...)
 		ctx := ctxT(b, 5*time.Minute)
 		acc, err := d.c.Send(ctx, "host", client.Message{Text: "hello"})
 		if err != nil {
@@ -37,14 +49,12 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 		}
 		d.turnOf(ctx, "host", 0, acc.Input) // warm: instance up, session pinned
 
-		port, password := instanceSecrets(b, d.home, "host")
-		oc := &opencode.Client{BaseURL: "http://127.0.0.1:" + port, Password: password,
-			Directory: filepath.Join(d.home, "agents", "host", "work"), HTTP: &http.Client{}}
+		oc := bareOpencode(b, filepath.Join(d.home, "agents", "host", "home", ".config", "opencode", "opencode.json"))
 		direct, err := oc.CreateSession(ctx, "bench direct")
 		if err != nil {
 			b.Fatal(err)
 		}
-		first := make(chan struct{}, 1)
+		first := make(chan struct{}, 64)
 		connected := make(chan struct{})
 		want := []byte(`"sessionID":"` + direct.ID + `"`)
 		stream := &opencode.Stream{Client: oc, OnConnect: func(n int) {
@@ -52,12 +62,16 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 				close(connected)
 			}
 		}}
+		seen := map[string]bool{} // assistant messages whose first delta was counted
 		sub := stream.Start(ctx, func(ev opencode.Event) {
-			if ev.Type == "message.part.delta" && bytes.Contains(ev.Properties, want) {
-				select {
-				case first <- struct{}{}:
-				default:
-				}
+			if ev.Type != "message.part.delta" || !bytes.Contains(ev.Properties, want) {
+				return
+			}
+			var p struct{ MessageID string }
+			json.Unmarshal(ev.Properties, &p)
+			if !seen[p.MessageID] {
+				seen[p.MessageID] = true
+				first <- struct{}{}
 			}
 		})
 		defer sub.Close()
@@ -141,4 +155,41 @@ func waitIdle(b *testing.B, ctx context.Context, oc *opencode.Client, id string)
 func medianOf(v []float64) float64 {
 	sort.Float64s(v)
 	return v[len(v)/2]
+}
+
+// bareOpencode starts `opencode serve` on its own, unconfined, with a copy
+// of config, and returns a client of it.
+func bareOpencode(b *testing.B, config string) *opencode.Client {
+	cfg, err := os.ReadFile(config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	home := filepath.Join(dir, "home")
+	os.MkdirAll(filepath.Join(home, ".config", "opencode"), 0o700)
+	os.MkdirAll(filepath.Join(dir, "work"), 0o700)
+	if err := os.WriteFile(filepath.Join(home, ".config", "opencode", "opencode.json"), cfg, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(testenv.Opencode(b), "serve", "--hostname", "127.0.0.1", "--port", "0")
+	cmd.Dir = filepath.Join(dir, "work")
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "OPENCODE_SERVER_PASSWORD=bench",
+		"XDG_CONFIG_HOME=" + home + "/.config", "XDG_DATA_HOME=" + home + "/.local/share",
+		"XDG_CACHE_HOME=" + home + "/.cache", "XDG_STATE_HOME=" + home + "/.local/state",
+		"OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1", "npm_config_registry=http://127.0.0.1:9/"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok {
+			go io.Copy(io.Discard, out)
+			return &opencode.Client{BaseURL: strings.TrimSpace(url), Password: "bench", Directory: filepath.Join(dir, "work"), HTTP: &http.Client{}}
+		}
+	}
+	b.Fatal("bare opencode never listened")
+	return nil
 }

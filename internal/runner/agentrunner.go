@@ -42,6 +42,8 @@ type agentRunner struct {
 	drvRun     *driverRun
 	drvUpdated time.Time
 	park       time.Duration // wait before the next turn: its start could not be recorded
+	verified   string        // the pinned session, known to exist in opencode …
+	verifiedIn *driverRun    // … as of this driver run
 }
 
 // turnEnd is how a turn ended: err is set before done is closed, and is
@@ -441,8 +443,12 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 		}
 		return a.Session, err
 	}
+	if a.Session != "" && a.Session == r.verified && run == r.verifiedIn {
+		return a.Session, nil // checked on this driver run already
+	}
 	if a.Session != "" {
 		if _, err := c.GetSession(ctx, a.Session); err == nil {
+			r.verified, r.verifiedIn = a.Session, run
 			r.setSession(a.Session)
 			return a.Session, nil
 		} else if !errors.Is(err, opencode.ErrNotFound) {
@@ -457,6 +463,7 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 		return "", err
 	}
 	r.setSession(s.ID)
+	r.verified, r.verifiedIn = s.ID, run
 	return s.ID, nil
 }
 
