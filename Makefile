@@ -66,4 +66,4 @@ bench: deps build
 	go test -run '^$$' -bench Validate10MB -benchtime 20x ./internal/appkit
 	go test -run '^$$' -bench Ingest -benchtime 1x ./internal/eventlog
 	go test -run '^$$' -bench 'AddedLatency|Replay' -benchtime 1x ./internal/httpapi
-	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench IdleRSS -benchtime 1x ./internal/e2e
+	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench 'IdleRSS|TimeToFirstOutput|SoakUnderCap' -benchtime 1x ./internal/e2e
