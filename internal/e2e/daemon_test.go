@@ -254,24 +254,18 @@ func (d *daemon) run(args ...string) (stdout, stderr string, code int) {
 }
 
 func get(t *testing.T, url, token string) (int, string) {
-	req, _ := http.NewRequest("GET", url, nil)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	t.Helper()
+	return request(t, "GET", url, token, "")
 }
 
-// send makes a request with a JSON body and returns its status and body.
+// request makes a request, with a JSON body unless body is "", and returns
+// its status and body.
 func request(t *testing.T, method, url, token, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
