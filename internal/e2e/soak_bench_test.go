@@ -51,7 +51,7 @@ func BenchmarkSoakUnderCap(b *testing.B) {
 					} else {
 						failed.Add(1)
 						mu.Lock()
-						codes[e.Field("code")]++
+						codes[e.Field("code")+": "+e.Field("message")]++
 						mu.Unlock()
 					}
 				}

@@ -13,6 +13,7 @@ import (
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/supervisor"
 )
 
 // agentRunner runs one agent's turns, one at a time, from its inbox. Its
@@ -222,6 +223,8 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	if err != nil {
 		return // deleted: its inbox was closed with it
 	}
+	// From here to the turn's end, the cap never stops its instance.
+	defer r.m.cfg.Sup.Hold(r.name)()
 	session, perr := r.prepare(a)
 	if err := r.emitSync(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
 		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn)); err != nil {
@@ -245,7 +248,6 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		r.stopDriver()
 		return
 	}
-	defer r.drv.Hold()()
 	p := opencode.Prompt{Text: in.Text}
 	if in.Model != "" {
 		p.ProviderID, p.ModelID, _ = agent.SplitModel(in.Model)
@@ -416,33 +418,35 @@ func (r *agentRunner) reply(ctx context.Context, ap eventlog.Approval, decision,
 // prepare makes sure the driver runs the agent's current spec, its instance
 // is ready, and the pinned session exists; it returns the session.
 func (r *agentRunner) prepare(a agent.Agent) (string, error) {
-	if r.drv != nil && !a.Updated.Equal(r.drvUpdated) {
-		r.stopDriver() // the agent changed: a fresh instance takes the new config
-	}
-	if r.drv == nil {
-		if err := r.startDriver(a); err != nil {
-			return a.Session, err
+	var c *opencode.Client
+	var run *driverRun
+	for attempt := 1; ; attempt++ {
+		if r.drv != nil && (!a.Updated.Equal(r.drvUpdated) || r.drvRun.exitErr() != nil) {
+			// The agent changed (a fresh instance takes the new config),
+			// or its instance was stopped meanwhile (idle, or to make room
+			// under the cap).
+			r.stopDriver()
 		}
-	}
-	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
-	defer cancel()
-	run := r.drvRun
-	go func() {
-		select {
-		case <-run.done:
-			cancel()
-		case <-ctx.Done():
+		if r.drv == nil {
+			if err := r.startDriver(a); err != nil {
+				return a.Session, err
+			}
 		}
-	}()
-	c, err := r.drv.Client(ctx)
-	if err != nil {
-		if exit := run.exitErr(); exit != nil {
-			err = exit
-		} else if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("opencode was not ready within %s", r.m.cfg.StartWait)
+		var err error
+		run = r.drvRun
+		c, err = r.client(run)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, supervisor.ErrStopped) && attempt < 3 && r.ctx.Err() == nil {
+			r.stopDriver()
+			r.m.logger.Info("the agent's instance was stopped before its turn; starting it again", "agent", r.name)
+			continue
 		}
 		return a.Session, err
 	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	defer cancel()
 	if a.Session != "" && a.Session == r.verified && run == r.verifiedIn {
 		return a.Session, nil // checked on this driver run already
 	}
@@ -471,6 +475,29 @@ func (r *agentRunner) setSession(s string) {
 	r.mu.Lock()
 	r.session = s
 	r.mu.Unlock()
+}
+
+// client waits for the driver of run to be ready, at most StartWait.
+func (r *agentRunner) client(run *driverRun) (*opencode.Client, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	defer cancel()
+	go func() {
+		select {
+		case <-run.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := r.drv.Client(ctx)
+	if err != nil {
+		if exit := run.exitErr(); exit != nil {
+			return nil, exit
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("opencode was not ready within %s", r.m.cfg.StartWait)
+		}
+		return nil, err
+	}
+	return c, nil
 }
 
 func (r *agentRunner) startDriver(a agent.Agent) error {

@@ -218,20 +218,6 @@ func (d *Driver) do(ctx context.Context, f func(*loopState)) error {
 	}
 }
 
-// Hold keeps the instance from being stopped for the running-instance cap
-// until the returned function is called (once, at the end of a turn).
-func (d *Driver) Hold() (release func()) {
-	d.mu.Lock()
-	inst := d.inst
-	d.mu.Unlock()
-	if inst == nil {
-		return func() {}
-	}
-	inst.Hold()
-	var once sync.Once
-	return func() { once.Do(inst.Release) }
-}
-
 // Client waits until the instance is ready and its event stream connected
 // (so nothing a prompt causes can be missed), and returns its client.
 func (d *Driver) Client(ctx context.Context) (*opencode.Client, error) {

@@ -65,8 +65,6 @@ type Instance struct {
 	served   bool          // the current process handed out its client
 	delay    time.Duration // the last restart delay
 
-	holds int // turns in progress; guarded by mu
-
 	slot    chan struct{} // closed when the instance may start (under the cap)
 	hasSlot bool          // guarded by sup.mu
 
@@ -74,32 +72,15 @@ type Instance struct {
 	done   chan struct{} // closed when the run loop has ended
 }
 
-// Hold marks the instance as in a turn until the matching Release: the
-// running-instance cap never stops it meanwhile.
-func (i *Instance) Hold() {
-	i.mu.Lock()
-	i.holds++
-	i.lastUsed = time.Now()
-	i.mu.Unlock()
-}
-
-// Release ends a Hold. An instance left idle makes room for one waiting
-// for a slot, if any waits.
-func (i *Instance) Release() {
-	i.mu.Lock()
-	i.holds--
-	i.lastUsed = time.Now()
-	i.mu.Unlock()
-	i.sup.mu.Lock()
-	i.sup.evictLocked()
-	i.sup.mu.Unlock()
-}
-
-// idle reports whether the instance is ready and in no turn.
-func (i *Instance) idle() bool {
+// idleLocked reports whether the instance is ready and in no turn; the
+// caller holds sup.mu.
+func (i *Instance) idleLocked() bool {
+	if i.sup.holds[i.spec.Name] > 0 {
+		return false
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.holds == 0 && (i.state == Ready || i.state == Restarted)
+	return i.state == Ready || i.state == Restarted
 }
 
 // Name is the agent's name.

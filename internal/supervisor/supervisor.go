@@ -47,8 +47,9 @@ type Supervisor struct {
 	mu        sync.Mutex // guards instances, closed, slots and waiting
 	instances map[string]*Instance
 	closed    bool
-	slots     int         // instances holding a slot: started, not yet ended
-	waiting   []*Instance // instances waiting for a slot, first come first served
+	slots     int            // instances holding a slot: started, not yet ended
+	waiting   []*Instance    // instances waiting for a slot, first come first served
+	holds     map[string]int // turns in progress, by agent
 }
 
 // New returns a Supervisor for binary whose state (the pid record) lives in
@@ -160,7 +161,7 @@ func (s *Supervisor) evictLocked() {
 	}
 	var idle []*Instance
 	for _, in := range s.instances {
-		if in.hasSlot && in.idle() {
+		if in.hasSlot && in.idleLocked() {
 			idle = append(idle, in)
 		}
 	}
@@ -172,6 +173,36 @@ func (s *Supervisor) evictLocked() {
 	delete(s.instances, victim.spec.Name)
 	s.Logger.Info("stopping the least recently used instance for one that waits", "agent", victim.spec.Name)
 	go victim.stop()
+}
+
+// Hold marks agent name as in a turn until the returned function is called
+// (once): its instance, starting or running, is never stopped for the cap
+// meanwhile. When the hold ends, an idle instance makes room for one
+// waiting for a slot, if any waits.
+func (s *Supervisor) Hold(name string) (release func()) {
+	s.mu.Lock()
+	if s.holds == nil {
+		s.holds = map[string]int{}
+	}
+	s.holds[name]++
+	if in := s.instances[name]; in != nil {
+		in.Touch()
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.holds[name]--; s.holds[name] <= 0 {
+				delete(s.holds, name)
+			}
+			if in := s.instances[name]; in != nil {
+				in.Touch()
+			}
+			s.evictLocked()
+		})
+	}
 }
 
 // releaseSlot is called once an instance's run loop has ended: its slot,

@@ -244,7 +244,7 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
 	a, _ := sup.Ensure(spec("a"))
 	ready(t, a)
-	a.Hold() // a is in a turn
+	releaseA := sup.Hold("a") // a is in a turn
 	b, _ := sup.Ensure(spec("b"))
 	st.waitFor(t, "b:waiting")
 	c, _ := sup.Ensure(spec("c"))
@@ -252,14 +252,13 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	if err := ready(t, a).CheckVersion(context.Background()); err != nil || a.State() != Ready {
 		t.Fatalf("a, in a turn, was disturbed: %v, state %s", err, a.State())
 	}
-	a.Release() // a's turn ends: b, first in line, takes its slot
+	releaseA() // a's turn ends: b, first in line, takes its slot
 	st.waitFor(t, "a:stopped")
 	ready(t, b)
 	if c.State() != Waiting {
 		t.Errorf("c: %s, want still waiting behind b", c.State())
 	}
-	b.Hold()
-	b.Release()
+	sup.Hold("b")()
 	st.waitFor(t, "b:stopped")
 	ready(t, c)
 }
