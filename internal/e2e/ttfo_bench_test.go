@@ -34,7 +34,8 @@ import (
 //     stream.
 //
 // The two alternate, and it reports the medians and their ratio. Run with
-// -benchtime 1x.
+// -benchtime 1x; TTFO_UNCONFINED=1 runs the daemon --unconfined, to tell
+// the sandbox's share from the rest of the path.
 func BenchmarkTimeToFirstOutput(b *testing.B) {
 	for range b.N {
 		var extra []string
