@@ -508,6 +508,3 @@ func (i *Instance) stop() {
 	killGroup(i.PID(), syscall.SIGKILL)
 	<-i.done
 }
-
-// Confined reports whether the instance runs in the sandbox.
-func (i *Instance) Confined() bool { return i.sup.Sandbox != nil }
