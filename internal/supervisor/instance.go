@@ -486,20 +486,30 @@ func killGroup(pgid int, sig syscall.Signal) {
 	}
 }
 
-// stop ends the instance: SIGTERM to its process group, SIGKILL after the
-// grace period; it returns when the run loop has ended.
-func (i *Instance) stop() {
+// beginStop marks the instance stopping, so that no one gets its client
+// from now on, and sends SIGTERM to its group. It reports false if the
+// instance was already stopping.
+func (i *Instance) beginStop() bool {
 	i.mu.Lock()
 	if i.stopping {
 		i.mu.Unlock()
-		<-i.done
-		return
+		return false
 	}
 	i.stopping = true
 	close(i.stopCh)
 	pid := i.pid
 	i.mu.Unlock()
 	killGroup(pid, syscall.SIGTERM)
+	return true
+}
+
+// stop ends the instance: SIGTERM to its process group, SIGKILL after the
+// grace period; it returns when the run loop has ended.
+func (i *Instance) stop() {
+	if !i.beginStop() {
+		<-i.done
+		return
+	}
 	select {
 	case <-i.done:
 		return

@@ -172,6 +172,10 @@ func (s *Supervisor) evictLocked() {
 	victim := idle[0]
 	delete(s.instances, victim.spec.Name)
 	s.Logger.Info("stopping the least recently used instance for one that waits", "agent", victim.spec.Name)
+	// Marked stopping now, under s.mu: a turn that starts on that agent
+	// from here on finds it gone and starts a new instance, never sends a
+	// prompt to this one.
+	victim.beginStop()
 	go victim.stop()
 }
 
