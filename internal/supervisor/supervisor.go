@@ -118,7 +118,7 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 		// Refuse now, with the fix, rather than retry a start that cannot
 		// work; a success is remembered.
 		if err := s.Sandbox.Check(context.Background()); err != nil {
-			return nil, fmt.Errorf("the agent's opencode runs confined and %w", err)
+			return nil, fmt.Errorf("cannot confine the agent's opencode: %w", err)
 		}
 	}
 	if spec.Workdir == "" {
