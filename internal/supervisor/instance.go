@@ -310,17 +310,24 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		reap()
 		return nil, err
 	}
+	st := Ready
+	if restart {
+		st = Restarted
+	}
+	// The state is Ready by the time a caller of Client sees the client:
+	// a hold released right after must find the instance idle.
 	i.mu.Lock()
 	i.client = client
 	i.lastUsed = time.Now()
 	i.isReady = true
+	i.state = st
 	close(ready)
 	i.mu.Unlock()
-	if restart {
-		i.setState(Restarted, pid, nil)
-	} else {
-		i.setState(Ready, pid, nil)
-	}
+	i.sup.notify(i.spec.Name, st, pid, nil)
+	// Nothing may be left waiting behind an instance that nobody holds.
+	s.mu.Lock()
+	s.evictLocked()
+	s.mu.Unlock()
 	werr := <-waited
 	reap()
 	if werr == nil {

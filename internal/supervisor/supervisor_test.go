@@ -245,6 +245,7 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	a, _ := sup.Ensure(spec("a"))
 	ready(t, a)
 	releaseA := sup.Hold("a") // a is in a turn
+	releaseB := sup.Hold("b") // so is b, once it runs
 	b, _ := sup.Ensure(spec("b"))
 	st.waitFor(t, "b:waiting")
 	c, _ := sup.Ensure(spec("c"))
@@ -258,9 +259,28 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	if c.State() != Waiting {
 		t.Errorf("c: %s, want still waiting behind b", c.State())
 	}
-	sup.Hold("b")()
+	releaseB()
 	st.waitFor(t, "b:stopped")
 	ready(t, c)
+}
+
+// An instance that nobody holds gives its slot away as soon as it is
+// ready, if another waits: nothing is left waiting behind an idle instance
+// (the waiter used to wait for a hold that never came).
+func TestCapIdleInstanceMakesRoomWhenReady(t *testing.T) {
+	sup, st := newSup(t)
+	sup.MaxRunning = 1
+	_, modelURL := testenv.Model(t)
+	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+	if _, err := sup.Ensure(spec("a")); err != nil { // starting, held by no one
+		t.Fatal(err)
+	}
+	defer sup.Hold("b")()
+	b, _ := sup.Ensure(spec("b"))
+	st.waitFor(t, "b:waiting")
+	st.waitFor(t, "a:ready")
+	st.waitFor(t, "a:stopped")
+	ready(t, b)
 }
 
 func TestBadBinaryFailsClearly(t *testing.T) {
