@@ -141,6 +141,15 @@ type PermissionAskedData struct {
 	Patterns []string        `json:"patterns"`
 	Always   []string        `json:"always,omitempty"`
 	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// Source is who asks: "opencode" (a tool of opencode's; the default
+	// when empty) or "taosagent" (one of taosagent's own host tools).
+	Source string `json:"source,omitempty"`
+	// For taosagent's asks: the exact call the approval is bound to.
+	Args    json.RawMessage `json:"args,omitempty"`    // its arguments, secrets redacted
+	Digest  string          `json:"digest,omitempty"`  // sha256 of the canonical arguments
+	Tier    string          `json:"tier,omitempty"`    // "destructive"
+	Client  string          `json:"client,omitempty"`  // who called, when not an agent
+	Expires *time.Time      `json:"expires,omitempty"` // expiry is a refusal
 }
 
 // PermissionResolvedData is the data of PermissionResolved.

@@ -39,8 +39,12 @@ func project(t *Tx, e event.Event) error {
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			return fmt.Errorf("eventlog: permission.asked: %w", err)
 		}
-		_, err = t.Exec(`INSERT OR IGNORE INTO approvals(id, agent, turn, session, seq, ask, state, created) VALUES (?,?,?,?,?,?,'pending',?)`,
-			d.Approval, e.Agent, e.Turn, e.Session, e.Seq, string(e.Data), ms)
+		src := d.Source
+		if src == "" {
+			src = "opencode"
+		}
+		_, err = t.Exec(`INSERT OR IGNORE INTO approvals(id, agent, turn, session, seq, ask, state, created, source) VALUES (?,?,?,?,?,?,'pending',?,?)`,
+			d.Approval, e.Agent, e.Turn, e.Session, e.Seq, string(e.Data), ms, src)
 	case event.PermissionResolved:
 		var d event.PermissionResolvedData
 		if err := json.Unmarshal(e.Data, &d); err != nil {

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -348,6 +350,7 @@ func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
 // Approval is a permission request, persisted by taosagent.
 type Approval struct {
 	ID       string          `json:"id"`
+	Source   string          `json:"source"` // opencode | taosagent
 	Agent    string          `json:"agent"`
 	Turn     string          `json:"turn"`
 	Session  string          `json:"session"`
@@ -378,7 +381,7 @@ func (l *Log) Approval(ctx context.Context, id string) (Approval, error) {
 }
 
 func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Approval, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, turn, session, seq, ask, state, message, by, created, resolved FROM approvals WHERE `+where+` ORDER BY created, seq`, args...)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, source, agent, turn, session, seq, ask, state, message, by, created, resolved FROM approvals WHERE `+where+` ORDER BY created, seq`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +391,7 @@ func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Appro
 		var a Approval
 		var ask string
 		var c, r int64
-		if err := rows.Scan(&a.ID, &a.Agent, &a.Turn, &a.Session, &a.Seq, &ask, &a.State, &a.Message, &a.By, &c, &r); err != nil {
+		if err := rows.Scan(&a.ID, &a.Source, &a.Agent, &a.Turn, &a.Session, &a.Seq, &ask, &a.State, &a.Message, &a.By, &c, &r); err != nil {
 			return nil, err
 		}
 		a.Ask, a.Created = json.RawMessage(ask), fromMS(c)
@@ -404,33 +407,89 @@ func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Appro
 // ---- audit
 
 // AuditEntry is one host action or refusal. Detail never holds a secret.
+// A host action is recorded twice: its intent (Phase "intent", Outcome
+// "pending") before it runs, and its outcome after; other actions once.
 type AuditEntry struct {
 	ID         int64     `json:"id"`
 	Time       time.Time `json:"time"`
 	Actor      string    `json:"actor"`
-	Action     string    `json:"action"`
+	Session    string    `json:"session,omitempty"`
+	Action     string    `json:"action"` // the tool or operation
+	Tier       string    `json:"tier,omitempty"`
 	Target     string    `json:"target"`
-	Outcome    string    `json:"outcome"` // ok, refused, failed
+	Phase      string    `json:"phase,omitempty"`   // intent | outcome
+	Outcome    string    `json:"outcome"`           // pending (an intent), ok, refused, failed
+	Digest     string    `json:"digest,omitempty"`  // sha256 of the canonical arguments
+	Approval   string    `json:"approval,omitempty"`
+	Approver   string    `json:"approver,omitempty"`
+	Snapshot   string    `json:"snapshot,omitempty"`
 	Detail     string    `json:"detail,omitempty"`
 	DurationMS int64     `json:"duration_ms"`
 }
 
-// Audit records e.
+// Audit records e; its id is returned.
 func (l *Log) Audit(ctx context.Context, e AuditEntry) error {
+	_, err := l.AuditID(ctx, e)
+	return err
+}
+
+// AuditID records e and returns its id.
+func (l *Log) AuditID(ctx context.Context, e AuditEntry) (int64, error) {
 	if e.Time.IsZero() {
 		e.Time = now()
 	}
+	var id int64
 	_, err := l.Update(ctx, func(tx *Tx) error {
-		_, err := tx.Exec(`INSERT INTO audit(time, actor, action, target, outcome, detail, duration_ms) VALUES (?,?,?,?,?,?,?)`,
-			ms(e.Time), e.Actor, e.Action, e.Target, e.Outcome, e.Detail, e.DurationMS)
+		res, err := tx.Exec(`INSERT INTO audit(time, actor, session, action, tier, target, phase, outcome, digest, approval, approver, snapshot, detail, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			ms(e.Time), e.Actor, e.Session, e.Action, e.Tier, e.Target, e.Phase, e.Outcome, e.Digest, e.Approval, e.Approver, e.Snapshot, e.Detail, e.DurationMS)
+		if err == nil {
+			id, err = res.LastInsertId()
+		}
 		return err
 	})
-	return err
+	return id, err
+}
+
+// AuditQuery selects audit entries. Empty fields select everything.
+type AuditQuery struct {
+	After   int64     // entries after this id
+	Actor   string    // the actor's name begins with this
+	Action  string    // exactly this action (tool)
+	Outcome string    // exactly this outcome
+	Since   time.Time // at or after
+	Limit   int       // default 1000
+	Newest  bool      // the newest Limit entries (still oldest first)
 }
 
 // AuditEntries lists audit entries after id, oldest first.
 func (l *Log) AuditEntries(ctx context.Context, after int64, limit int) ([]AuditEntry, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, time, actor, action, target, outcome, detail, duration_ms FROM audit WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	return l.AuditSearch(ctx, AuditQuery{After: after, Limit: limit})
+}
+
+// AuditSearch lists the entries q selects, oldest first.
+func (l *Log) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+	if q.Limit <= 0 {
+		q.Limit = 1000
+	}
+	where, args := []string{"id > ?"}, []any{q.After}
+	if q.Actor != "" {
+		where, args = append(where, "substr(actor, 1, ?) = ?"), append(args, len(q.Actor), q.Actor)
+	}
+	if q.Action != "" {
+		where, args = append(where, "action = ?"), append(args, q.Action)
+	}
+	if q.Outcome != "" {
+		where, args = append(where, "outcome = ?"), append(args, q.Outcome)
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "time >= ?"), append(args, ms(q.Since))
+	}
+	order := "id"
+	if q.Newest {
+		order = "id DESC"
+	}
+	rows, err := l.db.QueryContext(ctx, `SELECT id, time, actor, session, action, tier, target, phase, outcome, digest, approval, approver, snapshot, detail, duration_ms FROM audit WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, append(args, q.Limit)...)
 	if err != nil {
 		return nil, err
 	}
@@ -439,11 +498,15 @@ func (l *Log) AuditEntries(ctx context.Context, after int64, limit int) ([]Audit
 	for rows.Next() {
 		var e AuditEntry
 		var t int64
-		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.Target, &e.Outcome, &e.Detail, &e.DurationMS); err != nil {
+		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Session, &e.Action, &e.Tier, &e.Target, &e.Phase, &e.Outcome, &e.Digest,
+			&e.Approval, &e.Approver, &e.Snapshot, &e.Detail, &e.DurationMS); err != nil {
 			return nil, err
 		}
 		e.Time = fromMS(t)
 		out = append(out, e)
+	}
+	if q.Newest {
+		slices.Reverse(out)
 	}
 	return out, rows.Err()
 }

@@ -1,0 +1,197 @@
+// Package hostctl is what taosagent may do to the host it runs on: the
+// managed services declared in one file of the home (their systemd units,
+// health URLs, logs and config files), read and restarted through systemd.
+// Nothing here runs a command that a caller composes: units, paths and
+// formats come from the declaration, which only the operator writes.
+package hostctl
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Service is one managed service.
+type Service struct {
+	Name      string       `json:"name"`
+	Unit      string       `json:"unit"`                 // systemd unit, e.g. "taos.service"
+	HealthURL string       `json:"health_url,omitempty"` // a loopback http(s) URL answering 2xx when healthy
+	Logs      []string     `json:"logs,omitempty"`       // log files; none means the unit's journal
+	Configs   []ConfigFile `json:"configs,omitempty"`
+}
+
+// ConfigFile is a config file of a service, with its format for validation.
+type ConfigFile struct {
+	Path   string `json:"path"`
+	Format string `json:"format"` // json, yaml, toml, ini or none
+}
+
+// Config is the managed-host file (HOME/host.json).
+type Config struct {
+	Services []Service `json:"services"`
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	unitPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,200}\.service$`)
+	formats     = map[string]bool{"json": true, "yaml": true, "toml": true, "ini": true, "none": true}
+)
+
+// Self is taosagent's own service; it is always managed.
+var Self = Service{Name: "taosagent", Unit: "taosagent.service"}
+
+// Load reads the managed-host file at path. A missing file declares no
+// service beyond taosagent itself; a bad one is an error that names the
+// fault.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Config{Services: []Service{Self}}, nil
+	}
+	if err != nil {
+		return Config{}, err
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse validates a managed-host document and adds taosagent itself.
+func Parse(b []byte) (Config, error) {
+	var c Config
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("not a managed-host document: %w", err)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Services {
+		where := fmt.Sprintf("services[%d]", i)
+		switch {
+		case !namePattern.MatchString(s.Name):
+			return Config{}, fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, s.Name)
+		case seen[s.Name]:
+			return Config{}, fmt.Errorf("%s: the name %q appears twice", where, s.Name)
+		case !unitPattern.MatchString(s.Unit):
+			return Config{}, fmt.Errorf("%s: unit %q is not a systemd service unit name", where, s.Unit)
+		}
+		seen[s.Name] = true
+		if s.HealthURL != "" {
+			if err := loopbackURL(s.HealthURL); err != nil {
+				return Config{}, fmt.Errorf("%s: health_url: %w", where, err)
+			}
+		}
+		for _, l := range s.Logs {
+			if !filepath.IsAbs(l) {
+				return Config{}, fmt.Errorf("%s: log %q is not an absolute path", where, l)
+			}
+		}
+		for _, f := range s.Configs {
+			if !filepath.IsAbs(f.Path) || filepath.Clean(f.Path) != f.Path {
+				return Config{}, fmt.Errorf("%s: config %q is not a clean absolute path", where, f.Path)
+			}
+			if !formats[f.Format] {
+				return Config{}, fmt.Errorf("%s: config %s: format %q: want json, yaml, toml, ini or none", where, f.Path, f.Format)
+			}
+		}
+	}
+	if !seen[Self.Name] {
+		c.Services = append([]Service{Self}, c.Services...)
+	}
+	return c, nil
+}
+
+// loopbackURL accepts an http(s) URL of a loopback address only: a health
+// probe never leaves the machine.
+func loopbackURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	h := u.Hostname()
+	if ip := net.ParseIP(h); (ip == nil || !ip.IsLoopback()) && h != "localhost" {
+		return fmt.Errorf("%q is not a loopback address", h)
+	}
+	return nil
+}
+
+// Service returns the service called name.
+func (c Config) Service(name string) (Service, bool) {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// ConfigFile returns the declared config file at path, and its service.
+func (c Config) ConfigFile(path string) (Service, ConfigFile, bool) {
+	path = filepath.Clean(path)
+	for _, s := range c.Services {
+		for _, f := range s.Configs {
+			if f.Path == path {
+				return s, f, true
+			}
+		}
+	}
+	return Service{}, ConfigFile{}, false
+}
+
+// ErrTooLarge: a file is larger than a tool may handle.
+var ErrTooLarge = errors.New("too large")
+
+// ReadFile reads a file of at most max bytes.
+func ReadFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: %w (more than %d bytes)", path, ErrTooLarge, max)
+	}
+	return b, nil
+}
+
+// Tail returns the last n lines of the file at path that contain pattern
+// ("" for all), reading at most the last max bytes.
+func Tail(path string, n int, pattern string, max int64) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > max {
+		if _, err := f.Seek(st.Size()-max, io.SeekStart); err != nil {
+			return nil, err
+		}
+	}
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if pattern == "" || strings.Contains(sc.Text(), pattern) {
+			lines = append(lines, sc.Text())
+			if len(lines) > n {
+				lines = lines[1:]
+			}
+		}
+	}
+	return lines, sc.Err()
+}

@@ -1,0 +1,106 @@
+package hostctl_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// The parser reads systemctl show as systemd prints it (systemd 252's
+// format, transcribed into testdata).
+func TestParseShow(t *testing.T) {
+	b, _ := os.ReadFile("testdata/systemctl-show-litellm.txt")
+	st := hostctl.ParseShow(b)
+	want := hostctl.UnitStatus{Unit: "litellm.service", LoadState: "loaded", ActiveState: "active", SubState: "running",
+		MainPID: 41877, Restarts: 2, Since: time.Date(2026, 11, 29, 7, 12, 45, 0, time.UTC), MemoryBytes: 318767104}
+	if st != want {
+		t.Errorf("got %+v\nwant %+v", st, want)
+	}
+	b, _ = os.ReadFile("testdata/systemctl-show-missing.txt")
+	if st := hostctl.ParseShow(b); st.LoadState != "not-found" || st.MemoryBytes != 0 || !st.Since.IsZero() {
+		t.Errorf("missing unit: %+v", st)
+	}
+}
+
+func TestStatusRestartAndJournalThroughSystemd(t *testing.T) {
+	f := testenv.NewFakeSystemd(t)
+	f.Unit(t, "litellm.service", false, "2026-11-30T08:00:00+0000 h litellm[1]: ready", "2026-11-30T08:01:00+0000 h litellm[1]: ERROR upstream 502")
+	f.Unit(t, "broken.service", true)
+	s, ctx := f.Systemd, t.Context()
+	st, err := s.Status(ctx, "litellm.service")
+	if err != nil || st.ActiveState != "active" || st.MainPID != 100 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	st, err = s.Restart(ctx, "litellm.service")
+	if err != nil || st.Restarts != 0 || st.MainPID != 101 {
+		t.Fatalf("restart %+v %v", st, err)
+	}
+	lines, err := s.Journal(ctx, "litellm.service", 10, time.Time{}, "ERROR")
+	if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "upstream 502") {
+		t.Fatalf("journal %q %v", lines, err)
+	}
+	if _, err := s.Restart(ctx, "broken.service"); err == nil || !strings.Contains(err.Error(), "failed because the control process exited") {
+		t.Errorf("a failed restart reports %v", err)
+	}
+	if _, err := s.Restart(ctx, "x.service; rm -rf /"); err == nil {
+		t.Error("a bad unit name reached systemctl")
+	}
+	if calls := f.Calls(); slices.ContainsFunc(calls, func(c string) bool { return strings.Contains(c, "rm -rf") }) {
+		t.Errorf("calls: %q", calls)
+	}
+	none := hostctl.Systemd{Systemctl: filepath.Join(t.TempDir(), "systemctl")}
+	if _, err := none.Status(ctx, "a.service"); err == nil {
+		t.Error("a missing systemctl gave no error")
+	}
+}
+
+func TestParseManagedHost(t *testing.T) {
+	c, err := hostctl.Parse([]byte(`{"services":[{"name":"litellm","unit":"litellm.service","health_url":"http://127.0.0.1:4000/health",
+		"configs":[{"path":"/etc/litellm/config.yaml","format":"yaml"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Service("taosagent"); !ok {
+		t.Error("taosagent itself is not managed")
+	}
+	if s, f, ok := c.ConfigFile("/etc/litellm/config.yaml"); !ok || s.Name != "litellm" || f.Format != "yaml" {
+		t.Errorf("config file lookup: %v %v %v", s, f, ok)
+	}
+	for _, bad := range []string{
+		`{"services":[{"name":"x","unit":"x.service","health_url":"http://10.0.0.1/"}]}`,
+		`{"services":[{"name":"x","unit":"x.timer"}]}`,
+		`{"services":[{"name":"x","unit":"x.service","configs":[{"path":"rel.conf","format":"json"}]}]}`,
+		`{"services":[{"name":"x","unit":"x.service","configs":[{"path":"/a/../b","format":"json"}]}]}`,
+		`{"services":[{"name":"x","unit":"x.service","configs":[{"path":"/a","format":"xml"}]}]}`,
+		`{"services":[{"name":"x","unit":"x.service"},{"name":"x","unit":"y.service"}]}`,
+		`{"services":[],"extra":1}`,
+	} {
+		if _, err := hostctl.Parse([]byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+	if c, err := hostctl.Load(filepath.Join(t.TempDir(), "none.json")); err != nil || len(c.Services) != 1 {
+		t.Errorf("missing file: %+v %v", c, err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := map[string]string{"json": `{"a":1}`, "yaml": "a: 1\nb: [x]\n", "toml": "a = 1\n[s]\nb = 'x'\n", "ini": "[s]\na = 1\n; c\n", "none": "\x00"}
+	bad := map[string]string{"json": `{"a":1`, "yaml": "a: [1\n", "toml": "a = \n", "ini": "just words\n"}
+	for f, s := range good {
+		if err := hostctl.Validate(f, []byte(s)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for f, s := range bad {
+		if err := hostctl.Validate(f, []byte(s)); err == nil {
+			t.Errorf("%s: %q accepted", f, s)
+		}
+	}
+}
