@@ -4,6 +4,7 @@
 package agent
 
 import (
+	_ "embed"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,20 @@ import (
 
 // Host is the built-in host assistant, present from the first start.
 const Host = "host"
+
+// TaosTools is the name, in an agent's tools, of taosagent's own MCP tools
+// (opencode shows them as taos_<tool>). The host agent has them.
+const TaosTools = "taos"
+
+// HostPrompt is the host agent's persona: a manual of managing this host
+// with taosagent's tools, versioned with the code.
+//
+//go:embed hostprompt.md
+var HostPrompt string
+
+// OldHostPrompt is the host prompt of versions before the manual; a host
+// agent still holding it is given HostPrompt.
+const OldHostPrompt = "You are the host assistant of this taOS home server."
 
 // DemoProvider is the id of the built-in scripted demo provider.
 const DemoProvider = "demo"

@@ -20,6 +20,10 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/mcpserver"
+	"github.com/taosagent/taosagent/internal/snapshot"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/httpapi"
 	"github.com/taosagent/taosagent/internal/runner"
@@ -49,6 +53,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	unconfined := fs.Bool("unconfined", false, "run every opencode and its tools on the host, outside the sandbox (not recommended)")
 	verbose := fs.Bool("verbose", false, "log at debug level")
 	maxConns := fs.Int("max-conns", 512, "most client connections open at once")
+	systemctl := fs.String("systemctl", "systemctl", "the systemctl the managed-host tools run")
+	journalctl := fs.String("journalctl", "journalctl", "the journalctl the managed-host tools run")
 	hosts := &listFlag{}
 	fs.Var(hosts, "allow-host", "a host name clients may use to reach the API, beyond IP addresses and localhost (repeatable)")
 	if err := parse(fs, args); err != nil {
@@ -116,8 +122,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer model.Close()
 		demoURL = "http://" + ln.Addr().String() + "/v1"
 	}
-	mgr := runner.New(runner.Config{Home: *home, Log: log, Sup: sup, Keys: agent.Keys{Dir: filepath.Join(*home, "keys")},
-		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger})
+	// The listener comes first: agents are given its address for taosagent's
+	// MCP tools.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *listen, err)
+	}
+	// A bounded number of connections: idle or slow ones cannot pile up.
+	ln = netutil.LimitListener(ln, *maxConns)
+	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp"}
+	keys := agent.Keys{Dir: filepath.Join(*home, "keys")}
+	mgr := runner.New(runner.Config{Home: *home, Log: log, Sup: sup, Keys: keys,
+		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer})
+	sysd := hostctl.Systemd{Systemctl: *systemctl, Journalctl: *journalctl}
+	if v := os.Getenv("FAKE_SYSTEMD_DIR"); v != "" && *systemctl != "systemctl" {
+		sysd.Env = []string{"FAKE_SYSTEMD_DIR=" + v} // the test stand-in's state
+	}
+	ctl := &control.Service{Log: log, Runner: mgr, Home: *home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(*home, "snapshots")},
+		HostFile: filepath.Join(*home, "host.json"), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
+		Deleted: mcpSrv.Revoke}
+	mcpSrv.Control = ctl
 	created, err := mgr.EnsureBuiltins(ctx, !*noDemo)
 	if err != nil {
 		return err
@@ -127,13 +151,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer mgr.Close()
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *listen, err)
-	}
-	// A bounded number of connections: idle or slow ones cannot pile up.
-	ln = netutil.LimitListener(ln, *maxConns)
-	api := &httpapi.Server{Log: log, Runner: mgr, Token: token, Version: Version, Logger: logger, Hosts: *hosts}
+	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), Token: token, Version: Version, Logger: logger, Hosts: *hosts}
 	srv := httpapi.HTTPServer(api.Handler(), logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -161,6 +179,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.Close() // event streams do not end on their own
 	}
 	return nil
+}
+
+// loopbackURL is how a local client reaches addr: an unspecified address
+// (0.0.0.0, ::) is reached on loopback.
+func loopbackURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // prune applies retention hourly.

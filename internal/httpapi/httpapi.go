@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/runner"
@@ -39,6 +40,10 @@ func OpenAPI() []byte { return bytes.Clone(openAPI) }
 type Server struct {
 	Log       *eventlog.Log
 	Runner    *runner.Manager
+	Control   *control.Service // every change and every host action goes through it
+	// MCP, when set, is served at /mcp (it authenticates by itself: the
+	// operator token or an agent's MCP token).
+	MCP       http.Handler
 	Token     string // the bearer token every route but /healthz needs
 	Version   string
 	Logger    *slog.Logger
@@ -56,7 +61,7 @@ type Server struct {
 }
 
 // MaxText is the longest message text accepted.
-const MaxText = 256 << 10
+const MaxText = control.MaxText
 
 type route struct {
 	pattern string // "METHOD /path"
@@ -105,7 +110,13 @@ func (s *Server) Handler() http.Handler {
 	if s.WriteWait <= 0 {
 		s.WriteWait = 30 * time.Second
 	}
+	if s.Control == nil {
+		s.Control = &control.Service{Log: s.Log, Runner: s.Runner, Version: s.Version, Logger: s.Logger, Secrets: []string{s.Token}}
+	}
 	mux := http.NewServeMux()
+	if s.MCP != nil {
+		mux.Handle("/mcp", s.MCP)
+	}
 	for _, rt := range s.routes() {
 		if rt.open {
 			mux.HandleFunc(rt.pattern, rt.h)
@@ -260,6 +271,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, runner.ErrIdle):
 		writeError(w, http.StatusConflict, "idle", err.Error())
+	case errors.Is(err, control.ErrForbidden), errors.Is(err, control.ErrRefused):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, control.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "canceled", "the request was canceled")
 	default:
@@ -371,7 +386,10 @@ func jsonProblem(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-func actor(r *http.Request) string { return "api" }
+// actor is who calls the API: the holder of the operator token.
+func actor(r *http.Request) control.Actor {
+	return control.Actor{Kind: control.Operator, Channel: control.API}
+}
 
 // ---- providers
 
@@ -380,8 +398,7 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &p) {
 		return
 	}
-	p.Demo, p.HasKey, p.Created = false, false, time.Time{}
-	out, err := s.Runner.CreateProvider(r.Context(), actor(r), p)
+	out, err := s.Control.CreateProvider(r.Context(), actor(r), p)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -399,7 +416,7 @@ func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteProvider(w http.ResponseWriter, r *http.Request) {
-	if err := s.Runner.DeleteProvider(r.Context(), actor(r), r.PathValue("id")); err != nil {
+	if err := s.Control.DeleteProvider(r.Context(), actor(r), r.PathValue("id")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -407,19 +424,6 @@ func (s *Server) deleteProvider(w http.ResponseWriter, r *http.Request) {
 }
 
 // ---- agents
-
-// agentView is an agent as the API shows it: its spec and its status.
-type agentView struct {
-	agent.Agent
-	Status runner.AgentStatus `json:"status"`
-}
-
-// view shows a with its status and its effective limits.
-func (s *Server) view(ctx context.Context, a agent.Agent) agentView {
-	l := a.Limits.Effective()
-	a.Limits = &l
-	return agentView{Agent: a, Status: s.Runner.Status(ctx, a.Name)}
-}
 
 type agentBody struct {
 	Name       string          `json:"name"`
@@ -436,85 +440,53 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	a, err := s.Runner.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
+	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
 		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, s.view(r.Context(), a))
+	writeJSON(w, http.StatusCreated, v)
 }
 
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
-	as, err := s.Log.Agents(r.Context())
+	out, err := s.Control.Agents(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	out := make([]agentView, len(as))
-	for i, a := range as {
-		out[i] = s.view(r.Context(), a)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
 }
 
 func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
-	a, err := s.Log.Agent(r.Context(), r.PathValue("name"))
+	v, err := s.Control.Agent(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.view(r.Context(), a))
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) patchAgent(w http.ResponseWriter, r *http.Request) {
-	a, err := s.Log.Agent(r.Context(), r.PathValue("name"))
+	name := r.PathValue("name")
+	if _, err := s.Log.Agent(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var p control.AgentPatch
+	if !s.decode(w, r, &p) {
+		return
+	}
+	v, err := s.Control.UpdateAgent(r.Context(), actor(r), name, p)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	var b struct {
-		Model      *string          `json:"model"`
-		Models     *[]string        `json:"models"`
-		Prompt     *string          `json:"prompt"`
-		Permission *json.RawMessage `json:"permission"`
-		Tools      *map[string]bool `json:"tools"`
-		Limits     *agent.Limits    `json:"limits"`
-	}
-	if !s.decode(w, r, &b) {
-		return
-	}
-	if b.Model != nil {
-		a.Model = *b.Model
-	}
-	if b.Models != nil {
-		a.Models = *b.Models
-	}
-	if b.Prompt != nil {
-		a.Prompt = *b.Prompt
-	}
-	if b.Permission != nil {
-		a.Permission = *b.Permission
-		if string(a.Permission) == "null" {
-			a.Permission = nil
-		}
-	}
-	if b.Tools != nil {
-		a.Tools = *b.Tools
-	}
-	if b.Limits != nil {
-		a.Limits = b.Limits
-	}
-	a, err = s.Runner.UpdateAgent(r.Context(), actor(r), a)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.view(r.Context(), a))
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) {
-	if err := s.Runner.DeleteAgent(r.Context(), actor(r), r.PathValue("name")); err != nil {
+	if err := s.Control.DeleteAgent(r.Context(), actor(r), r.PathValue("name")); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -533,18 +505,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	switch {
-	case strings.TrimSpace(b.Text) == "":
-		writeError(w, http.StatusUnprocessableEntity, "invalid", "text: is required")
-		return
-	case len(b.Text) > MaxText:
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("text: longer than %d bytes", MaxText))
-		return
-	case len(b.ID) > 128:
-		writeError(w, http.StatusUnprocessableEntity, "invalid", "id: longer than 128 characters")
-		return
-	}
-	in, created, err := s.Runner.Submit(r.Context(), r.PathValue("name"), runner.Submission{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model})
+	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -554,10 +515,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	name := r.PathValue("name")
-	turn, err := s.Runner.Abort(r.Context(), name)
-	s.Runner.Audit(r.Context(), actor(r), "agent.abort", name, start, err)
+	turn, err := s.Control.Abort(r.Context(), actor(r), r.PathValue("name"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -708,7 +666,7 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "state: must be pending, once, always, reject or expired")
 		return
 	}
-	as, err := s.Log.Approvals(r.Context(), state)
+	as, err := s.Control.Approvals(r.Context(), state)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -734,10 +692,7 @@ func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid", `decision: must be "once", "always" or "reject"`)
 		return
 	}
-	id := r.PathValue("id")
-	start := time.Now()
-	ap, err := s.Runner.Reply(r.Context(), id, b.Decision, b.Message, "person (api)")
-	s.Runner.Audit(r.Context(), actor(r), "approval."+b.Decision, id, start, err)
+	ap, err := s.Control.Decide(r.Context(), actor(r), r.PathValue("id"), b.Decision, b.Message)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -753,7 +708,26 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "after must be a non-negative integer, limit 1 to 10000")
 		return
 	}
-	es, err := s.Log.AuditEntries(r.Context(), after, int(limit))
+	aq := eventlog.AuditQuery{After: after, Limit: int(limit), Actor: q.Get("actor"), Action: q.Get("tool"), Outcome: q.Get("outcome")}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "since: must be an RFC 3339 time")
+			return
+		}
+		aq.Since = t
+	}
+	switch aq.Outcome {
+	case "", "pending", "ok", "refused", "failed":
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "outcome: must be pending, ok, refused or failed")
+		return
+	}
+	if len(aq.Actor) > 256 || len(aq.Action) > 128 {
+		writeError(w, http.StatusBadRequest, "bad_request", "actor or tool: too long")
+		return
+	}
+	es, err := s.Control.Audit(r.Context(), aq)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -63,6 +63,9 @@ type MCPServer struct {
 	Environment map[string]string
 	URL         string
 	Headers     map[string]string
+	// TimeoutMS bounds each request to the server (opencode's default is
+	// 5 s); a server that sends progress notifications resets it.
+	TimeoutMS int
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -224,9 +227,14 @@ func (c Config) ConfigJSON() ([]byte, error) {
 				}
 				mcp[name] = e
 			} else {
-				e := map[string]any{"type": "remote", "url": s.URL, "enabled": true}
+				// oauth false: the server is authenticated by its header,
+				// and opencode must not go looking for an OAuth flow.
+				e := map[string]any{"type": "remote", "url": s.URL, "enabled": true, "oauth": false}
 				if len(s.Headers) > 0 {
 					e["headers"] = s.Headers
+				}
+				if s.TimeoutMS > 0 {
+					e["timeout"] = s.TimeoutMS
 				}
 				mcp[name] = e
 			}

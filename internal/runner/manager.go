@@ -30,6 +30,9 @@ type Config struct {
 	StartWait   time.Duration // instance and session ready; default 2 min
 	// DemoURL is the base URL of the scripted demo provider, "" if none.
 	DemoURL string
+	// TaosTools, when set, gives an agent whose tools include "taos" the
+	// MCP server of taosagent's own tools (with a token of that agent's).
+	TaosTools func(agent string) opencode.MCPServer
 	Logger  *slog.Logger
 }
 
@@ -266,6 +269,9 @@ type AgentStatus struct {
 	// Confined says whether the agent's opencode runs in the sandbox
 	// (false only under `serve --unconfined`).
 	Confined bool `json:"confined"`
+	// Usage is what its running instance holds (memory, CPU), the
+	// footprint taOS sizes its tiers from; absent when none runs.
+	Usage *supervisor.Usage `json:"usage,omitempty"`
 }
 
 // Status reports name's runner.
@@ -276,6 +282,9 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 	}
 	if in := m.cfg.Sup.Get(name); in != nil {
 		st.Instance, st.PID = string(in.State()), in.PID()
+		if u := in.Usage(); u.Processes > 0 {
+			st.Usage = &u
+		}
 		st.State = "idle"
 		if in.State() == supervisor.Starting {
 			st.State = "starting"
@@ -290,6 +299,27 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 		st.State = "waiting" // its turn waits for a slot under --max-running
 	}
 	return st
+}
+
+// CurrentTurn returns the session and the turn agent name is running, ""
+// when it runs none.
+func (m *Manager) CurrentTurn(ctx context.Context, name string) (session, turn string) {
+	if r := m.existing(name); r != nil {
+		turn = r.startedTurn()
+	}
+	if a, err := m.log.Agent(ctx, name); err == nil {
+		session = a.Session
+	}
+	return session, turn
+}
+
+// StopInstance stops agent name's opencode; it starts afresh at the
+// agent's next turn. A turn it runs ends interrupted. It reports whether an
+// instance was running.
+func (m *Manager) StopInstance(name string) bool {
+	running := m.cfg.Sup.Get(name) != nil
+	m.cfg.Sup.Stop(name)
+	return running
 }
 
 // Forget stops name's runner and opencode: the agent was deleted or
@@ -336,8 +366,17 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 			}
 		}
 	}
-	cfg := opencode.Config{Provider: prov, Model: mid, SmallModel: mid, Permission: a.Permission, Tools: a.Tools,
+	tools := map[string]bool{}
+	for t, on := range a.Tools {
+		if t != agent.TaosTools {
+			tools[t] = on
+		}
+	}
+	cfg := opencode.Config{Provider: prov, Model: mid, SmallModel: mid, Permission: a.Permission, Tools: tools,
 		Agent: opencode.Agent{Name: "taosagent", Description: "taosagent agent " + a.Name, Prompt: a.Prompt}}
+	if a.Tools[agent.TaosTools] && m.cfg.TaosTools != nil {
+		cfg.MCP = map[string]opencode.MCPServer{agent.TaosTools: m.cfg.TaosTools(a.Name)}
+	}
 	if err := cfg.Validate(); err != nil {
 		return supervisor.Spec{}, err
 	}

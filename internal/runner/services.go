@@ -7,54 +7,17 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unicode/utf8"
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
 
-// The services below are the one way providers and agents change, whatever
-// the caller (API, CLI, MCP, panel). Each change, and each refusal, is
-// audited; no audit entry holds a key.
-
-// audit records an action by actor on target with its outcome.
-func (m *Manager) audit(ctx context.Context, actor, action, target string, start time.Time, err error) {
-	e := eventlog.AuditEntry{Actor: bound(actor, 256), Action: bound(action, 128), Target: bound(target, 256), Outcome: "ok",
-		DurationMS: time.Since(start).Milliseconds()}
-	if err != nil {
-		e.Outcome, e.Detail = "failed", bound(err.Error(), 1024)
-		if agent.IsInvalid(err) || errors.Is(err, ErrInvalid) || errors.Is(err, eventlog.ErrExists) ||
-			errors.Is(err, eventlog.ErrNotFound) || errors.Is(err, eventlog.ErrInUse) || errors.Is(err, eventlog.ErrConflict) {
-			e.Outcome = "refused"
-		}
-	}
-	if aerr := m.log.Audit(context.WithoutCancel(ctx), e); aerr != nil {
-		m.logger.Error("audit", "action", action, "err", aerr)
-	}
-}
-
-// bound cuts s to at most n bytes (on a rune boundary), marking the cut:
-// no caller can fill the audit with what it sends.
-func bound(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-// Audit records an action done elsewhere (approvals, aborts, refusals).
-func (m *Manager) Audit(ctx context.Context, actor, action, target string, start time.Time, err error) {
-	m.audit(ctx, actor, action, target, start, err)
-}
+// The mechanics of changing providers and agents. Callers go through the
+// control service (internal/control), which names the actor and audits.
 
 // CreateProvider validates and stores p; its key goes to a 0600 file.
-func (m *Manager) CreateProvider(ctx context.Context, actor string, p agent.Provider) (out agent.Provider, err error) {
-	start := time.Now()
-	defer func() { m.audit(ctx, actor, "provider.create", p.ID, start, err) }()
+func (m *Manager) CreateProvider(ctx context.Context, p agent.Provider) (out agent.Provider, err error) {
 	if err := p.Validate(); err != nil {
 		return p, err
 	}
@@ -87,9 +50,7 @@ func (m *Manager) Providers(ctx context.Context) ([]agent.Provider, error) {
 
 // DeleteProvider removes provider id and its key; refused while an agent
 // uses it.
-func (m *Manager) DeleteProvider(ctx context.Context, actor, id string) (err error) {
-	start := time.Now()
-	defer func() { m.audit(ctx, actor, "provider.delete", id, start, err) }()
+func (m *Manager) DeleteProvider(ctx context.Context, id string) (err error) {
 	if err := m.log.DeleteProvider(ctx, id); err != nil {
 		return err
 	}
@@ -109,9 +70,7 @@ func (m *Manager) lookup(ctx context.Context) agent.Lookup {
 }
 
 // CreateAgent validates and stores a.
-func (m *Manager) CreateAgent(ctx context.Context, actor string, a agent.Agent) (out agent.Agent, err error) {
-	start := time.Now()
-	defer func() { m.audit(ctx, actor, "agent.create", a.Name, start, err) }()
+func (m *Manager) CreateAgent(ctx context.Context, a agent.Agent) (out agent.Agent, err error) {
 	a.Normalize()
 	a.Builtin, a.Session = false, ""
 	if err := a.Validate(m.lookup(ctx)); err != nil {
@@ -122,9 +81,7 @@ func (m *Manager) CreateAgent(ctx context.Context, actor string, a agent.Agent) 
 
 // UpdateAgent replaces agent a.Name's spec; its opencode restarts with it
 // at its next turn.
-func (m *Manager) UpdateAgent(ctx context.Context, actor string, a agent.Agent) (out agent.Agent, err error) {
-	start := time.Now()
-	defer func() { m.audit(ctx, actor, "agent.update", a.Name, start, err) }()
+func (m *Manager) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Agent, err error) {
 	a.Normalize()
 	if a.Name == agent.Host {
 		if err := hostRules(&a); err != nil {
@@ -138,9 +95,7 @@ func (m *Manager) UpdateAgent(ctx context.Context, actor string, a agent.Agent) 
 }
 
 // DeleteAgent stops and removes agent name; its events stay in the log.
-func (m *Manager) DeleteAgent(ctx context.Context, actor, name string) (err error) {
-	start := time.Now()
-	defer func() { m.audit(ctx, actor, "agent.delete", name, start, err) }()
+func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 	if name == agent.Host {
 		return &agent.InvalidError{Field: "name", Reason: "the host agent is built in and cannot be deleted"}
 	}
@@ -198,7 +153,7 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 	switch {
 	case errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0:
 		a := agent.Agent{Name: agent.Host, Model: ps[0].ID + "/" + ps[0].Models[0].ID, Builtin: true,
-			Prompt: "You are the host assistant of this taOS home server."}
+			Prompt: agent.HostPrompt, Tools: map[string]bool{agent.TaosTools: true}}
 		a.Normalize()
 		if err := hostRules(&a); err != nil {
 			return created, err
@@ -214,11 +169,26 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 			host.Permission, host.Tools = nil, nil
 			hostRules(&host)
 		}
-		if string(host.Permission) != before {
+		changed := string(host.Permission) != before
+		if changed {
+			created = append(created, "the host agent's permissions: no shell, no file edits, no web fetch")
+		}
+		// ... and lack the tools and the manual it has now. A person who
+		// switched the tools off ("taos": false) keeps that choice.
+		if _, set := host.Tools[agent.TaosTools]; !set {
+			if host.Tools == nil {
+				host.Tools = map[string]bool{}
+			}
+			host.Tools[agent.TaosTools], changed = true, true
+			created = append(created, "the host agent's tools: taosagent's host tools")
+		}
+		if host.Prompt == agent.OldHostPrompt || host.Prompt == "" {
+			host.Prompt, changed = agent.HostPrompt, true
+		}
+		if changed {
 			if _, err := m.log.UpdateAgent(ctx, host); err != nil {
 				return created, err
 			}
-			created = append(created, "the host agent's permissions: no shell, no file edits, no web fetch")
 		}
 	}
 	return created, nil

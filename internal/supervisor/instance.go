@@ -103,6 +103,30 @@ func (i *Instance) PID() int {
 	return i.pid
 }
 
+// Usage is what an instance's processes (opencode, its sandbox and every
+// tool it runs) hold now: resident memory and CPU time used so far.
+type Usage struct {
+	Processes   int   `json:"processes"`
+	MemoryBytes int64 `json:"memory_bytes"`
+	CPUMillis   int64 `json:"cpu_ms"`
+}
+
+// Usage sums the instance's process group; zero when no process runs.
+func (i *Instance) Usage() Usage {
+	pid := i.PID()
+	if pid <= 0 {
+		return Usage{}
+	}
+	var u Usage
+	page, hz := int64(os.Getpagesize()), int64(100) // USER_HZ is 100 on Linux
+	for _, p := range processesInGroup(pid) {
+		u.Processes++
+		u.MemoryBytes += p.rss * page
+		u.CPUMillis += int64(p.cpu) * 1000 / hz
+	}
+	return u
+}
+
 // Restarts counts restarts after crashes.
 func (i *Instance) Restarts() int {
 	i.mu.Lock()

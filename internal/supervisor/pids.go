@@ -172,6 +172,8 @@ type procInfo struct {
 	pid   int
 	pgrp  int
 	start uint64
+	cpu   uint64 // utime + stime, clock ticks
+	rss   int64  // resident pages
 }
 
 // readStat parses /proc/PID/stat: the fields after the command's closing
@@ -198,7 +200,10 @@ func readStat(pid int) (procInfo, bool) {
 	if f[0] == "Z" {
 		return procInfo{}, false // a zombie is already dead
 	}
-	return procInfo{pid: pid, pgrp: pgrp, start: start}, true
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	rss, _ := strconv.ParseInt(f[21], 10, 64)
+	return procInfo{pid: pid, pgrp: pgrp, start: start, cpu: ut + st, rss: rss}, true
 }
 
 func processesInGroup(pgid int) []procInfo {

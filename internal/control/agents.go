@@ -1,0 +1,228 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/runner"
+)
+
+// AgentView is an agent as every front end shows it: its spec, its
+// effective limits and its status.
+type AgentView struct {
+	agent.Agent
+	Status runner.AgentStatus `json:"status"`
+}
+
+// View shows a with its status and its effective limits.
+func (s *Service) View(ctx context.Context, a agent.Agent) AgentView {
+	l := a.Limits.Effective()
+	a.Limits = &l
+	return AgentView{Agent: a, Status: s.Runner.Status(ctx, a.Name)}
+}
+
+// Agents lists every agent with its status.
+func (s *Service) Agents(ctx context.Context) ([]AgentView, error) {
+	as, err := s.Log.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AgentView, len(as))
+	for i, a := range as {
+		out[i] = s.View(ctx, a)
+	}
+	return out, nil
+}
+
+// Agent returns agent name with its status.
+func (s *Service) Agent(ctx context.Context, name string) (AgentView, error) {
+	a, err := s.Log.Agent(ctx, name)
+	if err != nil {
+		return AgentView{}, err
+	}
+	return s.View(ctx, a), nil
+}
+
+// AgentPatch is a change of an agent: nil fields stay as they are.
+type AgentPatch struct {
+	Model      *string          `json:"model,omitempty"`
+	Models     *[]string        `json:"models,omitempty"`
+	Prompt     *string          `json:"prompt,omitempty"`
+	Permission *json.RawMessage `json:"permission,omitempty"` // JSON null clears it
+	Tools      *map[string]bool `json:"tools,omitempty"`
+	Limits     *agent.Limits    `json:"limits,omitempty"`
+}
+
+// Widens reports whether p touches what an agent may do (its permissions
+// or its tools): a destructive change, that a person approves when it
+// comes through MCP.
+func (p AgentPatch) Widens() bool { return p.Permission != nil || p.Tools != nil }
+
+// CreateAgent creates a. An agent with permissions or tools of its own is
+// a destructive change (a person approves it when asked through MCP).
+func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (AgentView, error) {
+	tier := Write
+	if len(spec.Permission) > 0 || len(spec.Tools) > 0 {
+		tier = Destructive
+	}
+	var out agent.Agent
+	err := s.Do(ctx, Call{Actor: a, Tool: "agent.create", Tier: tier, Target: spec.Name, Args: spec}, func(ctx context.Context) (string, error) {
+		var err error
+		out, err = s.Runner.CreateAgent(ctx, spec)
+		return "", err
+	})
+	if err != nil {
+		return AgentView{}, err
+	}
+	return s.View(ctx, out), nil
+}
+
+// UpdateAgent applies p to agent name, under a lock: two changes never
+// overwrite each other. A change of permissions or tools is destructive.
+func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p AgentPatch) (AgentView, error) {
+	tier := Write
+	if p.Widens() || (name == agent.Host && a.Kind == Agent) {
+		// What an agent may do, or the host's own persona: a person
+		// decides (another agent could otherwise rewrite the host's).
+		tier = Destructive
+	}
+	var out agent.Agent
+	err := s.Do(ctx, Call{Actor: a, Tool: "agent.update", Tier: tier, Target: name, Args: p}, func(ctx context.Context) (string, error) {
+		s.agentMu.Lock()
+		defer s.agentMu.Unlock()
+		cur, err := s.Log.Agent(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		if p.Model != nil {
+			cur.Model = *p.Model
+		}
+		if p.Models != nil {
+			cur.Models = *p.Models
+		}
+		if p.Prompt != nil {
+			cur.Prompt = *p.Prompt
+		}
+		if p.Permission != nil {
+			cur.Permission = *p.Permission
+			if string(cur.Permission) == "null" {
+				cur.Permission = nil
+			}
+		}
+		if p.Tools != nil {
+			cur.Tools = *p.Tools
+		}
+		if p.Limits != nil {
+			cur.Limits = p.Limits
+		}
+		out, err = s.Runner.UpdateAgent(ctx, cur)
+		return "", err
+	})
+	if err != nil {
+		return AgentView{}, err
+	}
+	return s.View(ctx, out), nil
+}
+
+// DeleteAgent deletes agent name (destructive).
+func (s *Service) DeleteAgent(ctx context.Context, a Actor, name string) error {
+	return s.Do(ctx, Call{Actor: a, Tool: "agent.delete", Tier: Destructive, Target: name, Args: map[string]string{"name": name}},
+		func(ctx context.Context) (string, error) {
+			s.agentMu.Lock()
+			defer s.agentMu.Unlock()
+			if err := s.Runner.DeleteAgent(ctx, name); err != nil {
+				return "", err
+			}
+			if s.Deleted != nil {
+				s.Deleted(name)
+			}
+			return "", nil
+		})
+}
+
+// CreateProvider stores p; its key goes to a 0600 file, never the audit.
+func (s *Service) CreateProvider(ctx context.Context, a Actor, p agent.Provider) (agent.Provider, error) {
+	p.Demo, p.HasKey, p.Created = false, false, time.Time{}
+	var out agent.Provider
+	args := p.Public()
+	err := s.Do(ctx, Call{Actor: a, Tool: "provider.create", Tier: Write, Target: p.ID, Args: args}, func(ctx context.Context) (string, error) {
+		var err error
+		out, err = s.Runner.CreateProvider(ctx, p)
+		return "", err
+	})
+	return out, err
+}
+
+// DeleteProvider removes provider id and its key.
+func (s *Service) DeleteProvider(ctx context.Context, a Actor, id string) error {
+	return s.Do(ctx, Call{Actor: a, Tool: "provider.delete", Tier: Destructive, Target: id, Args: map[string]string{"id": id}},
+		func(ctx context.Context) (string, error) { return "", s.Runner.DeleteProvider(ctx, id) })
+}
+
+// Providers lists the providers, without keys.
+func (s *Service) Providers(ctx context.Context) ([]agent.Provider, error) { return s.Runner.Providers(ctx) }
+
+// MaxText is the longest message text accepted.
+const MaxText = 256 << 10
+
+// Message is a message to an agent.
+type Message struct {
+	Text     string
+	Mode     string // queue (default) or steer
+	ClientID string // idempotency key
+	Model    string
+}
+
+// Submit queues (or steers) a message to agent name. Messages are not host
+// actions: they are recorded in the event log, not the audit.
+func (s *Service) Submit(ctx context.Context, a Actor, name string, m Message) (eventlog.Input, bool, error) {
+	switch {
+	case strings.TrimSpace(m.Text) == "":
+		return eventlog.Input{}, false, invalidf("text: is required")
+	case len(m.Text) > MaxText:
+		return eventlog.Input{}, false, fmt.Errorf("%w: text: longer than %d bytes", ErrTooLarge, MaxText)
+	case len(m.ClientID) > 128:
+		return eventlog.Input{}, false, invalidf("id: longer than 128 characters")
+	}
+	return s.Runner.Submit(ctx, name, runner.Submission{Text: m.Text, Mode: m.Mode, ClientID: m.ClientID, Model: m.Model})
+}
+
+// Abort stops agent name's running turn.
+func (s *Service) Abort(ctx context.Context, a Actor, name string) (turn string, err error) {
+	err = s.Do(ctx, Call{Actor: a, Tool: "agent.abort", Tier: Write, Target: name, Args: map[string]string{"name": name}},
+		func(ctx context.Context) (string, error) {
+			turn, err = s.Runner.Abort(ctx, name)
+			return "", err
+		})
+	return turn, err
+}
+
+// Events returns up to limit events of agent name after seq after, of the
+// given kinds (none: all).
+func (s *Service) Events(ctx context.Context, name string, after int64, kinds []event.Kind, limit int) ([]json.RawMessage, int64, error) {
+	if _, err := s.Log.Agent(ctx, name); err != nil {
+		return nil, 0, err
+	}
+	out := []json.RawMessage{}
+	last := after
+	err := s.Log.Scan(ctx, eventlog.Query{Agent: name, After: after, Kinds: kinds, Limit: limit}, func(rec eventlog.Record) error {
+		out = append(out, json.RawMessage(append([]byte(nil), rec.Body...)))
+		last = rec.Seq
+		return nil
+	})
+	return out, last, err
+}
+
+// Audit lists audit entries that q selects.
+func (s *Service) Audit(ctx context.Context, q eventlog.AuditQuery) ([]eventlog.AuditEntry, error) {
+	if q.Limit < 0 || q.Limit > 10000 {
+		return nil, invalidf("limit: must be 1 to 10000")
+	}
+	return s.Log.AuditSearch(ctx, q)
+}

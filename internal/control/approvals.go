@@ -1,0 +1,179 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+// wait is a destructive call waiting for a person.
+type wait struct {
+	agent, session, turn string
+	done                 chan verdict // buffered; written once
+}
+
+type verdict struct {
+	decision, by, message string
+}
+
+// MaxMessage is the longest message a decision may carry.
+const MaxMessage = 4096
+
+// ask records an approval bound to c (its digest), shows it where every
+// approval is shown (GET /v1/approvals, the agent's event stream), and
+// waits for a person, for the TTL, or for ctx. Only an approval lets the
+// call go on; everything else is a refusal.
+func (s *Service) ask(ctx context.Context, c Call, digest string, canon []byte) (id, by string, err error) {
+	var b [12]byte
+	rand.Read(b[:])
+	id = "tap_" + hex.EncodeToString(b[:])
+	w := &wait{done: make(chan verdict, 1)}
+	d := event.PermissionAskedData{Approval: id, Tool: c.Tool, Source: "taosagent", Tier: string(c.Tier), Digest: digest,
+		Patterns: []string{s.redact(c.Target)}, Args: s.redactJSON(canon)}
+	if c.Actor.Kind == Agent {
+		w.agent = c.Actor.Name
+		w.session, w.turn = s.Runner.CurrentTurn(ctx, c.Actor.Name)
+		if c.Actor.Session != "" {
+			w.session = c.Actor.Session
+		}
+	} else {
+		d.Client = c.Actor.String()
+	}
+	expires := time.Now().Add(s.ApprovalTTL).UTC().Truncate(time.Millisecond)
+	d.Expires = &expires
+	e := event.New(w.session, event.PermissionAsked, time.Now(), d)
+	e.Agent, e.Turn = w.agent, w.turn
+	s.mu.Lock()
+	s.waits[id] = w
+	s.mu.Unlock()
+	if _, err := s.Log.Append(context.WithoutCancel(ctx), e); err != nil {
+		s.mu.Lock()
+		delete(s.waits, id)
+		s.mu.Unlock()
+		return "", "", fmt.Errorf("%w: the approval cannot be recorded, so nothing was done", ErrRefused)
+	}
+	s.Logger.Info("waiting for a person's approval", "approval", id, "tool", c.Tool, "actor", c.Actor.String())
+	timer := time.NewTimer(s.ApprovalTTL)
+	defer timer.Stop()
+	tick := time.NewTicker(s.Progress)
+	defer tick.Stop()
+	for {
+		select {
+		case v := <-w.done:
+			if v.decision == "once" {
+				return id, v.by, nil
+			}
+			msg := fmt.Sprintf("%v: %s rejected this call (approval %s); nothing was changed", ErrRefused, v.by, id)
+			if v.message != "" {
+				msg += "; their message: " + v.message
+			}
+			return id, v.by, refusal(msg)
+		case <-tick.C:
+			if fn, ok := ctx.Value(progressKey{}).(func(string)); ok && fn != nil {
+				fn("waiting for a person to approve " + c.Tool + " (approval " + id + ")")
+			}
+		case <-timer.C:
+			s.resolve(id, "expired", "taosagent", "no decision within "+s.ApprovalTTL.String())
+			return id, "", refusal(fmt.Sprintf("%v: no person approved this call within %v (approval %s expired); nothing was changed", ErrRefused, s.ApprovalTTL, id))
+		case <-ctx.Done():
+			s.resolve(id, "expired", "taosagent", "the call was cancelled while it waited")
+			return id, "", refusal(fmt.Sprintf("%v: the call was cancelled while it waited for approval %s; nothing was changed", ErrRefused, id))
+		}
+	}
+}
+
+type refusalError struct{ msg string }
+
+func (e *refusalError) Error() string { return e.msg }
+func (e *refusalError) Unwrap() error { return ErrRefused }
+
+func refusal(msg string) error { return &refusalError{msg} }
+
+// resolve ends the wait of approval id with a decision, records it, and
+// reports whether id was waiting: of two answers, exactly one wins.
+func (s *Service) resolve(id, decision, by, message string) bool {
+	s.mu.Lock()
+	w := s.waits[id]
+	delete(s.waits, id)
+	s.mu.Unlock()
+	if w == nil {
+		return false
+	}
+	e := event.New(w.session, event.PermissionResolved, time.Now(), event.PermissionResolvedData{
+		Approval: id, Decision: decision, By: by, Message: message})
+	e.Agent, e.Turn = w.agent, w.turn
+	if _, err := s.Log.Append(context.Background(), e); err != nil {
+		s.Logger.Error("record an approval's decision", "approval", id, "err", err)
+	}
+	w.done <- verdict{decision, by, message}
+	return true
+}
+
+// Approvals lists approvals in state ("" for all): opencode's permission
+// asks and taosagent's own, each with its source.
+func (s *Service) Approvals(ctx context.Context, state string) ([]eventlog.Approval, error) {
+	switch state {
+	case "", "pending", "once", "always", "reject", "expired":
+	default:
+		return nil, invalidf("state: must be pending, once, always, reject or expired")
+	}
+	return s.Log.Approvals(ctx, state)
+}
+
+// Decide answers approval id for a person. An agent, or anything that
+// comes through MCP, is refused: a model can never approve, its own call
+// or another's. taosagent's own approvals take "once" or "reject" only.
+func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message string) (eventlog.Approval, error) {
+	s.init()
+	c := Call{Actor: a, Tool: "approval." + decision, Tier: Write, Target: id, Args: map[string]string{"decision": decision}}
+	if !a.Person() {
+		return eventlog.Approval{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person answers approvals, through the operator's API or the CLI; %s cannot", ErrForbidden, a))
+	}
+	switch {
+	case decision != "once" && decision != "always" && decision != "reject":
+		return eventlog.Approval{}, invalidf(`decision: must be "once", "always" or "reject"`)
+	case len(message) > MaxMessage:
+		return eventlog.Approval{}, invalidf("message: longer than %d bytes", MaxMessage)
+	case message != "" && decision != "reject":
+		return eventlog.Approval{}, invalidf("message: goes with reject only")
+	}
+	var out eventlog.Approval
+	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		ap, err := s.Log.Approval(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if ap.Source != "taosagent" {
+			out, err = s.Runner.Reply(ctx, id, decision, message, a.String())
+			return "", err
+		}
+		if decision == "always" {
+			return "", invalidf(`decision: taosagent's destructive actions are approved one call at a time; "always" is not offered`)
+		}
+		if ap.State != "pending" || !s.resolve(id, decision, a.String(), message) {
+			if ap, err = s.Log.Approval(ctx, id); err == nil && ap.State == "pending" {
+				ap.State = "no longer waited for"
+			}
+			return "", fmt.Errorf("approval %s is already %s: %w", id, ap.State, eventlog.ErrConflict)
+		}
+		out, err = s.Log.Approval(ctx, id)
+		return "", err
+	})
+	return out, err
+}
+
+// redactJSON redacts secrets from a JSON document and bounds it.
+func (s *Service) redactJSON(b []byte) json.RawMessage {
+	r := s.redact(string(b))
+	if !json.Valid([]byte(r)) || len(r) > 8<<10 {
+		q, _ := json.Marshal(bound(r, 8<<10))
+		return q
+	}
+	return json.RawMessage(r)
+}

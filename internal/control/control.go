@@ -1,0 +1,246 @@
+// Package control is the one service every front end of taosagent calls:
+// the HTTP API, the MCP server, the CLI and the panel. It holds the rules
+// that must not be written twice: who the actor is, which tier an action
+// has, when a person must approve it, its audit (the intent before it
+// runs, the outcome after, refusals too), snapshots before changes, and
+// the limits on what a caller may send. The runner keeps turns only.
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/snapshot"
+)
+
+// Kind is who acts.
+type Kind string
+
+// The kinds of actor.
+const (
+	Operator Kind = "operator" // the holder of the operator token
+	CLIUser  Kind = "cli"      // a local user of the CLI, by uid
+	Agent    Kind = "agent"    // an agent, through its own MCP token
+	Recovery Kind = "recovery" // the recovery CLI (doctor, fix)
+)
+
+// Channels an actor comes through.
+const (
+	API   = "api"   // the HTTP API
+	MCP   = "mcp"   // the MCP server (HTTP or stdio): a model may be driving
+	Local = "local" // the CLI on this machine
+)
+
+// Actor names who calls, and through what.
+type Actor struct {
+	Kind    Kind
+	Name    string // the agent; the uid of a CLI user; a client's name
+	Session string // an agent's opencode session, when known
+	Channel string // API, MCP or Local
+}
+
+// String is how the audit names a.
+func (a Actor) String() string {
+	s := string(a.Kind)
+	switch a.Kind {
+	case Agent:
+		s = "agent " + a.Name
+	case CLIUser:
+		s = "cli uid " + a.Name
+	}
+	if a.Channel != "" {
+		s += " (" + a.Channel + ")"
+	}
+	return s
+}
+
+// Person reports whether a speaks for a person: only a person answers
+// approvals. An agent never does, nor does anything that comes through MCP,
+// where a model may be at the wheel.
+func (a Actor) Person() bool { return a.Kind != Agent && a.Channel != MCP }
+
+// Tier is how much an action may change.
+type Tier string
+
+// The tiers.
+const (
+	Read        Tier = "read"        // changes nothing; not audited
+	Write       Tier = "write"       // audited; no approval
+	Destructive Tier = "destructive" // audited; a person approves each call made through MCP
+)
+
+// Errors of the service beyond the store's and the runner's.
+var (
+	// ErrForbidden: the actor may never do this (an agent answering an
+	// approval, for one).
+	ErrForbidden = errors.New("forbidden")
+	// ErrRefused: a person rejected the call, or its approval expired, or
+	// the audit could not be written. Nothing was changed.
+	ErrRefused = errors.New("refused")
+	// ErrTooLarge: a text or file beyond the limits.
+	ErrTooLarge = errors.New("too large")
+)
+
+// Service is the control service. Set the fields, then use it; it is safe
+// for concurrent use.
+type Service struct {
+	Log       *eventlog.Log
+	Runner    *runner.Manager
+	Home      string
+	Keys      agent.Keys // for redaction: no provider key leaves in a tool's output
+	Snapshots snapshot.Store
+	HostFile  string          // the managed-host declaration (hostctl)
+	Systemd   hostctl.Systemd // how managed services are reached
+	Version   string
+	Logger    *slog.Logger
+	// Secrets are redacted from every output besides the provider keys
+	// (the operator token, for one).
+	Secrets []string
+	// ApprovalTTL is how long a destructive call waits for a person;
+	// expiry is a refusal. Default 10 minutes.
+	ApprovalTTL time.Duration
+	// Progress is how often a waiting call reports that it still waits
+	// (which keeps an MCP client's timeout from firing). Default 5 s.
+	Progress time.Duration
+	// Deleted, when set, is told of each agent deleted (its MCP token
+	// ends with it).
+	Deleted func(agent string)
+
+	started  time.Time
+	agentMu  sync.Mutex // serializes read-modify-write of agents
+	mu       sync.Mutex
+	waits    map[string]*wait
+	initOnce sync.Once
+}
+
+func (s *Service) init() {
+	s.initOnce.Do(func() {
+		if s.ApprovalTTL <= 0 {
+			s.ApprovalTTL = 10 * time.Minute
+		}
+		if s.Progress <= 0 {
+			s.Progress = 5 * time.Second
+		}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		s.waits = map[string]*wait{}
+		s.started = time.Now()
+	})
+}
+
+// Call is one action, as the audit and an approval see it.
+type Call struct {
+	Actor  Actor
+	Tool   string // the action: an MCP tool's name or an API operation ("agent.update")
+	Tier   Tier
+	Target string
+	Args   any // canonicalized and digested; shown (redacted) to the approver
+}
+
+type progressKey struct{}
+
+// WithProgress returns ctx carrying fn, which a call made with it calls
+// while it waits for a person (an MCP server reports progress with it, so
+// that its client's timeout does not fire).
+func WithProgress(ctx context.Context, fn func(msg string)) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// Digest is the sha256 of args in canonical JSON (keys sorted, no
+// insignificant space): the identity an approval is bound to.
+func Digest(args any) (string, []byte) {
+	b, _ := json.Marshal(args)
+	var v any
+	if json.Unmarshal(b, &v) == nil {
+		b, _ = json.Marshal(v) // maps marshal with sorted keys
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), b
+}
+
+// Do runs an action for c.Actor: a destructive call through MCP or by an
+// agent first waits for a person's approval; then the intent is audited
+// (if it cannot be, the action is refused), run runs, and the outcome is
+// audited with the snapshot run took, if any. Refusals are audited too.
+func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) (snapshot string, err error)) error {
+	s.init()
+	digest, canon := Digest(c.Args)
+	e := eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
+		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest}
+	if c.Tier == Destructive && !c.Actor.Person() {
+		id, by, err := s.ask(ctx, c, digest, canon)
+		e.Approval, e.Approver = id, bound(by, 256)
+		if err != nil {
+			e.Outcome, e.Detail = "refused", bound(s.redact(err.Error()), 1024)
+			s.audit(ctx, e)
+			return err
+		}
+	}
+	intent := e
+	intent.Phase, intent.Outcome = "intent", "pending"
+	if _, err := s.Log.AuditID(context.WithoutCancel(ctx), intent); err != nil {
+		s.Logger.Error("audit: the intent cannot be written; the action is refused", "action", c.Tool, "err", err)
+		return fmt.Errorf("%w: the audit cannot be written, so nothing was done", ErrRefused)
+	}
+	start := time.Now()
+	snap, err := run(ctx)
+	e.Phase, e.Snapshot, e.DurationMS, e.Outcome = "outcome", snap, time.Since(start).Milliseconds(), "ok"
+	if err != nil {
+		e.Outcome, e.Detail = outcome(err), bound(s.redact(err.Error()), 1024)
+	}
+	s.audit(ctx, e)
+	return err
+}
+
+// Refuse audits a call refused before it could run (bad input, a forbidden
+// actor) and returns err.
+func (s *Service) Refuse(ctx context.Context, c Call, err error) error {
+	s.init()
+	digest, _ := Digest(c.Args)
+	s.audit(ctx, eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
+		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest, Outcome: "refused", Detail: bound(s.redact(err.Error()), 1024)})
+	return err
+}
+
+func (s *Service) audit(ctx context.Context, e eventlog.AuditEntry) {
+	if err := s.Log.Audit(context.WithoutCancel(ctx), e); err != nil {
+		s.Logger.Error("audit", "action", e.Action, "err", err)
+	}
+}
+
+// outcome classifies err: a refusal (the caller's fault, or a person's
+// no) or a failure (ours, or the host's).
+func outcome(err error) string {
+	if agent.IsInvalid(err) || errors.Is(err, runner.ErrInvalid) || errors.Is(err, eventlog.ErrExists) ||
+		errors.Is(err, eventlog.ErrNotFound) || errors.Is(err, eventlog.ErrInUse) || errors.Is(err, eventlog.ErrConflict) ||
+		errors.Is(err, ErrForbidden) || errors.Is(err, ErrRefused) || errors.Is(err, ErrTooLarge) ||
+		errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, runner.ErrIdle) {
+		return "refused"
+	}
+	return "failed"
+}
+
+// bound cuts s to at most n bytes (on a rune boundary), marking the cut:
+// no caller can fill the audit with what it sends.
+func bound(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

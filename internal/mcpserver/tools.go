@@ -1,0 +1,228 @@
+package mcpserver
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/snapshot"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// add registers a tool of tier with annotations that match it.
+func add[In, Out any](s *Server, name string, tier control.Tier, desc string, h func(ctx context.Context, a control.Actor, in In) (Out, error)) {
+	s.tiers[name] = tier
+	ann := &mcp.ToolAnnotations{Title: strings.ReplaceAll(name, "_", " "), ReadOnlyHint: tier == control.Read,
+		DestructiveHint: ptr(tier == control.Destructive), OpenWorldHint: ptr(false), IdempotentHint: tier == control.Read}
+	switch tier {
+	case control.Destructive:
+		desc += " DESTRUCTIVE: a person approves each call; the call waits for the decision, and a refusal or expiry changes nothing."
+	case control.Write:
+		desc += " Recorded in the audit."
+	}
+	mcp.AddTool(s.server, &mcp.Tool{Name: name, Description: desc, Annotations: ann},
+		func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+			a, ctx := s.actor(ctx, req)
+			out, err := h(ctx, a, in)
+			if err != nil {
+				var zero Out
+				return errorResult(err), zero, nil
+			}
+			return nil, out, nil
+		})
+}
+
+type none struct{}
+
+type pathIn struct {
+	Path string `json:"path" jsonschema:"absolute path of a config file declared in the managed-host file"`
+}
+type agentIn struct {
+	Agent string `json:"agent" jsonschema:"the agent's name"`
+}
+type serviceIn struct {
+	Service string `json:"service" jsonschema:"a managed service's name (see status)"`
+}
+type eventsIn struct {
+	Agent string   `json:"agent" jsonschema:"the agent's name"`
+	After int64    `json:"after,omitempty" jsonschema:"only events after this seq (0: from the oldest kept)"`
+	Kinds []string `json:"kinds,omitempty" jsonschema:"only these kinds, e.g. final, error, tool_call"`
+	Limit int      `json:"limit,omitempty" jsonschema:"at most this many (default 50, at most 500)"`
+}
+type eventsOut struct {
+	Note    string            `json:"note"`
+	Events  []json.RawMessage `json:"events"`
+	LastSeq int64             `json:"last_seq"`
+}
+type auditIn struct {
+	Actor   string `json:"actor,omitempty" jsonschema:"actors whose name begins with this, e.g. 'agent host'"`
+	Tool    string `json:"tool,omitempty" jsonschema:"only this action"`
+	Outcome string `json:"outcome,omitempty" jsonschema:"pending, ok, refused or failed"`
+	Since   string `json:"since,omitempty" jsonschema:"RFC 3339 time, or a duration back from now such as 2h"`
+	Limit   int    `json:"limit,omitempty" jsonschema:"the newest this many (default 50, at most 500)"`
+}
+type auditOut struct {
+	Entries []eventlog.AuditEntry `json:"entries"`
+}
+type agentsOut struct {
+	Agents []control.AgentView `json:"agents"`
+}
+type snapshotsIn struct {
+	Path string `json:"path,omitempty" jsonschema:"only snapshots of this file"`
+}
+type snapshotsOut struct {
+	Snapshots []snapshot.Snapshot `json:"snapshots"`
+}
+type snapshotIn struct {
+	Snapshot string `json:"snapshot" jsonschema:"a snapshot id from snapshots_list"`
+}
+type writeIn struct {
+	Path    string `json:"path" jsonschema:"absolute path of a config file declared in the managed-host file"`
+	Content string `json:"content" jsonschema:"the file's whole new contents; validated in the file's format before anything is written"`
+}
+type snapshotOut struct {
+	Snapshot snapshot.Snapshot `json:"snapshot"`
+	Message  string            `json:"message"`
+}
+type createIn struct {
+	Name   string   `json:"name" jsonschema:"the new agent's name: a-z, 0-9 and -"`
+	Model  string   `json:"model" jsonschema:"provider/model"`
+	Models []string `json:"models,omitempty" jsonschema:"its permitted models (provider/model)"`
+	Prompt string   `json:"prompt,omitempty" jsonschema:"its persona"`
+}
+type updateIn struct {
+	Agent  string        `json:"agent" jsonschema:"the agent's name"`
+	Model  *string       `json:"model,omitempty" jsonschema:"provider/model"`
+	Models *[]string     `json:"models,omitempty" jsonschema:"its permitted models"`
+	Prompt *string       `json:"prompt,omitempty" jsonschema:"its persona"`
+	Limits *agent.Limits `json:"limits,omitempty" jsonschema:"limits of its confined opencode"`
+}
+type permissionsIn struct {
+	Agent      string           `json:"agent" jsonschema:"the agent's name"`
+	Permission *json.RawMessage `json:"permission,omitempty" jsonschema:"opencode's permission config: an action (allow, ask, deny) or an object of tool to action"`
+	Tools      *map[string]bool `json:"tools,omitempty" jsonschema:"tool name to enabled"`
+}
+type restartOut struct {
+	Agent   string `json:"agent"`
+	Stopped bool   `json:"stopped"`
+	Message string `json:"message"`
+}
+type unitOut struct {
+	Service string             `json:"service"`
+	Status  hostctl.UnitStatus `json:"status"`
+}
+type deletedOut struct {
+	Deleted string `json:"deleted"`
+}
+
+func sinceOf(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return time.Now().Add(-d), nil
+	}
+	return time.Parse(time.RFC3339, v)
+}
+
+func (s *Server) addTools() {
+	c := s.Control
+	// ---- read
+	add(s, "status", control.Read, "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
+		func(ctx context.Context, _ control.Actor, _ none) (control.HostStatus, error) { return c.Status(ctx) })
+	add(s, "logs", control.Read, "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
+		func(ctx context.Context, _ control.Actor, in control.LogsRequest) (control.Logs, error) { return c.Logs(ctx, in) })
+	add(s, "config_show", control.Read, "A managed service's config file, secrets redacted.",
+		func(ctx context.Context, _ control.Actor, in pathIn) (control.ConfigFile, error) { return c.ConfigShow(ctx, in.Path) })
+	add(s, "agents_list", control.Read, "The agents: model, permitted models, permissions, tools, limits and status.",
+		func(ctx context.Context, _ control.Actor, _ none) (agentsOut, error) {
+			as, err := c.Agents(ctx)
+			return agentsOut{as}, err
+		})
+	add(s, "agent_events", control.Read, "An agent's recent events (its turns: text, tool calls, results, errors).",
+		func(ctx context.Context, _ control.Actor, in eventsIn) (eventsOut, error) {
+			if in.Limit <= 0 || in.Limit > 500 {
+				in.Limit = 50
+			}
+			var kinds []event.Kind
+			for _, k := range in.Kinds {
+				kinds = append(kinds, event.Kind(k))
+			}
+			evs, last, err := c.Events(ctx, in.Agent, in.After, kinds, in.Limit)
+			return eventsOut{Note: control.UntrustedNote, Events: evs, LastSeq: last}, err
+		})
+	add(s, "audit_recent", control.Read, "What was done on this host and by whom: the audit, newest last.",
+		func(ctx context.Context, _ control.Actor, in auditIn) (auditOut, error) {
+			if in.Limit <= 0 || in.Limit > 500 {
+				in.Limit = 50
+			}
+			since, err := sinceOf(in.Since)
+			if err != nil {
+				return auditOut{}, err
+			}
+			es, err := c.Audit(ctx, eventlog.AuditQuery{Actor: in.Actor, Action: in.Tool, Outcome: in.Outcome, Since: since, Limit: in.Limit, Newest: true})
+			return auditOut{es}, err
+		})
+	add(s, "snapshots_list", control.Read, "Saved copies of config files, newest first.",
+		func(ctx context.Context, _ control.Actor, in snapshotsIn) (snapshotsOut, error) {
+			ss, err := c.SnapshotList(ctx, in.Path)
+			return snapshotsOut{ss}, err
+		})
+	// ---- write
+	add(s, "config_snapshot", control.Write, "Save a copy of a managed service's config file.",
+		func(ctx context.Context, a control.Actor, in pathIn) (snapshotOut, error) {
+			sn, err := c.ConfigSnapshot(ctx, a, in.Path)
+			return snapshotOut{sn, "saved as " + sn.ID}, err
+		})
+	add(s, "agent_create", control.Write, "Create an agent with a persona and a model (its permissions and tools are opencode's defaults; changing them is agent_permissions).",
+		func(ctx context.Context, a control.Actor, in createIn) (control.AgentView, error) {
+			return c.CreateAgent(ctx, a, agent.Agent{Name: in.Name, Model: in.Model, Models: in.Models, Prompt: in.Prompt})
+		})
+	add(s, "agent_update", control.Write, "Change an agent's model, permitted models, persona or limits (never its permissions or tools: that is agent_permissions).",
+		func(ctx context.Context, a control.Actor, in updateIn) (control.AgentView, error) {
+			return c.UpdateAgent(ctx, a, in.Agent, control.AgentPatch{Model: in.Model, Models: in.Models, Prompt: in.Prompt, Limits: in.Limits})
+		})
+	add(s, "agent_restart", control.Write, "Stop another agent's opencode instance; it starts afresh at its next turn.",
+		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {
+			was, err := c.AgentRestart(ctx, a, in.Agent)
+			return restartOut{in.Agent, was, "it starts afresh at its next turn"}, err
+		})
+	// ---- destructive
+	add(s, "service_restart", control.Destructive, "Restart a managed service through systemd.",
+		func(ctx context.Context, a control.Actor, in serviceIn) (unitOut, error) {
+			st, err := c.ServiceRestart(ctx, a, in.Service)
+			return unitOut{in.Service, st}, err
+		})
+	add(s, "config_write", control.Destructive, "Replace a managed service's config file; it is snapshotted first.",
+		func(ctx context.Context, a control.Actor, in writeIn) (snapshotOut, error) {
+			sn, err := c.ConfigWrite(ctx, a, in.Path, in.Content)
+			return snapshotOut{sn, "written; the previous contents are snapshot " + sn.ID}, err
+		})
+	add(s, "config_restore", control.Destructive, "Restore a config file from a snapshot; the current contents are snapshotted first.",
+		func(ctx context.Context, a control.Actor, in snapshotIn) (snapshotOut, error) {
+			before, err := c.ConfigRestore(ctx, a, in.Snapshot)
+			return snapshotOut{before, "restored; the contents it replaced are snapshot " + before.ID}, err
+		})
+	add(s, "agent_delete", control.Destructive, "Delete an agent (its history stays readable).",
+		func(ctx context.Context, a control.Actor, in agentIn) (deletedOut, error) {
+			return deletedOut{in.Agent}, c.DeleteAgent(ctx, a, in.Agent)
+		})
+	add(s, "agent_permissions", control.Destructive, "Change an agent's permissions or tools.",
+		func(ctx context.Context, a control.Actor, in permissionsIn) (control.AgentView, error) {
+			return c.UpdateAgent(ctx, a, in.Agent, control.AgentPatch{Permission: in.Permission, Tools: in.Tools})
+		})
+	add(s, "instance_kill", control.Destructive, "Stop any agent's opencode instance at once; a turn it runs ends interrupted.",
+		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {
+			was, err := c.InstanceKill(ctx, a, in.Agent)
+			return restartOut{in.Agent, was, "stopped; it starts afresh at its next turn"}, err
+		})
+}
