@@ -1,0 +1,308 @@
+package control_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/snapshot"
+	"github.com/taosagent/taosagent/internal/supervisor"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+type fixture struct {
+	svc  *control.Service
+	log  *eventlog.Log
+	home string
+	conf string // a declared json config file
+	sysd *testenv.FakeSystemd
+}
+
+// newFixture builds a control service over a fresh home with one managed
+// service (litellm) whose config file is declared as JSON.
+func newFixture(t *testing.T, prep ...func(dbPath string)) *fixture {
+	t.Helper()
+	home := t.TempDir()
+	db := filepath.Join(home, "taosagent.db")
+	for _, p := range prep {
+		p(db)
+	}
+	log, err := eventlog.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	sup, err := supervisor.New("/bin/false", filepath.Join(home, "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sup.Close() })
+	keys := agent.Keys{Dir: filepath.Join(home, "keys")}
+	mgr := runner.New(runner.Config{Home: home, Log: log, Sup: sup, Keys: keys})
+	t.Cleanup(mgr.Close)
+	conf := filepath.Join(home, "litellm.json")
+	os.WriteFile(conf, []byte(`{"port": 4000, "master_key": "sk-live-0123456789abcdefghij"}`), 0o640)
+	hostFile := filepath.Join(home, "host.json")
+	os.WriteFile(hostFile, []byte(`{"services":[{"name":"litellm","unit":"litellm.service","configs":[{"path":"`+conf+`","format":"json"}]}]}`), 0o600)
+	f := testenv.NewFakeSystemd(t)
+	f.Unit(t, "litellm.service", false, "2026-11-30T08:00:00+0000 h litellm[9]: token=sk-live-0123456789abcdefghij ok")
+	svc := &control.Service{Log: log, Runner: mgr, Home: home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
+		HostFile: hostFile, Systemd: f.Systemd, Version: "test", ApprovalTTL: time.Minute, Progress: 10 * time.Millisecond}
+	return &fixture{svc: svc, log: log, home: home, conf: conf, sysd: f}
+}
+
+var (
+	viaMCP   = control.Actor{Kind: control.Operator, Channel: control.MCP}
+	operator = control.Actor{Kind: control.Operator, Channel: control.API}
+)
+
+// pending waits until an approval is pending and returns it.
+func (f *fixture) pending(t *testing.T) eventlog.Approval {
+	t.Helper()
+	for range 500 {
+		as, err := f.svc.Approvals(t.Context(), "pending")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) == 1 {
+			return as[0]
+		}
+		if len(as) > 1 {
+			t.Fatalf("%d approvals pending", len(as))
+		}
+		time.Sleep(5 * time.Millisecond) // polls the store: there is no event to wait on outside the log
+	}
+	t.Fatal("no approval became pending")
+	return eventlog.Approval{}
+}
+
+func (f *fixture) audit(t *testing.T, action string) []eventlog.AuditEntry {
+	t.Helper()
+	es, err := f.log.AuditSearch(t.Context(), eventlog.AuditQuery{Action: action})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func TestDestructiveCallWaitsForAPersonThenRunsWithASnapshot(t *testing.T) {
+	f := newFixture(t)
+	type result struct {
+		sn  snapshot.Snapshot
+		err error
+	}
+	done := make(chan result, 1)
+	progressed := make(chan string, 100)
+	ctx := control.WithProgress(t.Context(), func(m string) {
+		select {
+		case progressed <- m:
+		default:
+		}
+	})
+	go func() {
+		sn, err := f.svc.ConfigWrite(ctx, viaMCP, f.conf, `{"port": 4001, "master_key": "sk-live-0123456789abcdefghij"}`)
+		done <- result{sn, err}
+	}()
+	ap := f.pending(t)
+	if ap.Source != "taosagent" || !strings.Contains(string(ap.Ask), `"config_write"`) || !strings.Contains(string(ap.Ask), "4001") {
+		t.Errorf("approval %+v does not show the exact call", ap)
+	}
+	if strings.Contains(string(ap.Ask), "sk-live") {
+		t.Errorf("the approval shows a secret: %s", ap.Ask)
+	}
+	if b, _ := os.ReadFile(f.conf); strings.Contains(string(b), "4001") {
+		t.Fatal("the file changed before anyone approved")
+	}
+	<-progressed // the waiting call reports that it waits
+	if _, err := f.svc.Decide(t.Context(), operator, ap.ID, "once", ""); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if b, _ := os.ReadFile(f.conf); !strings.Contains(string(b), "4001") {
+		t.Fatalf("approved, but the file holds %s", b)
+	}
+	if old, err := f.svc.Snapshots.Content(r.sn); err != nil || !strings.Contains(string(old), "4000") {
+		t.Errorf("the snapshot holds %q (%v), want the previous contents", old, err)
+	}
+	es := f.audit(t, "config_write")
+	if len(es) != 2 || es[0].Phase != "intent" || es[0].Outcome != "pending" || es[1].Outcome != "ok" {
+		t.Fatalf("audit %+v, want the intent then the outcome", es)
+	}
+	if o := es[1]; o.Approval != ap.ID || o.Approver != "operator (api)" || o.Snapshot != r.sn.ID || o.Tier != "destructive" || o.Digest == "" {
+		t.Errorf("outcome %+v lacks the approval, approver, snapshot or digest", o)
+	}
+	if got, _ := f.svc.Approvals(t.Context(), "once"); len(got) != 1 || got[0].By != "operator (api)" {
+		t.Errorf("the approval's final state: %+v", got)
+	}
+}
+
+func TestRejectedOrExpiredCallsChangeNothing(t *testing.T) {
+	f := newFixture(t)
+	before, _ := os.ReadFile(f.conf)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.svc.ServiceRestart(t.Context(), viaMCP, "litellm")
+		errc <- err
+	}()
+	ap := f.pending(t)
+	if _, err := f.svc.Decide(t.Context(), operator, ap.ID, "reject", "not now, it serves a user"); err != nil {
+		t.Fatal(err)
+	}
+	err := <-errc
+	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "not now, it serves a user") {
+		t.Errorf("rejected call returned %v", err)
+	}
+	if slices.ContainsFunc(f.sysd.Calls(), func(c string) bool { return strings.Contains(c, "restart") }) {
+		t.Errorf("systemctl restart ran after a rejection: %q", f.sysd.Calls())
+	}
+	if es := f.audit(t, "service_restart"); len(es) != 1 || es[0].Outcome != "refused" || es[0].Approval != ap.ID {
+		t.Errorf("audit %+v, want one refusal naming the approval", es)
+	}
+
+	svc := &control.Service{Log: f.log, Runner: f.svc.Runner, Home: f.home, Snapshots: f.svc.Snapshots, HostFile: f.svc.HostFile,
+		Systemd: f.svc.Systemd, ApprovalTTL: 50 * time.Millisecond}
+	_, err = svc.ConfigWrite(t.Context(), viaMCP, f.conf, `{"port": 1}`)
+	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("expired call returned %v", err)
+	}
+	if after, _ := os.ReadFile(f.conf); string(after) != string(before) {
+		t.Errorf("the file changed: %s", after)
+	}
+	if ex, _ := f.svc.Approvals(t.Context(), "expired"); len(ex) != 1 {
+		t.Errorf("expired approvals: %+v", ex)
+	}
+}
+
+func TestAnApprovalIsSpentOnceAndOnlyByAPerson(t *testing.T) {
+	f := newFixture(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := f.svc.InstanceKill(t.Context(), viaMCP, "host")
+		errc <- err
+	}()
+	// There is no host agent in this store: the kill is refused before
+	// anyone is asked.
+	if err := <-errc; !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("kill of an unknown agent: %v", err)
+	}
+	go func() {
+		_, err := f.svc.ServiceRestart(t.Context(), viaMCP, "litellm")
+		errc <- err
+	}()
+	ap := f.pending(t)
+	for _, a := range []control.Actor{{Kind: control.Agent, Name: "host", Channel: control.MCP}, viaMCP} {
+		if _, err := f.svc.Decide(t.Context(), a, ap.ID, "once", ""); !errors.Is(err, control.ErrForbidden) {
+			t.Errorf("%s answered an approval: %v", a, err)
+		}
+	}
+	if _, err := f.svc.Decide(t.Context(), operator, ap.ID, "always", ""); err == nil {
+		t.Error(`"always" was accepted for a destructive host action`)
+	}
+	if _, err := f.svc.Decide(t.Context(), operator, ap.ID, "once", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Decide(t.Context(), operator, ap.ID, "once", ""); !errors.Is(err, eventlog.ErrConflict) {
+		t.Errorf("a second answer: %v, want a conflict", err)
+	}
+	restarts := 0
+	for _, c := range f.sysd.Calls() {
+		if strings.HasPrefix(c, "systemctl restart") {
+			restarts++
+		}
+	}
+	if restarts != 1 {
+		t.Errorf("%d restarts, want 1: %q", restarts, f.sysd.Calls())
+	}
+	refusals, _ := f.log.AuditSearch(t.Context(), eventlog.AuditQuery{Outcome: "refused", Action: "approval.once"})
+	if len(refusals) != 3 { // two forbidden actors, the second answer
+		t.Errorf("refusals audited: %+v", refusals)
+	}
+}
+
+func TestInvalidContentIsRefusedBeforeAnyoneIsAsked(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct{ path, content string }{
+		{f.conf, `{"port": `},                  // not JSON
+		{"/etc/passwd", "root::0:0::/:/bin/sh"}, // not declared
+		{f.conf, strings.Repeat("x", control.MaxConfig+1)},
+	} {
+		if _, err := f.svc.ConfigWrite(t.Context(), viaMCP, c.path, c.content); err == nil {
+			t.Errorf("write of %s accepted", c.path)
+		}
+	}
+	if as, _ := f.svc.Approvals(t.Context(), ""); len(as) != 0 {
+		t.Errorf("a person was asked about bad input: %+v", as)
+	}
+	if es := f.audit(t, "config_write"); len(es) != 3 || es[0].Outcome != "refused" {
+		t.Errorf("refusals not audited: %+v", es)
+	}
+}
+
+func TestReadsAreBoundedRedactedAndMarkedUntrusted(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	cf, err := f.svc.ConfigShow(ctx, f.conf)
+	if err != nil || strings.Contains(cf.Content, "sk-live") || !strings.Contains(cf.Content, "4000") || cf.Note != control.UntrustedNote {
+		t.Errorf("config show: %+v %v", cf, err)
+	}
+	if _, err := f.svc.ConfigShow(ctx, "/etc/shadow"); err == nil {
+		t.Error("an undeclared file was shown")
+	}
+	lg, err := f.svc.Logs(ctx, control.LogsRequest{Service: "litellm", Lines: 10})
+	if err != nil || len(lg.Lines) != 1 || strings.Contains(lg.Lines[0], "sk-live") || !strings.Contains(lg.Lines[0], "[REDACTED]") {
+		t.Errorf("logs: %+v %v", lg, err)
+	}
+	for _, bad := range []control.LogsRequest{{}, {Service: "a", Agent: "b"}, {Service: "nope"}, {Service: "litellm", Since: "yesterday"}} {
+		if _, err := f.svc.Logs(ctx, bad); err == nil {
+			t.Errorf("logs %+v accepted", bad)
+		}
+	}
+	st, err := f.svc.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != 2 || st.Services[1].Status == nil || st.Services[1].Status.ActiveState != "active" || st.Memory.TotalBytes == 0 {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+// If the intent cannot be written to the audit, the action does not run.
+func TestAnActionWhoseIntentCannotBeAuditedIsRefused(t *testing.T) {
+	f := newFixture(t, func(db string) {
+		l, err := eventlog.Open(db) // migrate, then plant a trigger that fails audit writes
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+		d, _ := sql.Open("sqlite", db)
+		defer d.Close()
+		if _, err := d.Exec(`CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(FAIL, 'disk says no'); END`); err != nil {
+			t.Fatal(err)
+		}
+	})
+	_, err := f.svc.ConfigSnapshot(context.Background(), operator, f.conf)
+	if !errors.Is(err, control.ErrRefused) {
+		t.Fatalf("snapshot with a broken audit: %v", err)
+	}
+	if list, _ := f.svc.Snapshots.List(""); len(list) != 0 {
+		t.Errorf("the action ran: %+v", list)
+	}
+}
