@@ -108,7 +108,7 @@ type updateIn struct {
 }
 type permissionsIn struct {
 	Agent      string           `json:"agent" jsonschema:"the agent's name"`
-	Permission *json.RawMessage `json:"permission,omitempty" jsonschema:"opencode's permission config: an action (allow, ask, deny) or an object of tool to action"`
+	Permission any              `json:"permission,omitempty" jsonschema:"opencode's permission config: an action (allow, ask, deny) or an object of tool to action"`
 	Tools      *map[string]bool `json:"tools,omitempty" jsonschema:"tool name to enabled"`
 }
 type restartOut struct {
@@ -218,7 +218,16 @@ func (s *Server) addTools() {
 		})
 	add(s, "agent_permissions", control.Destructive, "Change an agent's permissions or tools.",
 		func(ctx context.Context, a control.Actor, in permissionsIn) (control.AgentView, error) {
-			return c.UpdateAgent(ctx, a, in.Agent, control.AgentPatch{Permission: in.Permission, Tools: in.Tools})
+			p := control.AgentPatch{Tools: in.Tools}
+			if in.Permission != nil {
+				b, err := json.Marshal(in.Permission)
+				if err != nil {
+					return control.AgentView{}, err
+				}
+				raw := json.RawMessage(b)
+				p.Permission = &raw
+			}
+			return c.UpdateAgent(ctx, a, in.Agent, p)
 		})
 	add(s, "instance_kill", control.Destructive, "Stop any agent's opencode instance at once; a turn it runs ends interrupted.",
 		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {

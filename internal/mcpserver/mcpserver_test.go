@@ -1,0 +1,227 @@
+package mcpserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/mcpserver"
+	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/snapshot"
+	"github.com/taosagent/taosagent/internal/supervisor"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+type env struct {
+	svc  *control.Service
+	mcp  *mcpserver.Server
+	url  string
+	conf string
+}
+
+func newEnv(t testing.TB) *env {
+	home := t.TempDir()
+	log, err := eventlog.Open(filepath.Join(home, "taosagent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	sup, _ := supervisor.New("/bin/false", filepath.Join(home, "run"))
+	t.Cleanup(func() { sup.Close() })
+	mgr := runner.New(runner.Config{Home: home, Log: log, Sup: sup})
+	t.Cleanup(mgr.Close)
+	ctx := context.Background()
+	if err := log.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://127.0.0.1:9/v1", Models: []agent.Model{{ID: "m"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.CreateAgent(ctx, agent.Agent{Name: "worker", Model: "p/m", Models: []string{"p/m"}}); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(home, "app.json")
+	os.WriteFile(conf, []byte(`{"a": 1}`), 0o600)
+	hostFile := filepath.Join(home, "host.json")
+	os.WriteFile(hostFile, []byte(`{"services":[{"name":"app","unit":"app.service","configs":[{"path":"`+conf+`","format":"json"}]}]}`), 0o600)
+	f := testenv.NewFakeSystemd(t)
+	f.Unit(t, "app.service", false)
+	svc := &control.Service{Log: log, Runner: mgr, Home: home, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
+		HostFile: hostFile, Systemd: f.Systemd, Version: "test", Progress: 20 * time.Millisecond}
+	ms := &mcpserver.Server{Control: svc, OperatorToken: "operator-token", Version: "test"}
+	srv := httptest.NewServer(ms.Handler())
+	t.Cleanup(srv.Close)
+	ms.URL = srv.URL
+	return &env{svc: svc, mcp: ms, url: srv.URL, conf: conf}
+}
+
+type bearer struct{ tok string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.tok)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func (e *env) client(t testing.TB, tok string, progress *atomic.Int32) *mcp.ClientSession {
+	opts := &mcp.ClientOptions{}
+	if progress != nil {
+		opts.ProgressNotificationHandler = func(context.Context, *mcp.ProgressNotificationClientRequest) { progress.Add(1) }
+	}
+	c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, opts)
+	cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: e.url, HTTPClient: &http.Client{Transport: bearer{tok}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+func text(r *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range r.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func TestToolsAreListedWithTheAnnotationsOfTheirTier(t *testing.T) {
+	e := newEnv(t)
+	cs := e.client(t, "operator-token", nil)
+	res, err := cs.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tiers := map[control.Tier]int{}
+	for _, tool := range res.Tools {
+		tier := e.mcp.Tier(tool.Name)
+		tiers[tier]++
+		a := tool.Annotations
+		if a == nil || a.DestructiveHint == nil {
+			t.Fatalf("%s has no annotations", tool.Name)
+		}
+		if a.ReadOnlyHint != (tier == control.Read) || *a.DestructiveHint != (tier == control.Destructive) {
+			t.Errorf("%s (%s): readOnly=%v destructive=%v", tool.Name, tier, a.ReadOnlyHint, *a.DestructiveHint)
+		}
+	}
+	if tiers[control.Read] < 7 || tiers[control.Write] < 4 || tiers[control.Destructive] < 6 {
+		t.Errorf("tools by tier: %v", tiers)
+	}
+	r, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "status", Arguments: map[string]any{}})
+	if err != nil || r.IsError || !strings.Contains(text(r), `"version":"test"`) {
+		t.Fatalf("status: %v %v", text(r), err)
+	}
+}
+
+func TestAgentTokenCallsWaitForAPersonAndCannotBeReused(t *testing.T) {
+	e := newEnv(t)
+	entry := e.mcp.AgentServer("worker")
+	tok := strings.TrimPrefix(entry.Headers["Authorization"], "Bearer ")
+	var progress atomic.Int32
+	cs := e.client(t, tok, &progress)
+	type res struct {
+		r   *mcp.CallToolResult
+		err error
+	}
+	done := make(chan res, 1)
+	call := func(name string, args map[string]any) {
+		p := &mcp.CallToolParams{Name: name, Arguments: args}
+		p.SetProgressToken("p-" + name)
+		r, err := cs.CallTool(t.Context(), p)
+		done <- res{r, err}
+	}
+	go call("config_write", map[string]any{"path": e.conf, "content": `{"a": 2}`})
+	ap := pending(t, e.svc)
+	var ask struct {
+		Tool   string          `json:"tool"`
+		Source string          `json:"source"`
+		Args   json.RawMessage `json:"args"`
+	}
+	json.Unmarshal(ap.Ask, &ask)
+	if ap.Agent != "worker" || ask.Tool != "config_write" || ask.Source != "taosagent" || !strings.Contains(string(ask.Args), `{\"a\": 2}`) {
+		t.Errorf("approval %+v ask %+v", ap, ask)
+	}
+	for progress.Load() == 0 {
+		time.Sleep(5 * time.Millisecond) // progress arrives on the call's stream
+	}
+	if _, err := e.svc.Decide(t.Context(), control.Actor{Kind: control.Operator, Channel: control.API}, ap.ID, "once", ""); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.r.IsError {
+		t.Fatalf("approved call: %v %v", r.err, text(r.r))
+	}
+	if b, _ := os.ReadFile(e.conf); string(b) != `{"a": 2}` {
+		t.Errorf("file holds %s", b)
+	}
+
+	// The agent cannot widen its own permissions without a person: the
+	// call waits, a person says no, and the error says so.
+	go call("agent_permissions", map[string]any{"agent": "worker", "permission": "allow"})
+	ap = pending(t, e.svc)
+	if _, err := e.svc.Decide(t.Context(), control.Actor{Kind: control.Operator, Channel: control.API}, ap.ID, "reject", "no"); err != nil {
+		t.Fatal(err)
+	}
+	r = <-done
+	if r.err != nil || !r.r.IsError || !strings.Contains(text(r.r), "rejected") {
+		t.Fatalf("rejected call: %v %+v", r.err, text(r.r))
+	}
+	if a, _ := e.svc.Log.Agent(t.Context(), "worker"); len(a.Permission) != 0 {
+		t.Errorf("permission changed to %s", a.Permission)
+	}
+	// Arguments outside a tool's schema are refused, not ignored: a write
+	// tool cannot smuggle a permission change.
+	rr, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "agent_update", Arguments: map[string]any{"agent": "worker", "permission": "allow"}})
+	if err == nil && !rr.IsError {
+		t.Errorf("agent_update took a permission: %s", text(rr))
+	}
+
+	e.mcp.Revoke("worker")
+	c := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	if _, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: e.url, HTTPClient: &http.Client{Transport: bearer{tok}}, MaxRetries: -1}, nil); err == nil {
+		t.Error("a revoked token connected")
+	}
+}
+
+func TestUnauthenticatedRequestsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	for _, auth := range []string{"", "Bearer nope", "Basic b3BlcmF0b3ItdG9rZW4="} {
+		req, _ := http.NewRequest("POST", e.url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%q: %d, want 401", auth, resp.StatusCode)
+		}
+	}
+}
+
+func pending(t testing.TB, svc *control.Service) eventlog.Approval {
+	for range 1000 {
+		as, _ := svc.Approvals(context.Background(), "pending")
+		if len(as) == 1 {
+			return as[0]
+		}
+		time.Sleep(5 * time.Millisecond) // the store has no change feed for approvals
+	}
+	t.Fatal("no pending approval")
+	return eventlog.Approval{}
+}
