@@ -17,6 +17,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
 )
 
@@ -337,16 +338,9 @@ func (c *Client) streamOnce(ctx context.Context, agent string, after *int64, fn 
 	return true, io.ErrUnexpectedEOF
 }
 
-// Approval is a permission request.
-type Approval struct {
-	ID      string          `json:"id"`
-	Agent   string          `json:"agent"`
-	Turn    string          `json:"turn"`
-	Ask     json.RawMessage `json:"ask"`
-	State   string          `json:"state"`
-	Message string          `json:"message,omitempty"`
-	By      string          `json:"by,omitempty"`
-}
+// Approval is a permission request: opencode's or taosagent's own (Source).
+// The server's type: the two cannot drift.
+type Approval = eventlog.Approval
 
 // Approvals lists approvals in state ("" for all).
 func (c *Client) Approvals(ctx context.Context, state string) ([]Approval, error) {
@@ -366,20 +360,44 @@ func (c *Client) Approve(ctx context.Context, id, decision, message string) (App
 	return out, err
 }
 
-// AuditEntry is one audit record.
-type AuditEntry struct {
-	ID      int64     `json:"id"`
-	Time    time.Time `json:"time"`
-	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
-	Target  string    `json:"target"`
-	Outcome string    `json:"outcome"`
-	Detail  string    `json:"detail,omitempty"`
-}
+// AuditEntry is one audit record (the server's type).
+type AuditEntry = eventlog.AuditEntry
 
 // Audit lists audit entries.
 func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
 	var out struct{ Entries []AuditEntry }
 	err := c.Do(ctx, "GET", "/v1/audit", nil, &out)
+	return out.Entries, err
+}
+
+// AuditQuery selects audit entries; empty fields select everything.
+type AuditQuery struct {
+	Actor   string // actors whose name begins with this
+	Tool    string // exactly this action
+	Outcome string // pending, ok, refused or failed
+	Since   time.Time
+	After   int64
+	Limit   int
+}
+
+// AuditSearch lists the audit entries q selects, oldest first.
+func (c *Client) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+	v := url.Values{}
+	for k, x := range map[string]string{"actor": q.Actor, "tool": q.Tool, "outcome": q.Outcome} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339))
+	}
+	if q.After > 0 {
+		v.Set("after", fmt.Sprint(q.After))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	var out struct{ Entries []AuditEntry }
+	err := c.Do(ctx, "GET", "/v1/audit?"+v.Encode(), nil, &out)
 	return out.Entries, err
 }
