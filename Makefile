@@ -6,7 +6,7 @@ HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps opencode run demo test check bench fuzz openapi
+.PHONY: build deps opencode run demo test check bench fuzz openapi mcpsdk
 
 build:
 	go build -o $(BIN) ./cmd/taosagent
@@ -32,8 +32,14 @@ check:
 	go vet ./...
 	go mod tidy -diff
 
-test: deps build check
-	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
+# The official MCP TypeScript SDK: a client no one here wrote, that the
+# tests point at taosagent's MCP server.
+MCPSDK := .cache/mcpsdk/node_modules
+mcpsdk: deps
+	[ -d $(MCPSDK)/@modelcontextprotocol/sdk ] || (mkdir -p .cache/mcpsdk && cd .cache/mcpsdk && npm install --silent --no-audit --no-fund @modelcontextprotocol/sdk@1.32.2)
+
+test: deps build check mcpsdk
+	TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
 	$(MAKE) fuzz FUZZSCALE=1
 	$(MAKE) openapi
 
@@ -66,4 +72,5 @@ bench: deps build
 	go test -run '^$$' -bench Validate10MB -benchtime 20x ./internal/appkit
 	go test -run '^$$' -bench Ingest -benchtime 1x ./internal/eventlog
 	go test -run '^$$' -bench 'AddedLatency|Replay' -benchtime 1x ./internal/httpapi
+	go test -run '^$$' -bench ReadToolRoundTrip -benchtime 1x ./internal/mcpserver
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench 'IdleRSS|TimeToFirstOutput|SoakUnderCap' -benchtime 1x ./internal/e2e

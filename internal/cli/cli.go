@@ -29,7 +29,13 @@ func commands() []command {
 		{"agents", "list the agents", runAgents},
 		{"providers", "list the model providers", runProviders},
 		{"events", "print an agent's events (events AGENT [--follow] [--after N])", runEvents},
+		{"approvals", "list approvals (pending ones by default), opencode's and taosagent's", runApprovals},
 		{"approve", "answer a pending approval (approve ID once|always|reject [--message …])", runApprove},
+		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},
+		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
+		{"mcp", "serve taosagent's host tools over stdio to a local MCP client (needs the home's token)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runMCP(ctx, args, os.Stdin, stdout, stderr)
+		}},
 		{"setup", "install the pinned opencode into the home directory", runSetup},
 		{"demo", "run one turn against the scripted demo model and print its events", runDemo},
 		{"sandbox", "run a command in a disposable bubblewrap sandbox (sandbox run --help)", runSandbox},
