@@ -11,7 +11,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 build:
 	go build -o $(BIN) ./cmd/taosagent
 
-APT_NEEDS := $(shell command -v npm >/dev/null || echo "nodejs npm") $(shell command -v bwrap >/dev/null || echo bubblewrap)
+APT_NEEDS := $(shell command -v npm >/dev/null || echo "nodejs npm") $(shell command -v bwrap >/dev/null || echo bubblewrap) $(shell command -v tmux >/dev/null || echo tmux)
 
 deps:
 	@if [ -n "$(strip $(APT_NEEDS))" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $(APT_NEEDS); fi

@@ -33,6 +33,7 @@ func commands() []command {
 		{"approve", "answer a pending approval (approve ID once|always|reject [--message …])", runApprove},
 		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
+		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},
 		{"mcp", "serve taosagent's host tools over stdio to a local MCP client (needs the home's token)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runMCP(ctx, args, os.Stdin, stdout, stderr)
 		}},
@@ -56,6 +57,9 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 // Main runs one subcommand and returns the exit status: 0 success, 1
 // failure, 2 bad usage.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 && isTerminal(os.Stdin) && isTerminal(os.Stdout) {
+		args = []string{"tui"} // a person at a terminal: talk to the host assistant
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {

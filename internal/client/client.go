@@ -401,3 +401,18 @@ func (c *Client) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, e
 	err := c.Do(ctx, "GET", "/v1/audit?"+v.Encode(), nil, &out)
 	return out.Entries, err
 }
+
+// Attached is how to attach opencode's TUI to an agent's instance.
+type Attached struct {
+	URL       string `json:"url"`
+	Password  string `json:"password"`
+	Session   string `json:"session"`
+	Directory string `json:"directory"`
+}
+
+// Attach starts agent's opencode if needed and returns how to attach to it.
+func (c *Client) Attach(ctx context.Context, agent string) (Attached, error) {
+	var out Attached
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/attach", nil, &out)
+	return out, err
+}

@@ -226,3 +226,21 @@ func (s *Service) Audit(ctx context.Context, q eventlog.AuditQuery) ([]eventlog.
 	}
 	return s.Log.AuditSearch(ctx, q)
 }
+
+// Attach starts agent name's opencode if needed and returns how to attach
+// to it (opencode's TUI): its loopback URL and password, the pinned
+// session and the project directory. Only a person gets it, and the audit
+// records who.
+func (s *Service) Attach(ctx context.Context, a Actor, name string) (runner.Attached, error) {
+	c := Call{Actor: a, Tool: "agent.attach", Tier: Write, Target: name, Args: map[string]string{"agent": name}}
+	if !a.Person() {
+		return runner.Attached{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person attaches to an agent's opencode", ErrForbidden))
+	}
+	var out runner.Attached
+	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		var err error
+		out, err = s.Runner.Attach(ctx, name)
+		return "", err
+	})
+	return out, err
+}

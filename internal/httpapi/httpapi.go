@@ -88,6 +88,7 @@ func (s *Server) routes() []route {
 		{"DELETE /v1/agents/{name}", s.deleteAgent, false},
 		{"POST /v1/agents/{name}/messages", s.postMessage, false},
 		{"POST /v1/agents/{name}/abort", s.abort, false},
+		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"GET /v1/agents/{name}/events", s.listEvents, false},
 		{"GET /v1/agents/{name}/events/stream", s.stream, false},
 		{"GET /v1/approvals", s.listApprovals, false},
@@ -521,6 +522,22 @@ func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"turn": turn, "aborted": true})
+}
+
+// attach starts the agent's opencode and answers how to attach to it:
+// {url, password, session, directory}. It is for opencode's own TUI on
+// this machine (taosagent tui); the password is the instance's, never one
+// of taosagent's.
+func (s *Server) attach(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Minute)
+	defer cancel()
+	at, err := s.Control.Attach(ctx, actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, at)
 }
 
 // ---- events

@@ -36,6 +36,10 @@ type agentRunner struct {
 	started  bool     // turn's start is committed
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
+	foreign  string          // a turn a client attached to opencode runs (the TUI), "" if none
+
+	attachReq chan attachReq // to run: start the instance for an attached client
+	activity  chan struct{}  // to run: an attached client's turn is under way (not idle)
 
 	// Owned by run.
 	drvCancel  context.CancelFunc
@@ -73,7 +77,19 @@ func (d *driverRun) exitErr() error {
 func newAgentRunner(m *Manager, name string) *agentRunner {
 	ctx, cancel := context.WithCancel(m.ctx)
 	return &agentRunner{m: m, name: name, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
-		abort_: make(chan struct{}, 1), done: make(chan struct{}), resolved: map[string]bool{}}
+		abort_: make(chan struct{}, 1), done: make(chan struct{}), resolved: map[string]bool{},
+		attachReq: make(chan attachReq), activity: make(chan struct{}, 1)}
+}
+
+// attachReq asks the run goroutine for the agent's instance and session.
+type attachReq struct {
+	reply chan attachReply
+}
+
+type attachReply struct {
+	client  *opencode.Client
+	session string
+	err     error
 }
 
 func (r *agentRunner) poke() {
@@ -130,6 +146,9 @@ func (r *agentRunner) run() {
 			idle.Reset(r.m.cfg.IdleTimeout)
 		}
 		select {
+		case req := <-r.attachReq:
+			req.reply <- r.attach()
+		case <-r.activity: // an attached client's turn: not idle
 		case <-r.wake:
 		case <-r.abort_: // nothing runs
 		case <-idle.C:
@@ -143,6 +162,26 @@ func (r *agentRunner) run() {
 		idle.Stop()
 	}
 }
+
+// attach starts the agent's instance and pins its session, as a turn
+// would, for a client that attaches to opencode itself (the TUI).
+func (r *agentRunner) attach() attachReply {
+	a, err := r.m.log.Agent(r.ctx, r.name)
+	if err != nil {
+		return attachReply{err: err}
+	}
+	session, err := r.prepare(a)
+	if err != nil {
+		return attachReply{err: err}
+	}
+	c, err := r.client(r.drvRun)
+	return attachReply{client: c, session: session, err: err}
+}
+
+// inTurn are the kinds of event that belong to a turn.
+var inTurn = map[event.Kind]bool{event.Delta: true, event.Reasoning: true, event.ToolCall: true, event.ToolResult: true,
+	event.Final: true, event.Error: true, event.Status: true, event.PermissionAsked: true, event.PermissionResolved: true,
+	event.QuestionAsked: true, event.QuestionResolved: true, event.Usage: true}
 
 // emit stores e for the agent: it fills agent and turn, lets only the first
 // terminal event of a turn through, and drops opencode's echo of an answer
@@ -162,8 +201,31 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 	if e.Turn == "" {
 		e.Turn = r.turn
 	}
+	// A turn that a client attached to opencode runs (the TUI prompts
+	// the pinned session itself) is recorded like any other: it opens
+	// with a turn.started of mode "attached" and ends with its terminal
+	// event.
+	var opened []event.Event
+	attached := e.Turn == "" && e.Session != "" && e.Session == r.session && inTurn[e.Kind] && !e.Synthetic
+	if attached {
+		if r.foreign == "" && !e.Kind.Terminal() {
+			r.foreign = NewID("turn")
+			opened = append(opened, withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: "attached"}), r.foreign))
+			for i := range opened {
+				opened[i].Agent = r.name
+			}
+		}
+		e.Turn = r.foreign
+		if e.Kind.Terminal() {
+			r.foreign = ""
+		}
+		select {
+		case r.activity <- struct{}{}:
+		default:
+		}
+	}
 	var ended *turnEnd
-	if e.Kind.Terminal() && e.Turn != "" {
+	if e.Kind.Terminal() && e.Turn != "" && !attached {
 		if e.Turn != r.turn || r.final {
 			r.mu.Unlock()
 			return nil // a turn ends once
@@ -189,10 +251,10 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 		}
 	}
 	if !wait {
-		r.m.log.AppendAsync([]event.Event{e}, done)
+		r.m.log.AppendAsync(append(opened, e), done)
 		return nil
 	}
-	_, err := r.m.log.Append(context.Background(), e)
+	_, err := r.m.log.Append(context.Background(), append(opened, e)...)
 	done(nil, err)
 	return err
 }

@@ -301,6 +301,41 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 	return st
 }
 
+// Attached is what a client needs to attach to an agent's opencode
+// itself (opencode's TUI): the instance's loopback URL and password, the
+// pinned session and the project directory. Turns it runs there are
+// recorded in the event log like any other.
+type Attached struct {
+	URL       string `json:"url"`
+	Password  string `json:"password"`
+	Session   string `json:"session"`
+	Directory string `json:"directory"`
+}
+
+// Attach starts agent name's opencode if needed and returns how to attach
+// to it.
+func (m *Manager) Attach(ctx context.Context, name string) (Attached, error) {
+	if _, err := m.log.Agent(ctx, name); err != nil {
+		return Attached{}, err
+	}
+	r := m.runner(name)
+	req := attachReq{reply: make(chan attachReply, 1)}
+	select {
+	case r.attachReq <- req:
+	case <-ctx.Done():
+		return Attached{}, ctx.Err()
+	}
+	select {
+	case rep := <-req.reply:
+		if rep.err != nil {
+			return Attached{}, rep.err
+		}
+		return Attached{URL: rep.client.BaseURL, Password: rep.client.Password, Session: rep.session, Directory: rep.client.Directory}, nil
+	case <-ctx.Done():
+		return Attached{}, ctx.Err()
+	}
+}
+
 // CurrentTurn returns the session and the turn agent name is running, ""
 // when it runs none.
 func (m *Manager) CurrentTurn(ctx context.Context, name string) (session, turn string) {
