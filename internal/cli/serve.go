@@ -21,14 +21,14 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/control"
-	"github.com/taosagent/taosagent/internal/hostctl"
-	"github.com/taosagent/taosagent/internal/mcpserver"
-	"github.com/taosagent/taosagent/internal/snapshot"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/httpapi"
+	"github.com/taosagent/taosagent/internal/mcpserver"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
+	"github.com/taosagent/taosagent/internal/snapshot"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
 

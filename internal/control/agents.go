@@ -166,7 +166,9 @@ func (s *Service) DeleteProvider(ctx context.Context, a Actor, id string) error 
 }
 
 // Providers lists the providers, without keys.
-func (s *Service) Providers(ctx context.Context) ([]agent.Provider, error) { return s.Runner.Providers(ctx) }
+func (s *Service) Providers(ctx context.Context) ([]agent.Provider, error) {
+	return s.Runner.Providers(ctx)
+}
 
 // MaxText is the longest message text accepted.
 const MaxText = 256 << 10

@@ -240,7 +240,7 @@ func TestAnApprovalIsSpentOnceAndOnlyByAPerson(t *testing.T) {
 func TestInvalidContentIsRefusedBeforeAnyoneIsAsked(t *testing.T) {
 	f := newFixture(t)
 	for _, c := range []struct{ path, content string }{
-		{f.conf, `{"port": `},                  // not JSON
+		{f.conf, `{"port": `},                   // not JSON
 		{"/etc/passwd", "root::0:0::/:/bin/sh"}, // not declared
 		{f.conf, strings.Repeat("x", control.MaxConfig+1)},
 	} {

@@ -417,9 +417,9 @@ type AuditEntry struct {
 	Action     string    `json:"action"` // the tool or operation
 	Tier       string    `json:"tier,omitempty"`
 	Target     string    `json:"target"`
-	Phase      string    `json:"phase,omitempty"`   // intent | outcome
-	Outcome    string    `json:"outcome"`           // pending (an intent), ok, refused, failed
-	Digest     string    `json:"digest,omitempty"`  // sha256 of the canonical arguments
+	Phase      string    `json:"phase,omitempty"`  // intent | outcome
+	Outcome    string    `json:"outcome"`          // pending (an intent), ok, refused, failed
+	Digest     string    `json:"digest,omitempty"` // sha256 of the canonical arguments
 	Approval   string    `json:"approval,omitempty"`
 	Approver   string    `json:"approver,omitempty"`
 	Snapshot   string    `json:"snapshot,omitempty"`

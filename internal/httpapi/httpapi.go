@@ -38,9 +38,9 @@ func OpenAPI() []byte { return bytes.Clone(openAPI) }
 
 // Server is the API. Set the fields, then serve Handler.
 type Server struct {
-	Log       *eventlog.Log
-	Runner    *runner.Manager
-	Control   *control.Service // every change and every host action goes through it
+	Log     *eventlog.Log
+	Runner  *runner.Manager
+	Control *control.Service // every change and every host action goes through it
 	// MCP, when set, is served at /mcp (it authenticates by itself: the
 	// operator token or an agent's MCP token).
 	MCP       http.Handler

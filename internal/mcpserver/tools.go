@@ -140,9 +140,13 @@ func (s *Server) addTools() {
 	add(s, "status", control.Read, "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
 		func(ctx context.Context, _ control.Actor, _ none) (control.HostStatus, error) { return c.Status(ctx) })
 	add(s, "logs", control.Read, "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
-		func(ctx context.Context, _ control.Actor, in control.LogsRequest) (control.Logs, error) { return c.Logs(ctx, in) })
+		func(ctx context.Context, _ control.Actor, in control.LogsRequest) (control.Logs, error) {
+			return c.Logs(ctx, in)
+		})
 	add(s, "config_show", control.Read, "A managed service's config file, secrets redacted.",
-		func(ctx context.Context, _ control.Actor, in pathIn) (control.ConfigFile, error) { return c.ConfigShow(ctx, in.Path) })
+		func(ctx context.Context, _ control.Actor, in pathIn) (control.ConfigFile, error) {
+			return c.ConfigShow(ctx, in.Path)
+		})
 	add(s, "agents_list", control.Read, "The agents: model, permitted models, permissions, tools, limits and status.",
 		func(ctx context.Context, _ control.Actor, _ none) (agentsOut, error) {
 			as, err := c.Agents(ctx)

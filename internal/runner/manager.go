@@ -33,7 +33,7 @@ type Config struct {
 	// TaosTools, when set, gives an agent whose tools include "taos" the
 	// MCP server of taosagent's own tools (with a token of that agent's).
 	TaosTools func(agent string) opencode.MCPServer
-	Logger  *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Manager runs every agent's turns: one runner goroutine per agent, started
