@@ -8,25 +8,31 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/runner"
 )
 
 // clientFlags adds the flags that find the daemon and its token.
 func clientFlags(fs *flag.FlagSet) func() (*client.Client, error) {
-	home := fs.String("home", defaultHome(), "taosagent home directory, for the token file (env TAOSAGENT_HOME)")
-	addr := fs.String("addr", "", "daemon address (env TAOSAGENT_ADDR; default: TAOSAGENT_LISTEN or 127.0.0.1:7077)")
+	dir := fs.String("home", defaultHome(), "taosagent home directory, for the token file (env TAOSAGENT_HOME)")
+	addr := fs.String("addr", "", "daemon address (env TAOSAGENT_ADDR; default: the address the running daemon recorded in the home, else TAOSAGENT_LISTEN or 127.0.0.1:7077)")
 	return func() (*client.Client, error) {
+		h := home.Home{Dir: *dir}
 		a := *addr
 		if a == "" {
 			a = os.Getenv("TAOSAGENT_ADDR")
+		}
+		if a == "" && os.Getenv("TAOSAGENT_LISTEN") == "" {
+			if d, ok := h.Recorded(); ok && h.Running() {
+				a = d.Addr
+			}
 		}
 		if a == "" {
 			a = defaultListen()
@@ -36,11 +42,11 @@ func clientFlags(fs *flag.FlagSet) func() (*client.Client, error) {
 		}
 		token := os.Getenv("TAOSAGENT_TOKEN")
 		if token == "" {
-			b, err := os.ReadFile(filepath.Join(*home, "token"))
+			t, err := h.Token()
 			if err != nil {
 				return nil, fmt.Errorf("no API token: %v (is the daemon started with this --home?)", err)
 			}
-			token = strings.TrimSpace(string(b))
+			token = t
 		}
 		return &client.Client{Base: a, Token: token}, nil
 	}

@@ -2,26 +2,21 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/netutil"
 
 	"github.com/taosagent/taosagent/internal/agent"
-	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/httpapi"
 	"github.com/taosagent/taosagent/internal/mcpserver"
@@ -43,7 +38,7 @@ func defaultListen() string {
 // runServe runs the daemon until SIGINT or SIGTERM.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("serve", stderr)
-	home := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
+	homeDir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
 	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; the least recently used stops")
@@ -68,29 +63,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(*home, 0o700); err != nil {
+	h := home.Home{Dir: *homeDir}
+	if err := h.Create(); err != nil {
 		return err
 	}
-	unlock, err := lockHome(*home)
+	unlock, err := h.Lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	token, err := ensureToken(filepath.Join(*home, "token"))
+	token, err := h.EnsureToken()
 	if err != nil {
 		return err
 	}
-	bin, err := ensureOpencode(ctx, *home, stderr)
+	bin, err := ensureOpencode(ctx, h.Dir, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := eventlog.Open(filepath.Join(*home, "taosagent.db"))
+	log, err := eventlog.Open(h.DB())
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 
-	sup, err := supervisor.New(bin, filepath.Join(*home, "run"))
+	sup, err := supervisor.New(bin, h.Run())
 	if err != nil {
 		return err
 	}
@@ -131,15 +127,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// A bounded number of connections: idle or slow ones cannot pile up.
 	ln = netutil.LimitListener(ln, *maxConns)
 	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp"}
-	keys := agent.Keys{Dir: filepath.Join(*home, "keys")}
-	mgr := runner.New(runner.Config{Home: *home, Log: log, Sup: sup, Keys: keys,
+	keys := agent.Keys{Dir: h.Keys()}
+	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
 		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer})
 	sysd := hostctl.Systemd{Systemctl: *systemctl, Journalctl: *journalctl}
 	if v := os.Getenv("FAKE_SYSTEMD_DIR"); v != "" && *systemctl != "systemctl" {
 		sysd.Env = []string{"FAKE_SYSTEMD_DIR=" + v} // the test stand-in's state
 	}
-	ctl := &control.Service{Log: log, Runner: mgr, Home: *home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(*home, "snapshots")},
-		HostFile: filepath.Join(*home, "host.json"), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
+	ctl := &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
+		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke}
 	mcpSrv.Control = ctl
 	created, err := mgr.EnsureBuiltins(ctx, !*noDemo)
@@ -153,10 +149,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), Token: token, Version: Version, Logger: logger, Hosts: *hosts}
 	srv := httpapi.HTTPServer(api.Handler(), logger)
+	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: Version, Started: time.Now().UTC()}); err != nil {
+		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	fmt.Fprintf(stdout, "taosagent %s listening on http://%s (token: %s)\n", Version, ln.Addr(), filepath.Join(*home, "token"))
+	fmt.Fprintf(stdout, "taosagent %s listening on http://%s (token: %s)\n", Version, ln.Addr(), h.TokenFile())
 	if ps, _ := mgr.Providers(ctx); len(ps) == 1 && ps[0].Demo {
 		fmt.Fprintln(stdout, "No model provider is configured: agents use the built-in scripted DEMO provider,\n"+
 			"a test stand-in that is not an AI. Try:  taosagent chat host 'hello'\n"+
@@ -211,36 +210,6 @@ func prune(ctx context.Context, log *eventlog.Log, keep, keepRaw time.Duration, 
 			return
 		}
 	}
-}
-
-// ensureToken reads the API token, creating it (mode 0600) on first start.
-func ensureToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if t := strings.TrimSpace(string(b)); t != "" {
-			return t, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	t := hex.EncodeToString(b)
-	return t, atomicfile.Write(path, []byte(t+"\n"), 0o600)
-}
-
-// lockHome makes sure one daemon owns a home.
-func lockHome(home string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(home, "daemon.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("another taosagent daemon is running on %s", home)
-	}
-	return func() { f.Close() }, nil
 }
 
 // listFlag is a repeatable string flag.

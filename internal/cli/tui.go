@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/home"
 )
 
 // runTUI opens opencode's own TUI on an agent (the host by default),
@@ -43,14 +44,14 @@ func runTUI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return err
 	}
-	home := fs.Lookup("home").Value.String()
-	bin, err := opencodeBinary(ctx, home)
+	h := home.Home{Dir: fs.Lookup("home").Value.String()}
+	bin, err := opencodeBinary(ctx, h.Dir)
 	if err != nil {
 		return err
 	}
 	// The TUI is a client: it keeps its own state in a directory of the
 	// home, never in the user's, and loads no plugins.
-	state := filepath.Join(home, "tui")
+	state := h.TUI()
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return err
 	}

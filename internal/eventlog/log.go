@@ -45,6 +45,48 @@ const maxBatch = 4096
 // ErrClosed: the log was closed.
 var ErrClosed = errors.New("eventlog: closed")
 
+// ErrReadOnly: a write to a log opened with OpenReadOnly.
+var ErrReadOnly = errors.New("eventlog: opened read-only")
+
+// SchemaVersion is the schema this build writes (its newest migration).
+const SchemaVersion = 2
+
+// OpenReadOnly opens the database at path for reading only, as the
+// recovery tools do while the daemon may be down or broken: it creates
+// nothing, never migrates, and never writes (SQLite's read-only mode;
+// every write of the Log fails with ErrReadOnly). A database of a newer
+// schema than this build knows is refused, as is a file that is not one.
+func OpenReadOnly(path string) (*Log, int64, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, 0, fmt.Errorf("eventlog: %w", err)
+	}
+	q := url.Values{}
+	q.Add("mode", "ro")
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "query_only(1)")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventlog: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	var version int64
+	if err := db.QueryRow(`SELECT COALESCE(MAX(version_id),0) FROM goose_db_version WHERE is_applied`).Scan(&version); err != nil {
+		db.Close()
+		return nil, 0, fmt.Errorf("eventlog: %s is not a taosagent database: %w", path, err)
+	}
+	if version > SchemaVersion {
+		db.Close()
+		return nil, version, fmt.Errorf("eventlog: %s has schema version %d, newer than this taosagent knows (%d)", path, version, SchemaVersion)
+	}
+	l := &Log{path: path, db: db, readOnly: true, closed: true}
+	var head, floor int64
+	db.QueryRow(`SELECT COALESCE(MAX(seq),0) FROM events`).Scan(&head)
+	db.QueryRow(`SELECT floor FROM retention WHERE id=1`).Scan(&floor)
+	l.head.Store(max(head, floor))
+	l.floor.Store(floor)
+	return l, version, nil
+}
+
 // Log is the open database. Its methods are safe for concurrent use.
 type Log struct {
 	path string
@@ -67,6 +109,8 @@ type Log struct {
 	bus     bus
 
 	ckFinish chan struct{} // the checkpointer asks the writer to finish
+
+	readOnly bool // opened by OpenReadOnly: no writer, no checkpointer
 
 	// Commits counts transactions, Batched the requests they carried.
 	commits, batched atomic.Int64
@@ -187,6 +231,9 @@ var checkpointEvery = time.Second
 // Close stops the writer after the requests already sent, ends every
 // subscription and closes the database.
 func (l *Log) Close() error {
+	if l.readOnly {
+		return l.db.Close()
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -277,6 +324,9 @@ type request struct {
 
 func (l *Log) send(ctx context.Context, r *request) error {
 	r.done = make(chan struct{})
+	if l.readOnly {
+		return ErrReadOnly
+	}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()

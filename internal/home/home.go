@@ -1,0 +1,140 @@
+// Package home owns taosagent's home directory: where everything lives,
+// the daemon's lock, the operator token, and whether a daemon runs on it.
+// Nothing else composes paths of the home, so the daemon, the CLI and the
+// recovery tools agree on them.
+//
+//	token           the operator token (0600)
+//	daemon.lock     held (flock) by the running daemon
+//	daemon.json     what the last daemon recorded: pid, address, version
+//	taosagent.db    the event log (SQLite)
+//	keys/           provider keys (0600 each)
+//	agents/NAME/    an agent's own directory (its confined opencode's)
+//	snapshots/      copies of files taken before changes
+//	host.json       the managed-host declaration (written by the operator)
+//	run/            the supervisor's records of running instances
+package home
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/atomicfile"
+)
+
+// Home is a taosagent home directory.
+type Home struct{ Dir string }
+
+// The home's files and directories.
+func (h Home) TokenFile() string { return filepath.Join(h.Dir, "token") }
+func (h Home) LockFile() string  { return filepath.Join(h.Dir, "daemon.lock") }
+func (h Home) DaemonFile() string {
+	return filepath.Join(h.Dir, "daemon.json")
+}
+func (h Home) DB() string               { return filepath.Join(h.Dir, "taosagent.db") }
+func (h Home) Keys() string             { return filepath.Join(h.Dir, "keys") }
+func (h Home) Agents() string           { return filepath.Join(h.Dir, "agents") }
+func (h Home) Agent(name string) string { return filepath.Join(h.Dir, "agents", name) }
+func (h Home) Snapshots() string        { return filepath.Join(h.Dir, "snapshots") }
+func (h Home) HostFile() string         { return filepath.Join(h.Dir, "host.json") }
+func (h Home) Run() string              { return filepath.Join(h.Dir, "run") }
+func (h Home) TUI() string              { return filepath.Join(h.Dir, "tui") }
+
+// Create makes the home (mode 0700) if it does not exist.
+func (h Home) Create() error { return os.MkdirAll(h.Dir, 0o700) }
+
+// Token reads the operator token.
+func (h Home) Token() (string, error) {
+	b, err := os.ReadFile(h.TokenFile())
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("%s is empty", h.TokenFile())
+	}
+	return t, nil
+}
+
+// EnsureToken reads the operator token, creating it (mode 0600) on first
+// start.
+func (h Home) EnsureToken() (string, error) {
+	t, err := h.Token()
+	if err == nil {
+		return t, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) && !strings.HasSuffix(err.Error(), "is empty") {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	t = hex.EncodeToString(b)
+	return t, atomicfile.Write(h.TokenFile(), []byte(t+"\n"), 0o600)
+}
+
+// ErrRunning: a daemon already holds the home.
+var ErrRunning = errors.New("another taosagent daemon is running on this home")
+
+// Lock takes the home for one daemon; the lock ends with the process,
+// however it ends (kill -9 included), or when unlock is called.
+func (h Home) Lock() (unlock func(), err error) {
+	f, err := os.OpenFile(h.LockFile(), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w (%s)", ErrRunning, h.Dir)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Daemon is what a daemon records of itself in the home when it starts.
+type Daemon struct {
+	PID     int       `json:"pid"`
+	Addr    string    `json:"addr"` // its API, e.g. 127.0.0.1:7077
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+}
+
+// Record writes d as the home's running daemon.
+func (h Home) Record(d Daemon) error {
+	b, _ := json.MarshalIndent(d, "", "  ")
+	return atomicfile.Write(h.DaemonFile(), b, 0o600)
+}
+
+// Recorded returns what the last daemon recorded, if anything.
+func (h Home) Recorded() (Daemon, bool) {
+	b, err := os.ReadFile(h.DaemonFile())
+	if err != nil {
+		return Daemon{}, false
+	}
+	var d Daemon
+	if json.Unmarshal(b, &d) != nil {
+		return Daemon{}, false
+	}
+	return d, true
+}
+
+// Running reports whether a daemon holds the home's lock now.
+func (h Home) Running() bool {
+	f, err := os.Open(h.LockFile())
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return errors.Is(err, syscall.EWOULDBLOCK)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
