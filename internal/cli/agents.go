@@ -14,8 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/taosagent/taosagent/internal/client"
-	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/runner"
 )
 
