@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )
@@ -221,7 +222,7 @@ func (s *Service) Logs(ctx context.Context, r LogsRequest) (Logs, error) {
 		if _, err := s.Log.Agent(ctx, r.Agent); err != nil {
 			return Logs{}, err
 		}
-		path := filepath.Join(s.Home, "agents", r.Agent, "opencode.log")
+		path := filepath.Join(home.Home{Dir: s.Home}.Agent(r.Agent), "opencode.log")
 		out.Source = "agent " + r.Agent + ": opencode.log"
 		var err error
 		if lines, err = hostctl.Tail(path, r.Lines, r.Pattern, 4<<20); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -415,7 +415,7 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	if err := cfg.Validate(); err != nil {
 		return supervisor.Spec{}, err
 	}
-	return supervisor.Spec{Name: a.Name, Dir: filepath.Join(m.cfg.Home, "agents", a.Name), Config: cfg,
+	return supervisor.Spec{Name: a.Name, Dir: home.Home{Dir: m.cfg.Home}.Agent(a.Name), Config: cfg,
 		Limits: a.Limits.Effective().Sandbox()}, nil
 }
 

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/home"
 )
 
 // The mechanics of changing providers and agents. Callers go through the
@@ -126,7 +126,7 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 	}
 	// Its directory holds its opencode config (with a provider key) and
 	// its sessions: nothing of it may outlive the agent.
-	if err := os.RemoveAll(filepath.Join(m.cfg.Home, "agents", name)); err != nil {
+	if err := os.RemoveAll(home.Home{Dir: m.cfg.Home}.Agent(name)); err != nil {
 		return fmt.Errorf("remove the agent's directory: %w", err)
 	}
 	return nil
