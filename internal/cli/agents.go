@@ -233,11 +233,22 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		switch e.Kind {
 		case event.PermissionAsked:
 			id := e.Field("approval")
+			// taosagent's own destructive calls are approved one at a
+			// time, with their exact arguments shown.
+			own := e.Field("source") == "taosagent"
+			what := e.Field("patterns")
+			if own {
+				what = e.Field("args")
+			}
 			if !interactive {
-				fmt.Fprintf(stderr, "approval pending: taosagent approve %s once|always|reject\n", id)
+				choices := "once|always|reject"
+				if own {
+					choices = "once|reject"
+				}
+				fmt.Fprintf(stderr, "approval pending: taosagent approve %s %s\n", id, choices)
 				return true
 			}
-			ask(ctx, c, in, stderr, id, e.Field("tool"), e.Field("patterns"))
+			ask(ctx, c, in, stderr, id, e.Field("tool"), what, !own)
 		case event.Final:
 			return false
 		case event.Error:
@@ -253,14 +264,19 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // ask prompts a person at a terminal to answer an approval.
-func ask(ctx context.Context, c *client.Client, in *bufio.Reader, w io.Writer, id, tool, patterns string) {
+func ask(ctx context.Context, c *client.Client, in *bufio.Reader, w io.Writer, id, tool, what string, always bool) {
+	choices := map[string]string{"o": "once", "once": "once", "r": "reject", "reject": "reject"}
+	prompt := "[o]nce, [r]eject"
+	if always {
+		choices["a"], choices["always"], prompt = "always", "always", "[o]nce, [a]lways, [r]eject"
+	}
 	for {
-		fmt.Fprintf(w, "allow %s %s? [o]nce, [a]lways, [r]eject: ", tool, patterns)
+		fmt.Fprintf(w, "allow %s %s? %s: ", tool, what, prompt)
 		line, err := in.ReadString('\n')
 		if err != nil {
 			return
 		}
-		decision := map[string]string{"o": "once", "once": "once", "a": "always", "always": "always", "r": "reject", "reject": "reject"}[strings.TrimSpace(line)]
+		decision := choices[strings.TrimSpace(line)]
 		if decision == "" {
 			continue
 		}
