@@ -59,7 +59,7 @@ func list[T any](ctx context.Context, name string, args []string, stdout, stderr
 	fs := flags(name, stderr)
 	mk := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	c, err := mk()
@@ -120,7 +120,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	follow := fs.Bool("follow", false, "keep following new events")
 	after := fs.Int64("after", 0, "only events after this seq")
 	asJSON := fs.Bool("json", false, "print each event as a JSON line")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -166,7 +166,7 @@ func runApprove(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flags("approve", stderr)
 	mk := clientFlags(fs)
 	message := fs.String("message", "", "with reject: tell the agent why")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
@@ -198,7 +198,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	mode := fs.String("mode", "queue", "queue (wait for the agent to be idle) or steer (join its running turn)")
 	model := fs.String("model", "", "provider/model for this turn (must be permitted for the agent)")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() < 2 {

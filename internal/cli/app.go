@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -35,7 +36,7 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func appNew(args []string, stdout, stderr io.Writer) error {
 	fs := flags("app new", stderr)
 	dir := fs.String("dir", "", "directory to create (default: the app's id, in the current directory)")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -59,7 +60,7 @@ func appValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	against := fs.String("against", "", "previous version (.taosapp or directory): report capabilities and hosts added since")
 	offline := fs.Bool("offline", false, "judge host names by spelling only; do not resolve them")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -81,7 +82,7 @@ func appPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	out := fs.String("out", "", "archive to write (default: ID-VERSION.taosapp in the current directory)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	offline := fs.Bool("offline", false, "judge host names by spelling only")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -112,7 +113,7 @@ func printReport(w io.Writer, rep *appkit.Report, asJSON bool) {
 
 // interleave moves flags after positional arguments to the front, so
 // `app validate PATH --json` works as users type it. "--" ends flags.
-func interleave(args []string) []string {
+func interleave(fs *flag.FlagSet, args []string) []string {
 	var fl, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -122,7 +123,7 @@ func interleave(args []string) []string {
 			i = len(args)
 		case len(a) > 1 && a[0] == '-':
 			fl = append(fl, a)
-			if !strings.Contains(a, "=") && takesValue(a) && i+1 < len(args) {
+			if !strings.Contains(a, "=") && takesValue(fs, a) && i+1 < len(args) {
 				i++
 				fl = append(fl, args[i])
 			}
@@ -133,14 +134,13 @@ func interleave(args []string) []string {
 	return append(append(fl, "--"), pos...)
 }
 
-// takesValue lists the flags of the commands using interleave that take
-// a value.
-func takesValue(flag string) bool {
-	switch flag {
-	case "-dir", "--dir", "-against", "--against", "-out", "--out",
-		"-home", "--home", "-addr", "--addr", "-after", "--after", "-message", "--message",
-		"-mode", "--mode", "-model", "--model":
-		return true
+// takesValue reports whether flag (as written: -name or --name) is one of
+// fs's that takes a value: every flag but the booleans.
+func takesValue(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(strings.TrimLeft(name, "-"))
+	if f == nil {
+		return false
 	}
-	return false
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }

@@ -37,6 +37,9 @@ func commands() []command {
 		{"mcp", "serve taosagent's host tools over stdio to a local MCP client (needs the home's token)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runMCP(ctx, args, os.Stdin, stdout, stderr)
 		}},
+		{"doctor", "check the whole install, with no daemon and no model (doctor [--json] [--list] [CHECK…])", runDoctor},
+		{"fix", "repair what doctor finds with vetted recipes (fix [--dry-run] [--yes] [--all] [RECIPE…])", runFix},
+		{"install-service", "write and enable taosagent's systemd unit ([--user] [--print])", runInstallService},
 		{"setup", "install the pinned opencode into the home directory", runSetup},
 		{"demo", "run one turn against the scripted demo model and print its events", runDemo},
 		{"sandbox", "run a command in a disposable bubblewrap sandbox (sandbox run --help)", runSandbox},
@@ -98,7 +101,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: taosagent COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
 }
 

@@ -36,7 +36,7 @@ func TestSetupRefusesWrongBinary(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "wrong version") || !strings.Contains(errs, "1.18.33") {
 		t.Fatalf("code %d, stderr %q", code, errs)
 	}
-	if _, err := os.Stat(filepath.Join(home, binaryFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(home, "opencode-binary")); err == nil {
 		t.Error("a refused binary was recorded")
 	}
 	// demo without a usable opencode says how to fix it.

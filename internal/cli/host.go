@@ -168,7 +168,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	since := fs.Duration("since", 0, "only entries this recent (e.g. 24h)")
 	fs.IntVar(&q.Limit, "limit", 200, "at most this many")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if *since > 0 {
@@ -200,7 +200,7 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	mk := clientFlags(fs)
 	state := fs.String("state", "pending", "pending, once, always, reject, expired, or all")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if *state == "all" {
@@ -244,7 +244,7 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func runAbort(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("abort", stderr)
 	mk := clientFlags(fs)
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
@@ -131,8 +132,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
 		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer})
 	sysd := hostctl.Systemd{Systemctl: *systemctl, Journalctl: *journalctl}
-	if v := os.Getenv("FAKE_SYSTEMD_DIR"); v != "" && *systemctl != "systemctl" {
-		sysd.Env = []string{"FAKE_SYSTEMD_DIR=" + v} // the test stand-in's state
+	if *systemctl != "systemctl" {
+		sysd.Env = standInEnv() // the test stand-in's state
 	}
 	ctl := &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
@@ -151,6 +152,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := httpapi.HTTPServer(api.Handler(), logger)
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
+	}
+	defer os.Remove(h.DaemonFile()) // a clean stop leaves no record; a kill -9 does
+	if n, err := doctor.ImportAudit(ctx, h, log); err != nil {
+		logger.Warn("the recovery audit could not be merged into the audit", "err", err)
+	} else if n > 0 {
+		logger.Info("merged the recovery audit into the audit", "entries", n)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

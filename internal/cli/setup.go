@@ -11,20 +11,17 @@ import (
 	"strings"
 
 	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/opencode"
 )
 
 func opencodeVersion() string { return opencode.Version }
 
-// binaryFile, in the home, names the opencode binary to use when it is not
-// the one setup installed.
-const binaryFile = "opencode-binary"
-
 // runSetup installs the pinned opencode (or adopts --opencode-bin) and
 // prints the binary's path last, alone on its line.
 func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("setup", stderr)
-	home := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
+	dir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	bin := fs.String("opencode-bin", "", "use this opencode binary instead of installing one (must be "+opencode.Version+")")
 	quiet := fs.Bool("quiet", false, "print only the binary's path")
 	if err := parse(fs, args); err != nil {
@@ -33,7 +30,7 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	if err := os.MkdirAll(*home, 0o700); err != nil {
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
 	progress := stderr
@@ -49,19 +46,20 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := opencode.Verify(ctx, abs); err != nil {
 			return err
 		}
-		if err := atomicfile.Write(filepath.Join(*home, binaryFile), []byte(abs+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(home.Home{Dir: *dir}.OpencodeChoice(), []byte(abs+"\n"), 0o600); err != nil {
 			return err
 		}
 		path = abs
 	} else {
-		fmt.Fprintf(progress, "installing opencode %s into %s …\n", opencode.Version, filepath.Join(*home, "opencode"))
-		p, err := opencode.Install(ctx, filepath.Join(*home, "opencode"), progress)
+		fmt.Fprintf(progress, "installing opencode %s into %s …\n", opencode.Version, filepath.Join(*dir, "opencode"))
+		p, err := opencode.Install(ctx, filepath.Join(*dir, "opencode"), progress)
 		if err != nil {
 			return err
 		}
-		os.Remove(filepath.Join(*home, binaryFile))
+		os.Remove(home.Home{Dir: *dir}.OpencodeChoice())
 		path = p
 	}
+	opencode.WriteStamp(home.Home{Dir: *dir}.OpencodeStamp(), path) // verified above
 	if !*quiet {
 		fmt.Fprintf(stdout, "opencode %s ready:\n", opencode.Version)
 	}
@@ -69,37 +67,54 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// opencodeBinary finds the binary setup chose for home, verified.
-func opencodeBinary(ctx context.Context, home string) (string, error) {
-	path := os.Getenv("TAOSAGENT_OPENCODE")
-	if path != "" {
-		// An explicit binary, as tests and packagers give it.
-	} else if b, err := os.ReadFile(filepath.Join(home, binaryFile)); err == nil {
-		path = strings.TrimSpace(string(b))
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return "", err
-	} else if path, err = opencode.BinaryPath(filepath.Join(home, "opencode")); err != nil {
+// opencodeBinary finds the binary setup chose for the home dir, verified.
+func opencodeBinary(ctx context.Context, dir string) (string, error) {
+	h := home.Home{Dir: dir}
+	path, _, err := findOpencode(dir)
+	if err != nil {
 		return "", err
 	}
 	if err := opencode.Verify(ctx, path); err != nil {
-		return "", fmt.Errorf("%w (home %s)", err, home)
+		return "", fmt.Errorf("%w (home %s)", err, dir)
 	}
+	// Remembered, so that doctor can tell it unchanged without running it.
+	opencode.WriteStamp(h.OpencodeStamp(), path)
 	return path, nil
 }
 
+// findOpencode finds the binary setup chose for the home dir without
+// running it (doctor verifies it as a check of its own): an explicit
+// TAOSAGENT_OPENCODE, else the binary setup adopted, else the one it
+// installed.
+func findOpencode(dir string) (path, stamp string, err error) {
+	h := home.Home{Dir: dir}
+	stamp = h.OpencodeStamp()
+	if path = os.Getenv("TAOSAGENT_OPENCODE"); path != "" {
+		return path, stamp, nil // as tests and packagers give it
+	}
+	if b, err := os.ReadFile(h.OpencodeChoice()); err == nil {
+		return strings.TrimSpace(string(b)), stamp, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", stamp, err
+	}
+	path, err = opencode.BinaryPath(h.OpencodeDir())
+	return path, stamp, err
+}
+
 // ensureOpencode is opencodeBinary, installing the pinned opencode into
-// home first when none was ever set up there.
-func ensureOpencode(ctx context.Context, home string, progress io.Writer) (string, error) {
+// the home first when none was ever set up there.
+func ensureOpencode(ctx context.Context, dir string, progress io.Writer) (string, error) {
+	h := home.Home{Dir: dir}
 	if os.Getenv("TAOSAGENT_OPENCODE") == "" {
-		_, errChosen := os.Stat(filepath.Join(home, binaryFile))
-		p, err := opencode.BinaryPath(filepath.Join(home, "opencode"))
+		_, errChosen := os.Stat(h.OpencodeChoice())
+		p, err := opencode.BinaryPath(h.OpencodeDir())
 		_, errInstalled := os.Stat(p)
 		if errors.Is(errChosen, fs.ErrNotExist) && (err != nil || errors.Is(errInstalled, fs.ErrNotExist)) {
-			fmt.Fprintf(progress, "installing opencode %s into %s …\n", opencode.Version, filepath.Join(home, "opencode"))
-			if _, err := opencode.Install(ctx, filepath.Join(home, "opencode"), progress); err != nil {
+			fmt.Fprintf(progress, "installing opencode %s into %s …\n", opencode.Version, h.OpencodeDir())
+			if _, err := opencode.Install(ctx, h.OpencodeDir(), progress); err != nil {
 				return "", err
 			}
 		}
 	}
-	return opencodeBinary(ctx, home)
+	return opencodeBinary(ctx, dir)
 }

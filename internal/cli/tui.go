@@ -21,7 +21,7 @@ import (
 func runTUI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("tui", stderr)
 	mk := clientFlags(fs)
-	if err := parse(fs, interleave(args)); err != nil {
+	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	name := agent.Host

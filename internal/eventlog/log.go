@@ -550,3 +550,24 @@ func appendString(buf []byte, s string) []byte {
 	buf = append(buf, s...)
 	return append(buf, '"')
 }
+
+// QuickCheck runs SQLite's quick_check: the problems it finds, none when
+// the file is sound.
+func (l *Log) QuickCheck(ctx context.Context) ([]string, error) {
+	rows, err := l.db.QueryContext(ctx, `PRAGMA quick_check(20)`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		if s != "ok" {
+			out = append(out, s)
+		}
+	}
+	return out, rows.Err()
+}

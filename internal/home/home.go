@@ -46,6 +46,24 @@ func (h Home) Snapshots() string        { return filepath.Join(h.Dir, "snapshots
 func (h Home) HostFile() string         { return filepath.Join(h.Dir, "host.json") }
 func (h Home) Run() string              { return filepath.Join(h.Dir, "run") }
 func (h Home) TUI() string              { return filepath.Join(h.Dir, "tui") }
+func (h Home) RecoveryAudit() string    { return filepath.Join(h.Dir, "recovery-audit.jsonl") }
+
+// OpencodeDir is where setup installs the pinned opencode.
+func (h Home) OpencodeDir() string { return filepath.Join(h.Dir, "opencode") }
+
+// OpencodeChoice, when present, names the opencode binary setup adopted
+// (setup --opencode-bin) instead of installing one.
+func (h Home) OpencodeChoice() string { return filepath.Join(h.Dir, "opencode-binary") }
+
+// OpencodeStamp records the last verified opencode binary (opencode.Stamp).
+func (h Home) OpencodeStamp() string { return filepath.Join(h.Dir, "opencode-verified.json") }
+func (h Home) DaemonLog() string        { return filepath.Join(h.Dir, "daemon.log") }
+
+// AgentConfig is the opencode.json the supervisor writes for agent name at
+// every start of its instance (under the instance's XDG config home).
+func (h Home) AgentConfig(name string) string {
+	return filepath.Join(h.Agent(name), "home", ".config", "opencode", "opencode.json")
+}
 
 // Create makes the home (mode 0700) if it does not exist.
 func (h Home) Create() error { return os.MkdirAll(h.Dir, 0o700) }

@@ -172,3 +172,31 @@ func regexpQuote(s string) string {
 	}
 	return b.String()
 }
+
+// Start starts unit and reports its state after.
+func (s Systemd) Start(ctx context.Context, unit string) (UnitStatus, error) {
+	if !unitPattern.MatchString(unit) {
+		return UnitStatus{}, fmt.Errorf("%q is not a service unit name", unit)
+	}
+	if _, err := s.run(ctx, s.systemctl(), "start", unit); err != nil {
+		return UnitStatus{}, err
+	}
+	return s.Status(ctx, unit)
+}
+
+// Enable reloads systemd's units and enables unit (user: in the user's
+// manager).
+func (s Systemd) Enable(ctx context.Context, unit string, user bool) error {
+	if !unitPattern.MatchString(unit) {
+		return fmt.Errorf("%q is not a service unit name", unit)
+	}
+	scope := []string{}
+	if user {
+		scope = []string{"--user"}
+	}
+	if _, err := s.run(ctx, s.systemctl(), append(scope, "daemon-reload")...); err != nil {
+		return err
+	}
+	_, err := s.run(ctx, s.systemctl(), append(scope, "enable", unit)...)
+	return err
+}

@@ -3,6 +3,7 @@ package opencode
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/atomicfile"
 )
 
 // BinaryPath is where Install puts the pinned binary under installDir.
@@ -120,4 +123,47 @@ func lastLine(s string) string {
 		s = s[:300]
 	}
 	return s
+}
+
+// Stamp is what a successful Verify of a binary records, so that a later
+// look (taosagent doctor) can tell the binary has not changed since
+// without running it: the version, and the file's size, mode and time.
+type Stamp struct {
+	Path    string    `json:"path"`
+	Version string    `json:"version"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mod_time"`
+}
+
+func stampOf(bin string) (Stamp, error) {
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return Stamp{}, err
+	}
+	return Stamp{Path: bin, Version: Version, Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
+}
+
+// WriteStamp records that bin was verified, in file (0600).
+func WriteStamp(file, bin string) error {
+	st, err := stampOf(bin)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(st)
+	return atomicfile.Write(file, b, 0o600)
+}
+
+// Stamped reports whether file records bin, unchanged since it was
+// verified.
+func Stamped(file, bin string) bool {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	var rec Stamp
+	if json.Unmarshal(b, &rec) != nil {
+		return false
+	}
+	cur, err := stampOf(bin)
+	return err == nil && rec.Path == cur.Path && rec.Version == cur.Version && rec.Size == cur.Size && rec.ModTime.Equal(cur.ModTime)
 }

@@ -127,6 +127,47 @@ func (p *pidFile) sweep() ([]int, error) {
 	return killed, p.save(nil)
 }
 
+// Leftovers lists the live processes of the instances recorded in
+// stateDir — what a daemon that died left running — without touching them:
+// exactly what the next start's sweep would kill.
+func Leftovers(stateDir string) ([]int, error) {
+	recs, err := (&pidFile{path: filepath.Join(stateDir, "instances.json")}).load()
+	if err != nil {
+		return nil, err
+	}
+	boot := bootID()
+	seen := map[int]bool{}
+	var out []int
+	add := func(pid int) {
+		if !seen[pid] {
+			seen[pid] = true
+			out = append(out, pid)
+		}
+	}
+	for _, r := range recs {
+		if leader, alive := readStat(r.PID); alive && r.BootID == boot && leader.start == r.Start && leader.pgrp == r.PID {
+			for _, pr := range processesInGroup(r.PID) {
+				if pr.start >= r.Start {
+					add(pr.pid)
+				}
+			}
+		}
+		if r.Token != "" {
+			for _, pid := range taggedProcesses(r.Token) {
+				add(pid)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Sweep kills what the instances recorded in stateDir left running, as a
+// daemon's start does (Supervisor.Sweep); for the recovery tools, which
+// run without a daemon.
+func Sweep(stateDir string) ([]int, error) {
+	return (&pidFile{path: filepath.Join(stateDir, "instances.json")}).sweep()
+}
+
 // killTagged kills every process whose environment carries token, and
 // returns their pids.
 func killTagged(token string) []int {

@@ -15,9 +15,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -28,6 +30,10 @@ type unit struct {
 	Restarts    int    `json:"restarts"`
 	Since       string `json:"since,omitempty"`
 	FailRestart bool   `json:"fail_restart,omitempty"`
+	Enabled     bool   `json:"enabled,omitempty"`
+	// Exec, when set, is run (detached) at each start: the unit's process.
+	Exec []string `json:"exec,omitempty"`
+	Proc int      `json:"proc,omitempty"` // the process Exec started
 }
 
 func main() {
@@ -81,7 +87,31 @@ func journal(dir, name, line string) {
 	}
 }
 
+// unitFile reads unit from the directories of $FAKE_SYSTEMD_UNIT_PATH.
+func unitFile(name string) (unit, bool) {
+	for _, d := range filepath.SplitList(os.Getenv("FAKE_SYSTEMD_UNIT_PATH")) {
+		b, err := os.ReadFile(filepath.Join(d, name))
+		if err != nil {
+			continue
+		}
+		u := unit{Active: "inactive", Sub: "dead"}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
+				u.Exec = strings.Fields(v)
+			}
+		}
+		return u, true
+	}
+	return unit{}, false
+}
+
 func systemctl(dir string, args []string) int {
+	if len(args) > 0 && args[0] == "--user" {
+		args = args[1:]
+	}
+	if len(args) == 1 && args[0] == "daemon-reload" {
+		return 0
+	}
 	if len(args) < 2 {
 		fmt.Fprintln(os.Stderr, "Too few arguments.")
 		return 1
@@ -97,7 +127,21 @@ func systemctl(dir string, args []string) int {
 		fmt.Printf("Id=%s\nLoadState=loaded\nActiveState=%s\nSubState=%s\nMainPID=%d\nNRestarts=%d\nActiveEnterTimestamp=%s\nMemoryCurrent=%d\n",
 			name, u.Active, u.Sub, u.PID, u.Restarts, u.Since, 12<<20)
 		return 0
-	case "restart":
+	case "enable":
+		if !ok {
+			// A unit installed since: found in $FAKE_SYSTEMD_UNIT_PATH,
+			// its ExecStart becomes the process a start runs.
+			var found bool
+			u, found = unitFile(name)
+			if !found {
+				fmt.Fprintf(os.Stderr, "Failed to enable unit: Unit file %s does not exist.\n", name)
+				return 1
+			}
+		}
+		u.Enabled = true
+		save(dir, name, u)
+		return 0
+	case "start", "restart":
 		if !ok {
 			fmt.Fprintf(os.Stderr, "Failed to restart %s: Unit %s not found.\n", name, name)
 			return 5
@@ -111,6 +155,19 @@ func systemctl(dir string, args []string) int {
 		}
 		journal(dir, name, "Stopping "+name+"...")
 		u.Active, u.Sub, u.PID = "active", "running", u.PID+1
+		if len(u.Exec) > 0 {
+			if u.Proc > 1 {
+				syscall.Kill(u.Proc, syscall.SIGTERM) // the unit's previous process, ours
+			}
+			cmd := exec.Command(u.Exec[0], u.Exec[1:]...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			if lf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+				cmd.Stdout, cmd.Stderr = lf, lf
+			}
+			if err := cmd.Start(); err == nil {
+				u.PID, u.Proc = cmd.Process.Pid, cmd.Process.Pid
+			}
+		}
 		u.Since = time.Now().UTC().Format("Mon 2006-01-02 15:04:05 UTC")
 		save(dir, name, u)
 		journal(dir, name, "Started "+name+".")
