@@ -57,7 +57,7 @@ func (h Home) OpencodeChoice() string { return filepath.Join(h.Dir, "opencode-bi
 
 // OpencodeStamp records the last verified opencode binary (opencode.Stamp).
 func (h Home) OpencodeStamp() string { return filepath.Join(h.Dir, "opencode-verified.json") }
-func (h Home) DaemonLog() string        { return filepath.Join(h.Dir, "daemon.log") }
+func (h Home) DaemonLog() string     { return filepath.Join(h.Dir, "daemon.log") }
 
 // AgentConfig is the opencode.json the supervisor writes for agent name at
 // every start of its instance (under the instance's XDG config home).
