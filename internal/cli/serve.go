@@ -138,6 +138,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ctl := &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke}
+	self, _ := os.Executable()
+	ctl.Doctor = func() *doctor.Env {
+		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
+	}
 	mcpSrv.Control = ctl
 	created, err := mgr.EnsureBuiltins(ctx, !*noDemo)
 	if err != nil {

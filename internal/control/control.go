@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/runner"
@@ -117,6 +118,10 @@ type Service struct {
 	// Deleted, when set, is told of each agent deleted (its MCP token
 	// ends with it).
 	Deleted func(agent string)
+	// Doctor, when set, returns what the recovery checks look at (a fresh
+	// one per call; closed after): the diagnose tool runs the very checks
+	// of `taosagent doctor`.
+	Doctor func() *doctor.Env
 
 	started  time.Time
 	agentMu  sync.Mutex // serializes read-modify-write of agents

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/snapshot"
@@ -454,4 +455,22 @@ func (s *Service) InstanceKill(ctx context.Context, a Actor, name string) (bool,
 		return "", nil
 	})
 	return was, err
+}
+
+// Diagnose runs the recovery checks (all, or those named), as
+// `taosagent doctor` does.
+func (s *Service) Diagnose(ctx context.Context, checks []string) ([]doctor.Finding, error) {
+	if s.Doctor == nil {
+		return nil, errors.New("diagnose is not available in this daemon")
+	}
+	e := s.Doctor()
+	defer e.Close()
+	fs, err := doctor.Run(ctx, e, checks...)
+	if err != nil {
+		return nil, invalidf("checks: %v", err)
+	}
+	for i := range fs {
+		fs[i].Summary, fs[i].Details = s.redact(fs[i].Summary), s.redact(fs[i].Details)
+	}
+	return fs, nil
 }

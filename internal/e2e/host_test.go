@@ -56,6 +56,14 @@ func TestHostAgentActsThroughTaosTools(t *testing.T) {
 		t.Fatalf("status through MCP: %v", res)
 	}
 
+	// diagnose runs doctor's own checks inside the daemon.
+	acc = d.send(ctx, "host", `call taos_diagnose {"checks":["database","services","daemon"]}`, "")
+	evs = d.turnOf(ctx, "host", acc.Seq, acc.Input)
+	res = toolEvents(evs, "tool_result")
+	if len(res) != 1 || !strings.Contains(res[0].Field("output"), `"worst":"ok"`) || !strings.Contains(res[0].Field("output"), "the daemon runs") {
+		t.Fatalf("diagnose through MCP: %v", res)
+	}
+
 	// Destructive: waits for a person, then runs.
 	acc = d.send(ctx, "host", `call taos_service_restart {"service":"app"}`, "")
 	var ap client.Approval

@@ -10,6 +10,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
@@ -42,6 +43,24 @@ func add[In, Out any](s *Server, name string, tier control.Tier, desc string, h 
 }
 
 type none struct{}
+
+type diagnoseIn struct {
+	Checks []string `json:"checks,omitempty" jsonschema:"check ids (see taosagent doctor --list); none: every check"`
+}
+type diagnoseOut struct {
+	Worst    string       `json:"worst"`
+	Findings []findingOut `json:"findings"`
+}
+
+// findingOut is a doctor.Finding with its severity by name, as its JSON
+// (and so the tool's output schema) has it.
+type findingOut struct {
+	ID       string `json:"id"`
+	Severity string `json:"severity" jsonschema:"ok, warning, error or critical"`
+	Summary  string `json:"summary"`
+	Details  string `json:"details,omitempty"`
+	Recipe   string `json:"recipe,omitempty" jsonschema:"the recipe of taosagent fix that repairs it"`
+}
 
 type pathIn struct {
 	Path string `json:"path" jsonschema:"absolute path of a config file declared in the managed-host file"`
@@ -175,6 +194,15 @@ func (s *Server) addTools() {
 			}
 			es, err := c.Audit(ctx, eventlog.AuditQuery{Actor: in.Actor, Action: in.Tool, Outcome: in.Outcome, Since: since, Limit: in.Limit, Newest: true})
 			return auditOut{es}, err
+		})
+	add(s, "diagnose", control.Read, "Run the recovery checks of `taosagent doctor` (all, or those named): the home, the daemon, opencode, the database, the sandbox, the providers and every managed service, each finding with its severity and the recipe that fixes it.",
+		func(ctx context.Context, _ control.Actor, in diagnoseIn) (diagnoseOut, error) {
+			fs, err := c.Diagnose(ctx, in.Checks)
+			out := diagnoseOut{Worst: doctor.Worst(fs).String(), Findings: []findingOut{}}
+			for _, f := range fs {
+				out.Findings = append(out.Findings, findingOut{f.ID, f.Severity.String(), f.Summary, f.Details, f.Recipe})
+			}
+			return out, err
 		})
 	add(s, "snapshots_list", control.Read, "Saved copies of config files, newest first.",
 		func(ctx context.Context, _ control.Actor, in snapshotsIn) (snapshotsOut, error) {
