@@ -48,27 +48,32 @@ func doctorFlags(fs *flag.FlagSet) func(ctx context.Context) *doctor.Env {
 	dir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	listen := fs.String("listen", "", "the daemon's address (default: what the running daemon recorded, else TAOSAGENT_LISTEN or 127.0.0.1:7077)")
 	sysd := systemdFlags(fs)
-	return func(ctx context.Context) *doctor.Env {
-		h := home.Home{Dir: *dir}
-		addr := *listen
-		rec, recorded := h.Recorded()
-		if addr == "" && recorded && h.Running() {
-			addr = rec.Addr
-		}
-		if addr == "" && os.Getenv("TAOSAGENT_LISTEN") == "" && recorded {
-			addr = rec.Addr
-		}
-		if addr == "" {
-			addr = defaultListen()
-		}
-		e := &doctor.Env{Home: h, Addr: addr, Systemd: sysd()}
-		e.Opencode, e.OpencodeStamp, e.OpencodeErr = findOpencode(h.Dir)
-		if e.OpencodeErr != nil {
-			e.Opencode = ""
-		}
-		e.Self, _ = os.Executable()
-		return e
+	return func(ctx context.Context) *doctor.Env { return newDoctorEnv(*dir, *listen, sysd()) }
+}
+
+// newDoctorEnv is what the checks look at for the home dir: the daemon's
+// address is listen, else what the running daemon recorded, else
+// TAOSAGENT_LISTEN, else what the last daemon recorded, else the default.
+func newDoctorEnv(dir, listen string, sysd hostctl.Systemd) *doctor.Env {
+	h := home.Home{Dir: dir}
+	addr := listen
+	rec, recorded := h.Recorded()
+	if addr == "" && recorded && h.Running() {
+		addr = rec.Addr
 	}
+	if addr == "" && os.Getenv("TAOSAGENT_LISTEN") == "" && recorded {
+		addr = rec.Addr
+	}
+	if addr == "" {
+		addr = defaultListen()
+	}
+	e := &doctor.Env{Home: h, Addr: addr, Systemd: sysd}
+	e.Opencode, e.OpencodeStamp, e.OpencodeErr = findOpencode(h.Dir)
+	if e.OpencodeErr != nil {
+		e.Opencode = ""
+	}
+	e.Self, _ = os.Executable()
+	return e
 }
 
 // exitFor is doctor's exit status: 0 when nothing is at or above failOn,
@@ -175,6 +180,11 @@ func runFix(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	all := fs.Bool("all", false, "run every recipe doctor calls for")
 	list := fs.Bool("list", false, "list the recipes and exit")
 	unitDir := fs.String("unit-dir", "", "where install-service writes the unit (default: the system's, or the user's)")
+	chat := fs.Bool("chat", false, "talk it through with the recovery assistant: a confined opencode whose only tools are doctor's checks and these recipes")
+	var m chatModel
+	fs.StringVar(&m.URL, "model-url", "", "with --chat: an OpenAI-compatible base URL, reached directly (default: a configured provider's own)")
+	fs.StringVar(&m.Key, "model-key", "", "with --chat: its key (env TAOSAGENT_MODEL_KEY)")
+	fs.StringVar(&m.ID, "model", "", "with --chat: the model id")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
@@ -194,6 +204,15 @@ func runFix(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	e.UnitDir = *unitDir
 	if err := canFix(e.Home); err != nil {
 		return err
+	}
+	if *chat {
+		if m.Key == "" {
+			m.Key = os.Getenv("TAOSAGENT_MODEL_KEY")
+		}
+		if m.URL != "" && m.ID == "" {
+			return fmt.Errorf("%w: --model-url needs --model", errUsage)
+		}
+		return runFixChat(ctx, e, m, os.Stdin, stdout, stderr)
 	}
 	recipes := fs.Args()
 	if len(recipes) == 0 {
@@ -245,7 +264,7 @@ func runFix(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	}
 	// Check again, afresh: what is left?
-	e2 := mk(ctx)
+	e2 := e.Fresh()
 	defer e2.Close()
 	findings, _ := doctor.Run(ctx, e2)
 	left := 0

@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/hostctl"
 )
 
 // runTUI opens opencode's own TUI on an agent (the host by default),
@@ -40,7 +42,17 @@ func runTUI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		var ne *net.OpError
 		if errors.As(err, &ne) {
-			return fmt.Errorf("the taosagent daemon is not running at %s (%v).\nStart it (systemctl start taosagent, or taosagent serve), or run `taosagent doctor` to find out what is wrong", c.Base, err)
+			down := fmt.Errorf("the taosagent daemon is not running at %s (%v).\nStart it (systemctl start taosagent, or taosagent serve), or run `taosagent doctor` to find out what is wrong", c.Base, err)
+			dir := fs.Lookup("home").Value.String()
+			if name != agent.Host || !isUsableTerminal() || canFix(home.Home{Dir: dir}) != nil {
+				return down
+			}
+			// A person at the terminal, asking for the host assistant,
+			// which is down: the recovery assistant takes over.
+			fmt.Fprintf(stdout, "The taosagent daemon is down (%s). Starting the recovery assistant (taosagent fix --chat).\n\n", c.Base)
+			e := newDoctorEnv(dir, strings.TrimPrefix(c.Base, "http://"), hostctl.Systemd{})
+			defer e.Close()
+			return runFixChat(ctx, e, chatModel{}, os.Stdin, stdout, stderr)
 		}
 		return err
 	}

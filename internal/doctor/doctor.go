@@ -260,3 +260,10 @@ func joinMax(items []string, n int) string {
 	}
 	return strings.Join(items, "; ")
 }
+
+// Fresh returns an Env that looks at the same install, with nothing opened
+// yet: for checking again after a fix.
+func (e *Env) Fresh() *Env {
+	return &Env{Home: e.Home, Addr: e.Addr, Opencode: e.Opencode, OpencodeErr: e.OpencodeErr, OpencodeStamp: e.OpencodeStamp,
+		Systemd: e.Systemd, Unit: e.Unit, Timeout: e.Timeout, Self: e.Self, UnitDir: e.UnitDir}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +88,41 @@ func TestTUIUnderTmux(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, `"mode":"attached"`) || !strings.Contains(stdout, scriptedmodel.Answer) {
 		t.Errorf("taosagent events host:\n%s", stdout)
 	}
+}
+
+// `taosagent fix --chat` under tmux: the recovery assistant (a confined
+// opencode on the scripted model, reached directly) is handed doctor's
+// findings, picks a recipe, and the person confirms it at the terminal;
+// the recipe acts, and it is audited.
+func TestFixChatUnderTmux(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is not installed (make deps installs it)")
+	}
+	r := newRecovery(t, false)
+	os.WriteFile(filepath.Join(r.sysd.Dir, "units", "app.service"), []byte(`{"active":"failed","sub":"failed","pid":0}`), 0o600)
+	_, modelURL := testenv.Model(t)
+	x := tmux{t: t, socket: fmt.Sprintf("taosagent-fix-%d", os.Getpid())}
+	cmd := fmt.Sprintf("env TAOSAGENT_OPENCODE=%s FAKE_SYSTEMD_DIR=%s %s fix --chat --home %s --listen %s --systemctl %s --journalctl %s --model-url %s --model %s; sleep 60",
+		testenv.Opencode(t), r.sysd.Dir, binary, r.home, r.addr, r.sysd.Systemd.Systemctl, r.sysd.Systemd.Journalctl, modelURL, scriptedmodel.Models[0].ID)
+	x.run("new-session", "-d", "-s", "tui", "-x", "200", "-y", "50", cmd)
+	t.Cleanup(func() { exec.Command("tmux", "-L", x.socket, "kill-server").Run() })
+	x.screen("service app is failed", 30*time.Second) // doctor's findings first
+	x.screen("recovery>", 2*time.Minute)
+	x.run("send-keys", "-t", "tui", "-l", `call recovery_fix {"recipe":"restart-service:app"}`)
+	x.run("send-keys", "-t", "tui", "Enter")
+	x.screen("Go ahead? [y/N]", time.Minute)
+	if slices.ContainsFunc(r.sysd.Calls(), func(c string) bool { return strings.HasPrefix(c, "systemctl restart") }) {
+		t.Fatal("the recipe ran before the person confirmed it")
+	}
+	x.run("send-keys", "-t", "tui", "y", "Enter")
+	x.screen("The tool finished", time.Minute)
+	if !slices.ContainsFunc(r.sysd.Calls(), func(c string) bool { return strings.HasPrefix(c, "systemctl restart app.service") }) {
+		t.Fatalf("no restart: %q", r.sysd.Calls())
+	}
+	b, _ := os.ReadFile(filepath.Join(r.home, "recovery-audit.jsonl"))
+	if !strings.Contains(string(b), `"action":"fix.restart-service"`) || !strings.Contains(string(b), `"outcome":"ok"`) {
+		t.Errorf("recovery audit:\n%s", b)
+	}
+	x.run("send-keys", "-t", "tui", "-l", "exit")
+	x.run("send-keys", "-t", "tui", "Enter")
 }
