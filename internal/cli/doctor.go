@@ -245,13 +245,7 @@ func runFix(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 				fmt.Fprintf(stderr, "%s changes things (%s): run it with --yes, or at a terminal to be asked\n", r.ID, strings.Join(plan, "; "))
 				return false
 			}
-			fmt.Fprintf(stdout, "%s will:\n", r.ID)
-			for _, p := range plan {
-				fmt.Fprintln(stdout, "  -", p)
-			}
-			fmt.Fprint(stdout, "Go ahead? [y/N] ")
-			line, _ := in.ReadString('\n')
-			return strings.EqualFold(strings.TrimSpace(line), "y") || strings.EqualFold(strings.TrimSpace(line), "yes")
+			return confirm(in, stdout, r.ID+" will:", plan)
 		}}
 	var failed []string
 	for _, id := range recipes {
@@ -283,6 +277,19 @@ func runFix(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return exitStatus(2)
 	}
 	return exitFor(findings, doctor.Error)
+}
+
+// confirm shows a recipe's plan to the person at the terminal and asks;
+// only "y" or "yes" goes ahead.
+func confirm(in *bufio.Reader, w io.Writer, title string, plan []string) bool {
+	fmt.Fprintln(w, title)
+	for _, p := range plan {
+		fmt.Fprintln(w, "  -", p)
+	}
+	fmt.Fprint(w, "Go ahead? [y/N] ")
+	line, _ := in.ReadString('\n')
+	a := strings.TrimSpace(line)
+	return strings.EqualFold(a, "y") || strings.EqualFold(a, "yes")
 }
 
 // runInstallService writes and enables taosagent's systemd unit.

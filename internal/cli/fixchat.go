@@ -168,13 +168,7 @@ func runFixChat(ctx context.Context, e *doctor.Env, m chatModel, stdin io.Reader
 	fixer := &doctor.Fixer{Env: e,
 		Step: func(recipe, step string) { fmt.Fprintf(stdout, "  %s: %s\n", recipe, step) },
 		Confirm: func(r doctor.Recipe, arg string, plan []string) bool {
-			fmt.Fprintf(stdout, "\nThe assistant wants to run %s:\n", r.ID)
-			for _, p := range plan {
-				fmt.Fprintln(stdout, "  -", p)
-			}
-			fmt.Fprint(stdout, "Go ahead? [y/N] ")
-			line, _ := in.ReadString('\n')
-			return strings.EqualFold(strings.TrimSpace(line), "y") || strings.EqualFold(strings.TrimSpace(line), "yes")
+			return confirm(in, stdout, "\nThe assistant wants to run "+r.ID+":", plan)
 		}}
 
 	// The tools, on loopback, for this chat only.
@@ -273,9 +267,7 @@ func fixMenu(ctx context.Context, e *doctor.Env, findings []doctor.Finding, in *
 	fmt.Fprintf(stdout, "\nNo model can be reached (%v), so no assistant: here are the fixes doctor suggests.\n", why)
 	fixer := &doctor.Fixer{Env: e, Step: func(recipe, step string) { fmt.Fprintf(stdout, "  %s: %s\n", recipe, step) },
 		Confirm: func(r doctor.Recipe, arg string, plan []string) bool {
-			fmt.Fprint(stdout, "  ", strings.Join(plan, "; "), "\n  Go ahead? [y/N] ")
-			line, _ := in.ReadString('\n')
-			return strings.EqualFold(strings.TrimSpace(line), "y")
+			return confirm(in, stdout, r.ID+" will:", plan)
 		}}
 	for {
 		recipes := doctor.Planned(findings)

@@ -339,6 +339,17 @@ func lastGood(e *Env, path string, ok func([]byte) error) (snapshot.Snapshot, er
 	return snapshot.Snapshot{}, fmt.Errorf("no good snapshot of %s", path)
 }
 
+// restoreSnapshot restores sn (the file as it is now is snapshotted first)
+// and returns that snapshot's id.
+func restoreSnapshot(e *Env, sn snapshot.Snapshot, dry bool, step func(string)) (string, error) {
+	step("restore " + sn.Path + " from snapshot " + sn.ID + " of " + sn.Time.Local().Format(time.DateTime))
+	if dry {
+		return "", nil
+	}
+	before, err := snapshot.Store{Dir: e.Home.Snapshots()}.Restore(sn.ID)
+	return before.ID, err
+}
+
 func restoreHostFile(ctx context.Context, e *Env, _ string, dry bool, step func(string)) (string, error) {
 	path := e.Home.HostFile()
 	if _, err := hostctl.Load(path); err == nil {
@@ -354,12 +365,7 @@ func restoreHostFile(ctx context.Context, e *Env, _ string, dry bool, step func(
 		}
 		return "", os.Rename(path, aside)
 	}
-	step("restore " + path + " from snapshot " + sn.ID + " of " + sn.Time.Local().Format(time.DateTime))
-	if dry {
-		return "", nil
-	}
-	before, err := snapshot.Store{Dir: e.Home.Snapshots()}.Restore(sn.ID)
-	return before.ID, err
+	return restoreSnapshot(e, sn, dry, step)
 }
 
 func restoreConfig(ctx context.Context, e *Env, path string, dry bool, step func(string)) (string, error) {
@@ -382,12 +388,7 @@ func restoreConfig(ctx context.Context, e *Env, path string, dry bool, step func
 	if err != nil {
 		return "", err
 	}
-	step("restore " + path + " from snapshot " + sn.ID + " of " + sn.Time.Local().Format(time.DateTime))
-	if dry {
-		return "", nil
-	}
-	before, err := snapshot.Store{Dir: e.Home.Snapshots()}.Restore(sn.ID)
-	return before.ID, err
+	return restoreSnapshot(e, sn, dry, step)
 }
 
 func restartService(ctx context.Context, e *Env, name string, dry bool, step func(string)) (string, error) {
