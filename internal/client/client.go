@@ -19,6 +19,7 @@ import (
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/runner"
 )
 
 // Client talks to one daemon.
@@ -154,7 +155,9 @@ func (c *Client) DeleteProvider(ctx context.Context, id string) error {
 	return c.Do(ctx, "DELETE", "/v1/providers/"+url.PathEscape(id), nil, nil)
 }
 
-// Agent is an agent as the API shows it.
+// Agent is an agent as the API shows it (and as it is sent to create
+// one). A test holds it to the server's view: every field the server sends
+// has its place here.
 type Agent struct {
 	Name       string          `json:"name"`
 	Model      string          `json:"model"`
@@ -164,18 +167,14 @@ type Agent struct {
 	Tools      map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Builtin    bool            `json:"builtin,omitempty"`
+	Session    string          `json:"session,omitempty"`
+	Created    time.Time       `json:"created,omitzero"`
+	Updated    time.Time       `json:"updated,omitzero"`
 	Status     *AgentStatus    `json:"status,omitempty"`
 }
 
-// AgentStatus is what an agent is doing.
-type AgentStatus struct {
-	State    string `json:"state"`
-	Turn     string `json:"turn,omitempty"`
-	Queued   int    `json:"queued"`
-	Instance string `json:"instance,omitempty"`
-	PID      int    `json:"pid,omitempty"`
-	Confined bool   `json:"confined"`
-}
+// AgentStatus is what an agent is doing: the server's type.
+type AgentStatus = runner.AgentStatus
 
 // Agents lists the agents.
 func (c *Client) Agents(ctx context.Context) ([]Agent, error) {
