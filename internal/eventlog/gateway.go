@@ -1,0 +1,91 @@
+package eventlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+// SetAgentKey records hash as agent's gateway key; the previous one stops
+// working.
+func (l *Log) SetAgentKey(ctx context.Context, agent, hash string) error {
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`INSERT INTO agent_keys(agent, hash, created) VALUES (?,?,?)
+			ON CONFLICT(agent) DO UPDATE SET hash=excluded.hash, created=excluded.created`, agent, hash, ms(now()))
+		return err
+	})
+	return err
+}
+
+// AgentKey returns the hash of agent's gateway key ("" if it has none).
+func (l *Log) AgentKey(ctx context.Context, agent string) (string, error) {
+	var h string
+	err := l.db.QueryRowContext(ctx, `SELECT hash FROM agent_keys WHERE agent=?`, agent).Scan(&h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return h, err
+}
+
+// AgentOfKey returns the agent whose gateway key hashes to hash.
+func (l *Log) AgentOfKey(ctx context.Context, hash string) (string, error) {
+	var a string
+	err := l.db.QueryRowContext(ctx, `SELECT agent FROM agent_keys WHERE hash=?`, hash).Scan(&a)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("key")
+	}
+	return a, err
+}
+
+// DeleteAgentKey ends agent's gateway key.
+func (l *Log) DeleteAgentKey(ctx context.Context, agent string) error {
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`DELETE FROM agent_keys WHERE agent=?`, agent)
+		return err
+	})
+	return err
+}
+
+// UsageRow is the usage of one agent and model on one day.
+type UsageRow struct {
+	Agent        string  `json:"agent"`
+	Model        string  `json:"model"`
+	Day          string  `json:"day"`
+	Requests     int64   `json:"requests"`
+	InputTokens  int64   `json:"input_tokens"`
+	OutputTokens int64   `json:"output_tokens"`
+	Cost         float64 `json:"cost"`
+}
+
+// AddUsage adds one call's usage to its agent, model and day.
+func (l *Log) AddUsage(ctx context.Context, agent, model string, at time.Time, in, out int64, cost float64) error {
+	_, err := l.Update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`INSERT INTO usage(agent, model, day, requests, input_tokens, output_tokens, cost) VALUES (?,?,?,1,?,?,?)
+			ON CONFLICT(agent, model, day) DO UPDATE SET requests=requests+1, input_tokens=input_tokens+excluded.input_tokens,
+			output_tokens=output_tokens+excluded.output_tokens, cost=cost+excluded.cost`,
+			agent, model, at.UTC().Format(time.DateOnly), in, out, cost)
+		return err
+	})
+	return err
+}
+
+// Usage lists usage rows of agent and model ("" for all) from day since on
+// ("" for all), by day, agent and model.
+func (l *Log) Usage(ctx context.Context, agent, model, since string) ([]UsageRow, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT agent, model, day, requests, input_tokens, output_tokens, cost FROM usage
+		WHERE (agent=? OR ?='') AND (model=? OR ?='') AND day >= ? ORDER BY day, agent, model`, agent, agent, model, model, since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []UsageRow{}
+	for rows.Next() {
+		var u UsageRow
+		if err := rows.Scan(&u.Agent, &u.Model, &u.Day, &u.Requests, &u.InputTokens, &u.OutputTokens, &u.Cost); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,375 @@
+// Package gateway is taosagent's model gateway: an OpenAI-compatible
+// endpoint at /llm/v1 that every agent's opencode talks to with a key of
+// its own. The gateway holds the upstream providers' keys (no agent ever
+// does), enforces each agent's permitted models on every route, and
+// counts usage from the upstream's own figures.
+//
+// Requests pass through unchanged but for the model name and, on a
+// streamed chat, stream_options.include_usage (so that a streamed call is
+// never counted as zero).
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+// NewKey returns a new agent key and its hash.
+func NewKey() (key, hash string) {
+	var b [32]byte
+	rand.Read(b[:])
+	key = "tak_" + hex.EncodeToString(b[:])
+	return key, Hash(key)
+}
+
+// Hash is how a key is stored.
+func Hash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// Call is one call through the gateway, as counted.
+type Call struct {
+	Agent        string
+	Model        string // provider/model
+	InputTokens  int64
+	OutputTokens int64
+	Cost         float64
+	Status       int
+	Duration     time.Duration
+}
+
+// Gateway serves /llm/v1. Set the fields, then serve it.
+type Gateway struct {
+	Log  *eventlog.Log
+	Keys agent.Keys // the upstream providers' keys
+	// DemoURL is the upstream of the built-in demo provider, "" if none.
+	DemoURL string
+	Logger  *slog.Logger
+	// Upstream is the client for upstream calls; default: no overall
+	// timeout (streams are long), 30 s to connect and to the headers.
+	Upstream *http.Client
+	MaxBody  int64 // a request's body limit; default 8 MiB
+	// OnCall, when set, is told of every counted call (after it ended).
+	OnCall func(Call)
+
+	once sync.Once
+}
+
+func (g *Gateway) init() {
+	g.once.Do(func() {
+		if g.Logger == nil {
+			g.Logger = slog.New(slog.DiscardHandler)
+		}
+		if g.MaxBody <= 0 {
+			g.MaxBody = 8 << 20
+		}
+		if g.Upstream == nil {
+			g.Upstream = &http.Client{Transport: &http.Transport{
+				DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				ResponseHeaderTimeout: 5 * time.Minute, // a model may think long before its first byte
+				MaxIdleConnsPerHost:   64,
+				IdleConnTimeout:       90 * time.Second,
+				ForceAttemptHTTP2:     true,
+			}}
+		}
+	})
+}
+
+// apiError writes an error in the OpenAI shape.
+func apiError(w http.ResponseWriter, status int, typ, code, param, msg string) {
+	var p any
+	if param != "" {
+		p = param
+	}
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": msg, "type": typ, "param": p, "code": code}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// caller is an authenticated agent with what it may reach.
+type caller struct {
+	agent    agent.Agent
+	provider agent.Provider
+	baseURL  string
+	key      string
+}
+
+// upstreamID is model's id at the upstream, and its full provider/model
+// name, when the agent may use it.
+func (c caller) resolve(model string) (id, full string, ok bool) {
+	for _, m := range c.agent.Models {
+		_, mid, _ := agent.SplitModel(m)
+		if model == m || model == mid {
+			return mid, m, true
+		}
+	}
+	return "", "", false
+}
+
+func (c caller) permitted() []string {
+	out := make([]string, len(c.agent.Models))
+	for i, m := range c.agent.Models {
+		_, out[i], _ = agent.SplitModel(m)
+	}
+	return out
+}
+
+// authenticate finds the agent of the request's key.
+func (g *Gateway) authenticate(r *http.Request) (caller, int, string) {
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	key = strings.TrimSpace(key)
+	if !strings.EqualFold(scheme, "Bearer") || key == "" {
+		return caller{}, http.StatusUnauthorized, "no API key: send Authorization: Bearer <the agent's key>"
+	}
+	ctx := r.Context()
+	name, err := g.Log.AgentOfKey(ctx, Hash(key))
+	if err != nil {
+		return caller{}, http.StatusUnauthorized, "invalid API key (revoked, or never issued)"
+	}
+	a, err := g.Log.Agent(ctx, name)
+	if err != nil {
+		return caller{}, http.StatusUnauthorized, "invalid API key: its agent is gone"
+	}
+	pid, _, _ := agent.SplitModel(a.Model)
+	p, err := g.Log.Provider(ctx, pid)
+	if err != nil {
+		return caller{}, http.StatusBadGateway, "the agent's provider " + pid + " is not configured"
+	}
+	c := caller{agent: a, provider: p, baseURL: p.BaseURL}
+	if p.Demo {
+		if g.DemoURL == "" {
+			return caller{}, http.StatusBadGateway, "the demo provider is switched off"
+		}
+		c.baseURL, c.key = g.DemoURL, "demo-key-not-secret"
+	} else if c.key, err = g.Keys.Get(pid); err != nil {
+		return caller{}, http.StatusBadGateway, "the provider's key cannot be read"
+	}
+	return c, 0, ""
+}
+
+// ServeHTTP serves /llm/v1/…
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.init()
+	path := strings.TrimPrefix(r.URL.Path, "/llm/v1")
+	route := r.Method + " " + path
+	switch route {
+	case "GET /models", "POST /chat/completions", "POST /embeddings":
+	default:
+		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", "no route "+r.Method+" /llm/v1"+path+
+			"; the gateway serves GET /models, POST /chat/completions and POST /embeddings")
+		return
+	}
+	c, status, msg := g.authenticate(r)
+	if status != 0 {
+		code := "invalid_api_key"
+		if status != http.StatusUnauthorized {
+			code = "upstream_unavailable"
+		}
+		apiError(w, status, "authentication_error", code, "", msg)
+		return
+	}
+	if route == "GET /models" {
+		data := []map[string]any{}
+		for _, m := range c.permitted() {
+			data = append(data, map[string]any{"id": m, "object": "model", "created": 0, "owned_by": c.provider.ID})
+		}
+		b, _ := json.Marshal(map[string]any{"object": "list", "data": data})
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+		return
+	}
+	g.forward(w, r, c, path)
+}
+
+// forward passes a POST through to the agent's upstream.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path string) {
+	start := time.Now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.MaxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		apiError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "", fmt.Sprintf("the body is larger than %d bytes", g.MaxBody))
+		return
+	}
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request_error", "bad_request", "", "the body could not be read")
+		return
+	}
+	var req map[string]json.RawMessage
+	if err := json.Unmarshal(body, &req); err != nil {
+		apiError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "", "the body is not a JSON object")
+		return
+	}
+	var model string
+	if json.Unmarshal(req["model"], &model) != nil || model == "" {
+		apiError(w, http.StatusBadRequest, "invalid_request_error", "missing_model", "model", "model: is required")
+		return
+	}
+	id, full, ok := c.resolve(model)
+	if !ok {
+		// LiteLLM's shape, so that clients that know LiteLLM understand it.
+		apiError(w, http.StatusUnauthorized, "key_model_access_denied", "401", "model",
+			fmt.Sprintf("key not allowed to access model. This key can only access models=%s. Tried to access %s", modelList(c.permitted()), model))
+		return
+	}
+	var stream bool
+	json.Unmarshal(req["stream"], &stream)
+	if id != model {
+		req["model"], _ = json.Marshal(id)
+	}
+	if stream && path == "/chat/completions" {
+		opts := map[string]json.RawMessage{}
+		json.Unmarshal(req["stream_options"], &opts)
+		if string(opts["include_usage"]) != "true" {
+			opts["include_usage"] = json.RawMessage("true")
+			req["stream_options"], _ = json.Marshal(opts)
+		}
+	}
+	if id != model || stream {
+		body, _ = json.Marshal(req)
+	}
+	up, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimSuffix(c.baseURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		apiError(w, http.StatusBadGateway, "api_error", "upstream_unavailable", "", "the provider's URL is not usable")
+		return
+	}
+	up.Header.Set("Content-Type", "application/json")
+	if a := r.Header.Get("Accept"); a != "" {
+		up.Header.Set("Accept", a)
+	}
+	if c.key != "" {
+		up.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := g.Upstream.Do(up)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client left: the upstream call was canceled with it
+		}
+		apiError(w, http.StatusBadGateway, "api_error", "upstream_unavailable", "", "the provider "+c.provider.ID+" cannot be reached: "+g.clean(err.Error(), c))
+		return
+	}
+	defer resp.Body.Close()
+	call := Call{Agent: c.agent.Name, Model: full, Status: resp.StatusCode}
+	if resp.StatusCode >= 400 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		msg := g.clean(string(b), c)
+		w.Header().Set("Content-Type", "application/json")
+		if !json.Valid([]byte(msg)) {
+			apiError(w, resp.StatusCode, "api_error", strconv.Itoa(resp.StatusCode), "", "the provider answered "+resp.Status+": "+msg)
+		} else {
+			w.WriteHeader(resp.StatusCode)
+			io.WriteString(w, msg)
+		}
+		return
+	}
+	for _, h := range []string{"Content-Type", "Cache-Control", "X-Request-Id"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	if v, err := strconv.ParseFloat(resp.Header.Get("X-Litellm-Response-Cost"), 64); err == nil {
+		call.Cost = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		g.relayStream(w, resp.Body, &call)
+	} else {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		w.Write(b)
+		readUsage(b, &call)
+	}
+	call.Duration = time.Since(start)
+	g.count(call)
+}
+
+// relayStream copies an SSE stream to the client event by event, flushing
+// each, and reads the usage chunk on the way.
+func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, call *Call) {
+	rc := http.NewResponseController(w)
+	br := bufio.NewReaderSize(body, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if bytes.HasPrefix(line, []byte("data: ")) && bytes.Contains(line, []byte(`"usage":{`)) {
+				readUsage(bytes.TrimSpace(line[6:]), call)
+			}
+			if _, werr := w.Write(line); werr != nil {
+				return
+			}
+			if len(line) <= 2 { // the blank line that ends an event
+				rc.Flush()
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			rc.Flush()
+			return
+		}
+	}
+}
+
+// readUsage reads OpenAI's usage object of a response or chunk.
+func readUsage(b []byte, call *Call) {
+	var v struct {
+		Usage *struct {
+			Prompt     int64 `json:"prompt_tokens"`
+			Completion int64 `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if json.Unmarshal(b, &v) == nil && v.Usage != nil {
+		call.InputTokens, call.OutputTokens = v.Usage.Prompt, v.Usage.Completion
+	}
+}
+
+// count records a call's usage, off the response's path.
+func (g *Gateway) count(c Call) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := g.Log.AddUsage(ctx, c.Agent, c.Model, time.Now(), c.InputTokens, c.OutputTokens, c.Cost); err != nil {
+			g.Logger.Warn("usage could not be recorded", "agent", c.Agent, "err", err)
+		}
+		if g.OnCall != nil {
+			g.OnCall(c)
+		}
+	}()
+}
+
+// clean redacts the caller's upstream key from what the upstream said
+// (some echo it back in their errors) and bounds it.
+func (g *Gateway) clean(s string, c caller) string {
+	for _, k := range append(g.Keys.All(), c.key) {
+		if len(k) >= 4 {
+			s = strings.ReplaceAll(s, k, "[REDACTED]")
+		}
+	}
+	if len(s) > 4096 {
+		s = s[:4096]
+	}
+	return s
+}
+
+func modelList(ms []string) string {
+	return "[" + strings.Join(ms, ", ") + "]"
+}
