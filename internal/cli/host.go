@@ -268,3 +268,56 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// runKey issues an agent a new gateway key and prints it (once).
+func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("key", stderr)
+	mk := clientFlags(fs)
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want AGENT", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	key, err := c.RotateKey(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "The agent's new key for the gateway ("+strings.TrimSuffix(c.Base, "/")+"/llm/v1); the old one no longer works. It is shown this once:")
+	fmt.Fprintln(stdout, key)
+	return nil
+}
+
+// runUsage prints the gateway's usage per agent, model and day.
+func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("usage", stderr)
+	mk := clientFlags(fs)
+	agentName := fs.String("agent", "", "only this agent")
+	model := fs.String("model", "", "only this provider/model")
+	since := fs.String("since", "", "from this day on (YYYY-MM-DD)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	rows, err := c.Usage(ctx, *agentName, *model, *since)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{"usage": rows})
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DAY\tAGENT\tMODEL\tREQUESTS\tIN\tOUT\tCOST")
+	for _, u := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%.4f\n", u.Day, u.Agent, u.Model, u.Requests, u.InputTokens, u.OutputTokens, u.Cost)
+	}
+	return tw.Flush()
+}

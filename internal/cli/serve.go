@@ -16,7 +16,9 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
+	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/httpapi"
@@ -129,15 +131,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ln = netutil.LimitListener(ln, *maxConns)
 	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp"}
 	keys := agent.Keys{Dir: h.Keys()}
+	// Agents reach their models through the gateway, each with a key of its
+	// own; the upstreams' keys stay with the daemon.
+	keyring := &gateway.Keyring{Log: log, Home: h}
+	llmURL := loopbackURL(ln.Addr()) + "/llm/v1"
 	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
-		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer})
+		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer,
+		Gateway: func(ctx context.Context, agent string) (string, string, error) {
+			key, err := keyring.Ensure(ctx, agent)
+			return llmURL, key, err
+		}})
+	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger, OnCall: func(c gateway.Call) {
+		// One usage event per call, in the agent's log.
+		session, turn := mgr.CurrentTurn(context.Background(), c.Agent)
+		e := event.New(session, event.Usage, time.Now(), event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
+			Cost: c.Cost, Model: c.Model, Source: "gateway"})
+		e.Agent, e.Turn = c.Agent, turn
+		log.AppendAsync([]event.Event{e}, nil)
+	}}
+	if n := scrubAgentConfigs(h, keys); n > 0 {
+		logger.Info("removed agent configs written before the gateway; each is written afresh at its agent's next start", "configs", n)
+	}
 	sysd := hostctl.Systemd{Systemctl: *systemctl, Journalctl: *journalctl}
 	if *systemctl != "systemctl" {
 		sysd.Env = standInEnv() // the test stand-in's state
 	}
 	ctl := &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
-		Deleted: mcpSrv.Revoke}
+		Deleted: mcpSrv.Revoke, Keyring: keyring}
 	self, _ := os.Executable()
 	ctl.Doctor = func() *doctor.Env {
 		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
@@ -152,7 +173,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer mgr.Close()
 
-	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), Token: token, Version: Version, Logger: logger, Hosts: *hosts}
+	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), LLM: gw, Token: token, Version: Version, Logger: logger, Hosts: *hosts}
 	srv := httpapi.HTTPServer(api.Handler(), logger)
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
@@ -189,6 +210,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.Close() // event streams do not end on their own
 	}
 	return nil
+}
+
+// scrubAgentConfigs removes every agent's opencode config that holds an
+// upstream provider's key (written by a version before the gateway): no
+// such key may stay in an agent's reach. The supervisor writes each config
+// afresh, with the agent's gateway key, at the agent's next start.
+func scrubAgentConfigs(h home.Home, keys agent.Keys) int {
+	secrets := keys.All()
+	ents, _ := os.ReadDir(h.Agents())
+	n := 0
+	for _, e := range ents {
+		path := h.AgentConfig(e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, k := range secrets {
+			if len(k) >= 4 && strings.Contains(string(b), k) {
+				if os.Remove(path) == nil {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
 }
 
 // loopbackURL is how a local client reaches addr: an unspecified address

@@ -415,3 +415,27 @@ func (c *Client) Attach(ctx context.Context, agent string) (Attached, error) {
 	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/attach", nil, &out)
 	return out, err
 }
+
+// RotateKey issues agent a new gateway key (shown this once).
+func (c *Client) RotateKey(ctx context.Context, agent string) (string, error) {
+	var out struct{ Key string }
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/key", nil, &out)
+	return out.Key, err
+}
+
+// UsageRow is the gateway's usage of one agent and model on one day (the
+// server's type).
+type UsageRow = eventlog.UsageRow
+
+// Usage lists the gateway's usage; empty arguments select everything.
+func (c *Client) Usage(ctx context.Context, agent, model, since string) ([]UsageRow, error) {
+	v := url.Values{}
+	for k, x := range map[string]string{"agent": agent, "model": model, "since": since} {
+		if x != "" {
+			v.Set(k, x)
+		}
+	}
+	var out struct{ Usage []UsageRow }
+	err := c.Do(ctx, "GET", "/v1/usage?"+v.Encode(), nil, &out)
+	return out.Usage, err
+}

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -245,4 +246,38 @@ func (s *Service) Attach(ctx context.Context, a Actor, name string) (runner.Atta
 		return "", err
 	})
 	return out, err
+}
+
+// RotateKey issues agent name a new gateway key, shown this once; the old
+// one stops working at once, and the agent's opencode restarts with the
+// new one at its next turn. The audit never holds the key.
+func (s *Service) RotateKey(ctx context.Context, a Actor, name string) (string, error) {
+	var key string
+	err := s.Do(ctx, Call{Actor: a, Tool: "agent.key", Tier: Write, Target: name, Args: map[string]string{"agent": name}},
+		func(ctx context.Context) (string, error) {
+			if _, err := s.Log.Agent(ctx, name); err != nil {
+				return "", err
+			}
+			if s.Keyring == nil {
+				return "", errors.New("this daemon has no model gateway")
+			}
+			var err error
+			if key, err = s.Keyring.Rotate(ctx, name); err != nil {
+				return "", err
+			}
+			s.Runner.Forget(name)
+			return "", nil
+		})
+	return key, err
+}
+
+// Usage lists the gateway's usage of agent and model ("" for all) from day
+// since ("" for all, else YYYY-MM-DD).
+func (s *Service) Usage(ctx context.Context, agentName, model, since string) ([]eventlog.UsageRow, error) {
+	if since != "" {
+		if _, err := time.Parse(time.DateOnly, since); err != nil {
+			return nil, invalidf("since: want a day, YYYY-MM-DD")
+		}
+	}
+	return s.Log.Usage(ctx, agentName, model, since)
 }

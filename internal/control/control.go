@@ -21,6 +21,7 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/snapshot"
@@ -118,6 +119,8 @@ type Service struct {
 	// Deleted, when set, is told of each agent deleted (its MCP token
 	// ends with it).
 	Deleted func(agent string)
+	// Keyring issues the agents' gateway keys (nil: no gateway).
+	Keyring *gateway.Keyring
 	// Doctor, when set, returns what the recovery checks look at (a fresh
 	// one per call; closed after): the diagnose tool runs the very checks
 	// of `taosagent doctor`.

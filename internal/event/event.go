@@ -84,6 +84,10 @@ type UsageData struct {
 	CacheRead  int     `json:"cache_read"`
 	CacheWrite int     `json:"cache_write"`
 	Cost       float64 `json:"cost"`
+	// Set on the gateway's count of one call (source "gateway"); the
+	// codec's per-step figures, from opencode, have neither.
+	Model  string `json:"model,omitempty"`
+	Source string `json:"source,omitempty"`
 }
 
 // Add accumulates u into t.

@@ -177,6 +177,10 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 		if _, err = tx.Exec(`UPDATE inputs SET state='done' WHERE agent=? AND state='queued'`, name); err != nil {
 			return err
 		}
+		// Its gateway key ends with it.
+		if _, err = tx.Exec(`DELETE FROM agent_keys WHERE agent=?`, name); err != nil {
+			return err
+		}
 		// Its history keeps an identity of its own: a new agent of the
 		// same name starts with none of it.
 		tomb := fmt.Sprintf("%s@deleted-%d", name, time.Now().UnixMilli())

@@ -43,7 +43,10 @@ type Server struct {
 	Control *control.Service // every change and every host action goes through it
 	// MCP, when set, is served at /mcp (it authenticates by itself: the
 	// operator token or an agent's MCP token).
-	MCP       http.Handler
+	MCP http.Handler
+	// LLM, when set, is the model gateway, served at /llm/v1/ (it
+	// authenticates by itself: an agent's gateway key).
+	LLM http.Handler
 	Token     string // the bearer token every route but /healthz needs
 	Version   string
 	Logger    *slog.Logger
@@ -89,6 +92,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/agents/{name}/messages", s.postMessage, false},
 		{"POST /v1/agents/{name}/abort", s.abort, false},
 		{"POST /v1/agents/{name}/attach", s.attach, false},
+		{"POST /v1/agents/{name}/key", s.rotateKey, false},
+		{"GET /v1/usage", s.usage, false},
 		{"GET /v1/agents/{name}/events", s.listEvents, false},
 		{"GET /v1/agents/{name}/events/stream", s.stream, false},
 		{"GET /v1/approvals", s.listApprovals, false},
@@ -117,6 +122,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if s.MCP != nil {
 		mux.Handle("/mcp", s.MCP)
+	}
+	if s.LLM != nil {
+		mux.Handle("/llm/v1/", s.LLM)
 	}
 	for _, rt := range s.routes() {
 		if rt.open {
@@ -538,6 +546,33 @@ func (s *Server) attach(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, at)
+}
+
+// rotateKey issues the agent a new gateway key: 201 {"key"}, the only time
+// it is shown; the old one stops working.
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	key, err := s.Control.RotateKey(r.Context(), actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]string{"key": key})
+}
+
+// usage answers the gateway's usage per agent, model and day.
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if len(q.Get("agent")) > 64 || len(q.Get("model")) > 256 {
+		writeError(w, http.StatusBadRequest, "bad_request", "agent or model: too long")
+		return
+	}
+	rows, err := s.Control.Usage(r.Context(), q.Get("agent"), q.Get("model"), q.Get("since"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"usage": rows})
 }
 
 // ---- events

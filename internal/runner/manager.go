@@ -33,6 +33,10 @@ type Config struct {
 	// TaosTools, when set, gives an agent whose tools include "taos" the
 	// MCP server of taosagent's own tools (with a token of that agent's).
 	TaosTools func(agent string) opencode.MCPServer
+	// Gateway, when set, is how agents reach their models: the gateway's
+	// base URL and the agent's own key. The upstream's key is then never
+	// written into an agent's config.
+	Gateway func(ctx context.Context, agent string) (baseURL, key string, err error)
 	Logger    *slog.Logger
 }
 
@@ -391,6 +395,11 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	}
 	if key == "" {
 		key = "none" // a local provider without keys; the SDK wants one
+	}
+	if m.cfg.Gateway != nil {
+		if base, key, err = m.cfg.Gateway(ctx, a.Name); err != nil {
+			return supervisor.Spec{}, fmt.Errorf("the agent's gateway key: %w", err)
+		}
 	}
 	prov := opencode.Provider{ID: p.ID, Name: p.Name, BaseURL: base, APIKey: key}
 	for _, full := range a.Models {
