@@ -46,7 +46,7 @@ type Server struct {
 	MCP http.Handler
 	// LLM, when set, is the model gateway, served at /llm/v1/ (it
 	// authenticates by itself: an agent's gateway key).
-	LLM http.Handler
+	LLM       http.Handler
 	Token     string // the bearer token every route but /healthz needs
 	Version   string
 	Logger    *slog.Logger

@@ -37,7 +37,7 @@ type Config struct {
 	// base URL and the agent's own key. The upstream's key is then never
 	// written into an agent's config.
 	Gateway func(ctx context.Context, agent string) (baseURL, key string, err error)
-	Logger    *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Manager runs every agent's turns: one runner goroutine per agent, started
