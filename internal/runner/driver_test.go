@@ -20,24 +20,25 @@ import (
 
 // driverAgent is a running Driver with the events it has emitted.
 type driverAgent struct {
-	t   *testing.T
-	d   *Driver
-	ch  chan event.Event
-	mu  sync.Mutex
-	all []event.Event
+	t     *testing.T
+	d     *Driver
+	model *scriptedmodel.Server
+	ch    chan event.Event
+	mu    sync.Mutex
+	all   []event.Event
 }
 
 func startAgent(t *testing.T, permission string) *driverAgent {
 	t.Helper()
 	bin := testenv.Opencode(t)
-	_, modelURL := testenv.Model(t)
 	sup, err := supervisor.New(bin, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	sup.MinBackoff = 50 * time.Millisecond
 	sup.Sandbox = sandbox.New() // as serve runs them
-	a := &driverAgent{t: t, ch: make(chan event.Event, 1024)}
+	model, modelURL := testenv.Model(t)
+	a := &driverAgent{t: t, ch: make(chan event.Event, 1024), model: model}
 	spec := supervisor.Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, permission)}
 	a.d = NewDriver(sup, spec, func(e event.Event) {
 		a.mu.Lock()
@@ -276,21 +277,25 @@ func TestPermissionAlways(t *testing.T) {
 func TestAbortWhileStreaming(t *testing.T) {
 	t.Parallel()
 	a := startAgent(t, "")
+	watch := a.model.WatchSlow()
 	s := a.prompt("", "Write slow output please")
-	// opencode 1.18.33 now and then accepts an abort and streams on
-	// (anomalyco/opencode#16721, seen here under load): the abort is sent
-	// again on each later delta, as the runner's fallback would act on.
-	aborts := 0
-	evs := a.until(s, terminal, func(e event.Event) {
-		if e.Kind == event.Delta && aborts < 10 {
-			aborts++
-			if err := a.d.Abort(ctxT(t), s); err != nil {
-				t.Error(err)
-			}
-		}
-	})
+	// The abort goes out while the model is known to be streaming (told
+	// by the model itself: under load, opencode's events reach the driver
+	// late, and an abort timed on them could come after the stream ended).
+	select {
+	case <-watch.Started:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the model never started streaming")
+	}
+	if err := a.d.Abort(ctxT(t), s); err != nil {
+		t.Fatal(err)
+	}
+	evs := a.until(s, terminal, nil)
 	if e := last(evs); e.Kind != event.Error || data[event.ErrorData](t, e).Code != event.CodeAborted {
 		t.Fatalf("ended with %s %s", e.Kind, e.Data)
+	}
+	if how := <-watch.Ended; how != "disconnected" {
+		t.Errorf("the model's stream %s: the abort did not reach it", how)
 	}
 	a.settleNoMore(s, time.Second)
 }

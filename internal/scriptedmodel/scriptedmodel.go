@@ -50,6 +50,24 @@ type Server struct {
 	mu       sync.Mutex
 	requests []Request
 	calls    int
+	watch    *SlowWatch
+}
+
+// SlowWatch reports the next slow stream: Started is closed when its first
+// chunk is sent, Ended gets "completed" or "disconnected" (the client, an
+// aborted opencode, went away) when it is over.
+type SlowWatch struct {
+	Started chan struct{}
+	Ended   chan string
+}
+
+// WatchSlow watches the next slow stream the server serves.
+func (s *Server) WatchSlow() *SlowWatch {
+	w := &SlowWatch{Started: make(chan struct{}), Ended: make(chan string, 1)}
+	s.mu.Lock()
+	s.watch = w
+	s.mu.Unlock()
+	return w
 }
 
 // Request is what the server recorded of one chat completion request.
@@ -290,6 +308,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, model string, p 
 	w.WriteHeader(200)
 	rc := http.NewResponseController(w)
 	created := time.Now().Unix()
+	var watch *SlowWatch
+	if p.slow {
+		s.mu.Lock()
+		watch, s.watch = s.watch, nil
+		s.mu.Unlock()
+	}
+	ended := "disconnected"
+	if watch != nil {
+		defer func() { watch.Ended <- ended }()
+	}
 	send := func(delta map[string]any, finish any) bool {
 		chunk := map[string]any{"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": created, "model": model,
 			"choices": []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish}}}
@@ -326,8 +354,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, model string, p 
 			}
 		}
 	}
-	for _, c := range p.chunks {
+	for i, c := range p.chunks {
 		if p.slow {
+			if watch != nil && i == 1 {
+				close(watch.Started) // the first chunk is out
+			}
 			select {
 			case <-r.Context().Done():
 				return
@@ -346,4 +377,5 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, model string, p 
 	b, _ := json.Marshal(usage)
 	fmt.Fprintf(w, "data: %s\n\ndata: [DONE]\n\n", b)
 	rc.Flush()
+	ended = "completed"
 }
