@@ -149,6 +149,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		e.Agent, e.Turn = c.Agent, turn
 		log.AppendAsync([]event.Event{e}, nil)
 	}}
+	keyring.Issued = gw.Invalidate
 	if n := scrubAgentConfigs(h, keys); n > 0 {
 		logger.Info("removed agent configs written before the gateway; each is written afresh at its agent's next start", "configs", n)
 	}
@@ -158,7 +159,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctl := &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
-		Deleted: mcpSrv.Revoke, Keyring: keyring}
+		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate}
 	self, _ := os.Executable()
 	ctl.Doctor = func() *doctor.Env {
 		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}

@@ -121,6 +121,9 @@ type Service struct {
 	Deleted func(agent string)
 	// Keyring issues the agents' gateway keys (nil: no gateway).
 	Keyring *gateway.Keyring
+	// Changed, when set, is told after every change that succeeded (the
+	// gateway forgets what it cached of agents, providers and keys).
+	Changed func()
 	// Doctor, when set, returns what the recovery checks look at (a fresh
 	// one per call; closed after): the diagnose tool runs the very checks
 	// of `taosagent doctor`.
@@ -205,6 +208,9 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 	}
 	start := time.Now()
 	snap, err := run(ctx)
+	if err == nil && s.Changed != nil {
+		s.Changed()
+	}
 	e.Phase, e.Snapshot, e.DurationMS, e.Outcome = "outcome", snap, time.Since(start).Milliseconds(), "ok"
 	if err != nil {
 		e.Outcome, e.Detail = outcome(err), bound(s.redact(err.Error()), 1024)

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -72,7 +73,20 @@ type Gateway struct {
 	OnCall func(Call)
 
 	once sync.Once
+	gen  atomic.Uint64 // bumped by Invalidate
+	mu   sync.Mutex
+	auth map[string]cached // key hash → its caller, as of a generation
 }
+
+type cached struct {
+	c   caller
+	gen uint64
+}
+
+// Invalidate forgets every cached caller: an agent, a provider or a key
+// changed. The daemon calls it after each such change, so that a revoked
+// key or a narrowed permitted set holds from the next request on.
+func (g *Gateway) Invalidate() { g.gen.Add(1) }
 
 func (g *Gateway) init() {
 	g.once.Do(func() {
@@ -134,15 +148,37 @@ func (c caller) permitted() []string {
 	return out
 }
 
-// authenticate finds the agent of the request's key.
+// authenticate finds the agent of the request's key (cached until the
+// next Invalidate).
 func (g *Gateway) authenticate(r *http.Request) (caller, int, string) {
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	key = strings.TrimSpace(key)
 	if !strings.EqualFold(scheme, "Bearer") || key == "" {
 		return caller{}, http.StatusUnauthorized, "no API key: send Authorization: Bearer <the agent's key>"
 	}
-	ctx := r.Context()
-	name, err := g.Log.AgentOfKey(ctx, Hash(key))
+	h := Hash(key)
+	gen := g.gen.Load()
+	g.mu.Lock()
+	e, ok := g.auth[h]
+	g.mu.Unlock()
+	if ok && e.gen == gen {
+		return e.c, 0, ""
+	}
+	c, status, msg := g.lookup(r.Context(), h)
+	if status == 0 {
+		g.mu.Lock()
+		if g.auth == nil || len(g.auth) > 10000 {
+			g.auth = map[string]cached{}
+		}
+		g.auth[h] = cached{c, gen}
+		g.mu.Unlock()
+	}
+	return c, status, msg
+}
+
+// lookup reads the caller of key hash h from the store.
+func (g *Gateway) lookup(ctx context.Context, h string) (caller, int, string) {
+	name, err := g.Log.AgentOfKey(ctx, h)
 	if err != nil {
 		return caller{}, http.StatusUnauthorized, "invalid API key (revoked, or never issued)"
 	}

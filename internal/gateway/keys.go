@@ -21,7 +21,10 @@ import (
 type Keyring struct {
 	Log  *eventlog.Log
 	Home home.Home
-	mu   sync.Mutex
+	// Issued, when set, is told after each new key (the gateway forgets
+	// the old one: Gateway.Invalidate).
+	Issued func()
+	mu     sync.Mutex
 }
 
 func (k *Keyring) file(agent string) string { return filepath.Join(k.Home.Agent(agent), "gateway.key") }
@@ -58,5 +61,11 @@ func (k *Keyring) issue(ctx context.Context, agent string) (string, error) {
 	if err := atomicfile.Write(k.file(agent), []byte(key+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	return key, k.Log.SetAgentKey(ctx, agent, hash)
+	if err := k.Log.SetAgentKey(ctx, agent, hash); err != nil {
+		return "", err
+	}
+	if k.Issued != nil {
+		k.Issued()
+	}
+	return key, nil
 }
