@@ -226,3 +226,29 @@ func TestClientDisconnectCancelsTheUpstreamCall(t *testing.T) {
 		t.Fatal("the upstream call went on after the client left")
 	}
 }
+
+// A key rotated, or a model taken out of the set, holds from the next
+// request on, though the caller was cached.
+func TestChangesHoldAtOnceDespiteTheCache(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if resp := e.do(t, "GET", "/models", e.key, ""); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	a, _ := e.gw.Log.Agent(ctx, "a")
+	a.Models = []string{"acme/scripted-small"}
+	a.Model = "acme/scripted-small"
+	e.gw.Log.UpdateAgent(ctx, a)
+	e.gw.Invalidate()
+	resp := e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-demo","messages":[]}`)
+	if resp.StatusCode != 401 {
+		t.Errorf("a model taken out of the set: %d", resp.StatusCode)
+	}
+	resp.Body.Close()
+	_, hash := gateway.NewKey()
+	e.gw.Log.SetAgentKey(ctx, "a", hash)
+	e.gw.Invalidate()
+	if resp := e.do(t, "GET", "/models", e.key, ""); resp.StatusCode != 401 {
+		t.Errorf("a replaced key: %d", resp.StatusCode)
+	}
+}
