@@ -6,7 +6,7 @@ HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps opencode run demo test check bench fuzz openapi mcpsdk
+.PHONY: build deps opencode run demo test check bench fuzz openapi mcpsdk openaijs
 
 build:
 	go build -o $(BIN) ./cmd/taosagent
@@ -38,8 +38,13 @@ MCPSDK := .cache/mcpsdk/node_modules
 mcpsdk: deps
 	[ -d $(MCPSDK)/@modelcontextprotocol/sdk ] || (mkdir -p .cache/mcpsdk && cd .cache/mcpsdk && npm install --silent --no-audit --no-fund @modelcontextprotocol/sdk@1.32.2)
 
-test: deps build check mcpsdk
-	TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
+# The official OpenAI client (npm `openai`), pointed at the model gateway.
+OPENAIJS := .cache/openai/node_modules
+openaijs: deps
+	[ -d $(OPENAIJS)/openai ] || (mkdir -p .cache/openai && cd .cache/openai && npm install --silent --no-audit --no-fund openai@7.59.0)
+
+test: deps build check mcpsdk openaijs
+	TAOSAGENT_OPENAI_JS=$(CURDIR)/$(OPENAIJS) TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
 	$(MAKE) fuzz FUZZSCALE=1
 	$(MAKE) openapi
 

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,4 +87,72 @@ func TestTurnThroughTheGateway(t *testing.T) {
 	if evs := d.turnOf(ctx, "worker", acc.Seq, acc.Input); last(evs).Kind != "final" {
 		t.Fatalf("turn after rotation: %v %s", kinds(evs), last(evs).Data)
 	}
+}
+
+// EnvOpenAIJS points at the node_modules holding the `openai` npm package;
+// `make test` installs it and sets it.
+const EnvOpenAIJS = "TAOSAGENT_OPENAI_JS"
+
+// The official OpenAI client (npm `openai`) talks to /llm/v1 with an
+// agent's key: a streamed chat works and is counted; a model outside the
+// agent's set is refused in LiteLLM's shape; a wrong key is refused.
+func TestGatewayWithTheOpenAIClient(t *testing.T) {
+	mods := os.Getenv(EnvOpenAIJS)
+	if mods == "" {
+		if testing.Short() {
+			t.Skip(EnvOpenAIJS + " is not set (make test sets it)")
+		}
+		t.Fatal(EnvOpenAIJS + " is not set: run `make test`, which installs the openai npm package")
+	}
+	_, modelURL := testenv.Model(t)
+	d := start(t, "")
+	ctx := ctxT(t, 2*time.Minute)
+	code, body := request(t, "POST", d.addr+"/v1/providers", d.c.Token,
+		`{"id":"acme","base_url":"`+modelURL+`","api_key":"sk-upstream-0123456789","models":[{"id":"scripted-demo"},{"id":"scripted-small"}]}`)
+	if code != 201 {
+		t.Fatalf("provider: %d %s", code, body)
+	}
+	if _, err := d.c.CreateAgent(ctx, client.Agent{Name: "app", Model: "acme/scripted-demo"}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := d.c.RotateKey(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := os.ReadFile("testdata/openai_client.mjs")
+	script := filepath.Join(filepath.Dir(mods), "check-"+t.Name()+".mjs")
+	os.WriteFile(script, src, 0o644)
+	t.Cleanup(func() { os.Remove(script) })
+	cmd := exec.CommandContext(ctx, "node", script, d.addr+"/llm/v1", key, "scripted-demo", "scripted-small")
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the openai client: %v\n%s", err, b)
+	}
+	var out struct {
+		Text    string
+		Models  []string
+		Refused *struct {
+			Status              int
+			Type, Code, Message string
+		}
+		WrongKey int
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if out.Text != "Scripted demo chat" || len(out.Models) != 1 || out.Models[0] != "scripted-demo" {
+		t.Errorf("chat %q, models %v", out.Text, out.Models)
+	}
+	if r := out.Refused; r == nil || r.Status != 401 || r.Type != "key_model_access_denied" ||
+		!strings.Contains(r.Message, "key not allowed to access model. This key can only access models=[scripted-demo]. Tried to access scripted-small") {
+		t.Errorf("a model outside the set: %+v", out.Refused)
+	}
+	if out.WrongKey != 401 {
+		t.Errorf("a wrong key: %d", out.WrongKey)
+	}
+	waitFor(t, ctx, func() bool {
+		rows, _ := d.c.Usage(ctx, "app", "acme/scripted-demo", "")
+		return len(rows) == 1 && rows[0].Requests == 1
+	})
 }
