@@ -175,6 +175,7 @@ type Agent struct {
 	Permission json.RawMessage `json:"permission,omitempty"` // opencode's permission config
 	Tools      map[string]bool `json:"tools,omitempty"`      // tool name → enabled
 	Limits     *Limits         `json:"limits,omitempty"`     // of its confined opencode; nil: the defaults
+	Budget     *Budget         `json:"budget,omitempty"`     // of its model use through the gateway; nil: none
 	Builtin    bool            `json:"builtin,omitempty"`
 	Session    string          `json:"session,omitempty"` // the pinned opencode session
 	Created    time.Time       `json:"created"`
@@ -243,6 +244,9 @@ func (a Agent) Validate(providers Lookup) error {
 			return invalid("tools", "%q is not a tool name", t)
 		}
 	}
+	if b := a.Budget; b != nil && (b.DailyTokens < 0 || b.MonthlyTokens < 0 || b.DailyCost < 0 || b.MonthlyCost < 0 || b.SoftPercent < 0 || b.SoftPercent > 100) {
+		return invalid("budget", "limits must be 0 (none) or more, soft_percent 0 to 100")
+	}
 	if l := a.Limits; l != nil {
 		switch {
 		case l.MemoryMB < 0 || l.MemoryMB > 1<<20:
@@ -260,6 +264,27 @@ func (a Agent) Validate(providers Lookup) error {
 		}
 	}
 	return nil
+}
+
+// Budget bounds an agent's model use through the gateway, per UTC day
+// and per calendar month: tokens (in and out) and cost (as the upstream
+// reports it). A zero field is no limit. Past SoftPercent of a limit an
+// event and an audit entry say so; at the limit the gateway refuses (429,
+// budget_exceeded).
+type Budget struct {
+	DailyTokens   int64   `json:"daily_tokens,omitempty"`
+	MonthlyTokens int64   `json:"monthly_tokens,omitempty"`
+	DailyCost     float64 `json:"daily_cost,omitempty"`
+	MonthlyCost   float64 `json:"monthly_cost,omitempty"`
+	SoftPercent   int     `json:"soft_percent,omitempty"` // default 80
+}
+
+// Soft is the share of a limit past which a warning is given.
+func (b Budget) Soft() float64 {
+	if b.SoftPercent <= 0 || b.SoftPercent > 100 {
+		return 0.8
+	}
+	return float64(b.SoftPercent) / 100
 }
 
 // Limits bound an agent's confined opencode and everything it runs. A zero

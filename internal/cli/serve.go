@@ -150,6 +150,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.AppendAsync([]event.Event{e}, nil)
 	}}
 	keyring.Issued = gw.Invalidate
+	gw.OnSoftLimit = func(name, what string) {
+		// An event in the agent's log, and an audit entry.
+		session, turn := mgr.CurrentTurn(context.Background(), name)
+		e := event.New(session, event.Usage, time.Now(), event.UsageData{Source: "gateway", Warning: "budget: " + what})
+		e.Agent, e.Turn = name, turn
+		log.AppendAsync([]event.Event{e}, nil)
+		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "budget.soft", Tier: "write", Target: name,
+			Phase: "outcome", Outcome: "ok", Detail: what})
+		logger.Warn("an agent passed the soft share of its budget", "agent", name, "budget", what)
+	}
 	if n := scrubAgentConfigs(h, keys); n > 0 {
 		logger.Info("removed agent configs written before the gateway; each is written afresh at its agent's next start", "configs", n)
 	}

@@ -166,6 +166,7 @@ type Agent struct {
 	Permission json.RawMessage `json:"permission,omitempty"`
 	Tools      map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits   `json:"limits,omitempty"`
+	Budget     *agent.Budget   `json:"budget,omitempty"`
 	Builtin    bool            `json:"builtin,omitempty"`
 	Session    string          `json:"session,omitempty"`
 	Created    time.Time       `json:"created,omitzero"`

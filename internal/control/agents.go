@@ -58,12 +58,13 @@ type AgentPatch struct {
 	Permission *json.RawMessage `json:"permission,omitempty"` // JSON null clears it
 	Tools      *map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits    `json:"limits,omitempty"`
+	Budget     *agent.Budget    `json:"budget,omitempty"`
 }
 
 // Widens reports whether p touches what an agent may do (its permissions
 // or its tools): a destructive change, that a person approves when it
 // comes through MCP.
-func (p AgentPatch) Widens() bool { return p.Permission != nil || p.Tools != nil }
+func (p AgentPatch) Widens() bool { return p.Permission != nil || p.Tools != nil || p.Budget != nil }
 
 // CreateAgent creates a. An agent with permissions or tools of its own is
 // a destructive change (a person approves it when asked through MCP).
@@ -121,6 +122,9 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		if p.Limits != nil {
 			cur.Limits = p.Limits
+		}
+		if p.Budget != nil {
+			cur.Budget = p.Budget
 		}
 		out, err = s.Runner.UpdateAgent(ctx, cur)
 		return "", err

@@ -155,4 +155,22 @@ func TestGatewayWithTheOpenAIClient(t *testing.T) {
 		rows, _ := d.c.Usage(ctx, "app", "acme/scripted-demo", "")
 		return len(rows) == 1 && rows[0].Requests == 1
 	})
+	// A hard budget, already spent: the next call is refused.
+	if _, err := d.c.UpdateAgent(ctx, "app", map[string]any{"budget": map[string]any{"daily_tokens": 10}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err = exec.CommandContext(ctx, "node", script, d.addr+"/llm/v1", key, "scripted-demo", "", "budget").Output()
+	if err != nil {
+		t.Fatalf("the openai client: %v\n%s", err, b)
+	}
+	var over struct {
+		Budget struct {
+			Status        int
+			Type, Message string
+		}
+	}
+	json.Unmarshal(b, &over)
+	if over.Budget.Status != 429 || over.Budget.Type != "budget_exceeded" {
+		t.Errorf("over budget: %s", b)
+	}
 }

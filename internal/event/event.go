@@ -88,6 +88,9 @@ type UsageData struct {
 	// codec's per-step figures, from opencode, have neither.
 	Model  string `json:"model,omitempty"`
 	Source string `json:"source,omitempty"`
+	// Warning, on the gateway's count, says a budget's soft share was
+	// passed.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Add accumulates u into t.

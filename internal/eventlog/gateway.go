@@ -89,3 +89,11 @@ func (l *Log) Usage(ctx context.Context, agent, model, since string) ([]UsageRow
 	}
 	return out, rows.Err()
 }
+
+// UsageSince sums agent's tokens (in and out) and cost from day since
+// (YYYY-MM-DD) on.
+func (l *Log) UsageSince(ctx context.Context, agent, since string) (tokens int64, cost float64, err error) {
+	err = l.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(input_tokens+output_tokens),0), COALESCE(SUM(cost),0) FROM usage WHERE agent=? AND day >= ?`,
+		agent, since).Scan(&tokens, &cost)
+	return tokens, cost, err
+}

@@ -112,10 +112,11 @@ type agentSpec struct {
 	Permission json.RawMessage `json:"permission,omitempty"`
 	Tools      map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits   `json:"limits,omitempty"`
+	Budget     *agent.Budget   `json:"budget,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget})
 	return string(b)
 }
 
@@ -233,7 +234,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

@@ -71,6 +71,9 @@ type Gateway struct {
 	MaxBody  int64 // a request's body limit; default 8 MiB
 	// OnCall, when set, is told of every counted call (after it ended).
 	OnCall func(Call)
+	// OnSoftLimit, when set, is told when a call takes an agent past the
+	// soft share of one of its budget's limits (once per crossing).
+	OnSoftLimit func(agent, what string)
 
 	once sync.Once
 	gen  atomic.Uint64 // bumped by Invalidate
@@ -267,6 +270,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 			fmt.Sprintf("key not allowed to access model. This key can only access models=%s. Tried to access %s", modelList(c.permitted()), model))
 		return
 	}
+	if msg := g.overBudget(r.Context(), c.agent); msg != "" {
+		apiError(w, http.StatusTooManyRequests, "budget_exceeded", "budget_exceeded", "", msg)
+		return
+	}
 	var stream bool
 	json.Unmarshal(req["stream"], &stream)
 	if id != model {
@@ -334,7 +341,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 		readUsage(b, &call)
 	}
 	call.Duration = time.Since(start)
-	g.count(call)
+	g.count(call, c.agent.Budget)
 }
 
 // relayStream copies an SSE stream to the client event by event, flushing
@@ -378,18 +385,77 @@ func readUsage(b []byte, call *Call) {
 	}
 }
 
-// count records a call's usage, off the response's path.
-func (g *Gateway) count(c Call) {
+// count records a call's usage, off the response's path, and says when
+// the call took its agent past the soft share of a budget's limit.
+func (g *Gateway) count(c Call, b *agent.Budget) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		var before []spent
+		if b != nil {
+			before = g.spent(ctx, c.Agent, *b)
+		}
 		if err := g.Log.AddUsage(ctx, c.Agent, c.Model, time.Now(), c.InputTokens, c.OutputTokens, c.Cost); err != nil {
 			g.Logger.Warn("usage could not be recorded", "agent", c.Agent, "err", err)
 		}
 		if g.OnCall != nil {
 			g.OnCall(c)
 		}
+		if b == nil || g.OnSoftLimit == nil {
+			return
+		}
+		for i, after := range g.spent(ctx, c.Agent, *b) {
+			soft := after.limit * b.Soft()
+			if i < len(before) && before[i].used < soft && after.used >= soft {
+				g.OnSoftLimit(c.Agent, fmt.Sprintf("%s: %.6g of %.6g used (past %d%%)", after.what, after.used, after.limit, int(b.Soft()*100)))
+			}
+		}
 	}()
+}
+
+// spent is the use of one limit of a budget.
+type spent struct {
+	what        string
+	used, limit float64
+}
+
+// spent measures each limit a budget sets.
+func (g *Gateway) spent(ctx context.Context, name string, b agent.Budget) []spent {
+	now := time.Now().UTC()
+	day, month := now.Format(time.DateOnly), now.Format("2006-01")+"-01"
+	var out []spent
+	if b.DailyTokens > 0 || b.DailyCost > 0 {
+		tok, cost, _ := g.Log.UsageSince(ctx, name, day)
+		if b.DailyTokens > 0 {
+			out = append(out, spent{"daily tokens", float64(tok), float64(b.DailyTokens)})
+		}
+		if b.DailyCost > 0 {
+			out = append(out, spent{"daily cost", cost, b.DailyCost})
+		}
+	}
+	if b.MonthlyTokens > 0 || b.MonthlyCost > 0 {
+		tok, cost, _ := g.Log.UsageSince(ctx, name, month)
+		if b.MonthlyTokens > 0 {
+			out = append(out, spent{"monthly tokens", float64(tok), float64(b.MonthlyTokens)})
+		}
+		if b.MonthlyCost > 0 {
+			out = append(out, spent{"monthly cost", cost, b.MonthlyCost})
+		}
+	}
+	return out
+}
+
+// overBudget says why the agent may not call now, "" when it may.
+func (g *Gateway) overBudget(ctx context.Context, a agent.Agent) string {
+	if a.Budget == nil {
+		return ""
+	}
+	for _, s := range g.spent(ctx, a.Name, *a.Budget) {
+		if s.used >= s.limit {
+			return fmt.Sprintf("budget exceeded: agent %s has used its %s (%.6g of %.6g); it resets with the next period, or a person raises it", a.Name, s.what, s.used, s.limit)
+		}
+	}
+	return ""
 }
 
 // clean redacts the caller's upstream key from what the upstream said

@@ -252,3 +252,50 @@ func TestChangesHoldAtOnceDespiteTheCache(t *testing.T) {
 		t.Errorf("a replaced key: %d", resp.StatusCode)
 	}
 }
+
+// A budget's hard limit refuses (429, budget_exceeded) before any upstream
+// call; its soft share is reported once, when a call crosses it.
+func TestBudget(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	soft := make(chan string, 10)
+	e.gw.OnSoftLimit = func(agent, what string) { soft <- agent + ": " + what }
+	a, _ := e.gw.Log.Agent(ctx, "a")
+	a.Budget = &agent.Budget{DailyTokens: 20, SoftPercent: 50} // the scripted model answers with 20 tokens out, and more in
+	e.gw.Log.UpdateAgent(ctx, a)
+	e.gw.Invalidate()
+	call := func() *http.Response {
+		return e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-demo","messages":[{"role":"user","content":"hi"}]}`)
+	}
+	resp := call()
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("first call: %d", resp.StatusCode)
+	}
+	<-e.calls
+	select {
+	case s := <-soft:
+		if !strings.Contains(s, "daily tokens") {
+			t.Errorf("soft: %s", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("crossing the soft share was not reported")
+	}
+	e.mu.Lock()
+	before := len(e.seen)
+	e.mu.Unlock()
+	resp = call()
+	if resp.StatusCode != 429 {
+		t.Fatalf("over budget: %d", resp.StatusCode)
+	}
+	if er := errorOf(t, resp); er["type"] != "budget_exceeded" || !strings.Contains(er["message"].(string), "daily tokens") {
+		t.Errorf("refusal: %v", er)
+	}
+	e.mu.Lock()
+	after := len(e.seen)
+	e.mu.Unlock()
+	if after != before {
+		t.Error("a call over budget reached the upstream")
+	}
+}

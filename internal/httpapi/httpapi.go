@@ -442,6 +442,7 @@ type agentBody struct {
 	Permission json.RawMessage `json:"permission"`
 	Tools      map[string]bool `json:"tools"`
 	Limits     *agent.Limits   `json:"limits"`
+	Budget     *agent.Budget   `json:"budget"`
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -450,7 +451,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
-		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits})
+		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -3,9 +3,20 @@
 // usage: node openai_client.mjs BASE_URL KEY MODEL OTHER_MODEL
 import OpenAI from "openai";
 
-const [baseURL, apiKey, model, other] = process.argv.slice(2);
+const [baseURL, apiKey, model, other, mode] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
 const out = {};
+if (mode === "budget") {
+  // One call, that the agent's budget should stop.
+  try {
+    await client.chat.completions.create({ model, messages: [{ role: "user", content: "hello" }] });
+    out.budget = { status: 200 };
+  } catch (e) {
+    out.budget = { status: e.status, type: e.type, message: e.message };
+  }
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}
 const stream = await client.chat.completions.create({
   model, stream: true, messages: [{ role: "user", content: "hello" }],
 });
