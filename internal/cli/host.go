@@ -242,24 +242,31 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // runAbort stops an agent's running turn.
 func runAbort(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("abort", stderr)
+	c, name, err := agentCommand("abort", args, stderr)
+	if err != nil {
+		return err
+	}
+	turn, err := c.Abort(ctx, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: turn %s aborted\n", name, turn)
+	return nil
+}
+
+// agentCommand parses the command line of a command that takes the client
+// flags and one AGENT, and returns the client and the agent.
+func agentCommand(name string, args []string, stderr io.Writer) (*client.Client, string, error) {
+	fs := flags(name, stderr)
 	mk := clientFlags(fs)
 	if err := parse(fs, interleave(fs, args)); err != nil {
-		return err
+		return nil, "", err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: want AGENT", errUsage)
+		return nil, "", fmt.Errorf("%w: want AGENT", errUsage)
 	}
 	c, err := mk()
-	if err != nil {
-		return err
-	}
-	turn, err := c.Abort(ctx, fs.Arg(0))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: turn %s aborted\n", fs.Arg(0), turn)
-	return nil
+	return c, fs.Arg(0), err
 }
 
 func dash(s string) string {
@@ -271,19 +278,11 @@ func dash(s string) string {
 
 // runKey issues an agent a new gateway key and prints it (once).
 func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flags("key", stderr)
-	mk := clientFlags(fs)
-	if err := parse(fs, interleave(fs, args)); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: want AGENT", errUsage)
-	}
-	c, err := mk()
+	c, name, err := agentCommand("key", args, stderr)
 	if err != nil {
 		return err
 	}
-	key, err := c.RotateKey(ctx, fs.Arg(0))
+	key, err := c.RotateKey(ctx, name)
 	if err != nil {
 		return err
 	}
