@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -202,14 +203,27 @@ func TestDeleteLeavesNothingBehind(t *testing.T) {
 		return !(e.Kind == "instance" && e.Field("state") == "ready")
 	})
 	dir := filepath.Join(d.home, "agents", "temp")
-	if b, err := os.ReadFile(filepath.Join(dir, "home", ".config", "opencode", "opencode.json")); err != nil || !strings.Contains(string(b), key) {
-		t.Fatalf("precondition: the agent's config with its key: %v", err)
+	gwKey, _ := os.ReadFile(filepath.Join(dir, "gateway.key"))
+	b, err := os.ReadFile(filepath.Join(dir, "home", ".config", "opencode", "opencode.json"))
+	if err != nil || len(gwKey) == 0 || !strings.Contains(string(b), strings.TrimSpace(string(gwKey))) {
+		t.Fatalf("precondition: the agent's config with its gateway key: %v", err)
+	}
+	if strings.Contains(string(b), key) {
+		t.Fatal("the upstream's key is in the agent's config")
 	}
 	if err := d.c.DeleteAgent(ctx, "temp"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Errorf("%s survived the agent's deletion", dir)
+	}
+	// Its gateway key ended with it.
+	req, _ := http.NewRequest("GET", d.addr+"/llm/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(gwKey)))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Errorf("the deleted agent's gateway key: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
 	}
 	if _, err := d.c.CreateAgent(ctx, client.Agent{Name: "temp", Model: "demo/scripted-demo"}); err != nil {
 		t.Fatal(err)
