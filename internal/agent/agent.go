@@ -176,6 +176,10 @@ type Agent struct {
 	Tools      map[string]bool `json:"tools,omitempty"`      // tool name → enabled
 	Limits     *Limits         `json:"limits,omitempty"`     // of its confined opencode; nil: the defaults
 	Budget     *Budget         `json:"budget,omitempty"`     // of its model use through the gateway; nil: none
+	// Fallback is the provider/model the gateway calls instead when the
+	// agent's upstream cannot be reached, fails (5xx) or refuses its key:
+	// for host, a direct provider that bypasses a proxy. "" for none.
+	Fallback string `json:"fallback,omitempty"`
 	Builtin    bool            `json:"builtin,omitempty"`
 	Session    string          `json:"session,omitempty"` // the pinned opencode session
 	Created    time.Time       `json:"created"`
@@ -242,6 +246,19 @@ func (a Agent) Validate(providers Lookup) error {
 	for t := range a.Tools {
 		if !modelRE.MatchString(t) {
 			return invalid("tools", "%q is not a tool name", t)
+		}
+	}
+	if a.Fallback != "" {
+		pid, mid, ok := SplitModel(a.Fallback)
+		if !ok {
+			return invalid("fallback", "%q is not provider/model", a.Fallback)
+		}
+		p, ok := providers(pid)
+		if !ok {
+			return invalid("fallback", "unknown provider %q", pid)
+		}
+		if _, ok := p.Model(mid); !ok {
+			return invalid("fallback", "provider %q has no model %q", pid, mid)
 		}
 	}
 	if b := a.Budget; b != nil && (b.DailyTokens < 0 || b.MonthlyTokens < 0 || b.DailyCost < 0 || b.MonthlyCost < 0 || b.SoftPercent < 0 || b.SoftPercent > 100) {

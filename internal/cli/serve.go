@@ -150,6 +150,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.AppendAsync([]event.Event{e}, nil)
 	}}
 	keyring.Issued = gw.Invalidate
+	gw.OnFallback = func(name, from, to, reason string) {
+		// The turn says which model answered: a model.switched event, and
+		// an audit entry.
+		session, turn := mgr.CurrentTurn(context.Background(), name)
+		e := event.New(session, event.ModelSwitched, time.Now(), event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
+		e.Agent, e.Turn = name, turn
+		log.AppendAsync([]event.Event{e}, nil)
+		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "gateway.fallback", Tier: "write", Target: name,
+			Phase: "outcome", Outcome: "ok", Detail: from + " → " + to + ": " + reason})
+		logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", reason)
+	}
 	gw.OnSoftLimit = func(name, what string) {
 		// An event in the agent's log, and an audit entry.
 		session, turn := mgr.CurrentTurn(context.Background(), name)

@@ -167,6 +167,7 @@ type Agent struct {
 	Tools      map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Budget     *agent.Budget   `json:"budget,omitempty"`
+	Fallback   string          `json:"fallback,omitempty"`
 	Builtin    bool            `json:"builtin,omitempty"`
 	Session    string          `json:"session,omitempty"`
 	Created    time.Time       `json:"created,omitzero"`

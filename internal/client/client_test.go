@@ -18,7 +18,7 @@ func TestAgentHoldsEveryFieldOfTheServersView(t *testing.T) {
 	l := agent.Limits{MemoryMB: 1024}
 	v := control.AgentView{
 		Agent: agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}, Prompt: "x", Permission: json.RawMessage(`{"bash":"deny"}`),
-			Tools: map[string]bool{"taos": true}, Limits: &l, Budget: &agent.Budget{DailyTokens: 5}, Builtin: true, Session: "ses", Created: time.Now(), Updated: time.Now()},
+			Tools: map[string]bool{"taos": true}, Limits: &l, Budget: &agent.Budget{DailyTokens: 5}, Fallback: "q/m", Builtin: true, Session: "ses", Created: time.Now(), Updated: time.Now()},
 		Status: runner.AgentStatus{State: "idle", Turn: "t", Queued: 1, Instance: "ready", PID: 2, Confined: true,
 			Usage: &supervisor.Usage{Processes: 1, MemoryBytes: 3, CPUMillis: 4}},
 	}

@@ -59,12 +59,15 @@ type AgentPatch struct {
 	Tools      *map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits    `json:"limits,omitempty"`
 	Budget     *agent.Budget    `json:"budget,omitempty"`
+	Fallback   *string          `json:"fallback,omitempty"`
 }
 
 // Widens reports whether p touches what an agent may do (its permissions
 // or its tools): a destructive change, that a person approves when it
 // comes through MCP.
-func (p AgentPatch) Widens() bool { return p.Permission != nil || p.Tools != nil || p.Budget != nil }
+func (p AgentPatch) Widens() bool {
+	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil
+}
 
 // CreateAgent creates a. An agent with permissions or tools of its own is
 // a destructive change (a person approves it when asked through MCP).
@@ -125,6 +128,9 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		if p.Budget != nil {
 			cur.Budget = p.Budget
+		}
+		if p.Fallback != nil {
+			cur.Fallback = *p.Fallback
 		}
 		out, err = s.Runner.UpdateAgent(ctx, cur)
 		return "", err

@@ -167,6 +167,16 @@ type PermissionResolvedData struct {
 	Message  string `json:"message,omitempty"`
 }
 
+// ModelSwitchedData is the data of ModelSwitched: the model answering an
+// agent's calls changed (the gateway fell back to the agent's fallback
+// when its upstream failed).
+type ModelSwitchedData struct {
+	From   string `json:"from"` // provider/model
+	To     string `json:"to"`
+	Reason string `json:"reason,omitempty"`
+	Source string `json:"source,omitempty"` // "gateway"
+}
+
 // InputData is the data of InputAccepted, InputSteered and TurnStarted.
 type InputData struct {
 	Input    int64  `json:"input"`

@@ -113,10 +113,11 @@ type agentSpec struct {
 	Tools      map[string]bool `json:"tools,omitempty"`
 	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Budget     *agent.Budget   `json:"budget,omitempty"`
+	Fallback   string          `json:"fallback,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback})
 	return string(b)
 }
 
@@ -234,7 +235,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

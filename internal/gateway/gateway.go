@@ -71,6 +71,9 @@ type Gateway struct {
 	MaxBody  int64 // a request's body limit; default 8 MiB
 	// OnCall, when set, is told of every counted call (after it ended).
 	OnCall func(Call)
+	// OnFallback, when set, is told when a call goes to the agent's
+	// fallback because its upstream failed (from, to: provider/model).
+	OnFallback func(agent, from, to, reason string)
 	// OnSoftLimit, when set, is told when a call takes an agent past the
 	// soft share of one of its budget's limits (once per crossing).
 	OnSoftLimit func(agent, what string)
@@ -127,6 +130,14 @@ func apiError(w http.ResponseWriter, status int, typ, code, param, msg string) {
 type caller struct {
 	agent    agent.Agent
 	provider agent.Provider
+	baseURL  string
+	key      string
+	fallback *fallback // the agent's fallback, nil if none
+}
+
+// fallback is where the gateway sends a call whose upstream failed.
+type fallback struct {
+	full, id string // provider/model, and the model's id there
 	baseURL  string
 	key      string
 }
@@ -194,16 +205,33 @@ func (g *Gateway) lookup(ctx context.Context, h string) (caller, int, string) {
 	if err != nil {
 		return caller{}, http.StatusBadGateway, "the agent's provider " + pid + " is not configured"
 	}
-	c := caller{agent: a, provider: p, baseURL: p.BaseURL}
-	if p.Demo {
-		if g.DemoURL == "" {
-			return caller{}, http.StatusBadGateway, "the demo provider is switched off"
+	c := caller{agent: a, provider: p}
+	if c.baseURL, c.key, err = g.reach(p); err != nil {
+		return caller{}, http.StatusBadGateway, err.Error()
+	}
+	if a.Fallback != "" {
+		fpid, fid, _ := agent.SplitModel(a.Fallback)
+		if fp, err := g.Log.Provider(ctx, fpid); err == nil {
+			if base, key, err := g.reach(fp); err == nil {
+				c.fallback = &fallback{full: a.Fallback, id: fid, baseURL: base, key: key}
+			}
 		}
-		c.baseURL, c.key = g.DemoURL, "demo-key-not-secret"
-	} else if c.key, err = g.Keys.Get(pid); err != nil {
-		return caller{}, http.StatusBadGateway, "the provider's key cannot be read"
 	}
 	return c, 0, ""
+}
+
+// reach is a provider's base URL and key.
+func (g *Gateway) reach(p agent.Provider) (baseURL, key string, err error) {
+	if p.Demo {
+		if g.DemoURL == "" {
+			return "", "", errors.New("the demo provider is switched off")
+		}
+		return g.DemoURL, "demo-key-not-secret", nil
+	}
+	if key, err = g.Keys.Get(p.ID); err != nil {
+		return "", "", errors.New("the provider's key cannot be read")
+	}
+	return p.BaseURL, key, nil
 }
 
 // ServeHTTP serves /llm/v1/…
@@ -276,9 +304,6 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 	}
 	var stream bool
 	json.Unmarshal(req["stream"], &stream)
-	if id != model {
-		req["model"], _ = json.Marshal(id)
-	}
 	if stream && path == "/chat/completions" {
 		opts := map[string]json.RawMessage{}
 		json.Unmarshal(req["stream_options"], &opts)
@@ -287,22 +312,40 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 			req["stream_options"], _ = json.Marshal(opts)
 		}
 	}
-	if id != model || stream {
-		body, _ = json.Marshal(req)
+	send := func(baseURL, key, id string) (*http.Response, error) {
+		req["model"], _ = json.Marshal(id) // the upstream's own name of the model
+		b := body
+		if id != model || stream {
+			b, _ = json.Marshal(req)
+		}
+		up, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimSuffix(baseURL, "/")+path, bytes.NewReader(b))
+		if err != nil {
+			return nil, errors.New("the provider's URL is not usable")
+		}
+		up.Header.Set("Content-Type", "application/json")
+		if a := r.Header.Get("Accept"); a != "" {
+			up.Header.Set("Accept", a)
+		}
+		if key != "" {
+			up.Header.Set("Authorization", "Bearer "+key)
+		}
+		return g.Upstream.Do(up)
 	}
-	up, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimSuffix(c.baseURL, "/")+path, bytes.NewReader(body))
-	if err != nil {
-		apiError(w, http.StatusBadGateway, "api_error", "upstream_unavailable", "", "the provider's URL is not usable")
-		return
+	resp, err := send(c.baseURL, c.key, id)
+	// The upstream failed (cannot be reached, 5xx, refused the key): the
+	// agent's fallback, if it has one, takes the call.
+	if f := c.fallback; f != nil && r.Context().Err() == nil && (err != nil || resp.StatusCode >= 500 || resp.StatusCode == 401 || resp.StatusCode == 403) {
+		reason := "cannot be reached"
+		if err == nil {
+			reason = "answered " + resp.Status
+			resp.Body.Close()
+		}
+		if g.OnFallback != nil {
+			g.OnFallback(c.agent.Name, full, f.full, "the upstream "+reason)
+		}
+		c.key, full = f.key, f.full // redaction and counting follow the call
+		resp, err = send(f.baseURL, f.key, f.id)
 	}
-	up.Header.Set("Content-Type", "application/json")
-	if a := r.Header.Get("Accept"); a != "" {
-		up.Header.Set("Accept", a)
-	}
-	if c.key != "" {
-		up.Header.Set("Authorization", "Bearer "+c.key)
-	}
-	resp, err := g.Upstream.Do(up)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client left: the upstream call was canceled with it

@@ -299,3 +299,63 @@ func TestBudget(t *testing.T) {
 		t.Error("a call over budget reached the upstream")
 	}
 }
+
+// When the agent's upstream fails (5xx, a refused key, unreachable), its
+// fallback takes the call; the switch is reported and the call counted
+// for the model that answered.
+func TestFallbackTakesTheCallWhenTheUpstreamFails(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	// The fallback answers whatever is asked (the prompt that makes the
+	// main upstream fail is taken out of it).
+	model := &scriptedmodel.Server{}
+	direct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(strings.NewReplacer("fail500", "", "fail401", "").Replace(string(b))))
+		model.ServeHTTP(w, r)
+	}))
+	t.Cleanup(direct.Close)
+	e.gw.Log.CreateProvider(ctx, agent.Provider{ID: "direct", BaseURL: direct.URL + "/v1", Models: []agent.Model{{ID: "scripted-small"}}})
+	e.gw.Keys.Put("direct", "sk-direct-0123456789")
+	a, _ := e.gw.Log.Agent(ctx, "a")
+	a.Fallback = "direct/scripted-small"
+	e.gw.Log.UpdateAgent(ctx, a)
+	e.gw.Invalidate()
+	switched := make(chan string, 10)
+	e.gw.OnFallback = func(agent, from, to, reason string) { switched <- from + " → " + to + ": " + reason }
+	for _, prompt := range []string{"please fail500", "please fail401"} {
+		// With a tool offered: the scripted model answers a request
+		// without tools as a title request, whatever it says.
+		resp := e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-demo","messages":[{"role":"user","content":"`+prompt+`"}],`+
+			`"tools":[{"type":"function","function":{"name":"noop","parameters":{"type":"object"}}}]}`)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", prompt, resp.StatusCode, b)
+		}
+		var s string
+		select {
+		case s = <-switched:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no switch reported")
+		}
+		if !strings.HasPrefix(s, "acme/scripted-demo → direct/scripted-small: the upstream answered") {
+			t.Errorf("switch: %s", s)
+		}
+		select {
+		case c := <-e.calls:
+			if c.Model != "direct/scripted-small" {
+				t.Errorf("counted for %s", c.Model)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the call was not counted")
+		}
+	}
+	// A model the agent may not use is refused before anything: the
+	// fallback is not a way around the permitted set.
+	resp := e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-small","messages":[]}`)
+	if resp.StatusCode != 401 {
+		t.Errorf("the fallback's model asked directly: %d", resp.StatusCode)
+	}
+	resp.Body.Close()
+}

@@ -443,6 +443,7 @@ type agentBody struct {
 	Tools      map[string]bool `json:"tools"`
 	Limits     *agent.Limits   `json:"limits"`
 	Budget     *agent.Budget   `json:"budget"`
+	Fallback   string          `json:"fallback"`
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -451,7 +452,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
-		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget})
+		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback})
 	if err != nil {
 		s.fail(w, r, err)
 		return
