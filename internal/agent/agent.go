@@ -179,11 +179,11 @@ type Agent struct {
 	// Fallback is the provider/model the gateway calls instead when the
 	// agent's upstream cannot be reached, fails (5xx) or refuses its key:
 	// for host, a direct provider that bypasses a proxy. "" for none.
-	Fallback string `json:"fallback,omitempty"`
-	Builtin    bool            `json:"builtin,omitempty"`
-	Session    string          `json:"session,omitempty"` // the pinned opencode session
-	Created    time.Time       `json:"created"`
-	Updated    time.Time       `json:"updated"`
+	Fallback string    `json:"fallback,omitempty"`
+	Builtin  bool      `json:"builtin,omitempty"`
+	Session  string    `json:"session,omitempty"` // the pinned opencode session
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // SplitModel splits "provider/model".
