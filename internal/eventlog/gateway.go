@@ -38,15 +38,6 @@ func (l *Log) AgentOfKey(ctx context.Context, hash string) (string, error) {
 	return a, err
 }
 
-// DeleteAgentKey ends agent's gateway key.
-func (l *Log) DeleteAgentKey(ctx context.Context, agent string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
-		_, err := tx.Exec(`DELETE FROM agent_keys WHERE agent=?`, agent)
-		return err
-	})
-	return err
-}
-
 // UsageRow is the usage of one agent and model on one day.
 type UsageRow struct {
 	Agent        string  `json:"agent"`
