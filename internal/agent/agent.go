@@ -67,11 +67,25 @@ func (m *Model) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Provider kinds.
+const (
+	// KindOpenAI (the default, "") is an OpenAI-compatible provider: one
+	// key, its own for every agent, and a fixed list of models.
+	KindOpenAI = ""
+	// KindLiteLLM is a LiteLLM proxy. Each agent has its own virtual key
+	// (Agent.UpstreamKey; the provider's key, if any, serves agents
+	// without one), and an agent's permitted models are exactly what its
+	// key may access (GET /models with that key), synced by the daemon.
+	// Models only adds what is known of a model (tool calls, limits).
+	KindLiteLLM = "litellm"
+)
+
 // Provider is an upstream OpenAI-compatible model provider. APIKey is only
 // ever read from a request; it is stored apart (mode 0600) and never shown.
 type Provider struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name,omitempty"`
+	Kind    string    `json:"kind,omitempty"` // KindOpenAI or KindLiteLLM
 	BaseURL string    `json:"base_url"`
 	APIKey  string    `json:"api_key,omitempty"`
 	Models  []Model   `json:"models"`
@@ -87,12 +101,17 @@ func (p Provider) Public() Provider {
 	return p
 }
 
-// Model returns the model of p with id.
+// Model returns the model of p with id. A LiteLLM proxy serves whatever an
+// agent's key may access: any valid id is one of its models (with tool
+// calls on), described by Models when listed there.
 func (p Provider) Model(id string) (Model, bool) {
 	for _, m := range p.Models {
 		if m.ID == id {
 			return m, true
 		}
+	}
+	if p.Kind == KindLiteLLM && modelRE.MatchString(id) {
+		return Model{ID: id, ToolCall: true}, true
 	}
 	return Model{}, false
 }
@@ -143,7 +162,10 @@ func (p Provider) Validate() error {
 	if len(p.APIKey) > 4096 || strings.ContainsAny(p.APIKey, "\r\n") {
 		return invalid("api_key", "is not a valid key")
 	}
-	if len(p.Models) == 0 {
+	if p.Kind != KindOpenAI && p.Kind != KindLiteLLM {
+		return invalid("kind", "must be %q or omitted (OpenAI-compatible)", KindLiteLLM)
+	}
+	if len(p.Models) == 0 && p.Kind != KindLiteLLM {
 		return invalid("models", "must list at least one model")
 	}
 	if len(p.Models) > 256 {
@@ -179,11 +201,17 @@ type Agent struct {
 	// Fallback is the provider/model the gateway calls instead when the
 	// agent's upstream cannot be reached, fails (5xx) or refuses its key:
 	// for host, a direct provider that bypasses a proxy. "" for none.
-	Fallback string    `json:"fallback,omitempty"`
-	Builtin  bool      `json:"builtin,omitempty"`
-	Session  string    `json:"session,omitempty"` // the pinned opencode session
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
+	Fallback string `json:"fallback,omitempty"`
+	// UpstreamKey is the agent's own key at its provider, for a LiteLLM
+	// provider (its virtual key). Like a provider's key it is only read
+	// from a request: stored apart (mode 0600), never shown, never in
+	// the agent's directory. HasUpstreamKey says whether it has one.
+	UpstreamKey    string    `json:"upstream_key,omitempty"`
+	HasUpstreamKey bool      `json:"has_upstream_key,omitempty"`
+	Builtin        bool      `json:"builtin,omitempty"`
+	Session        string    `json:"session,omitempty"` // the pinned opencode session
+	Created        time.Time `json:"created"`
+	Updated        time.Time `json:"updated"`
 }
 
 // SplitModel splits "provider/model".
@@ -232,6 +260,9 @@ func (a Agent) Validate(providers Lookup) error {
 		} else if pid != first {
 			return invalid(field, "all of an agent's models must come from one provider")
 		}
+	}
+	if len(a.UpstreamKey) > 4096 || strings.ContainsAny(a.UpstreamKey, "\r\n") {
+		return invalid("upstream_key", "is not a valid key")
 	}
 	if len(a.Prompt) > 64<<10 {
 		return invalid("prompt", "is longer than 64 KiB")

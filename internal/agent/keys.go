@@ -58,3 +58,8 @@ func (k Keys) All() []string {
 	}
 	return out
 }
+
+// UpstreamKeyID is the id under which Keys holds agent name's own key at
+// its provider (Agent.UpstreamKey). Provider ids hold no '.', so it never
+// names a provider's key.
+func UpstreamKeyID(name string) string { return "agent." + name }

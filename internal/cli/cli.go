@@ -35,6 +35,7 @@ func commands() []command {
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
 		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},
 		{"key", "issue an agent a new key for the model gateway, shown once (key AGENT)", runKey},
+		{"sync-models", "sync a LiteLLM agent's permitted models with its key's scope (sync-models AGENT)", runSyncModels},
 		{"usage", "model usage through the gateway per agent, model and day (usage [--agent A] [--model P/M] [--since DAY])", runUsage},
 		{"mcp", "serve taosagent's host tools over stdio to a local MCP client (needs the home's token)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runMCP(ctx, args, os.Stdin, stdout, stderr)

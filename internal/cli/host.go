@@ -291,6 +291,26 @@ func runKey(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
+// runSyncModels syncs a LiteLLM agent's permitted models with what its key
+// may access at the proxy, and prints what changed.
+func runSyncModels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, name, err := agentCommand("sync-models", args, stderr)
+	if err != nil {
+		return err
+	}
+	s, err := c.SyncModels(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !s.Changed {
+		fmt.Fprintf(stdout, "%s: unchanged; model %s; permitted %s\n", s.Agent, s.Model, strings.Join(s.Models, ","))
+		return nil
+	}
+	fmt.Fprintf(stdout, "%s: model %s; permitted %s (added %s; removed %s)\n", s.Agent, s.Model, strings.Join(s.Models, ","),
+		strings.Join(s.Added, ","), strings.Join(s.Removed, ","))
+	return nil
+}
+
 // runUsage prints the gateway's usage per agent, model and day.
 func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("usage", stderr)

@@ -53,6 +53,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxConns := fs.Int("max-conns", 512, "most client connections open at once")
 	systemctl := fs.String("systemctl", "systemctl", "the systemctl the managed-host tools run")
 	journalctl := fs.String("journalctl", "journalctl", "the journalctl the managed-host tools run")
+	modelsSync := fs.Duration("models-sync", 5*time.Minute, "how often the permitted models of agents on a LiteLLM proxy are synced with their keys' scope (0: only at start and on demand)")
+	llmConnect := fs.Duration("llm-connect-timeout", 30*time.Second, "the model gateway's bound on connecting to an upstream")
+	llmHeader := fs.Duration("llm-header-timeout", 5*time.Minute, "the model gateway's bound on an upstream's time to its first byte")
+	llmStall := fs.Duration("llm-stall-timeout", 5*time.Minute, "the model gateway ends an upstream response silent this long")
 	hosts := &listFlag{}
 	fs.Var(hosts, "allow-host", "a host name clients may use to reach the API, beyond IP addresses and localhost (repeatable)")
 	if err := parse(fs, args); err != nil {
@@ -135,13 +139,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// own; the upstreams' keys stay with the daemon.
 	keyring := &gateway.Keyring{Log: log, Home: h}
 	llmURL := loopbackURL(ln.Addr()) + "/llm/v1"
+	var ctl *control.Service // the runner's hooks call it; set below
+	daemon := control.Actor{Kind: control.Daemon, Channel: "sync"}
 	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
 		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer,
 		Gateway: func(ctx context.Context, agent string) (string, string, error) {
 			key, err := keyring.Ensure(ctx, agent)
 			return llmURL, key, err
+		},
+		Sync: func(ctx context.Context, name string) (agent.Agent, error) {
+			if _, err := ctl.SyncModels(ctx, daemon, name); err != nil && !agent.IsInvalid(err) {
+				return agent.Agent{}, err
+			}
+			return log.Agent(ctx, name)
+		},
+		OnModelSwitch: func(name, from, to string) {
+			if err := ctl.ModelSwitched(context.Background(), name, from, to); err != nil {
+				logger.Warn("a model switch made in opencode was refused", "agent", name, "from", from, "to", to, "err", err)
+			} else {
+				logger.Info("a model switch made in opencode is now the agent's model", "agent", name, "from", from, "to", to)
+			}
 		}})
-	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger, OnCall: func(c gateway.Call) {
+	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
+		ConnectTimeout: *llmConnect, HeaderTimeout: *llmHeader, StallTimeout: *llmStall, OnCall: func(c gateway.Call) {
 		// One usage event per call, in the agent's log.
 		session, turn := mgr.CurrentTurn(context.Background(), c.Agent)
 		e := event.New(session, event.Usage, time.Now(), event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
@@ -178,9 +198,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *systemctl != "systemctl" {
 		sysd.Env = standInEnv() // the test stand-in's state
 	}
-	ctl := &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
+	ctl = &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
-		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate}
+		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
 	self, _ := os.Executable()
 	ctl.Doctor = func() *doctor.Env {
 		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
@@ -219,6 +239,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger.Info("created built-in " + c)
 	}
 	go prune(ctx, log, *retention, *rawRetention, logger)
+	if *modelsSync > 0 {
+		go syncModels(ctx, ctl, *modelsSync, logger)
+	}
 
 	select {
 	case err := <-serveErr:
@@ -232,6 +255,35 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv.Close() // event streams do not end on their own
 	}
 	return nil
+}
+
+// syncModels syncs, every period, the permitted models of every agent on
+// a LiteLLM proxy with what its key may access, until ctx is done.
+func syncModels(ctx context.Context, ctl *control.Service, period time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		as, err := ctl.Log.Agents(ctx)
+		if err != nil {
+			continue
+		}
+		for _, a := range as {
+			s, err := ctl.SyncModels(ctx, control.Actor{Kind: control.Daemon, Channel: "sync"}, a.Name)
+			switch {
+			case agent.IsInvalid(err):
+				// not on a LiteLLM proxy
+			case err != nil:
+				logger.Warn("an agent's models could not be synced with its key's scope", "agent", a.Name, "err", err)
+			case s.Changed:
+				logger.Info("an agent's models follow its key's scope", "agent", a.Name, "added", s.Added, "removed", s.Removed, "model", s.Model)
+			}
+		}
+	}
 }
 
 // scrubAgentConfigs removes every agent's opencode config that holds an

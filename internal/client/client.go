@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
@@ -129,6 +130,7 @@ type Model struct {
 type Provider struct {
 	ID      string  `json:"id"`
 	Name    string  `json:"name,omitempty"`
+	Kind    string  `json:"kind,omitempty"` // "" (OpenAI-compatible) or "litellm"
 	BaseURL string  `json:"base_url"`
 	APIKey  string  `json:"api_key,omitempty"`
 	Models  []Model `json:"models"`
@@ -168,11 +170,14 @@ type Agent struct {
 	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Budget     *agent.Budget   `json:"budget,omitempty"`
 	Fallback   string          `json:"fallback,omitempty"`
-	Builtin    bool            `json:"builtin,omitempty"`
-	Session    string          `json:"session,omitempty"`
-	Created    time.Time       `json:"created,omitzero"`
-	Updated    time.Time       `json:"updated,omitzero"`
-	Status     *AgentStatus    `json:"status,omitempty"`
+	// UpstreamKey is write-only: the agent's own key at its LiteLLM proxy.
+	UpstreamKey    string       `json:"upstream_key,omitempty"`
+	HasUpstreamKey bool         `json:"has_upstream_key,omitempty"`
+	Builtin        bool         `json:"builtin,omitempty"`
+	Session        string       `json:"session,omitempty"`
+	Created        time.Time    `json:"created,omitzero"`
+	Updated        time.Time    `json:"updated,omitzero"`
+	Status         *AgentStatus `json:"status,omitempty"`
 }
 
 // AgentStatus is what an agent is doing: the server's type.
@@ -440,4 +445,15 @@ func (c *Client) Usage(ctx context.Context, agent, model, since string) ([]Usage
 	var out struct{ Usage []UsageRow }
 	err := c.Do(ctx, "GET", "/v1/usage?"+v.Encode(), nil, &out)
 	return out.Usage, err
+}
+
+// ModelSync is what a sync of a LiteLLM agent's models found: the server's type.
+type ModelSync = control.ModelSync
+
+// SyncModels brings a LiteLLM agent's permitted models up to date with its
+// key's scope at the proxy.
+func (c *Client) SyncModels(ctx context.Context, name string) (ModelSync, error) {
+	var out ModelSync
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(name)+"/models/sync", nil, &out)
+	return out, err
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ type AgentView struct {
 func (s *Service) View(ctx context.Context, a agent.Agent) AgentView {
 	l := a.Limits.Effective()
 	a.Limits = &l
+	k, _ := s.Keys.Get(agent.UpstreamKeyID(a.Name))
+	a.UpstreamKey, a.HasUpstreamKey = "", k != ""
 	return AgentView{Agent: a, Status: s.Runner.Status(ctx, a.Name)}
 }
 
@@ -60,6 +63,21 @@ type AgentPatch struct {
 	Limits     *agent.Limits    `json:"limits,omitempty"`
 	Budget     *agent.Budget    `json:"budget,omitempty"`
 	Fallback   *string          `json:"fallback,omitempty"`
+	// UpstreamKey replaces the agent's own key at its LiteLLM proxy; ""
+	// removes it. Write-only: never shown, never audited.
+	UpstreamKey *string `json:"upstream_key,omitempty"`
+}
+
+// redacted is p as the audit and an approver see it: without the key.
+func (p AgentPatch) redacted() AgentPatch {
+	if p.UpstreamKey != nil {
+		r := "[REDACTED]"
+		if *p.UpstreamKey == "" {
+			r = ""
+		}
+		p.UpstreamKey = &r
+	}
+	return p
 }
 
 // Widens reports whether p touches what an agent may do (its permissions
@@ -77,9 +95,27 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 		tier = Destructive
 	}
 	var out agent.Agent
-	err := s.Do(ctx, Call{Actor: a, Tool: "agent.create", Tier: tier, Target: spec.Name, Args: spec}, func(ctx context.Context) (string, error) {
+	args := spec
+	args.UpstreamKey, args.HasUpstreamKey = "", spec.UpstreamKey != ""
+	err := s.Do(ctx, Call{Actor: a, Tool: "agent.create", Tier: tier, Target: spec.Name, Args: args}, func(ctx context.Context) (string, error) {
+		s.agentMu.Lock()
+		defer s.agentMu.Unlock()
+		if _, err := s.Log.Agent(ctx, spec.Name); err == nil {
+			return "", fmt.Errorf("agent %q: %w", spec.Name, eventlog.ErrExists)
+		}
+		key := spec.UpstreamKey
+		spec.UpstreamKey = ""
+		if err := s.putUpstreamKey(spec.Name, key); err != nil {
+			return "", err
+		}
+		if err := s.scoped(ctx, &spec, nil); err != nil {
+			s.Keys.Delete(agent.UpstreamKeyID(spec.Name))
+			return "", err
+		}
 		var err error
-		out, err = s.Runner.CreateAgent(ctx, spec)
+		if out, err = s.Runner.CreateAgent(ctx, spec); err != nil {
+			s.Keys.Delete(agent.UpstreamKeyID(spec.Name))
+		}
 		return "", err
 	})
 	if err != nil {
@@ -98,12 +134,19 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		tier = Destructive
 	}
 	var out agent.Agent
-	err := s.Do(ctx, Call{Actor: a, Tool: "agent.update", Tier: tier, Target: name, Args: p}, func(ctx context.Context) (string, error) {
+	err := s.Do(ctx, Call{Actor: a, Tool: "agent.update", Tier: tier, Target: name, Args: p.redacted()}, func(ctx context.Context) (string, error) {
 		s.agentMu.Lock()
 		defer s.agentMu.Unlock()
 		cur, err := s.Log.Agent(ctx, name)
 		if err != nil {
 			return "", err
+		}
+		_, lite, _ := s.litellm(ctx, name)
+		if lite && p.Models != nil {
+			return "", invalidf("models: %s's models are what its key may access at its LiteLLM proxy; change the key's scope there, then sync (POST /v1/agents/%s/models/sync)", name, name)
+		}
+		if lite && p.Model != nil && p.UpstreamKey == nil && !slices.Contains(cur.Models, *p.Model) {
+			return "", invalidf("model: %s's key may not access %s at its proxy; it may access %v", name, *p.Model, cur.Models)
 		}
 		if p.Model != nil {
 			cur.Model = *p.Model
@@ -132,6 +175,26 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		if p.Fallback != nil {
 			cur.Fallback = *p.Fallback
 		}
+		if p.UpstreamKey != nil {
+			// The new key's scope is the agent's permitted set from now on;
+			// on any failure the old key stays.
+			old, err := s.Keys.Get(agent.UpstreamKeyID(name))
+			if err != nil {
+				return "", err
+			}
+			if err := s.putUpstreamKey(name, *p.UpstreamKey); err != nil {
+				return "", err
+			}
+			restore := func() { s.putUpstreamKey(name, old) }
+			if err := s.scoped(ctx, &cur, p.Model); err != nil {
+				restore()
+				return "", err
+			}
+			if out, err = s.Runner.UpdateAgent(ctx, cur); err != nil {
+				restore()
+			}
+			return "", err
+		}
 		out, err = s.Runner.UpdateAgent(ctx, cur)
 		return "", err
 	})
@@ -139,6 +202,45 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		return AgentView{}, err
 	}
 	return s.View(ctx, out), nil
+}
+
+// putUpstreamKey stores (or, "", removes) agent name's key at its proxy.
+func (s *Service) putUpstreamKey(name, key string) error {
+	if len(key) > 4096 || strings.ContainsAny(key, "\r\n") {
+		return invalidf("upstream_key: is not a valid key")
+	}
+	if err := s.Keys.Put(agent.UpstreamKeyID(name), key); err != nil {
+		return errors.New("the agent's key could not be stored")
+	}
+	return nil
+}
+
+// scoped makes a LiteLLM agent's permitted set what its key may access,
+// when its proxy answers (when it does not, the agent keeps what it has;
+// the daemon syncs it later). The agent's model must be one of them; a
+// model the caller did not choose (want nil) gives way to the first.
+func (s *Service) scoped(ctx context.Context, a *agent.Agent, want *string) error {
+	pid, _, _ := agent.SplitModel(a.Model)
+	p, err := s.Log.Provider(ctx, pid)
+	if err != nil || p.Kind != agent.KindLiteLLM || s.Scope == nil {
+		return nil // Validate names a missing provider
+	}
+	scope, err := s.Scope(ctx, *a)
+	if err != nil {
+		s.Logger.Warn("the agent's models could not be read from its proxy; they are synced later", "agent", a.Name, "err", err)
+		return nil
+	}
+	if len(scope) == 0 {
+		return invalidf("upstream_key: the key may access no model at %s", p.ID)
+	}
+	if !slices.Contains(scope, a.Model) {
+		if want != nil || a.Created.IsZero() {
+			return invalidf("model: the agent's key may not access %s at %s; it may access %v", a.Model, p.ID, scope)
+		}
+		a.Model = scope[0]
+	}
+	a.Models = scope
+	return nil
 }
 
 // DeleteAgent deletes agent name (destructive).

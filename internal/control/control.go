@@ -36,6 +36,9 @@ const (
 	CLIUser  Kind = "cli"      // a local user of the CLI, by uid
 	Agent    Kind = "agent"    // an agent, through its own MCP token
 	Recovery Kind = "recovery" // the recovery CLI (doctor, fix)
+	// Daemon is taosagent itself, acting on what it observed (a model
+	// switch opencode reported, a sync of a key's scope).
+	Daemon Kind = "daemon"
 )
 
 // Channels an actor comes through.
@@ -71,7 +74,7 @@ func (a Actor) String() string {
 // Person reports whether a speaks for a person: only a person answers
 // approvals. An agent never does, nor does anything that comes through MCP,
 // where a model may be at the wheel.
-func (a Actor) Person() bool { return a.Kind != Agent && a.Channel != MCP }
+func (a Actor) Person() bool { return a.Kind != Agent && a.Kind != Daemon && a.Channel != MCP }
 
 // Tier is how much an action may change.
 type Tier string
@@ -93,6 +96,9 @@ var (
 	ErrRefused = errors.New("refused")
 	// ErrTooLarge: a text or file beyond the limits.
 	ErrTooLarge = errors.New("too large")
+	// ErrUpstream: a model provider could not be asked (unreachable, or
+	// it refused); nothing was changed.
+	ErrUpstream = errors.New("upstream")
 )
 
 // Service is the control service. Set the fields, then use it; it is safe
@@ -124,6 +130,10 @@ type Service struct {
 	// Changed, when set, is told after every change that succeeded (the
 	// gateway forgets what it cached of agents, providers and keys).
 	Changed func()
+	// Scope, when set, lists the models an agent's key may access at its
+	// provider (the gateway's Scope): the source of a LiteLLM agent's
+	// permitted set.
+	Scope func(ctx context.Context, a agent.Agent) ([]string, error)
 	// Doctor, when set, returns what the recovery checks look at (a fresh
 	// one per call; closed after): the diagnose tool runs the very checks
 	// of `taosagent doctor`.

@@ -115,6 +115,7 @@ const (
 	CodeAborted        = "aborted"          // the turn was aborted
 	CodeProviderAuth   = "provider_auth"    // the model provider refused the key
 	CodeRateLimited    = "rate_limited"     // the provider said 429
+	CodeBudget         = "budget_exceeded"  // the agent's budget at the gateway is spent
 	CodeProvider       = "provider_error"   // the provider failed (5xx, bad answer)
 	CodeModelNotFound  = "model_not_found"  // the model is not configured
 	CodeContext        = "context_overflow" // the conversation no longer fits
@@ -168,13 +169,16 @@ type PermissionResolvedData struct {
 }
 
 // ModelSwitchedData is the data of ModelSwitched: the model answering an
-// agent's calls changed (the gateway fell back to the agent's fallback
-// when its upstream failed).
+// agent's calls changed. Source "gateway": the gateway fell back to the
+// agent's fallback when its upstream failed. Source "opencode": opencode's
+// session moved to another model (a switch made in its TUI); taosagent
+// writes a switch within the agent's permitted models back to the agent,
+// and refuses (and audits) one outside them.
 type ModelSwitchedData struct {
 	From   string `json:"from"` // provider/model
 	To     string `json:"to"`
 	Reason string `json:"reason,omitempty"`
-	Source string `json:"source,omitempty"` // "gateway"
+	Source string `json:"source,omitempty"` // "gateway" or "opencode"
 }
 
 // InputData is the data of InputAccepted, InputSteered and TurnStarted.

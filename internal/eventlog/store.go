@@ -38,8 +38,8 @@ func (l *Log) CreateProvider(ctx context.Context, p agent.Provider) error {
 		if n > 0 {
 			return fmt.Errorf("provider %q: %w", p.ID, ErrExists)
 		}
-		_, err := tx.Exec(`INSERT INTO providers(id, name, base_url, models, demo, created) VALUES (?,?,?,?,?,?)`,
-			p.ID, p.Name, p.BaseURL, string(models), p.Demo, ms(now()))
+		_, err := tx.Exec(`INSERT INTO providers(id, name, base_url, models, demo, kind, created) VALUES (?,?,?,?,?,?,?)`,
+			p.ID, p.Name, p.BaseURL, string(models), p.Demo, p.Kind, ms(now()))
 		return err
 	})
 	return err
@@ -63,7 +63,7 @@ func (l *Log) Provider(ctx context.Context, id string) (agent.Provider, error) {
 }
 
 func (l *Log) providers(ctx context.Context, id string) ([]agent.Provider, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, name, base_url, models, demo, created FROM providers WHERE id=? OR ?='' ORDER BY id`, id, id)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, name, base_url, models, demo, kind, created FROM providers WHERE id=? OR ?='' ORDER BY id`, id, id)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (l *Log) providers(ctx context.Context, id string) ([]agent.Provider, error
 		var p agent.Provider
 		var models string
 		var created int64
-		if err := rows.Scan(&p.ID, &p.Name, &p.BaseURL, &models, &p.Demo, &created); err != nil {
+		if err := rows.Scan(&p.ID, &p.Name, &p.BaseURL, &models, &p.Demo, &p.Kind, &created); err != nil {
 			return nil, err
 		}
 		json.Unmarshal([]byte(models), &p.Models)

@@ -65,9 +65,16 @@ type Gateway struct {
 	// DemoURL is the upstream of the built-in demo provider, "" if none.
 	DemoURL string
 	Logger  *slog.Logger
-	// Upstream is the client for upstream calls; default: no overall
-	// timeout (streams are long), 30 s to connect and to the headers.
+	// Upstream is the client for upstream calls; default: one built from
+	// the timeouts below, with no overall timeout (streams are long).
 	Upstream *http.Client
+	// ConnectTimeout bounds connecting to an upstream (default 30 s);
+	// HeaderTimeout the wait for its response's headers, which is the
+	// model's time to its first byte (default 5 min); StallTimeout the
+	// silence within a response's body, past which the call is ended
+	// (default 5 min). A call that runs past one is a 504 when nothing
+	// was sent yet; a stream is cut.
+	ConnectTimeout, HeaderTimeout, StallTimeout time.Duration
 	MaxBody  int64 // a request's body limit; default 8 MiB
 	// OnCall, when set, is told of every counted call (after it ended).
 	OnCall func(Call)
@@ -102,10 +109,19 @@ func (g *Gateway) init() {
 		if g.MaxBody <= 0 {
 			g.MaxBody = 8 << 20
 		}
+		if g.ConnectTimeout <= 0 {
+			g.ConnectTimeout = 30 * time.Second
+		}
+		if g.HeaderTimeout <= 0 {
+			g.HeaderTimeout = 5 * time.Minute // a model may think long before its first byte
+		}
+		if g.StallTimeout <= 0 {
+			g.StallTimeout = 5 * time.Minute
+		}
 		if g.Upstream == nil {
 			g.Upstream = &http.Client{Transport: &http.Transport{
-				DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-				ResponseHeaderTimeout: 5 * time.Minute, // a model may think long before its first byte
+				DialContext:           (&net.Dialer{Timeout: g.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+				ResponseHeaderTimeout: g.HeaderTimeout,
 				MaxIdleConnsPerHost:   64,
 				IdleConnTimeout:       90 * time.Second,
 				ForceAttemptHTTP2:     true,
@@ -206,13 +222,13 @@ func (g *Gateway) lookup(ctx context.Context, h string) (caller, int, string) {
 		return caller{}, http.StatusBadGateway, "the agent's provider " + pid + " is not configured"
 	}
 	c := caller{agent: a, provider: p}
-	if c.baseURL, c.key, err = g.reach(p); err != nil {
+	if c.baseURL, c.key, err = g.reach(p, a.Name); err != nil {
 		return caller{}, http.StatusBadGateway, err.Error()
 	}
 	if a.Fallback != "" {
 		fpid, fid, _ := agent.SplitModel(a.Fallback)
 		if fp, err := g.Log.Provider(ctx, fpid); err == nil {
-			if base, key, err := g.reach(fp); err == nil {
+			if base, key, err := g.reach(fp, a.Name); err == nil {
 				c.fallback = &fallback{full: a.Fallback, id: fid, baseURL: base, key: key}
 			}
 		}
@@ -220,18 +236,88 @@ func (g *Gateway) lookup(ctx context.Context, h string) (caller, int, string) {
 	return c, 0, ""
 }
 
-// reach is a provider's base URL and key.
-func (g *Gateway) reach(p agent.Provider) (baseURL, key string, err error) {
+// reach is a provider's base URL and the key agent name calls it with:
+// for a LiteLLM proxy the agent's own key, else (or when it has none) the
+// provider's.
+func (g *Gateway) reach(p agent.Provider, name string) (baseURL, key string, err error) {
 	if p.Demo {
 		if g.DemoURL == "" {
 			return "", "", errors.New("the demo provider is switched off")
 		}
 		return g.DemoURL, "demo-key-not-secret", nil
 	}
+	if p.Kind == agent.KindLiteLLM {
+		if key, err = g.Keys.Get(agent.UpstreamKeyID(name)); err != nil {
+			return "", "", errors.New("the agent's key at " + p.ID + " cannot be read")
+		}
+		if key != "" {
+			return p.BaseURL, key, nil
+		}
+	}
 	if key, err = g.Keys.Get(p.ID); err != nil {
 		return "", "", errors.New("the provider's key cannot be read")
 	}
 	return p.BaseURL, key, nil
+}
+
+// MaxScope bounds how many models a key's scope may list.
+const MaxScope = 256
+
+// Scope lists the models (provider/model) agent a's key may access at its
+// provider, as the provider itself answers GET /models with that key: a
+// LiteLLM proxy lists exactly what a virtual key may call. Errors never
+// carry a key.
+func (g *Gateway) Scope(ctx context.Context, a agent.Agent) ([]string, error) {
+	g.init()
+	pid, _, _ := agent.SplitModel(a.Model)
+	p, err := g.Log.Provider(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	base, key, err := g.reach(p, a.Name)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/models", nil)
+	if err != nil {
+		return nil, errors.New("the provider's URL is not usable")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := g.Upstream.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("the provider %s cannot be reached: %s", p.ID, g.clean(err.Error(), caller{key: key}))
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the provider %s answered %s to GET /models: %s", p.ID, resp.Status, g.clean(string(b), caller{key: key}))
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("the provider %s answered GET /models with no model list", p.ID)
+	}
+	seen := map[string]bool{}
+	out := []string{}
+	for _, m := range list.Data {
+		full := p.ID + "/" + m.ID
+		if _, ok := p.Model(m.ID); !ok || seen[full] {
+			continue // not a model id taosagent can name, or a repeat
+		}
+		if len(out) == MaxScope {
+			return nil, fmt.Errorf("the provider %s lists more than %d models for the key", p.ID, MaxScope)
+		}
+		seen[full] = true
+		out = append(out, full)
+	}
+	return out, nil
 }
 
 // ServeHTTP serves /llm/v1/…
@@ -312,13 +398,21 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 			req["stream_options"], _ = json.Marshal(opts)
 		}
 	}
+	// The upstream call ends with the client's request, or after
+	// StallTimeout of silence in its response's body (the timer runs from
+	// the headers on; every byte that arrives resets it).
+	upCtx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	stall := time.AfterFunc(time.Hour, func() { cancel(errStalled) })
+	stall.Stop()
+	defer stall.Stop()
 	send := func(baseURL, key, id string) (*http.Response, error) {
 		req["model"], _ = json.Marshal(id) // the upstream's own name of the model
 		b := body
 		if id != model || stream {
 			b, _ = json.Marshal(req)
 		}
-		up, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimSuffix(baseURL, "/")+path, bytes.NewReader(b))
+		up, err := http.NewRequestWithContext(upCtx, http.MethodPost, strings.TrimSuffix(baseURL, "/")+path, bytes.NewReader(b))
 		if err != nil {
 			return nil, errors.New("the provider's URL is not usable")
 		}
@@ -350,10 +444,17 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 		if r.Context().Err() != nil {
 			return // the client left: the upstream call was canceled with it
 		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(context.Cause(upCtx), errStalled) {
+			apiError(w, http.StatusGatewayTimeout, "api_error", "upstream_timeout", "", "the provider "+c.provider.ID+" did not answer in time: "+g.clean(err.Error(), c))
+			return
+		}
 		apiError(w, http.StatusBadGateway, "api_error", "upstream_unavailable", "", "the provider "+c.provider.ID+" cannot be reached: "+g.clean(err.Error(), c))
 		return
 	}
 	defer resp.Body.Close()
+	stall.Reset(g.StallTimeout)
+	resp.Body = &stallReader{ReadCloser: resp.Body, t: stall, d: g.StallTimeout}
 	call := Call{Agent: c.agent.Name, Model: full, Status: resp.StatusCode}
 	if resp.StatusCode >= 400 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -385,6 +486,24 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 	}
 	call.Duration = time.Since(start)
 	g.count(call, c.agent.Budget)
+}
+
+// errStalled: an upstream response went silent for StallTimeout.
+var errStalled = errors.New("the upstream went silent")
+
+// stallReader resets the stall timer with every read that brings bytes.
+type stallReader struct {
+	io.ReadCloser
+	t *time.Timer
+	d time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if n > 0 {
+		s.t.Reset(s.d)
+	}
+	return n, err
 }
 
 // relayStream copies an SSE stream to the client event by event, flushing

@@ -93,6 +93,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/agents/{name}/abort", s.abort, false},
 		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},
+		{"POST /v1/agents/{name}/models/sync", s.syncModels, false},
 		{"GET /v1/usage", s.usage, false},
 		{"GET /v1/agents/{name}/events", s.listEvents, false},
 		{"GET /v1/agents/{name}/events/stream", s.stream, false},
@@ -284,6 +285,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusForbidden, "forbidden", err.Error())
 	case errors.Is(err, control.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.Is(err, control.ErrUpstream):
+		writeError(w, http.StatusBadGateway, "upstream", strings.TrimPrefix(err.Error(), "upstream: "))
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "canceled", "the request was canceled")
 	default:
@@ -444,6 +447,8 @@ type agentBody struct {
 	Limits     *agent.Limits   `json:"limits"`
 	Budget     *agent.Budget   `json:"budget"`
 	Fallback   string          `json:"fallback"`
+	// UpstreamKey is the agent's own key at its LiteLLM proxy (write-only).
+	UpstreamKey string `json:"upstream_key"`
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -452,7 +457,8 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
-		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback})
+		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
+		UpstreamKey: b.UpstreamKey})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -560,6 +566,17 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, map[string]string{"key": key})
+}
+
+// syncModels brings a LiteLLM agent's permitted models up to date with
+// its key's scope at the proxy.
+func (s *Server) syncModels(w http.ResponseWriter, r *http.Request) {
+	out, err := s.Control.SyncModels(r.Context(), actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // usage answers the gateway's usage per agent, model and day.

@@ -81,8 +81,8 @@ type MessageInfo struct {
 	Error      *MessageError `json:"error,omitempty"`
 	Cost       float64       `json:"cost,omitempty"`
 	Tokens     *Tokens       `json:"tokens,omitempty"`
-	ModelID    string        `json:"modelID,omitempty"`
-	ProviderID string        `json:"providerID,omitempty"`
+	ModelID    string        `json:"modelID,omitempty"`    // an assistant message's model
+	ProviderID string        `json:"providerID,omitempty"` // and its provider
 	Time       struct {
 		Created   int64 `json:"created"`
 		Completed int64 `json:"completed,omitempty"`

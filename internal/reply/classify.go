@@ -26,6 +26,8 @@ func (c *Codec) classify(e *opencode.MessageError) event.ErrorData {
 		d.Code = event.CodeAborted
 	case e.Name == "ProviderAuthError" || status == 401 || status == 403:
 		d.Code = event.CodeProviderAuth
+	case status == 429 && IsBudgetExceeded(msg):
+		d.Code = event.CodeBudget
 	case status == 429:
 		d.Code = event.CodeRateLimited
 	case strings.Contains(e.Name, "ModelNotFound") || strings.HasPrefix(lower, "model not found"):
@@ -38,6 +40,12 @@ func (c *Codec) classify(e *opencode.MessageError) event.ErrorData {
 		d.Code = event.CodeOpencode
 	}
 	return d
+}
+
+// IsBudgetExceeded reports whether an error message is the gateway's
+// refusal of an agent whose budget is spent (its 429 budget_exceeded).
+func IsBudgetExceeded(msg string) bool {
+	return strings.HasPrefix(strings.ToLower(msg), "budget exceeded")
 }
 
 // clean makes a message fit for a person: one line, no stack, no secret.

@@ -11,7 +11,13 @@
 //   - a tool part repeats running many times; tool_call and tool_result are
 //     emitted once per call id;
 //   - idle arrives repeatedly and final updates can follow it; an unknown
-//     model is reported twice, the second time with a stack trace.
+//     model is reported twice, the second time with a stack trace;
+//   - a model switch (made in opencode's TUI, say) is no event of its own
+//     in 1.18: the next prompt names another model, and the assistant
+//     message that answers it carries it. The codec emits one
+//     model.switched (source "opencode") when the model that answers a
+//     session changes (a prompt on a model that does not exist answers
+//     nothing, and is no switch).
 //
 // A turn ends exactly once, with final or error, after idle has settled:
 // when every assistant message of the turn is complete and no tool is
@@ -52,6 +58,17 @@ type Codec struct {
 	Redact []string
 
 	sessions map[string]*session
+	stops    []string // sessions whose opencode must be stopped retrying
+}
+
+// TakeStops returns (and forgets) the sessions whose turn has ended while
+// opencode keeps retrying it, which the caller aborts in opencode: a call
+// refused because the agent's budget is spent is retried by opencode as a
+// 429 (for as long as the reset is away), but it ends the turn at once.
+func (c *Codec) TakeStops() []string {
+	s := c.stops
+	c.stops = nil
+	return s
 }
 
 // New returns a Codec with the default settling times.
@@ -66,6 +83,7 @@ type session struct {
 	pending map[string][]opencode.Part // message id of unknown role → its part updates
 	turn    *turn                      // nil when no turn is open
 	closed  string                     // the last assistant message of the last turn closed
+	model   string                     // provider/model the session is on, "" until known
 }
 
 type part struct {
@@ -152,6 +170,30 @@ func (c *Codec) Begin(sessionID string, now time.Time) []event.Event {
 
 func newTurn(now time.Time) *turn {
 	return &turn{lastAt: now, messages: map[string]bool{}, calls: map[string]*call{}}
+}
+
+// Expect records the model (provider/model) session is prompted with, as
+// when the caller prompts it naming its model: a message on another model
+// after it is a switch. It emits nothing.
+func (c *Codec) Expect(sessionID, model string) {
+	if model != "" {
+		c.session(sessionID).model = model
+	}
+}
+
+// switched notes that s is on model m, emitting model.switched when that
+// is a change from the model it was known to be on.
+func (c *Codec) switched(s *session, providerID, modelID string, now time.Time, out []event.Event) []event.Event {
+	if providerID == "" || modelID == "" {
+		return out
+	}
+	m := providerID + "/" + modelID
+	if s.model != "" && s.model != m {
+		out = append(out, event.New(s.id, event.ModelSwitched, now, event.ModelSwitchedData{
+			From: s.model, To: m, Reason: "opencode's session changed model", Source: "opencode"}))
+	}
+	s.model = m
+	return out
 }
 
 // Deadline is the earliest time at which Tick will end a turn; ok is false
@@ -474,6 +516,16 @@ func (c *Codec) status(s *session, st opencode.Status, now time.Time, out []even
 			t.state = "busy"
 			out = append(out, event.New(s.id, event.Status, now, event.StatusData{State: "busy"}))
 		}
+		if st.Type == "retry" && IsBudgetExceeded(st.Message) {
+			// Not worth a retry: the budget is spent until its period
+			// ends. The turn ends with this error once opencode, aborted,
+			// goes idle.
+			if t.err == nil {
+				t.err = &event.ErrorData{Code: event.CodeBudget, Message: c.clean(st.Message), Status: 429}
+				c.stops = append(c.stops, s.id)
+			}
+			return out
+		}
 		if st.Type == "retry" {
 			t.state = "retry"
 			out = append(out, event.New(s.id, event.Status, now, event.StatusData{
@@ -502,6 +554,9 @@ func (c *Codec) message(info opencode.MessageInfo, now time.Time, out []event.Ev
 		s.roles = map[string]string{}
 	}
 	s.roles[info.ID] = info.Role
+	if info.Role == "assistant" {
+		out = c.switched(s, info.ProviderID, info.ModelID, now, out)
+	}
 	if info.Role != "assistant" {
 		delete(s.pending, info.ID)
 		if s.turn != nil && s.turn.from == "" && info.Role == "user" {

@@ -293,3 +293,83 @@ func FuzzCodec(f *testing.F) {
 		}
 	})
 }
+
+func assistantOn(id, provider, model string) opencode.Event {
+	return ev("message.updated", fmt.Sprintf(`{"sessionID":"S","info":{"id":%q,"sessionID":"S","role":"assistant","providerID":%q,"modelID":%q,"time":{"created":1}}}`, id, provider, model))
+}
+
+func TestModelSwitchIsReportedOnceWhenTheAnsweringModelChanges(t *testing.T) {
+	c := New()
+	c.Expect("S", "gw/big")
+	// A turn on the expected model: no switch, however often its
+	// assistant message is updated.
+	evs := run(c, status("busy"), assistantOn("m1", "gw", "big"), assistantOn("m1", "gw", "big"), status("idle"))
+	if got := kinds(evs); strings.Contains(got, "model.switched") {
+		t.Fatalf("no switch expected: %s", got)
+	}
+	// The next turn (prompted from the TUI) is answered by another model.
+	evs = run(c, status("busy"), assistantOn("m2", "gw", "small"), assistantOn("m2", "gw", "small"),
+		assistantOn("m3", "gw", "small"), status("idle"))
+	var sw []event.ModelSwitchedData
+	for _, e := range evs {
+		if e.Kind == event.ModelSwitched {
+			var d event.ModelSwitchedData
+			json.Unmarshal(e.Data, &d)
+			sw = append(sw, d)
+		}
+	}
+	if len(sw) != 1 || sw[0].From != "gw/big" || sw[0].To != "gw/small" || sw[0].Source != "opencode" {
+		t.Fatalf("switches = %+v, want one gw/big → gw/small from opencode", sw)
+	}
+	// Prompted on the new model explicitly: still no second switch.
+	c.Expect("S", "gw/small")
+	if got := kinds(run(c, status("busy"), assistantOn("m4", "gw", "small"), status("idle"))); strings.Contains(got, "model.switched") {
+		t.Fatalf("no switch expected: %s", got)
+	}
+}
+
+func TestFirstModelSeenIsNoSwitch(t *testing.T) {
+	// Nothing expected (a session the caller never prompted): the first
+	// model seen is where it stands, not a change.
+	if got := kinds(run(New(), status("busy"), assistantOn("m1", "gw", "big"), status("idle"))); strings.Contains(got, "model.switched") {
+		t.Fatalf("no switch expected: %s", got)
+	}
+}
+
+func TestASpentBudgetEndsTheTurnInsteadOfRetrying(t *testing.T) {
+	c := New()
+	now := t0
+	var evs []event.Event
+	feed := func(e opencode.Event) {
+		now = now.Add(time.Millisecond)
+		evs = append(evs, c.Feed(e, now)...)
+	}
+	feed(status("busy"))
+	feed(msg("m1", "assistant", false))
+	feed(ev("session.status", `{"sessionID":"S","status":{"type":"retry","attempt":1,"message":"budget exceeded: agent a has used its daily tokens (10 of 1)","next":99}}`))
+	if stops := c.TakeStops(); len(stops) != 1 || stops[0] != "S" {
+		t.Fatalf("stops = %v, want the session aborted", stops)
+	}
+	if c.TakeStops() != nil {
+		t.Fatal("a stop was handed out twice")
+	}
+	// opencode, aborted, goes idle with its own abort error: the budget
+	// is what the turn ends with, once.
+	feed(ev("message.updated", `{"sessionID":"S","info":{"id":"m1","sessionID":"S","role":"assistant","error":{"name":"MessageAbortedError","data":{"message":"aborted"}},"time":{"created":1,"completed":2}}}`))
+	feed(status("idle"))
+	evs = append(evs, c.Tick(now.Add(time.Hour))...)
+	var errs []event.ErrorData
+	for _, e := range evs {
+		if e.Kind == event.Error {
+			var d event.ErrorData
+			json.Unmarshal(e.Data, &d)
+			errs = append(errs, d)
+		}
+		if e.Kind == event.Status && strings.Contains(string(e.Data), "retry") {
+			t.Errorf("a retry was reported for a spent budget: %s", e.Data)
+		}
+	}
+	if len(errs) != 1 || errs[0].Code != event.CodeBudget || errs[0].Status != 429 {
+		t.Fatalf("errors = %+v, want one budget_exceeded", errs)
+	}
+}

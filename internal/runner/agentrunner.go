@@ -45,7 +45,9 @@ type agentRunner struct {
 	drvCancel  context.CancelFunc
 	drvDone    chan struct{} // closed when the driver's Run returned
 	drvRun     *driverRun
-	drvUpdated time.Time
+	drvUpdated time.Time // the agent's Updated as of the driver's spec
+	drvSpec    string    // the configKey of the agent the driver runs
+	model      string    // the model the running turn prompts with
 	park       time.Duration // wait before the next turn: its start could not be recorded
 	verified   string        // the pinned session, known to exist in opencode …
 	verifiedIn *driverRun    // … as of this driver run
@@ -249,6 +251,12 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 			ended.err = err
 			close(ended.done) // committed (or failed for good): the turn is over
 		}
+		if err == nil && e.Kind == event.ModelSwitched && r.m.cfg.OnModelSwitch != nil {
+			var d event.ModelSwitchedData
+			if json.Unmarshal(e.Data, &d) == nil && d.Source == "opencode" {
+				go r.m.cfg.OnModelSwitch(r.name, d.From, d.To)
+			}
+		}
 	}
 	if !wait {
 		r.m.log.AppendAsync(append(opened, e), done)
@@ -310,16 +318,34 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		r.stopDriver()
 		return
 	}
-	p := opencode.Prompt{Text: in.Text}
-	if in.Model != "" {
-		p.ProviderID, p.ModelID, _ = agent.SplitModel(in.Model)
+	// The prompt names its model: the input's, else the agent's (a model
+	// switched in opencode's TUI answers only after it is written back).
+	model := in.Model
+	if model == "" {
+		model = a.Model
 	}
+	r.mu.Lock()
+	r.model = model
+	r.mu.Unlock()
+	p := opencode.Prompt{Text: in.Text}
+	p.ProviderID, p.ModelID, _ = agent.SplitModel(model)
 	if err := r.drv.Prompt(r.ctx, session, p); err != nil && r.ctx.Err() == nil {
 		// The driver ends the turn on opencode's refusal; this covers the rest.
 		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
 			Code: event.CodeOpencode, Message: "the prompt could not be sent: " + opencode.Redacted(err.Error(), r.m.cfg.Keys.All())}), turn))
 	}
 	r.wait(turn, session, ended)
+}
+
+// configKey is what of agent a its opencode's config is made of: a change
+// of it needs a fresh instance. Its model (named by every prompt), its
+// budget and fallback (the gateway's), its session and times are not.
+func configKey(a agent.Agent) string {
+	a.Model, a.Budget, a.Fallback, a.Session = "", nil, "", ""
+	a.Created, a.Updated = time.Time{}, time.Time{}
+	a.UpstreamKey, a.HasUpstreamKey = "", false
+	b, _ := json.Marshal(a)
+	return string(b)
 }
 
 func withTurn(e event.Event, turn string) event.Event {
@@ -381,10 +407,14 @@ func (r *agentRunner) steer(turn, session string) {
 		}
 		r.emitSync(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
 			Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
-		p := opencode.Prompt{Text: in.Text}
-		if in.Model != "" {
-			p.ProviderID, p.ModelID, _ = agent.SplitModel(in.Model)
+		model := in.Model
+		if model == "" {
+			r.mu.Lock()
+			model = r.model
+			r.mu.Unlock()
 		}
+		p := opencode.Prompt{Text: in.Text}
+		p.ProviderID, p.ModelID, _ = agent.SplitModel(model)
 		if err := r.drv.Prompt(r.ctx, session, p); err != nil {
 			r.m.logger.Warn("steer", "agent", r.name, "err", err)
 		}
@@ -483,9 +513,19 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 	var c *opencode.Client
 	var run *driverRun
 	for attempt := 1; ; attempt++ {
-		if r.drv != nil && (!a.Updated.Equal(r.drvUpdated) || r.drvRun.exitErr() != nil) {
-			// The agent changed (a fresh instance takes the new config),
-			// or its instance was stopped meanwhile (idle, or to make room
+		if r.drv != nil && r.drvRun.exitErr() == nil && !a.Updated.Equal(r.drvUpdated) {
+			// The agent changed. Only a change of its config needs a fresh
+			// instance: every prompt names its model, so a change of model
+			// alone (a switch made in the TUI, written back) does not stop
+			// an instance a person may be attached to.
+			if configKey(a) != r.drvSpec {
+				r.stopDriver()
+			} else {
+				r.drvUpdated = a.Updated
+			}
+		}
+		if r.drv != nil && r.drvRun.exitErr() != nil {
+			// Its instance was stopped meanwhile (idle, or to make room
 			// under the cap).
 			r.stopDriver()
 		}
@@ -563,6 +603,15 @@ func (r *agentRunner) client(run *driverRun) (*opencode.Client, error) {
 }
 
 func (r *agentRunner) startDriver(a agent.Agent) error {
+	if r.m.cfg.Sync != nil {
+		// The agent's permitted models are brought up to date with what
+		// its upstream key may access before its opencode is configured.
+		if synced, err := r.m.cfg.Sync(r.ctx, a.Name); err == nil {
+			a = synced
+		} else {
+			r.m.logger.Warn("the agent's models could not be synced; starting with those it has", "agent", a.Name, "err", err)
+		}
+	}
 	spec, err := r.m.spec(r.ctx, a)
 	if err != nil {
 		return err
@@ -579,7 +628,7 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	d.OnReconnect = r.reconcile
 	ctx, cancel := context.WithCancel(r.ctx)
 	run := &driverRun{done: make(chan struct{})}
-	r.drvCancel, r.drvDone, r.drvRun, r.drvUpdated = cancel, run.done, run, a.Updated
+	r.drvCancel, r.drvDone, r.drvRun, r.drvUpdated, r.drvSpec = cancel, run.done, run, a.Updated, configKey(a)
 	r.mu.Lock()
 	r.drv = d
 	r.mu.Unlock()

@@ -140,6 +140,15 @@ func (d *Driver) Run(ctx context.Context) error {
 					d.Raw(ev)
 				}
 				st.emit(codec.Feed(ev, time.Now()))
+				for _, sid := range codec.TakeStops() {
+					go func() {
+						actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+						defer cancel()
+						if err := client.Abort(actx, sid); err != nil {
+							d.logger.Warn("a turn whose budget is spent could not be stopped in opencode", "session", sid, "err", err)
+						}
+					}()
+				}
 			case <-timer.C:
 				st.emit(codec.Tick(time.Now()))
 			case cmd := <-d.cmds:
@@ -259,7 +268,12 @@ func (d *Driver) Prompt(ctx context.Context, sessionID string, p opencode.Prompt
 	if err != nil {
 		return err
 	}
-	if err := d.do(ctx, func(st *loopState) { st.emit(st.codec.Begin(sessionID, time.Now())) }); err != nil {
+	if err := d.do(ctx, func(st *loopState) {
+		st.emit(st.codec.Begin(sessionID, time.Now()))
+		if p.ModelID != "" {
+			st.codec.Expect(sessionID, p.ProviderID+"/"+p.ModelID)
+		}
+	}); err != nil {
 		return err
 	}
 	if err := c.PromptAsync(ctx, sessionID, p); err != nil {

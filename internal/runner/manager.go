@@ -37,7 +37,15 @@ type Config struct {
 	// base URL and the agent's own key. The upstream's key is then never
 	// written into an agent's config.
 	Gateway func(ctx context.Context, agent string) (baseURL, key string, err error)
-	Logger  *slog.Logger
+	// Sync, when set, brings an agent's permitted models up to date with
+	// its upstream (a LiteLLM key's scope) before its opencode starts, and
+	// returns the agent as it then is.
+	Sync func(ctx context.Context, agent string) (agent.Agent, error)
+	// OnModelSwitch, when set, is told (on a goroutine of its own) when
+	// opencode reports that an agent's session changed model: a switch
+	// made in the TUI, to be written back or refused.
+	OnModelSwitch func(agent, from, to string)
+	Logger        *slog.Logger
 }
 
 // Manager runs every agent's turns: one runner goroutine per agent, started

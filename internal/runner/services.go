@@ -124,10 +124,14 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 	if err := m.log.DeleteAgent(ctx, name); err != nil {
 		return err
 	}
-	// Its directory holds its opencode config (with a provider key) and
-	// its sessions: nothing of it may outlive the agent.
+	// Its directory holds its opencode config (with its gateway key) and
+	// its sessions, and its own key at its proxy is kept apart: nothing
+	// of it may outlive the agent.
 	if err := os.RemoveAll(home.Home{Dir: m.cfg.Home}.Agent(name)); err != nil {
 		return fmt.Errorf("remove the agent's directory: %w", err)
+	}
+	if err := m.cfg.Keys.Delete(agent.UpstreamKeyID(name)); err != nil {
+		return fmt.Errorf("remove the agent's key: %w", err)
 	}
 	return nil
 }
