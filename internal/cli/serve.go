@@ -162,13 +162,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}})
 	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
 		ConnectTimeout: *llmConnect, HeaderTimeout: *llmHeader, StallTimeout: *llmStall, OnCall: func(c gateway.Call) {
-		// One usage event per call, in the agent's log.
-		session, turn := mgr.CurrentTurn(context.Background(), c.Agent)
-		e := event.New(session, event.Usage, time.Now(), event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
-			Cost: c.Cost, Model: c.Model, Source: "gateway"})
-		e.Agent, e.Turn = c.Agent, turn
-		log.AppendAsync([]event.Event{e}, nil)
-	}}
+			// One usage event per call, in the agent's log.
+			session, turn := mgr.CurrentTurn(context.Background(), c.Agent)
+			e := event.New(session, event.Usage, time.Now(), event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
+				Cost: c.Cost, Model: c.Model, Source: "gateway"})
+			e.Agent, e.Turn = c.Agent, turn
+			log.AppendAsync([]event.Event{e}, nil)
+		}}
 	keyring.Issued = gw.Invalidate
 	gw.OnFallback = func(name, from, to, reason string) {
 		// The turn says which model answered: a model.switched event, and

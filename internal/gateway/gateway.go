@@ -75,7 +75,7 @@ type Gateway struct {
 	// (default 5 min). A call that runs past one is a 504 when nothing
 	// was sent yet; a stream is cut.
 	ConnectTimeout, HeaderTimeout, StallTimeout time.Duration
-	MaxBody  int64 // a request's body limit; default 8 MiB
+	MaxBody                                     int64 // a request's body limit; default 8 MiB
 	// OnCall, when set, is told of every counted call (after it ended).
 	OnCall func(Call)
 	// OnFallback, when set, is told when a call goes to the agent's

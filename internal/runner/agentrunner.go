@@ -45,9 +45,9 @@ type agentRunner struct {
 	drvCancel  context.CancelFunc
 	drvDone    chan struct{} // closed when the driver's Run returned
 	drvRun     *driverRun
-	drvUpdated time.Time // the agent's Updated as of the driver's spec
-	drvSpec    string    // the configKey of the agent the driver runs
-	model      string    // the model the running turn prompts with
+	drvUpdated time.Time     // the agent's Updated as of the driver's spec
+	drvSpec    string        // the configKey of the agent the driver runs
+	model      string        // the model the running turn prompts with
 	park       time.Duration // wait before the next turn: its start could not be recorded
 	verified   string        // the pinned session, known to exist in opencode …
 	verifiedIn *driverRun    // … as of this driver run
