@@ -260,3 +260,43 @@ func TestASpentBudgetEndsAnOpencodeTurnCleanly(t *testing.T) {
 		t.Fatalf("turn after the budget was raised: %v %s", kinds(evs), last(evs).Data)
 	}
 }
+
+// When the agent's upstream cannot be reached, its fallback answers the
+// opencode turn; the turn says which model answered (model.switched from
+// the gateway), and the audit has the switch.
+func TestAFallbackAnswersAnOpencodeTurnWhenTheProxyIsDown(t *testing.T) {
+	_, modelURL := testenv.Model(t)
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // nothing listens there any more
+	d := start(t, "")
+	ctx := ctxT(t, 4*time.Minute)
+	for _, p := range []string{
+		`{"id":"proxy","base_url":"` + downURL + `/v1","api_key":"sk-proxy-0123456789","models":["scripted-demo"]}`,
+		`{"id":"direct","base_url":"` + modelURL + `","api_key":"sk-direct-0123456789","models":["scripted-small"]}`,
+	} {
+		if code, body := request(t, "POST", d.addr+"/v1/providers", d.c.Token, p); code != 201 {
+			t.Fatalf("provider: %d %s", code, body)
+		}
+	}
+	if code, body := request(t, "POST", d.addr+"/v1/agents", d.c.Token,
+		`{"name":"resilient","model":"proxy/scripted-demo","fallback":"direct/scripted-small"}`); code != 201 {
+		t.Fatalf("agent: %d %s", code, body)
+	}
+	acc := d.send(ctx, "resilient", "hello", "")
+	evs := d.turnOf(ctx, "resilient", acc.Seq, acc.Input)
+	if last(evs).Kind != "final" {
+		t.Fatalf("turn with the proxy down: %v %s", kinds(evs), last(evs).Data)
+	}
+	var switched bool
+	for _, e := range evs {
+		switched = switched || (e.Kind == "model.switched" && e.Field("source") == "gateway" && e.Field("to") == "direct/scripted-small")
+	}
+	if !switched {
+		t.Fatalf("the turn does not say its fallback answered: %v", kinds(evs))
+	}
+	es, err := d.c.AuditSearch(ctx, client.AuditQuery{Tool: "gateway.fallback"})
+	if err != nil || len(es) == 0 || !strings.Contains(es[0].Detail, "proxy/scripted-demo → direct/scripted-small") {
+		t.Fatalf("audit of the fallback: %+v %v", es, err)
+	}
+}

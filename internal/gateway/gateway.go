@@ -506,11 +506,17 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// readers holds the line readers of relayed streams: a 64 KiB buffer per
+// stream is not allocated (and cleared) anew for each call.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // relayStream copies an SSE stream to the client event by event, flushing
 // each, and reads the usage chunk on the way.
 func (g *Gateway) relayStream(w http.ResponseWriter, body io.Reader, call *Call) {
 	rc := http.NewResponseController(w)
-	br := bufio.NewReaderSize(body, 64<<10)
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); readers.Put(br) }()
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {

@@ -29,6 +29,7 @@ type env struct {
 	mu       sync.Mutex
 	seen     []seenReq // what the upstream received
 	canceled chan struct{}
+	model    *scriptedmodel.Server // the upstream's model
 }
 
 type seenReq struct {
@@ -39,6 +40,7 @@ type seenReq struct {
 func newEnv(t testing.TB) *env {
 	e := &env{calls: make(chan gateway.Call, 100), canceled: make(chan struct{}, 10)}
 	model := &scriptedmodel.Server{}
+	e.model = model
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var body map[string]any

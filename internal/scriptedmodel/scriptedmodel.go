@@ -46,6 +46,11 @@ const Answer = "Hello from the scripted demo model!"
 // to 250 ms between chunks of the "slow" plans.
 type Server struct {
 	Delay time.Duration
+	// Pace, when set, makes every stream paced like a real model's: its
+	// first content chunk comes Pace after the request, and each further
+	// chunk Pace/10 after the one before (benchmarks use it; by default a
+	// stream is sent at once).
+	Pace time.Duration
 
 	mu       sync.Mutex
 	requests []Request
@@ -355,6 +360,17 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, model string, p 
 		}
 	}
 	for i, c := range p.chunks {
+		if s.Pace > 0 && !p.slow {
+			wait := s.Pace / 10
+			if i == 0 {
+				wait = s.Pace
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(wait):
+			}
+		}
 		if p.slow {
 			if watch != nil && i == 1 {
 				close(watch.Started) // the first chunk is out
