@@ -39,6 +39,15 @@ func TestSetupRefusesWrongBinary(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "opencode-binary")); err == nil {
 		t.Error("a refused binary was recorded")
 	}
+	// One that says it is the pinned version, but whose bytes are not.
+	os.WriteFile(fake, []byte("#!/bin/sh\necho 1.18.33\n"), 0o755)
+	code, _, errs = run("setup", "--home", home, "--opencode-bin", fake)
+	if code != 1 || !strings.Contains(errs, "substituted") {
+		t.Fatalf("a substituted binary: code %d, stderr %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(home, "opencode-binary")); err == nil {
+		t.Error("a substituted binary was recorded")
+	}
 	// demo without a usable opencode says how to fix it.
 	t.Setenv("TAOSAGENT_OPENCODE", "") // no explicit binary either
 	code, _, errs = run("demo", "--home", home)

@@ -70,9 +70,12 @@ func runSetup(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // opencodeBinary finds the binary setup chose for the home dir, verified.
 func opencodeBinary(ctx context.Context, dir string) (string, error) {
 	h := home.Home{Dir: dir}
-	path, _, err := findOpencode(dir)
+	path, stamp, err := findOpencode(dir)
 	if err != nil {
 		return "", err
+	}
+	if opencode.Stamped(stamp, path) {
+		return path, nil // verified byte for byte before, and untouched since
 	}
 	if err := opencode.Verify(ctx, path); err != nil {
 		return "", fmt.Errorf("%w (home %s)", err, dir)

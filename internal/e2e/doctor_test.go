@@ -17,6 +17,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/taosagent/taosagent/internal/doctor"
+	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/snapshot"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
@@ -146,6 +147,21 @@ func TestDoctorFindsAndFixRepairs(t *testing.T) {
 		os.WriteFile(filepath.Join(r.home, "opencode-binary"), []byte("/nonexistent/opencode\n"), 0o600)
 		r.expect("opencode", doctor.Critical, "reinstall-opencode")
 		r.fix("reinstall-opencode") // from the npm registry (its cache, after make test's setup)
+		r.clean("opencode")
+	})
+	t.Run("substituted opencode binary", func(t *testing.T) {
+		// Same --version output, other bytes: the pin's hash tells them apart.
+		t.Parallel()
+		r := newRecovery(t, false)
+		r.env = []string{"TAOSAGENT_OPENCODE="}
+		fake := filepath.Join(t.TempDir(), "opencode")
+		os.WriteFile(fake, []byte("#!/bin/sh\necho "+opencode.Version+"\n"), 0o755)
+		os.WriteFile(filepath.Join(r.home, "opencode-binary"), []byte(fake+"\n"), 0o600)
+		f := r.expect("opencode", doctor.Critical, "reinstall-opencode")
+		if !strings.Contains(f.Details, "substituted") {
+			r.t.Errorf("the finding does not say why: %+v", f)
+		}
+		r.fix("reinstall-opencode")
 		r.clean("opencode")
 	})
 	t.Run("corrupt agent config", func(t *testing.T) {

@@ -24,6 +24,9 @@ var (
 	ErrNotAPI = errors.New("opencode: response is not the JSON API")
 	// ErrWrongVersion: the binary or server is not the pinned Version.
 	ErrWrongVersion = errors.New("opencode: wrong version")
+	// ErrTampered: a binary or package whose bytes are not the pinned (or
+	// installed) ones.
+	ErrTampered = errors.New("opencode: integrity check failed")
 
 	errUnsupportedPlatform = errors.New("opencode: no pinned binary for this platform (linux/amd64 and linux/arm64 only)")
 )
