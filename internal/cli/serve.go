@@ -163,19 +163,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
 		ConnectTimeout: *llmConnect, HeaderTimeout: *llmHeader, StallTimeout: *llmStall, OnCall: func(c gateway.Call) {
 			// One usage event per call, in the agent's log.
-			session, turn := mgr.CurrentTurn(context.Background(), c.Agent)
-			e := event.New(session, event.Usage, time.Now(), event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
+			e := mgr.TurnEvent(context.Background(), c.Agent, event.Usage, event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
 				Cost: c.Cost, Model: c.Model, Source: "gateway"})
-			e.Agent, e.Turn = c.Agent, turn
 			log.AppendAsync([]event.Event{e}, nil)
 		}}
 	keyring.Issued = gw.Invalidate
 	gw.OnFallback = func(name, from, to, reason string) {
 		// The turn says which model answered: a model.switched event, and
 		// an audit entry.
-		session, turn := mgr.CurrentTurn(context.Background(), name)
-		e := event.New(session, event.ModelSwitched, time.Now(), event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
-		e.Agent, e.Turn = name, turn
+		e := mgr.TurnEvent(context.Background(), name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
 		log.AppendAsync([]event.Event{e}, nil)
 		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "gateway.fallback", Tier: "write", Target: name,
 			Phase: "outcome", Outcome: "ok", Detail: from + " → " + to + ": " + reason})
@@ -183,9 +179,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	gw.OnSoftLimit = func(name, what string) {
 		// An event in the agent's log, and an audit entry.
-		session, turn := mgr.CurrentTurn(context.Background(), name)
-		e := event.New(session, event.Usage, time.Now(), event.UsageData{Source: "gateway", Warning: "budget: " + what})
-		e.Agent, e.Turn = name, turn
+		e := mgr.TurnEvent(context.Background(), name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
 		log.AppendAsync([]event.Event{e}, nil)
 		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "budget.soft", Tier: "write", Target: name,
 			Phase: "outcome", Outcome: "ok", Detail: what})

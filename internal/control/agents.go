@@ -292,6 +292,10 @@ type Message struct {
 	Mode     string // queue (default) or steer
 	ClientID string // idempotency key
 	Model    string
+	// TraceID is the caller's trace (taOS's): every event of the message's
+	// turn carries it, and its reply is found by it. A message with a trace
+	// and no ClientID is idempotent by its trace.
+	TraceID string
 }
 
 // Submit queues (or steers) a message to agent name. Messages are not host
@@ -304,8 +308,13 @@ func (s *Service) Submit(ctx context.Context, a Actor, name string, m Message) (
 		return eventlog.Input{}, false, fmt.Errorf("%w: text: longer than %d bytes", ErrTooLarge, MaxText)
 	case len(m.ClientID) > 128:
 		return eventlog.Input{}, false, invalidf("id: longer than 128 characters")
+	case len(m.TraceID) > 128 || strings.IndexFunc(m.TraceID, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0:
+		return eventlog.Input{}, false, invalidf("trace_id: at most 128 printable ASCII characters, no spaces")
 	}
-	return s.Runner.Submit(ctx, name, runner.Submission{Text: m.Text, Mode: m.Mode, ClientID: m.ClientID, Model: m.Model})
+	if m.ClientID == "" && m.TraceID != "" {
+		m.ClientID = "trace:" + m.TraceID
+	}
+	return s.Runner.Submit(ctx, name, runner.Submission{Text: m.Text, Mode: m.Mode, ClientID: m.ClientID, Model: m.Model, TraceID: m.TraceID})
 }
 
 // Abort stops agent name's running turn.

@@ -48,6 +48,7 @@ type Event struct {
 	Agent     string          `json:"agent"`
 	Session   string          `json:"session"`
 	Turn      string          `json:"turn"`
+	TraceID   string          `json:"trace_id,omitempty"` // the trace (taOS's) of the message whose turn this is
 	Time      time.Time       `json:"time"`
 	Kind      Kind            `json:"kind"`
 	Data      json.RawMessage `json:"data"`
@@ -188,6 +189,7 @@ type InputData struct {
 	Mode     string `json:"mode,omitempty"`
 	Text     string `json:"text,omitempty"`
 	Model    string `json:"model,omitempty"`
+	TraceID  string `json:"trace_id,omitempty"`
 }
 
 // QuestionAskedData is the data of QuestionAsked.

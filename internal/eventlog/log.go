@@ -49,7 +49,7 @@ var ErrClosed = errors.New("eventlog: closed")
 var ErrReadOnly = errors.New("eventlog: opened read-only")
 
 // SchemaVersion is the schema this build writes (its newest migration).
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // OpenReadOnly opens the database at path for reading only, as the
 // recovery tools do while the daemon may be down or broken: it creates
@@ -521,6 +521,10 @@ func encode(buf []byte, e event.Event) []byte {
 	buf = appendString(buf, e.Session)
 	buf = append(buf, `,"turn":`...)
 	buf = appendString(buf, e.Turn)
+	if e.TraceID != "" {
+		buf = append(buf, `,"trace_id":`...)
+		buf = appendString(buf, e.TraceID)
+	}
 	buf = append(buf, `,"time":"`...)
 	buf = e.Time.AppendFormat(buf, time.RFC3339Nano)
 	buf = append(buf, `","kind":`...)

@@ -252,7 +252,8 @@ type Input struct {
 	Text     string    `json:"text"`
 	Mode     string    `json:"mode"`
 	Model    string    `json:"model,omitempty"`
-	State    string    `json:"state"` // queued, running, steered, done
+	TraceID  string    `json:"trace_id,omitempty"` // the caller's trace (taOS's), carried by every event of its turn
+	State    string    `json:"state"`              // queued, running, steered, done
 	Turn     string    `json:"turn,omitempty"`
 	Created  time.Time `json:"created"`
 	Seq      int64     `json:"seq,omitempty"` // of its input.accepted event
@@ -266,10 +267,10 @@ func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 	_, err := l.Update(ctx, func(tx *Tx) error {
 		var old Input
 		var c int64
-		err := tx.QueryRow(`SELECT id, text, mode, model, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
-			Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.State, &old.Turn, &c)
+		err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
+			Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.State, &old.Turn, &c)
 		if err == nil {
-			if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model {
+			if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID {
 				return fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
 			}
 			old.Agent, old.ClientID, old.Created = in.Agent, in.ClientID, fromMS(c)
@@ -285,15 +286,15 @@ func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 			return notFound("agent " + in.Agent)
 		}
 		in.Created, in.State = now(), "queued"
-		res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, state, created) VALUES (?,?,?,?,?,?,?)`,
-			in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.State, ms(in.Created))
+		res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, state, created) VALUES (?,?,?,?,?,?,?,?)`,
+			in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.State, ms(in.Created))
 		if err != nil {
 			return err
 		}
 		in.ID, _ = res.LastInsertId()
 		e := event.New("", event.InputAccepted, in.Created,
-			event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model})
-		e.Agent = in.Agent
+			event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID})
+		e.Agent, e.TraceID = in.Agent, in.TraceID
 		e, err = tx.Append(e)
 		in.Seq = e.Seq
 		created = true
@@ -304,19 +305,37 @@ func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 
 // Inputs lists agent's inputs in the given state, oldest first.
 func (l *Log) Inputs(ctx context.Context, agentName, state string) ([]Input, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, client_id, text, mode, model, state, turn, created FROM inputs WHERE agent=? AND state=? ORDER BY id`, agentName, state)
+	return l.inputs(ctx, `WHERE agent=? AND state=? ORDER BY id`, agentName, state)
+}
+
+// InputOfTrace returns agent's latest input of trace id trace.
+func (l *Log) InputOfTrace(ctx context.Context, agentName, trace string) (Input, error) {
+	ins, err := l.inputs(ctx, `WHERE agent=? AND trace_id=? AND trace_id != '' ORDER BY id DESC LIMIT 1`, agentName, trace)
+	if err != nil {
+		return Input{}, err
+	}
+	if len(ins) == 0 {
+		return Input{}, notFound("trace " + trace + " of agent " + agentName)
+	}
+	return ins[0], nil
+}
+
+func (l *Log) inputs(ctx context.Context, where string, args ...any) ([]Input, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, state, turn, created, `+
+		`(SELECT seq FROM events WHERE kind='input.accepted' AND agent=inputs.agent AND json_extract(body, '$.data.input')=inputs.id) FROM inputs `+where, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []Input
 	for rows.Next() {
-		in := Input{Agent: agentName}
+		var in Input
 		var c int64
-		if err := rows.Scan(&in.ID, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.State, &in.Turn, &c); err != nil {
+		var seq sql.NullInt64
+		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.State, &in.Turn, &c, &seq); err != nil {
 			return nil, err
 		}
-		in.Created = fromMS(c)
+		in.Created, in.Seq = fromMS(c), seq.Int64
 		out = append(out, in)
 	}
 	return out, rows.Err()
@@ -331,11 +350,12 @@ type Turn struct {
 	Input   int64
 	Session string
 	State   string // running, final, error
+	TraceID string // of its input
 }
 
 // RunningTurns lists the turns not ended, as a crash leaves them.
 func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, input, session, state FROM turns WHERE state='running' ORDER BY started`)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, input, session, state, COALESCE((SELECT trace_id FROM inputs WHERE inputs.id=turns.input), '') FROM turns WHERE state='running' ORDER BY started`)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +363,7 @@ func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
 	var out []Turn
 	for rows.Next() {
 		var t Turn
-		if err := rows.Scan(&t.ID, &t.Agent, &t.Input, &t.Session, &t.State); err != nil {
+		if err := rows.Scan(&t.ID, &t.Agent, &t.Input, &t.Session, &t.State, &t.TraceID); err != nil {
 			return nil, err
 		}
 		out = append(out, t)

@@ -90,6 +90,8 @@ func (s *Server) routes() []route {
 		{"PATCH /v1/agents/{name}", s.patchAgent, false},
 		{"DELETE /v1/agents/{name}", s.deleteAgent, false},
 		{"POST /v1/agents/{name}/messages", s.postMessage, false},
+		{"POST /v1/agents/{name}/reply", s.postReply, false},
+		{"GET /v1/agents/{name}/reply", s.getReply, false},
 		{"POST /v1/agents/{name}/abort", s.abort, false},
 		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},
@@ -518,11 +520,12 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		Mode  string `json:"mode"`
 		ID    string `json:"id"`
 		Model string `json:"model"`
+		Trace string `json:"trace_id"`
 	}
 	if !s.decode(w, r, &b) {
 		return
 	}
-	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model})
+	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model, TraceID: b.Trace})
 	if err != nil {
 		s.fail(w, r, err)
 		return

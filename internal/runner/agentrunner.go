@@ -30,6 +30,7 @@ type agentRunner struct {
 
 	mu       sync.Mutex
 	turn     string   // the running turn, "" when idle
+	trace    string   // the trace id of the running turn's input
 	session  string   // the pinned session
 	ended    *turnEnd // the running turn's end
 	final    bool     // turn's terminal event was taken
@@ -110,12 +111,18 @@ func (r *agentRunner) currentTurn() string {
 // startedTurn is the running turn once its start is committed: what a
 // client may be shown (durable before visible), "" otherwise.
 func (r *agentRunner) startedTurn() string {
+	turn, _ := r.startedTurnTrace()
+	return turn
+}
+
+// startedTurnTrace is the started turn and its trace id.
+func (r *agentRunner) startedTurnTrace() (turn, trace string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.started {
-		return ""
+		return "", ""
 	}
-	return r.turn
+	return r.turn, r.trace
 }
 
 func (r *agentRunner) driver() *Driver {
@@ -203,6 +210,9 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 	if e.Turn == "" {
 		e.Turn = r.turn
 	}
+	if e.Turn != "" && e.Turn == r.turn && e.TraceID == "" {
+		e.TraceID = r.trace
+	}
 	// A turn that a client attached to opencode runs (the TUI prompts
 	// the pinned session itself) is recorded like any other: it opens
 	// with a turn.started of mode "attached" and ends with its terminal
@@ -282,11 +292,11 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	case <-r.abort_: // meant for a turn that ended on its own meanwhile
 	default:
 	}
-	r.turn, r.ended, r.final, r.started = turn, ended, false, false
+	r.turn, r.ended, r.final, r.started, r.trace = turn, ended, false, false, in.TraceID
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
-		r.turn, r.started = "", false
+		r.turn, r.started, r.trace = "", false, ""
 		r.mu.Unlock()
 	}()
 	a, err := r.m.log.Agent(r.ctx, r.name)
@@ -297,7 +307,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	defer r.m.cfg.Sup.Hold(r.name)()
 	session, perr := r.prepare(a)
 	if err := r.emitSync(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
-		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn)); err != nil {
+		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID}), turn)); err != nil {
 		// Nothing reaches opencode that is not recorded: the input stays
 		// queued, parked until the log takes writes again.
 		r.park = min(max(2*r.park, time.Second), time.Minute)
@@ -406,7 +416,7 @@ func (r *agentRunner) steer(turn, session string) {
 			continue
 		}
 		r.emitSync(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
-			Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model}), turn))
+			Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID}), turn))
 		model := in.Model
 		if model == "" {
 			r.mu.Lock()

@@ -138,7 +138,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	for _, t := range turns {
 		e := event.New(t.Session, event.Error, now, event.ErrorData{Code: event.CodeInterrupted,
 			Message: "the turn was interrupted: taosagent stopped while it ran"})
-		e.Agent, e.Turn, e.Synthetic = t.Agent, t.ID, true
+		e.Agent, e.Turn, e.TraceID, e.Synthetic = t.Agent, t.ID, t.TraceID, true
 		evs = append(evs, e)
 	}
 	if len(evs) > 0 {
@@ -204,6 +204,7 @@ type Submission struct {
 	Mode     string // "queue" (default) or "steer"
 	ClientID string // idempotency key; generated when empty
 	Model    string // provider/model for this turn; must be permitted
+	TraceID  string // the caller's trace: every event of the turn carries it
 }
 
 // Submit puts s in name's inbox. created is false when s.ClientID was
@@ -225,7 +226,7 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 	if s.ClientID == "" {
 		s.ClientID = NewID("in")
 	}
-	in, created, err := m.log.AddInput(ctx, eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model})
+	in, created, err := m.log.AddInput(ctx, eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID})
 	if err == nil && created {
 		m.runner(name).poke()
 	}
@@ -358,6 +359,22 @@ func (m *Manager) CurrentTurn(ctx context.Context, name string) (session, turn s
 		session = a.Session
 	}
 	return session, turn
+}
+
+// TurnEvent is an event of kind about agent name, made outside its
+// runner (by the gateway): it belongs to the turn the agent runs, if any,
+// with that turn's session and trace id.
+func (m *Manager) TurnEvent(ctx context.Context, name string, kind event.Kind, data any) event.Event {
+	var turn, trace, session string
+	if r := m.existing(name); r != nil {
+		turn, trace = r.startedTurnTrace()
+	}
+	if a, err := m.log.Agent(ctx, name); err == nil {
+		session = a.Session
+	}
+	e := event.New(session, kind, time.Now(), data)
+	e.Agent, e.Turn, e.TraceID = name, turn, trace
+	return e
 }
 
 // StopInstance stops agent name's opencode; it starts afresh at the

@@ -111,7 +111,7 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 			if t.Agent == name {
 				e := event.New(t.Session, event.Error, time.Now(), event.ErrorData{Code: event.CodeInterrupted,
 					Message: "the turn was interrupted: its agent was deleted"})
-				e.Agent, e.Turn, e.Synthetic = name, t.ID, true
+				e.Agent, e.Turn, e.TraceID, e.Synthetic = name, t.ID, t.TraceID, true
 				evs = append(evs, e)
 			}
 		}

@@ -1,0 +1,219 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+// The reply stream taOS consumes (docs/TAOS.md): one turn's reply as
+// newline-delimited JSON, one dict per line, in the shapes taOS's bridge
+// records:
+//
+//	{"kind":"delta"|"reasoning"|"final","trace_id":T,"content":TEXT}
+//	{"kind":"tool_call","trace_id":T,"tool":NAME,"call_id":ID,"input":{…}}
+//	{"kind":"tool_result","trace_id":T,"tool":NAME,"call_id":ID,"output":TEXT}
+//	{"kind":"error","trace_id":T,"error":MESSAGE}
+//
+// The stream ends after the turn's one terminal dict (final or error) and
+// never without one: a turn that taosagent's restart interrupts ends with
+// an error dict. A blank line is a keep-alive. A client that lost the
+// connection asks again by trace id, skipping the dicts it already has.
+
+// replyDict is one dict of the reply stream.
+type replyDict struct {
+	Kind    string          `json:"kind"`
+	TraceID string          `json:"trace_id"`
+	Content *string         `json:"content,omitempty"`
+	Tool    string          `json:"tool,omitempty"`
+	CallID  string          `json:"call_id,omitempty"`
+	Input   json.RawMessage `json:"input,omitempty"`
+	Output  *string         `json:"output,omitempty"`
+	Error   *string         `json:"error,omitempty"`
+}
+
+// dictOf is the reply dict of event e of a turn, nil for an event taOS's
+// bridge does not record (status, usage, approvals, …).
+func dictOf(kind event.Kind, data json.RawMessage, trace string) *replyDict {
+	d := &replyDict{Kind: string(kind), TraceID: trace}
+	switch kind {
+	case event.Delta, event.Reasoning:
+		var v event.DeltaData
+		json.Unmarshal(data, &v)
+		d.Content = &v.Text
+	case event.Final:
+		var v event.FinalData
+		json.Unmarshal(data, &v)
+		d.Content = &v.Text
+	case event.ToolCall:
+		var v event.ToolCallData
+		json.Unmarshal(data, &v)
+		d.Tool, d.CallID, d.Input = v.Tool, v.CallID, v.Input
+		if len(d.Input) == 0 {
+			d.Input = json.RawMessage("{}")
+		}
+	case event.ToolResult:
+		var v event.ToolResultData
+		json.Unmarshal(data, &v)
+		out := v.Output
+		if v.Error != "" {
+			out = "error: " + v.Error
+		}
+		d.Tool, d.CallID, d.Output = v.Tool, v.CallID, &out
+	case event.Error:
+		var v event.ErrorData
+		json.Unmarshal(data, &v)
+		d.Error = &v.Message
+	default:
+		return nil
+	}
+	return d
+}
+
+// postReply submits a message with its trace id and streams its reply.
+// Sent again with the same trace id (and text), it submits nothing new:
+// the reply of the first is streamed (from its start).
+func (s *Server) postReply(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Text  string `json:"text"`
+		Trace string `json:"trace_id"`
+		Mode  string `json:"mode"`
+		Model string `json:"model"`
+	}
+	if !s.decode(w, r, &b) {
+		return
+	}
+	if b.Trace == "" {
+		writeError(w, http.StatusUnprocessableEntity, "invalid", "trace_id: is required")
+		return
+	}
+	name := r.PathValue("name")
+	if _, _, err := s.Control.Submit(r.Context(), actor(r), name, control.Message{Text: b.Text, Mode: b.Mode, Model: b.Model, TraceID: b.Trace}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.replyStream(w, r, name, b.Trace, 0)
+}
+
+// getReply streams the reply of the message of trace_id, skipping the first
+// `after` dicts (those a client already has).
+func (s *Server) getReply(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	trace := q.Get("trace_id")
+	if trace == "" || len(trace) > 128 {
+		writeError(w, http.StatusBadRequest, "bad_request", "trace_id: is required (at most 128 characters)")
+		return
+	}
+	skip := 0
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.Atoi(a)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "bad_request", "after: want the number of dicts already received (0 or more)")
+			return
+		}
+		skip = n
+	}
+	s.replyStream(w, r, r.PathValue("name"), trace, skip)
+}
+
+// replyStream writes the reply dicts of the turn of agent name's message
+// of trace, past the first skip, until its terminal dict.
+func (s *Server) replyStream(w http.ResponseWriter, r *http.Request, name, trace string, skip int) {
+	ctx := r.Context()
+	if _, err := s.Log.Agent(ctx, name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	in, err := s.Log.InputOfTrace(ctx, name, trace)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sub, err := s.Log.Subscribe(name, max(in.Seq-1, 0), false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer sub.Close()
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "application/x-ndjson")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc.Flush()
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	turn, n := "", 0
+	emit := func(d *replyDict) (done bool) {
+		if n++; n > skip {
+			enc.Encode(d)
+		}
+		return d.Kind == string(event.Final) || d.Kind == string(event.Error)
+	}
+	for {
+		kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
+		recs, err := sub.Next(kctx, 512)
+		cancel()
+		rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			// Quiet: a message that ended without ever running (its
+			// agent's inbox was closed) still gets its terminal dict.
+			if turn == "" {
+				if cur, err := s.Log.InputOfTrace(ctx, name, trace); err == nil && cur.State == "done" && cur.Turn == "" {
+					msg := "the message never ran: its agent's inbox was closed"
+					emit(&replyDict{Kind: string(event.Error), TraceID: trace, Error: &msg})
+					rc.Flush()
+					return
+				}
+			}
+			w.Write([]byte("\n")) // keep-alive
+			if rc.Flush() != nil {
+				return
+			}
+			continue
+		default:
+			return // the client left, or the daemon is stopping
+		}
+		for _, rec := range recs {
+			if rec.Kind == eventlog.Reset {
+				continue
+			}
+			var e struct {
+				Turn string          `json:"turn"`
+				Data json.RawMessage `json:"data"`
+			}
+			if json.Unmarshal(rec.Body, &e) != nil {
+				continue
+			}
+			if turn == "" {
+				if rec.Kind == event.TurnStarted || rec.Kind == event.InputSteered {
+					var d event.InputData
+					if json.Unmarshal(e.Data, &d) == nil && d.Input == in.ID {
+						turn = e.Turn
+					}
+				}
+				continue
+			}
+			if e.Turn != turn {
+				continue
+			}
+			if d := dictOf(rec.Kind, e.Data, trace); d != nil && emit(d) {
+				rc.Flush()
+				return
+			}
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
+}
