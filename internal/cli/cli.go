@@ -42,6 +42,7 @@ func commands() []command {
 		}},
 		{"doctor", "check the whole install, with no daemon and no model (doctor [--json] [--list] [CHECK…])", runDoctor},
 		{"fix", "repair what doctor finds with vetted recipes (fix [--dry-run] [--yes] [--all] [RECIPE…])", runFix},
+		{"install", "install taosagent as a system service, non-interactively and idempotently (--uninstall [--purge] removes it)", runInstall},
 		{"install-service", "write and enable taosagent's systemd unit ([--user] [--print])", runInstallService},
 		{"setup", "install the pinned opencode into the home directory", runSetup},
 		{"demo", "run one turn against the scripted demo model and print its events", runDemo},

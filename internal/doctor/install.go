@@ -19,6 +19,23 @@ func Unit(self, homeDir, addr string, user bool) string {
 	if user {
 		wanted = "default.target"
 	}
+	return unit(self, homeDir, addr, "", wanted)
+}
+
+// UnitFor is the system unit of `taosagent install`: Unit, run as owner
+// (no User= line for root).
+func UnitFor(self, homeDir, addr, owner string) string {
+	if owner == "root" {
+		owner = ""
+	}
+	return unit(self, homeDir, addr, owner, "multi-user.target")
+}
+
+func unit(self, homeDir, addr, owner, wanted string) string {
+	userLine := ""
+	if owner != "" {
+		userLine = "User=" + owner + "\n"
+	}
 	return fmt.Sprintf(`[Unit]
 Description=taosagent: host control plane for opencode agents
 Documentation=https://github.com/taosagent/taosagent
@@ -27,7 +44,7 @@ Wants=network-online.target
 
 [Service]
 Type=simple
-ExecStart=%s serve --home %s --listen %s
+%sExecStart=%s serve --home %s --listen %s
 Restart=on-failure
 RestartSec=2
 # opencode's instances are children of the daemon: they stop with it.
@@ -36,7 +53,7 @@ TimeoutStopSec=30
 
 [Install]
 WantedBy=%s
-`, quote(self), quote(homeDir), addr, wanted)
+`, userLine, quote(self), quote(homeDir), addr, wanted)
 }
 
 // quote quotes a path for an ExecStart line when it needs it.

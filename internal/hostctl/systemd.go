@@ -200,3 +200,24 @@ func (s Systemd) Enable(ctx context.Context, unit string, user bool) error {
 	_, err := s.run(ctx, s.systemctl(), append(scope, "enable", unit)...)
 	return err
 }
+
+// Stop stops unit.
+func (s Systemd) Stop(ctx context.Context, unit string) error {
+	if !unitPattern.MatchString(unit) {
+		return fmt.Errorf("%q is not a service unit name", unit)
+	}
+	_, err := s.run(ctx, s.systemctl(), "stop", unit)
+	return err
+}
+
+// Disable disables unit and reloads systemd's units (its file is gone).
+func (s Systemd) Disable(ctx context.Context, unit string) error {
+	if !unitPattern.MatchString(unit) {
+		return fmt.Errorf("%q is not a service unit name", unit)
+	}
+	if _, err := s.run(ctx, s.systemctl(), "disable", unit); err != nil {
+		return err
+	}
+	_, err := s.run(ctx, s.systemctl(), "daemon-reload")
+	return err
+}

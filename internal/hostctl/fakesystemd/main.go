@@ -141,6 +141,25 @@ func systemctl(dir string, args []string) int {
 		u.Enabled = true
 		save(dir, name, u)
 		return 0
+	case "stop":
+		if ok {
+			if u.Proc > 1 {
+				syscall.Kill(u.Proc, syscall.SIGTERM)
+				for i := 0; i < 300 && alive(u.Proc); i++ {
+					time.Sleep(100 * time.Millisecond) // as systemd waits for the process to end
+				}
+			}
+			u.Active, u.Sub, u.PID, u.Proc = "inactive", "dead", 0, 0
+			save(dir, name, u)
+			journal(dir, name, "Stopped "+name+".")
+		}
+		return 0
+	case "disable":
+		if ok {
+			u.Enabled = false
+			save(dir, name, u)
+		}
+		return 0
 	case "start", "restart":
 		if !ok {
 			fmt.Fprintf(os.Stderr, "Failed to restart %s: Unit %s not found.\n", name, name)
@@ -175,6 +194,16 @@ func systemctl(dir string, args []string) int {
 	}
 	fmt.Fprintf(os.Stderr, "Unknown command verb '%s'.\n", verb)
 	return 1
+}
+
+// alive reports whether process pid runs (a zombie no longer does).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 func journalctl(dir string, args []string) int {
