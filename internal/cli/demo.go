@@ -38,10 +38,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if text == "" {
 		text = "Please use a tool to say hi"
 	}
-	bin, err := opencodeBinary(ctx, *home)
+	bin, version, err := opencodeBinary(ctx, *home)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintln(stderr, "model: scripted demo (a test stand-in, not an AI); starting opencode "+version+" …")
+	p := &printer{w: stdout, json: *asJSON}
+	return scriptedTurn(ctx, bin, version, *home, "demo", *unconfined, text, stderr, p.print)
+}
+
+// scriptedTurn runs one turn of a throw-away agent (its directory under
+// home/agents/.NAME) on opencode binary of version, against the scripted
+// model, confined unless unconfined, and shows each event to show; it
+// returns an error when the turn does not end in final.
+func scriptedTurn(ctx context.Context, bin, version, home, name string, unconfined bool, text string, stderr io.Writer, show func(event.Event)) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -50,13 +60,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	go model.Serve(ln)
 	defer model.Close()
 
-	// A record of its own: the demo never takes the home's lock, so it
-	// must never sweep what a running daemon started.
-	sup, err := supervisor.New(bin, filepath.Join(*home, "run", "demo"))
+	// A record of its own: it never takes the home's lock, so it must
+	// never sweep what a running daemon started.
+	sup, err := supervisor.New(bin, filepath.Join(home, "run", name))
 	if err != nil {
 		return err
 	}
-	if *unconfined {
+	sup.Version = version
+	if unconfined {
 		fmt.Fprintln(stderr, "warning: opencode and its tools run UNCONFINED, on the host as "+userName())
 	} else {
 		sup.Sandbox = sandbox.New()
@@ -74,31 +85,29 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Agent: opencode.Agent{Name: "demo", Description: "taosagent demo agent"},
 	}
 	events := make(chan event.Event, 256)
-	d := runner.NewDriver(sup, supervisor.Spec{Name: "demo", Dir: filepath.Join(*home, "agents", ".demo"), Config: cfg},
+	d := runner.NewDriver(sup, supervisor.Spec{Name: name, Dir: filepath.Join(home, "agents", "."+name), Config: cfg},
 		func(e event.Event) { events <- e }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
 
-	fmt.Fprintln(stderr, "model: scripted demo (a test stand-in, not an AI); starting opencode "+opencode.Version+" …")
 	tctx, tcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer tcancel()
-	session, err := d.CreateSession(tctx, "taosagent demo")
+	session, err := d.CreateSession(tctx, "taosagent "+name)
 	if err != nil {
 		return err
 	}
 	if err := d.Prompt(tctx, session, opencode.Prompt{Text: text}); err != nil {
 		return err
 	}
-	p := &printer{w: stdout, json: *asJSON}
 	for {
 		select {
 		case e := <-events:
 			if e.Session != session && e.Kind != event.Instance {
 				continue
 			}
-			p.print(e)
+			show(e)
 			switch e.Kind {
 			case event.Final:
 				return nil

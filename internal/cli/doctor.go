@@ -68,7 +68,7 @@ func newDoctorEnv(dir, listen string, sysd hostctl.Systemd) *doctor.Env {
 		addr = defaultListen()
 	}
 	e := &doctor.Env{Home: h, Addr: addr, Systemd: sysd}
-	e.Opencode, e.OpencodeStamp, e.OpencodeErr = findOpencode(h.Dir)
+	e.Opencode, e.OpencodeVersion, e.OpencodeStamp, e.OpencodeErr = findOpencode(h.Dir)
 	if e.OpencodeErr != nil {
 		e.Opencode = ""
 	}

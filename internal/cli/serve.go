@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,7 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	bin, err := ensureOpencode(ctx, h.Dir, stderr)
+	bin, ocVersion, err := ensureOpencode(ctx, h.Dir, stderr)
 	if err != nil {
 		return err
 	}
@@ -97,6 +98,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	sup.Version = ocVersion
 	sup.MaxRunning, sup.Logger = *maxRunning, logger
 	if *unconfined {
 		logger.Warn("opencode instances and their tools run UNCONFINED, on the host as " + userName() + ": --unconfined")
@@ -196,8 +198,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
 	self, _ := os.Executable()
+	ctl.Opencode = func(ctx context.Context) (string, error) {
+		if os.Getenv("TAOSAGENT_OPENCODE") != "" {
+			return "", errors.New("the daemon runs the binary TAOSAGENT_OPENCODE names; unset it to switch releases")
+		}
+		path, version, err := opencodeBinary(ctx, h.Dir)
+		if err != nil {
+			return "", err
+		}
+		sup.Use(path, version)
+		logger.Info("opencode release switched; each agent moves to it between two of its turns", "version", version, "path", path)
+		return version, nil
+	}
 	ctl.Doctor = func() *doctor.Env {
-		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
+		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeVersion: ocVersion, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
 	}
 	mcpSrv.Control = ctl
 	created, err := mgr.EnsureBuiltins(ctx, !*noDemo)

@@ -57,7 +57,7 @@ func runTUI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	h := home.Home{Dir: fs.Lookup("home").Value.String()}
-	bin, err := opencodeBinary(ctx, h.Dir)
+	bin, _, err := opencodeBinary(ctx, h.Dir)
 	if err != nil {
 		return err
 	}

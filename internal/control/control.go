@@ -134,6 +134,9 @@ type Service struct {
 	// provider (the gateway's Scope): the source of a LiteLLM agent's
 	// permitted set.
 	Scope func(ctx context.Context, a agent.Agent) ([]string, error)
+	// Opencode, when set, switches the daemon to the opencode release its
+	// home records (verified), and returns its version.
+	Opencode func(ctx context.Context) (version string, err error)
 	// Doctor, when set, returns what the recovery checks look at (a fresh
 	// one per call; closed after): the diagnose tool runs the very checks
 	// of `taosagent doctor`.

@@ -31,13 +31,17 @@ func checkOpencode(ctx context.Context, e *Env) []Finding {
 		}
 		return []Finding{{ID: id, Severity: Critical, Summary: "the pinned opencode " + opencode.Version + " is missing", Details: d, Recipe: "reinstall-opencode"}}
 	}
-	if e.OpencodeStamp != "" && opencode.Stamped(e.OpencodeStamp, e.Opencode) {
-		return ok(id, "opencode "+opencode.Version+" at "+e.Opencode+" (unchanged since verified)")
+	v := e.OpencodeVersion
+	if v == "" {
+		v = opencode.Version
 	}
-	if err := opencode.Verify(ctx, e.Opencode); err != nil {
-		return []Finding{{ID: id, Severity: Critical, Summary: "the opencode binary is not the pinned " + opencode.Version, Details: err.Error(), Recipe: "reinstall-opencode"}}
+	if e.OpencodeStamp != "" && opencode.StampedOf(e.OpencodeStamp, e.Opencode, v) {
+		return ok(id, "opencode "+v+" at "+e.Opencode+" (unchanged since verified)")
 	}
-	return ok(id, "opencode "+opencode.Version+" at "+e.Opencode)
+	if err := opencode.VerifyVersion(ctx, e.Opencode, v); err != nil {
+		return []Finding{{ID: id, Severity: Critical, Summary: "the opencode binary is not the opencode " + v + " it must be", Details: err.Error(), Recipe: "reinstall-opencode"}}
+	}
+	return ok(id, "opencode "+v+" at "+e.Opencode)
 }
 
 // private checks that path is not readable or writable by others (and

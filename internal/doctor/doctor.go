@@ -82,6 +82,9 @@ type Env struct {
 	Opencode string // the pinned opencode's binary, "" when none is installed
 	// OpencodeErr says why there is no binary.
 	OpencodeErr error
+	// OpencodeVersion is the opencode version Opencode must be ("": the
+	// pinned opencode.Version).
+	OpencodeVersion string
 	// OpencodeStamp is the file where the last successful verification of
 	// the binary is recorded: an unchanged binary is not run again.
 	OpencodeStamp string
@@ -264,6 +267,6 @@ func joinMax(items []string, n int) string {
 // Fresh returns an Env that looks at the same install, with nothing opened
 // yet: for checking again after a fix.
 func (e *Env) Fresh() *Env {
-	return &Env{Home: e.Home, Addr: e.Addr, Opencode: e.Opencode, OpencodeErr: e.OpencodeErr, OpencodeStamp: e.OpencodeStamp,
+	return &Env{Home: e.Home, Addr: e.Addr, Opencode: e.Opencode, OpencodeVersion: e.OpencodeVersion, OpencodeErr: e.OpencodeErr, OpencodeStamp: e.OpencodeStamp,
 		Systemd: e.Systemd, Unit: e.Unit, Timeout: e.Timeout, Self: e.Self, UnitDir: e.UnitDir}
 }

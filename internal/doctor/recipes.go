@@ -424,6 +424,9 @@ func reinstallOpencode(ctx context.Context, e *Env, _ string, dry bool, step fun
 	if _, err := os.Stat(e.Home.OpencodeChoice()); err == nil {
 		step("forget the binary adopted earlier (" + e.Home.OpencodeChoice() + "): the installed one is used")
 	}
+	if r, ok, _ := e.Home.Release(); ok {
+		step("leave opencode " + r.Version + ", switched to earlier, for the pinned " + opencode.Version + " (setup --opencode " + r.Version + " switches again)")
+	}
 	if dry {
 		return "", nil
 	}
@@ -431,11 +434,13 @@ func reinstallOpencode(ctx context.Context, e *Env, _ string, dry bool, step fun
 	if err != nil {
 		return "", err
 	}
-	if err := os.Remove(e.Home.OpencodeChoice()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", err
+	for _, f := range []string{e.Home.OpencodeChoice(), e.Home.ReleaseFile()} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
 	}
 	opencode.WriteStamp(e.Home.OpencodeStamp(), bin) // Install verified it
-	e.Opencode, e.OpencodeErr = bin, nil
+	e.Opencode, e.OpencodeVersion, e.OpencodeErr = bin, opencode.Version, nil
 	return "", nil
 }
 

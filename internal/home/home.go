@@ -55,6 +55,41 @@ func (h Home) OpencodeDir() string { return filepath.Join(h.Dir, "opencode") }
 // (setup --opencode-bin) instead of installing one.
 func (h Home) OpencodeChoice() string { return filepath.Join(h.Dir, "opencode-binary") }
 
+// ReleaseFile records the opencode release the home runs when an operator
+// chose one other than the pinned (Release).
+func (h Home) ReleaseFile() string { return filepath.Join(h.Dir, "opencode-release.json") }
+
+// Release is an opencode release a home runs: `taosagent setup --opencode
+// VERSION` switches to one, keeping the one before for --rollback.
+type Release struct {
+	Version  string    `json:"version"`
+	Path     string    `json:"path"`
+	Switched time.Time `json:"switched"`
+	Previous *Release  `json:"previous,omitempty"`
+}
+
+// Release reads the release the home runs; ok is false when none was
+// chosen (the pinned one then runs).
+func (h Home) Release() (r Release, ok bool, err error) {
+	b, err := os.ReadFile(h.ReleaseFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return Release{}, false, nil
+	}
+	if err != nil {
+		return Release{}, false, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil || r.Version == "" || r.Path == "" {
+		return Release{}, false, fmt.Errorf("%s is not a release record", h.ReleaseFile())
+	}
+	return r, true, nil
+}
+
+// SetRelease records r as the release the home runs (atomically, 0600).
+func (h Home) SetRelease(r Release) error {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return atomicfile.Write(h.ReleaseFile(), append(b, '\n'), 0o600)
+}
+
 // OpencodeStamp records the last verified opencode binary (opencode.Stamp).
 func (h Home) OpencodeStamp() string { return filepath.Join(h.Dir, "opencode-verified.json") }
 func (h Home) DaemonLog() string     { return filepath.Join(h.Dir, "daemon.log") }

@@ -97,6 +97,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},
 		{"POST /v1/agents/{name}/models/sync", s.syncModels, false},
 		{"GET /v1/usage", s.usage, false},
+		{"POST /v1/opencode/reload", s.reloadOpencode, false},
 		{"GET /v1/agents/{name}/events", s.listEvents, false},
 		{"GET /v1/agents/{name}/events/stream", s.stream, false},
 		{"GET /v1/approvals", s.listApprovals, false},
@@ -569,6 +570,17 @@ func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, map[string]string{"key": key})
+}
+
+// reloadOpencode switches the daemon to the opencode release its home
+// records.
+func (s *Server) reloadOpencode(w http.ResponseWriter, r *http.Request) {
+	v, err := s.Control.ReloadOpencode(r.Context(), actor(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"version": v})
 }
 
 // syncModels brings a LiteLLM agent's permitted models up to date with

@@ -132,13 +132,17 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 
 // CheckVersion fails with ErrWrongVersion unless the instance is healthy and
 // runs the pinned Version.
-func (c *Client) CheckVersion(ctx context.Context) error {
+func (c *Client) CheckVersion(ctx context.Context) error { return c.CheckVersionOf(ctx, Version) }
+
+// CheckVersionOf fails with ErrWrongVersion unless the instance is healthy
+// and runs version.
+func (c *Client) CheckVersionOf(ctx context.Context, version string) error {
 	h, err := c.Health(ctx)
 	if err != nil {
 		return err
 	}
-	if !h.Healthy || h.Version != Version {
-		return fmt.Errorf("%w: instance reports healthy=%v version %q, want %s", ErrWrongVersion, h.Healthy, h.Version, Version)
+	if !h.Healthy || h.Version != version {
+		return fmt.Errorf("%w: instance reports healthy=%v version %q, want %s", ErrWrongVersion, h.Healthy, h.Version, version)
 	}
 	return nil
 }

@@ -360,21 +360,25 @@ type Stamp struct {
 	Change  int64     `json:"change_ns,omitempty"` // ctime
 }
 
-func stampOf(bin string) (Stamp, error) {
+func stampOf(bin, version string) (Stamp, error) {
 	fi, err := os.Stat(bin)
 	if err != nil {
 		return Stamp{}, err
 	}
-	st := Stamp{Path: bin, Version: Version, Size: fi.Size(), ModTime: fi.ModTime().UTC()}
+	st := Stamp{Path: bin, Version: version, Size: fi.Size(), ModTime: fi.ModTime().UTC()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		st.Inode, st.Change = sys.Ino, sys.Ctim.Nano()
 	}
 	return st, nil
 }
 
-// WriteStamp records that bin was verified, in file (0600).
-func WriteStamp(file, bin string) error {
-	st, err := stampOf(bin)
+// WriteStamp records that bin was verified as the pinned Version, in file
+// (0600).
+func WriteStamp(file, bin string) error { return WriteStampOf(file, bin, Version) }
+
+// WriteStampOf records that bin was verified as opencode version.
+func WriteStampOf(file, bin, version string) error {
+	st, err := stampOf(bin, version)
 	if err != nil {
 		return err
 	}
@@ -386,8 +390,12 @@ func WriteStamp(file, bin string) error {
 }
 
 // Stamped reports whether file records bin, unchanged since it was
-// verified.
-func Stamped(file, bin string) bool {
+// verified as the pinned Version.
+func Stamped(file, bin string) bool { return StampedOf(file, bin, Version) }
+
+// StampedOf reports whether file records bin, unchanged since it was
+// verified as opencode version.
+func StampedOf(file, bin, version string) bool {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return false
@@ -396,7 +404,7 @@ func Stamped(file, bin string) bool {
 	if json.Unmarshal(b, &rec) != nil {
 		return false
 	}
-	cur, err := stampOf(bin)
+	cur, err := stampOf(bin, version)
 	return err == nil && rec.SHA256 != "" && rec.Path == cur.Path && rec.Version == cur.Version && rec.Size == cur.Size &&
 		rec.ModTime.Equal(cur.ModTime) && rec.Inode == cur.Inode && rec.Change == cur.Change
 }

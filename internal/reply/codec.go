@@ -35,6 +35,12 @@ import (
 	"github.com/taosagent/taosagent/internal/opencode"
 )
 
+// KnownVersions are the opencode releases whose events the codec was built
+// and tested against (captures and golden files). Another release is used
+// only after a scripted turn through the codec proves its events are
+// understood (taosagent setup --opencode).
+var KnownVersions = []string{"1.18.33"}
+
 // Defaults for Codec's settling.
 const (
 	DefaultGrace   = 150 * time.Millisecond

@@ -48,6 +48,7 @@ type agentRunner struct {
 	drvRun     *driverRun
 	drvUpdated time.Time     // the agent's Updated as of the driver's spec
 	drvSpec    string        // the configKey of the agent the driver runs
+	drvVersion string        // the opencode release the driver's instance runs
 	model      string        // the model the running turn prompts with
 	park       time.Duration // wait before the next turn: its start could not be recorded
 	verified   string        // the pinned session, known to exist in opencode …
@@ -539,6 +540,12 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 			// under the cap).
 			r.stopDriver()
 		}
+		if _, v := r.m.cfg.Sup.Release(); r.drv != nil && v != r.drvVersion {
+			// The operator switched opencode releases (an upgrade or a
+			// rollback): this agent moves to it now, between two turns.
+			r.m.logger.Info("the agent moves to another opencode release", "agent", r.name, "from", r.drvVersion, "to", v)
+			r.stopDriver()
+		}
 		if r.drv == nil {
 			if err := r.startDriver(a); err != nil {
 				return a.Session, err
@@ -639,6 +646,7 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	ctx, cancel := context.WithCancel(r.ctx)
 	run := &driverRun{done: make(chan struct{})}
 	r.drvCancel, r.drvDone, r.drvRun, r.drvUpdated, r.drvSpec = cancel, run.done, run, a.Updated, configKey(a)
+	_, r.drvVersion = r.m.cfg.Sup.Release()
 	r.mu.Lock()
 	r.drv = d
 	r.mu.Unlock()

@@ -285,6 +285,8 @@ type AgentStatus struct {
 	// Usage is what its running instance holds (memory, CPU), the
 	// footprint taOS sizes its tiers from; absent when none runs.
 	Usage *supervisor.Usage `json:"usage,omitempty"`
+	// Opencode is the opencode version its instance runs, when one runs.
+	Opencode string `json:"opencode,omitempty"`
 }
 
 // Status reports name's runner.
@@ -294,7 +296,7 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 		st.Queued = len(q)
 	}
 	if in := m.cfg.Sup.Get(name); in != nil {
-		st.Instance, st.PID = string(in.State()), in.PID()
+		st.Instance, st.PID, st.Opencode = string(in.State()), in.PID(), in.Version()
 		if u := in.Usage(); u.Processes > 0 {
 			st.Usage = &u
 		}

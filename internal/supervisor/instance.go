@@ -62,6 +62,7 @@ type Instance struct {
 	lastUsed time.Time
 	stopping bool
 	restarts int
+	version  string        // the opencode version the current process runs
 	served   bool          // the current process handed out its client
 	delay    time.Duration // the last restart delay
 
@@ -132,6 +133,14 @@ func (i *Instance) Restarts() int {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.restarts
+}
+
+// Version is the opencode version the instance's process runs (or last
+// ran).
+func (i *Instance) Version() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.version
 }
 
 // Touch marks the instance as used now, which defers its idle stop.
@@ -264,7 +273,11 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd, password, log, err := i.prepare(token)
+	binary, version := s.Release()
+	i.mu.Lock()
+	i.version = version
+	i.mu.Unlock()
+	cmd, password, log, err := i.prepare(binary, token)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +341,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		return nil, fmt.Errorf("opencode was not ready within %v; see %s", s.StartTimeout, filepath.Join(i.spec.Dir, "opencode.log"))
 	}
 	client := &opencode.Client{BaseURL: base, Password: password, Directory: i.spec.Workdir, HTTP: s.httpClient}
-	if err := checkVersion(client, s.StartTimeout); err != nil {
+	if err := checkVersion(client, version, s.StartTimeout); err != nil {
 		killGroup(pid, syscall.SIGKILL)
 		<-waited
 		reap()
@@ -362,13 +375,13 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 
 // checkVersion asks /global/health with short timeouts until the pinned
 // version answers: a request that lands too early is never answered.
-func checkVersion(c *opencode.Client, within time.Duration) error {
+func checkVersion(c *opencode.Client, version string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	probe := *c
 	probe.Timeout = time.Second
 	var err error
 	for time.Now().Before(deadline) {
-		if err = probe.CheckVersion(context.Background()); err == nil || errors.Is(err, opencode.ErrWrongVersion) {
+		if err = probe.CheckVersionOf(context.Background(), version); err == nil || errors.Is(err, opencode.ErrWrongVersion) {
 			return err
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -401,7 +414,7 @@ func scanStdout(r io.Reader, log io.Writer, urls chan<- string) {
 // the command. opencode gets its own HOME and XDG dirs, a fresh password,
 // loopback only, and nothing of the daemon's environment but PATH and
 // locale.
-func (i *Instance) prepare(token string) (*exec.Cmd, string, *logFile, error) {
+func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, error) {
 	d := i.spec.Dir
 	home := filepath.Join(d, "home")
 	xdg := map[string]string{
@@ -450,7 +463,7 @@ func (i *Instance) prepare(token string) (*exec.Cmd, string, *logFile, error) {
 	for k, v := range xdg {
 		env = append(env, k+"="+v)
 	}
-	args := []string{i.sup.Binary, "serve", "--hostname", "127.0.0.1", "--port", "0"}
+	args := []string{binary, "serve", "--hostname", "127.0.0.1", "--port", "0"}
 	var cmd *exec.Cmd
 	if sb := i.sup.Sandbox; sb != nil {
 		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")

@@ -19,13 +19,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
 // Supervisor runs the instances of one taosagent home. Configure the
 // exported fields before the first Ensure; Close stops everything.
 type Supervisor struct {
-	Binary       string        // the pinned opencode binary
+	// Binary is the opencode binary instances run, of Version (default:
+	// the pinned opencode.Version); Use changes both while running.
+	Binary       string
+	Version      string
 	StartTimeout time.Duration // exec to ready; default 60 s
 	StopGrace    time.Duration // SIGTERM to SIGKILL; default 5 s
 	MinBackoff   time.Duration // first restart delay; default 250 ms
@@ -65,6 +69,26 @@ func New(binary, stateDir string) (*Supervisor, error) {
 		httpClient: &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}},
 		instances:  map[string]*Instance{},
 	}, nil
+}
+
+// Use makes binary, of opencode version, what instances started from now
+// on run. Running instances keep theirs until they stop: the runner
+// restarts each between two of its turns (Release tells it which).
+func (s *Supervisor) Use(binary, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Binary, s.Version = binary, version
+}
+
+// Release is the binary and version instances started now run.
+func (s *Supervisor) Release() (binary, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.Version
+	if v == "" {
+		v = opencode.Version
+	}
+	return s.Binary, v
 }
 
 func (s *Supervisor) defaults() {
