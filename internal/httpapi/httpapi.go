@@ -709,39 +709,54 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	rc := startStream(w, "text/event-stream")
 	bw := newFrameWriter(w)
 	bw.comment("taosagent events of " + name)
 	if err := bw.flush(rc); err != nil {
 		return
 	}
-	ctx := r.Context()
 	for {
-		kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
-		recs, err := sub.Next(kctx, 512)
-		cancel()
-		// Frames may reach the connection before the flush: bound every
-		// write from here.
-		rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
+		recs, quiet, err := s.next(r.Context(), sub, rc)
 		switch {
-		case err == nil:
+		case err != nil:
+			return // the client left, or the daemon is stopping
+		case quiet:
+			bw.comment("keep-alive")
+		default:
 			for _, rec := range recs {
 				bw.frame(rec)
 			}
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			bw.comment("keep-alive")
-		default:
-			return // the client left, or the daemon is stopping
 		}
 		if err := bw.flush(rc); err != nil {
 			return
 		}
 	}
+}
+
+// startStream starts a streamed response of content type ct, which no
+// cache keeps and no proxy buffers.
+func startStream(w http.ResponseWriter, ct string) *http.ResponseController {
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w)
+}
+
+// next waits up to KeepAlive for sub's next records; quiet says none came
+// and a keep-alive is due. An error ends the stream: the client left, or
+// the daemon is stopping. Every write after it is bounded by WriteWait
+// (frames may reach the connection before the flush).
+func (s *Server) next(ctx context.Context, sub *eventlog.Sub, rc *http.ResponseController) (recs []eventlog.Record, quiet bool, err error) {
+	kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
+	recs, err = sub.Next(kctx, 512)
+	cancel()
+	rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return nil, true, nil
+	}
+	return recs, false, err
 }
 
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {

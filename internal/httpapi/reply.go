@@ -1,12 +1,9 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
@@ -142,12 +139,7 @@ func (s *Server) replyStream(w http.ResponseWriter, r *http.Request, name, trace
 		return
 	}
 	defer sub.Close()
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "application/x-ndjson")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	rc := startStream(w, "application/x-ndjson")
 	rc.Flush()
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -159,13 +151,11 @@ func (s *Server) replyStream(w http.ResponseWriter, r *http.Request, name, trace
 		return d.Kind == string(event.Final) || d.Kind == string(event.Error)
 	}
 	for {
-		kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
-		recs, err := sub.Next(kctx, 512)
-		cancel()
-		rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
+		recs, quiet, err := s.next(ctx, sub, rc)
 		switch {
-		case err == nil:
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		case err != nil:
+			return // the client left, or the daemon is stopping
+		case quiet:
 			// Quiet: a message that ended without ever running (its
 			// agent's inbox was closed) still gets its terminal dict.
 			if turn == "" {
@@ -181,8 +171,6 @@ func (s *Server) replyStream(w http.ResponseWriter, r *http.Request, name, trace
 				return
 			}
 			continue
-		default:
-			return // the client left, or the daemon is stopping
 		}
 		for _, rec := range recs {
 			if rec.Kind == eventlog.Reset {

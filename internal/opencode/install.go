@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -192,16 +193,21 @@ func InstallVersion(ctx context.Context, installDir, version string, out io.Writ
 
 // integrity is npm's integrity string of the file: sha512, base64.
 func integrity(path string) (string, error) {
+	sum, err := hashFile(path, sha512.New())
+	return "sha512-" + base64.StdEncoding.EncodeToString(sum), err
+}
+
+// hashFile is h's sum of the file at path.
+func hashFile(path string, h hash.Hash) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
-	h := sha512.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return nil, err
 	}
-	return "sha512-" + base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+	return h.Sum(nil), nil
 }
 
 // unpackBinary writes the package's bin/opencode (and nothing else) from
@@ -252,16 +258,8 @@ func unpackBinary(tgz, dst string) (string, error) {
 
 // FileSHA256 is the sha256 (hex) of the file at path.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum, err := hashFile(path, sha256.New())
+	return hex.EncodeToString(sum), err
 }
 
 // expectedSHA256 is the sha256 that opencode version's binary at bin must
