@@ -403,6 +403,15 @@ func TestWebBundle(t *testing.T) {
 		{"data script", page(csp + `<script src="data:text/javascript,alert(1)"></script>`), "web.script-source", Error},
 		{"missing local script", page(csp + `<script src="lib/missing.js"></script>`), "web.script-missing", Error},
 		{"modulepreload remote", page(csp + `<link rel="modulepreload" href="https://evil.example.net/m.js">`), "web.script-source", Error},
+		// Found in review, each passing the old lexical scan:
+		{"no connect-src nor default-src, fetching an unlisted host", `<!doctype html><html><head>` +
+			`<meta http-equiv="Content-Security-Policy" content="script-src 'self'"><script src="app.js"></script></head>` +
+			`<body></body></html>`, "web.csp-connect", Error},
+		{"CSP meta inside a JavaScript string", page(`<script>var s = '<meta http-equiv="Content-Security-Policy" content="default-src \'self\'">';</script>`), "web.csp-missing", Error},
+		{"CSP meta after an inline script", page(`<script>fetch("https://evil.example.net/x")</script>` + csp), "web.csp-placement", Error},
+		{"CSP meta in the body", `<!doctype html><html><head></head><body>` + csp + `</body></html>`, "web.csp-placement", Error},
+		{"entity-encoded src", page(csp + `<script src="https&#58;//evil.example.net/x.js"></script>`), "web.script-source", Error},
+		{"> inside a quoted attribute hiding a src", page(csp + `<script data-x="a>b" src="https://evil.example.net/x.js"></script>`), "web.script-source", Error},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

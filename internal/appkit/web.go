@@ -1,34 +1,29 @@
 package appkit
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
 	"path"
 	"regexp"
 	"strings"
+
+	"golang.org/x/net/html"
 )
 
-// The web checks are a lexical scan of HTML and JavaScript: they find what
-// a page loads and the policy it declares, without running anything.
+// The web checks read HTML with a real tokenizer (golang.org/x/net/html:
+// attributes as a browser reads them, entities decoded, script bodies as
+// raw text) and JavaScript lexically: they find what a page loads and the
+// policy it declares, without running anything.
 var (
-	commentRe   = regexp.MustCompile(`(?s)<!--.*?-->`)
-	tagRe       = regexp.MustCompile(`(?is)<(script|meta|link)\b([^>]*)>`)
-	attrRe      = regexp.MustCompile(`(?is)([a-z][a-z0-9_:-]*)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)`)
 	jsImportRe  = regexp.MustCompile(`(?:\bimport\s*\(\s*|\bfrom\s*|\bimport\s+|\bimportScripts\s*\(\s*)["'\x60]((?:https?:)?//[^"'\x60\s]+)`)
 	cspDirSplit = regexp.MustCompile(`\s*;\s*`)
 )
 
-func attrs(s string) map[string]string {
-	out := map[string]string{}
-	for _, m := range attrRe.FindAllStringSubmatch(s, -1) {
-		v := m[2]
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		out[strings.ToLower(m[1])] = strings.TrimSpace(v)
-	}
-	return out
-}
+// headElements may appear in a document's head, which they open implicitly
+// when no <head> tag does; any other element starts the body.
+var headElements = map[string]bool{"html": true, "head": true, "meta": true, "link": true, "title": true,
+	"style": true, "script": true, "base": true, "noscript": true, "template": true}
 
 // origins is the manifest's allowlist as scheme://host[:port] strings.
 type origins map[string]bool
@@ -65,12 +60,35 @@ func checkWeb(b *bundle, allow origins, add func(Finding)) {
 }
 
 func checkHTML(b *bundle, name string, allow origins, add func(Finding)) {
-	doc := commentRe.ReplaceAllString(string(b.files[name]), "")
+	z := html.NewTokenizer(bytes.NewReader(b.files[name]))
 	var csp []string
-	for _, m := range tagRe.FindAllStringSubmatch(doc, -1) {
-		tag, a := strings.ToLower(m[1]), attrs(m[2])
-		switch tag {
+	inHead, scripted := true, false // the head is open (explicitly or not); a script came before
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		tok := z.Token()
+		if tt == html.EndTagToken && tok.Data == "head" {
+			inHead = false
+		}
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			continue
+		}
+		if !headElements[tok.Data] {
+			inHead = false
+		}
+		a := map[string]string{}
+		for _, at := range tok.Attr {
+			if _, dup := a[at.Key]; !dup { // a browser keeps the first
+				a[at.Key] = strings.TrimSpace(at.Val)
+			}
+		}
+		switch tok.Data {
+		case "body":
+			inHead = false
 		case "script":
+			scripted = true
 			if src, ok := a["src"]; ok {
 				checkScriptURL(b, name, src, allow, add)
 			}
@@ -80,14 +98,22 @@ func checkHTML(b *bundle, name string, allow origins, add func(Finding)) {
 				checkScriptURL(b, name, a["href"], allow, add)
 			}
 		case "meta":
-			if strings.EqualFold(a["http-equiv"], "content-security-policy") {
-				csp = append(csp, a["content"])
+			if !strings.EqualFold(a["http-equiv"], "content-security-policy") {
+				continue
 			}
+			if !inHead || scripted {
+				// A browser enforces a policy from a <meta> only in the
+				// head, and only on what comes after it.
+				add(Finding{Rule: "web.csp-placement", Path: name, Severity: Error,
+					Message: "a Content Security Policy <meta> counts only in <head>, before any script; this one is not"})
+				continue
+			}
+			csp = append(csp, a["content"])
 		}
 	}
 	if len(csp) == 0 {
 		add(Finding{Rule: "web.csp-missing", Path: name, Severity: Error,
-			Message: `no Content Security Policy; add <meta http-equiv="Content-Security-Policy" content="default-src 'self'"> to <head>`})
+			Message: `no Content Security Policy; add <meta http-equiv="Content-Security-Policy" content="default-src 'self'"> to <head>, before any script`})
 		return
 	}
 	for _, p := range csp {
@@ -140,9 +166,12 @@ func checkCSP(page, policy string, allow origins, add func(Finding)) {
 		add(Finding{Rule: "web.csp-weak", Path: page, Severity: Error, Message: "the Content Security Policy has neither script-src nor default-src, so it does not restrict scripts"})
 	}
 	checkSources(page, "script-src", scripts, allow, add)
-	if conns, ok := pick("connect-src"); ok {
-		checkSources(page, "connect-src", conns, allow, add)
+	conns, ok := pick("connect-src")
+	if !ok {
+		add(Finding{Rule: "web.csp-connect", Path: page, Severity: Error,
+			Message: "the Content Security Policy has neither connect-src nor default-src, so the page may connect anywhere; add connect-src 'self' (and the allowlisted origins it needs)"})
 	}
+	checkSources(page, "connect-src", conns, allow, add)
 }
 
 func checkSources(page, dir string, srcs []string, allow origins, add func(Finding)) {

@@ -25,7 +25,7 @@ func BenchmarkSoakUnderCap(b *testing.B) {
 	}
 	for range b.N {
 		d := start(b, "", "--max-running", fmt.Sprint(capN))
-		ctx := ctxT(b, 30*time.Minute)
+		ctx := ctxT(b, time.Duration(agents*turns)*15*time.Second+10*time.Minute) // about 7 s a turn at 10 agents on 2 cores
 		for i := range agents {
 			d.agent(ctx, fmt.Sprint("soak", i), "")
 		}
