@@ -33,6 +33,8 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	procs := fs.Int("procs", d.Processes, "process limit")
 	fsize := fs.String("fsize", formatSize(d.FileSize), "largest file the command may write")
 	output := fs.String("output", formatSize(d.Output), "bytes kept of stdout and of stderr each")
+	disk := fs.String("disk", formatSize(d.Disk), "what the run may write to its workspace in total (runs made by root)")
+	tmp := fs.String("tmp", formatSize(d.Tmp), "size of the run's /tmp")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	var ro multiFlag
 	fs.Var(&ro, "ro", "extra host path mounted read-only (repeatable)")
@@ -52,7 +54,8 @@ func runSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		name string
 		in   string
 		out  *int64
-	}{{"memory", *mem, &lim.Memory}, {"fsize", *fsize, &lim.FileSize}, {"output", *output, &lim.Output}} {
+	}{{"memory", *mem, &lim.Memory}, {"fsize", *fsize, &lim.FileSize}, {"output", *output, &lim.Output},
+		{"disk", *disk, &lim.Disk}, {"tmp", *tmp, &lim.Tmp}} {
 		if *s.out, err = parseSize(s.in); err != nil {
 			return fmt.Errorf("%w: --%s: %v", errUsage, s.name, err)
 		}

@@ -22,7 +22,40 @@ import (
 // path), then drops to UID:GID with setpriv, and the inner bwrap builds the
 // sandbox from that view. Nothing of the outer view reaches the sandboxed
 // command but what the inner arguments mount.
+// copyDir is the outer layer's tmpfs that holds the bounded copy of a
+// run's workspace (in copyDir/w, which the inner layer mounts at
+// /workspace).
+const copyDir = "/.taosagent-workspace"
+
+// copyFailed is the exit status of a run whose workspace did not fit its
+// disk limit on the way in, or could not be written back.
+const copyFailed = 125
+
+// copyBack is a run's workspace, worked on as a copy of at most size bytes.
+type copyBack struct {
+	ws   string
+	size int64
+}
+
+// copyScript runs the inner layer ("$@") on a copy of the workspace $1 in
+// the tmpfs at copyDir, then writes the copy back: changed and new files
+// over the workspace, and what the run removed removed. It runs in the
+// outer layer as the sandbox's user; the command never sees the workspace
+// itself, so what it can write to the host's disk is bounded by the tmpfs.
+const copyScript = `ws=$1; shift
+mkdir ` + copyDir + `/w && cp -a "$ws"/. ` + copyDir + `/w/ || { echo "taosagent: the workspace does not fit the run's disk limit" >&2; exit 125; }
+"$@"; rc=$?
+cp -a ` + copyDir + `/w/. "$ws"/ || { echo "taosagent: the workspace could not be written back" >&2; exit 125; }
+cd "$ws" && find . -mindepth 1 -depth -exec sh -c 'for p; do [ -e "$0/$p" ] || [ -L "$0/$p" ] || rm -rf -- "$p"; done' ` + copyDir + `/w {} +
+exit $rc`
+
 func (s *Sandbox) launch(host []hostPath, inner []string) *exec.Cmd {
+	return s.launchCopy(host, inner, nil)
+}
+
+// launchCopy is launch; with wc (root only), the run works on a bounded
+// copy of its workspace (copyScript).
+func (s *Sandbox) launchCopy(host []hostPath, inner []string, wc *copyBack) *exec.Cmd {
 	if os.Geteuid() != 0 {
 		cmd := exec.Command(s.Bwrap, inner...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -70,12 +103,18 @@ func (s *Sandbox) launch(host []hostPath, inner []string) *exec.Cmd {
 		}
 		outer = append(outer, op, p.path, p.path)
 	}
+	if wc != nil {
+		outer = append(outer, "--perms", "0777", "--size", strconv.FormatInt(wc.size, 10), "--tmpfs", copyDir)
+	}
 	outer = append(outer, "--chdir", "/", "--",
 		// --pdeathsig: the kernel clears the parent-death signal bwrap set
 		// when setpriv changes the uid; set it again, so the inner layer
 		// dies with the outer one.
-		s.Setpriv, "--reuid", strconv.Itoa(s.UID), "--regid", strconv.Itoa(s.GID), "--clear-groups", "--pdeathsig", "SIGKILL", "--",
-		s.Bwrap)
+		s.Setpriv, "--reuid", strconv.Itoa(s.UID), "--regid", strconv.Itoa(s.GID), "--clear-groups", "--pdeathsig", "SIGKILL", "--")
+	if wc != nil {
+		outer = append(outer, "/bin/sh", "-c", copyScript, "sh", wc.ws)
+	}
+	outer = append(outer, s.Bwrap)
 	cmd := exec.Command(s.Bwrap, append(outer, inner...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd

@@ -42,6 +42,7 @@ const (
 	LimitMemory    = "memory"
 	LimitProcesses = "processes"
 	LimitFileSize  = "file_size"
+	LimitDisk      = "disk" // its workspace or its /tmp is full (Disk, Tmp)
 )
 
 // Limits bound one run. A zero field takes its value from DefaultLimits.
@@ -52,10 +53,18 @@ type Limits struct {
 	Processes int           // processes and threads of the sandbox's user (RLIMIT_NPROC)
 	FileSize  int64         // largest file the command may write, in bytes (RLIMIT_FSIZE)
 	Output    int64         // bytes kept of stdout and of stderr each; the rest is counted and dropped
+	// Disk bounds the workspace, in bytes, for a run made by root (the
+	// daemon): the command works on a copy of it in a tmpfs of this size,
+	// written back to the host's disk when the command ends; a run killed
+	// (wall clock, cancel) writes nothing back. Runs made by another user
+	// work on the workspace itself, bounded only per file.
+	Disk int64
+	Tmp  int64 // the size of the run's /tmp (a tmpfs, in memory), in bytes
 }
 
 // DefaultLimits suit a web app's build: 5 minutes, 2 minutes of CPU, 4 GiB
-// of data memory, 256 processes, 256 MiB per file, 1 MiB of each output.
+// of data memory, 256 processes, 256 MiB per file, 1 GiB of workspace,
+// 256 MiB of /tmp, 1 MiB of each output.
 //
 // Memory is bounded by RLIMIT_DATA rather than RLIMIT_AS: Go and V8 reserve
 // large address ranges they never use, and fail at start under a tight
@@ -68,6 +77,8 @@ func DefaultLimits() Limits {
 		Processes: 256,
 		FileSize:  256 << 20,
 		Output:    1 << 20,
+		Disk:      1 << 30,
+		Tmp:       256 << 20,
 	}
 }
 
@@ -90,6 +101,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Output <= 0 {
 		l.Output = d.Output
+	}
+	if l.Disk <= 0 {
+		l.Disk = d.Disk
+	}
+	if l.Tmp <= 0 {
+		l.Tmp = d.Tmp
 	}
 	return l
 }
@@ -264,8 +281,14 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		defer func() { res.WorkspaceNotice = restore() }()
 	}
 
-	inner, host := s.bwrapArgs(ws, spec, lim)
-	cmd := s.launch(host, inner)
+	// Run by root, the command works on a bounded copy of the workspace,
+	// which the outer layer writes back when it ends.
+	var wsCopy *copyBack
+	if os.Geteuid() == 0 {
+		wsCopy = &copyBack{ws: ws, size: lim.Disk}
+	}
+	inner, host := s.bwrapArgs(ws, spec, lim, wsCopy != nil)
+	cmd := s.launchCopy(host, inner, wsCopy)
 	cmd.Env = sandboxEnv(spec.Env)
 	cmd.Dir = "/"
 	cmd.Stdin = spec.Stdin
@@ -312,9 +335,9 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 
 // bwrapArgs builds the sandbox, and lists the host paths it mounts. Order
 // matters: mounts are applied in order.
-func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits) ([]string, []hostPath) {
+func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits, copied bool) ([]string, []hostPath) {
 	a := namespaceArgs(false, false)
-	fsArgs, host := baseFS(etcAllowed, 0)
+	fsArgs, host := baseFS(etcAllowed, lim.Tmp)
 	a = append(a, fsArgs...)
 	for _, p := range spec.ReadOnly {
 		a = append(a, "--ro-bind", p, p)
@@ -322,8 +345,12 @@ func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits) ([]string, []hostP
 	}
 	host = append(host, hostPath{path: ws, rw: true})
 	cpu := int64((lim.CPU + time.Second - 1) / time.Second)
+	src := ws
+	if copied {
+		src = copyDir + "/w" // the outer layer's bounded copy of ws
+	}
 	a = append(a,
-		"--bind", ws, "/workspace",
+		"--bind", src, "/workspace",
 		"--remount-ro", "/",
 		"--chdir", "/workspace",
 		"--seccomp", "3",
@@ -383,6 +410,8 @@ func limitHit(res *Result, lim Limits, wall bool) string {
 		return LimitCPU
 	case res.Signal == "SIGXFSZ":
 		return LimitFileSize
+	case strings.Contains(errs, "No space left on device"), res.ExitCode == copyFailed:
+		return LimitDisk
 	case res.ExitCode == 0:
 		return ""
 	case strings.Contains(strings.ToLower(errs), "cannot allocate memory"), strings.Contains(errs, "out of memory"),

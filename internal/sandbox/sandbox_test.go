@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,6 +254,86 @@ func TestLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Found in review: the file-size limit is per file, and the workspace sat
+// on the host's disk with no bound (four 60 MB files under a 64 MB limit
+// all succeeded). A run made by root works on a copy of at most Disk
+// bytes: what it can write to the host's disk is bounded.
+func TestWhatARunWritesIsBoundedInTotal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the workspace is bounded in total for runs made by root (the daemon)")
+	}
+	s := newSandbox(t)
+	ws := workspace(t)
+	res := run(t, s, ws, Limits{Wall: 60 * time.Second, FileSize: 64 << 20, Disk: 100 << 20},
+		"/bin/sh", "-c", "for i in 1 2 3 4; do head -c 60000000 /dev/zero > f$i || exit 1; done")
+	if res.OK() || res.LimitHit != LimitDisk {
+		t.Fatalf("four 60 MB files under a 100 MB disk limit: limit %q, exit %d\nstderr %.300s", res.LimitHit, res.ExitCode, res.Stderr)
+	}
+	var total int64
+	filepath.Walk(ws, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	if total > 100<<20 {
+		t.Fatalf("the run wrote %d bytes into the host workspace, over its 100 MiB limit", total)
+	}
+	t.Logf("the run wrote %d MB back (limit 100 MiB)", total/1e6)
+
+	// A workspace larger than the limit is refused before the command runs.
+	res = run(t, s, ws, Limits{Wall: 30 * time.Second, Disk: 8 << 20}, "/bin/sh", "-c", "echo ran > ran.txt")
+	if res.OK() || res.LimitHit != LimitDisk || fileExists(filepath.Join(ws, "ran.txt")) {
+		t.Fatalf("a workspace over the limit: limit %q, exit %d, stderr %.200s", res.LimitHit, res.ExitCode, res.Stderr)
+	}
+}
+
+// The copy is written back as the command left it: new and changed files,
+// and what it removed is removed; a run that is killed writes nothing back.
+func TestTheWorkspaceCopyIsWrittenBack(t *testing.T) {
+	s := newSandbox(t)
+	ws := workspace(t)
+	os.WriteFile(filepath.Join(ws, "old.txt"), []byte("old"), 0o644)
+	os.WriteFile(filepath.Join(ws, "keep.txt"), []byte("v1"), 0o644)
+	res := run(t, s, ws, Limits{Wall: 20 * time.Second}, "/bin/sh", "-c", "rm old.txt && echo v2 > keep.txt && mkdir -p d && echo new > d/new.txt")
+	if !res.OK() {
+		t.Fatalf("run: %+v %s", res, res.Stderr)
+	}
+	if fileExists(filepath.Join(ws, "old.txt")) {
+		t.Error("a file the run removed is still there")
+	}
+	if b, _ := os.ReadFile(filepath.Join(ws, "keep.txt")); string(b) != "v2\n" {
+		t.Errorf("changed file: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ws, "d", "new.txt")); string(b) != "new\n" {
+		t.Errorf("new file: %q", b)
+	}
+	res = run(t, s, ws, Limits{Wall: time.Second}, "/bin/sh", "-c", "echo x > killed.txt; rm keep.txt; sleep 100")
+	if res.LimitHit != LimitWall {
+		t.Fatalf("want the wall limit: %+v", res)
+	}
+	if os.Geteuid() == 0 && (fileExists(filepath.Join(ws, "killed.txt")) || !fileExists(filepath.Join(ws, "keep.txt"))) {
+		t.Error("a killed run wrote its workspace back")
+	}
+}
+
+// Found in review: /tmp was an unsized tmpfs (half the host's memory, not
+// counted by the data limit). It holds Tmp bytes at most.
+func TestTmpIsBounded(t *testing.T) {
+	s := newSandbox(t)
+	res := run(t, s, workspace(t), Limits{Wall: 30 * time.Second, Tmp: 16 << 20},
+		"/bin/sh", "-c", "head -c 100000000 /dev/zero > /tmp/fill; wc -c < /tmp/fill; exit 1")
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(res.Stdout)), 10, 64)
+	if res.LimitHit != LimitDisk || n > 16<<20 || n == 0 {
+		t.Fatalf("/tmp filler: limit %q, wrote %d bytes (limit 16 MiB)\nstderr %.300s", res.LimitHit, n, res.Stderr)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }
 
 func TestFailuresAreData(t *testing.T) {
