@@ -62,6 +62,10 @@ type Options struct {
 	Resolver netguard.Resolver
 	// NoResolve judges host names by their spelling only.
 	NoResolve bool
+	// Strict refuses a host name that does not resolve (the gate does: an
+	// app's connections are made by the browser, where nothing checks
+	// them again).
+	Strict bool
 	// Against is the previous version of the app (archive or directory):
 	// the capabilities and hosts added since are reported.
 	Against string
@@ -220,9 +224,12 @@ func checkURLs(ctx context.Context, m *Manifest, opt Options, add func(Finding))
 			f.Rule = "url.scheme"
 		case errors.Is(err, netguard.ErrMalformed), errors.Is(err, netguard.ErrHost):
 			f.Rule = "url.host"
+		case errors.Is(err, netguard.ErrUnresolvable) && opt.Strict:
+			f.Rule = "url.unresolvable"
+			f.Message += "; its addresses cannot be checked, and the app's connections are made by the browser, where nothing checks them again: the gate refuses it"
 		case errors.Is(err, netguard.ErrUnresolvable):
 			f.Rule, f.Severity = "url.unresolvable", Warning
-			f.Message += "; its addresses could not be checked here (the connection is checked again when it is made)"
+			f.Message += "; its addresses could not be checked here, and the gate (taosagent app submit) refuses a host it cannot resolve"
 			add(f)
 			return true
 		}

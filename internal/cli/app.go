@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/taosagent/taosagent/internal/appkit"
+	"github.com/taosagent/taosagent/internal/client"
 )
 
 // runApp: taosagent app new NAME [--dir DIR] | app validate PATH [--json]
@@ -20,7 +22,7 @@ import (
 // does not pass.
 func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: want app new NAME, app validate PATH or app package DIR", errUsage)
+		return fmt.Errorf("%w: want app new NAME, validate PATH, package DIR, submit DIR|FILE, approve|reject SHA256 or list", errUsage)
 	}
 	switch args[0] {
 	case "new":
@@ -29,8 +31,14 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return appValidate(ctx, args[1:], stdout, stderr)
 	case "package":
 		return appPackage(ctx, args[1:], stdout, stderr)
+	case "submit":
+		return appSubmit(ctx, args[1:], stdout, stderr)
+	case "approve", "reject":
+		return appDecide(ctx, args[0], args[1:], stdout, stderr)
+	case "list":
+		return appList(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown app command %q (new, validate, package)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown app command %q (new, validate, package, submit, approve, reject, list)", errUsage, args[0])
 }
 
 func appNew(args []string, stdout, stderr io.Writer) error {
@@ -99,6 +107,96 @@ func appPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	return nil
+}
+
+// appSubmit submits a package (a directory is packaged first) to the
+// daemon's gate and prints its pre-gate report; exit 1 when it is refused.
+func appSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("app submit", stderr)
+	mk := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the record as JSON")
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one DIR or .taosapp FILE", errUsage)
+	}
+	src := fs.Arg(0)
+	if fi, err := os.Stat(src); err != nil {
+		return err
+	} else if fi.IsDir() {
+		tmp, err := os.MkdirTemp("", "taosagent-submit-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		out := filepath.Join(tmp, "app.taosapp")
+		// Packaged as it is; the gate decides (and refuses what fails).
+		if _, err := appkit.Package(ctx, src, out, appkit.Options{NoResolve: true}); err != nil {
+			return fmt.Errorf("package %s: %w (taosagent app validate %s shows why)", src, err, src)
+		}
+		src = out
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	a, err := c.SubmitApp(ctx, data)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(a)
+	} else {
+		var rep appkit.Report
+		json.Unmarshal(a.Report, &rep)
+		fmt.Fprintf(stdout, "%s %s %s: %s\n", a.ID, a.Version, a.SHA256, a.State)
+		io.WriteString(stdout, rep.Text())
+		if a.State == "pending" {
+			fmt.Fprintf(stdout, "a person approves it with: taosagent app approve %s\n", a.SHA256)
+		}
+	}
+	if a.State == "refused" {
+		return exitStatus(1)
+	}
+	return nil
+}
+
+// appDecide approves or rejects a pending package, as a person.
+func appDecide(ctx context.Context, decision string, args []string, stdout, stderr io.Writer) error {
+	fs := flags("app "+decision, stderr)
+	mk := clientFlags(fs)
+	msg := fs.String("message", "", "why (kept with the decision)")
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one SHA256", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	a, err := c.DecideApp(ctx, fs.Arg(0), decision, *msg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s %s %s: %s by %s\n", a.ID, a.Version, a.SHA256, a.State, a.DecidedBy)
+	return nil
+}
+
+// appList lists the packages submitted to the gate.
+func appList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return list(ctx, "app list", args, stdout, stderr, (*client.Client).Apps, "APP\tVERSION\tSTATE\tSHA256\tSUBMITTED BY",
+		func(a client.App) string {
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", a.ID, a.Version, a.State, a.SHA256, a.SubmittedBy)
+		})
 }
 
 func printReport(w io.Writer, rep *appkit.Report, asJSON bool) {

@@ -59,7 +59,10 @@ func (c *Client) http() *http.Client {
 
 func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Request, error) {
 	var r io.Reader
-	if body != nil {
+	ct := "application/json"
+	if raw, ok := body.(Raw); ok {
+		r, ct = bytes.NewReader(raw.Data), raw.ContentType
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -71,7 +74,7 @@ func (c *Client) request(ctx context.Context, method, path string, body any) (*h
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ct)
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -456,4 +459,35 @@ func (c *Client) SyncModels(ctx context.Context, name string) (ModelSync, error)
 	var out ModelSync
 	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(name)+"/models/sync", nil, &out)
 	return out, err
+}
+
+// Raw is a request body sent as it is, with its content type.
+type Raw struct {
+	ContentType string
+	Data        []byte
+}
+
+// App is a package submitted to the gate: the server's type.
+type App = eventlog.App
+
+// SubmitApp submits a .taosapp package to the gate and returns its record
+// with the pre-gate report.
+func (c *Client) SubmitApp(ctx context.Context, data []byte) (App, error) {
+	var out App
+	err := c.Do(ctx, "POST", "/v1/apps", Raw{ContentType: "application/zip", Data: data}, &out)
+	return out, err
+}
+
+// DecideApp approves or rejects a pending package.
+func (c *Client) DecideApp(ctx context.Context, sha, decision, message string) (App, error) {
+	var out App
+	err := c.Do(ctx, "POST", "/v1/apps/"+url.PathEscape(sha)+"/decision", map[string]string{"decision": decision, "message": message}, &out)
+	return out, err
+}
+
+// Apps lists the submitted packages, newest first.
+func (c *Client) Apps(ctx context.Context) ([]App, error) {
+	var out struct{ Apps []App }
+	err := c.Do(ctx, "GET", "/v1/apps", nil, &out)
+	return out.Apps, err
 }

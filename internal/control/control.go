@@ -23,6 +23,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/netguard"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )
@@ -134,6 +135,9 @@ type Service struct {
 	// provider (the gateway's Scope): the source of a LiteLLM agent's
 	// permitted set.
 	Scope func(ctx context.Context, a agent.Agent) ([]string, error)
+	// AppResolver resolves the host names of submitted apps (nil: the
+	// system's resolver).
+	AppResolver netguard.Resolver
 	// Opencode, when set, switches the daemon to the opencode release its
 	// home records (verified), and returns its version.
 	Opencode func(ctx context.Context) (version string, err error)

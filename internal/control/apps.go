@@ -1,0 +1,125 @@
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/taosagent/taosagent/internal/appkit"
+	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+// The gate of the App Builder: zero trust on "the agent built it". A
+// submitted package is re-validated from scratch (a fresh unpack, every
+// check, host names resolved and refused when they cannot be), compared
+// with the last approved version of the same app, and becomes shareable
+// only when a person approves that exact package, by its sha256.
+
+// appsDir is where submitted packages are kept, by sha256.
+func (s *Service) appsDir() string { return filepath.Join(s.Home, "apps") }
+
+// AppPath is the stored package of sha256 sha.
+func (s *Service) AppPath(sha string) string { return filepath.Join(s.appsDir(), sha+".taosapp") }
+
+// SubmitApp takes a package (the bytes of a .taosapp), re-validates it and
+// records it with its pre-gate report: pending a person's decision when
+// it passes, refused (never shareable) when it does not. The same bytes
+// again return the first record.
+func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (eventlog.App, error) {
+	s.init()
+	lim := appkit.DefaultLimits()
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	c := Call{Actor: a, Tool: "app.submit", Tier: Write, Target: sha, Args: map[string]any{"sha256": sha, "bytes": len(data)}}
+	if int64(len(data)) > lim.MaxArchive {
+		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", ErrTooLarge, lim.MaxArchive))
+	}
+	if len(data) == 0 {
+		return eventlog.App{}, s.Refuse(ctx, c, invalidf("package: is empty"))
+	}
+	if cur, err := s.Log.App(ctx, sha); err == nil {
+		return cur, nil
+	}
+	var out eventlog.App
+	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		if err := os.MkdirAll(s.appsDir(), 0o700); err != nil {
+			return "", err
+		}
+		path := s.AppPath(sha)
+		if err := atomicfile.Write(path, data, 0o600); err != nil {
+			return "", err
+		}
+		opt := appkit.Options{Resolver: s.AppResolver, Strict: true}
+		first := appkit.ValidateBytes(ctx, sha, data, opt)
+		id, version := "", ""
+		if m := first.Manifest; m != nil {
+			id, version = m.ID, m.Version
+			if prev, err := s.Log.ApprovedApp(ctx, id); err == nil {
+				opt.Against = s.AppPath(prev.SHA256)
+			}
+		}
+		rep, err := appkit.Validate(ctx, path, opt)
+		if err != nil {
+			return "", err
+		}
+		rep.Source = sha
+		report, _ := json.Marshal(rep)
+		state := "pending"
+		if !rep.OK {
+			state = "refused"
+		}
+		out, _, err = s.Log.AddApp(ctx, eventlog.App{SHA256: sha, ID: id, Version: version, State: state, Report: report, SubmittedBy: a.String()})
+		return "", err
+	})
+	return out, err
+}
+
+// DecideApp records a person's decision on the pending package sha:
+// "approve" makes it shareable, "reject" never. Only a person decides,
+// and only on a package that passed the gate's checks.
+func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message string) (eventlog.App, error) {
+	c := Call{Actor: a, Tool: "app." + decision, Tier: Write, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
+	if decision != "approve" && decision != "reject" {
+		return eventlog.App{}, s.Refuse(ctx, c, invalidf(`decision: must be "approve" or "reject"`))
+	}
+	if len(message) > 4096 {
+		return eventlog.App{}, s.Refuse(ctx, c, invalidf("message: longer than 4096 bytes"))
+	}
+	if !a.Person() {
+		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person decides whether an app may be shared", ErrForbidden))
+	}
+	cur, err := s.Log.App(ctx, sha)
+	if err != nil {
+		return eventlog.App{}, err
+	}
+	c.Args = map[string]string{"sha256": sha, "app": cur.ID, "version": cur.Version, "decision": decision}
+	if cur.State == "refused" {
+		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks: it can never be approved: %w", sha, eventlog.ErrConflict))
+	}
+	state := map[string]string{"approve": "approved", "reject": "rejected"}[decision]
+	var out eventlog.App
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		var err error
+		out, err = s.Log.DecideApp(ctx, sha, state, a.String(), bound(message, 4096))
+		return "", err
+	})
+	return out, err
+}
+
+// Apps lists the submitted packages, newest first (of app id when not "").
+func (s *Service) Apps(ctx context.Context, id string) ([]eventlog.App, error) {
+	return s.Log.Apps(ctx, id)
+}
+
+// App returns the package of sha256 sha, with its report.
+func (s *Service) App(ctx context.Context, sha string) (eventlog.App, error) {
+	if len(sha) != 64 {
+		return eventlog.App{}, invalidf("sha256: want 64 hex digits")
+	}
+	return s.Log.App(ctx, sha)
+}
