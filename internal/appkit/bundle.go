@@ -259,3 +259,19 @@ func loadDir(dir string, lim Limits, add func(Finding)) (*bundle, error) {
 	sort.Strings(b.names)
 	return b, err
 }
+
+// Files unpacks a package's files (every archive check applied; a package
+// with an archive error yields none). For serving a package that passed
+// the gate: its content was checked, this only reads it.
+func Files(data []byte) (map[string][]byte, error) {
+	var errs []string
+	b := loadZip(data, DefaultLimits(), func(f Finding) {
+		if f.Severity == Error {
+			errs = append(errs, f.Rule+": "+f.Message)
+		}
+	})
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("the package cannot be read: %s", strings.Join(errs, "; "))
+	}
+	return b.files, nil
+}

@@ -60,13 +60,33 @@ func checkWeb(b *bundle, allow origins, add func(Finding)) {
 }
 
 func checkHTML(b *bundle, name string, allow origins, add func(Finding)) {
+	csp := scanHTML(b, name, func(src string) { checkScriptURL(b, name, src, allow, add) }, add)
+	if len(csp) == 0 {
+		add(Finding{Rule: "web.csp-missing", Path: name, Severity: Error,
+			Message: `no Content Security Policy; add <meta http-equiv="Content-Security-Policy" content="default-src 'self'"> to <head>, before any script`})
+		return
+	}
+	for _, p := range csp {
+		checkCSP(name, p, allow, add)
+	}
+}
+
+// cspOf is the policies page name declares, as a browser takes them.
+func cspOf(b *bundle, name string, add func(Finding)) []string {
+	return scanHTML(b, name, func(string) {}, add)
+}
+
+// scanHTML reads page name with the tokenizer: it calls script with the
+// address of every script it loads, and returns the policies of its CSP
+// <meta>s that count (in <head>, before any script; others are findings).
+func scanHTML(b *bundle, name string, script func(src string), add func(Finding)) []string {
 	z := html.NewTokenizer(bytes.NewReader(b.files[name]))
 	var csp []string
 	inHead, scripted := true, false // the head is open (explicitly or not); a script came before
 	for {
 		tt := z.Next()
 		if tt == html.ErrorToken {
-			break
+			return csp
 		}
 		tok := z.Token()
 		if tt == html.EndTagToken && tok.Data == "head" {
@@ -90,12 +110,12 @@ func checkHTML(b *bundle, name string, allow origins, add func(Finding)) {
 		case "script":
 			scripted = true
 			if src, ok := a["src"]; ok {
-				checkScriptURL(b, name, src, allow, add)
+				script(src)
 			}
 		case "link":
 			rel := strings.ToLower(a["rel"])
 			if rel == "modulepreload" || rel == "preload" && strings.EqualFold(a["as"], "script") {
-				checkScriptURL(b, name, a["href"], allow, add)
+				script(a["href"])
 			}
 		case "meta":
 			if !strings.EqualFold(a["http-equiv"], "content-security-policy") {
@@ -110,14 +130,6 @@ func checkHTML(b *bundle, name string, allow origins, add func(Finding)) {
 			}
 			csp = append(csp, a["content"])
 		}
-	}
-	if len(csp) == 0 {
-		add(Finding{Rule: "web.csp-missing", Path: name, Severity: Error,
-			Message: `no Content Security Policy; add <meta http-equiv="Content-Security-Policy" content="default-src 'self'"> to <head>, before any script`})
-		return
-	}
-	for _, p := range csp {
-		checkCSP(name, p, allow, add)
 	}
 }
 
@@ -195,4 +207,12 @@ func checkSources(page, dir string, srcs []string, allow origins, add func(Findi
 			}
 		}
 	}
+}
+
+// PagePolicy is the Content Security Policy a page declares as a browser
+// would take it: the <meta> ones in <head> before any script, joined; ""
+// when it has none.
+func PagePolicy(page []byte) string {
+	b := &bundle{files: map[string][]byte{"p.html": page}, names: []string{"p.html"}}
+	return strings.Join(cspOf(b, "p.html", func(Finding) {}), ", ")
 }

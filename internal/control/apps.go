@@ -2,12 +2,14 @@ package control
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/atomicfile"
@@ -122,4 +124,88 @@ func (s *Service) App(ctx context.Context, sha string) (eventlog.App, error) {
 		return eventlog.App{}, invalidf("sha256: want 64 hex digits")
 	}
 	return s.Log.App(ctx, sha)
+}
+
+// PreviewTTL is how long a preview address works.
+const PreviewTTL = time.Hour
+
+// preview is a capability to look at one package's files.
+type preview struct {
+	sha     string
+	files   map[string][]byte
+	entry   string
+	policy  string
+	expires time.Time
+}
+
+// PreviewApp opens a preview of package sha for a person: it returns a
+// token, the capability part of the preview's address, good for
+// PreviewTTL. Only a package that passed the gate's checks is previewed.
+func (s *Service) PreviewApp(ctx context.Context, a Actor, sha string) (string, time.Time, error) {
+	s.init()
+	c := Call{Actor: a, Tool: "app.preview", Tier: Write, Target: sha, Args: map[string]string{"sha256": sha}}
+	if !a.Person() {
+		return "", time.Time{}, s.Refuse(ctx, c, fmt.Errorf("%w: a preview is for a person to look at", ErrForbidden))
+	}
+	cur, err := s.App(ctx, sha)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if cur.State == "refused" {
+		return "", time.Time{}, s.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks; it is not previewed: %w", sha, eventlog.ErrConflict))
+	}
+	data, err := os.ReadFile(s.AppPath(sha))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	files, err := appkit.Files(data)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	var rep appkit.Report
+	json.Unmarshal(cur.Report, &rep)
+	entry := "index.html"
+	if rep.Manifest != nil && rep.Manifest.Entry != "" {
+		entry = rep.Manifest.Entry
+	}
+	var b [24]byte
+	rand.Read(b[:])
+	tok := hex.EncodeToString(b[:])
+	p := &preview{sha: sha, files: files, entry: entry, policy: appkit.PagePolicy(files[entry]), expires: time.Now().Add(PreviewTTL)}
+	err = s.Do(ctx, c, func(context.Context) (string, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.previews == nil {
+			s.previews = map[string]*preview{}
+		}
+		for t, q := range s.previews {
+			if time.Now().After(q.expires) {
+				delete(s.previews, t)
+			}
+		}
+		s.previews[tok] = p
+		return "", nil
+	})
+	return tok, p.expires, err
+}
+
+// PreviewFile is the file at path ("" for the entry; its name is
+// returned) of the preview of
+// token, with the policy its entry page declares; ErrNotFound when the
+// token is unknown or expired, or the package has no such file.
+func (s *Service) PreviewFile(token, path string) (name string, data []byte, policy string, err error) {
+	s.mu.Lock()
+	p := s.previews[token]
+	s.mu.Unlock()
+	if p == nil || time.Now().After(p.expires) {
+		return "", nil, "", fmt.Errorf("preview: %w", eventlog.ErrNotFound)
+	}
+	if path == "" {
+		path = p.entry
+	}
+	data, ok := p.files[path]
+	if !ok {
+		return "", nil, "", fmt.Errorf("%s: %w", path, eventlog.ErrNotFound)
+	}
+	return path, data, p.policy, nil
 }

@@ -179,6 +179,23 @@ func TestTheGate(t *testing.T) {
 	if _, err := f.svc.DecideApp(ctx, operator, c.SHA256, "approve", ""); !errors.Is(err, eventlog.ErrConflict) {
 		t.Fatalf("a refused package was approved: %v", err)
 	}
+	// A preview is for a person, and only of a package that passed.
+	if _, _, err := f.svc.PreviewApp(ctx, builder, b.SHA256); !errors.Is(err, control.ErrForbidden) {
+		t.Fatalf("an agent opened a preview: %v", err)
+	}
+	if _, _, err := f.svc.PreviewApp(ctx, operator, c.SHA256); !errors.Is(err, eventlog.ErrConflict) {
+		t.Fatalf("a refused package was previewed: %v", err)
+	}
+	tok, _, err := f.svc.PreviewApp(ctx, operator, b.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, page, policy, err := f.svc.PreviewFile(tok, ""); err != nil || name != "index.html" || len(page) == 0 || !strings.Contains(policy, "default-src 'self'") {
+		t.Fatalf("preview entry: %s %v %q", name, err, policy)
+	}
+	if _, _, _, err := f.svc.PreviewFile(tok, "../manifest.json"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("a path out of the package: %v", err)
+	}
 	// Bad input changes nothing.
 	if _, err := f.svc.SubmitApp(ctx, builder, []byte("not a zip")); err != nil {
 		t.Fatalf("a non-archive is a refused record, not an error: %v", err)

@@ -150,6 +150,7 @@ type Service struct {
 	agentMu  sync.Mutex // serializes read-modify-write of agents
 	mu       sync.Mutex
 	waits    map[string]*wait
+	previews map[string]*preview // open previews of apps, by token
 	initOnce sync.Once
 }
 

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,6 +27,37 @@ func TestAppSubmitAndApproveThroughTheCLI(t *testing.T) {
 		t.Fatalf("app submit (exit %d): %s %s", code, out, errs)
 	}
 	sha := regexp.MustCompile(`[0-9a-f]{64}`).FindString(out)
+	// A person previews it: a capability address, served from an opaque
+	// origin (a sandbox with scripts only) under the app's own policy too.
+	code, body := request(t, "POST", d.addr+"/v1/apps/"+sha+"/preview", d.c.Token, "")
+	if code != 200 {
+		t.Fatalf("preview: %d %s", code, body)
+	}
+	var pv struct{ URL string }
+	json.Unmarshal([]byte(body), &pv)
+	resp, err := http.Get(d.addr + pv.URL) // no token: the address is the capability
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csp := resp.Header.Values("Content-Security-Policy")
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "<!doctype html>") || len(csp) != 2 || csp[0] != "sandbox allow-scripts" ||
+		!strings.Contains(csp[1], "connect-src 'self'") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("preview page: %d %v %q", resp.StatusCode, resp.Header, page[:min(len(page), 80)])
+	}
+	resp, _ = http.Get(d.addr + pv.URL + "app.js")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") {
+		t.Fatalf("preview script: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	resp.Body.Close()
+	for _, u := range []string{pv.URL + "../../v1/agents", pv.URL + "nothere.js", "/apps/preview/" + strings.Repeat("0", 48) + "/"} {
+		resp, _ := http.Get(d.addr + u)
+		if resp.StatusCode == 200 {
+			t.Errorf("%s: served", u)
+		}
+		resp.Body.Close()
+	}
 	out, errs, code = d.run("app", "approve", sha, "--message", "tried it")
 	if code != 0 || !strings.Contains(out, "approved by") {
 		t.Fatalf("app approve (exit %d): %s %s", code, out, errs)

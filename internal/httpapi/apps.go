@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"path"
 
 	"github.com/taosagent/taosagent/internal/appkit"
 )
@@ -74,4 +76,45 @@ func (s *Server) decideApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// previewApp opens a preview of a package for a person and answers its
+// address: a capability, good for an hour, that needs no token (a browser
+// loads it in a frame).
+func (s *Server) previewApp(w http.ResponseWriter, r *http.Request) {
+	tok, exp, err := s.Control.PreviewApp(r.Context(), actor(r), r.PathValue("sha"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"url": "/apps/preview/" + tok + "/", "expires": exp.UTC()})
+}
+
+// previewFile serves a file of a previewed package from an opaque origin:
+// its Content-Security-Policy makes it a sandbox with scripts and nothing
+// else (no same origin: no cookie, no storage, no reading the daemon's
+// answers, no reaching the parent frame), and the app's own policy holds
+// as a second one. Only the package's files exist; nothing is sniffed.
+func (s *Server) previewFile(w http.ResponseWriter, r *http.Request) {
+	name, data, policy, err := s.Control.PreviewFile(r.PathValue("token"), r.PathValue("path"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "not_found", "no such preview, or no such file in it")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Security-Policy", "sandbox allow-scripts")
+	if policy != "" {
+		h.Add("Content-Security-Policy", policy)
+	}
+	ct := mime.TypeByExtension(path.Ext(name))
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	w.Write(data)
 }

@@ -102,6 +102,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/apps", s.listApps, false},
 		{"GET /v1/apps/{sha}", s.getApp, false},
 		{"POST /v1/apps/{sha}/decision", s.decideApp, false},
+		{"POST /v1/apps/{sha}/preview", s.previewApp, false},
+		{"GET /apps/preview/{token}/{path...}", s.previewFile, true},
 		{"GET /v1/agents/{name}/events", s.listEvents, false},
 		{"GET /v1/agents/{name}/events/stream", s.stream, false},
 		{"GET /v1/approvals", s.listApprovals, false},

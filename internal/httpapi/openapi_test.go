@@ -39,8 +39,9 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	}
 	var served []string
 	for _, rt := range (&Server{}).routes() {
-		served = append(served, rt.pattern)
-		open, ok := documented[rt.pattern]
+		pattern := strings.ReplaceAll(rt.pattern, "...}", "}") // OpenAPI has no wildcard parameter
+		served = append(served, pattern)
+		open, ok := documented[pattern]
 		switch {
 		case !ok:
 			t.Errorf("%s is served but not in openapi.json", rt.pattern)
