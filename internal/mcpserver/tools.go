@@ -9,6 +9,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/event"
@@ -266,4 +267,50 @@ func (s *Server) addTools() {
 			was, err := c.InstanceKill(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "stopped; it starts afresh at its next turn"}, err
 		})
+
+	// The App Builder's factory tools.
+	add(s, "app_validate", control.Read, "Check the web app in a workspace with every check of the gate (archive, manifest, URLs, secrets, the HTML and its Content Security Policy): its findings, each with a rule, a path and a message, to fix and check again.",
+		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
+			rep, err := c.ValidateWorkspace(ctx, a, in.Dir)
+			return reportOf(rep), err
+		})
+	add(s, "app_run", control.Write, "Run a command over a workspace in a fresh disposable sandbox (no network; limits on time, CPU, memory, processes, files, disk and /tmp): a vendored bundler, or the app's own tests. Its exit code, the limit it hit if any, and its output.",
+		func(ctx context.Context, a control.Actor, in runIn) (runOut, error) {
+			res, err := c.RunInWorkspace(ctx, a, in.Dir, in.Command)
+			if err != nil {
+				return runOut{}, err
+			}
+			return runOut{ExitCode: res.ExitCode, Limit: res.LimitHit, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}, nil
+		})
+	add(s, "app_submit", control.Write, "Package the web app in a workspace and submit it to the gate, where it is checked again from scratch and a person decides whether it may be shared (you cannot). Its report comes back; a failing app is not submitted.",
+		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
+			rep, err := c.SubmitWorkspace(ctx, a, in.Dir)
+			return reportOf(rep), err
+		})
+}
+
+type workspaceIn struct {
+	Dir string `json:"dir" jsonschema:"the app's directory: for an agent, a path inside its workspace, relative to it ('.' for the workspace itself)"`
+}
+type runIn struct {
+	Dir     string   `json:"dir" jsonschema:"the app's directory, as for app_validate"`
+	Command []string `json:"command" jsonschema:"the program and its arguments, run in the directory"`
+}
+type runOut struct {
+	ExitCode int    `json:"exit_code"`
+	Limit    string `json:"limit,omitempty" jsonschema:"the limit that ended it, if any"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+}
+type reportOut struct {
+	Source   string           `json:"source"`
+	OK       bool             `json:"ok"`
+	Findings []appkit.Finding `json:"findings"`
+}
+
+func reportOf(rep *appkit.Report) reportOut {
+	if rep == nil {
+		return reportOut{Findings: []appkit.Finding{}}
+	}
+	return reportOut{Source: rep.Source, OK: rep.OK, Findings: rep.Findings}
 }

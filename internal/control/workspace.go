@@ -1,0 +1,119 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/taosagent/taosagent/internal/appkit"
+	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/sandbox"
+)
+
+// The factory tools of the App Builder: validate an app's workspace, run a
+// command over it in a fresh disposable sandbox, submit it to the gate.
+// An agent names a workspace inside its own opencode project directory
+// (HOME/agents/NAME/work), by a path relative to it; a person names any
+// directory by its absolute path.
+
+// workspace resolves dir for actor a to a real directory.
+func (s *Service) workspace(a Actor, dir string) (string, error) {
+	var p string
+	if a.Kind == Agent {
+		root := filepath.Join(home.Home{Dir: s.Home}.Agent(a.Name), "work")
+		if dir == "" {
+			dir = "."
+		}
+		if filepath.IsAbs(dir) {
+			return "", invalidf("dir: a path inside your workspace, relative to it (%q is absolute)", dir)
+		}
+		p = filepath.Join(root, dir)
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return "", invalidf("dir: %s does not exist in your workspace", dir)
+		}
+		rootReal, err := filepath.EvalSymlinks(root)
+		if err != nil || (real != rootReal && !strings.HasPrefix(real, rootReal+string(filepath.Separator))) {
+			return "", invalidf("dir: %s is outside your workspace", dir)
+		}
+		p = real
+	} else {
+		if !filepath.IsAbs(dir) {
+			return "", invalidf("dir: want an absolute path")
+		}
+		p = filepath.Clean(dir)
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
+		return "", invalidf("dir: %s is not a directory", dir)
+	}
+	return p, nil
+}
+
+// ValidateWorkspace runs every check of the gate over the app in dir and
+// returns the report: findings as data a model can act on.
+func (s *Service) ValidateWorkspace(ctx context.Context, a Actor, dir string) (*appkit.Report, error) {
+	ws, err := s.workspace(a, dir)
+	if err != nil {
+		return nil, err
+	}
+	return appkit.Validate(ctx, ws, appkit.Options{Resolver: s.AppResolver})
+}
+
+// SubmitWorkspace packages the app in dir (as it is) and submits it to the
+// gate: the report a person will see comes back.
+func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*appkit.Report, error) {
+	ws, err := s.workspace(a, dir)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "taosagent-app-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "app.taosapp")
+	if rep, err := appkit.Package(ctx, ws, out, appkit.Options{Resolver: s.AppResolver}); err != nil {
+		if rep != nil {
+			return rep, nil // it fails validation: the findings say why; nothing was submitted
+		}
+		return nil, err
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	app, err := s.SubmitApp(ctx, a, data)
+	if err != nil {
+		return nil, err
+	}
+	var rep appkit.Report
+	if err := json.Unmarshal(app.Report, &rep); err != nil {
+		return nil, err
+	}
+	rep.Source = fmt.Sprintf("submitted as %s (%s): a person decides", app.SHA256, app.State)
+	return &rep, nil
+}
+
+// RunInWorkspace runs command over the app in dir in a fresh disposable
+// sandbox: no network, the default limits (time, CPU, memory, processes,
+// files, a bounded workspace and /tmp), its output captured.
+func (s *Service) RunInWorkspace(ctx context.Context, a Actor, dir string, command []string) (*sandbox.Result, error) {
+	c := Call{Actor: a, Tool: "app.run", Tier: Write, Target: dir, Args: map[string]any{"dir": dir, "command": command}}
+	if len(command) == 0 || len(command) > 256 {
+		return nil, s.Refuse(ctx, c, invalidf("command: want a program and at most 255 arguments"))
+	}
+	ws, err := s.workspace(a, dir)
+	if err != nil {
+		return nil, s.Refuse(ctx, c, err)
+	}
+	var res *sandbox.Result
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		var err error
+		res, err = sandbox.New().Run(ctx, sandbox.Spec{Workspace: ws, Command: command})
+		return "", err
+	})
+	return res, err
+}
