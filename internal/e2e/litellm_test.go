@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,16 +41,8 @@ func (d *daemon) gatewayCall(t *testing.T, agent, model string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", d.addr+"/llm/v1/chat/completions",
-		strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(key)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return request(t, "POST", d.addr+"/llm/v1/chat/completions", strings.TrimSpace(string(key)),
+		`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`)
 }
 
 // A LiteLLM provider, stood in by a proxy that enforces per-key model
