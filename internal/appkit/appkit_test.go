@@ -8,25 +8,16 @@ import (
 	"encoding/json"
 	"hash/crc32"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/testenv"
 )
 
-// fakeDNS resolves from a table; other names do not resolve.
-type fakeDNS map[string]string
-
-func (f fakeDNS) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
-	if ip, ok := f[host]; ok {
-		return []net.IPAddr{{IP: net.ParseIP(ip)}}, nil
-	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-}
-
-var dns = fakeDNS{"api.example.com": "93.184.216.34", "cdn.example.com": "93.184.216.35", "evil.example.com": "169.254.169.254"}
+var dns = testenv.FakeDNS{"api.example.com": "93.184.216.34", "cdn.example.com": "93.184.216.35", "evil.example.com": "169.254.169.254"}
 
 func opts() Options { return Options{Resolver: dns} }
 

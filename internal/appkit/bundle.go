@@ -275,3 +275,14 @@ func Files(data []byte) (map[string][]byte, error) {
 	}
 	return b.files, nil
 }
+
+// ReadManifest is the manifest of a package, nil when it has no valid one:
+// the archive is read with its checks, nothing else is (no validation, no
+// DNS).
+func ReadManifest(data []byte) *Manifest {
+	b := loadZip(data, DefaultLimits(), func(Finding) {})
+	if m, ok := b.files[ManifestName]; ok {
+		return parseManifest(m, func(Finding) {})
+	}
+	return nil
+}

@@ -55,14 +55,13 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: --purge goes with --uninstall", errUsage)
 	}
 	in := installer{
-		bin:     filepath.Join(*root, *binDir, "taosagent"),
-		home:    home.Home{Dir: filepath.Join(*root, *homeDir)},
-		unit:    filepath.Join(*root, *unitDir, unitName),
-		listen:  *listen,
-		owner:   *owner,
-		sysd:    sysd(),
-		step:    func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) },
-		changed: 0,
+		bin:    filepath.Join(*root, *binDir, "taosagent"),
+		home:   home.Home{Dir: filepath.Join(*root, *homeDir)},
+		unit:   filepath.Join(*root, *unitDir, unitName),
+		listen: *listen,
+		owner:  *owner,
+		sysd:   sysd(),
+		step:   func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) },
 	}
 	if *uninstall {
 		return in.remove(ctx, *purge)

@@ -31,24 +31,23 @@ func (s *Service) AppPath(sha string) string { return filepath.Join(s.appsDir(),
 // SubmitApp takes a package (the bytes of a .taosapp), re-validates it and
 // records it with its pre-gate report: pending a person's decision when
 // it passes, refused (never shareable) when it does not. The same bytes
-// again return the first record.
-func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (eventlog.App, error) {
+// again return the first record (created false).
+func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app eventlog.App, created bool, err error) {
 	s.init()
 	lim := appkit.DefaultLimits()
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
 	c := Call{Actor: a, Tool: "app.submit", Tier: Write, Target: sha, Args: map[string]any{"sha256": sha, "bytes": len(data)}}
 	if int64(len(data)) > lim.MaxArchive {
-		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", ErrTooLarge, lim.MaxArchive))
+		return eventlog.App{}, false, s.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", ErrTooLarge, lim.MaxArchive))
 	}
 	if len(data) == 0 {
-		return eventlog.App{}, s.Refuse(ctx, c, invalidf("package: is empty"))
+		return eventlog.App{}, false, s.Refuse(ctx, c, invalidf("package: is empty"))
 	}
 	if cur, err := s.Log.App(ctx, sha); err == nil {
-		return cur, nil
+		return cur, false, nil
 	}
-	var out eventlog.App
-	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		if err := os.MkdirAll(s.appsDir(), 0o700); err != nil {
 			return "", err
 		}
@@ -57,12 +56,9 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (eventlog
 			return "", err
 		}
 		opt := appkit.Options{Resolver: s.AppResolver, Strict: true}
-		first := appkit.ValidateBytes(ctx, sha, data, opt)
-		id, version := "", ""
-		if m := first.Manifest; m != nil {
-			id, version = m.ID, m.Version
-			if prev, err := s.Log.ApprovedApp(ctx, id); err == nil {
-				opt.Against = s.AppPath(prev.SHA256)
+		if m := appkit.ReadManifest(data); m != nil {
+			if prev, err := s.Log.ApprovedApp(ctx, m.ID); err == nil {
+				opt.Against = s.AppPath(prev.SHA256) // what it adds over the approved version
 			}
 		}
 		rep, err := appkit.Validate(ctx, path, opt)
@@ -75,10 +71,14 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (eventlog
 		if !rep.OK {
 			state = "refused"
 		}
-		out, _, err = s.Log.AddApp(ctx, eventlog.App{SHA256: sha, ID: id, Version: version, State: state, Report: report, SubmittedBy: a.String()})
+		var id, version string
+		if rep.Manifest != nil {
+			id, version = rep.Manifest.ID, rep.Manifest.Version
+		}
+		app, created, err = s.Log.AddApp(ctx, eventlog.App{SHA256: sha, ID: id, Version: version, State: state, Report: report, SubmittedBy: a.String()})
 		return "", err
 	})
-	return out, err
+	return app, created, err
 }
 
 // DecideApp records a person's decision on the pending package sha:

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,17 +15,8 @@ import (
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/testenv"
 )
-
-// tableDNS resolves from a table; other names do not resolve.
-type tableDNS map[string]string
-
-func (d tableDNS) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
-	if ip, ok := d[host]; ok {
-		return []net.IPAddr{{IP: net.ParseIP(ip)}}, nil
-	}
-	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-}
 
 // appPackage makes the scaffold app, lets edit change it, and packages it
 // as the builder would (spelling checks only: the gate resolves).
@@ -101,12 +91,12 @@ func findings(t *testing.T, a eventlog.App) map[string]string {
 // compared with the approved one; the decision is audited.
 func TestTheGate(t *testing.T) {
 	f := newFixture(t)
-	f.svc.AppResolver = tableDNS{"api.example.com": "93.184.216.34"}
+	f.svc.AppResolver = testenv.FakeDNS{"api.example.com": "93.184.216.34"}
 	ctx := t.Context()
 	builder := control.Actor{Kind: control.Agent, Name: "builder", Channel: control.MCP}
 
 	v1 := appPackage(t, nil)
-	a, err := f.svc.SubmitApp(ctx, builder, v1)
+	a, _, err := f.svc.SubmitApp(ctx, builder, v1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +104,7 @@ func TestTheGate(t *testing.T) {
 		t.Fatalf("submitted: %+v", a)
 	}
 	// The same bytes again: the same record.
-	if again, err := f.svc.SubmitApp(ctx, builder, v1); err != nil || again.SHA256 != a.SHA256 || again.State != "pending" {
+	if again, created, err := f.svc.SubmitApp(ctx, builder, v1); err != nil || created || again.SHA256 != a.SHA256 || again.State != "pending" {
 		t.Fatalf("resubmitted: %+v %v", again, err)
 	}
 	// The agent that built it cannot approve it.
@@ -138,7 +128,7 @@ func TestTheGate(t *testing.T) {
 			m["network_allowlist"] = []string{"https://api.example.com"}
 		})
 	})
-	b, err := f.svc.SubmitApp(ctx, builder, v2)
+	b, _, err := f.svc.SubmitApp(ctx, builder, v2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +145,7 @@ func TestTheGate(t *testing.T) {
 		editManifest(t, dir, func(m map[string]any) { m["version"] = "0.3.0" })
 		os.WriteFile(filepath.Join(dir, "deploy.js"), []byte("const key = `-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----`;\n"), 0o644)
 	})
-	k, err := f.svc.SubmitApp(ctx, builder, keyed)
+	k, _, err := f.svc.SubmitApp(ctx, builder, keyed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +159,7 @@ func TestTheGate(t *testing.T) {
 			m["network_allowlist"] = []string{"https://nowhere.example.org"}
 		})
 	})
-	c, err := f.svc.SubmitApp(ctx, builder, unresolved)
+	c, _, err := f.svc.SubmitApp(ctx, builder, unresolved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +187,7 @@ func TestTheGate(t *testing.T) {
 		t.Fatalf("a path out of the package: %v", err)
 	}
 	// Bad input changes nothing.
-	if _, err := f.svc.SubmitApp(ctx, builder, []byte("not a zip")); err != nil {
+	if _, _, err := f.svc.SubmitApp(ctx, builder, []byte("not a zip")); err != nil {
 		t.Fatalf("a non-archive is a refused record, not an error: %v", err)
 	}
 	if _, err := f.svc.DecideApp(ctx, operator, b.SHA256, "maybe", ""); err == nil {

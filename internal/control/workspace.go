@@ -85,7 +85,7 @@ func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*ap
 	if err != nil {
 		return nil, err
 	}
-	app, err := s.SubmitApp(ctx, a, data)
+	app, _, err := s.SubmitApp(ctx, a, data)
 	if err != nil {
 		return nil, err
 	}

@@ -305,12 +305,13 @@ func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 
 // Inputs lists agent's inputs in the given state, oldest first.
 func (l *Log) Inputs(ctx context.Context, agentName, state string) ([]Input, error) {
-	return l.inputs(ctx, `WHERE agent=? AND state=? ORDER BY id`, agentName, state)
+	return l.inputs(ctx, false, `WHERE agent=? AND state=? ORDER BY id`, agentName, state)
 }
 
-// InputOfTrace returns agent's latest input of trace id trace.
+// InputOfTrace returns agent's latest input of trace id trace, with the
+// seq of its input.accepted event.
 func (l *Log) InputOfTrace(ctx context.Context, agentName, trace string) (Input, error) {
-	ins, err := l.inputs(ctx, `WHERE agent=? AND trace_id=? AND trace_id != '' ORDER BY id DESC LIMIT 1`, agentName, trace)
+	ins, err := l.inputs(ctx, true, `WHERE agent=? AND trace_id=? AND trace_id != '' ORDER BY id DESC LIMIT 1`, agentName, trace)
 	if err != nil {
 		return Input{}, err
 	}
@@ -320,9 +321,15 @@ func (l *Log) InputOfTrace(ctx context.Context, agentName, trace string) (Input,
 	return ins[0], nil
 }
 
-func (l *Log) inputs(ctx context.Context, where string, args ...any) ([]Input, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, state, turn, created, `+
-		`(SELECT seq FROM events WHERE kind='input.accepted' AND agent=inputs.agent AND json_extract(body, '$.data.input')=inputs.id) FROM inputs `+where, args...)
+// inputs reads the inputs where selects. withSeq also finds each one's
+// input.accepted event, a search of the agent's events: only for a lookup
+// of one input, never on the runner's path.
+func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...any) ([]Input, error) {
+	seq := "NULL"
+	if withSeq {
+		seq = `(SELECT seq FROM events WHERE agent=inputs.agent AND kind='input.accepted' AND json_extract(body, '$.data.input')=inputs.id)`
+	}
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, state, turn, created, `+seq+` FROM inputs `+where, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -590,24 +590,21 @@ type spent struct {
 // spent measures each limit a budget sets.
 func (g *Gateway) spent(ctx context.Context, name string, b agent.Budget) []spent {
 	now := time.Now().UTC()
-	day, month := now.Format(time.DateOnly), now.Format("2006-01")+"-01"
 	var out []spent
-	if b.DailyTokens > 0 || b.DailyCost > 0 {
-		tok, cost, _ := g.Log.UsageSince(ctx, name, day)
-		if b.DailyTokens > 0 {
-			out = append(out, spent{"daily tokens", float64(tok), float64(b.DailyTokens)})
+	for _, p := range []struct {
+		name, since string
+		tokens      int64
+		cost        float64
+	}{{"daily", now.Format(time.DateOnly), b.DailyTokens, b.DailyCost}, {"monthly", now.Format("2006-01") + "-01", b.MonthlyTokens, b.MonthlyCost}} {
+		if p.tokens <= 0 && p.cost <= 0 {
+			continue
 		}
-		if b.DailyCost > 0 {
-			out = append(out, spent{"daily cost", cost, b.DailyCost})
+		tok, cost, _ := g.Log.UsageSince(ctx, name, p.since)
+		if p.tokens > 0 {
+			out = append(out, spent{p.name + " tokens", float64(tok), float64(p.tokens)})
 		}
-	}
-	if b.MonthlyTokens > 0 || b.MonthlyCost > 0 {
-		tok, cost, _ := g.Log.UsageSince(ctx, name, month)
-		if b.MonthlyTokens > 0 {
-			out = append(out, spent{"monthly tokens", float64(tok), float64(b.MonthlyTokens)})
-		}
-		if b.MonthlyCost > 0 {
-			out = append(out, spent{"monthly cost", cost, b.MonthlyCost})
+		if p.cost > 0 {
+			out = append(out, spent{p.name + " cost", cost, p.cost})
 		}
 	}
 	return out

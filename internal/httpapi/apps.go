@@ -27,17 +27,14 @@ func (s *Server) submitApp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "the body could not be read")
 		return
 	}
-	before, _ := s.Control.Apps(r.Context(), "")
-	a, err := s.Control.SubmitApp(r.Context(), actor(r), data)
+	a, created, err := s.Control.SubmitApp(r.Context(), actor(r), data)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	status := http.StatusCreated
-	for _, b := range before {
-		if b.SHA256 == a.SHA256 {
-			status = http.StatusOK
-		}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
 	}
 	writeJSON(w, status, a)
 }
