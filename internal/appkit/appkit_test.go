@@ -561,3 +561,28 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+// A workspace written while the daemon reads it: a name swapped for a
+// symbolic link out of it (after the walk saw a regular file) is never
+// followed out.
+func TestReadInNeverLeavesTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ok.js"), []byte("x"), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(dir, "swapped.js"))
+	os.Symlink("ok.js", filepath.Join(dir, "inside.js"))
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if _, err := readIn(root, "swapped.js", 1<<20); err == nil {
+		t.Fatal("a link out of the directory was followed")
+	}
+	if b, err := readIn(root, "ok.js", 1<<20); err != nil || string(b) != "x" {
+		t.Fatalf("a plain file: %q %v", b, err)
+	}
+	os.WriteFile(filepath.Join(dir, "big.js"), make([]byte, 100), 0o644)
+	if _, err := readIn(root, "big.js", 10); err == nil {
+		t.Fatal("a file over the limit was read whole")
+	}
+}

@@ -201,12 +201,22 @@ func loadZip(data []byte, lim Limits, add func(Finding)) *bundle {
 }
 
 // loadDir reads a package directory with the same checks as an archive.
+//
+// The directory may be written while it is read (an agent's workspace,
+// read by the daemon as root): every file is opened through an os.Root of
+// dir, so a name swapped for a symbolic link meanwhile can never make it
+// read a file outside, and what is read is bounded as it is read.
 func loadDir(dir string, lim Limits, add func(Finding)) (*bundle, error) {
 	b := &bundle{files: map[string][]byte{}}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
 	seen := names{map[string]string{}, map[string]string{}}
 	var total int64
 	count := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -248,9 +258,10 @@ func loadDir(dir string, lim Limits, add func(Finding)) (*bundle, error) {
 			add(Finding{Rule: "archive.total-size", Path: name, Severity: Error, Message: fmt.Sprintf("the package holds more than %d bytes", lim.MaxTotal)})
 			return fs.SkipAll
 		}
-		data, err := os.ReadFile(p)
+		data, err := readIn(root, rel, lim.MaxFile)
 		if err != nil {
-			return err
+			add(Finding{Rule: "archive.file-changed", Path: name, Severity: Error, Message: "changed while it was read: " + err.Error()})
+			return nil
 		}
 		checkContent(name, data, add)
 		b.add(name, data)
@@ -285,4 +296,21 @@ func ReadManifest(data []byte) *Manifest {
 		return parseManifest(m, func(Finding) {})
 	}
 	return nil
+}
+
+// readIn reads the regular file name of root, at most max bytes.
+func readIn(root *os.Root, name string, max int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("over the %d-byte limit", max)
+	}
+	return data, err
 }
