@@ -128,9 +128,10 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 // overwrite each other. A change of permissions or tools is destructive.
 func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p AgentPatch) (AgentView, error) {
 	tier := Write
-	if p.Widens() || (name == agent.Host && a.Kind == Agent) {
-		// What an agent may do, or the host's own persona: a person
-		// decides (another agent could otherwise rewrite the host's).
+	if p.Widens() || ((name == agent.Host || name == agent.Builder) && a.Kind == Agent) {
+		// What an agent may do, or a built-in's own persona: a person
+		// decides (another agent could otherwise rewrite the host's, or
+		// steer the builder's).
 		tier = Destructive
 	}
 	var out agent.Agent

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,4 +78,71 @@ func TestTheFactoryTools(t *testing.T) {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// The builder is served its factory tools and nothing else: it cannot read
+// the host's logs, change an agent, or hand work to itself; the host has
+// every tool, app_build among them. app_new writes the scaffold inside the
+// caller's workspace only.
+func TestTheBuilderIsServedItsFactoryToolsOnly(t *testing.T) {
+	e := newEnv(t)
+	names := func(token string) []string {
+		cs := e.client(t, token, nil)
+		res, err := cs.ListTools(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, tl := range res.Tools {
+			out = append(out, tl.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	tok := func(agent string) string {
+		return strings.TrimPrefix(e.mcp.AgentServer(agent).Headers["Authorization"], "Bearer ")
+	}
+	builder := tok("builder")
+	if got, want := names(builder), []string{"app_new", "app_run", "app_submit", "app_validate"}; !slices.Equal(got, want) {
+		t.Fatalf("the builder's tools: %v, want %v", got, want)
+	}
+	host := names(tok("host"))
+	for _, want := range []string{"app_build", "app_new", "app_validate", "status", "service_restart"} {
+		if !slices.Contains(host, want) {
+			t.Errorf("the host lacks %s: %v", want, host)
+		}
+	}
+	cs := e.client(t, builder, nil)
+	for _, name := range []string{"status", "logs", "agent_update", "app_build", "service_restart"} {
+		r, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: map[string]any{}})
+		if err == nil && !r.IsError {
+			t.Errorf("the builder called %s: %v", name, r.StructuredContent)
+		}
+	}
+
+	ws := filepath.Join(e.svc.Home, "agents", "builder", "work")
+	os.MkdirAll(ws, 0o755)
+	r, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "app_new", Arguments: map[string]any{"dir": "notes", "name": "Notes"}})
+	if err != nil || r.IsError {
+		t.Fatalf("app_new: %v %v", err, text(r))
+	}
+	if _, err := os.Stat(filepath.Join(ws, "notes", appkit.ManifestName)); err != nil {
+		t.Fatalf("the scaffold is not in the workspace: %v", err)
+	}
+	if r, _ := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "app_validate", Arguments: map[string]any{"dir": "notes"}}); r.IsError || !strings.Contains(mustJSON(r.StructuredContent), `"ok":true`) {
+		t.Fatalf("the scaffold does not validate: %v", mustJSON(r.StructuredContent))
+	}
+	outside := t.TempDir()
+	for _, dir := range []string{"notes", "../escape", outside + "/x", "."} {
+		r, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "app_new", Arguments: map[string]any{"dir": dir, "name": "Again"}})
+		if err != nil || !r.IsError {
+			t.Errorf("app_new %q: not refused", dir)
+		}
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("app_new wrote outside the workspace: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(e.svc.Home, "agents", "builder", "escape")); err == nil {
+		t.Error("app_new wrote beside the workspace")
+	}
 }

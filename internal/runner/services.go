@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"time"
 
@@ -88,6 +89,13 @@ func (m *Manager) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Age
 			return a, err
 		}
 	}
+	if a.Name == agent.Builder {
+		if cur, err := m.log.Agent(ctx, a.Name); err == nil && cur.Builtin {
+			if err := agent.BuilderRules(&a); err != nil {
+				return a, err
+			}
+		}
+	}
 	if err := a.Validate(m.lookup(ctx)); err != nil {
 		return a, err
 	}
@@ -99,8 +107,10 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 	if name == agent.Host {
 		return &agent.InvalidError{Field: "name", Reason: "the host agent is built in and cannot be deleted"}
 	}
-	if _, err := m.log.Agent(ctx, name); err != nil {
+	if a, err := m.log.Agent(ctx, name); err != nil {
 		return err
+	} else if a.Builtin {
+		return &agent.InvalidError{Field: "name", Reason: fmt.Sprintf("the %s agent is built in and cannot be deleted", name)}
 	}
 	m.Forget(name)
 	// A turn it was running ends, as every turn does, with one terminal
@@ -137,7 +147,8 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 }
 
 // EnsureBuiltins creates what must exist from the first start: the demo
-// provider when there is no other (and demo is on), and the host agent.
+// provider when there is no other (and demo is on), the host agent and
+// the App Builder (unless an agent of the user's already has its name).
 func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []string, err error) {
 	ps, err := m.log.Providers(ctx)
 	if err != nil {
@@ -193,6 +204,33 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 			if _, err := m.log.UpdateAgent(ctx, host); err != nil {
 				return created, err
 			}
+		}
+	}
+	return m.ensureBuilder(ctx, ps, created)
+}
+
+// ensureBuilder creates the App Builder when it does not exist, and puts
+// back its locked permissions and tools if they were changed.
+func (m *Manager) ensureBuilder(ctx context.Context, ps []agent.Provider, created []string) ([]string, error) {
+	b, err := m.log.Agent(ctx, agent.Builder)
+	switch {
+	case errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0:
+		a := agent.Agent{Name: agent.Builder, Model: ps[0].ID + "/" + ps[0].Models[0].ID, Builtin: true, Prompt: agent.BuilderPrompt}
+		a.Normalize()
+		agent.BuilderRules(&a)
+		if _, err := m.log.CreateAgent(ctx, a); err != nil {
+			return created, err
+		}
+		created = append(created, "agent builder")
+	case err == nil && b.Builtin:
+		locked := b
+		locked.Permission, locked.Tools = nil, nil
+		agent.BuilderRules(&locked)
+		if string(b.Permission) != string(locked.Permission) || !maps.Equal(b.Tools, locked.Tools) {
+			if _, err := m.log.UpdateAgent(ctx, locked); err != nil {
+				return created, err
+			}
+			created = append(created, "the builder's locked permissions and tools")
 		}
 	}
 	return created, nil

@@ -1,0 +1,79 @@
+package control_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
+)
+
+// The App Builder is built in, with its permissions and tools locked: no
+// one widens them, nor deletes it; a start puts back what was changed
+// behind the API's back.
+func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	created, err := f.svc.Runner.EnsureBuiltins(ctx, true)
+	if err != nil || !strings.Contains(strings.Join(created, ","), "agent builder") {
+		t.Fatalf("builtins: %v %v", created, err)
+	}
+	b, err := f.log.Agent(ctx, agent.Builder)
+	if err != nil || !b.Builtin || b.Prompt != agent.BuilderPrompt || !b.Tools[agent.TaosTools] {
+		t.Fatalf("builder: %+v %v", b, err)
+	}
+	var perm map[string]string
+	json.Unmarshal(b.Permission, &perm)
+	for _, k := range []string{"bash", "webfetch", "external_directory", "task"} {
+		if perm[k] != "deny" {
+			t.Errorf("the builder's %s is %q", k, perm[k])
+		}
+	}
+	shell := json.RawMessage(`{"bash":"allow"}`)
+	for _, p := range []control.AgentPatch{{Permission: &shell}, {Tools: &map[string]bool{"taos": true, "bash": true}}, {Tools: &map[string]bool{}}} {
+		if _, err := f.svc.UpdateAgent(ctx, operator, agent.Builder, p); !agent.IsInvalid(err) {
+			t.Errorf("widened the builder: %v", err)
+		}
+	}
+	prompt := "Make tiny apps."
+	if v, err := f.svc.UpdateAgent(ctx, operator, agent.Builder, control.AgentPatch{Prompt: &prompt}); err != nil || v.Prompt != prompt {
+		t.Fatalf("a person changes its persona: %+v %v", v, err)
+	}
+	if err := f.svc.DeleteAgent(ctx, operator, agent.Builder); !agent.IsInvalid(err) {
+		t.Fatalf("deleted the builder: %v", err)
+	}
+	// Changed behind the API's back: the next start locks it again.
+	b, _ = f.log.Agent(ctx, agent.Builder)
+	b.Permission, b.Tools = shell, map[string]bool{"taos": true, "bash": true}
+	if _, err := f.log.UpdateAgent(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Runner.EnsureBuiltins(ctx, true)
+	if b, _ = f.log.Agent(ctx, agent.Builder); string(b.Permission) != string(agent.BuilderPermission) || b.Tools["bash"] || b.Prompt != prompt {
+		t.Fatalf("not locked again: %s %v %q", b.Permission, b.Tools, b.Prompt)
+	}
+}
+
+// A build request is refused, and audited, when it cannot be one: the
+// builder delegating to itself, an empty request, one too large.
+func TestBuildRequestsThatCannotBe(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	f.svc.Runner.EnsureBuiltins(ctx, true)
+	builder := control.Actor{Kind: control.Agent, Name: agent.Builder, Channel: control.MCP}
+	if _, err := f.svc.BuildApp(ctx, builder, "an app"); !errors.Is(err, control.ErrForbidden) {
+		t.Errorf("the builder delegated to itself: %v", err)
+	}
+	if _, err := f.svc.BuildApp(ctx, viaMCP, "  "); !agent.IsInvalid(err) {
+		t.Errorf("an empty request: %v", err)
+	}
+	if _, err := f.svc.BuildApp(ctx, viaMCP, strings.Repeat("x", control.MaxBuildRequest+1)); !errors.Is(err, control.ErrTooLarge) {
+		t.Errorf("a request too large: %v", err)
+	}
+	es := f.audit(t, "app.build")
+	if len(es) != 3 || es[0].Outcome != "refused" {
+		t.Fatalf("refusals audited: %+v", es)
+	}
+}
