@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -40,9 +43,30 @@ func (s *Service) NewApp(ctx context.Context, a Actor, dir, name string) (*appki
 		if err != nil {
 			return "", invalidf("%s", err.Error())
 		}
-		return "", nil
+		// The files are the workspace's owner's (a confined agent's uid),
+		// or its opencode could not edit them.
+		return "", ownLike(parent, target)
 	})
 	return m, target, err
+}
+
+// ownLike gives the tree at target to the owner of dir, when they differ
+// and the daemon may (it runs as root).
+func ownLike(dir, target string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || os.Geteuid() != 0 || st.Uid == 0 {
+		return nil
+	}
+	return filepath.WalkDir(target, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(st.Uid), int(st.Gid))
+	})
 }
 
 // MaxBuildRequest bounds what a build request may say.

@@ -19,6 +19,11 @@
 //	"use a tool"                           → bash `echo hi`
 //	"run: CMD" (to the end of the message) → bash CMD
 //	"call TOOL {json}"                     → tool TOOL with those arguments
+//	a line "steps:", then one step a line  → a turn of several steps: step
+//	                                         k (each "call TOOL {json}") after
+//	                                         k tool results, then text quoting
+//	                                         the last output; $WORKDIR in a
+//	                                         step is the working directory
 //	anything else                          → reasoning, then a short answer
 package scriptedmodel
 
@@ -157,6 +162,7 @@ func apiError(code int, msg, typ string) map[string]any {
 var (
 	workdirRE = regexp.MustCompile(`Working directory: (\S+)`)
 	callRE    = regexp.MustCompile(`(?s)call ([A-Za-z0-9_.-]+) (\{.*\})\s*$`)
+	stepsRE   = regexp.MustCompile(`(?s)(?:^|\n)steps:\n(.*)$`)
 )
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
@@ -241,6 +247,31 @@ func (s *Server) plan(req chatRequest) plan {
 		}
 		return out
 	}
+	if len(req.Tools) > 0 {
+		if m := stepsRE.FindStringSubmatch(firstUser); m != nil {
+			var steps []string
+			for _, l := range strings.Split(m[1], "\n") {
+				if l = strings.TrimSpace(l); l != "" {
+					steps = append(steps, l)
+				}
+			}
+			k := toolResultsSinceUser(req)
+			if k < len(steps) {
+				if c := callRE.FindStringSubmatch(steps[k]); c != nil {
+					var args map[string]any
+					if json.Unmarshal([]byte(strings.ReplaceAll(c[2], "$WORKDIR", strings.TrimRight(workdir, "/"))), &args) == nil {
+						return tool(fmt.Sprintf("step-%d", k+1), c[1], args)
+					}
+				}
+				return plan{name: "bad-step", chunks: words(fmt.Sprintf("Step %d is not \"call TOOL {json}\": %q", k+1, steps[k]))}
+			}
+			out := ""
+			if last.Role == "tool" {
+				out = last.text()
+			}
+			return plan{name: "steps-done", chunks: words(fmt.Sprintf("All %d steps done. The last output was: %q", len(steps), out))}
+		}
+	}
 	switch {
 	case len(req.Tools) == 0:
 		return plan{name: "title", chunks: []string{"Scripted demo chat"}}
@@ -286,6 +317,18 @@ func (s *Server) plan(req chatRequest) plan {
 		return tool("tool", "bash", map[string]any{"command": "echo hi", "description": "say hi"})
 	}
 	return plan{name: "text", reasoning: words("Thinking about a short answer."), chunks: words(Answer)}
+}
+
+// toolResultsSinceUser counts the tool results after the last user message:
+// the steps of this turn already taken.
+func toolResultsSinceUser(req chatRequest) int {
+	n := 0
+	for i := len(req.Messages) - 1; i >= 0 && req.Messages[i].Role != "user"; i-- {
+		if req.Messages[i].Role == "tool" {
+			n++
+		}
+	}
+	return n
 }
 
 // outputsSoFar marks each tool result in the request with a NUL, to count

@@ -162,3 +162,35 @@ func TestRunAndCallPlans(t *testing.T) {
 		}
 	}
 }
+
+// A "steps:" script takes its k-th step after k tool results of the turn
+// (earlier turns' results do not count), fills in the working directory,
+// and ends with text quoting the last output.
+func TestStepsPlan(t *testing.T) {
+	script := "Build it.\nsteps:\ncall write {\"filePath\":\"$WORKDIR/a.txt\",\"content\":\"x\"}\ncall taos_app_validate {\"dir\":\"a\"}\n"
+	system := map[string]any{"role": "system", "content": "You are a tool.\nWorking directory: /srv/work\n"}
+	tools := []map[string]any{{"type": "function", "function": map[string]any{"name": "write"}}}
+	earlier := []map[string]any{{"role": "user", "content": "before"}, {"role": "assistant", "content": ""}, {"role": "tool", "content": "old"}}
+	ask := func(msgs ...map[string]any) (content, tool, args string) {
+		all := append([]map[string]any{system}, earlier...)
+		body, _ := json.Marshal(map[string]any{"model": "m", "stream": true, "tools": tools, "messages": append(all, msgs...)})
+		content, _, tool, args, _ = streamed(t, post(t, &Server{}, body).Body.Bytes())
+		return
+	}
+	user := map[string]any{"role": "user", "content": script}
+	call := map[string]any{"role": "assistant", "content": ""}
+	if _, tool, args := ask(user); tool != "write" || args != `{"content":"x","filePath":"/srv/work/a.txt"}` {
+		t.Fatalf("step 1: %q %s", tool, args)
+	}
+	if _, tool, args := ask(user, call, map[string]any{"role": "tool", "content": "Wrote file"}); tool != "taos_app_validate" || args != `{"dir":"a"}` {
+		t.Fatalf("step 2: %q %s", tool, args)
+	}
+	content, tool, _ := ask(user, call, map[string]any{"role": "tool", "content": "Wrote file"}, call, map[string]any{"role": "tool", "content": `{"ok":true}`})
+	if tool != "" || !strings.Contains(content, `All 2 steps done`) || !strings.Contains(content, `{\"ok\":true}`) {
+		t.Fatalf("the end: %q %q", tool, content)
+	}
+	// A call whose arguments hold "steps:" is not a script.
+	if _, tool, args := ask(map[string]any{"role": "user", "content": `call taos_app_build {"request":"steps:\ncall x {}"}`}); tool != "taos_app_build" || !strings.Contains(args, `steps:\n`) {
+		t.Fatalf("a call carrying a script: %q %s", tool, args)
+	}
+}
