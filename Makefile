@@ -1,6 +1,7 @@
 # taosagent. `make run` and `make test` install what they need on a fresh
 # Debian machine with Go and Node: npm and bubblewrap (apt), the pinned
-# opencode (npm).
+# opencode (npm); for the tests also tmux and chromium (apt) and the
+# official MCP and OpenAI clients (npm).
 
 HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
@@ -11,7 +12,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 build:
 	go build -o $(BIN) ./cmd/taosagent
 
-APT_NEEDS := $(shell command -v npm >/dev/null || echo "nodejs npm") $(shell command -v bwrap >/dev/null || echo bubblewrap) $(shell command -v tmux >/dev/null || echo tmux)
+APT_NEEDS := $(shell command -v npm >/dev/null || echo "nodejs npm") $(shell command -v bwrap >/dev/null || echo bubblewrap) $(shell command -v tmux >/dev/null || echo tmux) $(shell [ -x /usr/bin/chromium ] || echo chromium)
 
 deps:
 	@if [ -n "$(strip $(APT_NEEDS))" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $(APT_NEEDS); fi

@@ -93,6 +93,7 @@ func (s *Server) previewApp(w http.ResponseWriter, r *http.Request) {
 // else (no same origin: no cookie, no storage, no reading the daemon's
 // answers, no reaching the parent frame), and the app's own policy holds
 // as a second one. Only the package's files exist; nothing is sniffed.
+// Proven in a real Chromium (e2e TestAPreviewedAppIsOpaqueInChromium).
 func (s *Server) previewFile(w http.ResponseWriter, r *http.Request) {
 	name, data, policy, err := s.Control.PreviewFile(r.PathValue("token"), r.PathValue("path"))
 	if err != nil {
@@ -112,6 +113,12 @@ func (s *Server) previewFile(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	// The page's origin is opaque ("null"), so its own files are
+	// cross-origin to it: a module script is fetched with CORS, a style
+	// sheet or an image is checked against this policy. They may be read
+	// by anyone who holds the address (it is the capability); without
+	// credentials, never the API's answers.
+	h.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	h.Set("Access-Control-Allow-Origin", "*")
 	w.Write(data)
 }
