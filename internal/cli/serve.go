@@ -23,6 +23,7 @@ import (
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/httpapi"
+	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/mcpserver"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/sandbox"
@@ -223,7 +224,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer mgr.Close()
 
-	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), LLM: gw, Token: token, Version: Version, Logger: logger, Hosts: *hosts}
+	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), LLM: gw, Token: token, Version: Version, Logger: logger, Hosts: *hosts,
+		Sessions: &panel.Sessions{Token: token}}
 	srv := httpapi.HTTPServer(api.Handler(), logger)
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)

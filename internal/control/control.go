@@ -47,6 +47,7 @@ const (
 	API   = "api"   // the HTTP API
 	MCP   = "mcp"   // the MCP server (HTTP or stdio): a model may be driving
 	Local = "local" // the CLI on this machine
+	Panel = "panel" // the web panel: a person signed in with the operator token
 )
 
 // Actor names who calls, and through what.

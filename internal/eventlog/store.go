@@ -577,3 +577,28 @@ func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, er
 	}
 	return n, err
 }
+
+// TurnCount is how many turns of an agent are in a state.
+type TurnCount struct {
+	Agent, State string
+	N            int64
+}
+
+// TurnCounts counts the turns in the log by agent and state (running,
+// final, error).
+func (l *Log) TurnCounts(ctx context.Context) ([]TurnCount, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT agent, state, count(*) FROM turns GROUP BY agent, state ORDER BY agent, state`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []TurnCount
+	for rows.Next() {
+		var c TurnCount
+		if err := rows.Scan(&c.Agent, &c.State, &c.N); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/runner"
@@ -59,6 +60,10 @@ type Server struct {
 	// requests may name in their Host header. Any other name is refused:
 	// a web page cannot reach the loopback API by DNS rebinding.
 	Hosts []string
+
+	// Sessions, when set, serves the web panel at "/" and lets its
+	// signed-in pages call the API (see panel.Sessions.Check).
+	Sessions *panel.Sessions
 
 	refusals logLimiter
 }
@@ -109,6 +114,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/approvals", s.listApprovals, false},
 		{"POST /v1/approvals/{id}", s.replyApproval, false},
 		{"GET /v1/audit", s.listAudit, false},
+		{"GET /metrics", s.metrics, false},
 	}
 }
 
@@ -135,6 +141,11 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.LLM != nil {
 		mux.Handle("/llm/v1/", s.LLM)
+	}
+	if s.Sessions != nil {
+		ph := s.Sessions.Handler()
+		mux.Handle("GET /{$}", ph)
+		mux.Handle("/panel/", ph)
 	}
 	for _, rt := range s.routes() {
 		if rt.open {
@@ -220,6 +231,17 @@ func (s *Server) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		if !strings.EqualFold(scheme, "Bearer") || s.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(s.Token)) != 1 {
+			if s.Sessions != nil && r.Header.Get("Authorization") == "" {
+				switch s.Sessions.Check(r) {
+				case panel.Allowed:
+					h(w, r.WithContext(context.WithValue(r.Context(), panelKey{}, true)))
+					return
+				case panel.Forged:
+					s.refused("refused: a change with the panel's cookie but not its CSRF token or origin", r)
+					writeError(w, http.StatusForbidden, "forbidden", "a change from the panel must carry its CSRF token ("+panel.CSRFHeader+") and come from its own origin")
+					return
+				}
+			}
 			s.refused("refused: bad or missing token", r)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="taosagent"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required (see the token file in the taosagent home)")
@@ -408,7 +430,14 @@ func jsonProblem(err error) string {
 }
 
 // actor is who calls the API: the holder of the operator token.
+// panelKey marks a request signed in through the panel.
+type panelKey struct{}
+
+// actor is who calls: the operator, through the API or the panel.
 func actor(r *http.Request) control.Actor {
+	if r.Context().Value(panelKey{}) != nil {
+		return control.Actor{Kind: control.Operator, Channel: control.Panel}
+	}
 	return control.Actor{Kind: control.Operator, Channel: control.API}
 }
 

@@ -1,0 +1,242 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/taosagent/taosagent/internal/scriptedmodel"
+)
+
+// artifacts is where browser tests write their screenshots:
+// $TAOSAGENT_ARTIFACTS, or .cache/artifacts in the repository.
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("TAOSAGENT_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", ".cache", "artifacts")
+	}
+	dir = filepath.Join(dir, t.Name())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// shoot writes screenshots of the tab's page at a desktop's width and a
+// phone's, as name-desktop.png and name-phone.png.
+func shoot(t *testing.T, tab context.Context, dir, name string) {
+	t.Helper()
+	for _, size := range []struct {
+		label string
+		w, h  int64
+	}{{"desktop", 1280, 900}, {"phone", 390, 844}} {
+		if err := chromedp.Do(tab, chromedp.EmulateViewport(size.w, size.h)); err != nil {
+			t.Fatal(err)
+		}
+		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+size.label+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chromedp.Do(tab, chromedp.EmulateViewport(1280, 900))
+}
+
+// until polls a JavaScript expression in the tab until it is truthy, and
+// returns its value.
+func until[T any](t *testing.T, tab context.Context, what, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(tab, chromedp.Poll[T](expr, chromedp.WithPollingTimeout(60*time.Second)))
+	if err != nil {
+		page, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
+		t.Fatalf("%s: %v (the page shows: %.600s)", what, err, page)
+	}
+	return v
+}
+
+// The panel in a real Chromium: sign in with the token; the agents;
+// a chat turn streamed in with its reasoning; a tool call that waits for
+// approval, approved in the inbox, run, shown as a card; model output with
+// markup shown as text; a cross-site form post refused; sign-out. Each page
+// is photographed at a desktop's and a phone's width.
+func TestThePanelInChromium(t *testing.T) {
+	d := start(t, "")
+	ctx := ctxT(t, 4*time.Minute)
+	d.agent(ctx, "worker", `{"bash":"ask"}`)
+	d.agent(ctx, "free", "")
+	shots := artifacts(t)
+
+	// The page and its policy.
+	resp, err := http.Get(d.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); resp.StatusCode != 200 || !strings.Contains(csp, "script-src 'self'") ||
+		strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Fatalf("GET /: %d, policy %q", resp.StatusCode, csp)
+	}
+
+	tab := browser(t, ctx)
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the sign-in form", `!!document.querySelector("#signin")`)
+	shoot(t, tab, shots, "signin")
+	// A wrong token is refused, and says so.
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token"+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[string](t, tab, "a wrong token refused", `document.querySelector("#signin-error").textContent || null`)
+	if err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`document.querySelector("#token").value = ""`), chromedp.SendKeys(chromedp.CSS("#token"), d.c.Token+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the agents after sign-in", `!!document.querySelector('#agents tr[data-agent="host"]') && !!document.querySelector('#agents tr[data-agent="worker"]')`)
+	// The cookie is the browser's only: no script reads it.
+	if c, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.cookie`)); c != "" {
+		t.Fatalf("a script reads the session cookie: %q", c)
+	}
+	shoot(t, tab, shots, "agents")
+
+	// A turn streams in: reasoning apart, then the answer.
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/chat/free")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the chat", `!!document.querySelector("#text")`)
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "hello there"+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	answer := until[string](t, tab, "the streamed answer", `(() => { const t = document.querySelector('#log .turn[data-ended="final"] .answer'); return t && t.textContent })()`)
+	if answer != scriptedmodel.Answer {
+		t.Fatalf("answer %q", answer)
+	}
+	if r, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("#log details.reasoning pre").textContent`)); !strings.Contains(r, "Thinking") {
+		t.Fatalf("reasoning %q", r)
+	}
+
+	// Model output with markup is text: nothing of it runs or renders.
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"),
+		`run: echo '<script>window.owned=1</script><img src=x onerror="window.owned=2">'`+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	out := until[string](t, tab, "the tool card", `(() => { const c = document.querySelector('#log .tool[data-done="true"] .output'); return c && c.textContent })()`)
+	until[bool](t, tab, "the second answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 2`)
+	if !strings.Contains(out, "<img src=x onerror=") {
+		t.Fatalf("the tool's output: %q", out)
+	}
+	if v, _ := chromedp.Run(tab, chromedp.Evaluate[string](`String(window.owned) + " " + document.querySelectorAll("#log img, #log script").length`)); v != "undefined 0" {
+		t.Fatalf("model output ran as markup: %s", v)
+	}
+	shoot(t, tab, shots, "chat")
+
+	// A tool that asks: the inbox shows the exact call; approved, it runs.
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/chat/worker")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "worker's chat", `!!document.querySelector("#text")`)
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "use a tool"+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the wait for approval in the chat", `!!document.querySelector("#log .ask")`)
+	until[string](t, tab, "the pending count", `document.querySelector("#pending").textContent || null`)
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/approvals")); err != nil {
+		t.Fatal(err)
+	}
+	ask := until[string](t, tab, "the approval in the inbox", `(() => { const c = document.querySelector('#approvals [data-state="pending"]'); return c && c.textContent })()`)
+	if !strings.Contains(ask, "bash") || !strings.Contains(ask, "worker") || !strings.Contains(ask, "echo hi") {
+		t.Fatalf("the approval shows %q", ask)
+	}
+	shoot(t, tab, shots, "approvals")
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#approvals [data-state="pending"] button[data-decision="once"]`))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the approval's final state", `!!document.querySelector('#approvals [data-state="once"]')`)
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/chat/worker")); err != nil {
+		t.Fatal(err)
+	}
+	out = until[string](t, tab, "the approved tool's card", `(() => { const c = document.querySelector('#log .tool[data-done="true"] .output'); return c && c.textContent })()`)
+	if out != "hi\n" {
+		t.Fatalf("the approved tool's output %q", out)
+	}
+	until[bool](t, tab, "the approved turn's end", `!!document.querySelector('#log .turn[data-ended="final"]')`)
+	aps, _ := d.c.Approvals(ctx, "")
+	if len(aps) != 1 || aps[0].By != "operator (panel)" {
+		t.Fatalf("approvals: %+v", aps)
+	}
+
+	// What a Prometheus scraper sees, behind the same auth.
+	if code, _ := get(t, d.addr+"/metrics", ""); code != 401 {
+		t.Fatalf("metrics without the token: %d", code)
+	}
+	code, metrics := get(t, d.addr+"/metrics", d.c.Token)
+	for _, want := range []string{
+		`taosagent_turns_total{agent="free",outcome="final"} 2`,
+		`taosagent_turns_total{agent="worker",outcome="final"} 1`,
+		"taosagent_approvals_pending 0",
+		`taosagent_instance_up{agent="worker"} 1`,
+		`taosagent_instance_memory_bytes{agent="worker"} `,
+		"# TYPE taosagent_turns_total counter",
+	} {
+		if code != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
+
+	// The audit page.
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/audit")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the audit", `!!document.querySelector("#audit tbody tr")`)
+	shoot(t, tab, shots, "audit")
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/apps")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the apps page", `document.querySelector("main h1")?.textContent === "Apps"`)
+	shoot(t, tab, shots, "apps")
+
+	// A page of another origin posts a form at the daemon: the browser
+	// sends the cookie (same site), the daemon refuses it (no CSRF token).
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><form method="POST" action="%s/v1/agents/free/messages" enctype="text/plain">`+
+			`<input name='{"text":"forged message","x":"' value='"}'></form><script>document.forms[0].submit()</script>`, d.addr)
+	}))
+	defer evil.Close()
+	before, _ := d.c.Events(ctx, "free", 0, 10000)
+	resp2, err := chromedp.Run(tab, chromedp.NavigateResponse(evil.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp2
+	status := until[float64](t, tab, "the forged post's answer", `location.href.includes("/v1/agents/free/messages") && performance.getEntriesByType("navigation")[0]?.responseStatus`)
+	if status != 403 {
+		t.Fatalf("a cross-site form post answered %v", status)
+	}
+	after, _ := d.c.Events(ctx, "free", 0, 10000)
+	if len(after) != len(before) {
+		t.Fatalf("the forged post changed something: %d events, then %d", len(before), len(after))
+	}
+
+	// Sign out: the page says so, and the cookie no longer works.
+	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/agents")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the agents again", `!!document.querySelector('#agents')`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#signout"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "signed out", `document.querySelector("#conn").dataset.state === "out" && !!document.querySelector("#signin")`)
+	if code, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`fetch("/v1/agents").then(r => r.status)`, chromedp.EvalAwaitPromise)); code != 401 {
+		t.Fatalf("after sign-out the API answered %v", code)
+	}
+}
