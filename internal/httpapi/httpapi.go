@@ -25,9 +25,9 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
-	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/runner"
 )
 

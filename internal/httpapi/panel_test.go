@@ -38,7 +38,7 @@ func TestPanelSessionsAndCSRF(t *testing.T) {
 		want int
 	}{
 		{`{"token":"nope"}`, jsonHdr, 401},
-		{`{"token":"tok"}`, map[string]string{"Content-Type": "text/plain"}, 403},                               // a form cannot send JSON
+		{`{"token":"tok"}`, map[string]string{"Content-Type": "text/plain"}, 403},                                // a form cannot send JSON
 		{`{"token":"tok"}`, map[string]string{"Content-Type": "application/json", "Origin": "http://evil"}, 403}, // nor from another origin
 		{`not json`, jsonHdr, 400},
 	} {
