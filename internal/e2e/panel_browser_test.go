@@ -3,11 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,5 +241,97 @@ func TestThePanelInChromium(t *testing.T) {
 	until[bool](t, tab, "signed out", `document.querySelector("#conn").dataset.state === "out" && !!document.querySelector("#signin")`)
 	if code, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`fetch("/v1/agents").then(r => r.status)`, chromedp.EvalAwaitPromise)); code != 401 {
 		t.Fatalf("after sign-out the API answered %v", code)
+	}
+}
+
+// cutter forwards TCP connections to addr until told to cut every one it
+// holds: a network that drops.
+type cutter struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutter(t *testing.T, addr string) *cutter {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{ln: ln}
+	t.Cleanup(func() { ln.Close(); c.cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return c
+}
+
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+// The connection drops in the middle of a streamed answer: the page says
+// it is reconnecting, resumes from the last event it saw, and ends with
+// every event once: the whole answer, no word twice, no word lost.
+func TestThePanelResumesAfterALostConnection(t *testing.T) {
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	net := newCutter(t, strings.TrimPrefix(d.addr, "http://"))
+	base := "http://" + net.ln.Addr().String()
+	tab := browser(t, ctx)
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the sign-in form", `!!document.querySelector("#signin")`)
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#token"), d.c.Token+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the agents", `!!document.querySelector('#agents tr[data-agent="host"]')`)
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/#/chat/host")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the chat", `!!document.querySelector("#text")`)
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "write slow output"+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the answer under way", `(document.querySelector("#log .answer")?.textContent || "").includes("word3 ")`)
+	net.cut()
+	until[bool](t, tab, "the page saying it lost the connection", `document.querySelector("#conn").dataset.state === "down"`)
+	answer := until[string](t, tab, "the answer's end", `(() => { const t = document.querySelector('#log .turn[data-ended="final"] .answer'); return t && t.textContent })()`)
+	var want strings.Builder
+	for i := 0; i < 40; i++ {
+		fmt.Fprintf(&want, "word%d ", i)
+	}
+	if answer != want.String() {
+		t.Fatalf("after the reconnect the answer is\n%q\nwant\n%q", answer, want.String())
+	}
+	if n, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`document.querySelectorAll("#log .turn").length + document.querySelectorAll("#log .you").length`)); n != 2 {
+		t.Fatalf("%v turn boxes and messages, want one of each", n)
+	}
+	if st, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("#conn").dataset.state`)); st != "live" {
+		t.Fatalf("the page says %q after the reconnect", st)
+	}
+	evs, _ := d.c.Events(ctx, "host", 0, 10000)
+	if last, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("#log").dataset.last`)); last != fmt.Sprint(evs[len(evs)-1].Seq) {
+		t.Fatalf("the page's last event is %s, the log's %d", last, evs[len(evs)-1].Seq)
 	}
 }

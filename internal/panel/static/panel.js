@@ -180,6 +180,7 @@ function follow(name, log) {
   };
   for (const k of KINDS) {
     src.addEventListener(k, (m) => {
+      if (m.data === undefined) return; // EventSource's own "error": the connection, not a turn's
       const e = JSON.parse(m.data);
       if (e.seq !== undefined) {
         if (e.seq <= chat.last) return; // already shown
