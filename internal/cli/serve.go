@@ -61,11 +61,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	llmStall := fs.Duration("llm-stall-timeout", 5*time.Minute, "the model gateway ends an upstream response silent this long")
 	hosts := &listFlag{}
 	fs.Var(hosts, "allow-host", "a host name clients may use to reach the API, beyond IP addresses and localhost (repeatable)")
+	public := fs.String("public-listen", "", "a second address serving the panel and the API to other machines (a phone on the LAN): needs --tls-cert and --tls-key, or --insecure-public-http")
+	tlsCert := fs.String("tls-cert", "", "the certificate (PEM, with its chain) of --public-listen")
+	tlsKey := fs.String("tls-key", "", "the private key (PEM) of --tls-cert")
+	insecure := fs.Bool("insecure-public-http", false, "allow plain HTTP on an address other machines reach (only behind a reverse proxy on this host that terminates TLS)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if err := exposure(*listen, *public, *tlsCert, *tlsKey, *insecure); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -225,8 +232,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer mgr.Close()
 
 	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), LLM: gw, Token: token, Version: Version, Logger: logger, Hosts: *hosts,
-		Sessions: &panel.Sessions{Token: token}}
-	srv := httpapi.HTTPServer(api.Handler(), logger)
+		Sessions: &panel.Sessions{Token: token, Secure: *tlsCert != ""}}
+	handler := api.Handler()
+	srv := httpapi.HTTPServer(handler, logger)
+	if *public != "" {
+		pln, err := net.Listen("tcp", *public)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", *public, err)
+		}
+		pln = netutil.LimitListener(pln, *maxConns)
+		psrv := httpapi.HTTPServer(handler, logger)
+		defer psrv.Close()
+		if *tlsCert != "" {
+			go func() {
+				if err := psrv.ServeTLS(pln, *tlsCert, *tlsKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					logger.Error("the public listener stopped", "addr", pln.Addr().String(), "err", err)
+				}
+			}()
+			fmt.Fprintf(stdout, "taosagent also serving the panel and the API on https://%s (TLS)\n", pln.Addr())
+		} else {
+			go psrv.Serve(pln)
+			logger.Warn("the panel and the API are served WITHOUT TLS on an address other machines may reach: --insecure-public-http", "addr", pln.Addr().String())
+			fmt.Fprintf(stdout, "taosagent also serving the panel and the API on http://%s (NO TLS: --insecure-public-http)\n", pln.Addr())
+		}
+	}
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
 	}
@@ -330,6 +359,39 @@ func loopbackURL(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// exposure refuses a daemon that other machines could reach without TLS,
+// unless the operator said so (--insecure-public-http): the main listener
+// (plain HTTP, the agents' and the CLI's) must be loopback, and a public
+// one needs a certificate and its key.
+func exposure(listen, public, cert, key string, insecure bool) error {
+	if (cert == "") != (key == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if cert != "" && public == "" {
+		return errors.New("--tls-cert is for --public-listen: the main listener stays plain HTTP on loopback for the agents and the CLI")
+	}
+	if !loopbackAddr(listen) && !insecure {
+		return fmt.Errorf("--listen %s is reachable from other machines over plain HTTP; keep it on loopback and use --public-listen with --tls-cert and --tls-key (or say --insecure-public-http)", listen)
+	}
+	if public != "" && cert == "" && !insecure {
+		return fmt.Errorf("--public-listen %s needs --tls-cert and --tls-key (or --insecure-public-http behind a reverse proxy that terminates TLS)", public)
+	}
+	return nil
+}
+
+// loopbackAddr reports whether addr (host:port) listens on loopback only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // prune applies retention hourly.
