@@ -403,3 +403,14 @@ func (s *Service) Usage(ctx context.Context, agentName, model, since string) ([]
 	}
 	return s.Log.Usage(ctx, agentName, model, since)
 }
+
+// NewConversation starts agent name on a new conversation at its next turn
+// (a new opencode session); the earlier ones stay readable.
+func (s *Service) NewConversation(ctx context.Context, a Actor, name string) (previous string, err error) {
+	err = s.Do(ctx, Call{Actor: a, Tool: "agent.conversation.new", Tier: Write, Target: name, Args: map[string]string{"name": name}},
+		func(ctx context.Context) (string, error) {
+			previous, err = s.Runner.NewConversation(ctx, name)
+			return "", err
+		})
+	return previous, err
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
 )
 
@@ -334,4 +335,120 @@ func TestThePanelResumesAfterALostConnection(t *testing.T) {
 	if last, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector("#log").dataset.last`)); last != fmt.Sprint(evs[len(evs)-1].Seq) {
 		t.Fatalf("the page's last event is %s, the log's %d", last, evs[len(evs)-1].Seq)
 	}
+}
+
+// signIn opens the panel at base and signs in with the operator token.
+func signIn(t *testing.T, tab context.Context, base, token string) {
+	t.Helper()
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the sign-in form", `!!document.querySelector("#signin")`)
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#token"), token+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the agents after sign-in", `!!document.querySelector('#agents tr[data-agent="host"]')`)
+}
+
+// visit navigates the tab to the panel's page at fragment.
+func visit(t *testing.T, tab context.Context, base, fragment, ready string) {
+	t.Helper()
+	if err := chromedp.Do(tab, chromedp.Navigate(base+"/"+fragment)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, fragment, ready)
+}
+
+// Managing agents from the panel: create one, change its permissions, add
+// a provider whose key is never shown again, start a new conversation (the
+// earlier one stays readable), browse the events by kind, see the usage.
+func TestThePanelManagesAgents(t *testing.T) {
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	tab := browser(t, ctx)
+	shots := artifacts(t)
+	signIn(t, tab, d.addr, d.c.Token)
+
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#new-agent"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the agent form", `!!document.querySelector("#agent-form")`)
+	if err := chromedp.Do(tab,
+		chromedp.SendKeys(chromedp.CSS("#agent-name"), "scribe"),
+		chromedp.SendKeys(chromedp.CSS("#agent-prompt"), "You write <b>short</b> notes."),
+		chromedp.Click(chromedp.CSS("#agent-save"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the new agent's row", `!!document.querySelector('#agents tr[data-agent="scribe"]')`)
+	a, err := d.c.Agent(ctx, "scribe")
+	if err != nil || a.Prompt != "You write <b>short</b> notes." || a.Model != "demo/scripted-demo" {
+		t.Fatalf("created: %+v %v", a, err)
+	}
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#agents tr[data-agent="scribe"] button.edit`))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the edit form", `document.querySelector("#agent-form h2")?.textContent === "Agent scribe"`)
+	shoot(t, tab, shots, "agent-edit")
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#agent-permission"), `{"bash":"deny"}`), chromedp.Click(chromedp.CSS("#agent-save"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the saved edit", `!document.querySelector("#agent-form")`)
+	if a, _ = d.c.Agent(ctx, "scribe"); !strings.Contains(string(a.Permission), `"bash":"deny"`) {
+		t.Fatalf("the permission change: %s", a.Permission)
+	}
+	if audit, err := d.c.AuditSearch(ctx, client.AuditQuery{Tool: "agent.update"}); err != nil || len(audit) == 0 || audit[len(audit)-1].Actor != "operator (panel)" {
+		t.Fatalf("the change's audit: %+v %v", audit, err)
+	}
+
+	// A provider: its key goes in, and never comes back out.
+	if err := chromedp.Do(tab,
+		chromedp.SendKeys(chromedp.CSS("#provider-id"), "local"),
+		chromedp.SendKeys(chromedp.CSS("#provider-url"), "https://llm.example.com/v1"),
+		chromedp.SendKeys(chromedp.CSS(`#providers input[type="password"]`), "sk-local-secret-0123456789"),
+		chromedp.SendKeys(chromedp.CSS("#provider-models"), "m1, m2"),
+		chromedp.Click(chromedp.CSS("#providers .card button"))); err != nil {
+		t.Fatal(err)
+	}
+	row := until[string](t, tab, "the provider's row", `document.querySelector('#providers tr[data-provider="local"]')?.textContent || null`)
+	if !strings.Contains(row, "key set") || !strings.Contains(row, "m1, m2") {
+		t.Fatalf("the provider's row: %q", row)
+	}
+	if html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); strings.Contains(html, "sk-local-secret") {
+		t.Fatal("the page holds the provider's key")
+	}
+
+	// Two conversations: the second starts afresh, the first stays shown.
+	visit(t, tab, d.addr, "#/chat/scribe", `!!document.querySelector("#text")`)
+	chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "hello"+kb.Enter))
+	until[bool](t, tab, "the first answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 1`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#new-conversation"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the note", `!!document.querySelector("#log .divider")`)
+	chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "hello again"+kb.Enter))
+	until[bool](t, tab, "the second answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 2`)
+	visit(t, tab, d.addr, "#/agents", `!!document.querySelector("#agents")`)
+	visit(t, tab, d.addr, "#/chat/scribe", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 2`)
+	if n, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`document.querySelectorAll('#log .divider[data-session]').length`)); n != 1 {
+		t.Fatalf("%v conversation dividers on reload, want 1", n)
+	}
+	evs, _ := d.c.Events(ctx, "scribe", 0, 1000)
+	sessions := map[string]bool{}
+	for _, e := range toolEvents(evs, "final") {
+		sessions[e.Session] = true
+	}
+	if len(sessions) != 2 {
+		t.Fatalf("the two turns ran in %d sessions", len(sessions))
+	}
+	shoot(t, tab, shots, "conversations")
+
+	// Events by kind, a page at a time.
+	visit(t, tab, d.addr, "#/events/scribe/?kinds=final", `!!document.querySelector("#events tr")`)
+	kinds, _ := chromedp.Run(tab, chromedp.Evaluate[string](`[...document.querySelectorAll("#events tr td:nth-child(3)")].map(td => td.textContent).join(",")`))
+	if kinds != "final,final" {
+		t.Fatalf("final events only: %q", kinds)
+	}
+	shoot(t, tab, shots, "events")
+	visit(t, tab, d.addr, "#/usage", `document.querySelector("main h1")?.textContent === "Usage"`)
+	shoot(t, tab, shots, "usage")
 }

@@ -98,6 +98,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/agents/{name}/reply", s.postReply, false},
 		{"GET /v1/agents/{name}/reply", s.getReply, false},
 		{"POST /v1/agents/{name}/abort", s.abort, false},
+		{"POST /v1/agents/{name}/conversations", s.newConversation, false},
 		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},
 		{"POST /v1/agents/{name}/models/sync", s.syncModels, false},
@@ -568,6 +569,18 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"input": in.ID, "id": in.ClientID, "seq": in.Seq,
 		"state": in.State, "duplicate": !created})
+}
+
+// newConversation starts the agent on a new opencode session at its next
+// turn; the earlier conversation stays in the log.
+func (s *Server) newConversation(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	prev, err := s.Control.NewConversation(r.Context(), actor(r), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": name, "previous_session": prev})
 }
 
 func (s *Server) abort(w http.ResponseWriter, r *http.Request) {

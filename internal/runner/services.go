@@ -251,3 +251,15 @@ func hostRules(a *agent.Agent) error {
 	}
 	return nil
 }
+
+// NewConversation unpins agent name's opencode session: its next turn
+// starts a new one. The earlier conversation stays in the log (and in
+// opencode); a turn running now ends in it. It returns the session that
+// was pinned ("" if none).
+func (m *Manager) NewConversation(ctx context.Context, name string) (previous string, err error) {
+	a, err := m.log.Agent(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return a.Session, m.log.SetSession(ctx, name, "")
+}

@@ -106,25 +106,101 @@ function closeStream() {
 
 function route() {
   closeStream();
+  clearInterval(state.pageTimer);
   const [, page, arg] = location.hash.split("/");
-  const views = { agents: viewAgents, chat: viewChat, approvals: viewApprovals, apps: viewApps, audit: viewAudit };
+  const views = { agents: viewAgents, chat: viewChat, approvals: viewApprovals, apps: viewApps, audit: viewAudit, events: viewEvents, usage: viewUsage };
   (views[page] || viewAgents)(decodeURIComponent(arg || ""))
     .catch((e) => main().replaceChildren(el("p", { className: "card error" }, e.message)));
 }
 
-// ---- agents
+// ---- agents and providers
+
+function field(label, input) {
+  return el("label", { className: "field" }, el("span", {}, label), input);
+}
 
 async function viewAgents() {
-  const { agents } = await api("GET", "/v1/agents");
+  const [{ agents }, { providers }] = await Promise.all([api("GET", "/v1/agents"), api("GET", "/v1/providers")]);
+  const models = providers.flatMap((p) => (p.models || []).map((m) => p.id + "/" + m.id));
   const rows = agents.map((a) => el("tr", { dataset: { agent: a.name } },
     el("td", {}, el("a", { href: "#/chat/" + encodeURIComponent(a.name) }, a.name), a.builtin ? el("span", { className: "muted" }, " (built in)") : ""),
     el("td", {}, a.status.state, a.status.queued ? " · " + a.status.queued + " queued" : ""),
     el("td", { className: "hide-narrow" }, a.model),
     el("td", { className: "hide-narrow" }, a.status.confined ? "confined" : "UNCONFINED",
-      a.status.usage ? " · " + Math.round(a.status.usage.memory_bytes / 1048576) + " MiB" : "")));
+      a.status.usage ? " · " + Math.round(a.status.usage.memory_bytes / 1048576) + " MiB" : ""),
+    el("td", {}, el("a", { href: "#/events/" + encodeURIComponent(a.name) }, "events"), " ",
+      el("button", { type: "button", className: "edit", onclick: () => editAgent(a, models) }, "edit"))));
+  const editor = el("div", { id: "editor" });
   main().replaceChildren(el("h1", {}, "Agents"),
     el("table", { id: "agents" }, el("thead", {}, el("tr", {}, el("th", {}, "agent"), el("th", {}, "state"),
-      el("th", { className: "hide-narrow" }, "model"), el("th", { className: "hide-narrow" }, "instance"))), el("tbody", {}, rows)));
+      el("th", { className: "hide-narrow" }, "model"), el("th", { className: "hide-narrow" }, "instance"), el("th", {}, ""))), el("tbody", {}, rows)),
+    el("div", { className: "row" }, el("button", { type: "button", id: "new-agent", onclick: () => editAgent(null, models) }, "New agent")),
+    editor, providersSection(providers));
+}
+
+// editAgent shows the form that creates an agent (a null) or changes one.
+function editAgent(a, models) {
+  const name = el("input", { id: "agent-name", value: a ? a.name : "", disabled: !!a, placeholder: "name (a-z, 0-9, -)" });
+  const model = el("select", { id: "agent-model" }, models.map((m) => el("option", { value: m, selected: a && a.model === m }, m)));
+  const permitted = el("div", { className: "row" }, models.map((m) => el("label", {},
+    el("input", { type: "checkbox", value: m, checked: !!(a && (a.models || []).includes(m)), className: "permitted" }), " " + m)));
+  const prompt = el("textarea", { id: "agent-prompt", value: a ? a.prompt || "" : "" });
+  const perm = el("textarea", { id: "agent-permission", value: a && a.permission ? JSON.stringify(a.permission) : "", placeholder: "opencode's permission map, e.g. {\"bash\":\"ask\"} (empty: opencode's defaults)" });
+  const err = el("p", { className: "error", id: "agent-error" });
+  const save = async () => {
+    err.textContent = "";
+    const body = { model: model.value, prompt: prompt.value,
+      models: [...permitted.querySelectorAll("input:checked")].map((i) => i.value) };
+    try {
+      if (perm.value.trim()) body.permission = JSON.parse(perm.value);
+      else if (a && a.permission) body.permission = null;
+    } catch (e) { err.textContent = "permission: not JSON (" + e.message + ")"; return; }
+    try {
+      if (a) await api("PATCH", "/v1/agents/" + encodeURIComponent(a.name), body);
+      else await api("POST", "/v1/agents", Object.assign({ name: name.value }, body));
+      viewAgents();
+    } catch (e) { err.textContent = e.message; }
+  };
+  const extra = a ? el("div", { className: "row" },
+    el("button", { type: "button", onclick: async () => {
+      try { await api("POST", "/v1/agents/" + encodeURIComponent(a.name) + "/conversations"); err.textContent = "The next message starts a new conversation."; } catch (e) { err.textContent = e.message; }
+    } }, "New conversation"),
+    !a.builtin ? el("button", { type: "button", className: "danger", onclick: async () => {
+      if (!confirm("Delete agent " + a.name + "? Its history stays readable.")) return;
+      try { await api("DELETE", "/v1/agents/" + encodeURIComponent(a.name)); viewAgents(); } catch (e) { err.textContent = e.message; }
+    } }, "Delete") : null) : null;
+  $("#editor").replaceChildren(el("div", { className: "card", id: "agent-form" },
+    el("h2", {}, a ? "Agent " + a.name : "New agent"),
+    field("name", name), field("model", model), field("permitted models", permitted), field("persona", prompt),
+    field("permissions", perm),
+    el("p", { className: "muted" }, "A change that widens what an agent may do is recorded in the audit; an agent asking for it waits for a person."),
+    el("div", { className: "row" }, el("button", { className: "primary", type: "button", id: "agent-save", onclick: save }, a ? "Save" : "Create"), extra),
+    err));
+}
+
+function providersSection(providers) {
+  const id = el("input", { placeholder: "id", id: "provider-id" });
+  const name = el("input", { placeholder: "name" });
+  const base = el("input", { placeholder: "base URL, e.g. https://api.example.com/v1", id: "provider-url" });
+  const key = el("input", { type: "password", placeholder: "API key (never shown again)", autocomplete: "off" });
+  const models = el("input", { placeholder: "model ids, comma-separated", id: "provider-models" });
+  const err = el("p", { className: "error" });
+  const rows = providers.map((p) => el("tr", { dataset: { provider: p.id } }, el("td", {}, p.id), el("td", {}, p.name || ""),
+    el("td", { className: "hide-narrow" }, p.base_url), el("td", {}, (p.models || []).map((m) => m.id).join(", ")),
+    el("td", {}, p.has_key ? "key set" : "no key"),
+    el("td", {}, p.demo ? "" : el("button", { type: "button", className: "danger", onclick: async () => {
+      try { await api("DELETE", "/v1/providers/" + encodeURIComponent(p.id)); viewAgents(); } catch (e) { err.textContent = e.message; }
+    } }, "delete"))));
+  return el("section", { id: "providers" }, el("h2", {}, "Model providers"),
+    el("table", {}, el("tbody", {}, rows)),
+    el("div", { className: "card" }, el("div", { className: "row" }, id, name, base, key, models,
+      el("button", { type: "button", onclick: async () => {
+        try {
+          await api("POST", "/v1/providers", { id: id.value, name: name.value, base_url: base.value, api_key: key.value,
+            models: models.value.split(",").map((m) => m.trim()).filter(Boolean) });
+          viewAgents();
+        } catch (e) { err.textContent = e.message; }
+      } }, "Add provider")), err));
 }
 
 // ---- chat
@@ -153,11 +229,17 @@ async function viewChat(name) {
   const stop = el("button", { id: "stop", className: "danger", type: "button", onclick: async () => {
     try { await api("POST", "/v1/agents/" + encodeURIComponent(name) + "/abort"); } catch (e) { sendErr.textContent = e.message; }
   } }, "Stop");
+  const fresh = el("button", { id: "new-conversation", type: "button", onclick: async () => {
+    try {
+      await api("POST", "/v1/agents/" + encodeURIComponent(name) + "/conversations");
+      log.append(el("div", { className: "divider" }, "The next message starts a new conversation."));
+    } catch (e) { sendErr.textContent = e.message; }
+  } }, "New conversation");
   main().replaceChildren(
     el("h1", {}, name, el("span", { className: "muted" }, " · " + agent.model)),
     log,
     el("div", { className: "composer" }, text,
-      el("div", { className: "row" }, el("button", { id: "send", className: "primary", type: "button", onclick: send }, "Send"), mode, stop, sendErr)));
+      el("div", { className: "row" }, el("button", { id: "send", className: "primary", type: "button", onclick: send }, "Send"), mode, stop, fresh, sendErr)));
   follow(name, log);
 }
 
@@ -165,7 +247,7 @@ async function viewChat(name) {
 // Each event is shown once, by its seq; after a lost connection the
 // browser resumes from the last id it saw (Last-Event-ID).
 function follow(name, log) {
-  const chat = { log, turns: new Map(), cards: new Map(), last: 0 };
+  const chat = { log, turns: new Map(), cards: new Map(), last: 0, session: "" };
   const src = new EventSource("/v1/agents/" + encodeURIComponent(name) + "/events/stream?after=0");
   state.source = src;
   src.onopen = () => { setConn("live", "live"); refreshPending(); };
@@ -208,6 +290,14 @@ function render(chat, kind, e) {
   const d = e.data || {};
   if (!e.turn && kind !== "turn.started") return; // inbox and instance news: not part of a turn
   const t = turnBox(chat, e.turn);
+  if (kind === "turn.started" && e.session) {
+    // A turn in another opencode session than the one before: a new
+    // conversation began (the earlier one stays above).
+    if (chat.session && e.session !== chat.session) {
+      t.box.before(el("div", { className: "divider", dataset: { session: e.session } }, "new conversation"));
+    }
+    chat.session = e.session;
+  }
   switch (kind) {
     case "turn.started":
     case "input.steered":
@@ -215,7 +305,7 @@ function render(chat, kind, e) {
       break;
     case "delta":
       t.text += d.text;
-      t.answer.textContent = t.text;
+      t.answer.append(d.text);
       break;
     case "reasoning":
       if (!t.reasoning) {
@@ -261,6 +351,16 @@ function render(chat, kind, e) {
 
 async function viewApprovals() {
   const { approvals } = await api("GET", "/v1/approvals");
+  // Live: read again every few seconds; drawn again only when something
+  // changed (a message being typed is kept otherwise).
+  const sig = approvals.map((a) => a.id + a.state).join();
+  clearInterval(state.pageTimer);
+  state.pageTimer = setInterval(async () => {
+    try {
+      const { approvals: now } = await api("GET", "/v1/approvals");
+      if (now.map((a) => a.id + a.state).join() !== sig) viewApprovals();
+    } catch (e) { /* shown by the connection state */ }
+  }, 3000);
   approvals.reverse(); // newest first
   const list = approvals.map((a) => {
     let ask = {};
@@ -317,6 +417,54 @@ async function viewApps() {
         } }, "Reject") : null) : null);
   });
   main().replaceChildren(el("h1", {}, "Apps"), frame, list.length ? el("div", {}, list) : el("p", { className: "muted" }, "No app was submitted."));
+}
+
+// ---- events
+
+async function viewEvents(name) {
+  const q = new URLSearchParams(location.hash.split("?")[1] || "");
+  const after = Number(q.get("after") || 0);
+  const chosen = new Set((q.get("kinds") || "").split(",").filter(Boolean));
+  const params = new URLSearchParams({ after: String(after), limit: "50" });
+  if (chosen.size) params.set("kinds", [...chosen].join(","));
+  const page = await api("GET", "/v1/agents/" + encodeURIComponent(name) + "/events?" + params);
+  const boxes = KINDS.filter((k) => k !== "reset").map((k) => el("label", {},
+    el("input", { type: "checkbox", value: k, checked: chosen.has(k), className: "kind" }), " " + k));
+  const go = (from) => {
+    const p = new URLSearchParams();
+    const ks = [...document.querySelectorAll("input.kind:checked")].map((i) => i.value);
+    if (ks.length) p.set("kinds", ks.join(","));
+    if (from) p.set("after", String(from));
+    location.hash = "#/events/" + encodeURIComponent(name) + "/?" + p;
+  };
+  const rows = page.events.map((e) => el("tr", { dataset: { seq: String(e.seq) } }, el("td", {}, String(e.seq)),
+    el("td", { className: "hide-narrow" }, new Date(e.time).toLocaleTimeString()), el("td", {}, e.kind),
+    el("td", {}, el("pre", {}, JSON.stringify(e.data)))));
+  main().replaceChildren(el("h1", {}, "Events of " + name),
+    el("div", { className: "row" }, boxes, el("button", { type: "button", onclick: () => go(0) }, "Filter")),
+    el("table", { id: "events" }, el("tbody", {}, rows)),
+    el("div", { className: "row" },
+      after > 0 ? el("button", { type: "button", onclick: () => go(0) }, "First page") : null,
+      page.events.length === 50 ? el("button", { type: "button", id: "next-page", onclick: () => go(page.last_seq) }, "Next page") : null,
+      el("span", { className: "muted" }, page.events.length + " events after seq " + after)));
+}
+
+// ---- usage
+
+async function viewUsage() {
+  const { usage } = await api("GET", "/v1/usage");
+  const sums = new Map();
+  for (const u of usage) {
+    const k = u.agent + " " + u.model;
+    const s = sums.get(k) || { agent: u.agent, model: u.model, requests: 0, input: 0, output: 0, cost: 0 };
+    s.requests += u.requests; s.input += u.input_tokens; s.output += u.output_tokens; s.cost += u.cost;
+    sums.set(k, s);
+  }
+  const rows = [...sums.values()].map((s) => el("tr", {}, el("td", {}, s.agent), el("td", {}, s.model), el("td", {}, String(s.requests)),
+    el("td", {}, String(s.input)), el("td", {}, String(s.output)), el("td", {}, s.cost.toFixed(4))));
+  main().replaceChildren(el("h1", {}, "Usage"),
+    rows.length ? el("table", { id: "usage" }, el("thead", {}, el("tr", {}, ["agent", "model", "calls", "tokens in", "tokens out", "cost"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)) : el("p", { className: "muted" }, "No model call went through the gateway yet."));
 }
 
 // ---- audit
