@@ -81,4 +81,4 @@ bench: deps build
 	go test -run '^$$' -bench ReadToolRoundTrip -benchtime 1x ./internal/mcpserver
 	go test -run '^$$' -bench GatewayAddedLatency -benchtime 1x ./internal/gateway
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench FullDoctor -benchtime 1x ./internal/doctor
-	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench 'IdleRSS|TimeToFirstOutput|SoakUnderCap' -benchtime 1x ./internal/e2e
+	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench 'IdleRSS|TimeToFirstOutput|SoakUnderCap|PanelChatUnderLoad' -benchtime 1x ./internal/e2e

@@ -18,7 +18,7 @@ const chromium = "/usr/bin/chromium"
 // browser starts a headless Chromium of its own for t, and returns a tab.
 // (Chromium's own sandbox needs unprivileged user namespaces for its uid;
 // tests run as root, where it refuses to start with it.)
-func browser(t *testing.T, ctx context.Context) context.Context {
+func browser(t testing.TB, ctx context.Context) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("%s: %v: run `make test`, which installs Debian's chromium", chromium, err)

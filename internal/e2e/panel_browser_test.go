@@ -59,7 +59,7 @@ func shoot(t *testing.T, tab context.Context, dir, name string) {
 
 // until polls a JavaScript expression in the tab until it is truthy, and
 // returns its value.
-func until[T any](t *testing.T, tab context.Context, what, expr string) T {
+func until[T any](t testing.TB, tab context.Context, what, expr string) T {
 	t.Helper()
 	v, err := chromedp.Run(tab, chromedp.Poll[T](expr, chromedp.WithPollingTimeout(60*time.Second)))
 	if err != nil {
@@ -338,7 +338,7 @@ func TestThePanelResumesAfterALostConnection(t *testing.T) {
 }
 
 // signIn opens the panel at base and signs in with the operator token.
-func signIn(t *testing.T, tab context.Context, base, token string) {
+func signIn(t testing.TB, tab context.Context, base, token string) {
 	t.Helper()
 	if err := chromedp.Do(tab, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
@@ -347,7 +347,7 @@ func signIn(t *testing.T, tab context.Context, base, token string) {
 	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#token"), token+kb.Enter)); err != nil {
 		t.Fatal(err)
 	}
-	until[bool](t, tab, "the agents after sign-in", `!!document.querySelector('#agents tr[data-agent="host"]')`)
+	until[bool](t, tab, "the agents after sign-in", `!!document.querySelector('#agents tbody tr')`)
 }
 
 // visit navigates the tab to the panel's page at fragment.
