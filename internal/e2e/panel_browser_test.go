@@ -144,6 +144,20 @@ func TestThePanelInChromium(t *testing.T) {
 	}
 	shoot(t, tab, shots, "chat")
 
+	// Stop: a running turn ends, aborted, and the agent shows it.
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "slow tool"+kb.Enter)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the slow tool running", `document.querySelectorAll('#log .tool').length === 2`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#stop"))); err != nil {
+		t.Fatal(err)
+	}
+	stopped := until[string](t, tab, "the stopped turn", `document.querySelector('#log .turn[data-ended="error"] .error')?.textContent || null`)
+	if !strings.HasPrefix(stopped, "aborted") {
+		t.Fatalf("the stopped turn says %q", stopped)
+	}
+	visit(t, tab, d.addr, "#/agents", `!!document.querySelector('#agents tr[data-agent="free"] .last-error')`)
+
 	// A tool that asks: the inbox shows the exact call; approved, it runs.
 	if err := chromedp.Do(tab, chromedp.Navigate(d.addr+"/#/chat/worker")); err != nil {
 		t.Fatal(err)
@@ -207,7 +221,6 @@ func TestThePanelInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	until[bool](t, tab, "the apps page", `document.querySelector("main h1")?.textContent === "Apps"`)
-	shoot(t, tab, shots, "apps")
 
 	// A page of another origin posts a form at the daemon: the browser
 	// sends the cookie (same site), the daemon refuses it (no CSRF token).
@@ -451,4 +464,27 @@ func TestThePanelManagesAgents(t *testing.T) {
 	shoot(t, tab, shots, "events")
 	visit(t, tab, d.addr, "#/usage", `document.querySelector("main h1")?.textContent === "Usage"`)
 	shoot(t, tab, shots, "usage")
+
+	// An app at the gate: its report, a preview in a sandboxed frame, and
+	// a person's approval.
+	dir := filepath.Join(t.TempDir(), "notes")
+	if out, errs, code := d.run("app", "new", "Notes", "--dir", dir); code != 0 {
+		t.Fatalf("app new: %s %s", out, errs)
+	}
+	if out, errs, code := d.run("app", "submit", dir); code != 0 {
+		t.Fatalf("app submit: %s %s", out, errs)
+	}
+	visit(t, tab, d.addr, "#/apps", `!!document.querySelector('#main [data-state="pending"] button')`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#main [data-state="pending"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	frame := until[string](t, tab, "the preview frame", `(() => { const f = document.querySelector("iframe.preview"); return f && f.getAttribute("sandbox") + " " + f.getAttribute("src") })()`)
+	if !strings.HasPrefix(frame, "allow-scripts /apps/preview/") {
+		t.Fatalf("the preview frame: %q", frame)
+	}
+	shoot(t, tab, shots, "apps")
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#main [data-state="pending"] button.primary`))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the approved app", `!!document.querySelector('#main [data-state="approved"]')`)
 }

@@ -445,3 +445,32 @@ func TestWALStaysSmallUnderASteadyStream(t *testing.T) {
 		t.Fatalf("WAL is %d bytes after %d commits: it grows instead of restarting", st.Size(), commits)
 	}
 }
+
+// An agent's last error is the one that ended its latest failed turn,
+// still after a turn that ended well; none before any failed.
+func TestLastError(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
+	l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}})
+	turn := func(id string, end event.Kind, v any) {
+		t.Helper()
+		in, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: id, Text: "hi", Mode: "queue"})
+		must(t, err)
+		start := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: in.ID})
+		e := event.New("ses", end, time.Now(), v)
+		start.Agent, start.Turn, e.Agent, e.Turn = "a", id, "a", id
+		_, err = l.Append(ctx, start, e)
+		must(t, err)
+	}
+	if _, ok, err := l.LastError(ctx, "a"); ok || err != nil {
+		t.Fatalf("a last error before any: %v %v", ok, err)
+	}
+	turn("t1", event.Error, event.ErrorData{Code: "provider_auth", Message: "the key was refused"})
+	turn("t2", event.Error, event.ErrorData{Code: "aborted", Message: "stopped"})
+	turn("t3", event.Final, event.FinalData{Text: "ok"})
+	le, ok, err := l.LastError(ctx, "a")
+	if err != nil || !ok || le.Turn != "t2" || le.Code != "aborted" || le.Message != "stopped" || le.Time.IsZero() {
+		t.Fatalf("last error: %+v %v %v", le, ok, err)
+	}
+}

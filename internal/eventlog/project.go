@@ -31,7 +31,11 @@ func project(t *Tx, e event.Event) error {
 		if e.Turn == "" {
 			return nil
 		}
-		if _, err = t.Exec(`UPDATE turns SET state=?, ended=? WHERE id=? AND state='running'`, string(e.Kind), ms, e.Turn); err == nil {
+		errSeq := int64(0)
+		if e.Kind == event.Error {
+			errSeq = e.Seq
+		}
+		if _, err = t.Exec(`UPDATE turns SET state=?, ended=?, error_seq=? WHERE id=? AND state='running'`, string(e.Kind), ms, errSeq, e.Turn); err == nil {
 			_, err = t.Exec(`UPDATE inputs SET state='done' WHERE turn=? AND state='running'`, e.Turn)
 		}
 	case event.PermissionAsked:

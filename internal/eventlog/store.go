@@ -602,3 +602,36 @@ func (l *Log) TurnCounts(ctx context.Context) ([]TurnCount, error) {
 	}
 	return out, rows.Err()
 }
+
+// LastError is the error that ended an agent's latest failed turn.
+type LastError struct {
+	Turn    string    `json:"turn"`
+	Time    time.Time `json:"time"`
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+}
+
+// LastError returns the error of agent's latest turn that ended in one
+// (ok false when none did, of the turns the log keeps).
+func (l *Log) LastError(ctx context.Context, agentName string) (LastError, bool, error) {
+	var out LastError
+	var body []byte
+	err := l.db.QueryRowContext(ctx, `SELECT e.turn, e.body FROM events e
+		WHERE e.seq=(SELECT error_seq FROM turns WHERE agent=? AND state='error' AND error_seq > 0 ORDER BY started DESC LIMIT 1)`,
+		agentName).Scan(&out.Turn, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return out, false, nil
+	}
+	if err != nil {
+		return out, false, err
+	}
+	var e struct {
+		Time time.Time       `json:"time"`
+		Data event.ErrorData `json:"data"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		return out, false, err
+	}
+	out.Time, out.Code, out.Message = e.Time, e.Data.Code, e.Data.Message
+	return out, true, nil
+}

@@ -287,6 +287,8 @@ type AgentStatus struct {
 	Usage *supervisor.Usage `json:"usage,omitempty"`
 	// Opencode is the opencode version its instance runs, when one runs.
 	Opencode string `json:"opencode,omitempty"`
+	// LastError is the error that ended its latest failed turn, if any.
+	LastError *eventlog.LastError `json:"last_error,omitempty"`
 }
 
 // Status reports name's runner.
@@ -312,6 +314,9 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 	}
 	if in := m.cfg.Sup.Get(name); in != nil && in.State() == supervisor.Waiting {
 		st.State = "waiting" // its turn waits for a slot under --max-running
+	}
+	if le, ok, err := m.log.LastError(ctx, name); err == nil && ok {
+		st.LastError = &le
 	}
 	return st
 }

@@ -124,7 +124,9 @@ async function viewAgents() {
   const models = providers.flatMap((p) => (p.models || []).map((m) => p.id + "/" + m.id));
   const rows = agents.map((a) => el("tr", { dataset: { agent: a.name } },
     el("td", {}, el("a", { href: "#/chat/" + encodeURIComponent(a.name) }, a.name), a.builtin ? el("span", { className: "muted" }, " (built in)") : ""),
-    el("td", {}, a.status.state, a.status.queued ? " · " + a.status.queued + " queued" : ""),
+    el("td", {}, a.status.state, a.status.queued ? " · " + a.status.queued + " queued" : "",
+      a.status.last_error ? el("div", { className: "error last-error", title: new Date(a.status.last_error.time).toLocaleString() },
+        "last error: " + a.status.last_error.code + ": " + a.status.last_error.message) : null),
     el("td", { className: "hide-narrow" }, a.model),
     el("td", { className: "hide-narrow" }, a.status.confined ? "confined" : "UNCONFINED",
       a.status.usage ? " · " + Math.round(a.status.usage.memory_bytes / 1048576) + " MiB" : ""),
