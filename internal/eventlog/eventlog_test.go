@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -472,5 +473,31 @@ func TestLastError(t *testing.T) {
 	le, ok, err := l.LastError(ctx, "a")
 	if err != nil || !ok || le.Turn != "t2" || le.Code != "aborted" || le.Message != "stopped" || le.Time.IsZero() {
 		t.Fatalf("last error: %+v %v %v", le, ok, err)
+	}
+}
+
+// The audit reads a page at a time from the newest back: the newest N,
+// then the N before the oldest of those.
+func TestAuditPagesBackFromTheNewest(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	for i := range 7 {
+		if err := l.Audit(ctx, AuditEntry{Actor: "operator (api)", Action: "x", Target: fmt.Sprint(i), Outcome: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	targets := func(es []AuditEntry) (out []string) {
+		for _, e := range es {
+			out = append(out, e.Target)
+		}
+		return out
+	}
+	page, err := l.AuditSearch(ctx, AuditQuery{Newest: true, Limit: 3})
+	if got := targets(page); err != nil || !slices.Equal(got, []string{"4", "5", "6"}) {
+		t.Fatalf("newest page: %v %v", got, err)
+	}
+	page, _ = l.AuditSearch(ctx, AuditQuery{Newest: true, Limit: 3, Before: page[0].ID})
+	if got := targets(page); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Fatalf("the page before: %v", got)
 	}
 }

@@ -492,6 +492,7 @@ type AuditQuery struct {
 	Since   time.Time // at or after
 	Limit   int       // default 1000
 	Newest  bool      // the newest Limit entries (still oldest first)
+	Before  int64     // entries before this id (0: no bound)
 }
 
 // AuditEntries lists audit entries after id, oldest first.
@@ -516,6 +517,9 @@ func (l *Log) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, erro
 	}
 	if !q.Since.IsZero() {
 		where, args = append(where, "time >= ?"), append(args, ms(q.Since))
+	}
+	if q.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, q.Before)
 	}
 	order := "id"
 	if q.Newest {

@@ -853,11 +853,21 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after, err1 := intParam(q.Get("after"), 0)
 	limit, err2 := intParam(q.Get("limit"), 1000)
-	if err1 != nil || err2 != nil || limit == 0 || limit > 10000 {
-		writeError(w, http.StatusBadRequest, "bad_request", "after must be a non-negative integer, limit 1 to 10000")
+	before, err3 := intParam(q.Get("before"), 0)
+	if err1 != nil || err2 != nil || err3 != nil || limit == 0 || limit > 10000 {
+		writeError(w, http.StatusBadRequest, "bad_request", "after and before must be non-negative integers, limit 1 to 10000")
 		return
 	}
-	aq := eventlog.AuditQuery{After: after, Limit: int(limit), Actor: q.Get("actor"), Action: q.Get("tool"), Outcome: q.Get("outcome")}
+	newest := false
+	switch q.Get("newest") {
+	case "", "false":
+	case "true":
+		newest = true
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "newest: true or false")
+		return
+	}
+	aq := eventlog.AuditQuery{After: after, Before: before, Newest: newest, Limit: int(limit), Actor: q.Get("actor"), Action: q.Get("tool"), Outcome: q.Get("outcome")}
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339, v)
 		if err != nil {

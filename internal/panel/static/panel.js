@@ -478,9 +478,17 @@ async function viewAudit() {
   const outcome = el("select", {}, ["", "ok", "refused", "failed", "pending"].map((o) => el("option", { value: o, selected: o === (q.get("outcome") || "") }, o || "any outcome")));
   const params = new URLSearchParams();
   for (const [k, v] of [["actor", actor.value], ["tool", tool.value], ["outcome", outcome.value]]) if (v) params.set(k, v);
-  params.set("limit", "200");
+  params.set("limit", "100");
+  params.set("newest", "true");
+  const before = Number(q.get("before") || 0);
+  if (before) params.set("before", String(before));
   const { entries } = await api("GET", "/v1/audit?" + params);
-  entries.reverse();
+  entries.reverse(); // newest first
+  const older = entries.length === 100 ? el("button", { type: "button", id: "older", onclick: () => {
+    const p = new URLSearchParams(location.hash.split("?")[1] || "");
+    p.set("before", String(entries[entries.length - 1].id));
+    location.hash = "#/audit/?" + p;
+  } }, "Older") : null;
   const apply = el("button", { type: "button", onclick: () => {
     const p = new URLSearchParams();
     if (actor.value) p.set("actor", actor.value);
@@ -492,7 +500,7 @@ async function viewAudit() {
     el("table", { id: "audit" }, el("thead", {}, el("tr", {}, ["time", "actor", "action", "target", "outcome"].map((h) => el("th", {}, h)))),
       el("tbody", {}, entries.map((e) => el("tr", {}, el("td", {}, new Date(e.time).toLocaleString()), el("td", {}, e.actor),
         el("td", {}, e.action), el("td", {}, e.target), el("td", { className: "state-" + e.outcome }, e.outcome,
-          e.approver ? " (approved by " + e.approver + ")" : ""))))));
+          e.approver ? " (approved by " + e.approver + ")" : ""))))), el("div", { className: "row" }, before ? el("a", { href: "#/audit" }, "Newest") : null, older));
 }
 
 window.addEventListener("hashchange", () => { if (state.csrf) route(); });
