@@ -52,11 +52,14 @@ async function api(method, path, body) {
 
 function signedOut() {
   closeStream();
+  clearInterval(state.timer);
+  clearInterval(state.pageTimer);
+  const was = state.csrf !== "" || !$("#signin");
   state.csrf = "";
   $("#nav").hidden = true;
   $("#signout").hidden = true;
   setConn("out", "signed out");
-  renderSignIn();
+  if (was) renderSignIn(); // not over a token being typed
 }
 
 function renderSignIn(message) {
