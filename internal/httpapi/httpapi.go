@@ -430,7 +430,6 @@ func jsonProblem(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-// actor is who calls the API: the holder of the operator token.
 // panelKey marks a request signed in through the panel.
 type panelKey struct{}
 
