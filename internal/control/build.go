@@ -116,6 +116,10 @@ func (s *Service) BuildApp(ctx context.Context, a Actor, request string) (Build,
 		return Build{}, s.Refuse(ctx, c, invalidf("request: say what to build"))
 	case len(request) > MaxBuildRequest:
 		return Build{}, s.Refuse(ctx, c, fmt.Errorf("%w: request: longer than %d bytes", ErrTooLarge, MaxBuildRequest))
+	case a.Kind == Agent && s.Runner.MaxRunning() == 1:
+		// The caller's turn holds the one instance slot; the builder's
+		// would wait for it until the caller's turn ended: never.
+		return Build{}, s.Refuse(ctx, c, invalidf("request: the App Builder needs an instance of its own while %s's turn runs; the daemon runs one at a time (serve --max-running 1): raise it to 2 or more", a.Name))
 	}
 	b, err := s.Log.Agent(ctx, agent.Builder)
 	if err == nil && !b.Builtin {

@@ -57,7 +57,8 @@ func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
 }
 
 // A build request is refused, and audited, when it cannot be one: the
-// builder delegating to itself, an empty request, one too large.
+// builder delegating to itself, an empty request, one too large, one that
+// could never run under the instance cap.
 func TestBuildRequestsThatCannotBe(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
@@ -72,8 +73,15 @@ func TestBuildRequestsThatCannotBe(t *testing.T) {
 	if _, err := f.svc.BuildApp(ctx, viaMCP, strings.Repeat("x", control.MaxBuildRequest+1)); !errors.Is(err, control.ErrTooLarge) {
 		t.Errorf("a request too large: %v", err)
 	}
+	// One instance at a time: the host's turn would wait for the builder's
+	// forever; refused at once, with the fix.
+	f.sup.MaxRunning = 1
+	host := control.Actor{Kind: control.Agent, Name: agent.Host, Channel: control.MCP}
+	if _, err := f.svc.BuildApp(ctx, host, "an app"); !agent.IsInvalid(err) || !strings.Contains(err.Error(), "--max-running") {
+		t.Errorf("a build under --max-running 1: %v", err)
+	}
 	es := f.audit(t, "app.build")
-	if len(es) != 3 || es[0].Outcome != "refused" {
+	if len(es) != 4 || es[0].Outcome != "refused" {
 		t.Fatalf("refusals audited: %+v", es)
 	}
 }

@@ -28,6 +28,7 @@ type fixture struct {
 	home string
 	conf string // a declared json config file
 	sysd *testenv.FakeSystemd
+	sup  *supervisor.Supervisor
 }
 
 // newFixture builds a control service over a fresh home with one managed
@@ -60,7 +61,7 @@ func newFixture(t *testing.T, prep ...func(dbPath string)) *fixture {
 	f.Unit(t, "litellm.service", false, "2026-11-30T08:00:00+0000 h litellm[9]: token=sk-live-0123456789abcdefghij ok")
 	svc := &control.Service{Log: log, Runner: mgr, Home: home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
 		HostFile: hostFile, Systemd: f.Systemd, Version: "test", ApprovalTTL: time.Minute, Progress: 10 * time.Millisecond}
-	return &fixture{svc: svc, log: log, home: home, conf: conf, sysd: f}
+	return &fixture{svc: svc, log: log, home: home, conf: conf, sysd: f, sup: sup}
 }
 
 var (

@@ -263,3 +263,6 @@ func (m *Manager) NewConversation(ctx context.Context, name string) (previous st
 	}
 	return a.Session, m.log.SetSession(ctx, name, "")
 }
+
+// MaxRunning is the cap on instances running at once (0: none).
+func (m *Manager) MaxRunning() int { return m.cfg.Sup.MaxRunning }
