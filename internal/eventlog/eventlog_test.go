@@ -501,3 +501,26 @@ func TestAuditPagesBackFromTheNewest(t *testing.T) {
 		t.Fatalf("the page before: %v", got)
 	}
 }
+
+// A reader of only the latest turns begins at the n-th latest turn's start.
+func TestRecentTurnsStart(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	var starts []int64
+	for i := range 4 {
+		s := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: int64(i + 1)})
+		s.Agent, s.Turn = "a", fmt.Sprint("t", i)
+		d := event.New("ses", event.Delta, time.Now(), event.DeltaData{Text: "x"})
+		d.Agent, d.Turn = "a", s.Turn
+		other := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: 99})
+		other.Agent, other.Turn = "b", fmt.Sprint("u", i)
+		out, err := l.Append(ctx, s, d, other)
+		must(t, err)
+		starts = append(starts, out[0].Seq)
+	}
+	for n, want := range map[int]int64{1: starts[3], 2: starts[2], 4: starts[0], 5: 0} {
+		if got, err := l.RecentTurnsStart(ctx, "a", n); err != nil || got != want {
+			t.Errorf("the %d-th latest turn starts at %d (%v), want %d", n, got, err, want)
+		}
+	}
+}

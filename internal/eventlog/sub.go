@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -324,4 +325,17 @@ func (l *Log) scan(ctx context.Context, q Query, fn func(Record) error) (floor, 
 		}
 	}
 	return floor, head, rows.Err()
+}
+
+// RecentTurnsStart returns the seq of the turn.started event of agent's
+// n-th latest turn (0 when it has had fewer than n turns): where a reader
+// that wants only its recent turns begins.
+func (l *Log) RecentTurnsStart(ctx context.Context, agent string, n int) (int64, error) {
+	var seq int64
+	err := l.db.QueryRowContext(ctx, `SELECT seq FROM events WHERE agent=? AND kind=? ORDER BY seq DESC LIMIT 1 OFFSET ?`,
+		agent, string(event.TurnStarted), n-1).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return seq, err
 }

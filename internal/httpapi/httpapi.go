@@ -717,6 +717,20 @@ func (s *Server) eventsRequest(w http.ResponseWriter, r *http.Request, stream bo
 		s.fail(w, r, err)
 		return
 	}
+	if v := r.URL.Query().Get("turns"); v != "" && !explicit {
+		// Only the latest turns: begin at the n-th latest one's start.
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			writeError(w, http.StatusBadRequest, "bad_request", "turns: must be 1 to 10000")
+			return
+		}
+		seq, err := s.Log.RecentTurnsStart(r.Context(), name, n)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		after = max(seq-1, 0)
+	}
 	return name, after, explicit, kinds, limit, true
 }
 

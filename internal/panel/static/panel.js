@@ -253,7 +253,8 @@ async function viewChat(name) {
 // browser resumes from the last id it saw (Last-Event-ID).
 function follow(name, log) {
   const chat = { log, turns: new Map(), cards: new Map(), last: 0, session: "" };
-  const src = new EventSource("/v1/agents/" + encodeURIComponent(name) + "/events/stream?after=0");
+  // The latest 50 turns, then live (older ones: the Events page).
+  const src = new EventSource("/v1/agents/" + encodeURIComponent(name) + "/events/stream?turns=50");
   state.source = src;
   src.onopen = () => { setConn("live", "live"); refreshPending(); };
   src.onerror = async () => {
