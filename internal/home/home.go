@@ -178,14 +178,17 @@ func (h Home) Recorded() (Daemon, bool) {
 	return d, true
 }
 
-// Running reports whether a daemon holds the home's lock now.
+// Running reports whether a daemon holds the home's lock now. It probes
+// with a shared lock, which only the daemon's exclusive one refuses: two
+// probes at once (doctor runs its checks concurrently) never take each
+// other for a daemon.
 func (h Home) Running() bool {
 	f, err := os.Open(h.LockFile())
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
 		return errors.Is(err, syscall.EWOULDBLOCK)
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
