@@ -44,6 +44,7 @@ func resultOf(t *testing.T, evs []client.Event, i int) (tool, out string) {
 // The host's turn gets the builder's answer and the package's sha256; a
 // person approves that package at the gate.
 func TestTheHostHandsAnAppToTheBuilder(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	noCSP := `<!doctype html><html><head><meta charset="utf-8"><title>Notes</title><script src="app.js"></script></head><body><h1>Notes</h1></body></html>`
@@ -116,6 +117,7 @@ func TestTheHostHandsAnAppToTheBuilder(t *testing.T) {
 // thing it tries is caught, with its rule or its refusal, and nothing
 // reaches the host.
 func TestAHostileBuilderIsCaught(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	outside := filepath.Join(t.TempDir(), "owned")

@@ -75,6 +75,7 @@ func until[T any](t testing.TB, tab context.Context, what, expr string) T {
 // markup shown as text; a cross-site form post refused; sign-out. Each page
 // is photographed at a desktop's and a phone's width.
 func TestThePanelInChromium(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	d.agent(ctx, "worker", `{"bash":"ask"}`)
@@ -307,6 +308,7 @@ func (c *cutter) cut() {
 // it is reconnecting, resumes from the last event it saw, and ends with
 // every event once: the whole answer, no word twice, no word lost.
 func TestThePanelResumesAfterALostConnection(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	net := newCutter(t, strings.TrimPrefix(d.addr, "http://"))
@@ -376,6 +378,7 @@ func visit(t *testing.T, tab context.Context, base, fragment, ready string) {
 // a provider whose key is never shown again, start a new conversation (the
 // earlier one stays readable), browse the events by kind, see the usage.
 func TestThePanelManagesAgents(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	tab := browser(t, ctx)

@@ -45,6 +45,7 @@ addEventListener("message", e => { document.getElementById("log").textContent = 
 // storage, nor call the daemon's API, nor touch or navigate the page that
 // embeds it. Opened directly, it is just as opaque.
 func TestAPreviewedAppIsOpaqueInChromium(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 2*time.Minute)
 	dir := filepath.Join(t.TempDir(), "probe")

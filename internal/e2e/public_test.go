@@ -47,6 +47,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // the API (the session cookie is then Secure); plain HTTP on an address
 // other machines reach is refused at start unless the operator says so.
 func TestThePanelOverTLSAndNoSilentExposure(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"--listen", "0.0.0.0:0"},
 		{"--public-listen", "127.0.0.1:0"},
