@@ -160,65 +160,22 @@ func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build
 			progress(msg)
 		}
 	}
-	sub, err := s.Log.Subscribe(agent.Builder, max(in.Seq-1, 0), false)
-	if err != nil {
-		return err
-	}
-	defer sub.Close()
-	deadline := time.Now().Add(BuildTimeout)
-	for {
-		wctx, cancel := context.WithTimeout(ctx, s.Progress)
-		recs, err := sub.Next(wctx, 256)
-		cancel()
-		switch {
-		case ctx.Err() != nil || time.Now().After(deadline):
-			// The caller stopped, or the build ran too long: stop the
-			// builder's turn too (if it is still ours).
-			why := "the build was stopped: the turn that asked for it ended"
-			if ctx.Err() == nil {
-				why = fmt.Sprintf("the build was stopped after %v", BuildTimeout)
-			}
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			if out.Turn != "" {
-				if _, cur := s.Runner.CurrentTurn(actx, agent.Builder); cur == out.Turn {
-					s.Runner.Abort(actx, agent.Builder)
-				}
-			}
-			cancel()
-			return errors.New(why)
-		case errors.Is(err, context.DeadlineExceeded):
-			if cur, err := s.Log.InputOfTrace(ctx, agent.Builder, out.Trace); err == nil && cur.State == "done" && cur.Turn == "" {
-				return errors.New("the builder never ran the request: its inbox was closed")
-			}
-			if out.Turn == "" {
-				say("the builder has the request; waiting for it to start")
-			} else {
-				say("the builder is working")
-			}
-			continue
-		case err != nil:
-			return err
+	fctx, cancel := context.WithTimeout(ctx, BuildTimeout)
+	defer cancel()
+	err := s.Log.FollowTurn(fctx, in, s.Progress, func(turn string) error {
+		if turn == "" {
+			say("the builder has the request; waiting for it to start")
+		} else {
+			say("the builder is working")
 		}
-		for _, rec := range recs {
-			var e struct {
-				Turn string          `json:"turn"`
-				Data json.RawMessage `json:"data"`
-			}
-			if rec.Kind == eventlog.Reset || json.Unmarshal(rec.Body, &e) != nil {
-				continue
-			}
-			if out.Turn == "" {
-				var d event.InputData
-				if (rec.Kind == event.TurnStarted || rec.Kind == event.InputSteered) && json.Unmarshal(e.Data, &d) == nil && d.Input == in.ID {
-					out.Turn = e.Turn
-					say("the builder started")
-				}
-				continue
-			}
-			if e.Turn != out.Turn {
-				continue
-			}
-			switch rec.Kind {
+		return nil
+	}, func(turn string, evs []eventlog.TurnEvent) bool {
+		if out.Turn == "" && turn != "" {
+			out.Turn = turn
+			say("the builder started")
+		}
+		for _, e := range evs {
+			switch e.Kind {
 			case event.ToolCall:
 				var d event.ToolCallData
 				json.Unmarshal(e.Data, &d)
@@ -228,13 +185,31 @@ func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build
 				var d event.FinalData
 				json.Unmarshal(e.Data, &d)
 				out.Answer = bound(s.redact(d.Text), 16<<10)
-				return nil
+				return true
 			case event.Error:
 				var d event.ErrorData
 				json.Unmarshal(e.Data, &d)
 				out.Error = bound(s.redact(d.Message), 4096)
-				return nil
+				return true
 			}
 		}
+		return false
+	})
+	if fctx.Err() == nil {
+		return err // the turn ended, or the builder never ran it
 	}
+	// The caller stopped, or the build ran too long: stop the builder's
+	// turn too (if it is still ours).
+	why := "the build was stopped: the turn that asked for it ended"
+	if ctx.Err() == nil {
+		why = fmt.Sprintf("the build was stopped after %v", BuildTimeout)
+	}
+	actx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel2()
+	if out.Turn != "" {
+		if _, cur := s.Runner.CurrentTurn(actx, agent.Builder); cur == out.Turn {
+			s.Runner.Abort(actx, agent.Builder)
+		}
+	}
+	return errors.New(why)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
 )
@@ -338,4 +339,73 @@ func (l *Log) RecentTurnsStart(ctx context.Context, agent string, n int) (int64,
 		return 0, nil
 	}
 	return seq, err
+}
+
+// ErrNeverRan ends FollowTurn for an input that ended without a turn: its
+// agent's inbox was closed.
+var ErrNeverRan = errors.New("the message never ran: its agent's inbox was closed")
+
+// TurnEvent is one event of a followed turn.
+type TurnEvent struct {
+	Kind event.Kind
+	Data json.RawMessage
+}
+
+// FollowTurn follows the turn that runs input in (which has a trace id):
+// after each batch read from the log, each is called with the turn (""
+// until it started) and that batch's events of it after its start, in
+// order, until each reports done (at the turn's terminal event, say).
+// Whenever quiet passes with nothing new, idle is called with the turn; an
+// error from idle ends the follow with it. An input that ended without
+// ever running ends it with ErrNeverRan.
+func (l *Log) FollowTurn(ctx context.Context, in Input, quiet time.Duration, idle func(turn string) error, each func(turn string, evs []TurnEvent) (done bool)) error {
+	sub, err := l.Subscribe(in.Agent, max(in.Seq-1, 0), false)
+	if err != nil {
+		return err
+	}
+	defer sub.Close()
+	turn := ""
+	var batch []TurnEvent
+	for {
+		qctx, cancel := context.WithTimeout(ctx, quiet)
+		recs, err := sub.Next(qctx, 512)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if turn == "" {
+				if cur, err := l.InputOfTrace(ctx, in.Agent, in.TraceID); err == nil && cur.State == "done" && cur.Turn == "" {
+					return ErrNeverRan
+				}
+			}
+			if err := idle(turn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		batch = batch[:0]
+		for _, rec := range recs {
+			var e struct {
+				Turn string          `json:"turn"`
+				Data json.RawMessage `json:"data"`
+			}
+			if rec.Kind == Reset || json.Unmarshal(rec.Body, &e) != nil {
+				continue
+			}
+			if turn == "" {
+				var d event.InputData
+				if (rec.Kind == event.TurnStarted || rec.Kind == event.InputSteered) && json.Unmarshal(e.Data, &d) == nil && d.Input == in.ID {
+					turn = e.Turn
+				}
+				continue
+			}
+			if e.Turn == turn {
+				batch = append(batch, TurnEvent{Kind: rec.Kind, Data: e.Data})
+			}
+		}
+		if each(turn, batch) {
+			return nil
+		}
+	}
 }

@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
@@ -133,75 +135,36 @@ func (s *Server) replyStream(w http.ResponseWriter, r *http.Request, name, trace
 		s.fail(w, r, err)
 		return
 	}
-	sub, err := s.Log.Subscribe(name, max(in.Seq-1, 0), false)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	defer sub.Close()
 	rc := startStream(w, "application/x-ndjson")
 	rc.Flush()
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	turn, n := "", 0
+	n := 0
 	emit := func(d *replyDict) (done bool) {
 		if n++; n > skip {
 			enc.Encode(d)
 		}
 		return d.Kind == string(event.Final) || d.Kind == string(event.Error)
 	}
-	for {
-		recs, quiet, err := s.next(ctx, sub, rc)
-		switch {
-		case err != nil:
-			return // the client left, or the daemon is stopping
-		case quiet:
-			// Quiet: a message that ended without ever running (its
-			// agent's inbox was closed) still gets its terminal dict.
-			if turn == "" {
-				if cur, err := s.Log.InputOfTrace(ctx, name, trace); err == nil && cur.State == "done" && cur.Turn == "" {
-					msg := "the message never ran: its agent's inbox was closed"
-					emit(&replyDict{Kind: string(event.Error), TraceID: trace, Error: &msg})
-					rc.Flush()
-					return
-				}
-			}
-			w.Write([]byte("\n")) // keep-alive
-			if rc.Flush() != nil {
-				return
-			}
-			continue
-		}
-		for _, rec := range recs {
-			if rec.Kind == eventlog.Reset {
-				continue
-			}
-			var e struct {
-				Turn string          `json:"turn"`
-				Data json.RawMessage `json:"data"`
-			}
-			if json.Unmarshal(rec.Body, &e) != nil {
-				continue
-			}
-			if turn == "" {
-				if rec.Kind == event.TurnStarted || rec.Kind == event.InputSteered {
-					var d event.InputData
-					if json.Unmarshal(e.Data, &d) == nil && d.Input == in.ID {
-						turn = e.Turn
-					}
-				}
-				continue
-			}
-			if e.Turn != turn {
-				continue
-			}
-			if d := dictOf(rec.Kind, e.Data, trace); d != nil && emit(d) {
+	err = s.Log.FollowTurn(ctx, in, s.KeepAlive, func(string) error {
+		rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
+		w.Write([]byte("\n")) // keep-alive
+		return rc.Flush()
+	}, func(_ string, evs []eventlog.TurnEvent) bool {
+		rc.SetWriteDeadline(time.Now().Add(s.WriteWait))
+		for _, e := range evs {
+			if d := dictOf(e.Kind, e.Data, trace); d != nil && emit(d) {
 				rc.Flush()
-				return
+				return true
 			}
 		}
-		if rc.Flush() != nil {
-			return
-		}
+		return rc.Flush() != nil // the client left
+	})
+	if errors.Is(err, eventlog.ErrNeverRan) {
+		// A message that ended without ever running still gets its
+		// terminal dict.
+		msg := err.Error()
+		emit(&replyDict{Kind: string(event.Error), TraceID: trace, Error: &msg})
+		rc.Flush()
 	}
 }
