@@ -524,3 +524,47 @@ func TestRecentTurnsStart(t *testing.T) {
 		}
 	}
 }
+
+// FollowTurn gives the events of the input's own turn after its start,
+// until the caller is done; an input that never ran ends it with
+// ErrNeverRan.
+func TestFollowTurn(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
+	l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}})
+	in, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue", TraceID: "tr1"})
+	must(t, err)
+	ev := func(turn string, k event.Kind, v any) event.Event {
+		e := event.New("ses", k, time.Now(), v)
+		e.Agent, e.Turn = "a", turn
+		return e
+	}
+	go func() {
+		l.Append(ctx, ev("other", event.Delta, event.DeltaData{Text: "not mine"}))
+		l.Append(ctx, ev("t1", event.TurnStarted, event.InputData{Input: in.ID}), ev("t1", event.Delta, event.DeltaData{Text: "mine"}))
+		l.Append(ctx, ev("t1", event.Final, event.FinalData{Text: "mine"}), ev("t1", event.Delta, event.DeltaData{Text: "after"}))
+	}()
+	var got []string
+	err = l.FollowTurn(ctx, in, time.Minute, func(string) error { return nil }, func(turn string, evs []TurnEvent) bool {
+		for _, e := range evs {
+			got = append(got, turn+" "+string(e.Kind))
+			if e.Kind == event.Final {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil || !slices.Equal(got, []string{"t1 delta", "t1 final"}) {
+		t.Fatalf("followed %v %v", got, err)
+	}
+
+	never, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c2", Text: "hi", Mode: "queue", TraceID: "tr2"})
+	must(t, err)
+	must(t, l.DeleteAgent(ctx, "a")) // its inbox is closed: the input ends without a turn
+	idle := 0
+	err = l.FollowTurn(ctx, never, 10*time.Millisecond, func(string) error { idle++; return nil }, func(string, []TurnEvent) bool { return false })
+	if !errors.Is(err, ErrNeverRan) {
+		t.Fatalf("an input that never ran: %v (after %d quiet spells)", err, idle)
+	}
+}

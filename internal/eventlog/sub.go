@@ -351,7 +351,7 @@ type TurnEvent struct {
 	Data json.RawMessage
 }
 
-// FollowTurn follows the turn that runs input in (which has a trace id):
+// FollowTurn follows the turn that runs input in:
 // after each batch read from the log, each is called with the turn (""
 // until it started) and that batch's events of it after its start, in
 // order, until each reports done (at the turn's terminal event, say).
@@ -372,7 +372,9 @@ func (l *Log) FollowTurn(ctx context.Context, in Input, quiet time.Duration, idl
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			if turn == "" {
-				if cur, err := l.InputOfTrace(ctx, in.Agent, in.TraceID); err == nil && cur.State == "done" && cur.Turn == "" {
+				// By its id: a deleted agent's inputs move to its tombstone.
+				cur, err := l.inputs(ctx, false, `WHERE id=?`, in.ID)
+				if err == nil && (len(cur) == 0 || cur[0].State == "done" && cur[0].Turn == "") {
 					return ErrNeverRan
 				}
 			}
