@@ -568,3 +568,84 @@ func TestFollowTurn(t *testing.T) {
 		t.Fatalf("an input that never ran: %v (after %d quiet spells)", err, idle)
 	}
 }
+
+// TestAddAndStart: an input whose agent has nothing queued is stored and
+// its turn started in one commit; one with an input ahead of it, a
+// duplicate, or a start that fails is stored queued (or not at all) and
+// starts nothing.
+func TestAddAndStart(t *testing.T) {
+	l := open(t, "")
+	ctx := context.Background()
+	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
+	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
+		t.Fatal(err)
+	}
+	starts := 0
+	start := func(turn string, data []byte) func(Input) event.Event {
+		return func(in Input) event.Event {
+			starts++
+			e := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: in.ID})
+			e.Agent, e.Turn = in.Agent, turn
+			if data != nil {
+				e.Data = data
+			}
+			return e
+		}
+	}
+	commits, _ := l.Stats()
+	in, created, started, startErr, err := l.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_1", nil))
+	if err != nil || startErr != nil || !created || !started || in.State != "running" || in.Turn != "turn_1" {
+		t.Fatalf("idle inbox: %+v created=%v started=%v %v %v", in, created, started, startErr, err)
+	}
+	if c, _ := l.Stats(); c != commits+1 {
+		t.Fatalf("%d commits for the input and its start, want 1", c-commits)
+	}
+	var kinds []event.Kind
+	var seqs []int64
+	must(t, l.Scan(ctx, Query{Agent: "a"}, func(r Record) error {
+		kinds, seqs = append(kinds, r.Kind), append(seqs, r.Seq)
+		return nil
+	}))
+	if !slices.Equal(kinds, []event.Kind{event.InputAccepted, event.TurnStarted}) || seqs[1] != seqs[0]+1 || seqs[0] != in.Seq {
+		t.Fatalf("events %v %v", kinds, seqs)
+	}
+	if ts, _ := l.RunningTurns(ctx); len(ts) != 1 || ts[0].ID != "turn_1" || ts[0].Input != in.ID {
+		t.Fatalf("running turns: %+v", ts)
+	}
+
+	// The same client id again: the first input, nothing started.
+	again, created, started, _, err := l.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_x", nil))
+	if err != nil || created || started || again.ID != in.ID || starts != 1 {
+		t.Fatalf("duplicate: %+v created=%v started=%v %v (starts %d)", again, created, started, err, starts)
+	}
+
+	// With an input queued ahead, the new one waits its turn.
+	q1, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c2", Text: "first", Mode: "queue"})
+	must(t, err)
+	q2, created, started, _, err := l.AddAndStart(ctx, Input{Agent: "a", ClientID: "c3", Text: "second", Mode: "queue"}, start("turn_2", nil))
+	if err != nil || !created || started || q2.State != "queued" || starts != 1 {
+		t.Fatalf("behind a queued input: %+v created=%v started=%v %v", q2, created, started, err)
+	}
+	if q, _ := l.Inputs(ctx, "a", "queued"); len(q) != 2 || q[0].ID != q1.ID || q[1].ID != q2.ID {
+		t.Fatalf("queue: %+v", q)
+	}
+
+	// A start that fails leaves the input stored and queued, and no seq
+	// is lost.
+	b := open(t, "")
+	must(t, b.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
+	if _, err := b.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
+		t.Fatal(err)
+	}
+	in, created, started, startErr, err = b.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_3", []byte("{not json")))
+	if err != nil || startErr == nil || !created || started || in.State != "queued" {
+		t.Fatalf("failed start: %+v created=%v started=%v %v %v", in, created, started, startErr, err)
+	}
+	if q, _ := b.Inputs(ctx, "a", "queued"); len(q) != 1 || q[0].ID != in.ID {
+		t.Fatalf("the input must stay queued: %+v", q)
+	}
+	next, err := b.Append(ctx, delta("a", "x"))
+	if err != nil || next[0].Seq != in.Seq+1 || b.Head() != next[0].Seq {
+		t.Fatalf("seq after a failed start: %d after %d (%v)", next[0].Seq, in.Seq, err)
+	}
+}

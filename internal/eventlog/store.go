@@ -265,42 +265,85 @@ type Input struct {
 func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 	created := false
 	_, err := l.Update(ctx, func(tx *Tx) error {
-		var old Input
-		var c int64
-		err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
-			Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.State, &old.Turn, &c)
-		if err == nil {
-			if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID {
-				return fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
-			}
-			old.Agent, old.ClientID, old.Created = in.Agent, in.ClientID, fromMS(c)
-			in = old
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		var n int
-		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, in.Agent).Scan(&n)
-		if n == 0 {
-			return notFound("agent " + in.Agent)
-		}
-		in.Created, in.State = now(), "queued"
-		res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, state, created) VALUES (?,?,?,?,?,?,?,?)`,
-			in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.State, ms(in.Created))
-		if err != nil {
-			return err
-		}
-		in.ID, _ = res.LastInsertId()
-		e := event.New("", event.InputAccepted, in.Created,
-			event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID})
-		e.Agent, e.TraceID = in.Agent, in.TraceID
-		e, err = tx.Append(e)
-		in.Seq = e.Seq
-		created = true
+		var err error
+		in, created, err = addInput(tx, in)
 		return err
 	})
 	return in, created, err
+}
+
+// AddAndStart is AddInput that also starts the new input's turn in the same
+// commit, when no other input of the agent waits ahead of it: start makes
+// the turn.started event to append (whose projection marks the input
+// running). One commit instead of two, for a runner that was idle. started
+// says whether the turn was started; if not, the input stays queued. A
+// start that fails is undone alone and reported as startErr: the input is
+// still stored, queued.
+func (l *Log) AddAndStart(ctx context.Context, in Input, start func(Input) event.Event) (_ Input, created, started bool, startErr, err error) {
+	_, err = l.Update(ctx, func(tx *Tx) error {
+		var err error
+		if in, created, err = addInput(tx, in); err != nil || !created {
+			return err
+		}
+		var ahead int
+		if err := tx.QueryRow(`SELECT COUNT(*) FROM inputs WHERE agent=? AND state='queued' AND id<?`, in.Agent, in.ID).Scan(&ahead); err != nil {
+			return err
+		}
+		if ahead > 0 {
+			return nil
+		}
+		if _, err := tx.Exec("SAVEPOINT start"); err != nil {
+			return err
+		}
+		e, err := tx.Append(start(in))
+		if err != nil {
+			startErr = err
+			tx.Exec("ROLLBACK TO start")
+		} else {
+			in.State, in.Turn, started = "running", e.Turn, true
+		}
+		_, err = tx.Exec("RELEASE start")
+		return err
+	})
+	if err != nil {
+		return Input{}, false, false, nil, err
+	}
+	return in, created, started, startErr, nil
+}
+
+func addInput(tx *Tx, in Input) (Input, bool, error) {
+	var old Input
+	var c int64
+	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
+		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.State, &old.Turn, &c)
+	if err == nil {
+		if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID {
+			return in, false, fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
+		}
+		old.Agent, old.ClientID, old.Created = in.Agent, in.ClientID, fromMS(c)
+		return old, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return in, false, err
+	}
+	var n int
+	tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, in.Agent).Scan(&n)
+	if n == 0 {
+		return in, false, notFound("agent " + in.Agent)
+	}
+	in.Created, in.State = now(), "queued"
+	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, state, created) VALUES (?,?,?,?,?,?,?,?)`,
+		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.State, ms(in.Created))
+	if err != nil {
+		return in, false, err
+	}
+	in.ID, _ = res.LastInsertId()
+	e := event.New("", event.InputAccepted, in.Created,
+		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID})
+	e.Agent, e.TraceID = in.Agent, in.TraceID
+	e, err = tx.Append(e)
+	in.Seq = e.Seq
+	return in, true, err
 }
 
 // Inputs lists agent's inputs in the given state, oldest first.

@@ -40,6 +40,7 @@ type agentRunner struct {
 	foreign  string          // a turn a client attached to opencode runs (the TUI), "" if none
 
 	attachReq chan attachReq // to run: start the instance for an attached client
+	submit    chan submitReq // to run, while idle: a new input
 	activity  chan struct{}  // to run: an attached client's turn is under way (not idle)
 
 	// Owned by run.
@@ -82,7 +83,7 @@ func newAgentRunner(m *Manager, name string) *agentRunner {
 	ctx, cancel := context.WithCancel(m.ctx)
 	return &agentRunner{m: m, name: name, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		abort_: make(chan struct{}, 1), done: make(chan struct{}), resolved: map[string]bool{},
-		attachReq: make(chan attachReq), activity: make(chan struct{}, 1)}
+		attachReq: make(chan attachReq), submit: make(chan submitReq), activity: make(chan struct{}, 1)}
 }
 
 // attachReq asks the run goroutine for the agent's instance and session.
@@ -160,6 +161,8 @@ func (r *agentRunner) run() {
 			req.reply <- r.attach()
 		case <-r.activity: // an attached client's turn: not idle
 		case <-r.wake:
+		case req := <-r.submit:
+			r.submitNow(req)
 		case <-r.abort_: // nothing runs
 		case <-idle.C:
 			r.m.logger.Info("idle: stopping opencode", "agent", r.name)
@@ -208,7 +211,10 @@ func (r *agentRunner) emitSync(e event.Event) error { return r.store(e, true) }
 func (r *agentRunner) store(e event.Event, wait bool) error {
 	e.Agent = r.name
 	r.mu.Lock()
-	if e.Turn == "" {
+	// The running turn is on the pinned session: another session's events
+	// (a person's own session in the TUI, a subagent's) are not its, and
+	// another session's end must not end it.
+	if e.Turn == "" && (e.Session == "" || e.Session == r.session) {
 		e.Turn = r.turn
 	}
 	if e.Turn != "" && e.Turn == r.turn && e.TraceID == "" {
@@ -286,20 +292,8 @@ func approvalOf(e event.Event) string {
 
 // runTurn runs one queued input as a turn and returns when it has ended.
 func (r *agentRunner) runTurn(in eventlog.Input) {
-	turn := NewID("turn")
-	ended := &turnEnd{done: make(chan struct{})}
-	r.mu.Lock()
-	select {
-	case <-r.abort_: // meant for a turn that ended on its own meanwhile
-	default:
-	}
-	r.turn, r.ended, r.final, r.started, r.trace = turn, ended, false, false, in.TraceID
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		r.turn, r.started, r.trace = "", false, ""
-		r.mu.Unlock()
-	}()
+	turn, ended := r.beginTurn(in.TraceID)
+	defer r.endTurn()
 	a, err := r.m.log.Agent(r.ctx, r.name)
 	if err != nil {
 		return // deleted: its inbox was closed with it
@@ -307,8 +301,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 	// From here to the turn's end, the cap never stops its instance.
 	defer r.m.cfg.Sup.Hold(r.name)()
 	session, perr := r.prepare(a)
-	if err := r.emitSync(withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
-		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID}), turn)); err != nil {
+	if err := r.emitSync(r.turnStarted(in, turn, session)); err != nil {
 		// Nothing reaches opencode that is not recorded: the input stays
 		// queued, parked until the log takes writes again.
 		r.park = min(max(2*r.park, time.Second), time.Minute)
@@ -317,9 +310,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		return
 	}
 	r.park = 0
-	r.mu.Lock()
-	r.started = true
-	r.mu.Unlock()
+	r.markStarted()
 	if perr != nil {
 		if r.ctx.Err() != nil {
 			return // shutting down: the next start reports the interruption
@@ -329,6 +320,119 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		r.stopDriver()
 		return
 	}
+	r.prompt(a, in, turn, session, ended)
+}
+
+// submitReq hands a submission to an idle runner (see submitNow).
+type submitReq struct {
+	ctx   context.Context
+	in    eventlog.Input
+	reply chan submitReply // buffered
+}
+
+type submitReply struct {
+	in      eventlog.Input
+	created bool
+	err     error
+}
+
+// submitNow stores a submission that reached the runner while it was idle.
+// When its instance is ready and its session checked on this run, the
+// input and its turn's start are committed together and the prompt goes
+// out at once: one commit before the prompt instead of two, and no hand-off
+// through the inbox. Otherwise the input is queued as usual, for the loop.
+// Either way the submitter is answered once the input is committed.
+func (r *agentRunner) submitNow(req submitReq) {
+	queue := func() {
+		in, created, err := r.m.log.AddInput(req.ctx, req.in)
+		req.reply <- submitReply{in, created, err}
+	}
+	a, err := r.m.log.Agent(r.ctx, r.name)
+	if err != nil {
+		queue()
+		return
+	}
+	release := r.m.cfg.Sup.Hold(r.name)
+	defer release()
+	if !r.warm(a) {
+		queue()
+		return
+	}
+	turn, ended := r.beginTurn(req.in.TraceID)
+	defer r.endTurn()
+	session := a.Session
+	in, created, started, startErr, err := r.m.log.AddAndStart(req.ctx, req.in, func(in eventlog.Input) event.Event {
+		e := r.turnStarted(in, turn, session)
+		e.Agent, e.TraceID = r.name, in.TraceID
+		return e
+	})
+	req.reply <- submitReply{in, created, err}
+	if err == nil && created {
+		r.m.committed(startErr)
+	}
+	if startErr != nil {
+		// Stored, but its start could not be: the loop tries again, as it
+		// would any queued input, and parks it while the log refuses.
+		r.m.logger.Warn("the turn could not start with its input; it stays queued", "agent", r.name, "input", in.ID, "err", startErr)
+	}
+	if !started {
+		return // a duplicate, a failure, or others wait ahead: the loop goes on
+	}
+	r.park = 0
+	r.markStarted()
+	r.prompt(a, in, turn, session, ended)
+}
+
+// warm says whether a turn of agent a can be prompted now, as prepare
+// would find it: the driver runs the agent as it is, on the current
+// release, its stream connected, and a's session was checked on this run.
+func (r *agentRunner) warm(a agent.Agent) bool {
+	if r.drv == nil || r.drvRun.exitErr() != nil || !a.Updated.Equal(r.drvUpdated) {
+		return false
+	}
+	if _, v := r.m.cfg.Sup.Release(); v != r.drvVersion {
+		return false
+	}
+	return a.Session != "" && a.Session == r.verified && r.drvRun == r.verifiedIn && r.drv.Connected()
+}
+
+// beginTurn makes a new turn the running one, not yet started.
+func (r *agentRunner) beginTurn(trace string) (string, *turnEnd) {
+	turn := NewID("turn")
+	ended := &turnEnd{done: make(chan struct{})}
+	r.mu.Lock()
+	select {
+	case <-r.abort_: // meant for a turn that ended on its own meanwhile
+	default:
+	}
+	r.turn, r.ended, r.final, r.started, r.trace = turn, ended, false, false, trace
+	r.mu.Unlock()
+	return turn, ended
+}
+
+// markStarted notes that the running turn's start is committed.
+func (r *agentRunner) markStarted() {
+	r.mu.Lock()
+	r.started = true
+	r.mu.Unlock()
+}
+
+// endTurn leaves no turn running.
+func (r *agentRunner) endTurn() {
+	r.mu.Lock()
+	r.turn, r.started, r.trace = "", false, ""
+	r.mu.Unlock()
+}
+
+// turnStarted is the event that starts turn of input in on session.
+func (r *agentRunner) turnStarted(in eventlog.Input, turn, session string) event.Event {
+	return withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
+		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID}), turn)
+}
+
+// prompt sends the started turn's input to opencode and serves the turn
+// until it ends.
+func (r *agentRunner) prompt(a agent.Agent, in eventlog.Input, turn, session string, ended *turnEnd) {
 	// The prompt names its model: the input's, else the agent's (a model
 	// switched in opencode's TUI answers only after it is written back).
 	model := in.Model

@@ -251,6 +251,14 @@ func (d *Driver) Client(ctx context.Context) (*opencode.Client, error) {
 	}
 }
 
+// Connected reports, without waiting, whether the instance is ready and
+// its event stream connected: a prompt sent now would be followed.
+func (d *Driver) Connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.inst != nil && d.isConnected
+}
+
 // CreateSession creates an opencode session for the agent.
 func (d *Driver) CreateSession(ctx context.Context, title string) (string, error) {
 	c, err := d.Client(ctx)

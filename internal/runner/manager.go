@@ -226,9 +226,24 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 	if s.ClientID == "" {
 		s.ClientID = NewID("in")
 	}
-	in, created, err := m.log.AddInput(ctx, eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID})
+	in := eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID}
+	r := m.runner(name)
+	// An idle runner takes the input itself (and may start its turn in the
+	// same commit); a busy one finds it in its inbox.
+	req := submitReq{ctx: ctx, in: in, reply: make(chan submitReply, 1)}
+	select {
+	case r.submit <- req:
+		select {
+		case rep := <-req.reply:
+			return rep.in, rep.created, rep.err
+		case <-ctx.Done():
+			return eventlog.Input{}, false, ctx.Err()
+		}
+	default:
+	}
+	in, created, err := m.log.AddInput(ctx, in)
 	if err == nil && created {
-		m.runner(name).poke()
+		r.poke()
 	}
 	return in, created, err
 }
