@@ -75,6 +75,7 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 		ownOnce, bareOnce := straight(b, ctx, own, prompt), straight(b, ctx, bare, prompt)
 
 		// Through taosagent, on a stream already open.
+		atOnce := 0 // messages whose turn started in their own commit
 		viaOnce := func() float64 {
 			evs, _ := d.c.Events(ctx, "host", 0, 10000)
 			after := evs[len(evs)-1].Seq
@@ -96,6 +97,9 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 			acc, err := d.c.Send(ctx, "host", client.Message{Text: "hello"})
 			if err != nil {
 				b.Fatal(err)
+			}
+			if acc.State == "running" {
+				atOnce++
 			}
 			// The first output of this message's turn: its turn.started
 			// names the input, and the output carries the turn.
@@ -151,6 +155,7 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 		b.ReportMetric(mv/mo, "ratio")
 		b.ReportMetric(mv-mo, "added-ms")
 		b.ReportMetric(mv/mb, "ratio-bare")
+		b.ReportMetric(float64(atOnce)/float64(rounds), "at-once")
 		b.ReportMetric(0, "ns/op")
 	}
 }
@@ -281,7 +286,9 @@ func bareOpencode(b *testing.B, config string) *opencode.Client {
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "OPENCODE_SERVER_PASSWORD=bench",
 		"XDG_CONFIG_HOME=" + home + "/.config", "XDG_DATA_HOME=" + home + "/.local/share",
 		"XDG_CACHE_HOME=" + home + "/.cache", "XDG_STATE_HOME=" + home + "/.local/state",
-		"OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1", "npm_config_registry=http://127.0.0.1:9/"}
+		// opencode's switches as the supervisor sets them for an agent.
+		"OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1", "OPENCODE_DISABLE_SHARE=1",
+		"OPENCODE_DISABLE_LSP_DOWNLOAD=1", "OPENCODE_DISABLE_CLAUDE_CODE=1", "npm_config_registry=http://127.0.0.1:9/"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
