@@ -107,12 +107,17 @@ func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 	}
 }
 
-// TestAWarmIdleAgentStartsAtOnce: a message to an idle agent whose opencode
-// is up is stored and its turn started in one commit (the prompt goes out
-// after one fsync, not two): the answer says "running", and turn.started
-// is the very next event after input.accepted. A message to a cold agent
-// is queued while its opencode starts.
-func TestAWarmIdleAgentStartsAtOnce(t *testing.T) {
+// TestAWarmIdleAgent, on one daemon and one agent:
+//
+//   - a message to an idle agent whose opencode is up is stored and its
+//     turn started in one commit (the prompt goes out after one fsync, not
+//     two): the answer says "running", and turn.started is the very next
+//     event after input.accepted; a message to a cold agent is queued
+//     while its opencode starts;
+//   - a person attached to the agent's opencode (as the TUI is) runs a
+//     session of their own while the agent's turn streams: nothing of that
+//     session is recorded as the turn's, and its end does not end the turn.
+func TestAWarmIdleAgent(t *testing.T) {
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	d.agent(ctx, "w", "")
@@ -123,65 +128,58 @@ func TestAWarmIdleAgentStartsAtOnce(t *testing.T) {
 	if e := last(d.turnOf(ctx, "w", 0, cold.Input)); e.Kind != "final" {
 		t.Fatalf("first turn: %s", e.Kind)
 	}
-	warm := d.send(ctx, "w", "hello again", "")
-	if warm.State != "running" || warm.Duplicate {
-		t.Fatalf("a warm idle agent's input: %+v", warm)
-	}
-	evs := d.turnOf(ctx, "w", warm.Seq-1, warm.Input)
-	if evs[0].Kind != "turn.started" || evs[0].Seq != warm.Seq+1 ||
-		evs[0].Field("input") != fmt.Sprint(warm.Input) || last(evs).Kind != "final" {
-		t.Fatalf("the warm turn: %v", kinds(evs))
-	}
-	// The same id again is a duplicate, and starts nothing.
-	if again, err := d.c.Send(ctx, "w", client.Message{Text: "hello again", ID: warm.ID}); err != nil || !again.Duplicate || again.Input != warm.Input {
-		t.Fatalf("duplicate: %+v %v", again, err)
-	}
-}
 
-// TestAnotherSessionIsNotTheTurns: a person attached to the agent's
-// opencode (as the TUI is) runs a session of their own while the agent's
-// turn streams. Nothing of that session is recorded as the turn's, and
-// its end does not end the turn.
-func TestAnotherSessionIsNotTheTurns(t *testing.T) {
-	d := start(t, "")
-	ctx := ctxT(t, 3*time.Minute)
-	d.agent(ctx, "w", "")
-	acc := d.send(ctx, "w", "hello", "")
-	d.turnOf(ctx, "w", 0, acc.Input)
-	at, err := d.c.Attach(ctx, "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc := &opencode.Client{BaseURL: at.URL, Password: at.Password, Directory: at.Directory, HTTP: &http.Client{}}
-	other, err := oc.CreateSession(ctx, "a person's own")
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Run("starts at once", func(t *testing.T) {
+		warm := d.send(ctx, "w", "hello again", "")
+		if warm.State != "running" || warm.Duplicate {
+			t.Fatalf("a warm idle agent's input: %+v", warm)
+		}
+		evs := d.turnOf(ctx, "w", warm.Seq-1, warm.Input)
+		if evs[0].Kind != "turn.started" || evs[0].Seq != warm.Seq+1 ||
+			evs[0].Field("input") != fmt.Sprint(warm.Input) || last(evs).Kind != "final" {
+			t.Fatalf("the warm turn: %v", kinds(evs))
+		}
+		// The same id again is a duplicate, and starts nothing.
+		if again, err := d.c.Send(ctx, "w", client.Message{Text: "hello again", ID: warm.ID}); err != nil || !again.Duplicate || again.Input != warm.Input {
+			t.Fatalf("duplicate: %+v %v", again, err)
+		}
+	})
 
-	slow := d.send(ctx, "w", "slow please", "")
-	waitFor(t, ctx, func() bool {
-		evs, _ := d.c.Events(ctx, "w", slow.Seq, 1000)
+	t.Run("another session is not the turn's", func(t *testing.T) {
+		at, err := d.c.Attach(ctx, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		oc := &opencode.Client{BaseURL: at.URL, Password: at.Password, Directory: at.Directory, HTTP: &http.Client{}}
+		other, err := oc.CreateSession(ctx, "a person's own")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow := d.send(ctx, "w", "slow please", "")
+		waitFor(t, ctx, func() bool {
+			evs, _ := d.c.Events(ctx, "w", slow.Seq, 1000)
+			for _, e := range evs {
+				if e.Kind == "delta" {
+					return true
+				}
+			}
+			return false
+		})
+		if err := oc.PromptAsync(ctx, other.ID, opencode.Prompt{Text: "hello"}); err != nil {
+			t.Fatal(err)
+		}
+		evs := d.turnOf(ctx, "w", slow.Seq, slow.Input)
+		var text strings.Builder
 		for _, e := range evs {
+			if e.Session != at.Session {
+				t.Fatalf("an event of session %s in the turn on %s: %s %s", e.Session, at.Session, e.Kind, e.Data)
+			}
 			if e.Kind == "delta" {
-				return true
+				text.WriteString(e.Field("text"))
 			}
 		}
-		return false
+		if e := last(evs); e.Kind != "final" || text.Len() < 40 {
+			t.Fatalf("the turn must end with its own whole answer: %v (%d bytes of text)", kinds(evs), text.Len())
+		}
 	})
-	if err := oc.PromptAsync(ctx, other.ID, opencode.Prompt{Text: "hello"}); err != nil {
-		t.Fatal(err)
-	}
-	evs := d.turnOf(ctx, "w", slow.Seq, slow.Input)
-	var text strings.Builder
-	for _, e := range evs {
-		if e.Session != at.Session {
-			t.Fatalf("an event of session %s in the turn on %s: %s %s", e.Session, at.Session, e.Kind, e.Data)
-		}
-		if e.Kind == "delta" {
-			text.WriteString(e.Field("text"))
-		}
-	}
-	if e := last(evs); e.Kind != "final" || text.Len() < 40 {
-		t.Fatalf("the turn must end with its own whole answer: %v (%d bytes of text)", kinds(evs), text.Len())
-	}
 }

@@ -362,9 +362,7 @@ func (r *agentRunner) submitNow(req submitReq) {
 	defer r.endTurn()
 	session := a.Session
 	in, created, started, startErr, err := r.m.log.AddAndStart(req.ctx, req.in, func(in eventlog.Input) event.Event {
-		e := r.turnStarted(in, turn, session)
-		e.Agent, e.TraceID = r.name, in.TraceID
-		return e
+		return r.turnStarted(in, turn, session)
 	})
 	req.reply <- submitReply{in, created, err}
 	if err == nil && created {
@@ -424,10 +422,13 @@ func (r *agentRunner) endTurn() {
 	r.mu.Unlock()
 }
 
-// turnStarted is the event that starts turn of input in on session.
+// turnStarted is the event that starts turn of input in on session, whole:
+// it is stored as it is, through store or straight into the log.
 func (r *agentRunner) turnStarted(in eventlog.Input, turn, session string) event.Event {
-	return withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
+	e := withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
 		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID}), turn)
+	e.Agent, e.TraceID = r.name, in.TraceID
+	return e
 }
 
 // prompt sends the started turn's input to opencode and serves the turn
