@@ -29,6 +29,16 @@ func open(t testing.TB, path string) *Log {
 	return l
 }
 
+// withAgentA gives l provider p with model m, and agent a on p/m.
+func withAgentA(t testing.TB, l *Log) {
+	t.Helper()
+	ctx := context.Background()
+	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
+	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func delta(agentName, text string) event.Event {
 	e := event.New("ses_1", event.Delta, time.Now(), event.DeltaData{Text: text})
 	e.Agent = agentName
@@ -268,10 +278,7 @@ func TestCursorBeyondTheHeadIsReset(t *testing.T) {
 func TestProjectionsFollowTheEvents(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()
-	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
-	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
-		t.Fatal(err)
-	}
+	withAgentA(t, l)
 	in, created, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"})
 	if err != nil || !created || in.Seq == 0 {
 		t.Fatalf("add input: %+v %v %v", in, created, err)
@@ -452,8 +459,7 @@ func TestWALStaysSmallUnderASteadyStream(t *testing.T) {
 func TestLastError(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()
-	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
-	l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}})
+	withAgentA(t, l)
 	turn := func(id string, end event.Kind, v any) {
 		t.Helper()
 		in, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: id, Text: "hi", Mode: "queue"})
@@ -531,8 +537,7 @@ func TestRecentTurnsStart(t *testing.T) {
 func TestFollowTurn(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()
-	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
-	l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}})
+	withAgentA(t, l)
 	in, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue", TraceID: "tr1"})
 	must(t, err)
 	ev := func(turn string, k event.Kind, v any) event.Event {
@@ -576,10 +581,7 @@ func TestFollowTurn(t *testing.T) {
 func TestAddAndStart(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()
-	must(t, l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
-	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
-		t.Fatal(err)
-	}
+	withAgentA(t, l)
 	starts := 0
 	start := func(turn string, data []byte) func(Input) event.Event {
 		return func(in Input) event.Event {
@@ -633,10 +635,7 @@ func TestAddAndStart(t *testing.T) {
 	// A start that fails leaves the input stored and queued, and no seq
 	// is lost.
 	b := open(t, "")
-	must(t, b.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}}))
-	if _, err := b.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m", Models: []string{"p/m"}}); err != nil {
-		t.Fatal(err)
-	}
+	withAgentA(t, b)
 	in, created, started, startErr, err = b.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_3", []byte("{not json")))
 	if err != nil || startErr == nil || !created || started || in.State != "queued" {
 		t.Fatalf("failed start: %+v created=%v started=%v %v %v", in, created, started, startErr, err)
