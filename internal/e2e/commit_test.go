@@ -12,6 +12,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/scriptedmodel"
 
 	_ "modernc.org/sqlite"
 )
@@ -180,6 +181,62 @@ func TestAWarmIdleAgent(t *testing.T) {
 		}
 		if e := last(evs); e.Kind != "final" || text.Len() < 40 {
 			t.Fatalf("the turn must end with its own whole answer: %v (%d bytes of text)", kinds(evs), text.Len())
+		}
+	})
+
+	// A person prompts the pinned session in opencode's TUI; a message
+	// that comes meanwhile waits for the end of their turn, and neither
+	// turn gets the other's events.
+	t.Run("waits for a person's turn on its session", func(t *testing.T) {
+		at, err := d.c.Attach(ctx, "w")
+		if err != nil {
+			t.Fatal(err)
+		}
+		oc := &opencode.Client{BaseURL: at.URL, Password: at.Password, Directory: at.Directory, HTTP: &http.Client{}}
+		head, _ := d.c.Events(ctx, "w", 0, 10000)
+		from := head[len(head)-1].Seq
+		if err := oc.PromptAsync(ctx, at.Session, opencode.Prompt{Text: "slow please"}); err != nil {
+			t.Fatal(err)
+		}
+		var theirs string // the person's turn, once its text streams
+		waitFor(t, ctx, func() bool {
+			evs, _ := d.c.Events(ctx, "w", from, 1000)
+			for _, e := range evs {
+				if e.Kind == "turn.started" && e.Field("mode") == "attached" {
+					theirs = e.Turn
+				}
+				if e.Kind == "delta" && theirs != "" && e.Turn == theirs {
+					return true
+				}
+			}
+			return false
+		})
+		ours := d.send(ctx, "w", "hello after a person's turn", "")
+		if ours.State != "queued" {
+			t.Fatalf("a message during a person's turn on the session: %+v", ours)
+		}
+		if err := oc.Abort(ctx, at.Session); err != nil {
+			t.Fatal(err)
+		}
+		evs := d.turnOf(ctx, "w", from, ours.Input)
+		var text strings.Builder
+		for _, e := range evs {
+			if e.Kind == "delta" {
+				text.WriteString(e.Field("text"))
+			}
+		}
+		if last(evs).Kind != "final" || text.String() != scriptedmodel.Answer {
+			t.Fatalf("the message's turn must answer it alone: %v %q", kinds(evs), text.String())
+		}
+		all, _ := d.c.Events(ctx, "w", from, 10000)
+		ended := int64(0) // the seq of the person's turn's end
+		for _, e := range all {
+			if e.Turn == theirs && (e.Kind == "final" || e.Kind == "error") {
+				ended = e.Seq
+			}
+		}
+		if ended == 0 || ended > evs[0].Seq {
+			t.Fatalf("the person's turn must end (at %d) before the message's starts (at %d)", ended, evs[0].Seq)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -43,16 +42,38 @@ import (
 // 5 % goal; the bare instance's figure adds the sandbox's share, with that
 // noise. The paths take turns, each going first in its turn, and each
 // starts on a quiet machine (see quiet). It reports the medians, the
-// ratios and taosagent's added milliseconds. Run with -benchtime 1x;
-// TTFO_UNCONFINED=1 runs the daemon --unconfined.
+// ratios and taosagent's added milliseconds.
+//
+// opencode's own time varies from turn to turn by about a quarter, and its
+// medians from one session to another by several per cent, which a
+// comparison of paths cannot tell from taosagent's share. So the bench
+// also takes taosagent's share on the very turns it runs:
+//
+//   - "in-ms": the median time from sending a message to opencode taking
+//     it (its user message appearing on opencode's own event stream, open
+//     as a client straight to it has it), through taosagent, less the same
+//     straight to the instance;
+//   - "out-ms": the median time from taosagent having the first output
+//     from opencode (the event's own time) to its arrival on taosagent's
+//     stream;
+//   - "share-ms": their sum; "ratio-turn": the time through taosagent
+//     against that time less share-ms.
+//
+// Run with -benchtime 1x. TTFO_ROUNDS sets the rounds (default 40; a round
+// takes about 2 s: mind go test's -timeout); TTFO_UNCONFINED=1 runs the
+// daemon --unconfined.
 func BenchmarkTimeToFirstOutput(b *testing.B) {
 	for range b.N {
 		var extra []string
 		if os.Getenv("TTFO_UNCONFINED") != "" {
 			extra = append(extra, "--unconfined")
 		}
+		rounds := 40
+		if n, err := strconv.Atoi(os.Getenv("TTFO_ROUNDS")); err == nil && n > 0 {
+			rounds = n
+		}
 		d := start(b, "", extra...)
-		ctx := ctxT(b, 10*time.Minute)
+		ctx := ctxT(b, 5*time.Minute+time.Duration(rounds)*15*time.Second)
 		acc, err := d.c.Send(ctx, "host", client.Message{Text: "hello"})
 		if err != nil {
 			b.Fatal(err)
@@ -73,10 +94,12 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 		prompt := opencode.Prompt{Text: "hello"}
 		prompt.ProviderID, prompt.ModelID, _ = strings.Cut(a.Model, "/")
 		ownOnce, bareOnce := straight(b, ctx, own, prompt), straight(b, ctx, bare, prompt)
+		pinned := watchSession(b, ctx, own, at.Session) // the agent's session, seen straight from opencode
 
 		// Through taosagent, on a stream already open.
-		atOnce := 0 // messages whose turn started in their own commit
-		viaOnce := func() float64 {
+		atOnce := 0       // messages whose turn started in their own commit
+		var out []float64 // per message: from taosagent's having its first output to its arrival
+		viaOnce := func() sample {
 			evs, _ := d.c.Events(ctx, "host", 0, 10000)
 			after := evs[len(evs)-1].Seq
 			sctx, cancel := context.WithCancel(ctx)
@@ -93,6 +116,7 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 				b.Fatalf("stream opening: %q %v", line, err)
 			}
 			quiet(b)
+			pinned.reset()
 			t0 := time.Now()
 			acc, err := d.c.Send(ctx, "host", client.Message{Text: "hello"})
 			if err != nil {
@@ -120,6 +144,7 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 				}
 				var e struct {
 					Turn string
+					Time time.Time // when taosagent had it from opencode
 					Data json.RawMessage
 				}
 				if err := json.Unmarshal([]byte(data), &e); err != nil {
@@ -130,25 +155,33 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 				case kind == "turn.started" && json.Unmarshal(e.Data, &in) == nil && in.Input == acc.Input:
 					turn = e.Turn
 				case (kind == "reasoning" || kind == "delta") && turn != "" && e.Turn == turn:
-					took = float64(time.Since(t0).Microseconds()) / 1000
+					took = ms(time.Since(t0))
+					out = append(out, ms(time.Since(e.Time)))
 				}
 			}
+			taken, _ := pinned.next(b, ctx)
 			d.turnOf(ctx, "host", after, acc.Input)
-			return took
+			return sample{took, ms(taken.Sub(t0))}
 		}
 		ownOnce()
 		bareOnce() // warm, as the agent's instance is
 
-		const rounds = 40
-		paths := []func() float64{viaOnce, ownOnce, bareOnce}
+		paths := []func() sample{viaOnce, ownOnce, bareOnce}
 		took := make([][]float64, len(paths))
+		taken := make([][]float64, len(paths))
 		for r := range rounds {
 			for k := range paths {
 				p := (r + k) % len(paths) // each goes first in its turn
-				took[p] = append(took[p], paths[p]())
+				s := paths[p]()
+				took[p], taken[p] = append(took[p], s.first), append(taken[p], s.taken)
 			}
 		}
 		mv, mo, mb := medianOf(took[0]), medianOf(took[1]), medianOf(took[2])
+		inMS, outMS := medianOf(taken[0])-medianOf(taken[1]), medianOf(out)
+		b.ReportMetric(inMS, "in-ms")
+		b.ReportMetric(outMS, "out-ms")
+		b.ReportMetric(inMS+outMS, "share-ms")
+		b.ReportMetric(mv/(mv-inMS-outMS), "ratio-turn")
 		b.ReportMetric(mv, "taosagent-ms")
 		b.ReportMetric(mo, "instance-ms")
 		b.ReportMetric(mb, "bare-ms")
@@ -160,32 +193,70 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 	}
 }
 
+// sample is one message's times, in ms from sending it: to its first
+// output, and to opencode's taking it (its user message appearing).
+type sample struct{ first, taken float64 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 // straight returns a measurement of the time to first output of a prompt
 // sent straight to the opencode of oc, on a session of its own, with
 // opencode's own event stream open.
-func straight(b *testing.B, ctx context.Context, oc *opencode.Client, prompt opencode.Prompt) func() float64 {
+func straight(b *testing.B, ctx context.Context, oc *opencode.Client, prompt opencode.Prompt) func() sample {
 	sess, err := oc.CreateSession(ctx, "bench straight")
 	if err != nil {
 		b.Fatal(err)
 	}
-	first := make(chan struct{}, 64)
+	w := watchSession(b, ctx, oc, sess.ID)
+	return func() sample {
+		quiet(b)
+		w.reset()
+		t0 := time.Now()
+		if err := oc.PromptAsync(ctx, sess.ID, prompt); err != nil {
+			b.Fatal(err)
+		}
+		taken, first := w.next(b, ctx)
+		waitIdle(b, ctx, oc, sess.ID)
+		return sample{ms(first.Sub(t0)), ms(taken.Sub(t0))}
+	}
+}
+
+// watch follows one session on opencode's own event stream, as a client
+// straight to opencode sees it: when each new user message appears
+// (opencode has taken a prompt) and when each new assistant message's
+// first output arrives.
+type watch struct {
+	taken, first chan time.Time
+}
+
+func watchSession(b *testing.B, ctx context.Context, oc *opencode.Client, id string) *watch {
+	w := &watch{taken: make(chan time.Time, 64), first: make(chan time.Time, 64)}
 	connected := make(chan struct{})
-	want := []byte(`"sessionID":"` + sess.ID + `"`)
 	stream := &opencode.Stream{Client: oc, OnConnect: func(n int) {
 		if n == 1 {
 			close(connected)
 		}
 	}}
-	seen := map[string]bool{} // assistant messages whose first delta was counted
+	seen := map[string]bool{} // messages already counted
 	sub := stream.Start(ctx, func(ev opencode.Event) {
-		if ev.Type != "message.part.delta" || !bytes.Contains(ev.Properties, want) {
-			return
-		}
-		var p struct{ MessageID string }
-		json.Unmarshal(ev.Properties, &p)
-		if !seen[p.MessageID] {
-			seen[p.MessageID] = true
-			first <- struct{}{}
+		at := time.Now()
+		switch ev.Type {
+		case "message.updated":
+			var p struct {
+				Info struct{ ID, Role, SessionID string }
+			}
+			json.Unmarshal(ev.Properties, &p)
+			if p.Info.SessionID == id && p.Info.Role == "user" && !seen[p.Info.ID] {
+				seen[p.Info.ID] = true
+				w.taken <- at
+			}
+		case "message.part.delta":
+			var p struct{ SessionID, MessageID string }
+			json.Unmarshal(ev.Properties, &p)
+			if p.SessionID == id && !seen[p.MessageID] {
+				seen[p.MessageID] = true
+				w.first <- at
+			}
 		}
 	})
 	b.Cleanup(sub.Close)
@@ -194,22 +265,32 @@ func straight(b *testing.B, ctx context.Context, oc *opencode.Client, prompt ope
 	case <-ctx.Done():
 		b.Fatal("opencode's event stream never connected")
 	}
-	return func() float64 {
-		quiet(b)
-		t0 := time.Now()
-		if err := oc.PromptAsync(ctx, sess.ID, prompt); err != nil {
-			b.Fatal(err)
+	return w
+}
+
+// reset forgets what was seen so far (an earlier turn's tail).
+func (w *watch) reset() {
+	for _, c := range []chan time.Time{w.taken, w.first} {
+		for len(c) > 0 {
+			<-c
 		}
-		var took float64
-		select {
-		case <-first:
-			took = float64(time.Since(t0).Microseconds()) / 1000
-		case <-ctx.Done():
-			b.Fatal("no output straight from opencode")
-		}
-		waitIdle(b, ctx, oc, sess.ID)
-		return took
 	}
+}
+
+// next waits for the next message taken and the next first output.
+func (w *watch) next(b *testing.B, ctx context.Context) (taken, first time.Time) {
+	for _, p := range []*time.Time{&taken, &first} {
+		c := w.taken
+		if p == &first {
+			c = w.first
+		}
+		select {
+		case *p = <-c:
+		case <-ctx.Done():
+			b.Fatal("opencode never showed the message or its output")
+		}
+	}
+	return taken, first
 }
 
 // quiet waits, at most 3 s, until the machine's CPUs are nearly idle (under

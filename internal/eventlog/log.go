@@ -114,6 +114,8 @@ type Log struct {
 
 	// Commits counts transactions, Batched the requests they carried.
 	commits, batched atomic.Int64
+
+	raws rawBuffer // raw events waiting for the next commit
 }
 
 // Open opens (creating it, mode 0600) the database at path and migrates it.
@@ -234,6 +236,7 @@ func (l *Log) Close() error {
 	if l.readOnly {
 		return l.db.Close()
 	}
+	l.flushRaw() // the raw events still held
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -314,7 +317,6 @@ func (t *Tx) Append(e event.Event) (event.Event, error) {
 type request struct {
 	then   func([]event.Event, error) // AppendAsync's callback
 	events []event.Event
-	raw    []Raw
 	fn     func(*Tx) error
 	out    []event.Event
 	recs   []Record
@@ -371,11 +373,6 @@ func (l *Log) AppendAsync(evs []event.Event, then func([]event.Event, error)) {
 		return
 	}
 	l.reqs <- r
-}
-
-// AppendRaw stores raw opencode events.
-func (l *Log) AppendRaw(ctx context.Context, raws ...Raw) error {
-	return l.send(ctx, &request{raw: raws})
 }
 
 // Update runs fn in a write transaction; the events it appends are
@@ -435,10 +432,19 @@ func (l *Log) commit(batch []*request) {
 			r.finish()
 		}
 	}
+	raws := l.raws.take()
+	defer l.raws.giveBack(raws)
+	if len(raws) == 0 && empty(batch) {
+		for _, r := range batch {
+			r.finish() // a flush of raw events that an earlier commit took
+		}
+		return
+	}
 	if _, err := l.w.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		fail(err)
 		return
 	}
+	l.storeRaw(ctx, raws)
 	for _, r := range batch {
 		tx := &Tx{l: l, ctx: ctx}
 		if r.fn != nil {
@@ -470,6 +476,29 @@ func (l *Log) commit(batch []*request) {
 	}
 }
 
+// empty says whether no request of batch has anything to store.
+func empty(batch []*request) bool {
+	for _, r := range batch {
+		if len(r.events) > 0 || r.fn != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// storeRaw inserts raw events into the open transaction, best effort: the
+// first failure drops the rest, and the events of the commit go on.
+func (l *Log) storeRaw(ctx context.Context, raws []Raw) {
+	for i, raw := range raws {
+		if _, err := l.raw.ExecContext(ctx, raw.Agent, raw.Time.UnixNano(), raw.Type, raw.Body); err != nil {
+			l.raws.mu.Lock()
+			l.raws.dropped += int64(len(raws) - i)
+			l.raws.mu.Unlock()
+			return
+		}
+	}
+}
+
 func (r *request) finish() {
 	if r.then != nil {
 		r.then(r.out, r.err)
@@ -477,15 +506,10 @@ func (r *request) finish() {
 	close(r.done)
 }
 
-// plain appends a request's events and raw events.
+// plain appends a request's events.
 func (l *Log) plain(tx *Tx, r *request) error {
 	for _, e := range r.events {
 		if _, err := tx.Append(e); err != nil {
-			return err
-		}
-	}
-	for _, raw := range r.raw {
-		if _, err := l.raw.ExecContext(tx.ctx, raw.Agent, raw.Time.UnixNano(), raw.Type, raw.Body); err != nil {
 			return err
 		}
 	}

@@ -143,7 +143,9 @@ func (r *agentRunner) run() {
 		if err != nil && r.ctx.Err() == nil {
 			r.m.logger.Error("read inbox", "agent", r.name, "err", err)
 		}
-		if len(queued) > 0 && r.ctx.Err() == nil {
+		// A person's turn on the pinned session (the TUI's) goes first: a
+		// turn started under it would be given its events and its end.
+		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() {
 			r.runTurn(queued[0])
 			if r.park > 0 {
 				select {
@@ -354,7 +356,7 @@ func (r *agentRunner) submitNow(req submitReq) {
 	}
 	release := r.m.cfg.Sup.Hold(r.name)
 	defer release()
-	if !r.warm(a) {
+	if !r.warm(a) || r.attachedBusy() {
 		queue()
 		return
 	}
@@ -392,6 +394,15 @@ func (r *agentRunner) warm(a agent.Agent) bool {
 		return false
 	}
 	return a.Session != "" && a.Session == r.verified && r.drvRun == r.verifiedIn && r.drv.Connected()
+}
+
+// attachedBusy says whether a client attached to opencode (the TUI) runs a
+// turn of its own on the pinned session: its events are coming in and its
+// end is not yet stored.
+func (r *agentRunner) attachedBusy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.foreign != ""
 }
 
 // beginTurn makes a new turn the running one, not yet started.
@@ -742,10 +753,7 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	d.Redact = r.m.cfg.Keys.All()
 	secrets := append([]string{spec.Config.Provider.APIKey}, d.Redact...)
 	d.Raw = func(ev opencode.Event) {
-		select {
-		case r.m.raw <- eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: redactBytes(ev.Raw, secrets)}:
-		default:
-		}
+		r.m.log.AddRaw(eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: redactBytes(ev.Raw, secrets)})
 	}
 	d.OnReconnect = r.reconcile
 	ctx, cancel := context.WithCancel(r.ctx)
@@ -775,7 +783,17 @@ func (r *agentRunner) stopDriver() {
 	<-r.drvDone
 	r.mu.Lock()
 	r.drv = nil
+	foreign, session := r.foreign, r.session
+	r.foreign = ""
 	r.mu.Unlock()
+	if foreign != "" {
+		// An attached client's turn that opencode's stop cut short ends
+		// here, so that it does not hold the agent's inbox.
+		e := withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeInterrupted,
+			Message: "the turn was interrupted: the agent's opencode stopped"}), foreign)
+		e.Agent = r.name
+		r.m.log.AppendAsync([]event.Event{e}, func(_ []event.Event, err error) { r.m.committed(err) })
+	}
 	r.drvCancel, r.drvDone, r.drvRun = nil, nil, nil
 }
 

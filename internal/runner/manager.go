@@ -61,7 +61,6 @@ type Manager struct {
 	mu      sync.Mutex
 	runners map[string]*agentRunner
 
-	raw   chan eventlog.Raw
 	state chan event.Event
 
 	logProblem atomic.Pointer[string] // why the last commit failed; nil once one succeeds
@@ -110,7 +109,7 @@ func New(cfg Config) *Manager {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Log, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		runners: map[string]*agentRunner{}, raw: make(chan eventlog.Raw, 4096), state: make(chan event.Event, 256)}
+		runners: map[string]*agentRunner{}, state: make(chan event.Event, 256)}
 }
 
 // Start recovers from whatever a crash left, then runs queued inputs.
@@ -147,8 +146,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 		m.logger.Info("recovered after a crash", "turns", len(turns), "approvals", len(pending))
 	}
-	m.wg.Add(2)
-	go m.rawWriter()
+	m.wg.Add(1)
 	go m.stateWriter()
 	agents, err := m.log.Agents(ctx)
 	if err != nil {
@@ -503,33 +501,6 @@ func (m *Manager) stateWriter() {
 			}
 			if _, err := m.log.Append(context.Background(), e); err != nil {
 				m.logger.Error("store instance event", "err", err)
-			}
-		case <-m.ctx.Done():
-			return
-		}
-	}
-}
-
-// rawWriter stores raw events in batches, best effort: when it falls
-// behind, raw events are dropped, never normalized ones.
-func (m *Manager) rawWriter() {
-	defer m.wg.Done()
-	batch := make([]eventlog.Raw, 0, 256)
-	for {
-		select {
-		case r := <-m.raw:
-			batch = append(batch[:0], r)
-		more:
-			for len(batch) < cap(batch) {
-				select {
-				case r := <-m.raw:
-					batch = append(batch, r)
-				default:
-					break more
-				}
-			}
-			if err := m.log.AppendRaw(context.Background(), batch...); err != nil {
-				m.logger.Warn("store raw events", "err", err)
 			}
 		case <-m.ctx.Done():
 			return
