@@ -16,6 +16,7 @@ import (
 // submitted, re-validated by the daemon, pending; a person approves it by
 // its sha256; the list shows it approved.
 func TestAppSubmitAndApproveThroughTheCLI(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctxT(t, time.Minute)
 	dir := filepath.Join(t.TempDir(), "notes")

@@ -22,6 +22,7 @@ import (
 // opencode), the input stays queued, and /healthz says why; once the log
 // takes writes again, the input runs once.
 func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	d.agent(ctx, "w", "")
@@ -119,6 +120,7 @@ func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 //     session of their own while the agent's turn streams: nothing of that
 //     session is recorded as the turn's, and its end does not end the turn.
 func TestAWarmIdleAgent(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	d.agent(ctx, "w", "")

@@ -56,6 +56,7 @@ func instanceSecrets(t testing.TB, home, agent string) (port, password string) {
 // handed to it, what a prompt injection would try. The sandbox must stop
 // each attempt, and the host must show nothing changed.
 func TestConfinedToolCannotReachTheHost(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	const leakKey = "sk-leaktest-4f1d2c9a7b"
@@ -185,6 +186,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // config holds its provider's key) is gone, a new agent of the same name
 // inherits none of its events, and a deleted provider's key file is gone.
 func TestDeleteLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	const key = "sk-deletetest-77aa11"
@@ -246,6 +248,7 @@ func TestDeleteLeavesNothingBehind(t *testing.T) {
 // stops an agent's opencode after --idle-timeout, and the next message
 // starts it again.
 func TestIdleAgentIsStopped(t *testing.T) {
+	t.Parallel()
 	d := start(t, "", "--idle-timeout", "1s")
 	ctx := ctxT(t, 2*time.Minute)
 	acc := d.send(ctx, "host", "hello", "")
@@ -266,6 +269,7 @@ func TestIdleAgentIsStopped(t *testing.T) {
 // still serves, and a turn ends with one clean error that names the fix;
 // nothing runs on the host.
 func TestNoSandboxNoInstance(t *testing.T) {
+	t.Parallel()
 	d := startEnv(t, []string{"PATH=/nonexistent"})
 	ctx := ctxT(t, time.Minute)
 	acc := d.send(ctx, "host", "hello", "")

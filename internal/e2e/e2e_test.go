@@ -21,6 +21,7 @@ import (
 // The first start creates the demo provider and the host agent; a text
 // turn and a tool turn through the API, then through the CLI.
 func TestChatOverAPIAndCLI(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	ps, err := d.c.Providers(ctx)
@@ -101,6 +102,7 @@ func TestChatOverAPIAndCLI(t *testing.T) {
 // An SSE client that drops mid-turn and comes back with Last-Event-ID
 // gets every event once.
 func TestSSEResumeWithoutGapOrDuplicate(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	acc := d.send(ctx, "host", "slow please", "")
@@ -189,6 +191,7 @@ func TestSSEResumeWithoutGapOrDuplicate(t *testing.T) {
 // marked interrupted, its pending approval expired, and a queued input
 // then runs.
 func TestKill9MidTurn(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	d.agent(ctx, "asker", `{"bash":"ask"}`)
@@ -284,6 +287,7 @@ func TestKill9MidTurn(t *testing.T) {
 // queue waits for its own turn; steer joins the running one; abort ends
 // the running turn and keeps the queue.
 func TestQueueSteerAndAbort(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	first := d.send(ctx, "host", "slow please", "")
@@ -356,6 +360,7 @@ func TestQueueSteerAndAbort(t *testing.T) {
 }
 
 func TestApprovalsThroughTheAPI(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	d.agent(ctx, "asker", `{"bash":"ask"}`)
@@ -414,6 +419,7 @@ func TestApprovalsThroughTheAPI(t *testing.T) {
 }
 
 func TestThreeAgentsAtOnce(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	names := []string{"alpha", "beta", "gamma"}
@@ -441,6 +447,7 @@ func TestThreeAgentsAtOnce(t *testing.T) {
 }
 
 func TestAuthAndBadInput(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 2*time.Minute)
 	if code, body := get(t, d.addr+"/healthz", ""); code != 200 || !strings.Contains(body, `"status":"ok"`) {

@@ -19,6 +19,7 @@ import (
 // is counted, in /v1/usage and as a usage event; a rotated key replaces
 // the old one at once.
 func TestTurnThroughTheGateway(t *testing.T) {
+	t.Parallel()
 	_, modelURL := testenv.Model(t)
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
@@ -97,6 +98,7 @@ const EnvOpenAIJS = "TAOSAGENT_OPENAI_JS"
 // agent's key: a streamed chat works and is counted; a model outside the
 // agent's set is refused in LiteLLM's shape; a wrong key is refused.
 func TestGatewayWithTheOpenAIClient(t *testing.T) {
+	t.Parallel()
 	mods := os.Getenv(EnvOpenAIJS)
 	if mods == "" {
 		if testing.Short() {

@@ -45,6 +45,7 @@ func toolEvents(evs []client.Event, kind string) []client.Event {
 // waits for a person, runs once approved (audited with the approver), and
 // changes nothing when rejected.
 func TestHostAgentActsThroughTaosTools(t *testing.T) {
+	t.Parallel()
 	d, sysd, conf := hostDaemon(t)
 	ctx := ctxT(t, 4*time.Minute)
 

@@ -19,6 +19,7 @@ import (
 // daemon answers), reinstall (nothing changes, the daemon keeps running),
 // uninstall (the service and binary go, the home stays), and --purge.
 func TestInstallScriptInATempRoot(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	f := testenv.NewFakeSystemd(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -52,6 +52,7 @@ func (d *daemon) gatewayCall(t *testing.T, agent, model string) (int, string) {
 // loses a model, a sync narrows the set, and the gateway refuses the model
 // before any call reaches the proxy.
 func TestALiteLLMAgentFollowsItsKeysScope(t *testing.T) {
+	t.Parallel()
 	proxy := &scriptedmodel.LiteLLM{Model: &scriptedmodel.Server{}}
 	srv := httptest.NewServer(proxy)
 	t.Cleanup(srv.Close)
@@ -124,6 +125,7 @@ func TestALiteLLMAgentFollowsItsKeysScope(t *testing.T) {
 // within the permitted set becomes the agent's model, one outside it is
 // refused by the gateway and by the audit, and the agent stays as it was.
 func TestAModelSwitchMadeInOpencode(t *testing.T) {
+	t.Parallel()
 	_, modelURL := testenv.Model(t)
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
@@ -210,6 +212,7 @@ func waitTurnEnd(t *testing.T, ctx context.Context, d *daemon, agent string, aft
 // for as long as the period lasts; the turn instead ends at once with one
 // clean budget_exceeded error, and a raised budget lets the next one run.
 func TestASpentBudgetEndsAnOpencodeTurnCleanly(t *testing.T) {
+	t.Parallel()
 	_, modelURL := testenv.Model(t)
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
@@ -256,6 +259,7 @@ func TestASpentBudgetEndsAnOpencodeTurnCleanly(t *testing.T) {
 // opencode turn; the turn says which model answered (model.switched from
 // the gateway), and the audit has the switch.
 func TestAFallbackAnswersAnOpencodeTurnWhenTheProxyIsDown(t *testing.T) {
+	t.Parallel()
 	_, modelURL := testenv.Model(t)
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL

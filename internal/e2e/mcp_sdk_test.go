@@ -63,6 +63,7 @@ func tsClient(t *testing.T, args ...string) (out struct {
 // that match their tier and calls a read tool, over streamable HTTP and
 // over `taosagent mcp` (stdio).
 func TestMCPWithTheTypeScriptSDK(t *testing.T) {
+	t.Parallel()
 	d, _, _ := hostDaemon(t)
 	for _, tc := range []struct {
 		name string

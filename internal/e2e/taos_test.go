@@ -102,6 +102,7 @@ func checkReply(t *testing.T, dicts []map[string]any, trace string) {
 // turn with a tool call and gets the reply dicts in order, with one
 // terminal dict; every event of the turn in the log carries the trace id.
 func TestTheTaosReplyStream(t *testing.T) {
+	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
 	d.agent(ctx, "chat", `"allow"`)
@@ -162,6 +163,7 @@ func TestTheTaosReplyStream(t *testing.T) {
 // resumes by trace id and gets the rest, ending with one terminal dict,
 // without a gap or a duplicate.
 func TestTheTaosReplyStreamAcrossADaemonRestart(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	d := start(t, home)
 	ctx := ctxT(t, 3*time.Minute)

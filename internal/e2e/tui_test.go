@@ -51,6 +51,7 @@ func (x tmux) screen(want string, within time.Duration) string {
 // connected; a message typed there is answered, and the turn is in the
 // event log like any other.
 func TestTUIUnderTmux(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatal("tmux is not installed (make deps installs it)")
 	}
@@ -95,6 +96,7 @@ func TestTUIUnderTmux(t *testing.T) {
 // findings, picks a recipe, and the person confirms it at the terminal;
 // the recipe acts, and it is audited.
 func TestFixChatUnderTmux(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatal("tmux is not installed (make deps installs it)")
 	}

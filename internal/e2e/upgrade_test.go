@@ -23,6 +23,7 @@ const upgradeTo = "1.18.34"
 // the home and tells the daemon; the agent's next turn runs on it. Then a
 // rollback, and the turn after runs on the pinned one again.
 func TestUpgradeAndRollbackOfOpencode(t *testing.T) {
+	t.Parallel()
 	home := t.TempDir()
 	ctx := ctxT(t, 5*time.Minute)
 	setup := func(args ...string) string {
