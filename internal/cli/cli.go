@@ -136,6 +136,16 @@ func parse(fs *flag.FlagSet, args []string) error {
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// A relative --home is taken from the working directory now: the
+	// daemon hands paths under it to opencode and its sandbox, which run
+	// elsewhere. (install's --home is inside its --root.)
+	if f := fs.Lookup("home"); f != nil && fs.Name() != "taosagent install" && f.Value.String() != "" {
+		abs, err := filepath.Abs(f.Value.String())
+		if err != nil {
+			return fmt.Errorf("%w: --home: %v", errUsage, err)
+		}
+		f.Value.Set(abs)
+	}
 	return nil
 }
 

@@ -84,3 +84,29 @@ func TestSetupAdoptsBinaryAndDemoRunsATurn(t *testing.T) {
 		t.Errorf("failing demo: %d %q", code, out)
 	}
 }
+
+// A relative --home means the directory it names from where the command
+// was typed: the daemon hands paths under it to opencode and its sandbox,
+// which run in other directories (`serve --home .cache/home` could not run
+// opencode). install's --home stays inside its --root.
+func TestRelativeHomeIsTakenFromTheWorkingDirectory(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"serve", "doctor", "agents"} {
+		fs := flags(cmd, &bytes.Buffer{})
+		home := fs.String("home", "", "")
+		if err := parse(fs, []string{"--home", ".cache/home"}); err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(wd, ".cache", "home"); *home != want {
+			t.Errorf("%s --home .cache/home: %q, want %q", cmd, *home, want)
+		}
+	}
+	fs := flags("install", &bytes.Buffer{})
+	home := fs.String("home", "", "")
+	if err := parse(fs, []string{"--home", "var/lib/taosagent"}); err != nil || *home != "var/lib/taosagent" {
+		t.Errorf("install --home: %q %v", *home, err)
+	}
+}
