@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -23,13 +24,7 @@ import (
 // takes writes again, the input runs once.
 func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 	t.Parallel()
-	d := start(t, "")
-	ctx := ctxT(t, 3*time.Minute)
-	d.agent(ctx, "w", "")
-	acc := d.send(ctx, "w", "hello", "")
-	if e := last(d.turnOf(ctx, "w", 0, acc.Input)); e.Kind != "final" {
-		t.Fatalf("first turn: %s", e.Kind)
-	}
+	d, ctx, _ := firstTurn(t)
 
 	// The turns projection now fails inside the commit, as a full disk or
 	// an I/O error would.
@@ -109,6 +104,20 @@ func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 	}
 }
 
+// firstTurn starts a daemon with agent w and runs w's first turn ("hello")
+// to its final; it returns the answer to that message.
+func firstTurn(t *testing.T) (*daemon, context.Context, client.Accepted) {
+	t.Helper()
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	d.agent(ctx, "w", "")
+	acc := d.send(ctx, "w", "hello", "")
+	if e := last(d.turnOf(ctx, "w", 0, acc.Input)); e.Kind != "final" {
+		t.Fatalf("first turn: %s", e.Kind)
+	}
+	return d, ctx, acc
+}
+
 // TestAWarmIdleAgent, on one daemon and one agent:
 //
 //   - a message to an idle agent whose opencode is up is stored and its
@@ -118,18 +127,14 @@ func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 //     while its opencode starts;
 //   - a person attached to the agent's opencode (as the TUI is) runs a
 //     session of their own while the agent's turn streams: nothing of that
-//     session is recorded as the turn's, and its end does not end the turn.
+//     session is recorded as the turn's, and its end does not end the turn;
+//   - a person runs a turn on the agent's own session: a message sent
+//     meanwhile waits, queued, and neither turn gets the other's events.
 func TestAWarmIdleAgent(t *testing.T) {
 	t.Parallel()
-	d := start(t, "")
-	ctx := ctxT(t, 3*time.Minute)
-	d.agent(ctx, "w", "")
-	cold := d.send(ctx, "w", "hello", "")
+	d, ctx, cold := firstTurn(t)
 	if cold.State != "queued" {
 		t.Fatalf("a cold agent's input: %+v", cold)
-	}
-	if e := last(d.turnOf(ctx, "w", 0, cold.Input)); e.Kind != "final" {
-		t.Fatalf("first turn: %s", e.Kind)
 	}
 
 	t.Run("starts at once", func(t *testing.T) {
