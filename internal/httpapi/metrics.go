@@ -75,7 +75,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 		}
 		sample("taosagent_instance_up", up, "agent", a.Name)
 	}
-	family("taosagent_instance_memory_bytes", "gauge", "Memory held by an agent's running instance (its process group).")
+	family("taosagent_instance_memory_bytes", "gauge", "Resident memory of an agent's running instance: every process under it (sandbox, opencode, tools).")
 	family("taosagent_instance_cpu_seconds_total", "counter", "CPU time of an agent's running instance.")
 	for _, a := range agents {
 		if u := a.Status.Usage; u != nil {

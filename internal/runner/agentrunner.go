@@ -38,6 +38,7 @@ type agentRunner struct {
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
 	foreign  string          // a turn a client attached to opencode runs (the TUI), "" if none
+	queuedN  uint64          // inputs stored queued from outside the run goroutine (noteQueued)
 
 	attachReq chan attachReq // to run: start the instance for an attached client
 	submit    chan submitReq // to run, while idle: a new input
@@ -139,7 +140,7 @@ func (r *agentRunner) run() {
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	for {
-		queued, err := r.m.log.Inputs(r.ctx, r.name, "queued")
+		queued, err := r.inbox()
 		if err != nil && r.ctx.Err() == nil {
 			r.m.logger.Error("read inbox", "agent", r.name, "err", err)
 		}
@@ -301,7 +302,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		return // deleted: its inbox was closed with it
 	}
 	// From here to the turn's end, the cap never stops its instance.
-	defer r.m.cfg.Sup.Hold(r.name)()
+	defer r.holdInstance()()
 	session, perr := r.prepare(a)
 	if err := r.emitSync(r.turnStarted(in, turn, session)); err != nil {
 		// Nothing reaches opencode that is not recorded: the input stays
@@ -354,8 +355,7 @@ func (r *agentRunner) submitNow(req submitReq) {
 		queue()
 		return
 	}
-	release := r.m.cfg.Sup.Hold(r.name)
-	defer release()
+	defer r.holdInstance()()
 	if !r.warm(a) || r.attachedBusy() {
 		queue()
 		return
@@ -403,6 +403,46 @@ func (r *agentRunner) attachedBusy() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.foreign != ""
+}
+
+// holdInstance keeps the agent's instance from being stopped for the cap
+// until the returned function is called. That function first tells the
+// supervisor whether input waits (inbox), so that the instance a turn
+// leaves idle is stopped for a waiting agent only if no idle instance of
+// an agent without input could be.
+func (r *agentRunner) holdInstance() (release func()) {
+	rel := r.m.cfg.Sup.Hold(r.name)
+	return func() {
+		r.inbox()
+		rel()
+	}
+}
+
+// inbox returns the agent's queued inputs and tells the supervisor whether
+// any wait. An input noted meanwhile (noteQueued) keeps the agent marked.
+func (r *agentRunner) inbox() ([]eventlog.Input, error) {
+	r.mu.Lock()
+	n := r.queuedN
+	r.mu.Unlock()
+	queued, err := r.m.log.Inputs(r.ctx, r.name, "queued")
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.queuedN == n {
+		r.m.cfg.Sup.SetQueued(r.name, len(queued) > 0)
+	}
+	r.mu.Unlock()
+	return queued, nil
+}
+
+// noteQueued marks the agent as having input waiting: an input was just
+// stored queued while the runner was busy.
+func (r *agentRunner) noteQueued() {
+	r.mu.Lock()
+	r.queuedN++
+	r.m.cfg.Sup.SetQueued(r.name, true)
+	r.mu.Unlock()
 }
 
 // beginTurn makes a new turn the running one, not yet started.

@@ -251,12 +251,13 @@ func (d *Driver) Client(ctx context.Context) (*opencode.Client, error) {
 	}
 }
 
-// Connected reports, without waiting, whether the instance is ready and
-// its event stream connected: a prompt sent now would be followed.
+// Connected reports, without waiting, whether the instance is ready, not
+// being stopped, and its event stream connected: a prompt sent now would
+// be taken and followed.
 func (d *Driver) Connected() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.inst != nil && d.isConnected
+	return d.inst != nil && d.isConnected && !d.inst.Stopping()
 }
 
 // CreateSession creates an opencode session for the agent.

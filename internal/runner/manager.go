@@ -56,12 +56,9 @@ type Manager struct {
 	logger *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	runners map[string]*agentRunner
-
-	state chan event.Event
 
 	logProblem atomic.Pointer[string] // why the last commit failed; nil once one succeeds
 }
@@ -109,7 +106,7 @@ func New(cfg Config) *Manager {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Log, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		runners: map[string]*agentRunner{}, state: make(chan event.Event, 256)}
+		runners: map[string]*agentRunner{}}
 }
 
 // Start recovers from whatever a crash left, then runs queued inputs.
@@ -146,8 +143,6 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 		m.logger.Info("recovered after a crash", "turns", len(turns), "approvals", len(pending))
 	}
-	m.wg.Add(1)
-	go m.stateWriter()
 	agents, err := m.log.Agents(ctx)
 	if err != nil {
 		return err
@@ -170,7 +165,6 @@ func (m *Manager) Close() {
 	for _, r := range rs {
 		<-r.done
 	}
-	m.wg.Wait()
 }
 
 // runner returns the runner of name, starting it.
@@ -241,6 +235,7 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 	}
 	in, created, err := m.log.AddInput(ctx, in)
 	if err == nil && created {
+		r.noteQueued()
 		r.poke()
 	}
 	return in, created, err
@@ -418,6 +413,7 @@ func (m *Manager) Forget(name string) {
 		<-r.done
 	}
 	m.cfg.Sup.Stop(name)
+	m.cfg.Sup.SetQueued(name, false)
 }
 
 // spec is how agent a's opencode runs.
@@ -473,8 +469,10 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		Limits: a.Limits.Effective().Sandbox()}, nil
 }
 
-// onState turns the supervisor's reports into instance events. Crashes are
-// reported by the driver, with the turn they interrupt.
+// onState turns the supervisor's reports into instance events, stored in
+// the order reported like every other event (a slow reader is reset and
+// resumes by cursor; nothing is dropped). Crashes are reported by the
+// driver, with the turn they interrupt.
 func (m *Manager) onState(name string, st supervisor.State, pid int, err error) {
 	if st == supervisor.Crashed {
 		return
@@ -485,27 +483,14 @@ func (m *Manager) onState(name string, st supervisor.State, pid int, err error) 
 	}
 	e := event.New("", event.Instance, time.Now(), d)
 	e.Agent = name
-	select {
-	case m.state <- e:
-	default:
+	if r := m.existing(name); r != nil {
+		e.Turn = r.currentTurn()
 	}
-}
-
-func (m *Manager) stateWriter() {
-	defer m.wg.Done()
-	for {
-		select {
-		case e := <-m.state:
-			if r := m.existing(e.Agent); r != nil {
-				e.Turn = r.currentTurn()
-			}
-			if _, err := m.log.Append(context.Background(), e); err != nil {
-				m.logger.Error("store instance event", "err", err)
-			}
-		case <-m.ctx.Done():
-			return
+	m.log.AppendAsync([]event.Event{e}, func(_ []event.Event, err error) {
+		if err != nil && !errors.Is(err, eventlog.ErrClosed) {
+			m.logger.Error("store instance event", "agent", name, "state", string(st), "err", err)
 		}
-	}
+	})
 }
 
 // NewID returns a random id with prefix.

@@ -112,7 +112,8 @@ type Usage struct {
 	CPUMillis   int64 `json:"cpu_ms"`
 }
 
-// Usage sums the instance's process group; zero when no process runs.
+// Usage sums the instance's whole process tree (its sandbox, opencode and
+// every tool below it); zero when no process runs.
 func (i *Instance) Usage() Usage {
 	pid := i.PID()
 	if pid <= 0 {
@@ -120,7 +121,7 @@ func (i *Instance) Usage() Usage {
 	}
 	var u Usage
 	page, hz := int64(os.Getpagesize()), int64(100) // USER_HZ is 100 on Linux
-	for _, p := range processesInGroup(pid) {
+	for _, p := range processTree(pid) {
 		u.Processes++
 		u.MemoryBytes += p.rss * page
 		u.CPUMillis += int64(p.cpu) * 1000 / hz
@@ -215,7 +216,7 @@ func (i *Instance) run() {
 	crashed := false
 	for {
 		exit, err := i.runOnce(crashed)
-		if i.isStopping() {
+		if i.Stopping() {
 			i.setState(Stopped, 0, nil)
 			return
 		}
@@ -238,7 +239,7 @@ func (i *Instance) run() {
 		case <-time.After(backoff):
 		case <-i.stopCh:
 		}
-		if i.isStopping() {
+		if i.Stopping() {
 			i.setState(Stopped, 0, nil)
 			return
 		}
@@ -246,7 +247,9 @@ func (i *Instance) run() {
 	}
 }
 
-func (i *Instance) isStopping() bool {
+// Stopping reports whether the instance is being stopped (for good: a new
+// one of its agent is a new Instance). No caller gets its client any more.
+func (i *Instance) Stopping() bool {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.stopping

@@ -211,6 +211,7 @@ func bootID() string {
 
 type procInfo struct {
 	pid   int
+	ppid  int
 	pgrp  int
 	start uint64
 	cpu   uint64 // utime + stime, clock ticks
@@ -233,6 +234,7 @@ func readStat(pid int) (procInfo, bool) {
 	if len(f) < 20 {
 		return procInfo{}, false
 	}
+	ppid, _ := strconv.Atoi(f[1])
 	pgrp, err1 := strconv.Atoi(f[2])
 	start, err2 := strconv.ParseUint(f[19], 10, 64)
 	if err1 != nil || err2 != nil {
@@ -244,10 +246,11 @@ func readStat(pid int) (procInfo, bool) {
 	ut, _ := strconv.ParseUint(f[11], 10, 64)
 	st, _ := strconv.ParseUint(f[12], 10, 64)
 	rss, _ := strconv.ParseInt(f[21], 10, 64)
-	return procInfo{pid: pid, pgrp: pgrp, start: start, cpu: ut + st, rss: rss}, true
+	return procInfo{pid: pid, ppid: ppid, pgrp: pgrp, start: start, cpu: ut + st, rss: rss}, true
 }
 
-func processesInGroup(pgid int) []procInfo {
+// processes reads every live process of the machine.
+func processes() []procInfo {
 	ents, _ := os.ReadDir("/proc")
 	var out []procInfo
 	for _, e := range ents {
@@ -255,9 +258,43 @@ func processesInGroup(pgid int) []procInfo {
 		if err != nil {
 			continue
 		}
-		if pi, ok := readStat(pid); ok && pi.pgrp == pgid {
+		if pi, ok := readStat(pid); ok {
 			out = append(out, pi)
 		}
+	}
+	return out
+}
+
+func processesInGroup(pgid int) []procInfo {
+	var out []procInfo
+	for _, pi := range processes() {
+		if pi.pgrp == pgid {
+			out = append(out, pi)
+		}
+	}
+	return out
+}
+
+// processTree returns process root and all its descendants, alive now.
+// A confined instance's processes are all below its root: the sandbox's
+// own init reaps what is orphaned inside it, and what it runs may lead
+// groups and sessions of its own.
+func processTree(root int) []procInfo {
+	all := processes()
+	children := map[int][]procInfo{}
+	var out []procInfo
+	for _, pi := range all {
+		if pi.pid == root {
+			out = append(out, pi)
+		} else {
+			children[pi.ppid] = append(children[pi.ppid], pi)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i].pid]...)
 	}
 	return out
 }

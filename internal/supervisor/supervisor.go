@@ -41,19 +41,21 @@ type Supervisor struct {
 	// them unconfined, on the host as the daemon's user: only ever an
 	// operator's explicit choice.
 	Sandbox *sandbox.Sandbox
-	// OnState, if set, hears every state change of every instance, on the
-	// instance's goroutine; it must not block.
+	// OnState, if set, hears every state change of every instance, in
+	// order, on the instance's goroutine and under none of the
+	// Supervisor's locks; it must not block for long.
 	OnState func(name string, st State, pid int, err error)
 
 	pids       *pidFile
 	httpClient *http.Client
 
-	mu        sync.Mutex // guards instances, closed, slots and waiting
+	mu        sync.Mutex // guards instances, closed, slots, waiting, holds and queued
 	instances map[string]*Instance
 	closed    bool
-	slots     int            // instances holding a slot: started, not yet ended
-	waiting   []*Instance    // instances waiting for a slot, first come first served
-	holds     map[string]int // turns in progress, by agent
+	slots     int             // instances holding a slot: started, not yet ended
+	waiting   []*Instance     // instances waiting for a slot, first come first served
+	holds     map[string]int  // turns in progress, by agent
+	queued    map[string]bool // agents with input waiting for a turn (SetQueued)
 }
 
 // New returns a Supervisor for binary whose state (the pid record) lives in
@@ -176,9 +178,11 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 	return in, nil
 }
 
-// evictLocked stops the least recently used idle instance (ready, in no
-// turn) when an instance waits for a slot: its slot goes to the first in
-// line. An instance starting or in a turn is never stopped for the cap.
+// evictLocked stops an idle instance (ready, in no turn) when an instance
+// waits for a slot: its slot goes to the first in line. Of the idle ones it
+// stops the least recently used whose agent has no input queued, and one
+// whose agent has input queued only when there is no other. An instance
+// starting or in a turn is never stopped for the cap.
 func (s *Supervisor) evictLocked() {
 	if len(s.waiting) == 0 {
 		return
@@ -192,7 +196,12 @@ func (s *Supervisor) evictLocked() {
 	if len(idle) == 0 {
 		return
 	}
-	sort.Slice(idle, func(a, b int) bool { return lastUsed(idle[a]).Before(lastUsed(idle[b])) })
+	sort.Slice(idle, func(a, b int) bool {
+		if qa, qb := s.queued[idle[a].spec.Name], s.queued[idle[b].spec.Name]; qa != qb {
+			return qb
+		}
+		return lastUsed(idle[a]).Before(lastUsed(idle[b]))
+	})
 	victim := idle[0]
 	delete(s.instances, victim.spec.Name)
 	s.Logger.Info("stopping the least recently used instance for one that waits", "agent", victim.spec.Name)
@@ -230,6 +239,22 @@ func (s *Supervisor) Hold(name string) (release func()) {
 			}
 			s.evictLocked()
 		})
+	}
+}
+
+// SetQueued tells whether agent name has input waiting for a turn: an idle
+// instance of such an agent is stopped for the cap only when no other idle
+// instance can be.
+func (s *Supervisor) SetQueued(name string, queued bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queued == nil {
+		s.queued = map[string]bool{}
+	}
+	if queued {
+		s.queued[name] = true
+	} else {
+		delete(s.queued, name)
 	}
 }
 

@@ -80,6 +80,7 @@ func ready(t *testing.T, in *Instance) *opencode.Client {
 }
 
 func TestInstanceStartsIsolatedOnLoopback(t *testing.T) {
+	t.Parallel()
 	sup, _ := newSup(t)
 	_, modelURL := testenv.Model(t)
 	dir := t.TempDir()
@@ -128,6 +129,39 @@ func TestInstanceStartsIsolatedOnLoopback(t *testing.T) {
 	if pgid, _ := syscall.Getpgid(in.PID()); pgid != in.PID() {
 		t.Errorf("pgid %d, want its own group %d", pgid, in.PID())
 	}
+	// Its footprint is that of every process under it, as ps sees them
+	// (opencode runs in the inner sandbox's own session, not the group).
+	want := psTreeRSS(t, in.PID())
+	got := in.Usage()
+	if diff := float64(got.MemoryBytes-want) / float64(want); diff < -0.1 || diff > 0.1 {
+		t.Errorf("usage reports %d MiB in %d processes; ps shows %d MiB under the instance", got.MemoryBytes>>20, got.Processes, want>>20)
+	}
+}
+
+// psTreeRSS sums the resident memory of root and every process below it,
+// as ps reports them.
+func psTreeRSS(t *testing.T, root int) int64 {
+	t.Helper()
+	out, err := exec.Command("ps", "-e", "-o", "pid=,ppid=,rss=").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := map[int][]int{}
+	rss := map[int]int64{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var pid, ppid int
+		var kb int64
+		if n, _ := fmt.Sscan(l, &pid, &ppid, &kb); n == 3 {
+			children[ppid] = append(children[ppid], pid)
+			rss[pid] = kb << 10
+		}
+	}
+	var sum int64
+	for queue := []int{root}; len(queue) > 0; queue = queue[1:] {
+		sum += rss[queue[0]]
+		queue = append(queue, children[queue[0]]...)
+	}
+	return sum
 }
 
 func containsStr(list []string, s string) bool {
@@ -140,6 +174,7 @@ func containsStr(list []string, s string) bool {
 }
 
 func TestCrashIsNoticedAndRestarted(t *testing.T) {
+	t.Parallel()
 	sup, st := newSup(t)
 	_, modelURL := testenv.Model(t)
 	in, err := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
@@ -167,6 +202,7 @@ func TestCrashIsNoticedAndRestarted(t *testing.T) {
 // Each crash of an instance that was ready and served is repaired after
 // the shortest delay, however many came before.
 func TestBackoffStartsOverAfterAHealthyRun(t *testing.T) {
+	t.Parallel()
 	sup, st := newSup(t)
 	sup.MaxBackoff = time.Hour
 	_, modelURL := testenv.Model(t)
@@ -193,6 +229,7 @@ func TestBackoffStartsOverAfterAHealthyRun(t *testing.T) {
 }
 
 func TestTwoInstancesAndStop(t *testing.T) {
+	t.Parallel()
 	sup, st := newSup(t)
 	_, modelURL := testenv.Model(t)
 	a, _ := sup.Ensure(Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, "")})
@@ -222,6 +259,7 @@ func TestTwoInstancesAndStop(t *testing.T) {
 }
 
 func TestMaxRunningStopsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
 	sup, st := newSup(t)
 	sup.MaxRunning = 1
 	_, modelURL := testenv.Model(t)
@@ -238,6 +276,7 @@ func TestMaxRunningStopsLeastRecentlyUsed(t *testing.T) {
 // Under the cap, an instance in a turn is never stopped: a newcomer waits
 // for a slot, in order, and gets one as soon as an instance is idle.
 func TestCapWaitsForAnIdleSlot(t *testing.T) {
+	t.Parallel()
 	sup, st := newSup(t)
 	sup.MaxRunning = 1
 	_, modelURL := testenv.Model(t)
@@ -264,10 +303,40 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	ready(t, c)
 }
 
+// Over the cap, an idle instance whose agent has input queued is stopped
+// for a waiter only if no other idle instance can be: here b, although a
+// was used less recently.
+func TestCapSparesAnAgentWithQueuedInput(t *testing.T) {
+	t.Parallel()
+	sup, st := newSup(t)
+	sup.MaxRunning = 2
+	_, modelURL := testenv.Model(t)
+	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+	a, _ := sup.Ensure(spec("a"))
+	b, _ := sup.Ensure(spec("b"))
+	ready(t, a)
+	ready(t, b)
+	b.Touch() // a is the least recently used
+	sup.SetQueued("a", true)
+	defer sup.Hold("c")()
+	c, _ := sup.Ensure(spec("c"))
+	st.waitFor(t, "b:stopped")
+	ready(t, c)
+	if sup.Get("a") != a || a.State() != Ready {
+		t.Fatalf("a, with input queued, was disturbed: %s", a.State())
+	}
+	// When the only idle instance is one whose agent has input queued, it
+	// still makes room: no waiter waits behind an idle instance.
+	defer sup.Hold("d")()
+	sup.Ensure(spec("d"))
+	st.waitFor(t, "a:stopped")
+}
+
 // An instance that nobody holds gives its slot away as soon as it is
 // ready, if another waits: nothing is left waiting behind an idle instance
 // (the waiter used to wait for a hold that never came).
 func TestCapIdleInstanceMakesRoomWhenReady(t *testing.T) {
+	t.Parallel()
 	sup, st := newSup(t)
 	sup.MaxRunning = 1
 	_, modelURL := testenv.Model(t)
@@ -284,6 +353,7 @@ func TestCapIdleInstanceMakesRoomWhenReady(t *testing.T) {
 }
 
 func TestBadBinaryFailsClearly(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "opencode")
 	os.WriteFile(fake, []byte("#!/bin/sh\necho 'opencode server listening on http://127.0.0.1:1'\nsleep 60\n"), 0o755)
@@ -317,6 +387,7 @@ func TestBadBinaryFailsClearly(t *testing.T) {
 // tool runs `sleep`, and is killed with SIGKILL. The next start's sweep must
 // kill exactly what that daemon left behind.
 func TestSweepKillsOnlyOwnOrphans(t *testing.T) {
+	t.Parallel()
 	bin := testenv.Opencode(t)
 	state := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperDaemon$")
