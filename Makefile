@@ -1,21 +1,29 @@
 # taosagent. `make run` and `make test` install what they need on a fresh
-# Debian machine with Go and Node: npm and bubblewrap (apt), the pinned
-# opencode (npm); for the tests also tmux and chromium (apt) and the
-# official MCP and OpenAI clients (npm).
+# Debian machine with Go and Node: `run` only npm and bubblewrap (apt) and
+# the pinned opencode (npm); `test` also tmux, chromium and procps (apt)
+# and the official MCP and OpenAI clients (npm).
 
 HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps opencode run demo test check bench fuzz openapi mcpsdk openaijs
+.PHONY: build deps testdeps opencode run demo test check bench fuzz openapi mcpsdk openaijs
 
 build:
 	go build -o $(BIN) ./cmd/taosagent
 
-APT_NEEDS := $(shell command -v npm >/dev/null || echo "nodejs npm") $(shell command -v bwrap >/dev/null || echo bubblewrap) $(shell command -v tmux >/dev/null || echo tmux) $(shell [ -x /usr/bin/chromium ] || echo chromium)
+# What the daemon needs, and what the tests need besides, as COMMAND:PACKAGE
+# pairs: apt-get installs the packages whose command is missing.
+RUN_NEEDS  := npm:nodejs npm:npm bwrap:bubblewrap
+TEST_NEEDS := $(RUN_NEEDS) tmux:tmux chromium:chromium ps:procps
+apt_install = @missing=$$(for n in $(1); do command -v $${n%%:*} >/dev/null || echo $${n\#*:}; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 deps:
-	@if [ -n "$(strip $(APT_NEEDS))" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $(APT_NEEDS); fi
+	$(call apt_install,$(RUN_NEEDS))
+
+testdeps:
+	$(call apt_install,$(TEST_NEEDS))
 
 opencode: deps build
 	$(BIN) setup --home $(HOME_DIR)
@@ -36,15 +44,15 @@ check:
 # The official MCP TypeScript SDK: a client no one here wrote, that the
 # tests point at taosagent's MCP server.
 MCPSDK := .cache/mcpsdk/node_modules
-mcpsdk: deps
+mcpsdk: testdeps
 	[ -d $(MCPSDK)/@modelcontextprotocol/sdk ] || (mkdir -p .cache/mcpsdk && cd .cache/mcpsdk && npm install --silent --no-audit --no-fund @modelcontextprotocol/sdk@1.32.2)
 
 # The official OpenAI client (npm `openai`), pointed at the model gateway.
 OPENAIJS := .cache/openai/node_modules
-openaijs: deps
+openaijs: testdeps
 	[ -d $(OPENAIJS)/openai ] || (mkdir -p .cache/openai && cd .cache/openai && npm install --silent --no-audit --no-fund openai@7.59.0)
 
-test: deps build check mcpsdk openaijs
+test: testdeps build check mcpsdk openaijs
 	TAOSAGENT_OPENAI_JS=$(CURDIR)/$(OPENAIJS) TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
 	$(MAKE) fuzz FUZZSCALE=1
 	$(MAKE) openapi
@@ -71,7 +79,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $$((50000*$(FUZZSCALE)))x ./internal/httpapi
 	go test -run '^$$' -fuzz '^FuzzCursor$$' -fuzztime $$((50000*$(FUZZSCALE)))x ./internal/httpapi
 
-bench: deps build
+bench: testdeps build
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench . -benchtime 1x ./internal/supervisor
 	go test -run '^$$' -bench . -benchmem ./internal/reply
 	go test -run '^$$' -bench StartOverhead -benchtime 200x ./internal/sandbox

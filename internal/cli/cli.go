@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -64,8 +65,15 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 // Main runs one subcommand and returns the exit status: 0 success, 1
 // failure, 2 bad usage.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 && isTerminal(os.Stdin) && isTerminal(os.Stdout) {
-		args = []string{"tui"} // a person at a terminal: talk to the host assistant
+	none := ""
+	if isTerminal(os.Stdin) && isTerminal(os.Stdout) {
+		none = "tui" // a person at a terminal: talk to the host assistant
+	}
+	args, err := hoistGlobals(args, none)
+	if err != nil {
+		fmt.Fprintf(stderr, "taosagent: %v\n\n", err)
+		usage(stderr)
+		return 2
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
@@ -103,10 +111,47 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: taosagent COMMAND [flags]\n\ncommands:")
+	fmt.Fprintln(w, "usage: taosagent [--home DIR] [--addr ADDR] COMMAND [flags]\n\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
+}
+
+// globalFlags may also be given before the command: `taosagent --home DIR
+// agents` is `taosagent agents --home DIR`. --addr, the daemon's address,
+// is --listen for the commands that name it so (serve, doctor).
+var globalFlags = map[string]bool{"home": true, "addr": true}
+
+// hoistGlobals moves the global flags given before the command to just
+// after it, where the command parses them with its own. With no command,
+// the command is none, if not "".
+func hoistGlobals(args []string, none string) ([]string, error) {
+	var globals []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-" {
+		a := args[0]
+		if a == "-h" || a == "--help" || a == "-help" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !globalFlags[name] {
+			return nil, fmt.Errorf("flag %s goes after the command; before it only --home and --addr", a)
+		}
+		args = args[1:]
+		if !hasValue {
+			if len(args) == 0 {
+				return nil, fmt.Errorf("flag --%s needs a value", name)
+			}
+			value, args = args[0], args[1:]
+		}
+		globals = append(globals, "--"+name+"="+value)
+	}
+	if len(args) == 0 {
+		if none == "" {
+			return nil, nil
+		}
+		args = []string{none}
+	}
+	return append(append([]string{args[0]}, globals...), args[1:]...), nil
 }
 
 // defaultHome is $TAOSAGENT_HOME, else $XDG_DATA_HOME/taosagent, else
@@ -130,6 +175,9 @@ func flags(name string, stderr io.Writer) *flag.FlagSet {
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
+	if listen := fs.Lookup("listen"); listen != nil && fs.Lookup("addr") == nil {
+		fs.Var(listen.Value, "addr", "the same as --listen")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -110,3 +110,32 @@ func TestRelativeHomeIsTakenFromTheWorkingDirectory(t *testing.T) {
 		t.Errorf("install --home: %q %v", *home, err)
 	}
 }
+
+// --home and --addr work before the command too, in both spellings; other
+// flags there are refused with the reason.
+func TestGlobalFlagsBeforeTheCommand(t *testing.T) {
+	home := t.TempDir()
+	if err := os.WriteFile(filepath.Join(home, "token"), []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// No daemon listens on port 1: the command tried the address it was given.
+	for _, args := range [][]string{
+		{"--home", home, "--addr", "127.0.0.1:1", "agents"},
+		{"--home=" + home, "-addr=127.0.0.1:1", "agents", "--json"},
+	} {
+		code, _, errs := run(args...)
+		if code != 1 || !strings.Contains(errs, "127.0.0.1:1") {
+			t.Errorf("%v: exit %d, stderr %q; want the daemon at 127.0.0.1:1 tried", args, code, errs)
+		}
+	}
+	// serve and doctor name the daemon's address --listen; --addr is it.
+	if code, _, errs := run("--home", home, "--addr", "127.0.0.1:1", "doctor", "--list"); code != 0 {
+		t.Errorf("doctor with --addr: exit %d, %q", code, errs)
+	}
+	if code, _, errs := run("--json", "agents"); code != 2 || !strings.Contains(errs, "after the command") {
+		t.Errorf("--json before the command: exit %d, %q", code, errs)
+	}
+	if code, _, errs := run("--home"); code != 2 || !strings.Contains(errs, "needs a value") {
+		t.Errorf("--home without a value: exit %d, %q", code, errs)
+	}
+}

@@ -41,7 +41,8 @@ func toolEvents(evs []client.Event, kind string) []client.Event {
 }
 
 // The host agent acts on the host through taosagent's MCP tools, driven
-// by the real opencode: a read tool answers at once; a destructive one
+// by the real opencode: a read tool answers at once (the first tool turn a
+// newcomer sees); a destructive one
 // waits for a person, runs once approved (audited with the approver), and
 // changes nothing when rejected.
 func TestHostAgentActsThroughTaosTools(t *testing.T) {
@@ -49,7 +50,9 @@ func TestHostAgentActsThroughTaosTools(t *testing.T) {
 	d, sysd, conf := hostDaemon(t)
 	ctx := ctxT(t, 4*time.Minute)
 
-	acc := d.send(ctx, "host", `call taos_status {}`, "")
+	// What the README suggests a newcomer type: the demo model uses a tool
+	// the host assistant has (it has no bash).
+	acc := d.send(ctx, "host", "Please use a tool.", "")
 	evs := d.turnOf(ctx, "host", acc.Seq, acc.Input)
 	order(t, evs, "tool_call", "tool_result", "final")
 	res := toolEvents(evs, "tool_result")

@@ -16,7 +16,10 @@
 //	"write a file"                         → write tool: out.txt in the workdir
 //	"use the read tool"                    → read tool: hello.txt in the workdir
 //	"two tools"                            → bash `echo one`, then `echo two`
-//	"use a tool"                           → bash `echo hi`
+//	"use a tool"                           → a tool the agent was offered:
+//	                                         bash `echo hi`, else taos_status
+//	                                         (the host assistant's), else
+//	                                         text naming the tools offered
 //	"run: CMD" (to the end of the message) → bash CMD
 //	"call TOOL {json}"                     → tool TOOL with those arguments
 //	a line "steps:", then one step a line  → a turn of several steps: step
@@ -314,7 +317,19 @@ func (s *Server) plan(req chatRequest) plan {
 	case strings.Contains(u, "two tools"):
 		return tool("two-tools-first", "bash", map[string]any{"command": "echo one", "description": "say one"})
 	case strings.Contains(u, "use a tool"):
-		return tool("tool", "bash", map[string]any{"command": "echo hi", "description": "say hi"})
+		offered := map[string]bool{}
+		var names []string
+		for _, t := range req.Tools {
+			offered[t.Function.Name] = true
+			names = append(names, t.Function.Name)
+		}
+		switch {
+		case offered["bash"]:
+			return tool("tool", "bash", map[string]any{"command": "echo hi", "description": "say hi"})
+		case offered["taos_status"]:
+			return tool("tool", "taos_status", map[string]any{})
+		}
+		return plan{name: "no-known-tool", chunks: words("None of the tools offered is one I can use: " + strings.Join(names, ", ") + ".")}
 	}
 	return plan{name: "text", reasoning: words("Thinking about a short answer."), chunks: words(Answer)}
 }

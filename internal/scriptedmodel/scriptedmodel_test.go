@@ -163,6 +163,34 @@ func TestRunAndCallPlans(t *testing.T) {
 	}
 }
 
+// "use a tool" calls a tool the agent was offered: bash where it has it,
+// the host assistant's taos_status where it has that instead (the host has
+// no bash), never a tool it lacks.
+func TestUseAToolPicksAnOfferedTool(t *testing.T) {
+	for _, c := range []struct {
+		offered    []string
+		tool, args string
+	}{
+		{[]string{"read", "bash", "taos_status"}, "bash", `{"command":"echo hi","description":"say hi"}`},
+		{[]string{"taos_audit", "taos_status", "todowrite"}, "taos_status", `{}`},
+		{[]string{"read", "glob"}, "", ""},
+	} {
+		var tools []map[string]any
+		for _, n := range c.offered {
+			tools = append(tools, map[string]any{"type": "function", "function": map[string]any{"name": n}})
+		}
+		body, _ := json.Marshal(map[string]any{"model": "m", "stream": true,
+			"messages": []map[string]any{{"role": "user", "content": "Please use a tool."}}, "tools": tools})
+		content, _, tool, args, _ := streamed(t, post(t, &Server{}, body).Body.Bytes())
+		if tool != c.tool || args != c.args {
+			t.Errorf("offered %v: called %q %s, want %q %s", c.offered, tool, args, c.tool, c.args)
+		}
+		if c.tool == "" && !strings.Contains(content, "read, glob") {
+			t.Errorf("offered %v: answer %q does not name them", c.offered, content)
+		}
+	}
+}
+
 // A "steps:" script takes its k-th step after k tool results of the turn
 // (earlier turns' results do not count), fills in the working directory,
 // and ends with text quoting the last output.
