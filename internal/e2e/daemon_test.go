@@ -20,15 +20,30 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
+	taohome "github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
-var binary string
+var (
+	binary string
+	// stamp is the record of the pinned opencode's verification, made
+	// once: a new home starts with it, as a home whose daemon verified
+	// the binary before, and is spared seconds of hashing and running it
+	// at each daemon start. Tests that give their own home verify anew.
+	stamp []byte
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "taosagent-e2e-")
 	if err != nil {
 		panic(err)
+	}
+	if bin := os.Getenv(testenv.EnvBinary); bin != "" {
+		f := filepath.Join(dir, "stamp.json")
+		if opencode.Verify(context.Background(), bin) == nil && opencode.WriteStamp(f, bin) == nil {
+			stamp, _ = os.ReadFile(f)
+		}
 	}
 	binary = filepath.Join(dir, "taosagent")
 	args := []string{"build", "-o", binary}
@@ -92,6 +107,11 @@ func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 	t.Helper()
 	if home == "" {
 		home = t.TempDir()
+		if stamp != nil {
+			if err := os.WriteFile(taohome.Home{Dir: home}.OpencodeStamp(), stamp, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--home", home, "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), env...)

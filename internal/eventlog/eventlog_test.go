@@ -375,40 +375,59 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 }
 
 // A subscriber that reads while the writer outruns it must never take a
-// record from past a gap: every event arrives once, in order.
+// record from past a gap: every event arrives once, in order. Round after
+// round it reads from its buffer, stops until the writer overflows it,
+// falls back to the log and catches up while the writer still appends.
 func TestSubscriberKeepingUpPartlyLosesNothing(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()
 	sub, _ := l.Subscribe("", 0, false)
 	defer sub.Close()
-	const n = 200 * subBuffer
-	go func() {
-		for i := 0; i < n; i += 16 {
-			evs := make([]event.Event, 16)
-			for j := range evs {
-				evs[j] = delta("a", "x")
-			}
-			l.AppendAsync(evs, nil)
-		}
-	}()
+	var got, written int
 	var last int64
-	for got := 0; got < n; {
-		// Large reads, with pauses: the buffer fills up and drains while
-		// the writer keeps publishing.
-		if got%7 == 0 {
-			time.Sleep(time.Millisecond)
+	read := func(upTo int) {
+		for got < upTo {
+			recs, err := sub.Next(ctx, 4*subBuffer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				if r.Seq != last+1 {
+					t.Fatalf("seq %d after %d: a gap or a duplicate", r.Seq, last)
+				}
+				last = r.Seq
+				got++
+			}
 		}
-		recs, err := sub.Next(ctx, 4*subBuffer)
-		if err != nil {
+	}
+	const rounds, burst = 6, 4 * subBuffer
+	for range rounds {
+		// Caught up: the subscriber reads from its buffer.
+		if _, err := l.Append(ctx, delta("a", "x")); err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range recs {
-			if r.Seq != last+1 {
-				t.Fatalf("seq %d after %d: a gap or a duplicate", r.Seq, last)
+		written++
+		read(written)
+		falls := sub.falls.Load()
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			for i := 0; i < burst; i += 16 {
+				evs := make([]event.Event, 16)
+				for j := range evs {
+					evs[j] = delta("a", "x")
+				}
+				l.AppendAsync(evs, nil)
 			}
-			last = r.Seq
-			got++
+		}()
+		written += burst
+		for deadline := time.Now().Add(time.Minute); sub.falls.Load() == falls; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the writer never overflowed the subscriber's buffer")
+			}
 		}
+		read(written)
+		<-wrote
 	}
 }
 

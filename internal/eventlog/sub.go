@@ -110,6 +110,7 @@ func (b *bus) publish(recs []Record) {
 			case s.ch <- r:
 			default:
 				s.lagged.Store(true)
+				s.falls.Add(1)
 			}
 		}
 		select {
@@ -139,6 +140,7 @@ type Sub struct {
 	wake     chan struct{}
 	gone     chan struct{}
 	lagged   atomic.Bool
+	falls    atomic.Int64 // times its buffer was full and it fell back to the log
 	cursor   int64
 	explicit bool // the cursor was asked for: report when it is pruned
 	pending  []Record

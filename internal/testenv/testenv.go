@@ -3,10 +3,12 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,9 +20,20 @@ import (
 // binary; `make test` installs it and sets it.
 const EnvBinary = "TAOSAGENT_OPENCODE"
 
+// verified holds, per binary path, the outcome of its one verification in
+// this test process (a *verification).
+var verified sync.Map
+
+type verification struct {
+	once sync.Once
+	err  error
+}
+
 // Opencode returns the pinned opencode binary. Without it an integration
 // test cannot run: under -short it is skipped, otherwise it fails, so that
-// a missing install can never pass for a green run.
+// a missing install can never pass for a green run. The binary is verified
+// (byte for byte, and by running it) once per test process: that costs
+// seconds of CPU, and every integration test asks.
 func Opencode(t testing.TB) string {
 	t.Helper()
 	bin := os.Getenv(EnvBinary)
@@ -30,8 +43,11 @@ func Opencode(t testing.TB) string {
 		}
 		t.Fatal(EnvBinary + " is not set: run `make test`, which installs the pinned opencode, or set it to the binary")
 	}
-	if err := opencode.Verify(t.Context(), bin); err != nil {
-		t.Fatal(err)
+	v, _ := verified.LoadOrStore(bin, &verification{})
+	ver := v.(*verification)
+	ver.once.Do(func() { ver.err = opencode.Verify(context.Background(), bin) })
+	if ver.err != nil {
+		t.Fatal(ver.err)
 	}
 	return bin
 }
