@@ -16,7 +16,7 @@ import (
 // handed to the stopping instance (half the turns failed so).
 func TestTurnsOverTheCapAllEndFinal(t *testing.T) {
 	t.Parallel()
-	const agents, turns, capN = 3, 3, 2
+	const agents, turns, capN = 3, 2, 2
 	d := start(t, "", "--max-running", fmt.Sprint(capN))
 	ctx := ctxT(t, 8*time.Minute)
 	for i := range agents {
