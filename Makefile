@@ -52,8 +52,12 @@ OPENAIJS := .cache/openai/node_modules
 openaijs: testdeps
 	[ -d $(OPENAIJS)/openai ] || (mkdir -p .cache/openai && cd .cache/openai && npm install --silent --no-audit --no-fund openai@7.59.0)
 
+# The packages that run longest (they drive the real opencode) are named
+# first, so that they start first: go test runs two packages at a time
+# here, in the order given.
+SLOW_PKGS := ./internal/e2e ./internal/runner ./internal/supervisor
 test: testdeps build check mcpsdk openaijs
-	TAOSAGENT_OPENAI_JS=$(CURDIR)/$(OPENAIJS) TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m ./...
+	TAOSAGENT_OPENAI_JS=$(CURDIR)/$(OPENAIJS) TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m $(SLOW_PKGS) ./...
 	$(MAKE) fuzz FUZZSCALE=1
 	$(MAKE) openapi
 
