@@ -147,7 +147,7 @@ func (r *agentRunner) run() {
 		// A person's turn on the pinned session (the TUI's) goes first: a
 		// turn started under it would be given its events and its end.
 		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() {
-			r.runTurn(queued[0])
+			r.runTurn(queued[0], len(queued) > 1)
 			if r.park > 0 {
 				select {
 				case <-time.After(r.park):
@@ -293,8 +293,9 @@ func approvalOf(e event.Event) string {
 	return d.Approval
 }
 
-// runTurn runs one queued input as a turn and returns when it has ended.
-func (r *agentRunner) runTurn(in eventlog.Input) {
+// runTurn runs one queued input as a turn and returns when it has ended;
+// more says whether other inputs were queued behind it.
+func (r *agentRunner) runTurn(in eventlog.Input, more bool) {
 	turn, ended := r.beginTurn(in.TraceID)
 	defer r.endTurn()
 	a, err := r.m.log.Agent(r.ctx, r.name)
@@ -302,7 +303,7 @@ func (r *agentRunner) runTurn(in eventlog.Input) {
 		return // deleted: its inbox was closed with it
 	}
 	// From here to the turn's end, the cap never stops its instance.
-	defer r.holdInstance()()
+	defer r.holdInstance(more)()
 	session, perr := r.prepare(a)
 	if err := r.emitSync(r.turnStarted(in, turn, session)); err != nil {
 		// Nothing reaches opencode that is not recorded: the input stays
@@ -348,6 +349,9 @@ type submitReply struct {
 func (r *agentRunner) submitNow(req submitReq) {
 	queue := func() {
 		in, created, err := r.m.log.AddInput(req.ctx, req.in)
+		if err == nil && created {
+			r.noteQueued()
+		}
 		req.reply <- submitReply{in, created, err}
 	}
 	a, err := r.m.log.Agent(r.ctx, r.name)
@@ -355,7 +359,7 @@ func (r *agentRunner) submitNow(req submitReq) {
 		queue()
 		return
 	}
-	defer r.holdInstance()()
+	defer r.holdInstance(false)()
 	if !r.warm(a) || r.attachedBusy() {
 		queue()
 		return
@@ -407,13 +411,22 @@ func (r *agentRunner) attachedBusy() bool {
 
 // holdInstance keeps the agent's instance from being stopped for the cap
 // until the returned function is called. That function first tells the
-// supervisor whether input waits (inbox), so that the instance a turn
-// leaves idle is stopped for a waiting agent only if no idle instance of
-// an agent without input could be.
-func (r *agentRunner) holdInstance() (release func()) {
+// supervisor whether input waits for a turn after this one (more, or any
+// noted meanwhile), so that the instance a turn leaves idle is stopped for
+// a waiting agent only if no other idle instance of an agent without input
+// could be. It reads nothing: a message sent as a turn ends finds the
+// runner idle as soon as it can.
+func (r *agentRunner) holdInstance(more bool) (release func()) {
+	r.mu.Lock()
+	n := r.queuedN
+	r.mu.Unlock()
 	rel := r.m.cfg.Sup.Hold(r.name)
 	return func() {
-		r.inbox()
+		r.mu.Lock()
+		if r.queuedN == n {
+			r.m.cfg.Sup.SetQueued(r.name, more)
+		}
+		r.mu.Unlock()
 		rel()
 	}
 }
@@ -437,7 +450,7 @@ func (r *agentRunner) inbox() ([]eventlog.Input, error) {
 }
 
 // noteQueued marks the agent as having input waiting: an input was just
-// stored queued while the runner was busy.
+// stored queued.
 func (r *agentRunner) noteQueued() {
 	r.mu.Lock()
 	r.queuedN++
