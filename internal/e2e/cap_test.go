@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -19,36 +20,42 @@ func TestTurnsOverTheCapAllEndFinal(t *testing.T) {
 	const agents, turns, capN = 3, 2, 2
 	d := start(t, "", "--max-running", fmt.Sprint(capN))
 	ctx := ctxT(t, 8*time.Minute)
+	var names []string
 	for i := range agents {
-		d.agent(ctx, fmt.Sprint("cap", i), "")
+		names = append(names, fmt.Sprint("cap", i))
+		d.agent(ctx, names[i], "")
 	}
+	if bad := d.turnsEach(ctx, names, turns); len(bad) > 0 {
+		t.Fatalf("%d of %d turns did not end final:\n%v", len(bad), agents*turns, bad)
+	}
+}
+
+// turnsEach has every agent of names run turns turns, all agents at once,
+// each sending its next message when its previous turn has ended; it
+// returns what went wrong with the turns that did not end final.
+func (d *daemon) turnsEach(ctx context.Context, names []string, turns int) (bad []string) {
 	var mu sync.Mutex
-	var bad []string
 	var wg sync.WaitGroup
-	for i := range agents {
+	for _, name := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			name := fmt.Sprint("cap", i)
 			for j := range turns {
 				acc, err := d.c.Send(ctx, name, client.Message{Text: fmt.Sprintf("hello %d", j)})
+				msg := ""
 				if err != nil {
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s turn %d: send: %v", name, j, err))
-					mu.Unlock()
-					return
+					msg = fmt.Sprintf("%s turn %d: send: %v", name, j, err)
+				} else if e := last(d.turnOf(ctx, name, acc.Seq-1, acc.Input)); e.Kind != "final" {
+					msg = fmt.Sprintf("%s turn %d: %s %s: %s", name, j, e.Kind, e.Field("code"), e.Field("message"))
 				}
-				evs := d.turnOf(ctx, name, acc.Seq-1, acc.Input)
-				if e := last(evs); e.Kind != "final" {
+				if msg != "" {
 					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s turn %d: %s %s: %s", name, j, e.Kind, e.Field("code"), e.Field("message")))
+					bad = append(bad, msg)
 					mu.Unlock()
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if len(bad) > 0 {
-		t.Fatalf("%d of %d turns did not end final:\n%v", len(bad), agents*turns, bad)
-	}
+	return bad
 }

@@ -3,12 +3,8 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/taosagent/taosagent/internal/client"
 )
 
 // BenchmarkSoakUnderCap runs AGENTS agents × TURNS turns each, all agents at
@@ -26,44 +22,19 @@ func BenchmarkSoakUnderCap(b *testing.B) {
 	for range b.N {
 		d := start(b, "", "--max-running", fmt.Sprint(capN))
 		ctx := ctxT(b, time.Duration(agents*turns)*15*time.Second+10*time.Minute) // about 7 s a turn at 10 agents on 2 cores
+		var names []string
 		for i := range agents {
-			d.agent(ctx, fmt.Sprint("soak", i), "")
+			names = append(names, fmt.Sprint("soak", i))
+			d.agent(ctx, names[i], "")
 		}
-		var final, failed atomic.Int64
-		var mu sync.Mutex
-		codes := map[string]int{}
-		var wg sync.WaitGroup
 		t0 := time.Now()
-		for i := range agents {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				name := fmt.Sprint("soak", i)
-				for j := range turns {
-					acc, err := d.c.Send(ctx, name, client.Message{Text: fmt.Sprintf("hello %d", j)})
-					if err != nil {
-						failed.Add(1)
-						continue
-					}
-					evs := d.turnOf(ctx, name, acc.Seq-1, acc.Input)
-					if e := last(evs); e.Kind == "final" {
-						final.Add(1)
-					} else {
-						failed.Add(1)
-						mu.Lock()
-						codes[e.Field("code")+": "+e.Field("message")]++
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		b.ReportMetric(float64(final.Load()), "final")
+		bad := d.turnsEach(ctx, names, turns)
+		b.ReportMetric(float64(agents*turns-len(bad)), "final")
 		b.ReportMetric(float64(agents*turns), "turns")
 		b.ReportMetric(time.Since(t0).Seconds(), "s")
 		b.ReportMetric(0, "ns/op")
-		if failed.Load() > 0 {
-			b.Errorf("%d of %d turns did not end final: %v", failed.Load(), agents*turns, codes)
+		if len(bad) > 0 {
+			b.Errorf("%d of %d turns did not end final: %v", len(bad), agents*turns, bad)
 		}
 	}
 }

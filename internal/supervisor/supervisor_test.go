@@ -68,6 +68,12 @@ func newSup(t *testing.T) (*Supervisor, *states) {
 	return sup, st
 }
 
+// specs makes the Spec of an agent by name: its own directory, the
+// scripted model at modelURL.
+func specs(t *testing.T, modelURL string) func(name string) Spec {
+	return func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+}
+
 func ready(t *testing.T, in *Instance) *opencode.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -280,7 +286,7 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	sup, st := newSup(t)
 	sup.MaxRunning = 1
 	_, modelURL := testenv.Model(t)
-	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+	spec := specs(t, modelURL)
 	a, _ := sup.Ensure(spec("a"))
 	ready(t, a)
 	releaseA := sup.Hold("a") // a is in a turn
@@ -311,7 +317,7 @@ func TestCapSparesAnAgentWithQueuedInput(t *testing.T) {
 	sup, st := newSup(t)
 	sup.MaxRunning = 2
 	_, modelURL := testenv.Model(t)
-	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+	spec := specs(t, modelURL)
 	a, _ := sup.Ensure(spec("a"))
 	b, _ := sup.Ensure(spec("b"))
 	ready(t, a)
@@ -340,7 +346,7 @@ func TestCapIdleInstanceMakesRoomWhenReady(t *testing.T) {
 	sup, st := newSup(t)
 	sup.MaxRunning = 1
 	_, modelURL := testenv.Model(t)
-	spec := func(n string) Spec { return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config(modelURL, "")} }
+	spec := specs(t, modelURL)
 	if _, err := sup.Ensure(spec("a")); err != nil { // starting, held by no one
 		t.Fatal(err)
 	}
