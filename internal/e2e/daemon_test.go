@@ -28,22 +28,18 @@ import (
 var (
 	binary string
 	// stamp is the record of the pinned opencode's verification, made
-	// once: a new home starts with it, as a home whose daemon verified
-	// the binary before, and is spared seconds of hashing and running it
-	// at each daemon start. Tests that give their own home verify anew.
-	stamp []byte
+	// once, after testenv.Opencode verified it: a new home starts with it,
+	// as a home whose daemon verified the binary before, and is spared
+	// seconds of hashing and running it at each daemon start. Tests that
+	// give their own home verify anew.
+	stamp     []byte
+	stampOnce sync.Once
 )
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "taosagent-e2e-")
 	if err != nil {
 		panic(err)
-	}
-	if bin := os.Getenv(testenv.EnvBinary); bin != "" {
-		f := filepath.Join(dir, "stamp.json")
-		if opencode.Verify(context.Background(), bin) == nil && opencode.WriteStamp(f, bin) == nil {
-			stamp, _ = os.ReadFile(f)
-		}
 	}
 	binary = filepath.Join(dir, "taosagent")
 	args := []string{"build", "-o", binary}
@@ -105,8 +101,15 @@ func startEnv(t testing.TB, env []string, extra ...string) *daemon {
 
 func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 	t.Helper()
+	bin := testenv.Opencode(t)
 	if home == "" {
 		home = t.TempDir()
+		stampOnce.Do(func() {
+			f := filepath.Join(t.TempDir(), "stamp.json")
+			if opencode.WriteStamp(f, bin) == nil {
+				stamp, _ = os.ReadFile(f)
+			}
+		})
 		if stamp != nil {
 			if err := os.WriteFile(taohome.Home{Dir: home}.OpencodeStamp(), stamp, 0o600); err != nil {
 				t.Fatal(err)
@@ -114,7 +117,7 @@ func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 		}
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--home", home, "--listen", "127.0.0.1:0"}, extra...)...)
-	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), env...)
+	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+bin), env...)
 	d := &daemon{t: t, home: home, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.log
 	stdout, _ := cmd.StdoutPipe()

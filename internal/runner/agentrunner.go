@@ -38,7 +38,7 @@ type agentRunner struct {
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
 	foreign  string          // a turn a client attached to opencode runs (the TUI), "" if none
-	queuedN  uint64          // inputs stored queued from outside the run goroutine (noteQueued)
+	queuedN  uint64          // inputs noted as stored queued (noteQueued)
 
 	attachReq chan attachReq // to run: start the instance for an attached client
 	submit    chan submitReq // to run, while idle: a new input
@@ -422,11 +422,7 @@ func (r *agentRunner) holdInstance(more bool) (release func()) {
 	r.mu.Unlock()
 	rel := r.m.cfg.Sup.Hold(r.name)
 	return func() {
-		r.mu.Lock()
-		if r.queuedN == n {
-			r.m.cfg.Sup.SetQueued(r.name, more)
-		}
-		r.mu.Unlock()
+		r.markQueued(n, more)
 		rel()
 	}
 }
@@ -441,12 +437,19 @@ func (r *agentRunner) inbox() ([]eventlog.Input, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	if r.queuedN == n {
-		r.m.cfg.Sup.SetQueued(r.name, len(queued) > 0)
-	}
-	r.mu.Unlock()
+	r.markQueued(n, len(queued) > 0)
 	return queued, nil
+}
+
+// markQueued tells the supervisor whether the agent has input waiting, as
+// learned since the n-th noted input; a later one noted meanwhile keeps
+// the agent marked.
+func (r *agentRunner) markQueued(n uint64, queued bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.queuedN == n {
+		r.m.cfg.Sup.SetQueued(r.name, queued)
+	}
 }
 
 // noteQueued marks the agent as having input waiting: an input was just
