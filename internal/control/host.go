@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -223,7 +222,9 @@ func (s *Service) Logs(ctx context.Context, r LogsRequest) (Logs, error) {
 		if _, err := s.Log.Agent(ctx, r.Agent); err != nil {
 			return Logs{}, err
 		}
-		path := filepath.Join(home.Home{Dir: s.Home}.Agent(r.Agent), "opencode.log")
+		// The daemon's own copy of the instance's output, outside the
+		// agent's tree: nothing the agent plants is followed.
+		path := home.Home{Dir: s.Home}.AgentLog(r.Agent)
 		out.Source = "agent " + r.Agent + ": opencode.log"
 		var err error
 		if lines, err = hostctl.Tail(path, r.Lines, r.Pattern, 4<<20); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -22,7 +22,7 @@ import (
 // user can.
 func instanceSecrets(t testing.TB, home, agent string) (port, password string) {
 	t.Helper()
-	log, err := os.ReadFile(filepath.Join(home, "agents", agent, "opencode.log"))
+	log, err := os.ReadFile(filepath.Join(instanceDir(home, agent), "opencode.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 		"token":  filepath.Join(d.home, "token"),
 		"key":    filepath.Join(d.home, "keys", "leak.key"),
 		"db":     filepath.Join(d.home, "taosagent.db"),
-		"other":  filepath.Join(d.home, "agents", "other", "home", ".config", "opencode", "opencode.json"),
+		"other":  agentConfig(d.home, "other"),
 		"secret": otherSecret,
 		"shadow": "/etc/shadow",
 	}
@@ -104,7 +104,7 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 		fmt.Fprintf(&script, "if head -c1 %q >/dev/null 2>&1; then echo READ-%s; else echo DENIED-%s; fi; ", p, name, name)
 	}
 	writes := []string{filepath.Join(d.home, "pwned"), filepath.Join(d.home, "agents", "other", "work", "pwned"), hostTmp,
-		filepath.Join(d.home, "agents", "probe", "home", ".config", "opencode", "opencode.json")}
+		agentConfig(d.home, "probe")}
 	for i, p := range writes {
 		fmt.Fprintf(&script, "if echo x >> %q 2>/dev/null; then echo WROTE-%d; else echo NOWRITE-%d; fi; ", p, i, i)
 	}
@@ -205,8 +205,8 @@ func TestDeleteLeavesNothingBehind(t *testing.T) {
 		return !(e.Kind == "instance" && e.Field("state") == "ready")
 	})
 	dir := filepath.Join(d.home, "agents", "temp")
-	gwKey, _ := os.ReadFile(filepath.Join(dir, "gateway.key"))
-	b, err := os.ReadFile(filepath.Join(dir, "home", ".config", "opencode", "opencode.json"))
+	gwKey, _ := os.ReadFile(filepath.Join(instanceDir(d.home, "temp"), "gateway.key"))
+	b, err := os.ReadFile(agentConfig(d.home, "temp"))
 	if err != nil || len(gwKey) == 0 || !strings.Contains(string(b), strings.TrimSpace(string(gwKey))) {
 		t.Fatalf("precondition: the agent's config with its gateway key: %v", err)
 	}
@@ -216,8 +216,10 @@ func TestDeleteLeavesNothingBehind(t *testing.T) {
 	if err := d.c.DeleteAgent(ctx, "temp"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(dir); err == nil {
-		t.Errorf("%s survived the agent's deletion", dir)
+	for _, dir := range []string{dir, instanceDir(d.home, "temp")} {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%s survived the agent's deletion", dir)
+		}
 	}
 	// Its gateway key ended with it.
 	req, _ := http.NewRequest("GET", d.addr+"/llm/v1/models", nil)

@@ -305,3 +305,9 @@ func patch(t *testing.T, url, token, body string) (int, string) {
 	t.Helper()
 	return request(t, "PATCH", url, token, body)
 }
+
+// agentConfig is the opencode config the daemon writes for agent name.
+func agentConfig(homeDir, name string) string { return taohome.Home{Dir: homeDir}.AgentConfig(name) }
+
+// instanceDir is the daemon's own directory of agent name's instance.
+func instanceDir(homeDir, name string) string { return taohome.Home{Dir: homeDir}.Instance(name) }

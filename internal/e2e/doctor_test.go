@@ -167,7 +167,7 @@ func TestDoctorFindsAndFixRepairs(t *testing.T) {
 	t.Run("corrupt agent config", func(t *testing.T) {
 		t.Parallel()
 		r := newRecovery(t, true)
-		os.WriteFile(filepath.Join(r.home, "agents", "worker", "home", ".config", "opencode", "opencode.json"), []byte(`{"model": "evil/x",`), 0o600)
+		os.WriteFile(agentConfig(r.home, "worker"), []byte(`{"model": "evil/x",`), 0o600)
 		r.expect("agents", doctor.Error, "regenerate-agent-config:worker")
 		r.fix("regenerate-agent-config:worker")
 		r.clean("agents")

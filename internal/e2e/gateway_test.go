@@ -48,7 +48,7 @@ func TestTurnThroughTheGateway(t *testing.T) {
 		}
 		return nil
 	})
-	cfg, _ := os.ReadFile(filepath.Join(d.home, "agents", "worker", "home", ".config", "opencode", "opencode.json"))
+	cfg, _ := os.ReadFile(agentConfig(d.home, "worker"))
 	if !strings.Contains(string(cfg), "/llm/v1") {
 		t.Errorf("the agent's opencode does not use the gateway:\n%s", cfg)
 	}
@@ -67,7 +67,7 @@ func TestTurnThroughTheGateway(t *testing.T) {
 	})
 	t.Logf("usage seen %v", time.Since(t0))
 	// Rotation: the old key stops working, the new one works.
-	old, _ := os.ReadFile(filepath.Join(d.home, "agents", "worker", "gateway.key"))
+	old, _ := os.ReadFile(filepath.Join(instanceDir(d.home, "worker"), "gateway.key"))
 	key, err := d.c.RotateKey(ctx, "worker")
 	if err != nil || key == "" || key == strings.TrimSpace(string(old)) {
 		t.Fatalf("rotate: %q %v", key, err)

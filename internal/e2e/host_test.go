@@ -133,7 +133,7 @@ func TestHostAgentActsThroughTaosTools(t *testing.T) {
 // config (it is in the agent's reach, by design).
 func agentToken(t *testing.T, home, agent string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(home, "agents", agent, "home", ".config", "opencode", "opencode.json"))
+	b, err := os.ReadFile(agentConfig(home, agent))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func noKeyIn(t *testing.T, dir string, keys ...string) {
 // gateway key (as its opencode would) and returns the status and body.
 func (d *daemon) gatewayCall(t *testing.T, agent, model string) (int, string) {
 	t.Helper()
-	key, err := os.ReadFile(filepath.Join(d.home, "agents", agent, "gateway.key"))
+	key, err := os.ReadFile(filepath.Join(instanceDir(d.home, agent), "gateway.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestALiteLLMAgentFollowsItsKeysScope(t *testing.T) {
 		}
 	}
 	noKeyIn(t, filepath.Join(d.home, "agents", "coder"), vk, master)
-	cfgPath := filepath.Join(d.home, "agents", "coder", "home", ".config", "opencode", "opencode.json")
+	cfgPath := agentConfig(d.home, "coder")
 	cfg, _ := os.ReadFile(cfgPath)
 	if !strings.Contains(string(cfg), `"scripted-small"`) {
 		t.Fatalf("opencode's models are not the permitted set:\n%s", cfg)

@@ -85,7 +85,7 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 			b.Fatal(err)
 		}
 		own := &opencode.Client{BaseURL: at.URL, Password: at.Password, Directory: at.Directory, HTTP: &http.Client{}}
-		bare := bareOpencode(b, filepath.Join(d.home, "agents", "host", "home", ".config", "opencode", "opencode.json"))
+		bare := bareOpencode(b, agentConfig(d.home, "host"))
 		// The prompt names the agent's model, as taosagent's does.
 		a, err := d.c.Agent(ctx, "host")
 		if err != nil {

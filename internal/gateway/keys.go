@@ -15,8 +15,9 @@ import (
 )
 
 // Keyring issues agents' gateway keys. The database holds each key's hash;
-// the key itself is written into the agent's own directory (0600), where
-// its opencode config takes it from: it is the agent's own identity, in
+// the key itself is written into the daemon's directory of the agent's
+// instance (home.Home.Instance, 0600), outside the agent's tree, and
+// from there into its opencode config: it is the agent's own identity, in
 // its reach by design, and worth nothing beyond its permitted models.
 type Keyring struct {
 	Log  *eventlog.Log
@@ -27,7 +28,9 @@ type Keyring struct {
 	mu     sync.Mutex
 }
 
-func (k *Keyring) file(agent string) string { return filepath.Join(k.Home.Agent(agent), "gateway.key") }
+func (k *Keyring) file(agent string) string {
+	return filepath.Join(k.Home.Instance(agent), "gateway.key")
+}
 
 // Ensure returns agent's current key, issuing one when it has none (or
 // its file no longer matches the recorded hash).
@@ -55,7 +58,7 @@ func (k *Keyring) Rotate(ctx context.Context, agent string) (string, error) {
 
 func (k *Keyring) issue(ctx context.Context, agent string) (string, error) {
 	key, hash := NewKey()
-	if err := os.MkdirAll(k.Home.Agent(agent), 0o700); err != nil {
+	if err := os.MkdirAll(k.Home.Instance(agent), 0o700); err != nil {
 		return "", err
 	}
 	if err := atomicfile.Write(k.file(agent), []byte(key+"\n"), 0o600); err != nil {

@@ -94,11 +94,20 @@ func (h Home) SetRelease(r Release) error {
 func (h Home) OpencodeStamp() string { return filepath.Join(h.Dir, "opencode-verified.json") }
 func (h Home) DaemonLog() string     { return filepath.Join(h.Dir, "daemon.log") }
 
+// Instance is the daemon's own directory for agent name's instance,
+// outside the agent's tree and never writable by it: the opencode config
+// (bound read-only into the sandbox), the HOME opencode sees (read-only
+// and empty), the instance's log, the agent's gateway key.
+func (h Home) Instance(name string) string { return filepath.Join(h.Dir, "instances", name) }
+
 // AgentConfig is the opencode.json the supervisor writes for agent name at
-// every start of its instance (under the instance's XDG config home).
+// every start of its instance (in its XDG config home, in Instance).
 func (h Home) AgentConfig(name string) string {
-	return filepath.Join(h.Agent(name), "home", ".config", "opencode", "opencode.json")
+	return filepath.Join(h.Instance(name), "config", "opencode", "opencode.json")
 }
+
+// AgentLog is agent name's instance log (opencode's output).
+func (h Home) AgentLog(name string) string { return filepath.Join(h.Instance(name), "opencode.log") }
 
 // Create makes the home (mode 0700) if it does not exist.
 func (h Home) Create() error { return os.MkdirAll(h.Dir, 0o700) }

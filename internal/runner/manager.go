@@ -465,7 +465,8 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	if err := cfg.Validate(); err != nil {
 		return supervisor.Spec{}, err
 	}
-	return supervisor.Spec{Name: a.Name, Dir: home.Home{Dir: m.cfg.Home}.Agent(a.Name), Config: cfg,
+	h := home.Home{Dir: m.cfg.Home}
+	return supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg,
 		Limits: a.Limits.Effective().Sandbox()}, nil
 }
 

@@ -134,11 +134,15 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 	if err := m.log.DeleteAgent(ctx, name); err != nil {
 		return err
 	}
-	// Its directory holds its opencode config (with its gateway key) and
-	// its sessions, and its own key at its proxy is kept apart: nothing
-	// of it may outlive the agent.
-	if err := os.RemoveAll(home.Home{Dir: m.cfg.Home}.Agent(name)); err != nil {
-		return fmt.Errorf("remove the agent's directory: %w", err)
+	// Its directory holds its sessions, the daemon's directory of its
+	// instance its opencode config, log and gateway key, and its own key
+	// at its proxy is kept apart: nothing of it may outlive the agent.
+	// (os.RemoveAll removes a symbolic link, never what it points to.)
+	h := home.Home{Dir: m.cfg.Home}
+	for _, dir := range []string{h.Agent(name), h.Instance(name)} {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("remove the agent's directory: %w", err)
+		}
 	}
 	if err := m.cfg.Keys.Delete(agent.UpstreamKeyID(name)); err != nil {
 		return fmt.Errorf("remove the agent's key: %w", err)

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/taosagent/taosagent/internal/agenttree"
 )
 
 // Service describes a long-lived confined process: an agent's opencode.
@@ -40,9 +43,23 @@ type Service struct {
 	// nothing else of Dir.
 	Workdir string
 	// ReadOnly lists host paths mounted read-only at the same path after
-	// Dir: a configuration directory inside Dir that the service must not
-	// rewrite.
+	// Dir: the service's configuration, which it must not rewrite. When
+	// the caller is root they must be readable by UID:GID.
 	ReadOnly []string
+	// Masks lists paths inside Dir that the service must see read-only
+	// and empty, whatever the agent put there: a file (or a link) is
+	// covered by Empty, a directory by an empty read-only directory. A
+	// path that does not exist at the start is left alone (the service
+	// must read what it masks only when it starts), so nothing is made in
+	// Dir.
+	Masks []string
+	// Empty is a zero-length regular file outside Dir, readable by
+	// UID:GID (required with Masks).
+	Empty string
+	// Cwd is the service's working directory (default Workdir). A
+	// directory in ReadOnly keeps files the service would read from its
+	// working directory (a runtime's .env, say) out of the agent's reach.
+	Cwd string
 	// Env is the service's whole environment, KEY=VALUE; SHELL is set to
 	// ToolShell.
 	Env []string
@@ -143,6 +160,22 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	host = append(host, hostPath{path: svc.Dir, rw: true})
 	for _, p := range svc.ReadOnly {
 		a = append(a, "--ro-bind", p, p)
+		if !under(p, svc.Dir) {
+			host = append(host, hostPath{path: p})
+		}
+	}
+	masks, err := maskArgs(svc.Dir, svc.Masks, svc.Empty)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	if len(masks) > 0 {
+		a = append(a, masks...)
+		host = append(host, hostPath{path: svc.Empty})
+	}
+	cwd := svc.Cwd
+	if cwd == "" {
+		cwd = svc.Workdir
 	}
 	if !under(svc.Command[0], svc.Dir) {
 		a = append(a, "--ro-bind", svc.Command[0], svc.Command[0])
@@ -153,7 +186,7 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 		"--perms", "0555", "--ro-bind-data", "4", ToolShell,
 		"--perms", "0444", "--ro-bind-data", "5", filepath.Dir(ToolShell)+"/tools.bpf",
 		"--remount-ro", "/",
-		"--chdir", svc.Workdir,
+		"--chdir", cwd,
 		"--seccomp", "3",
 		"--",
 	)
@@ -166,6 +199,41 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	cmd.Dir = "/"
 	cmd.ExtraFiles = files
 	return cmd, nil
+}
+
+// maskArgs covers each of masks, paths inside dir, with an empty
+// read-only file or directory, by what the path is now (looked at through
+// agenttree: a planted link is not followed).
+func maskArgs(dir string, masks []string, empty string) ([]string, error) {
+	if len(masks) == 0 {
+		return nil, nil
+	}
+	if fi, err := os.Lstat(empty); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 || under(empty, dir) {
+		return nil, errors.New("sandbox service: masks need an empty regular file outside the service's directory")
+	}
+	t, err := agenttree.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	var a []string
+	for _, m := range masks {
+		rel, err := filepath.Rel(dir, m)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			return nil, fmt.Errorf("sandbox service: mask %s is not inside %s", m, dir)
+		}
+		fi, err := t.Lstat(rel)
+		switch {
+		case err == nil && !fi.IsDir():
+			a = append(a, "--ro-bind", empty, m)
+		case err == nil:
+			a = append(a, "--perms", "0555", "--tmpfs", m, "--remount-ro", m)
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return nil, fmt.Errorf("sandbox service: mask %s: %w", m, err)
+		}
+	}
+	return a, nil
 }
 
 // CloseFiles closes the parent's copies of the files a started command

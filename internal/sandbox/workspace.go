@@ -2,17 +2,18 @@ package sandbox
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/taosagent/taosagent/internal/agenttree"
 )
 
 // handOver gives every entry of the workspace to uid:gid for a run made by
 // root, and returns the function that gives everything back to the
-// workspace directory's owner afterwards. Symbolic links are changed, never
-// followed. A regular file with more than one link is left alone on the way
-// back, so a hard link made in the sandbox cannot make root chown a file
+// workspace directory's owner afterwards. Both go through agenttree:
+// symbolic links are changed, never followed, nothing outside the
+// workspace is reached, and a regular file with more than one link is left
+// alone, so a hard link made in the sandbox cannot make root chown a file
 // outside the workspace; restore's result names how many were left.
 func handOver(ws string, uid, gid int) (restore func() string, err error) {
 	fi, err := os.Lstat(ws)
@@ -26,20 +27,12 @@ func handOver(ws string, uid, gid int) (restore func() string, err error) {
 		return nil, err
 	}
 	return func() string {
-		skipped := 0
-		filepath.WalkDir(ws, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			if d.Type().IsRegular() {
-				if info, err := d.Info(); err == nil && info.Sys().(*syscall.Stat_t).Nlink > 1 {
-					skipped++
-					return nil
-				}
-			}
-			os.Lchown(p, owner, group)
-			return nil
-		})
+		t, err := agenttree.Open(ws)
+		if err != nil {
+			return ""
+		}
+		defer t.Close()
+		skipped, _ := t.ChownAll(owner, group, true)
 		if skipped > 0 {
 			return fmt.Sprintf("%d hard-linked file(s) in the workspace were left owned by the sandbox user", skipped)
 		}
@@ -48,16 +41,11 @@ func handOver(ws string, uid, gid int) (restore func() string, err error) {
 }
 
 func chownTree(root string, uid, gid int, bestEffort bool) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if bestEffort {
-				return nil
-			}
-			return err
-		}
-		if err := os.Lchown(p, uid, gid); err != nil && !bestEffort {
-			return err
-		}
-		return nil
-	})
+	t, err := agenttree.Open(root)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	_, err = t.ChownAll(uid, gid, bestEffort)
+	return err
 }

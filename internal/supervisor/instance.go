@@ -13,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/agenttree"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
@@ -37,9 +39,18 @@ const (
 
 // Spec says how to run one agent's opencode.
 type Spec struct {
-	Name    string          // the agent's name; unique within a Supervisor
-	Dir     string          // the agent's own directory: HOME, XDG dirs, log
-	Workdir string          // opencode's project directory (its cwd); default Dir/work
+	Name string // the agent's name; unique within a Supervisor
+	// Dir is the agent's own directory, which the agent can write:
+	// opencode's data, state and cache, and its workdir. The daemon
+	// touches it only through agenttree.
+	Dir string
+	// RunDir is the daemon's own directory of the instance, outside Dir,
+	// which the agent can never write: the opencode config (its XDG config
+	// home, bound read-only), the HOME opencode sees (bound read-only,
+	// empty, also its working directory) and the log. Default
+	// Dir+".instance".
+	RunDir  string
+	Workdir string          // opencode's project directory; default Dir/work
 	Config  opencode.Config // written as the instance's opencode.json at every start
 	// Limits bound the confined instance; zero fields take the sandbox's
 	// defaults. Unconfined instances have none.
@@ -331,7 +342,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	case base = <-urls:
 	case werr := <-waited:
 		reap()
-		return nil, fmt.Errorf("opencode exited before it was ready (%v); see %s", werr, filepath.Join(i.spec.Dir, "opencode.log"))
+		return nil, fmt.Errorf("opencode exited before it was ready (%v); see %s", werr, i.spec.logPath())
 	case <-i.stopCh:
 		killGroup(pid, syscall.SIGKILL)
 		<-waited
@@ -341,7 +352,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		killGroup(pid, syscall.SIGKILL)
 		<-waited
 		reap()
-		return nil, fmt.Errorf("opencode was not ready within %v; see %s", s.StartTimeout, filepath.Join(i.spec.Dir, "opencode.log"))
+		return nil, fmt.Errorf("opencode was not ready within %v; see %s", s.StartTimeout, i.spec.logPath())
 	}
 	client := &opencode.Client{BaseURL: base, Password: password, Directory: i.spec.Workdir, HTTP: s.httpClient}
 	if err := checkVersion(client, version, s.StartTimeout); err != nil {
@@ -413,70 +424,82 @@ func scanStdout(r io.Reader, log io.Writer, urls chan<- string) {
 	}
 }
 
+// logPath is the instance's log, in the daemon's directory.
+func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log") }
+
 // prepare lays out the agent's directories, writes its config and builds
-// the command. opencode gets its own HOME and XDG dirs, a fresh password,
-// loopback only, and nothing of the daemon's environment but PATH and
-// locale.
+// the command. opencode gets a fresh password, loopback only, nothing of
+// the daemon's environment but PATH and locale, and reads configuration
+// only from the daemon's directory (confineEnv).
 func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, error) {
-	d := i.spec.Dir
-	home := filepath.Join(d, "home")
+	d, run := i.spec.Dir, i.spec.RunDir
+	cfgHome := filepath.Join(run, "config")
+	cfgDir := filepath.Join(cfgHome, "opencode")
+	home := filepath.Join(run, "home")
 	xdg := map[string]string{
-		"XDG_CONFIG_HOME": filepath.Join(home, ".config"),
-		"XDG_DATA_HOME":   filepath.Join(home, ".local", "share"),
-		"XDG_CACHE_HOME":  filepath.Join(home, ".cache"),
-		"XDG_STATE_HOME":  filepath.Join(home, ".local", "state"),
+		"XDG_CONFIG_HOME": cfgHome,
+		"XDG_DATA_HOME":   filepath.Join(d, "home", ".local", "share"),
+		"XDG_CACHE_HOME":  filepath.Join(d, "home", ".cache"),
+		"XDG_STATE_HOME":  filepath.Join(d, "home", ".local", "state"),
 	}
-	for _, p := range []string{d, home, xdg["XDG_CONFIG_HOME"], xdg["XDG_DATA_HOME"], xdg["XDG_CACHE_HOME"], xdg["XDG_STATE_HOME"],
-		filepath.Join(xdg["XDG_CONFIG_HOME"], "opencode"), i.spec.Workdir} {
-		if err := os.MkdirAll(p, 0o700); err != nil {
-			return nil, "", nil, fmt.Errorf("prepare %s: %w", p, err)
+	var sb *sandbox.Sandbox
+	if i.sup.Sandbox != nil {
+		sb = i.sup.Sandbox
+	}
+	if err := agentDirs(d, i.spec.Workdir, xdg); err != nil {
+		return nil, "", nil, err
+	}
+	for _, p := range []string{run, cfgHome, cfgDir, home} {
+		if err := daemonDir(sb, p); err != nil {
+			return nil, "", nil, err
 		}
 	}
-	cfgDir := filepath.Join(xdg["XDG_CONFIG_HOME"], "opencode")
-	if err := opencode.WriteConfig(filepath.Join(cfgDir, "opencode.json"), i.spec.Config); err != nil {
+	empty := filepath.Join(run, "empty")
+	if err := os.WriteFile(empty, nil, 0o400); err != nil {
+		return nil, "", nil, err
+	}
+	if err := daemonShare(sb, empty, 0o440); err != nil {
+		return nil, "", nil, err
+	}
+	cfgFile := filepath.Join(cfgDir, "opencode.json")
+	if err := opencode.WriteConfig(cfgFile, i.spec.Config); err != nil {
 		return nil, "", nil, err
 	}
 	// opencode writes this file into its config directory when it is
 	// missing, and fails when it cannot; the directory is read-only to a
 	// confined instance, so that it cannot rewrite its own config.
-	if err := os.WriteFile(filepath.Join(cfgDir, ".gitignore"), []byte(opencode.ConfigGitignore), 0o600); err != nil {
+	gi := filepath.Join(cfgDir, ".gitignore")
+	if err := os.WriteFile(gi, []byte(opencode.ConfigGitignore), 0o600); err != nil {
 		return nil, "", nil, err
+	}
+	for _, f := range []string{cfgFile, gi} {
+		if err := daemonShare(sb, f, 0o640); err != nil {
+			return nil, "", nil, err
+		}
 	}
 	password, err := randomSecret()
 	if err != nil {
 		return nil, "", nil, err
 	}
-	log, err := openLog(filepath.Join(d, "opencode.log"), i.sup.LogCap)
+	log, err := openLog(i.spec.logPath(), i.sup.LogCap)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	env := []string{
-		"HOME=" + home,
-		tokenVar + "=" + token,
-		"OPENCODE_SERVER_PASSWORD=" + password,
-		"OPENCODE_DISABLE_AUTOUPDATE=1",
-		"OPENCODE_DISABLE_SHARE=1",
-		"OPENCODE_DISABLE_MODELS_FETCH=1",
-		"OPENCODE_DISABLE_LSP_DOWNLOAD=1",
-		"OPENCODE_DISABLE_CLAUDE_CODE=1",
-		// opencode installs a plugin package from npm at first boot; it is
-		// not needed (94 MB per agent). A closed registry turns it off.
-		"npm_config_registry=http://127.0.0.1:9/",
-	}
+	env := append(confineEnv(), "HOME="+home, tokenVar+"="+token, "OPENCODE_SERVER_PASSWORD="+password)
 	for k, v := range xdg {
 		env = append(env, k+"="+v)
 	}
 	args := []string{binary, "serve", "--hostname", "127.0.0.1", "--port", "0"}
 	var cmd *exec.Cmd
-	if sb := i.sup.Sandbox; sb != nil {
+	if sb != nil {
 		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
 		if err := ownDir(sb, d); err != nil {
 			log.Close()
 			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)
 		}
 		cmd, err = sb.Command(context.Background(), sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
-			ReadOnly: []string{cfgDir},
-			Env:      env, Network: true, Limits: i.spec.Limits})
+			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
+			Env: env, Network: true, Limits: i.spec.Limits})
 		if err != nil {
 			log.Close()
 			return nil, "", nil, err
@@ -488,7 +511,7 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 			}
 		}
 		cmd = exec.Command(args[0], args[1:]...)
-		cmd.Dir = i.spec.Workdir
+		cmd.Dir = home
 		cmd.Env = env
 		// Its own process group, so stop and sweep reach the tools it
 		// runs; and it dies with the daemon's thread should the daemon be
@@ -499,22 +522,136 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 	return cmd, password, log, nil
 }
 
+// confineEnv is opencode's environment switches: every place opencode
+// 1.18.33 would read configuration or code from, other than its XDG config
+// home, switched off (docs/CONFINEMENT.md lists them all, and how each is
+// closed). The rest are kept out of the agent's reach by the layout:
+// HOME and the working directory are the daemon's, read-only.
+func confineEnv() []string {
+	return []string{
+		"OPENCODE_DISABLE_AUTOUPDATE=1",
+		"OPENCODE_DISABLE_SHARE=1",
+		"OPENCODE_DISABLE_MODELS_FETCH=1",
+		"OPENCODE_DISABLE_LSP_DOWNLOAD=1",
+		// opencode.json(c) and .opencode/ up the tree from the project
+		// directory, and AGENTS.md there as instructions.
+		"OPENCODE_DISABLE_PROJECT_CONFIG=1",
+		// ~/.claude (CLAUDE.md, skills); .claude/ and .agents/ skills up
+		// the tree.
+		"OPENCODE_DISABLE_CLAUDE_CODE=1",
+		"OPENCODE_DISABLE_EXTERNAL_SKILLS=1",
+		// Plugins opencode installs by itself into its cache and loads.
+		"OPENCODE_DISABLE_DEFAULT_PLUGINS=1",
+		// auth.json (in the data directory, which the agent can write):
+		// provider credentials and "wellknown" remote config URLs. The
+		// provider's key is in the config.
+		"OPENCODE_AUTH_CONTENT={}",
+		// opencode runs git in the project directory, which the agent
+		// writes: no system or global git config, and none of the
+		// repository's own settings that run a program.
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_COUNT=6",
+		"GIT_CONFIG_KEY_0=core.fsmonitor", "GIT_CONFIG_VALUE_0=false",
+		"GIT_CONFIG_KEY_1=core.hooksPath", "GIT_CONFIG_VALUE_1=/dev/null",
+		"GIT_CONFIG_KEY_2=core.sshCommand", "GIT_CONFIG_VALUE_2=false",
+		"GIT_CONFIG_KEY_3=core.pager", "GIT_CONFIG_VALUE_3=cat",
+		"GIT_CONFIG_KEY_4=diff.external", "GIT_CONFIG_VALUE_4=",
+		"GIT_CONFIG_KEY_5=core.attributesFile", "GIT_CONFIG_VALUE_5=/dev/null",
+		"GIT_TERMINAL_PROMPT=0",
+		// opencode installs a plugin package from npm at first boot; it is
+		// not needed (94 MB per agent). A closed registry turns it off.
+		"npm_config_registry=http://127.0.0.1:9/",
+	}
+}
+
+// masks are the paths of the agent's tree where opencode 1.18.33 would
+// find configuration or code that the switches of confineEnv do not turn
+// off; the sandbox covers each, read-only and empty:
+//
+//   - opencode.json, opencode.jsonc and .opencode/ in the project
+//     directory and every directory above it in the agent's tree: its
+//     newer config loader walks up from the project directory for them
+//     (and loads plugins, skills, agents and commands from .opencode/)
+//     whatever OPENCODE_DISABLE_PROJECT_CONFIG says, and only when an
+//     instance starts (it has no hot reload), so a name that does not
+//     exist then needs no cover;
+//   - its cache's bin/ (it runs rg from there when none is in PATH) and
+//     node_modules/ (plugins and provider packages it imports).
+func masks(dir, workdir, cache string) []string {
+	var out []string
+	for d := filepath.Clean(workdir); ; d = filepath.Dir(d) {
+		for _, n := range []string{"opencode.json", "opencode.jsonc", ".opencode"} {
+			out = append(out, filepath.Join(d, n))
+		}
+		if d == filepath.Clean(dir) || d == filepath.Dir(d) {
+			break
+		}
+	}
+	return append(out, filepath.Join(cache, "opencode", "bin"), filepath.Join(cache, "opencode", "node_modules"))
+}
+
+// agentDirs makes the agent's directories inside its tree, through
+// agenttree: the agent may have planted links anywhere in it.
+func agentDirs(dir, workdir string, xdg map[string]string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	t, err := agenttree.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	// The cache's bin/ and node_modules/ too, so that they are masked
+	// from the first start (masks).
+	cache := filepath.Join(xdg["XDG_CACHE_HOME"], "opencode")
+	for _, p := range []string{workdir, xdg["XDG_DATA_HOME"], filepath.Join(cache, "bin"), filepath.Join(cache, "node_modules"), xdg["XDG_STATE_HOME"]} {
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("prepare %s: outside the agent's directory", p)
+		}
+		if err := t.MkdirAll(rel, 0o700); err != nil {
+			return fmt.Errorf("prepare %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// daemonDir makes dir, one of the daemon's own, readable by the sandbox's
+// user and writable by nobody else: root:GID 0750 when the daemon is root,
+// 0700 otherwise (the sandbox then maps to the daemon's own user).
+func daemonDir(sb *sandbox.Sandbox, dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("prepare %s: %w", dir, err)
+	}
+	if sb == nil || os.Geteuid() != 0 {
+		return os.Chmod(dir, 0o700)
+	}
+	return daemonShare(sb, dir, 0o750)
+}
+
+// daemonShare gives path, the daemon's own, to root:GID with mode (root
+// only; others keep 0600/0700).
+func daemonShare(sb *sandbox.Sandbox, path string, mode fs.FileMode) error {
+	if sb == nil || os.Geteuid() != 0 {
+		return nil
+	}
+	if err := os.Lchown(path, 0, sb.GID); err != nil {
+		return err
+	}
+	return os.Chmod(path, mode)
+}
+
 // ownDir hands the agent's directory to the sandbox's uid, unless it
 // already belongs to it (everything in it then was made by that uid or by
 // an earlier hand-over).
 func ownDir(sb *sandbox.Sandbox, dir string) error {
-	fi, err := os.Stat(dir)
+	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && int(st.Uid) == sb.UID {
-		// The config is rewritten by the daemon at every start.
-		return filepath.WalkDir(filepath.Join(dir, "home", ".config", "opencode"), func(p string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			return os.Lchown(p, sb.UID, sb.GID)
-		})
+		return nil
 	}
 	return sb.OwnDir(dir)
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"os"
 	"sync"
+	"syscall"
 )
 
 // logFile is an instance's stdout and stderr: mode 0600, and at most about
@@ -17,7 +18,8 @@ type logFile struct {
 }
 
 func openLog(path string, cap int64) (*logFile, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	// The log lives in the daemon's own directory; O_NOFOLLOW all the same.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +45,7 @@ func (l *logFile) Write(p []byte) (int, error) {
 	if l.size+int64(len(p)) > l.cap && l.size > 0 {
 		l.f.Close()
 		os.Rename(l.path, l.path+".1")
-		f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		f, err := os.OpenFile(l.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			l.f = nil
 			return len(p), nil

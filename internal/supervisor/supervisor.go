@@ -150,6 +150,9 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 	if spec.Workdir == "" {
 		spec.Workdir = filepath.Join(spec.Dir, "work")
 	}
+	if spec.RunDir == "" {
+		spec.RunDir = filepath.Clean(spec.Dir) + ".instance"
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -108,20 +108,29 @@ func TestInstanceStartsIsolatedOnLoopback(t *testing.T) {
 	if _, err := anon.Health(context.Background()); err == nil {
 		t.Error("instance answered without its password")
 	}
-	cfg := filepath.Join(dir, "home", ".config", "opencode", "opencode.json")
-	for _, p := range []string{cfg, filepath.Join(dir, "opencode.log")} {
+	cfg := filepath.Join(dir+".instance", "config", "opencode", "opencode.json")
+	// The config is the sandbox user's to read (root:GID 0640 under a
+	// root daemon), and nobody's to write; the log is the daemon's alone.
+	cfgMode := os.FileMode(0o600)
+	if os.Geteuid() == 0 {
+		cfgMode = 0o640
+	}
+	for p, mode := range map[string]os.FileMode{cfg: cfgMode, filepath.Join(dir+".instance", "opencode.log"): 0o600} {
 		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, err %v; want 0600", p, fi.Mode().Perm(), err)
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Fatalf("%s: %v; want mode %v", p, err, mode)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uint32(os.Geteuid()) {
+			t.Errorf("%s belongs to uid %d, not the daemon's", p, st.Uid)
 		}
 	}
-	log, _ := os.ReadFile(filepath.Join(dir, "opencode.log"))
+	log, _ := os.ReadFile(filepath.Join(dir+".instance", "opencode.log"))
 	if strings.Contains(string(log), c.Password) {
 		t.Error("the instance password is in its log")
 	}
 	environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.PID()))
 	env := strings.Split(string(environ), "\x00")
-	for _, want := range []string{"HOME=" + filepath.Join(dir, "home"), "OPENCODE_DISABLE_AUTOUPDATE=1", "OPENCODE_DISABLE_MODELS_FETCH=1"} {
+	for _, want := range []string{"HOME=" + filepath.Join(dir+".instance", "home"), "OPENCODE_DISABLE_AUTOUPDATE=1", "OPENCODE_DISABLE_MODELS_FETCH=1"} {
 		if !containsStr(env, want) {
 			t.Errorf("instance env lacks %s", want)
 		}
