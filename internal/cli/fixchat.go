@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -300,3 +301,31 @@ func fixMenu(ctx context.Context, e *doctor.Env, findings []doctor.Finding, in *
 
 // isUsableTerminal reports whether a person is at this process's terminal.
 func isUsableTerminal() bool { return isTerminal(os.Stdin) && isTerminal(os.Stdout) }
+
+// paged writes what print prints to stdout, through the pager ($PAGER, or
+// less; it quits at once when all fits the screen) when stdout is a
+// terminal and one is at hand.
+func paged(stdout io.Writer, print func(io.Writer) error) error {
+	f, ok := stdout.(*os.File)
+	if !ok || !isTerminal(f) {
+		return print(stdout)
+	}
+	pager := os.Getenv("PAGER")
+	if pager == "" {
+		pager = "less"
+	}
+	if _, err := exec.LookPath(pager); err != nil {
+		return print(stdout)
+	}
+	cmd := exec.Command(pager)
+	cmd.Env = append(os.Environ(), "LESS=FRX")
+	cmd.Stdout, cmd.Stderr = f, os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil || cmd.Start() != nil {
+		return print(stdout)
+	}
+	perr := print(in)
+	in.Close()
+	cmd.Wait()
+	return perr
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/render"
 	"io"
 	"net/http"
 	"strings"
@@ -217,27 +218,35 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(as)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSOURCE\tAGENT\tTOOL\tSTATE\tARGUMENTS")
-	for _, a := range as {
-		var ask struct {
-			Tool     string          `json:"tool"`
-			Args     json.RawMessage `json:"args"`
-			Patterns []string        `json:"patterns"`
-			Client   string          `json:"client"`
+	// Each call is shown whole, as the event records it (render.Call);
+	// a terminal gets it through the pager.
+	return paged(stdout, func(w io.Writer) error {
+		for i, a := range as {
+			var ask struct {
+				Tool     string   `json:"tool"`
+				Display  string   `json:"display"`
+				Patterns []string `json:"patterns"`
+				Client   string   `json:"client"`
+			}
+			json.Unmarshal(a.Ask, &ask)
+			who := a.Agent
+			if who == "" {
+				who = ask.Client
+			}
+			shown := ask.Display
+			if shown == "" {
+				shown = render.Visible(ask.Tool + "\n" + strings.Join(ask.Patterns, "\n"))
+			}
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "%s  %s  %s  %s\n", a.ID, a.Source, render.Visible(dash(who)), a.State)
+			for _, line := range strings.Split(shown, "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
 		}
-		json.Unmarshal(a.Ask, &ask)
-		args := string(ask.Args)
-		if args == "" {
-			args = strings.Join(ask.Patterns, " ")
-		}
-		who := a.Agent
-		if who == "" {
-			who = ask.Client
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Source, dash(who), ask.Tool, a.State, args)
-	}
-	return tw.Flush()
+		return nil
+	})
 }
 
 // runAbort stops an agent's running turn.

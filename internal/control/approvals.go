@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/render"
 )
 
 // wait is a destructive call waiting for a person.
@@ -21,6 +21,11 @@ type wait struct {
 type verdict struct {
 	decision, by, message string
 }
+
+// MaxApprovalArgs is the largest call, in canonical JSON, a person is
+// asked to approve: below it a call is always shown whole, above it it is
+// refused before anyone is asked.
+const MaxApprovalArgs = 64 << 10
 
 // MaxMessage is the longest message a decision may carry.
 const MaxMessage = 4096
@@ -34,8 +39,9 @@ func (s *Service) ask(ctx context.Context, c Call, digest string, canon []byte) 
 	rand.Read(b[:])
 	id = "tap_" + hex.EncodeToString(b[:])
 	w := &wait{done: make(chan verdict, 1)}
+	display, args := render.Call(c.Tool, canon, append(s.Keys.All(), s.Secrets...))
 	d := event.PermissionAskedData{Approval: id, Tool: c.Tool, Source: "taosagent", Tier: string(c.Tier), Digest: digest,
-		Patterns: []string{s.redact(c.Target)}, Args: s.redactJSON(canon)}
+		Patterns: []string{render.Visible(s.redact(c.Target))}, Args: args, Display: display}
 	if c.Actor.Kind == Agent {
 		w.agent = c.Actor.Name
 		w.session, w.turn = s.Runner.CurrentTurn(ctx, c.Actor.Name)
@@ -166,14 +172,4 @@ func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message str
 		return "", err
 	})
 	return out, err
-}
-
-// redactJSON redacts secrets from a JSON document and bounds it.
-func (s *Service) redactJSON(b []byte) json.RawMessage {
-	r := s.redact(string(b))
-	if !json.Valid([]byte(r)) || len(r) > 8<<10 {
-		q, _ := json.Marshal(bound(r, 8<<10))
-		return q
-	}
-	return json.RawMessage(r)
 }

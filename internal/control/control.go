@@ -211,6 +211,12 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 	e := eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
 		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest}
 	if c.Tier == Destructive && !c.Actor.Person() {
+		if len(canon) > MaxApprovalArgs {
+			err := invalidf("arguments: %d bytes; a call a person must approve may have at most %d (64 KiB), so that it can be shown whole", len(canon), MaxApprovalArgs)
+			e.Outcome, e.Detail = "refused", bound(err.Error(), 1024)
+			s.audit(ctx, e)
+			return err
+		}
 		id, by, err := s.ask(ctx, c, digest, canon)
 		e.Approval, e.Approver = id, bound(by, 256)
 		if err != nil {

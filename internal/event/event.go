@@ -154,11 +154,15 @@ type PermissionAskedData struct {
 	// when empty) or "taosagent" (one of taosagent's own host tools).
 	Source string `json:"source,omitempty"`
 	// For taosagent's asks: the exact call the approval is bound to.
-	Args    json.RawMessage `json:"args,omitempty"`    // its arguments, secrets redacted
-	Digest  string          `json:"digest,omitempty"`  // sha256 of the canonical arguments
-	Tier    string          `json:"tier,omitempty"`    // "destructive"
-	Client  string          `json:"client,omitempty"`  // who called, when not an agent
-	Expires *time.Time      `json:"expires,omitempty"` // expiry is a refusal
+	Args json.RawMessage `json:"args,omitempty"` // its arguments, secrets masked
+	// Display is the call as a person is shown it (render.Call): whole,
+	// secrets masked, every character visible. The CLI and the panel
+	// show it as is.
+	Display string     `json:"display,omitempty"`
+	Digest  string     `json:"digest,omitempty"`  // sha256 of the canonical arguments
+	Tier    string     `json:"tier,omitempty"`    // "destructive"
+	Client  string     `json:"client,omitempty"`  // who called, when not an agent
+	Expires *time.Time `json:"expires,omitempty"` // expiry is a refusal
 }
 
 // PermissionResolvedData is the data of PermissionResolved.

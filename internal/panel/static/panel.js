@@ -388,7 +388,9 @@ async function viewApprovals() {
       el("div", {}, el("strong", {}, ask.tool || "?"), " · agent ", a.agent, " · ", el("span", { className: "state-" + a.state }, a.state),
         a.by ? " by " + a.by : ""),
       el("div", { className: "muted" }, "session ", a.session || "—", " · ", new Date(a.created).toLocaleString()),
-      el("pre", {}, JSON.stringify(ask.args || ask.metadata || ask.patterns || ask, null, 1)),
+      // taosagent's own asks carry the one rendering of the call (whole,
+      // secrets masked, every character visible); it is shown as is.
+      el("pre", { className: "call" }, ask.display || JSON.stringify(ask.args || ask.metadata || ask.patterns || ask, null, 1)),
       a.message ? el("div", {}, "message: ", a.message) : null,
       buttons);
   });
