@@ -89,6 +89,9 @@ type Gateway struct {
 	gen  atomic.Uint64 // bumped by Invalidate
 	mu   sync.Mutex
 	auth map[string]cached // key hash → its caller, as of a generation
+
+	resMu    sync.Mutex       // guards reserved; held while a call is admitted
+	reserved map[string]int64 // agent → tokens reserved by its calls in flight
 }
 
 type cached struct {
@@ -384,10 +387,17 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 			fmt.Sprintf("key not allowed to access model. This key can only access models=%s. Tried to access %s", modelList(c.permitted()), model))
 		return
 	}
-	if msg := g.overBudget(r.Context(), c.agent); msg != "" {
+	settle, msg := g.admit(r.Context(), c.agent, reservation(body, req, c.provider, id))
+	if msg != "" {
 		apiError(w, http.StatusTooManyRequests, "budget_exceeded", "budget_exceeded", "", msg)
 		return
 	}
+	counted := false
+	defer func() {
+		if !counted {
+			settle() // nothing to count: the call never reached a model
+		}
+	}()
 	var stream bool
 	json.Unmarshal(req["stream"], &stream)
 	if stream && path == "/chat/completions" {
@@ -485,7 +495,8 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path
 		readUsage(b, &call)
 	}
 	call.Duration = time.Since(start)
-	g.count(call, c.agent.Budget)
+	counted = true
+	g.count(call, c.agent.Budget, settle)
 }
 
 // errStalled: an upstream response went silent for StallTimeout.
@@ -553,12 +564,14 @@ func readUsage(b []byte, call *Call) {
 	}
 }
 
-// count records a call's usage, off the response's path, and says when
-// the call took its agent past the soft share of a budget's limit.
-func (g *Gateway) count(c Call, b *agent.Budget) {
+// count records a call's usage, off the response's path, then settles
+// its reservation (the usage now counts instead), and says when the call
+// took its agent past the soft share of a budget's limit.
+func (g *Gateway) count(c Call, b *agent.Budget, settle func()) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		defer settle()
 		var before []spent
 		if b != nil {
 			before = g.spent(ctx, c.Agent, *b)
@@ -585,6 +598,7 @@ func (g *Gateway) count(c Call, b *agent.Budget) {
 type spent struct {
 	what        string
 	used, limit float64
+	tokens      bool // a token limit (else a cost limit)
 }
 
 // spent measures each limit a budget sets.
@@ -601,26 +615,75 @@ func (g *Gateway) spent(ctx context.Context, name string, b agent.Budget) []spen
 		}
 		tok, cost, _ := g.Log.UsageSince(ctx, name, p.since)
 		if p.tokens > 0 {
-			out = append(out, spent{p.name + " tokens", float64(tok), float64(p.tokens)})
+			out = append(out, spent{p.name + " tokens", float64(tok), float64(p.tokens), true})
 		}
 		if p.cost > 0 {
-			out = append(out, spent{p.name + " cost", cost, p.cost})
+			out = append(out, spent{p.name + " cost", cost, p.cost, false})
 		}
 	}
 	return out
 }
 
-// overBudget says why the agent may not call now, "" when it may.
-func (g *Gateway) overBudget(ctx context.Context, a agent.Agent) string {
-	if a.Budget == nil {
-		return ""
+// DefaultOutputCeiling is the output a call is assumed to be able to
+// use when it sets no max_tokens and its model's ceiling is not known.
+const DefaultOutputCeiling = 4096
+
+// reservation is the tokens a call may use, reserved against its agent's
+// token budgets while it runs: its prompt (estimated as the request's
+// bytes / 4, tools and all) plus its output, min(max_tokens, the model's
+// output ceiling). Both input and output tokens count against a budget.
+func reservation(body []byte, req map[string]json.RawMessage, p agent.Provider, id string) int64 {
+	out := int64(DefaultOutputCeiling)
+	if m, ok := p.Model(id); ok && m.Output > 0 {
+		out = int64(m.Output)
 	}
-	for _, s := range g.spent(ctx, a.Name, *a.Budget) {
-		if s.used >= s.limit {
-			return fmt.Sprintf("budget exceeded: agent %s has used its %s (%.6g of %.6g); it resets with the next period, or a person raises it", a.Name, s.what, s.used, s.limit)
+	for _, k := range []string{"max_completion_tokens", "max_tokens"} {
+		var n int64
+		if json.Unmarshal(req[k], &n) == nil && n > 0 && n < out {
+			out = n
 		}
 	}
-	return ""
+	return int64(len(body))/4 + out
+}
+
+// admit lets a call of agent a start, or says why it may not: a call may
+// start only while the tokens spent plus the tokens reserved by the
+// agent's calls in flight are below each token limit, and the cost spent
+// below each cost limit. An admitted call reserves est tokens until
+// settle, which the caller calls once its usage is recorded (or when it
+// never reached a model). So concurrent calls cannot overspend: at most
+// one call overshoots a token limit, by its own use beyond what was left.
+// Cost is known only after a call, so a cost limit is checked, not
+// reserved.
+func (g *Gateway) admit(ctx context.Context, a agent.Agent, est int64) (settle func(), msg string) {
+	if a.Budget == nil {
+		return func() {}, ""
+	}
+	g.resMu.Lock()
+	defer g.resMu.Unlock()
+	held := g.reserved[a.Name]
+	for _, s := range g.spent(ctx, a.Name, *a.Budget) {
+		if s.used >= s.limit {
+			return nil, fmt.Sprintf("budget exceeded: agent %s has used its %s (%.6g of %.6g); it resets with the next period, or a person raises it", a.Name, s.what, s.used, s.limit)
+		}
+		if s.tokens && s.used+float64(held) >= s.limit {
+			return nil, fmt.Sprintf("budget exceeded: agent %s has used %.6g of its %s (%.6g) and its calls in flight hold %d more; try again when they end", a.Name, s.used, s.what, s.limit, held)
+		}
+	}
+	if g.reserved == nil {
+		g.reserved = map[string]int64{}
+	}
+	g.reserved[a.Name] += est
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.resMu.Lock()
+			defer g.resMu.Unlock()
+			if g.reserved[a.Name] -= est; g.reserved[a.Name] <= 0 {
+				delete(g.reserved, a.Name)
+			}
+		})
+	}, ""
 }
 
 // clean redacts the caller's upstream key from what the upstream said

@@ -361,3 +361,59 @@ func TestFallbackTakesTheCallWhenTheUpstreamFails(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestBudgetHoldsUnderConcurrentCalls: calls in flight hold what they may
+// use, so eight streamed calls at once on a budget of 100 tokens cannot
+// spend more than the budget and one call's use; the others get 429.
+func TestBudgetHoldsUnderConcurrentCalls(t *testing.T) {
+	e := newEnv(t)
+	e.model.Delay = 20 * time.Millisecond // "slow": 40 chunks, so the calls overlap
+	ctx := context.Background()
+	a, _ := e.gw.Log.Agent(ctx, "a")
+	a.Budget = &agent.Budget{DailyTokens: 100}
+	e.gw.Log.UpdateAgent(ctx, a)
+	e.gw.Invalidate()
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp := e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-demo","stream":true,"messages":[{"role":"user","content":"write slow output"}]}`)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	ok, refused := 0, 0
+	for c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 429:
+			refused++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	var used, most int64
+	for range ok {
+		c := <-e.calls
+		u := c.InputTokens + c.OutputTokens
+		used += u
+		most = max(most, u)
+	}
+	t.Logf("%d calls answered, %d refused; %d tokens used (one call: at most %d)", ok, refused, used, most)
+	if refused == 0 {
+		t.Error("no call was refused")
+	}
+	if used > 100+most {
+		t.Errorf("%d tokens used on a budget of 100 (one call uses up to %d)", used, most)
+	}
+}
