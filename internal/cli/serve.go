@@ -50,6 +50,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	retention := fs.Duration("retention", 90*24*time.Hour, "keep events this long (0: forever)")
 	rawRetention := fs.Duration("raw-retention", 24*time.Hour, "keep raw opencode events this long")
 	noDemo := fs.Bool("no-demo", false, "never offer the scripted demo provider")
+	defaultTokens := fs.Int64("default-daily-tokens", 0, "the daily token budget of an agent created through MCP (0: none may be created there; a person creates agents through the API)")
 	unconfined := fs.Bool("unconfined", false, "run every opencode and its tools on the host, outside the sandbox (not recommended)")
 	verbose := fs.Bool("verbose", false, "log at debug level")
 	maxConns := fs.Int("max-conns", 512, "most client connections open at once")
@@ -205,6 +206,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ctl = &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
+	if *defaultTokens > 0 {
+		ctl.DefaultBudget = &agent.Budget{DailyTokens: *defaultTokens}
+	}
 	self, _ := os.Executable()
 	ctl.Opencode = func(ctx context.Context) (string, error) {
 		if os.Getenv("TAOSAGENT_OPENCODE") != "" {

@@ -80,19 +80,43 @@ func (p AgentPatch) redacted() AgentPatch {
 	return p
 }
 
-// Widens reports whether p touches what an agent may do (its permissions
-// or its tools): a destructive change, that a person approves when it
-// comes through MCP.
-func (p AgentPatch) Widens() bool {
-	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil
+// Widens reports whether p, asked for by a on agent name, could widen
+// what any agent can do: its permissions, tools, permitted models,
+// limits, budget, fallback or upstream key, or the persona of an agent
+// other than a itself. Asked for through MCP or by an agent, such a
+// change is destructive: a person approves the exact change. What is left
+// is switching among the models already permitted, and an agent's own
+// persona.
+func (p AgentPatch) Widens(a Actor, name string) bool {
+	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil ||
+		p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
 }
 
-// CreateAgent creates a. An agent with permissions or tools of its own is
-// a destructive change (a person approves it when asked through MCP).
+// DenyAll is the permission map of an agent created through MCP or by an
+// agent: every tool denied, until a person grants more.
+var DenyAll = json.RawMessage(`{"*":"deny"}`)
+
+// CreateAgent creates spec. Asked for through MCP or by an agent, a new
+// agent widens what agents can do: it is destructive (a person approves
+// the exact agent), it starts deny-by-default (DenyAll, unless the call
+// names its permissions) with the daemon's default budget (DefaultBudget,
+// unless the call names one), and it is refused while no default budget
+// is set.
 func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (AgentView, error) {
 	tier := Write
-	if len(spec.Permission) > 0 || len(spec.Tools) > 0 {
+	if !a.Person() {
 		tier = Destructive
+		if len(spec.Permission) == 0 {
+			spec.Permission = DenyAll
+		}
+		if spec.Budget == nil {
+			if s.DefaultBudget == nil {
+				return AgentView{}, s.Refuse(ctx, Call{Actor: a, Tool: "agent.create", Tier: tier, Target: spec.Name, Args: spec},
+					fmt.Errorf("%w: an agent created through MCP gets the daemon's default budget, and none is set (taosagent serve --default-daily-tokens N); a person can create it through the API", ErrForbidden))
+			}
+			b := *s.DefaultBudget
+			spec.Budget = &b
+		}
 	}
 	var out agent.Agent
 	args := spec
@@ -128,7 +152,7 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 // overwrite each other. A change of permissions or tools is destructive.
 func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p AgentPatch) (AgentView, error) {
 	tier := Write
-	if p.Widens() || ((name == agent.Host || name == agent.Builder) && a.Kind == Agent) {
+	if p.Widens(a, name) || ((name == agent.Host || name == agent.Builder) && a.Kind == Agent) {
 		// What an agent may do, or a built-in's own persona: a person
 		// decides (another agent could otherwise rewrite the host's, or
 		// steer the builder's).

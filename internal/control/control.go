@@ -127,6 +127,9 @@ type Service struct {
 	// Deleted, when set, is told of each agent deleted (its MCP token
 	// ends with it).
 	Deleted func(agent string)
+	// DefaultBudget is the budget of an agent created through MCP or by
+	// an agent (nil: such creation is refused).
+	DefaultBudget *agent.Budget
 	// Keyring issues the agents' gateway keys (nil: no gateway).
 	Keyring *gateway.Keyring
 	// Changed, when set, is told after every change that succeeded (the

@@ -382,3 +382,59 @@ func TestAnApprovalShowsExactlyWhatWillRun(t *testing.T) {
 		t.Errorf("the file changed: %q", b)
 	}
 }
+
+// TestWideningAgentsThroughMCPWaitsForAPerson: creating an agent, or
+// widening one, through MCP is destructive; a new agent starts with every
+// tool denied and the daemon's default budget, and cannot be created at
+// all while no default budget is set.
+func TestWideningAgentsThroughMCPWaitsForAPerson(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	if err := f.log.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://127.0.0.1:9/v1", Models: []agent.Model{{ID: "m"}, {ID: "n"}}}); err != nil {
+		t.Fatal(err)
+	}
+	spec := agent.Agent{Name: "made", Model: "p/m", Prompt: "a worker"}
+	if _, err := f.svc.CreateAgent(ctx, viaMCP, spec); err == nil || !strings.Contains(err.Error(), "default budget") {
+		t.Fatalf("creation through MCP with no default budget: %v, want a refusal", err)
+	}
+	f.svc.DefaultBudget = &agent.Budget{DailyTokens: 5000}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.svc.CreateAgent(ctx, viaMCP, spec)
+		done <- err
+	}()
+	ap := f.pending(t)
+	if !strings.Contains(string(ap.Ask), `\"*\": \"deny\"`) || !strings.Contains(string(ap.Ask), "5000") {
+		t.Errorf("the approval does not show the agent as it will be made: %s", ap.Ask)
+	}
+	if _, err := f.log.Agent(ctx, "made"); err == nil {
+		t.Fatal("the agent exists before anyone approved")
+	}
+	if _, err := f.svc.Decide(ctx, operator, ap.ID, "once", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.log.Agent(ctx, "made")
+	if err != nil || string(a.Permission) != `{"*":"deny"}` || a.Budget == nil || a.Budget.DailyTokens != 5000 {
+		t.Fatalf("made: %+v %v; want every tool denied and the default budget", a, err)
+	}
+
+	// Its permitted models widen it: a person decides.
+	models := []string{"p/m", "p/n"}
+	go func() {
+		_, err := f.svc.UpdateAgent(ctx, viaMCP, "made", control.AgentPatch{Models: &models})
+		done <- err
+	}()
+	ap = f.pending(t)
+	if _, err := f.svc.Decide(ctx, operator, ap.ID, "reject", "no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Error("a rejected widening went through")
+	}
+	if a, _ := f.log.Agent(ctx, "made"); len(a.Models) > 1 {
+		t.Errorf("rejected, but made may use %v", a.Models)
+	}
+}

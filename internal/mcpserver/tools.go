@@ -224,11 +224,11 @@ func (s *Server) addTools() {
 			sn, err := c.ConfigSnapshot(ctx, a, in.Path)
 			return snapshotOut{sn, "saved as " + sn.ID}, err
 		})
-	add(s, hostSet, "agent_create", control.Write, "Create an agent with a persona and a model (its permissions and tools are opencode's defaults; changing them is agent_permissions).",
+	add(s, hostSet, "agent_create", control.Destructive, "Create an agent with a persona and a model; a person approves it. It starts with every tool denied (a person grants more: agent_permissions) and the daemon's default budget.",
 		func(ctx context.Context, a control.Actor, in createIn) (control.AgentView, error) {
 			return c.CreateAgent(ctx, a, agent.Agent{Name: in.Name, Model: in.Model, Models: in.Models, Prompt: in.Prompt})
 		})
-	add(s, hostSet, "agent_update", control.Write, "Change an agent's model, permitted models, persona or limits (never its permissions or tools: that is agent_permissions).",
+	add(s, hostSet, "agent_update", control.Write, "Change an agent's model, permitted models, persona or limits (never its permissions or tools: that is agent_permissions). A person approves any change but a switch among the models it is already permitted and an agent's own persona.",
 		func(ctx context.Context, a control.Actor, in updateIn) (control.AgentView, error) {
 			return c.UpdateAgent(ctx, a, in.Agent, control.AgentPatch{Model: in.Model, Models: in.Models, Prompt: in.Prompt, Limits: in.Limits})
 		})
