@@ -202,6 +202,10 @@ type Agent struct {
 	// agent's upstream cannot be reached, fails (5xx) or refuses its key:
 	// for host, a direct provider that bypasses a proxy. "" for none.
 	Fallback string `json:"fallback,omitempty"`
+	// MayRead names the other agents whose events and logs this agent may
+	// read through taosagent's tools (a person grants it). An agent always
+	// reads its own; host reads every agent's.
+	MayRead []string `json:"may_read,omitempty"`
 	// UpstreamKey is the agent's own key at its provider, for a LiteLLM
 	// provider (its virtual key). Like a provider's key it is only read
 	// from a request: stored apart (mode 0600), never shown, never in
@@ -212,6 +216,11 @@ type Agent struct {
 	Session        string    `json:"session,omitempty"` // the pinned opencode session
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
+}
+
+// MayReadOf reports whether agent a may read other's events and logs.
+func (a Agent) MayReadOf(other string) bool {
+	return a.Name == other || a.Name == Host || slices.Contains(a.MayRead, other)
 }
 
 // SplitModel splits "provider/model".
@@ -290,6 +299,14 @@ func (a Agent) Validate(providers Lookup) error {
 		}
 		if _, ok := p.Model(mid); !ok {
 			return invalid("fallback", "provider %q has no model %q", pid, mid)
+		}
+	}
+	if len(a.MayRead) > 64 {
+		return invalid("may_read", "at most 64 agents")
+	}
+	for _, n := range a.MayRead {
+		if !nameRE.MatchString(n) {
+			return invalid("may_read", "%q is not an agent's name", n)
 		}
 	}
 	if b := a.Budget; b != nil && (b.DailyTokens < 0 || b.MonthlyTokens < 0 || b.DailyCost < 0 || b.MonthlyCost < 0 || b.SoftPercent < 0 || b.SoftPercent > 100) {

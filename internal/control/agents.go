@@ -63,6 +63,7 @@ type AgentPatch struct {
 	Limits     *agent.Limits    `json:"limits,omitempty"`
 	Budget     *agent.Budget    `json:"budget,omitempty"`
 	Fallback   *string          `json:"fallback,omitempty"`
+	MayRead    *[]string        `json:"may_read,omitempty"`
 	// UpstreamKey replaces the agent's own key at its LiteLLM proxy; ""
 	// removes it. Write-only: never shown, never audited.
 	UpstreamKey *string `json:"upstream_key,omitempty"`
@@ -82,13 +83,13 @@ func (p AgentPatch) redacted() AgentPatch {
 
 // Widens reports whether p, asked for by a on agent name, could widen
 // what any agent can do: its permissions, tools, permitted models,
-// limits, budget, fallback or upstream key, or the persona of an agent
+// limits, budget, fallback, upstream key or the agents it may read, or the persona of an agent
 // other than a itself. Asked for through MCP or by an agent, such a
 // change is destructive: a person approves the exact change. What is left
 // is switching among the models already permitted, and an agent's own
 // persona.
 func (p AgentPatch) Widens(a Actor, name string) bool {
-	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil ||
+	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil ||
 		p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
 }
 
@@ -199,6 +200,9 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		if p.Fallback != nil {
 			cur.Fallback = *p.Fallback
+		}
+		if p.MayRead != nil {
+			cur.MayRead = *p.MayRead
 		}
 		if p.UpstreamKey != nil {
 			// The new key's scope is the agent's permitted set from now on;
@@ -354,8 +358,12 @@ func (s *Service) Abort(ctx context.Context, a Actor, name string) (turn string,
 
 // Events returns up to limit events of agent name after seq after, of the
 // given kinds (none: all).
-func (s *Service) Events(ctx context.Context, name string, after int64, kinds []event.Kind, limit int) ([]json.RawMessage, int64, error) {
-	if _, err := s.Log.Agent(ctx, name); err != nil {
+//
+// An agent reads only the events of the agents it may read
+// (agent.Agent.MayReadOf: its own; host every agent's; others as a person
+// granted).
+func (s *Service) Events(ctx context.Context, a Actor, name string, after int64, kinds []event.Kind, limit int) ([]json.RawMessage, int64, error) {
+	if err := s.mayRead(ctx, a, "agent_events", name); err != nil {
 		return nil, 0, err
 	}
 	out := []json.RawMessage{}
@@ -366,6 +374,22 @@ func (s *Service) Events(ctx context.Context, name string, after int64, kinds []
 		return nil
 	})
 	return out, last, err
+}
+
+// mayRead refuses (audited) when actor a, an agent, may not read agent
+// name's events or log; name must exist.
+func (s *Service) mayRead(ctx context.Context, a Actor, tool, name string) error {
+	if _, err := s.Log.Agent(ctx, name); err != nil {
+		return err
+	}
+	if a.Kind != Agent {
+		return nil
+	}
+	if reader, err := s.Log.Agent(ctx, a.Name); err == nil && reader.MayReadOf(name) {
+		return nil
+	}
+	return s.Refuse(ctx, Call{Actor: a, Tool: tool, Tier: Read, Target: name, Args: map[string]string{"agent": name}},
+		fmt.Errorf("%w: %s may read its own events and log, not %s's (a person can grant it: may_read)", ErrForbidden, a.Name, name))
 }
 
 // Audit lists audit entries that q selects.

@@ -268,12 +268,12 @@ func TestReadsAreBoundedRedactedAndMarkedUntrusted(t *testing.T) {
 	if _, err := f.svc.ConfigShow(ctx, "/etc/shadow"); err == nil {
 		t.Error("an undeclared file was shown")
 	}
-	lg, err := f.svc.Logs(ctx, control.LogsRequest{Service: "litellm", Lines: 10})
+	lg, err := f.svc.Logs(ctx, operator, control.LogsRequest{Service: "litellm", Lines: 10})
 	if err != nil || len(lg.Lines) != 1 || strings.Contains(lg.Lines[0], "sk-live") || !strings.Contains(lg.Lines[0], "token=[secret: ") {
 		t.Errorf("logs: %+v %v", lg, err)
 	}
 	for _, bad := range []control.LogsRequest{{}, {Service: "a", Agent: "b"}, {Service: "nope"}, {Service: "litellm", Since: "yesterday"}} {
-		if _, err := f.svc.Logs(ctx, bad); err == nil {
+		if _, err := f.svc.Logs(ctx, operator, bad); err == nil {
 			t.Errorf("logs %+v accepted", bad)
 		}
 	}

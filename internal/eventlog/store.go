@@ -114,10 +114,11 @@ type agentSpec struct {
 	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Budget     *agent.Budget   `json:"budget,omitempty"`
 	Fallback   string          `json:"fallback,omitempty"`
+	MayRead    []string        `json:"may_read,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead})
 	return string(b)
 }
 
@@ -235,7 +236,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

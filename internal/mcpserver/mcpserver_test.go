@@ -225,3 +225,53 @@ func pending(t testing.TB, svc *control.Service) eventlog.Approval {
 	t.Fatal("no pending approval")
 	return eventlog.Approval{}
 }
+
+// TestAnAgentReadsOnlyWhatItMayRead: agent_events and an agent's log are
+// an agent's own, host's for every agent, and another's only when a
+// person granted it (may_read); every output that carries text agents
+// chose is marked untrusted.
+func TestAnAgentReadsOnlyWhatItMayRead(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	for _, n := range []string{"spy", agent.Host} {
+		if _, err := e.svc.Log.CreateAgent(ctx, agent.Agent{Name: n, Model: "p/m", Models: []string{"p/m"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call := func(as, tool string, args map[string]any) (string, bool) {
+		t.Helper()
+		entry := e.mcp.AgentServer(as)
+		cs := e.client(t, strings.TrimPrefix(entry.Headers["Authorization"], "Bearer "), nil)
+		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text(r), r.IsError
+	}
+	for _, tool := range []string{"agent_events", "logs"} {
+		if out, isErr := call("spy", tool, map[string]any{"agent": "worker"}); !isErr || !strings.Contains(out, "may_read") {
+			t.Errorf("spy read worker's %s: %s", tool, out)
+		}
+		if out, isErr := call("spy", tool, map[string]any{"agent": "spy"}); isErr || !strings.Contains(out, "UNTRUSTED CONTENT") {
+			t.Errorf("spy's own %s: %s", tool, out)
+		}
+		if out, isErr := call(agent.Host, tool, map[string]any{"agent": "worker"}); isErr || !strings.Contains(out, "UNTRUSTED CONTENT") {
+			t.Errorf("host's read of worker's %s: %s", tool, out)
+		}
+	}
+	if es, _ := e.svc.Log.AuditSearch(ctx, eventlog.AuditQuery{Action: "agent_events"}); len(es) != 1 || es[0].Outcome != "refused" {
+		t.Errorf("the refusal is not audited: %+v", es)
+	}
+	mr := []string{"worker"}
+	if _, err := e.svc.UpdateAgent(ctx, control.Actor{Kind: control.Operator, Channel: control.API}, "spy", control.AgentPatch{MayRead: &mr}); err != nil {
+		t.Fatal(err)
+	}
+	if out, isErr := call("spy", "agent_events", map[string]any{"agent": "worker"}); isErr {
+		t.Errorf("granted, spy still cannot read worker's events: %s", out)
+	}
+	for _, tool := range []string{"agents_list", "audit_recent", "snapshots_list"} {
+		if out, _ := call(agent.Host, tool, map[string]any{}); !strings.Contains(out, "UNTRUSTED CONTENT") {
+			t.Errorf("%s lacks the untrusted note: %.200s", tool, out)
+		}
+	}
+}

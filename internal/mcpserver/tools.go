@@ -57,6 +57,7 @@ type diagnoseIn struct {
 	Checks []string `json:"checks,omitempty" jsonschema:"check ids (see taosagent doctor --list); none: every check"`
 }
 type diagnoseOut struct {
+	Note     string       `json:"note"` // control.UntrustedNote: it carries text agents or models chose
 	Worst    string       `json:"worst"`
 	Findings []findingOut `json:"findings"`
 }
@@ -99,15 +100,18 @@ type auditIn struct {
 	Limit   int    `json:"limit,omitempty" jsonschema:"the newest this many (default 50, at most 500)"`
 }
 type auditOut struct {
+	Note    string                `json:"note"` // control.UntrustedNote: it carries text agents or models chose
 	Entries []eventlog.AuditEntry `json:"entries"`
 }
 type agentsOut struct {
+	Note   string              `json:"note"` // control.UntrustedNote: it carries text agents or models chose
 	Agents []control.AgentView `json:"agents"`
 }
 type snapshotsIn struct {
 	Path string `json:"path,omitempty" jsonschema:"only snapshots of this file"`
 }
 type snapshotsOut struct {
+	Note      string              `json:"note"` // control.UntrustedNote: it carries text agents or models chose
 	Snapshots []snapshot.Snapshot `json:"snapshots"`
 }
 type snapshotIn struct {
@@ -168,8 +172,8 @@ func (s *Server) addTools() {
 	add(s, hostSet, "status", control.Read, "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
 		func(ctx context.Context, _ control.Actor, _ none) (control.HostStatus, error) { return c.Status(ctx) })
 	add(s, hostSet, "logs", control.Read, "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
-		func(ctx context.Context, _ control.Actor, in control.LogsRequest) (control.Logs, error) {
-			return c.Logs(ctx, in)
+		func(ctx context.Context, a control.Actor, in control.LogsRequest) (control.Logs, error) {
+			return c.Logs(ctx, a, in)
 		})
 	add(s, hostSet, "config_show", control.Read, "A managed service's config file, secrets redacted.",
 		func(ctx context.Context, _ control.Actor, in pathIn) (control.ConfigFile, error) {
@@ -178,10 +182,10 @@ func (s *Server) addTools() {
 	add(s, hostSet, "agents_list", control.Read, "The agents: model, permitted models, permissions, tools, limits and status.",
 		func(ctx context.Context, _ control.Actor, _ none) (agentsOut, error) {
 			as, err := c.Agents(ctx)
-			return agentsOut{as}, err
+			return agentsOut{Note: control.UntrustedNote, Agents: as}, err
 		})
-	add(s, hostSet, "agent_events", control.Read, "An agent's recent events (its turns: text, tool calls, results, errors).",
-		func(ctx context.Context, _ control.Actor, in eventsIn) (eventsOut, error) {
+	add(s, hostSet, "agent_events", control.Read, "An agent's recent events (its turns: text, tool calls, results, errors). An agent reads its own, and those of agents a person let it read; host reads every agent's.",
+		func(ctx context.Context, a control.Actor, in eventsIn) (eventsOut, error) {
 			if in.Limit <= 0 || in.Limit > 500 {
 				in.Limit = 50
 			}
@@ -189,7 +193,7 @@ func (s *Server) addTools() {
 			for _, k := range in.Kinds {
 				kinds = append(kinds, event.Kind(k))
 			}
-			evs, last, err := c.Events(ctx, in.Agent, in.After, kinds, in.Limit)
+			evs, last, err := c.Events(ctx, a, in.Agent, in.After, kinds, in.Limit)
 			return eventsOut{Note: control.UntrustedNote, Events: evs, LastSeq: last}, err
 		})
 	add(s, hostSet, "audit_recent", control.Read, "What was done on this host and by whom: the audit, newest last.",
@@ -202,12 +206,12 @@ func (s *Server) addTools() {
 				return auditOut{}, err
 			}
 			es, err := c.Audit(ctx, eventlog.AuditQuery{Actor: in.Actor, Action: in.Tool, Outcome: in.Outcome, Since: since, Limit: in.Limit, Newest: true})
-			return auditOut{es}, err
+			return auditOut{Note: control.UntrustedNote, Entries: es}, err
 		})
 	add(s, hostSet, "diagnose", control.Read, "Run the recovery checks of `taosagent doctor` (all, or those named): the home, the daemon, opencode, the database, the sandbox, the providers and every managed service, each finding with its severity and the recipe that fixes it.",
 		func(ctx context.Context, _ control.Actor, in diagnoseIn) (diagnoseOut, error) {
 			fs, err := c.Diagnose(ctx, in.Checks)
-			out := diagnoseOut{Worst: doctor.Worst(fs).String(), Findings: []findingOut{}}
+			out := diagnoseOut{Note: control.UntrustedNote, Worst: doctor.Worst(fs).String(), Findings: []findingOut{}}
 			for _, f := range fs {
 				out.Findings = append(out.Findings, findingOut{f.ID, f.Severity.String(), f.Summary, f.Details, f.Recipe})
 			}
@@ -216,7 +220,7 @@ func (s *Server) addTools() {
 	add(s, hostSet, "snapshots_list", control.Read, "Saved copies of config files, newest first.",
 		func(ctx context.Context, _ control.Actor, in snapshotsIn) (snapshotsOut, error) {
 			ss, err := c.SnapshotList(ctx, in.Path)
-			return snapshotsOut{ss}, err
+			return snapshotsOut{Note: control.UntrustedNote, Snapshots: ss}, err
 		})
 	// ---- write
 	add(s, hostSet, "config_snapshot", control.Write, "Save a copy of a managed service's config file.",
@@ -307,7 +311,7 @@ func (s *Server) addTools() {
 			if err != nil {
 				return runOut{}, err
 			}
-			return runOut{ExitCode: res.ExitCode, Limit: res.LimitHit, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}, nil
+			return runOut{Note: control.UntrustedNote, ExitCode: res.ExitCode, Limit: res.LimitHit, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}, nil
 		})
 	add(s, hostSet|factorySet, "app_submit", control.Write, "Package the web app in a workspace and submit it to the gate, where it is checked again from scratch and a person decides whether it may be shared (you cannot). Its report comes back; a failing app is not submitted.",
 		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
@@ -338,12 +342,14 @@ type runIn struct {
 	Command []string `json:"command" jsonschema:"the program and its arguments, run in the directory"`
 }
 type runOut struct {
+	Note     string `json:"note"` // control.UntrustedNote: it carries text agents or models chose
 	ExitCode int    `json:"exit_code"`
 	Limit    string `json:"limit,omitempty" jsonschema:"the limit that ended it, if any"`
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
 }
 type reportOut struct {
+	Note     string           `json:"note"` // control.UntrustedNote: it carries text agents or models chose
 	Source   string           `json:"source"`
 	OK       bool             `json:"ok"`
 	Findings []appkit.Finding `json:"findings"`
@@ -351,7 +357,7 @@ type reportOut struct {
 
 func reportOf(rep *appkit.Report) reportOut {
 	if rep == nil {
-		return reportOut{Findings: []appkit.Finding{}}
+		return reportOut{Note: control.UntrustedNote, Findings: []appkit.Finding{}}
 	}
-	return reportOut{Source: rep.Source, OK: rep.OK, Findings: rep.Findings}
+	return reportOut{Note: control.UntrustedNote, Source: rep.Source, OK: rep.OK, Findings: rep.Findings}
 }
