@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/render"
 	"io"
 	"os"
 	"os/signal"
@@ -62,6 +63,16 @@ type exitStatus int
 
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
+// rawOutput are the commands whose output passes as is: the daemon and
+// the installers (their own messages), the TUI (a terminal program), the
+// MCP bridge (a protocol), the key (a secret to copy), a sandboxed
+// command's own output, the version. Every other command prints what
+// agents and models wrote through render.Writer: control and format
+// characters (but newline and tab) are shown escaped, --json output
+// included.
+var rawOutput = map[string]bool{"serve": true, "tui": true, "mcp": true, "key": true, "install": true,
+	"install-service": true, "setup": true, "sandbox": true, "version": true}
+
 // Main runs one subcommand and returns the exit status: 0 success, 1
 // failure, 2 bad usage.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -88,6 +99,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		if !rawOutput[c.name] {
+			// What agents and models wrote reaches the person's terminal
+			// only as visible text.
+			o, e := &render.Writer{W: stdout}, &render.Writer{W: stderr}
+			defer o.Flush()
+			defer e.Flush()
+			stdout, stderr = o, e
+		}
 		err := c.run(ctx, args[1:], stdout, stderr)
 		var status exitStatus
 		switch {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/render"
 	"io"
 	"log/slog"
 	"net"
@@ -306,7 +307,11 @@ func isUsableTerminal() bool { return isTerminal(os.Stdin) && isTerminal(os.Stdo
 // less; it quits at once when all fits the screen) when stdout is a
 // terminal and one is at hand.
 func paged(stdout io.Writer, print func(io.Writer) error) error {
-	f, ok := stdout.(*os.File)
+	under := stdout
+	if rw, ok := stdout.(*render.Writer); ok {
+		under = rw.W
+	}
+	f, ok := under.(*os.File)
 	if !ok || !isTerminal(f) {
 		return print(stdout)
 	}
@@ -324,7 +329,9 @@ func paged(stdout io.Writer, print func(io.Writer) error) error {
 	if err != nil || cmd.Start() != nil {
 		return print(stdout)
 	}
-	perr := print(in)
+	rw := &render.Writer{W: in}
+	perr := print(rw)
+	rw.Flush()
 	in.Close()
 	cmd.Wait()
 	return perr

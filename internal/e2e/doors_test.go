@@ -175,6 +175,23 @@ func TestPlantedConfigIsNeverRead(t *testing.T) {
 			t.Errorf("planted code ran: %s", e.Name())
 		}
 	}
+	// 5. What a model writes reaches the operator's terminal only as
+	// visible text: no OSC 52 clipboard write, no screen clear, no bidi
+	// override, from `taosagent chat` or `taosagent events`.
+	hostile := "say: ok \x1b]52;c;cHduZWQ=\x07\x1b[2J\u202eevil\u0085end"
+	for _, args := range [][]string{{"chat", "host", hostile}, {"events", "host"}} {
+		out, errOut, code := d.run(args...)
+		if code != 0 {
+			t.Fatalf("taosagent %s: %d %s", args[0], code, errOut)
+		}
+		if strings.ContainsAny(out+errOut, "\x1b\x07\u202e\u0085") {
+			t.Errorf("taosagent %s printed control characters raw: %q", args[0], out)
+		}
+		if !strings.Contains(out, "⟦U+202E⟧evil") {
+			t.Errorf("taosagent %s does not show the hidden characters: %q", args[0], out)
+		}
+	}
+
 	if t.Failed() {
 		log, _ := os.ReadFile(filepath.Join(instanceDir(d.home, "host"), "opencode.log"))
 		t.Logf("the instance's log:\n%s", log)

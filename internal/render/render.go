@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"unicode"
@@ -103,4 +104,44 @@ func Call(tool string, canon []byte, known []string) (display string, masked jso
 		ind.Write(masked)
 	}
 	return Visible(tool) + "\n" + Visible(ind.String()), masked
+}
+
+// Writer passes what is written to W through Visible: a terminal it
+// reaches never gets a control or format character but newline and tab.
+// A character split between two writes is kept back until it is whole.
+// Its methods are not safe for concurrent use.
+type Writer struct {
+	W    io.Writer
+	tail []byte // the start of a character split by the last write
+}
+
+// Write writes p, made visible; it reports len(p) when all was written.
+func (w *Writer) Write(p []byte) (int, error) {
+	b := append(w.tail, p...)
+	cut := len(b)
+	// Keep back an incomplete character at the end (at most 3 bytes).
+	for i := len(b) - 1; i >= 0 && i >= len(b)-3; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				cut = i
+			}
+			break
+		}
+	}
+	w.tail = append([]byte(nil), b[cut:]...)
+	if _, err := io.WriteString(w.W, Visible(string(b[:cut]))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush writes what was kept back (as invalid bytes: the character never
+// completed).
+func (w *Writer) Flush() error {
+	if len(w.tail) == 0 {
+		return nil
+	}
+	_, err := io.WriteString(w.W, Visible(string(w.tail)))
+	w.tail = nil
+	return err
 }

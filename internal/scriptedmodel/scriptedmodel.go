@@ -20,6 +20,7 @@
 //	                                         bash `echo hi`, else taos_status
 //	                                         (the host assistant's), else
 //	                                         text naming the tools offered
+//	"say: TEXT" (to the end of the message) → TEXT, verbatim
 //	"run: CMD" (to the end of the message) → bash CMD
 //	"call TOOL {json}"                     → tool TOOL with those arguments
 //	a line "steps:", then one step a line  → a turn of several steps: step
@@ -284,6 +285,16 @@ func (s *Server) plan(req chatRequest) plan {
 			return tool("two-tools-second", "bash", map[string]any{"command": "echo two", "description": "say two"})
 		}
 		return plan{name: "after-tool", chunks: words(fmt.Sprintf("The tool finished. Output was: %q. Done.", out))}
+	}
+	if i := strings.Index(last.text(), "say: "); i >= 0 {
+		// Verbatim, escape sequences and all, as a model fed a hostile
+		// page might answer; two characters a chunk.
+		var c []string
+		r := []rune(last.text()[i+len("say: "):])
+		for j := 0; j < len(r); j += 2 {
+			c = append(c, string(r[j:min(j+2, len(r))]))
+		}
+		return plan{name: "say", chunks: c}
 	}
 	if i := strings.Index(last.text(), "run: "); i >= 0 {
 		return tool("run", "bash", map[string]any{"command": last.text()[i+len("run: "):], "description": "run a command"})
