@@ -18,10 +18,13 @@ import (
 	"embed"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,8 +55,43 @@ type Sessions struct {
 	// Secure marks the cookie Secure (the daemon serves TLS).
 	Secure bool
 
-	mu sync.Mutex
-	m  map[string]*session // sha256 of the cookie's value → session
+	mu    sync.Mutex
+	m     map[string]*session    // sha256 of the cookie's value → session
+	fails map[string][]time.Time // client address → its failed sign-ins of the last minute
+}
+
+// Sign-in failures allowed per client per window; past them a client is
+// refused (429, Retry-After) until the oldest ages out of the window.
+const (
+	MaxFailures   = 5
+	FailureWindow = time.Minute
+)
+
+// client is the address a sign-in comes from (its host, without port).
+func client(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+// throttledLocked reports how long the client must wait before it may try
+// again, 0 if it may now; the caller holds s.mu.
+func (s *Sessions) throttledLocked(c string, now time.Time) time.Duration {
+	for k, ts := range s.fails {
+		for len(ts) > 0 && now.Sub(ts[0]) >= FailureWindow {
+			ts = ts[1:]
+		}
+		if len(ts) == 0 {
+			delete(s.fails, k)
+		} else {
+			s.fails[k] = ts
+		}
+	}
+	if ts := s.fails[c]; len(ts) >= MaxFailures {
+		return FailureWindow - now.Sub(ts[len(ts)-MaxFailures])
+	}
+	return 0
 }
 
 type session struct {
@@ -198,16 +236,30 @@ func (s *Sessions) login(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusBadRequest, "bad_request", "want {\"token\": …}")
 		return
 	}
+	c, now := client(r), time.Now()
+	s.mu.Lock()
+	if wait := s.throttledLocked(c, now); wait > 0 {
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		refuse(w, http.StatusTooManyRequests, "too_many_requests", fmt.Sprintf("%d failed sign-ins from this address within %v: try again later", MaxFailures, FailureWindow))
+		return
+	}
 	if s.Token == "" || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(b.Token)), []byte(s.Token)) != 1 {
+		if s.fails == nil {
+			s.fails = map[string][]time.Time{}
+		}
+		if len(s.fails) < 100000 {
+			s.fails[c] = append(s.fails[c], now)
+		}
+		s.mu.Unlock()
 		refuse(w, http.StatusUnauthorized, "unauthorized", "that is not the operator token (the token file in the taosagent home)")
 		return
 	}
+	delete(s.fails, c)
 	id, csrf := random(), random()
-	s.mu.Lock()
 	if s.m == nil {
 		s.m = map[string]*session{}
 	}
-	now := time.Now()
 	for k, v := range s.m {
 		if now.After(v.expires) {
 			delete(s.m, k)
