@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,6 +130,34 @@ func TestPlantedConfigIsNeverRead(t *testing.T) {
 		t.Fatalf("chown: %v %s", err, out)
 	}
 
+	// Links where the daemon once wrote or read as root (its log and the
+	// gateway key, the config directory), and a hard link where it
+	// chowns: none may reach a file outside the agent's tree.
+	outside := t.TempDir()
+	os.Chmod(outside, 0o700)
+	secret := filepath.Join(outside, "secret")
+	victim := filepath.Join(outside, "victim")
+	os.WriteFile(secret, []byte("ROOT-ONLY-SECRET"), 0o600)
+	os.WriteFile(victim, []byte("victim"), 0o644)
+	links := map[string]string{"opencode.log": secret, "opencode.log.1": victim, "gateway.key": filepath.Join(outside, "planted-key"),
+		"home/.config/opencode": outside, "work/hardlinked": ""}
+	for rel, target := range links {
+		p := filepath.Join(agentDir, rel)
+		os.RemoveAll(p)
+		var err error
+		if target == "" {
+			err = os.Link(victim, p)
+		} else {
+			err = os.Symlink(target, p)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The agent's directory handed back to root, so that the next start
+	// hands the whole tree to the sandbox's user again.
+	os.Lchown(agentDir, 0, 0)
+
 	// 3. A restart: the host's instance starts afresh on its next input.
 	if code, body := patch(t, d.addr+"/v1/agents/host", d.c.Token, `{"prompt":"You are the host assistant."}`); code != 200 {
 		t.Fatalf("PATCH host: %d %s", code, body)
@@ -175,6 +204,30 @@ func TestPlantedConfigIsNeverRead(t *testing.T) {
 			t.Errorf("planted code ran: %s", e.Name())
 		}
 	}
+	// Nothing outside changed; the logs tool reads the host's own log.
+	for p, want := range map[string]string{secret: "ROOT-ONLY-SECRET", victim: "victim"} {
+		fi, err := os.Stat(p)
+		b, _ := os.ReadFile(p)
+		if err != nil || string(b) != want || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("%s changed: %q, %v", p, b, err)
+		}
+	}
+	if fi, _ := os.Stat(secret); fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s's mode changed to %v", secret, fi.Mode().Perm())
+	}
+	if fi, _ := os.Stat(victim); fi.Mode().Perm() != 0o644 {
+		t.Errorf("%s's mode changed to %v", victim, fi.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 2 {
+		t.Errorf("files were made outside: %v", ents)
+	}
+	evs = turn(`call taos_logs {"agent":"host","lines":50}`)
+	for _, e := range evs {
+		if e.Kind == "tool_result" && (strings.Contains(string(e.Data), "ROOT-ONLY-SECRET") || !strings.Contains(string(e.Data), "listening on")) {
+			t.Errorf("the logs tool did not read the host's own log: %.300s", e.Data)
+		}
+	}
+
 	// 5. What a model writes reaches the operator's terminal only as
 	// visible text: no OSC 52 clipboard write, no screen clear, no bidi
 	// override, from `taosagent chat` or `taosagent events`.
