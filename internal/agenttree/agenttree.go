@@ -45,6 +45,16 @@ func Open(dir string) (*Tree, error) {
 	return &Tree{root: r}, nil
 }
 
+// OpenFile opens the directory f holds (an O_PATH descriptor will do),
+// whatever its path names now.
+func OpenFile(f *os.File) (*Tree, error) {
+	r, err := os.OpenRoot(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	return &Tree{root: r}, nil
+}
+
 // Close releases the tree's directory.
 func (t *Tree) Close() error { return t.root.Close() }
 

@@ -43,7 +43,7 @@ type copyBack struct {
 // builtins: every exec costs milliseconds). It runs in the outer layer as
 // the sandbox's user; the command never sees the workspace itself, so what
 // it can write to the host's disk is bounded by the tmpfs.
-const copyScript = `ws=$1; shift; w=` + copyDir + `/w
+const copyScript = `exec 4<&-; ws=$1; shift; w=` + copyDir + `/w
 cp -a "$ws" "$w" || { echo "taosagent: the workspace does not fit the run's disk limit" >&2; exit 125; }
 "$@"; rc=$?
 cp -a "$w"/. "$ws"/ || { echo "taosagent: the workspace could not be written back" >&2; exit 125; }
@@ -106,11 +106,14 @@ func (s *Sandbox) launchCopy(host []hostPath, inner []string, wc *copyBack) *exe
 		for i := len(parents) - 1; i >= 0; i-- {
 			outer = append(outer, "--perms", "0755", "--dir", parents[i])
 		}
-		op := "--ro-bind"
+		op, src := "--ro-bind", p.path
 		if p.rw {
 			op = "--bind"
 		}
-		outer = append(outer, op, p.path, p.path)
+		if p.fd != 0 {
+			op, src = op+"-fd", strconv.Itoa(p.fd)
+		}
+		outer = append(outer, op, src, p.path)
 	}
 	if wc != nil {
 		outer = append(outer, "--perms", "0777", "--size", strconv.FormatInt(wc.size, 10), "--tmpfs", copyDir)
@@ -134,7 +137,15 @@ func (s *Sandbox) launchCopy(host []hostPath, inner []string, wc *copyBack) *exe
 type hostPath struct {
 	path string
 	rw   bool
+	// fd, when not 0, is the directory itself, opened without following
+	// a link (wsFD): the outer layer binds that directory, whatever the
+	// path names by the time bwrap looks.
+	fd int
 }
+
+// wsFD is the descriptor a run made by root passes its workspace on (the
+// seccomp filter is 3). The copy script closes it before the command.
+const wsFD = 4
 
 // namespaceArgs are the namespaces and privileges every sandbox has: a user
 // namespace with uid and gid 1000 (mapped to the caller, or to UID:GID for

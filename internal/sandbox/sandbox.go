@@ -273,8 +273,15 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	defer filterFile.Close()
 
 	res := &Result{}
+	var wsDir *os.File
 	if os.Geteuid() == 0 {
-		restore, err := handOver(ws, s.UID, s.GID)
+		// Root works on the directory ws resolved to, held open: a link
+		// swapped into its path from now on is never followed.
+		if wsDir, err = openNoLinks(ws); err != nil {
+			return nil, fmt.Errorf("sandbox run: workspace %s changed while it was opened: %w", spec.Workspace, err)
+		}
+		defer wsDir.Close()
+		restore, err := handOver(wsDir, s.UID, s.GID)
 		if err != nil {
 			return nil, fmt.Errorf("sandbox run: hand workspace to uid %d: %w", s.UID, err)
 		}
@@ -288,6 +295,13 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		wsCopy = &copyBack{ws: ws, size: lim.Disk}
 	}
 	inner, host := s.bwrapArgs(ws, spec, lim, wsCopy != nil)
+	if wsDir != nil {
+		for i := range host {
+			if host[i].path == ws && host[i].rw {
+				host[i].fd = wsFD
+			}
+		}
+	}
 	cmd := s.launchCopy(host, inner, wsCopy)
 	cmd.Env = sandboxEnv(spec.Env)
 	cmd.Dir = "/"
@@ -296,6 +310,9 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	stderr := &capped{max: lim.Output}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{filterFile} // fd 3
+	if wsDir != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, wsDir) // fd 4 (wsFD)
+	}
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

@@ -462,3 +462,24 @@ func BenchmarkStartOverhead(b *testing.B) {
 	b.ReportMetric(float64((mb-md).Microseconds())/1000, "added-ms")
 	b.ReportMetric(float64(mb)/float64(md), "ratio")
 }
+
+// TestTheWorkspaceIsTheDirectoryResolved: root binds the workspace it
+// resolved, held open: a path with a link swapped into it is refused,
+// and the command holds no descriptor of the host's directory.
+func TestTheWorkspaceIsTheDirectoryResolved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the held workspace is root's")
+	}
+	s := newSandbox(t)
+	ws := workspace(t)
+	res := run(t, s, ws, Limits{Wall: 20 * time.Second}, "/bin/sh", "-c", "ls -l /proc/$$/fd")
+	if out := string(res.Stdout); !res.OK() || strings.Contains(out, " 4 -> ") || strings.Contains(out, ws) {
+		t.Errorf("the command holds the host's workspace: %s %s", out, res.Stderr)
+	}
+	outside := t.TempDir()
+	link := filepath.Join(t.TempDir(), "swapped")
+	os.Symlink(outside, link)
+	if _, err := openNoLinks(filepath.Join(link, ".")); err == nil {
+		t.Error("a path through a link was opened")
+	}
+}
