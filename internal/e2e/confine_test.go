@@ -31,7 +31,7 @@ func instanceSecrets(t testing.TB, home, agent string) (port, password string) {
 		t.Fatalf("no listening line in %s's log", agent)
 	}
 	port = string(m[len(m)-1][1])
-	wantHome := []byte("HOME=" + filepath.Join(home, "agents", agent, "home") + "\x00")
+	wantHome := []byte("HOME=" + filepath.Join(instanceDir(home, agent), "home") + "\x00")
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
