@@ -10,9 +10,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/render"
 	"log/slog"
 	"sync"
 	"time"
@@ -195,11 +195,7 @@ func WithProgress(ctx context.Context, fn func(msg string)) context.Context {
 // Digest is the sha256 of args in canonical JSON (keys sorted, no
 // insignificant space): the identity an approval is bound to.
 func Digest(args any) (string, []byte) {
-	b, _ := json.Marshal(args)
-	var v any
-	if json.Unmarshal(b, &v) == nil {
-		b, _ = json.Marshal(v) // maps marshal with sorted keys
-	}
+	b := render.Canonical(args)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), b
 }

@@ -87,6 +87,16 @@ func Visible(s string) string {
 	return b.String()
 }
 
+// Canonical is v in canonical JSON: keys sorted, no insignificant space.
+func Canonical(v any) []byte {
+	b, _ := json.Marshal(v)
+	var x any
+	if json.Unmarshal(b, &x) == nil {
+		b, _ = json.Marshal(x) // maps marshal with sorted keys
+	}
+	return b
+}
+
 // Call renders a call a person is asked to approve: the tool's name, then
 // its canonical arguments (canon, JSON) indented, whole, secrets masked,
 // every character visible. masked is canon with the secrets masked: valid

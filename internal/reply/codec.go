@@ -28,6 +28,7 @@ package reply
 
 import (
 	"encoding/json"
+	"github.com/taosagent/taosagent/internal/render"
 	"strings"
 	"time"
 
@@ -434,15 +435,8 @@ func (c *Codec) Feed(ev opencode.Event, now time.Time) []event.Event {
 	case "permission.asked":
 		var p opencode.PermissionRequest
 		if json.Unmarshal(ev.Properties, &p) == nil && p.ID != "" {
-			d := event.PermissionAskedData{Approval: p.ID, Tool: p.Permission, Patterns: p.Patterns, Always: p.Always, Metadata: p.Metadata}
-			if p.Tool != nil {
-				d.CallID = p.Tool.CallID
-			}
-			if d.Patterns == nil {
-				d.Patterns = []string{}
-			}
 			c.ask(p.SessionID, p.ID)
-			out = append(out, event.New(p.SessionID, event.PermissionAsked, now, d))
+			out = append(out, event.New(p.SessionID, event.PermissionAsked, now, PermissionAsked(p)))
 		}
 	case "permission.replied":
 		var p struct {
@@ -722,4 +716,19 @@ func (c *Codec) OpenSessions() []string {
 		}
 	}
 	return out
+}
+
+// PermissionAsked is opencode's permission ask p as taosagent records it,
+// with the one rendering a person is shown (render.Call: the permission,
+// then its patterns and metadata, whole, every character visible).
+func PermissionAsked(p opencode.PermissionRequest) event.PermissionAskedData {
+	d := event.PermissionAskedData{Approval: p.ID, Tool: p.Permission, Patterns: p.Patterns, Always: p.Always, Metadata: p.Metadata}
+	if p.Tool != nil {
+		d.CallID = p.Tool.CallID
+	}
+	if d.Patterns == nil {
+		d.Patterns = []string{}
+	}
+	d.Display, _ = render.Call(p.Permission, render.Canonical(map[string]any{"patterns": d.Patterns, "metadata": d.Metadata}), nil)
+	return d
 }

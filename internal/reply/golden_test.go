@@ -108,7 +108,7 @@ func replay(t testing.TB, path string) []event.Event {
 	return out
 }
 
-func render(evs []event.Event) []byte {
+func renderEvents(evs []event.Event) []byte {
 	var b bytes.Buffer
 	for _, e := range evs {
 		fmt.Fprintf(&b, "%s %s %s\n", e.Session, e.Kind, e.Data)
@@ -120,7 +120,7 @@ func TestGoldenCaptures(t *testing.T) {
 	for _, path := range captures(t) {
 		name := strings.TrimSuffix(filepath.Base(path), ".sse.txt")
 		t.Run(name, func(t *testing.T) {
-			got := render(replay(t, path))
+			got := renderEvents(replay(t, path))
 			golden := filepath.Join("testdata", name+".golden")
 			if *update {
 				if err := os.WriteFile(golden, got, 0o644); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/reply"
 	"sync"
 	"time"
 
@@ -877,14 +878,7 @@ func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit fu
 	for _, p := range theirs {
 		live[p.ID] = true
 		if !open[p.ID] {
-			d := event.PermissionAskedData{Approval: p.ID, Tool: p.Permission, Patterns: p.Patterns, Always: p.Always, Metadata: p.Metadata}
-			if p.Tool != nil {
-				d.CallID = p.Tool.CallID
-			}
-			if d.Patterns == nil {
-				d.Patterns = []string{}
-			}
-			e := event.New(p.SessionID, event.PermissionAsked, now, d)
+			e := event.New(p.SessionID, event.PermissionAsked, now, reply.PermissionAsked(p))
 			e.Synthetic = true
 			emit(e)
 		}
