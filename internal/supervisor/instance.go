@@ -442,10 +442,7 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 		"XDG_CACHE_HOME":  filepath.Join(d, "home", ".cache"),
 		"XDG_STATE_HOME":  filepath.Join(d, "home", ".local", "state"),
 	}
-	var sb *sandbox.Sandbox
-	if i.sup.Sandbox != nil {
-		sb = i.sup.Sandbox
-	}
+	sb := i.sup.Sandbox // nil: unconfined
 	if err := agentDirs(d, i.spec.Workdir, xdg); err != nil {
 		return nil, "", nil, err
 	}
