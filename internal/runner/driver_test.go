@@ -146,9 +146,31 @@ func (a *driverAgent) settleNoMore(session string, d time.Duration) {
 	}
 }
 
-func TestTextTurn(t *testing.T) {
+// TestPlainTurns runs, one after the other on one agent (an opencode
+// start is ~9.5 s of CPU), the turns that need nothing of their own: each
+// in its own session.
+func TestPlainTurns(t *testing.T) {
 	t.Parallel()
 	a := startAgent(t, "")
+	for _, st := range []struct {
+		name string
+		run  func(*testing.T, *driverAgent)
+	}{
+		{"text", textTurn},
+		{"tool", toolTurn},
+		{"unknown model", unknownModel},
+		{"provider auth error", providerError("please fail401", event.CodeProviderAuth, 401, false)},
+		{"provider error", providerError("please fail500", event.CodeProvider, 500, true)}, // opencode retries for ~64 s first
+	} {
+		t.Run(st.name, func(t *testing.T) {
+			a.t = t
+			defer func() { a.t = nil }()
+			st.run(t, a)
+		})
+	}
+}
+
+func textTurn(t *testing.T, a *driverAgent) {
 	s := a.prompt("", "Say hello please")
 	evs := a.until(s, terminal, nil)
 	f := last(evs)
@@ -181,9 +203,7 @@ func TestTextTurn(t *testing.T) {
 	}
 }
 
-func TestToolTurn(t *testing.T) {
-	t.Parallel()
-	a := startAgent(t, "")
+func toolTurn(t *testing.T, a *driverAgent) {
 	s := a.prompt("", "Please use a tool to say hi")
 	evs := a.until(s, terminal, nil)
 	if got := count(evs, event.ToolCall); got != 1 {
@@ -218,10 +238,12 @@ func TestPermissionReplies(t *testing.T) {
 		{"reject", "", "", true},
 		{"reject", "Do not run shell commands, just answer.", "just answer", true},
 	}
+	t.Parallel()
+	a := startAgent(t, askBash) // one agent: the replies, one after the other
 	for _, tt := range tests {
 		t.Run(tt.reply+map[bool]string{true: "-with-message"}[tt.message != ""], func(t *testing.T) {
-			t.Parallel()
-			a := startAgent(t, askBash)
+			a.t = t
+			defer func() { a.t = nil }()
 			s := a.prompt("", "Please use a tool to say hi")
 			asked := 0
 			evs := a.until(s, terminal, func(e event.Event) {
@@ -320,46 +342,32 @@ func TestAbortWhileToolRuns(t *testing.T) {
 	}
 }
 
-func TestProviderErrors(t *testing.T) {
-	tests := []struct {
-		prompt, code string
-		status       int
-		retries      bool
-	}{
-		{"please fail401", event.CodeProviderAuth, 401, false},
-		{"please fail500", event.CodeProvider, 500, true}, // opencode retries for ~64 s first
-	}
-	for _, tt := range tests {
-		t.Run(tt.code, func(t *testing.T) {
-			t.Parallel()
-			a := startAgent(t, "")
-			s := a.prompt("", tt.prompt)
-			evs := a.until(s, terminal, nil)
-			e := last(evs)
-			d := data[event.ErrorData](t, e)
-			if e.Kind != event.Error || d.Code != tt.code || d.Status != tt.status {
-				t.Fatalf("ended with %s %+v", e.Kind, d)
+func providerError(prompt, code string, status int, retries bool) func(*testing.T, *driverAgent) {
+	return func(t *testing.T, a *driverAgent) {
+		s := a.prompt("", prompt)
+		evs := a.until(s, terminal, nil)
+		e := last(evs)
+		d := data[event.ErrorData](t, e)
+		if e.Kind != event.Error || d.Code != code || d.Status != status {
+			t.Fatalf("ended with %s %+v", e.Kind, d)
+		}
+		if strings.Contains(d.Message, "sk-scripted-test-key") || strings.Contains(d.Message, "\n") {
+			t.Errorf("unclean message %q", d.Message)
+		}
+		n := 0
+		for _, e := range evs {
+			if e.Kind == event.Status && data[event.StatusData](t, e).State == "retry" {
+				n++
 			}
-			if strings.Contains(d.Message, "sk-scripted-test-key") || strings.Contains(d.Message, "\n") {
-				t.Errorf("unclean message %q", d.Message)
-			}
-			retries := 0
-			for _, e := range evs {
-				if e.Kind == event.Status && data[event.StatusData](t, e).State == "retry" {
-					retries++
-				}
-			}
-			if tt.retries && retries == 0 || !tt.retries && retries != 0 {
-				t.Errorf("%d retry statuses", retries)
-			}
-			a.settleNoMore(s, time.Second)
-		})
+		}
+		if retries && n == 0 || !retries && n != 0 {
+			t.Errorf("%d retry statuses", n)
+		}
+		a.settleNoMore(s, time.Second)
 	}
 }
 
-func TestUnknownModel(t *testing.T) {
-	t.Parallel()
-	a := startAgent(t, "")
+func unknownModel(t *testing.T, a *driverAgent) {
 	ctx := ctxT(t)
 	s, err := a.d.CreateSession(ctx, "test")
 	if err != nil {
