@@ -89,8 +89,10 @@ async function start() {
   $("#nav").hidden = false;
   $("#signout").hidden = false;
   setConn("live", "signed in");
+  // Setting the hash routes (hashchange); routing here as well drew the
+  // page twice, and a click between the two landed on a node that was gone.
   if (!location.hash) location.hash = "#/agents";
-  route();
+  else route();
   refreshPending();
   clearInterval(state.timer);
   state.timer = setInterval(refreshPending, 5000);
