@@ -452,7 +452,7 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 		}
 	}
 	empty := filepath.Join(run, "empty")
-	if err := os.WriteFile(empty, nil, 0o400); err != nil {
+	if err := os.WriteFile(empty, nil, 0o600); err != nil { // rewritten at each start: not 0400, which its owner could not open again
 		return nil, "", nil, err
 	}
 	if err := daemonShare(sb, empty, 0o440); err != nil {
