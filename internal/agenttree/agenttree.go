@@ -3,18 +3,17 @@
 //
 // Every operation resolves its path inside the tree through an os.Root
 // opened on a directory the agent cannot replace (its parent is the
-// daemon's), so a symbolic link the agent plants, at the end of a path or
-// in the middle, never leads outside the tree; and a regular file with
-// more than one link (a hard link to a file elsewhere) is never opened for
-// writing, chmodded or chowned. Nothing here follows a path the agent
-// chose out of its tree.
+// daemon's, or it is held open), so a symbolic link the agent plants, at
+// the end of a path or in the middle, never leads outside the tree; and a
+// regular file with more than one link (a hard link to a file elsewhere)
+// is never chowned. Nothing here follows a path the agent chose out of its
+// tree.
 //
 // The daemon's own files of an agent (its opencode config, its log, its
 // gateway key) do not live in the tree at all (see home.Home.Instance).
 package agenttree
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -25,9 +24,6 @@ import (
 type Tree struct {
 	root *os.Root
 }
-
-// ErrLinked is returned for a regular file that has other hard links.
-var ErrLinked = errors.New("agenttree: the file has other hard links")
 
 // Open opens dir, which must be a real directory, not a symbolic link.
 func Open(dir string) (*Tree, error) {
@@ -57,9 +53,6 @@ func OpenFile(f *os.File) (*Tree, error) {
 
 // Close releases the tree's directory.
 func (t *Tree) Close() error { return t.root.Close() }
-
-// Name is the directory the tree was opened on.
-func (t *Tree) Name() string { return t.root.Name() }
 
 // MkdirAll makes rel and its parents inside the tree, mode perm.
 func (t *Tree) MkdirAll(rel string, perm fs.FileMode) error {

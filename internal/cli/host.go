@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/render"
 	"io"
 	"net/http"
 	"strings"
@@ -219,7 +218,8 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return json.NewEncoder(stdout).Encode(as)
 	}
 	// Each call is shown whole, as the event records it (render.Call);
-	// a terminal gets it through the pager.
+	// a terminal gets it through the pager. Like all the CLI prints, it
+	// passes through render.Writer (Main).
 	return paged(stdout, func(w io.Writer) error {
 		for i, a := range as {
 			var ask struct {
@@ -235,12 +235,12 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 			shown := ask.Display
 			if shown == "" {
-				shown = render.Visible(ask.Tool + "\n" + strings.Join(ask.Patterns, "\n"))
+				shown = ask.Tool + "\n" + strings.Join(ask.Patterns, "\n")
 			}
 			if i > 0 {
 				fmt.Fprintln(w)
 			}
-			fmt.Fprintf(w, "%s  %s  %s  %s\n", a.ID, a.Source, render.Visible(dash(who)), a.State)
+			fmt.Fprintf(w, "%s  %s  %s  %s\n", a.ID, a.Source, dash(who), a.State)
 			for _, line := range strings.Split(shown, "\n") {
 				fmt.Fprintf(w, "    %s\n", line)
 			}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
-
-	"github.com/taosagent/taosagent/internal/atomicfile"
 )
 
 // Config is what taosagent decides about one instance; ConfigJSON renders it
@@ -247,13 +245,3 @@ func (c Config) ConfigJSON() ([]byte, error) {
 // ConfigGitignore is the .gitignore opencode 1.18.33 writes into its config
 // directory when it is missing.
 const ConfigGitignore = "node_modules\npackage.json\npackage-lock.json\nbun.lock\n.gitignore"
-
-// WriteConfig writes c to path atomically with mode 0600: it holds the
-// provider's key.
-func WriteConfig(path string, c Config) error {
-	b, err := c.ConfigJSON()
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, b, 0o600)
-}

@@ -19,16 +19,11 @@ func testConfig() Config {
 	}
 }
 
-func TestWriteConfig(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "opencode.json")
-	if err := WriteConfig(p, testConfig()); err != nil {
+func TestConfigJSON(t *testing.T) {
+	b, err := testConfig().ConfigJSON()
+	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(p)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mode %v, err %v; want 0600", fi.Mode().Perm(), err)
-	}
-	b, _ := os.ReadFile(p)
 	s := string(b)
 	for _, want := range []string{`"model": "taos/m1"`, `"small_model": "taos/small"`, `"autoupdate": false`,
 		`"share": "disabled"`, `"default_agent": "host"`, `"prompt": "You are the host assistant."`, `"type": "local"`} {
@@ -66,8 +61,8 @@ func TestConfigValidateNamesField(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one naming %s", err, tt.want)
 			}
-			if err := WriteConfig(filepath.Join(t.TempDir(), "c.json"), c); err == nil {
-				t.Error("WriteConfig wrote an invalid config")
+			if _, err := c.ConfigJSON(); err == nil {
+				t.Error("ConfigJSON rendered an invalid config")
 			}
 		})
 	}

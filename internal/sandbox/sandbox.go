@@ -294,14 +294,7 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	if os.Geteuid() == 0 {
 		wsCopy = &copyBack{ws: ws, size: lim.Disk}
 	}
-	inner, host := s.bwrapArgs(ws, spec, lim, wsCopy != nil)
-	if wsDir != nil {
-		for i := range host {
-			if host[i].path == ws && host[i].rw {
-				host[i].fd = wsFD
-			}
-		}
-	}
+	inner, host := s.bwrapArgs(ws, wsDir != nil, spec, lim, wsCopy != nil)
 	cmd := s.launchCopy(host, inner, wsCopy)
 	cmd.Env = sandboxEnv(spec.Env)
 	cmd.Dir = "/"
@@ -350,9 +343,10 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	return res, nil
 }
 
-// bwrapArgs builds the sandbox, and lists the host paths it mounts. Order
-// matters: mounts are applied in order.
-func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits, copied bool) ([]string, []hostPath) {
+// bwrapArgs builds the sandbox, and lists the host paths it mounts (ws by
+// its descriptor wsFD when held). Order matters: mounts are applied in
+// order.
+func (s *Sandbox) bwrapArgs(ws string, held bool, spec Spec, lim Limits, copied bool) ([]string, []hostPath) {
 	a := namespaceArgs(false, false)
 	fsArgs, host := baseFS(etcAllowed, lim.Tmp)
 	a = append(a, fsArgs...)
@@ -360,7 +354,11 @@ func (s *Sandbox) bwrapArgs(ws string, spec Spec, lim Limits, copied bool) ([]st
 		a = append(a, "--ro-bind", p, p)
 		host = append(host, hostPath{path: p})
 	}
-	host = append(host, hostPath{path: ws, rw: true})
+	wsPath := hostPath{path: ws, rw: true}
+	if held {
+		wsPath.fd = wsFD
+	}
+	host = append(host, wsPath)
 	cpu := int64((lim.CPU + time.Second - 1) / time.Second)
 	src := ws
 	if copied {

@@ -294,5 +294,11 @@ func (s *Sandbox) OwnDir(dir string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	return chownTree(dir, s.UID, s.GID, false)
+	t, err := agenttree.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	_, err = t.ChownAll(s.UID, s.GID, false)
+	return err
 }

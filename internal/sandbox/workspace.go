@@ -54,13 +54,3 @@ func openNoLinks(dir string) (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), dir), nil
 }
-
-func chownTree(root string, uid, gid int, bestEffort bool) error {
-	t, err := agenttree.Open(root)
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	_, err = t.ChownAll(uid, gid, bestEffort)
-	return err
-}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agenttree"
+	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
@@ -451,26 +452,21 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 			return nil, "", nil, err
 		}
 	}
-	empty := filepath.Join(run, "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil { // rewritten at each start: not 0400, which its owner could not open again
+	cfg, err := i.spec.Config.ConfigJSON()
+	if err != nil {
 		return nil, "", nil, err
 	}
-	if err := daemonShare(sb, empty, 0o440); err != nil {
-		return nil, "", nil, err
-	}
-	cfgFile := filepath.Join(cfgDir, "opencode.json")
-	if err := opencode.WriteConfig(cfgFile, i.spec.Config); err != nil {
-		return nil, "", nil, err
-	}
-	// opencode writes this file into its config directory when it is
-	// missing, and fails when it cannot; the directory is read-only to a
-	// confined instance, so that it cannot rewrite its own config.
-	gi := filepath.Join(cfgDir, ".gitignore")
-	if err := os.WriteFile(gi, []byte(opencode.ConfigGitignore), 0o600); err != nil {
-		return nil, "", nil, err
-	}
-	for _, f := range []string{cfgFile, gi} {
-		if err := daemonShare(sb, f, 0o640); err != nil {
+	empty := filepath.Join(run, "empty") // what the masks bind (masks)
+	for path, b := range map[string][]byte{
+		filepath.Join(cfgDir, "opencode.json"): cfg,
+		// opencode writes this file into its config directory when it is
+		// missing, and fails when it cannot; the directory is read-only
+		// to a confined instance, so that it cannot rewrite its own
+		// config.
+		filepath.Join(cfgDir, ".gitignore"): []byte(opencode.ConfigGitignore),
+		empty:                               nil,
+	} {
+		if err := daemonFile(sb, path, b); err != nil {
 			return nil, "", nil, err
 		}
 	}
@@ -637,6 +633,15 @@ func daemonShare(sb *sandbox.Sandbox, path string, mode fs.FileMode) error {
 		return err
 	}
 	return os.Chmod(path, mode)
+}
+
+// daemonFile writes b to path, one of the daemon's own files, readable by
+// the sandbox's user and writable by nobody else (daemonShare 0640).
+func daemonFile(sb *sandbox.Sandbox, path string, b []byte) error {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
+		return err
+	}
+	return daemonShare(sb, path, 0o640)
 }
 
 // ownDir hands the agent's directory to the sandbox's uid, unless it
