@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
@@ -206,6 +207,10 @@ type Agent struct {
 	// read through taosagent's tools (a person grants it). An agent always
 	// reads its own; host reads every agent's.
 	MayRead []string `json:"may_read,omitempty"`
+	// Egress is where its instance may connect beyond the daemon, through
+	// the daemon's egress proxy; nil: nowhere (egress.None). The host
+	// agent's is always none.
+	Egress *egress.Policy `json:"egress,omitempty"`
 	// UpstreamKey is the agent's own key at its provider, for a LiteLLM
 	// provider (its virtual key). Like a provider's key it is only read
 	// from a request: stored apart (mode 0600), never shown, never in
@@ -216,6 +221,14 @@ type Agent struct {
 	Session        string    `json:"session,omitempty"` // the pinned opencode session
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
+}
+
+// EgressPolicy is a's egress policy, normalized (None when unset).
+func (a Agent) EgressPolicy() egress.Policy {
+	if a.Egress == nil {
+		return egress.Policy{Mode: egress.None}
+	}
+	return a.Egress.Normalized()
 }
 
 // MayReadOf reports whether agent a may read other's events and logs.
@@ -234,6 +247,10 @@ type Lookup func(id string) (Provider, bool)
 
 // Normalize fills defaults: Models holds Model.
 func (a *Agent) Normalize() {
+	if a.Egress != nil {
+		e := a.Egress.Normalized()
+		a.Egress = &e
+	}
 	if a.Model != "" && !slices.Contains(a.Models, a.Model) {
 		a.Models = append([]string{a.Model}, a.Models...)
 	}
@@ -303,6 +320,14 @@ func (a Agent) Validate(providers Lookup) error {
 	}
 	if len(a.MayRead) > 64 {
 		return invalid("may_read", "at most 64 agents")
+	}
+	if e := a.Egress; e != nil {
+		if err := e.Validate(); err != nil {
+			return invalid("egress", "%v", err)
+		}
+		if a.Name == Host && e.Mode != egress.None {
+			return invalid("egress", "the host agent connects nowhere beyond the daemon; it acts on the host through its tools")
+		}
 	}
 	for _, n := range a.MayRead {
 		if !nameRE.MatchString(n) {

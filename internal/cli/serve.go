@@ -17,6 +17,8 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
+	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
@@ -226,6 +228,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeVersion: ocVersion, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
 	}
 	mcpSrv.Control = ctl
+	mcpHandler := mcpSrv.Handler()
+	if sup.Sandbox != nil {
+		if os.Geteuid() == 0 {
+			// Each instance in a network namespace of its own; its door
+			// serves the gateway, the MCP tools and the egress proxy.
+			proxy := &egress.Proxy{
+				Policy: func(ctx context.Context, p egress.Principal) (egress.Policy, error) {
+					a, err := log.Agent(ctx, p.Name)
+					if err != nil || p.Kind != "agent" {
+						return egress.Policy{Mode: egress.None}, err
+					}
+					return a.EgressPolicy(), nil
+				},
+				Record: func(d egress.Decision) {
+					e := mgr.TurnEvent(context.Background(), d.Principal.Name, event.Egress, event.EgressData{Method: d.Method, Host: d.Host,
+						Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
+					log.AppendAsync([]event.Event{e}, nil)
+				}}
+			sup.Doors = &supervisor.Doors{Handler: door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}.For, DaemonURL: loopbackURL(ln.Addr())}
+		} else {
+			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
+		}
+	}
 	created, err := mgr.EnsureBuiltins(ctx, !*noDemo)
 	if err != nil {
 		return err
@@ -235,7 +260,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer mgr.Close()
 
-	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpSrv.Handler(), LLM: gw, Token: token, Version: Version, Logger: logger, Hosts: *hosts,
+	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpHandler, LLM: gw, Token: token, Version: Version, Logger: logger, Hosts: *hosts,
 		Sessions: &panel.Sessions{Token: token, Secure: *tlsCert != ""}}
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)

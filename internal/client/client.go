@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/egress"
 	"io"
 	"net/http"
 	"net/url"
@@ -173,6 +174,8 @@ type Agent struct {
 	Limits     *agent.Limits   `json:"limits,omitempty"`
 	Budget     *agent.Budget   `json:"budget,omitempty"`
 	Fallback   string          `json:"fallback,omitempty"`
+	MayRead    []string        `json:"may_read,omitempty"`
+	Egress     *egress.Policy  `json:"egress,omitempty"`
 	// UpstreamKey is write-only: the agent's own key at its LiteLLM proxy.
 	UpstreamKey    string       `json:"upstream_key,omitempty"`
 	HasUpstreamKey bool         `json:"has_upstream_key,omitempty"`

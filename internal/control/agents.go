@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/egress"
 	"slices"
 	"strings"
 	"time"
@@ -64,6 +65,7 @@ type AgentPatch struct {
 	Budget     *agent.Budget    `json:"budget,omitempty"`
 	Fallback   *string          `json:"fallback,omitempty"`
 	MayRead    *[]string        `json:"may_read,omitempty"`
+	Egress     *egress.Policy   `json:"egress,omitempty"`
 	// UpstreamKey replaces the agent's own key at its LiteLLM proxy; ""
 	// removes it. Write-only: never shown, never audited.
 	UpstreamKey *string `json:"upstream_key,omitempty"`
@@ -83,13 +85,13 @@ func (p AgentPatch) redacted() AgentPatch {
 
 // Widens reports whether p, asked for by a on agent name, could widen
 // what any agent can do: its permissions, tools, permitted models,
-// limits, budget, fallback, upstream key or the agents it may read, or the persona of an agent
+// limits, budget, fallback, upstream key, egress policy or the agents it may read, or the persona of an agent
 // other than a itself. Asked for through MCP or by an agent, such a
 // change is destructive: a person approves the exact change. What is left
 // is switching among the models already permitted, and an agent's own
 // persona.
 func (p AgentPatch) Widens(a Actor, name string) bool {
-	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil ||
+	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil || p.Egress != nil ||
 		p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
 }
 
@@ -203,6 +205,9 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		if p.MayRead != nil {
 			cur.MayRead = *p.MayRead
+		}
+		if p.Egress != nil {
+			cur.Egress = p.Egress
 		}
 		if p.UpstreamKey != nil {
 			// The new key's scope is the agent's permitted set from now on;

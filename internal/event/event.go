@@ -36,6 +36,7 @@ const (
 	Usage              Kind = "usage" // UsageData, after each model step
 	ModelSwitched      Kind = "model.switched"
 	Instance           Kind = "instance" // InstanceData
+	Egress             Kind = "egress"   // EgressData: a connection asked of the egress proxy
 )
 
 // Terminal reports whether k ends a turn. Every turn ends with exactly one.
@@ -184,6 +185,18 @@ type ModelSwitchedData struct {
 	To     string `json:"to"`
 	Reason string `json:"reason,omitempty"`
 	Source string `json:"source,omitempty"` // "gateway" or "opencode"
+}
+
+// EgressData is the data of Egress: one connection the agent's instance
+// asked the daemon's egress proxy for, allowed or refused by its egress
+// policy (package egress).
+type EgressData struct {
+	Method  string `json:"method"` // CONNECT, or the http request's
+	Host    string `json:"host"`   // as asked for
+	Port    int    `json:"port"`
+	Address string `json:"address,omitempty"` // the address dialled
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"` // why it was refused
 }
 
 // InputData is the data of InputAccepted, InputSteered and TurnStarted.

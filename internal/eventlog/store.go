@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/egress"
 	"slices"
 	"strings"
 	"time"
@@ -115,10 +116,11 @@ type agentSpec struct {
 	Budget     *agent.Budget   `json:"budget,omitempty"`
 	Fallback   string          `json:"fallback,omitempty"`
 	MayRead    []string        `json:"may_read,omitempty"`
+	Egress     *egress.Policy  `json:"egress,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress})
 	return string(b)
 }
 
@@ -236,7 +238,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.Egress
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

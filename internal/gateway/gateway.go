@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/door"
 	"io"
 	"log/slog"
 	"net"
@@ -342,6 +343,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			code = "upstream_unavailable"
 		}
 		apiError(w, status, "authentication_error", code, "", msg)
+		return
+	}
+	if !door.Admits(r.Context(), c.agent.Name) {
+		// A key works only through its own agent's door.
+		apiError(w, http.StatusForbidden, "authentication_error", "wrong_door", "", "this key is not the key of the agent whose instance sent it")
 		return
 	}
 	if route == "GET /models" {

@@ -13,6 +13,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/door"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -83,10 +84,13 @@ func hash(tok string) string {
 
 const actorKey = "taosagent.actor"
 
-// verify maps a bearer token to its actor: the operator, or an agent.
+// verify maps a bearer token to its actor: the operator, or an agent. A
+// request that came through an agent's door (door.Agent) is that agent's
+// or nobody's: the operator's token and other agents' are refused there.
 func (s *Server) verify(ctx context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 	exp := time.Now().Add(time.Hour)
-	if s.OperatorToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.OperatorToken)) == 1 {
+	_, byDoor := door.Agent(ctx)
+	if !byDoor && s.OperatorToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.OperatorToken)) == 1 {
 		a := control.Actor{Kind: control.Operator, Channel: control.MCP}
 		return &auth.TokenInfo{UserID: "operator", Expiration: exp, Extra: map[string]any{actorKey: a}}, nil
 	}
@@ -95,6 +99,10 @@ func (s *Server) verify(ctx context.Context, token string, _ *http.Request) (*au
 	s.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: not a token of this daemon", auth.ErrInvalidToken)
+	}
+	if !door.Admits(ctx, name) {
+		// A token works only through its own agent's door.
+		return nil, fmt.Errorf("%w: not the token of the agent whose instance sent it", auth.ErrInvalidToken)
 	}
 	a := control.Actor{Kind: control.Agent, Name: name, Channel: control.MCP}
 	return &auth.TokenInfo{UserID: "agent:" + name, Expiration: exp, Extra: map[string]any{actorKey: a}}, nil

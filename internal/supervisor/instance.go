@@ -20,6 +20,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agenttree"
 	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
@@ -292,18 +293,31 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	i.mu.Lock()
 	i.version = version
 	i.mu.Unlock()
-	cmd, password, log, err := i.prepare(binary, token)
+	var nw *instanceNet // nil: the host's network
+	if s.Sandbox != nil && s.Doors != nil {
+		if nw, err = s.openNet(i.spec.Name); err != nil {
+			return nil, fmt.Errorf("the instance's network: %w", err)
+		}
+	}
+	cmd, password, log, err := i.prepare(binary, token, nw != nil)
 	if err != nil {
+		nw.close()
 		return nil, err
 	}
 	defer log.Close()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		nw.close()
 		return nil, err
 	}
-	err = cmd.Start()
+	if nw != nil {
+		err = nw.start(cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
 	sandbox.CloseFiles(cmd)
 	if err != nil {
+		nw.close()
 		return nil, fmt.Errorf("start opencode: %w", err)
 	}
 	pid := cmd.Process.Pid
@@ -329,6 +343,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		// included (they run in groups of their own).
 		killGroup(pid, syscall.SIGKILL)
 		killTagged(token)
+		nw.close()
 		s.pids.remove(pid)
 		i.mu.Lock()
 		i.pid, i.client = 0, nil
@@ -354,6 +369,16 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		<-waited
 		reap()
 		return nil, fmt.Errorf("opencode was not ready within %v; see %s", s.StartTimeout, i.spec.logPath())
+	}
+	if nw != nil {
+		// opencode listens inside its namespace; the daemon and the TUI
+		// reach it through a loopback listener on the host.
+		if base, err = nw.forward(base); err != nil {
+			killGroup(pid, syscall.SIGKILL)
+			<-waited
+			reap()
+			return nil, err
+		}
 	}
 	client := &opencode.Client{BaseURL: base, Password: password, Directory: i.spec.Workdir, HTTP: s.httpClient}
 	if err := checkVersion(client, version, s.StartTimeout); err != nil {
@@ -432,7 +457,7 @@ func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log"
 // the command. opencode gets a fresh password, loopback only, nothing of
 // the daemon's environment but PATH and locale, and reads configuration
 // only from the daemon's directory (confineEnv).
-func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, error) {
+func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string, *logFile, error) {
 	d, run := i.spec.Dir, i.spec.RunDir
 	cfgHome := filepath.Join(run, "config")
 	cfgDir := filepath.Join(cfgHome, "opencode")
@@ -452,7 +477,11 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 			return nil, "", nil, err
 		}
 	}
-	cfg, err := i.spec.Config.ConfigJSON()
+	config := i.spec.Config
+	if doors {
+		config = rebase(config, i.sup.Doors.DaemonURL, door.URL)
+	}
+	cfg, err := config.ConfigJSON()
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -486,6 +515,9 @@ func (i *Instance) prepare(binary, token string) (*exec.Cmd, string, *logFile, e
 	var cmd *exec.Cmd
 	if sb != nil {
 		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
+		if doors {
+			env = append(env, proxyEnv()...)
+		}
 		if err := ownDir(sb, d); err != nil {
 			log.Close()
 			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)

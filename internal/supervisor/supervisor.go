@@ -41,6 +41,10 @@ type Supervisor struct {
 	// them unconfined, on the host as the daemon's user: only ever an
 	// operator's explicit choice.
 	Sandbox *sandbox.Sandbox
+	// Doors, when set with Sandbox, gives every instance a network
+	// namespace of its own whose only way out is its door (see Doors).
+	// Unset, confined instances share the host's network.
+	Doors *Doors
 	// OnState, if set, hears every state change of every instance, in
 	// order, on the instance's goroutine and under none of the
 	// Supervisor's locks; it must not block for long.
