@@ -24,6 +24,7 @@ import (
 	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/httpapi"
 	"github.com/taosagent/taosagent/internal/mcpserver"
 	"github.com/taosagent/taosagent/internal/panel"
@@ -54,6 +55,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noDemo := fs.Bool("no-demo", false, "never offer the scripted demo provider")
 	defaultTokens := fs.Int64("default-daily-tokens", 0, "the daily token budget of an agent created through MCP (0: none may be created there; a person creates agents through the API)")
 	unconfined := fs.Bool("unconfined", false, "run every opencode and its tools on the host, outside the sandbox (not recommended)")
+	uidBase := fs.Int("uid-base", hostid.DefaultBase, "the first host uid of agents' instances (each its own; builds take theirs from right after the agents' 65536)")
 	verbose := fs.Bool("verbose", false, "log at debug level")
 	maxConns := fs.Int("max-conns", 512, "most client connections open at once")
 	systemctl := fs.String("systemctl", "systemctl", "the systemctl the managed-host tools run")
@@ -111,10 +113,25 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	sup.Version = ocVersion
 	sup.MaxRunning, sup.Logger = *maxRunning, logger
+	var agentUIDs *hostid.Range
+	var buildIDs *hostid.Pool
 	if *unconfined {
 		logger.Warn("opencode instances and their tools run UNCONFINED, on the host as " + userName() + ": --unconfined")
 	} else {
 		sup.Sandbox = sandbox.New()
+		if os.Geteuid() == 0 {
+			// A host uid per agent, and one per build while it runs:
+			// nobody else's, checked against the host's users and
+			// subordinate ranges.
+			for _, r := range []hostid.Range{hostid.Agents(*uidBase), hostid.Builds(*uidBase)} {
+				if err := r.Check(); err != nil {
+					return fmt.Errorf("%w; choose another --uid-base", err)
+				}
+			}
+			uids := hostid.Agents(*uidBase)
+			agentUIDs = &uids
+			buildIDs = &hostid.Pool{Range: hostid.Builds(*uidBase)}
+		}
 		if err := sup.Sandbox.Check(ctx); err != nil {
 			// Not fatal: the API, the log and the recovery tools still
 			// work; each turn ends with this error until it is fixed.
@@ -155,7 +172,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var ctl *control.Service // the runner's hooks call it; set below
 	daemon := control.Actor{Kind: control.Daemon, Channel: "sync"}
 	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
-		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer,
+		IdleTimeout: *idle, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs,
 		Gateway: func(ctx context.Context, agent string) (string, string, error) {
 			key, err := keyring.Ensure(ctx, agent)
 			return llmURL, key, err
@@ -207,7 +224,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctl = &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: Version, Logger: logger, Secrets: []string{token},
-		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
+		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope, BuildIDs: buildIDs}
 	if *defaultTokens > 0 {
 		ctl.DefaultBudget = &agent.Budget{DailyTokens: *defaultTokens}
 	}

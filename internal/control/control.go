@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/render"
 	"log/slog"
 	"sync"
@@ -156,6 +157,9 @@ type Service struct {
 	waits    map[string]*wait
 	previews map[string]*preview // open previews of apps, by token
 	initOnce sync.Once
+	// BuildIDs, when set, gives each build run (app_run) a host uid of its
+	// own while it runs (sandbox.Sandbox.BuildIDs).
+	BuildIDs *hostid.Pool
 }
 
 func (s *Service) init() {

@@ -112,7 +112,9 @@ func (s *Service) RunInWorkspace(ctx context.Context, a Actor, dir string, comma
 	var res *sandbox.Result
 	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		var err error
-		res, err = sandbox.New().Run(ctx, sandbox.Spec{Workspace: ws, Command: command})
+		sb := sandbox.New()
+		sb.BuildIDs = s.BuildIDs
+		res, err = sb.Run(ctx, sandbox.Spec{Workspace: ws, Command: command})
 		return "", err
 	})
 	return res, err

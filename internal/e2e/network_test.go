@@ -8,21 +8,25 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/netns"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
-// instancePID is the host pid of agent's opencode (the process whose HOME
-// is its instance's), 0 if none runs.
+// instancePID is the host pid of agent's opencode (the `opencode serve`
+// whose HOME is its instance's, not the sandbox around it), 0 if none
+// runs.
 func instancePID(home, agent string) int {
 	wantHome := []byte("HOME=" + filepath.Join(instanceDir(home, agent), "home") + "\x00")
 	ents, _ := os.ReadDir("/proc")
@@ -32,10 +36,31 @@ func instancePID(home, agent string) int {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, wantHome) && bytes.Contains(env, []byte("OPENCODE_SERVER_PASSWORD=")) {
+		if err != nil || !bytes.Contains(env, wantHome) {
+			continue
+		}
+		args, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if a := bytes.Split(args, []byte{0}); len(a) > 1 && bytes.HasSuffix(a[0], []byte("/opencode")) && string(a[1]) == "serve" {
 			return pid
 		}
 	}
+	return 0
+}
+
+// procUID is the real uid of process pid.
+func procUID(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			n, _ := strconv.Atoi(strings.Fields(v)[0])
+			return n
+		}
+	}
+	t.Fatalf("no Uid in /proc/%d/status", pid)
 	return 0
 }
 
@@ -165,6 +190,28 @@ func TestAnInstanceReachesOnlyItsDoor(t *testing.T) {
 	}
 	if _, o := resultOf(t, evs, 0); !strings.Contains(o, "version") {
 		t.Errorf("taosagent's MCP tools through other's door: %s", o)
+	}
+	// Each instance runs as a host uid of its own: a process of one
+	// agent's uid reads its own instance's /proc, never the other's.
+	otherPID := instancePID(d.home, "other")
+	webUID, otherUID := procUID(t, pid), procUID(t, otherPID)
+	if webUID == otherUID || webUID < hostid.DefaultBase || otherUID < hostid.DefaultBase {
+		t.Errorf("the instances' host uids: web %d, other %d", webUID, otherUID)
+	}
+	for _, c := range []struct {
+		pid  int
+		want bool
+	}{{pid, true}, {otherPID, false}} {
+		err := exec.Command("setpriv", "--reuid", strconv.Itoa(webUID), "--regid", strconv.Itoa(webUID), "--clear-groups",
+			"cat", fmt.Sprintf("/proc/%d/environ", c.pid)).Run()
+		if (err == nil) != c.want {
+			t.Errorf("as web's uid, reading /proc/%d/environ: %v (want read: %v)", c.pid, err, c.want)
+		}
+	}
+	for _, dir := range []string{filepath.Join(d.home, "agents", "web"), filepath.Join(d.home, "agents", "web", "work")} {
+		if fi, err := os.Stat(dir); err != nil || int(fi.Sys().(*syscall.Stat_t).Uid) != webUID {
+			t.Errorf("%s does not belong to web's uid %d", dir, webUID)
+		}
 	}
 	key := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(instanceDir(d.home, name), "gateway.key"))

@@ -189,7 +189,7 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 		// Its history keeps an identity of its own: a new agent of the
 		// same name starts with none of it.
 		tomb := fmt.Sprintf("%s@deleted-%d", name, time.Now().UnixMilli())
-		for _, table := range []string{"events", "inputs", "turns", "approvals", "raw_events"} {
+		for _, table := range []string{"events", "inputs", "turns", "approvals", "raw_events", "host_uids"} {
 			if _, err := tx.Exec(`UPDATE `+table+` SET agent=? WHERE agent=?`, tomb, name); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/hostid"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -45,7 +46,10 @@ type Config struct {
 	// opencode reports that an agent's session changed model: a switch
 	// made in the TUI, to be written back or refused.
 	OnModelSwitch func(agent, from, to string)
-	Logger        *slog.Logger
+	// UIDs, when set, gives each agent's confined instance a host uid of
+	// its own from this range (stored, never reused; see hostid).
+	UIDs   *hostid.Range
+	Logger *slog.Logger
 }
 
 // Manager runs every agent's turns: one runner goroutine per agent, started
@@ -466,8 +470,16 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		return supervisor.Spec{}, err
 	}
 	h := home.Home{Dir: m.cfg.Home}
-	return supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg,
-		Limits: a.Limits.Effective().Sandbox()}, nil
+	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg,
+		Limits: a.Limits.Effective().Sandbox()}
+	if m.cfg.UIDs != nil {
+		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)
+		if err != nil {
+			return supervisor.Spec{}, err
+		}
+		sp.UID, sp.GID = uid, uid
+	}
+	return sp, nil
 }
 
 // onState turns the supervisor's reports into instance events, stored in

@@ -9,10 +9,10 @@ import (
 	"syscall"
 )
 
-// launch is the one way a sandbox starts, for builds and services alike:
-// bwrap with the inner arguments (namespaces, mounts, seccomp, command),
-// run as the caller, or, when the caller is root, as the unprivileged
-// UID:GID behind a privileged outer layer.
+// launchCopy is the one way a sandbox starts, for builds and services
+// alike: bwrap with the inner arguments (namespaces, mounts, seccomp,
+// command), run as the caller, or, when the caller is root, as an
+// unprivileged uid:gid behind a privileged outer layer.
 //
 // The outer layer exists because an unprivileged bwrap must reach every
 // path it mounts by its own rights: a workspace under /root, or an agent's
@@ -58,13 +58,9 @@ prune() {
 prune "$ws"
 exit $rc`
 
-func (s *Sandbox) launch(host []hostPath, inner []string) *exec.Cmd {
-	return s.launchCopy(host, inner, nil)
-}
-
-// launchCopy is launch; with wc (root only), the run works on a bounded
-// copy of its workspace (copyScript).
-func (s *Sandbox) launchCopy(host []hostPath, inner []string, wc *copyBack) *exec.Cmd {
+// launchCopy is launch as uid:gid; with wc (root only), the run works on a
+// bounded copy of its workspace (copyScript).
+func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *copyBack) *exec.Cmd {
 	if os.Geteuid() != 0 {
 		cmd := exec.Command(s.Bwrap, inner...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -122,7 +118,7 @@ func (s *Sandbox) launchCopy(host []hostPath, inner []string, wc *copyBack) *exe
 		// --pdeathsig: the kernel clears the parent-death signal bwrap set
 		// when setpriv changes the uid; set it again, so the inner layer
 		// dies with the outer one.
-		s.Setpriv, "--reuid", strconv.Itoa(s.UID), "--regid", strconv.Itoa(s.GID), "--clear-groups", "--pdeathsig", "SIGKILL", "--")
+		s.Setpriv, "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--clear-groups", "--pdeathsig", "SIGKILL", "--")
 	if wc != nil {
 		outer = append(outer, "/bin/sh", "-c", copyScript, "sh", wc.ws)
 	}

@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/hostid"
 )
 
 // ErrUnavailable means the sandbox cannot be built on this host. Nothing was run.
@@ -174,6 +176,12 @@ type Sandbox struct {
 	// A build's workspace is handed to them for the run and handed back
 	// after; a service's directory belongs to them.
 	UID, GID int
+	// BuildIDs, when set, gives each run made by root a uid (and the gid
+	// of the same number) of its own from the pool, instead of UID:GID:
+	// runs cannot see or signal one another, and the process limit is
+	// each run's. An id is handed out again only when the run's workspace
+	// was handed back whole.
+	BuildIDs *hostid.Pool
 
 	mu      sync.Mutex
 	checked bool // guarded by mu: Check has succeeded once
@@ -274,6 +282,17 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 
 	res := &Result{}
 	var wsDir *os.File
+	uid, gid := s.UID, s.GID
+	if os.Geteuid() == 0 && s.BuildIDs != nil {
+		id, release, err := s.BuildIDs.Acquire()
+		if err != nil {
+			return nil, err
+		}
+		uid, gid = id, id
+		// Kept from the pool for good if the run leaves a file of its own
+		// behind in the workspace.
+		defer func() { release(res.WorkspaceNotice != "") }()
+	}
 	if os.Geteuid() == 0 {
 		// Root works on the directory ws resolved to, held open: a link
 		// swapped into its path from now on is never followed.
@@ -281,9 +300,9 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 			return nil, fmt.Errorf("sandbox run: workspace %s changed while it was opened: %w", spec.Workspace, err)
 		}
 		defer wsDir.Close()
-		restore, err := handOver(wsDir, s.UID, s.GID)
+		restore, err := handOver(wsDir, uid, gid)
 		if err != nil {
-			return nil, fmt.Errorf("sandbox run: hand workspace to uid %d: %w", s.UID, err)
+			return nil, fmt.Errorf("sandbox run: hand workspace to uid %d: %w", uid, err)
 		}
 		defer func() { res.WorkspaceNotice = restore() }()
 	}
@@ -295,7 +314,7 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		wsCopy = &copyBack{ws: ws, size: lim.Disk}
 	}
 	inner, host := s.bwrapArgs(ws, wsDir != nil, spec, lim, wsCopy != nil)
-	cmd := s.launchCopy(host, inner, wsCopy)
+	cmd := s.launchCopy(uid, gid, host, inner, wsCopy)
 	cmd.Env = sandboxEnv(spec.Env)
 	cmd.Dir = "/"
 	cmd.Stdin = spec.Stdin

@@ -63,10 +63,14 @@ type Service struct {
 	// Env is the service's whole environment, KEY=VALUE; SHELL is set to
 	// ToolShell.
 	Env []string
-	// Network shares the host's network namespace. The service then
-	// reaches whatever the host reaches, loopback included; its tools never
-	// do.
+	// Network shares the network namespace of the thread that starts the
+	// command: the host's (the service then reaches whatever the host
+	// reaches, loopback included), or one the caller made for it (netns).
+	// Unset, it has a loopback of its own only. Its tools never have more.
 	Network bool
+	// UID and GID are the host ids the service runs as when the caller is
+	// root (0: the Sandbox's). Its Dir must belong to them (OwnDir).
+	UID, GID int
 	Limits  ServiceLimits
 }
 
@@ -193,7 +197,11 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	a = append(a, s.prlimitArgs(0, lim.Memory, lim.Processes, lim.FileSize)...)
 	a = append(a, svc.Command...)
 
-	cmd := s.launch(host, a)
+	uid, gid := s.UID, s.GID
+	if svc.UID > 0 {
+		uid, gid = svc.UID, svc.GID
+	}
+	cmd := s.launchCopy(uid, gid, host, a, nil)
 	env := slices.DeleteFunc(slices.Clone(svc.Env), func(kv string) bool { return strings.HasPrefix(kv, "SHELL=") })
 	cmd.Env = append(env, "SHELL="+ToolShell)
 	cmd.Dir = "/"
@@ -287,10 +295,10 @@ func shellQuote(s string) string {
 // tools themselves get the full filter.
 var serviceAllowed = []string{"mount", "umount2", "pivot_root", "unshare", "chroot"}
 
-// OwnDir gives dir and everything under it to the sandbox's uid, as a
-// service started by root runs as that uid and writes there. Symbolic
-// links are changed, never followed. For other callers it does nothing.
-func (s *Sandbox) OwnDir(dir string) error {
+// OwnDir gives dir and everything under it to uid:gid, as a service
+// started by root runs as them and writes there. Symbolic links are
+// changed, never followed. For other callers it does nothing.
+func (s *Sandbox) OwnDir(dir string, uid, gid int) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
@@ -299,6 +307,6 @@ func (s *Sandbox) OwnDir(dir string) error {
 		return err
 	}
 	defer t.Close()
-	_, err = t.ChownAll(s.UID, s.GID, false)
+	_, err = t.ChownAll(uid, gid, false)
 	return err
 }

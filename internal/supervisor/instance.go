@@ -57,6 +57,10 @@ type Spec struct {
 	// Limits bound the confined instance; zero fields take the sandbox's
 	// defaults. Unconfined instances have none.
 	Limits sandbox.ServiceLimits
+	// UID and GID are the host ids the confined instance runs as when the
+	// daemon is root: the agent's own (0: the sandbox's). Its directory is
+	// handed to them at start if it belongs to anyone else.
+	UID, GID int
 }
 
 // Instance is one supervised `opencode serve`. Its methods are safe for
@@ -469,11 +473,12 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 		"XDG_STATE_HOME":  filepath.Join(d, "home", ".local", "state"),
 	}
 	sb := i.sup.Sandbox // nil: unconfined
+	ids := i.hostIDs()
 	if err := agentDirs(d, i.spec.Workdir, xdg); err != nil {
 		return nil, "", nil, err
 	}
 	for _, p := range []string{run, cfgHome, cfgDir, home} {
-		if err := daemonDir(sb, p); err != nil {
+		if err := daemonDir(ids, p); err != nil {
 			return nil, "", nil, err
 		}
 	}
@@ -495,7 +500,7 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 		filepath.Join(cfgDir, ".gitignore"): []byte(opencode.ConfigGitignore),
 		empty:                               nil,
 	} {
-		if err := daemonFile(sb, path, b); err != nil {
+		if err := daemonFile(ids, path, b); err != nil {
 			return nil, "", nil, err
 		}
 	}
@@ -518,13 +523,17 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 		if doors {
 			env = append(env, proxyEnv()...)
 		}
-		if err := ownDir(sb, d); err != nil {
+		if err := ownDir(sb, ids, d); err != nil {
 			log.Close()
 			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)
 		}
-		cmd, err = sb.Command(context.Background(), sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
+		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
 			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
-			Env: env, Network: true, Limits: i.spec.Limits})
+			Env: env, Network: true, Limits: i.spec.Limits}
+		if ids != nil {
+			svc.UID, svc.GID = ids.uid, ids.gid
+		}
+		cmd, err = sb.Command(context.Background(), svc)
 		if err != nil {
 			log.Close()
 			return nil, "", nil, err
@@ -642,52 +651,72 @@ func agentDirs(dir, workdir string, xdg map[string]string) error {
 	return nil
 }
 
-// daemonDir makes dir, one of the daemon's own, readable by the sandbox's
+// hostIDs are the host uid and gid a confined instance runs as when the
+// daemon is root: its own, or the sandbox's. Nil when the daemon is not
+// root or the instance is unconfined (it then runs as the daemon's user).
+type hostIDs struct{ uid, gid int }
+
+func (i *Instance) hostIDs() *hostIDs {
+	sb := i.sup.Sandbox
+	switch {
+	case sb == nil || os.Geteuid() != 0:
+		return nil
+	case i.spec.UID > 0:
+		return &hostIDs{i.spec.UID, i.spec.GID}
+	}
+	return &hostIDs{sb.UID, sb.GID}
+}
+
+// daemonDir makes dir, one of the daemon's own, readable by the instance's
 // user and writable by nobody else: root:GID 0750 when the daemon is root,
 // 0700 otherwise (the sandbox then maps to the daemon's own user).
-func daemonDir(sb *sandbox.Sandbox, dir string) error {
+func daemonDir(ids *hostIDs, dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("prepare %s: %w", dir, err)
 	}
-	if sb == nil || os.Geteuid() != 0 {
+	if ids == nil {
 		return os.Chmod(dir, 0o700)
 	}
-	return daemonShare(sb, dir, 0o750)
+	return daemonShare(ids, dir, 0o750)
 }
 
 // daemonShare gives path, the daemon's own, to root:GID with mode (root
 // only; others keep 0600/0700).
-func daemonShare(sb *sandbox.Sandbox, path string, mode fs.FileMode) error {
-	if sb == nil || os.Geteuid() != 0 {
+func daemonShare(ids *hostIDs, path string, mode fs.FileMode) error {
+	if ids == nil {
 		return nil
 	}
-	if err := os.Lchown(path, 0, sb.GID); err != nil {
+	if err := os.Lchown(path, 0, ids.gid); err != nil {
 		return err
 	}
 	return os.Chmod(path, mode)
 }
 
 // daemonFile writes b to path, one of the daemon's own files, readable by
-// the sandbox's user and writable by nobody else (daemonShare 0640).
-func daemonFile(sb *sandbox.Sandbox, path string, b []byte) error {
+// the instance's user and writable by nobody else (daemonShare 0640).
+func daemonFile(ids *hostIDs, path string, b []byte) error {
 	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return err
 	}
-	return daemonShare(sb, path, 0o640)
+	return daemonShare(ids, path, 0o640)
 }
 
-// ownDir hands the agent's directory to the sandbox's uid, unless it
+// ownDir hands the agent's directory to the instance's uid, unless it
 // already belongs to it (everything in it then was made by that uid or by
-// an earlier hand-over).
-func ownDir(sb *sandbox.Sandbox, dir string) error {
+// an earlier hand-over). A tree of another uid (65534, before each agent
+// had its own; or an agent re-created) is re-owned whole.
+func ownDir(sb *sandbox.Sandbox, ids *hostIDs, dir string) error {
+	if ids == nil {
+		return nil
+	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		return err
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && int(st.Uid) == sb.UID {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == ids.uid && int(st.Gid) == ids.gid {
 		return nil
 	}
-	return sb.OwnDir(dir)
+	return sb.OwnDir(dir, ids.uid, ids.gid)
 }
 
 func randomSecret() (string, error) {
