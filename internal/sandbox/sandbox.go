@@ -294,6 +294,10 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		defer func() { release(res.WorkspaceNotice != "") }()
 	}
 	if os.Geteuid() == 0 {
+		// One run at a time on a workspace: each hands it over and back,
+		// and a second would take the first's id for the owner to give
+		// it back to.
+		defer lockWorkspace(ws)()
 		// Root works on the directory ws resolved to, held open: a link
 		// swapped into its path from now on is never followed.
 		if wsDir, err = openNoLinks(ws); err != nil {
@@ -360,6 +364,38 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		return res, ctx.Err()
 	}
 	return res, nil
+}
+
+// workspaces holds a lock per workspace that runs are using.
+var workspaces = struct {
+	sync.Mutex
+	m map[string]*wsLock
+}{m: map[string]*wsLock{}}
+
+type wsLock struct {
+	sync.Mutex
+	users int
+}
+
+// lockWorkspace waits until no other run uses ws, and returns the unlock.
+func lockWorkspace(ws string) (unlock func()) {
+	workspaces.Lock()
+	l := workspaces.m[ws]
+	if l == nil {
+		l = &wsLock{}
+		workspaces.m[ws] = l
+	}
+	l.users++
+	workspaces.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		workspaces.Lock()
+		if l.users--; l.users == 0 {
+			delete(workspaces.m, ws)
+		}
+		workspaces.Unlock()
+	}
 }
 
 // bwrapArgs builds the sandbox, and lists the host paths it mounts (ws by

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/taosagent/taosagent/internal/hostid"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -481,5 +483,68 @@ func TestTheWorkspaceIsTheDirectoryResolved(t *testing.T) {
 	os.Symlink(outside, link)
 	if _, err := openNoLinks(filepath.Join(link, ".")); err == nil {
 		t.Error("a path through a link was opened")
+	}
+}
+
+// Runs made by root with a pool of build ids each run as an id of their
+// own, seen from the host while they run, and give the workspace back to
+// its owner.
+func TestEachBuildRunsAsAnIdOfItsOwn(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("build ids are for runs made by root")
+	}
+	s := newSandbox(t)
+	s.BuildIDs = &hostid.Pool{Range: hostid.Range{First: hostid.DefaultBase + hostid.AgentCount, Count: 2}}
+	// Two runs at once, each waiting on its stdin: each is found on the
+	// host under an id of the pool, and not the same one.
+	type running struct {
+		in   *io.PipeWriter
+		done chan *Result
+	}
+	var runs []running
+	var wss []string
+	for i := range 2 {
+		ws := workspace(t)
+		wss = append(wss, ws)
+		r, w := io.Pipe()
+		done := make(chan *Result, 1)
+		go func() {
+			res, err := s.Run(context.Background(), Spec{Workspace: ws, Stdin: r, Limits: Limits{Wall: time.Minute},
+				Command: []string{"/bin/sh", "-c", "read x; touch made" + strconv.Itoa(i)}})
+			if err != nil {
+				t.Error(err)
+			}
+			done <- res
+		}()
+		runs = append(runs, running{w, done})
+	}
+	uids := map[int]bool{}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(uids) < 2 && time.Now().Before(deadline) {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			fi, err := os.Stat("/proc/" + e.Name())
+			if err != nil {
+				continue
+			}
+			if uid := int(fi.Sys().(*syscall.Stat_t).Uid); s.BuildIDs.Range.Contains(uid) {
+				uids[uid] = true
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling the process table
+	}
+	for i, r := range runs {
+		r.in.Write([]byte("go\n"))
+		r.in.Close()
+		if res := <-r.done; res == nil || !res.OK() {
+			t.Fatalf("run %d: %+v", i, res)
+		}
+		fi, err := os.Stat(filepath.Join(wss[i], "made"+strconv.Itoa(i)))
+		if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Fatalf("run %d's file was not handed back to root: %v", i, err)
+		}
+	}
+	if len(uids) != 2 {
+		t.Fatalf("the runs' host uids: %v (want the pool's two)", uids)
 	}
 }

@@ -71,7 +71,7 @@ type Service struct {
 	// UID and GID are the host ids the service runs as when the caller is
 	// root (0: the Sandbox's). Its Dir must belong to them (OwnDir).
 	UID, GID int
-	Limits  ServiceLimits
+	Limits   ServiceLimits
 }
 
 // ToolShell is where a service finds the tool shell (its SHELL).
