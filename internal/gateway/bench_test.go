@@ -4,11 +4,15 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/netns"
 )
 
 // benchClient keeps its connections open, as opencode's does: the same
@@ -97,4 +101,60 @@ func addedLatency(b *testing.B, e *env, per int) {
 		b.ReportMetric(float64((p(gt, 0.99)-p(dt, 0.99)).Microseconds())/1000, fmt.Sprintf("c%d-added-p99-ms", conc))
 		b.ReportMetric(float64(p(gf, 0.5))/float64(p(df, 0.5)), fmt.Sprintf("c%d-ttft-ratio", conc))
 	}
+}
+
+// BenchmarkGatewayThroughTheDoor measures what a confined instance meets:
+// the gateway served by its door, inside a network namespace, to a
+// client whose connections are made inside it (as opencode's are). At
+// concurrency 1, alternating rounds of the direct path (the scripted
+// model), the gateway on the daemon's listener and the gateway through
+// the door, it prints each path's added p50 over direct, and the door's
+// over the listener's.
+func BenchmarkGatewayThroughTheDoor(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("a network namespace needs root")
+	}
+	e := newEnv(b)
+	ns, err := netns.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	ln, err := ns.Listen(door.Addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: door.Routes{LLM: e.gw}.For("a")}
+	go srv.Serve(ln)
+	defer srv.Close()
+	inside := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DialContext: ns.DialContext}}
+	go func() {
+		for range e.calls {
+		}
+	}()
+	prov, _ := e.gw.Log.Provider(b.Context(), "acme")
+	upURL := prov.BaseURL + "/chat/completions"
+	time1 := func(c *http.Client, url, key string) time.Duration {
+		saved := benchClient
+		benchClient = c
+		defer func() { benchClient = saved }()
+		_, total := timeChat(b, url, key)
+		return total
+	}
+	var direct, listener, viaDoor []time.Duration
+	for b.Loop() {
+		for range 60 {
+			direct = append(direct, time1(benchClient, upURL, upstreamKey))
+			listener = append(listener, time1(benchClient, e.srv.URL+"/llm/v1/chat/completions", e.key))
+			viaDoor = append(viaDoor, time1(inside, door.URL+"/llm/v1/chat/completions", e.key))
+		}
+	}
+	p50 := func(s []time.Duration) float64 {
+		slices.Sort(s)
+		return float64(s[len(s)/2].Microseconds()) / 1000
+	}
+	d, l, g := p50(direct), p50(listener), p50(viaDoor)
+	b.ReportMetric(l-d, "listener-added-p50-ms")
+	b.ReportMetric(g-d, "door-added-p50-ms")
+	b.ReportMetric(g-l, "door-over-listener-p50-ms")
 }

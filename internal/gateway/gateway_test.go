@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/taosagent/taosagent/internal/door"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -415,5 +416,29 @@ func TestBudgetHoldsUnderConcurrentCalls(t *testing.T) {
 	}
 	if used > 100+most {
 		t.Errorf("%d tokens used on a budget of 100 (one call uses up to %d)", used, most)
+	}
+}
+
+// Through an agent's door, the gateway takes that agent's key and no
+// other's: a key that leaked to another agent is worth nothing there.
+func TestAKeyWorksOnlyThroughItsAgentsDoor(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		door string
+		want int
+	}{{"a", 200}, {"b", 403}} {
+		srv := httptest.NewServer(door.Routes{LLM: e.gw}.For(c.door))
+		req, _ := http.NewRequest("GET", srv.URL+"/llm/v1/models", nil)
+		req.Header.Set("Authorization", "Bearer "+e.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if resp.StatusCode != c.want || (c.want == 403 && !strings.Contains(string(b), "wrong_door")) {
+			t.Errorf("a's key at %s's door: %d %s", c.door, resp.StatusCode, b)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package mcpserver_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/taosagent/taosagent/internal/door"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -272,6 +273,33 @@ func TestAnAgentReadsOnlyWhatItMayRead(t *testing.T) {
 	for _, tool := range []string{"agents_list", "audit_recent", "snapshots_list"} {
 		if out, _ := call(agent.Host, tool, map[string]any{}); !strings.Contains(out, "UNTRUSTED CONTENT") {
 			t.Errorf("%s lacks the untrusted note: %.200s", tool, out)
+		}
+	}
+}
+
+// Through an agent's door the MCP server takes that agent's token only:
+// not another agent's, not the operator's.
+func TestATokenWorksOnlyThroughItsAgentsDoor(t *testing.T) {
+	e := newEnv(t)
+	worker := strings.TrimPrefix(e.mcp.AgentServer("worker").Headers["Authorization"], "Bearer ")
+	other := strings.TrimPrefix(e.mcp.AgentServer("other").Headers["Authorization"], "Bearer ")
+	srv := httptest.NewServer(door.Routes{MCP: e.mcp.Handler()}.For("worker"))
+	defer srv.Close()
+	for _, c := range []struct {
+		tok  string
+		want int
+	}{{worker, 200}, {other, 401}, {"operator-token", 401}} {
+		req, _ := http.NewRequest("POST", srv.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+c.tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("token %.8s… at worker's door: %d, want %d", c.tok, resp.StatusCode, c.want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,13 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
 // BenchmarkSpawnToReady compares exec-to-ready of a supervised, confined
-// instance (config written, isolated dirs, the sandbox built, readiness
-// line, version check) with a bare `opencode serve` started the same way
+// instance (config written, isolated dirs, the sandbox built, as root: its
+// own network namespace and door, its own host uid and its tree handed to
+// it; readiness line, version check through the forwarder) with a bare `opencode serve` started the same way
 // and timed to its listening line, alternating the two, and reports the
 // medians and their ratio.
 func BenchmarkSpawnToReady(b *testing.B) {
@@ -29,15 +32,19 @@ func BenchmarkSpawnToReady(b *testing.B) {
 		b.Fatal(err)
 	}
 	const rounds = 7
-	var sup, bare []float64
+	var sup, shared, bare []float64
 	for r := 0; r < rounds; r++ {
 		bare = append(bare, bareSpawn(b, bin))
-		sup = append(sup, supervisedSpawn(b, bin, modelURL, sb))
+		sup = append(sup, supervisedSpawn(b, bin, modelURL, sb, true))
+		shared = append(shared, supervisedSpawn(b, bin, modelURL, sb, false))
 	}
-	ms, mb := median(sup), median(bare)
+	ms, mh, mb := median(sup), median(shared), median(bare)
 	b.ReportMetric(ms, "confined-ms")
 	b.ReportMetric(mb, "bare-ms")
 	b.ReportMetric(ms/mb, "ratio")
+	// The same sandbox without its own namespace and uid (the host's
+	// network, uid 65534): what those two cost.
+	b.ReportMetric(mh/mb, "ratio-shared-net")
 }
 
 func median(v []float64) float64 {
@@ -45,15 +52,22 @@ func median(v []float64) float64 {
 	return v[len(v)/2]
 }
 
-func supervisedSpawn(b *testing.B, bin, modelURL string, sb *sandbox.Sandbox) float64 {
+// supervisedSpawn times one confined instance to ready; own gives it its
+// own network namespace and host uid (as root).
+func supervisedSpawn(b *testing.B, bin, modelURL string, sb *sandbox.Sandbox, own bool) float64 {
 	s, err := New(bin, b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	s.Sandbox = sb
+	spec := Spec{Name: "bench", Dir: b.TempDir(), Config: testenv.Config(modelURL, "")}
+	if os.Geteuid() == 0 && own {
+		s.Doors = &Doors{Handler: func(string) http.Handler { return http.NotFoundHandler() }, DaemonURL: "http://127.0.0.1:1"}
+		spec.UID, spec.GID = hostid.DefaultBase+7, hostid.DefaultBase+7
+	}
 	defer s.Close()
 	start := time.Now()
-	in, err := s.Ensure(Spec{Name: "bench", Dir: b.TempDir(), Config: testenv.Config(modelURL, "")})
+	in, err := s.Ensure(spec)
 	if err != nil {
 		b.Fatal(err)
 	}
