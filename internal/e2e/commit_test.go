@@ -54,10 +54,13 @@ func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 		t.Fatalf("the input is not kept queued: %+v %v", a.Status, err)
 	}
 	prompts := func() int {
+		// The instance's own API, inside its network namespace.
 		port, password := instanceSecrets(t, d.home, "w")
-		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%s/session", port), nil)
+		api := instanceHTTP(t, d.home, "w")
+		base := "http://127.0.0.1:" + port
+		req, _ := http.NewRequest("GET", base+"/session", nil)
 		req.SetBasicAuth("opencode", password)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := api.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,9 +69,9 @@ func TestNothingReachesOpencodeUnrecorded(t *testing.T) {
 		resp.Body.Close()
 		n := 0
 		for _, s := range sessions {
-			req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%s/session/%s/message", port, s.ID), nil)
+			req, _ := http.NewRequest("GET", base+"/session/"+s.ID+"/message", nil)
 			req.SetBasicAuth("opencode", password)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := api.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -47,6 +47,26 @@ func instancePID(home, agent string) int {
 	return 0
 }
 
+// instanceHTTP is a client whose connections are made inside the network
+// namespace of agent's running instance (on the host's network when the
+// daemon gives it none): how a test reaches opencode's own port.
+func instanceHTTP(t *testing.T, home, agent string) *http.Client {
+	t.Helper()
+	pid := instancePID(home, agent)
+	if pid == 0 {
+		t.Fatalf("%s's opencode is not running", agent)
+	}
+	if os.Geteuid() != 0 {
+		return http.DefaultClient
+	}
+	ns, err := netns.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return &http.Client{Transport: &http.Transport{DialContext: ns.DialContext}}
+}
+
 // procUID is the real uid of process pid.
 func procUID(t *testing.T, pid int) int {
 	t.Helper()
