@@ -31,16 +31,8 @@ func instanceSecrets(t testing.TB, home, agent string) (port, password string) {
 		t.Fatalf("no listening line in %s's log", agent)
 	}
 	port = string(m[len(m)-1][1])
-	wantHome := []byte("HOME=" + filepath.Join(instanceDir(home, agent), "home") + "\x00")
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(env, wantHome) {
-			continue
-		}
+	if pid := instancePID(home, agent); pid > 0 {
+		env, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
 		for _, kv := range bytes.Split(env, []byte{0}) {
 			if v, ok := bytes.CutPrefix(kv, []byte("OPENCODE_SERVER_PASSWORD=")); ok {
 				return port, string(v)
