@@ -460,7 +460,9 @@ func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log"
 // prepare lays out the agent's directories, writes its config and builds
 // the command. opencode gets a fresh password, loopback only, nothing of
 // the daemon's environment but PATH and locale, and reads configuration
-// only from the daemon's directory (confineEnv).
+// only from the daemon's directory (confineEnv). With doors, its config
+// names the door's URLs and its fetches go to the door's egress proxy; the
+// caller starts the command inside the instance's namespace.
 func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string, *logFile, error) {
 	d, run := i.spec.Dir, i.spec.RunDir
 	cfgHome := filepath.Join(run, "config")
