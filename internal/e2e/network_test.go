@@ -148,7 +148,10 @@ func TestAnInstanceReachesOnlyItsDoor(t *testing.T) {
 		return out
 	}
 	daemonURL := d.addr + "/v1/agents"
-	out := fetch(daemonURL, local.URL+"/", privURL+"/", pubURL+"/")
+	// https goes to the proxy as a CONNECT (HTTPS_PROXY): refused under
+	// none before anything is dialled.
+	httpsURL := "https://" + nw.Public.String() + ":8443/"
+	out := fetch(daemonURL, local.URL+"/", privURL+"/", pubURL+"/", httpsURL)
 	for i, o := range out {
 		if strings.Contains(o, "page of the test network") || strings.Contains(o, "loopback service") || strings.Contains(o, `"agents"`) ||
 			strings.Contains(o, "Unauthorized") || strings.Contains(o, "curl 200") || strings.Contains(o, "curl 401") {
@@ -281,20 +284,20 @@ func TestAnInstanceReachesOnlyItsDoor(t *testing.T) {
 	var allowed, refused []string
 	err = d.c.Stream(ctx, "web", 0, func(e client.Event) bool {
 		if e.Kind == "egress" {
-			dest := e.Field("host") + ":" + e.Field("port")
+			dest := e.Field("method") + " " + e.Field("host") + ":" + e.Field("port")
 			if e.Field("allowed") == "true" {
 				allowed = append(allowed, dest)
 			} else {
 				refused = append(refused, dest)
 			}
 		}
-		return len(allowed) < 2 || len(refused) < 5
+		return len(allowed) < 2 || len(refused) < 6
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(strings.Join(allowed, " "), nw.Public.String()) || !strings.Contains(strings.Join(allowed, " "), nw.Private.String()) ||
-		!strings.Contains(strings.Join(refused, " "), "::1") {
+		!strings.Contains(strings.Join(refused, " "), "::1") || !strings.Contains(strings.Join(refused, " "), "CONNECT "+nw.Public.String()+":8443") {
 		t.Errorf("egress events: allowed %v, refused %v", allowed, refused)
 	}
 }
