@@ -1,5 +1,8 @@
 // Package client is the Go client of taosagent's HTTP API. The CLI and the
-// end-to-end tests use it; it imports nothing of the daemon.
+// end-to-end tests use it. It imports the API's wire types (api), the event
+// vocabulary (event) and the domain types of agents (agent, egress); nothing
+// of the daemon's store, runner, supervisor or control service, nor SQLite
+// (TestTheClientCarriesNothingOfTheDaemon).
 package client
 
 import (
@@ -8,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/egress"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,11 +19,10 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
-	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
-	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
-	"github.com/taosagent/taosagent/internal/runner"
 )
 
 // Client talks to one daemon.
@@ -187,7 +188,7 @@ type Agent struct {
 }
 
 // AgentStatus is what an agent is doing: the server's type.
-type AgentStatus = runner.AgentStatus
+type AgentStatus = api.AgentStatus
 
 // Agents lists the agents.
 func (c *Client) Agents(ctx context.Context) ([]Agent, error) {
@@ -352,7 +353,7 @@ func (c *Client) streamOnce(ctx context.Context, agent string, after *int64, fn 
 
 // Approval is a permission request: opencode's or taosagent's own (Source).
 // The server's type: the two cannot drift.
-type Approval = eventlog.Approval
+type Approval = api.Approval
 
 // Approvals lists approvals in state ("" for all).
 func (c *Client) Approvals(ctx context.Context, state string) ([]Approval, error) {
@@ -373,7 +374,7 @@ func (c *Client) Approve(ctx context.Context, id, decision, message string) (App
 }
 
 // AuditEntry is one audit record (the server's type).
-type AuditEntry = eventlog.AuditEntry
+type AuditEntry = api.AuditEntry
 
 // Audit lists audit entries.
 func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
@@ -438,7 +439,7 @@ func (c *Client) RotateKey(ctx context.Context, agent string) (string, error) {
 
 // UsageRow is the gateway's usage of one agent and model on one day (the
 // server's type).
-type UsageRow = eventlog.UsageRow
+type UsageRow = api.UsageRow
 
 // Usage lists the gateway's usage; empty arguments select everything.
 func (c *Client) Usage(ctx context.Context, agent, model, since string) ([]UsageRow, error) {
@@ -454,7 +455,7 @@ func (c *Client) Usage(ctx context.Context, agent, model, since string) ([]Usage
 }
 
 // ModelSync is what a sync of a LiteLLM agent's models found: the server's type.
-type ModelSync = control.ModelSync
+type ModelSync = api.ModelSync
 
 // SyncModels brings a LiteLLM agent's permitted models up to date with its
 // key's scope at the proxy.
@@ -471,7 +472,7 @@ type Raw struct {
 }
 
 // App is a package submitted to the gate: the server's type.
-type App = eventlog.App
+type App = api.App
 
 // SubmitApp submits a .taosapp package to the gate and returns its record
 // with the pre-gate report.

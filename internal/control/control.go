@@ -12,8 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/hostid"
-	"github.com/taosagent/taosagent/internal/render"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,7 +22,9 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/netguard"
+	"github.com/taosagent/taosagent/internal/render"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )

@@ -6,17 +6,11 @@ import (
 	"slices"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 )
 
 // ModelSync is what a sync of an agent's permitted models found.
-type ModelSync struct {
-	Agent   string   `json:"agent"`
-	Model   string   `json:"model"`  // the agent's model after the sync
-	Models  []string `json:"models"` // its permitted set after the sync
-	Added   []string `json:"added"`
-	Removed []string `json:"removed"`
-	Changed bool     `json:"changed"`
-}
+type ModelSync = api.ModelSync
 
 // litellm returns agent name and its provider when that is a LiteLLM
 // proxy, whose key's scope is the agent's permitted set.

@@ -6,22 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
+
+	"github.com/taosagent/taosagent/internal/api"
 )
 
 // App is a package submitted to the gate.
-type App struct {
-	SHA256      string          `json:"sha256"`
-	ID          string          `json:"app_id"`
-	Version     string          `json:"version"`
-	State       string          `json:"state"` // refused, pending, approved, rejected
-	Report      json.RawMessage `json:"report"`
-	SubmittedBy string          `json:"submitted_by"`
-	DecidedBy   string          `json:"decided_by,omitempty"`
-	Message     string          `json:"message,omitempty"`
-	Created     time.Time       `json:"created"`
-	Decided     time.Time       `json:"decided,omitzero"`
-}
+type App = api.App
 
 // AddApp stores a submitted package's record; an existing one (the same
 // bytes) is returned as it is, with created false.

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/api"
 )
 
 // SetAgentKey records hash as agent's gateway key; the previous one stops
@@ -39,15 +41,7 @@ func (l *Log) AgentOfKey(ctx context.Context, hash string) (string, error) {
 }
 
 // UsageRow is the usage of one agent and model on one day.
-type UsageRow struct {
-	Agent        string  `json:"agent"`
-	Model        string  `json:"model"`
-	Day          string  `json:"day"`
-	Requests     int64   `json:"requests"`
-	InputTokens  int64   `json:"input_tokens"`
-	OutputTokens int64   `json:"output_tokens"`
-	Cost         float64 `json:"cost"`
-}
+type UsageRow = api.UsageRow
 
 // AddUsage adds one call's usage to its agent, model and day.
 func (l *Log) AddUsage(ctx context.Context, agent, model string, at time.Time, in, out int64, cost float64) error {

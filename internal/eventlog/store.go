@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/egress"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 )
 
@@ -427,20 +428,7 @@ func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
 // ---- approvals
 
 // Approval is a permission request, persisted by taosagent.
-type Approval struct {
-	ID       string          `json:"id"`
-	Source   string          `json:"source"` // opencode | taosagent
-	Agent    string          `json:"agent"`
-	Turn     string          `json:"turn"`
-	Session  string          `json:"session"`
-	Seq      int64           `json:"seq"`
-	Ask      json.RawMessage `json:"ask"` // the permission.asked data
-	State    string          `json:"state"`
-	Message  string          `json:"message,omitempty"`
-	By       string          `json:"by,omitempty"`
-	Created  time.Time       `json:"created"`
-	Resolved *time.Time      `json:"resolved,omitempty"`
-}
+type Approval = api.Approval
 
 // Approvals lists approvals in state ("" for all), oldest first.
 func (l *Log) Approvals(ctx context.Context, state string) ([]Approval, error) {
@@ -485,26 +473,8 @@ func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Appro
 
 // ---- audit
 
-// AuditEntry is one host action or refusal. Detail never holds a secret.
-// A host action is recorded twice: its intent (Phase "intent", Outcome
-// "pending") before it runs, and its outcome after; other actions once.
-type AuditEntry struct {
-	ID         int64     `json:"id"`
-	Time       time.Time `json:"time"`
-	Actor      string    `json:"actor"`
-	Session    string    `json:"session,omitempty"`
-	Action     string    `json:"action"` // the tool or operation
-	Tier       string    `json:"tier,omitempty"`
-	Target     string    `json:"target"`
-	Phase      string    `json:"phase,omitempty"`  // intent | outcome
-	Outcome    string    `json:"outcome"`          // pending (an intent), ok, refused, failed
-	Digest     string    `json:"digest,omitempty"` // sha256 of the canonical arguments
-	Approval   string    `json:"approval,omitempty"`
-	Approver   string    `json:"approver,omitempty"`
-	Snapshot   string    `json:"snapshot,omitempty"`
-	Detail     string    `json:"detail,omitempty"`
-	DurationMS int64     `json:"duration_ms"`
-}
+// AuditEntry is one host action or refusal (api.AuditEntry).
+type AuditEntry = api.AuditEntry
 
 // Audit records e; its id is returned.
 func (l *Log) Audit(ctx context.Context, e AuditEntry) error {
@@ -654,12 +624,7 @@ func (l *Log) TurnCounts(ctx context.Context) ([]TurnCount, error) {
 }
 
 // LastError is the error that ended an agent's latest failed turn.
-type LastError struct {
-	Turn    string    `json:"turn"`
-	Time    time.Time `json:"time"`
-	Code    string    `json:"code"`
-	Message string    `json:"message"`
-}
+type LastError = api.LastError
 
 // LastError returns the error of agent's latest turn that ended in one
 // (ok false when none did, of the turns the log keeps).

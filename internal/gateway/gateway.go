@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/door"
 	"io"
 	"log/slog"
 	"net"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
 

@@ -6,16 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/hostid"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -284,24 +285,8 @@ func (m *Manager) Reply(ctx context.Context, id, decision, message, by string) (
 	return r.reply(ctx, ap, decision, message, by)
 }
 
-// AgentStatus is what a runner is doing.
-type AgentStatus struct {
-	State    string `json:"state"` // stopped, starting, idle, busy
-	Turn     string `json:"turn,omitempty"`
-	Queued   int    `json:"queued"`
-	Instance string `json:"instance,omitempty"` // the supervisor's state
-	PID      int    `json:"pid,omitempty"`
-	// Confined says whether the agent's opencode runs in the sandbox
-	// (false only under `serve --unconfined`).
-	Confined bool `json:"confined"`
-	// Usage is what its running instance holds (memory, CPU), the
-	// footprint taOS sizes its tiers from; absent when none runs.
-	Usage *supervisor.Usage `json:"usage,omitempty"`
-	// Opencode is the opencode version its instance runs, when one runs.
-	Opencode string `json:"opencode,omitempty"`
-	// LastError is the error that ended its latest failed turn, if any.
-	LastError *eventlog.LastError `json:"last_error,omitempty"`
-}
+// AgentStatus is what a runner is doing (api.AgentStatus).
+type AgentStatus = api.AgentStatus
 
 // Status reports name's runner.
 func (m *Manager) Status(ctx context.Context, name string) AgentStatus {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/hostid"
 	"io"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/hostid"
 )
 
 // probeBin is the escape-probe program, built once by TestMain.

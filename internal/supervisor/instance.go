@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agenttree"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/opencode"
@@ -121,13 +122,8 @@ func (i *Instance) PID() int {
 	return i.pid
 }
 
-// Usage is what an instance's processes (opencode, its sandbox and every
-// tool it runs) hold now: resident memory and CPU time used so far.
-type Usage struct {
-	Processes   int   `json:"processes"`
-	MemoryBytes int64 `json:"memory_bytes"`
-	CPUMillis   int64 `json:"cpu_ms"`
-}
+// Usage is what an instance's processes hold now (api.Usage).
+type Usage = api.Usage
 
 // Usage sums the instance's whole process tree (its sandbox, opencode and
 // every tool below it); zero when no process runs.

@@ -1,0 +1,120 @@
+// Package api holds the wire types of taosagent's HTTP API that the daemon
+// and its Go client share: what the daemon's packages answer with, and
+// what a client decodes. It imports only the standard library, so a
+// client of the API carries nothing of the daemon (no store, no runner,
+// no SQLite). The daemon's packages name these types (often through an
+// alias in the package that makes them); the JSON shape of each is the
+// API's contract (internal/httpapi/openapi.json).
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Approval is a permission request, persisted by taosagent.
+type Approval struct {
+	ID       string          `json:"id"`
+	Source   string          `json:"source"` // opencode | taosagent
+	Agent    string          `json:"agent"`
+	Turn     string          `json:"turn"`
+	Session  string          `json:"session"`
+	Seq      int64           `json:"seq"`
+	Ask      json.RawMessage `json:"ask"` // the permission.asked data
+	State    string          `json:"state"`
+	Message  string          `json:"message,omitempty"`
+	By       string          `json:"by,omitempty"`
+	Created  time.Time       `json:"created"`
+	Resolved *time.Time      `json:"resolved,omitempty"`
+}
+
+// AuditEntry is one host action or refusal. Detail never holds a secret.
+// A host action is recorded twice: its intent (Phase "intent", Outcome
+// "pending") before it runs, and its outcome after; other actions once.
+type AuditEntry struct {
+	ID         int64     `json:"id"`
+	Time       time.Time `json:"time"`
+	Actor      string    `json:"actor"`
+	Session    string    `json:"session,omitempty"`
+	Action     string    `json:"action"` // the tool or operation
+	Tier       string    `json:"tier,omitempty"`
+	Target     string    `json:"target"`
+	Phase      string    `json:"phase,omitempty"`  // intent | outcome
+	Outcome    string    `json:"outcome"`          // pending (an intent), ok, refused, failed
+	Digest     string    `json:"digest,omitempty"` // sha256 of the canonical arguments
+	Approval   string    `json:"approval,omitempty"`
+	Approver   string    `json:"approver,omitempty"`
+	Snapshot   string    `json:"snapshot,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	DurationMS int64     `json:"duration_ms"`
+}
+
+// UsageRow is the usage of one agent and model on one day.
+type UsageRow struct {
+	Agent        string  `json:"agent"`
+	Model        string  `json:"model"`
+	Day          string  `json:"day"`
+	Requests     int64   `json:"requests"`
+	InputTokens  int64   `json:"input_tokens"`
+	OutputTokens int64   `json:"output_tokens"`
+	Cost         float64 `json:"cost"`
+}
+
+// App is a package submitted to the gate.
+type App struct {
+	SHA256      string          `json:"sha256"`
+	ID          string          `json:"app_id"`
+	Version     string          `json:"version"`
+	State       string          `json:"state"` // refused, pending, approved, rejected
+	Report      json.RawMessage `json:"report"`
+	SubmittedBy string          `json:"submitted_by"`
+	DecidedBy   string          `json:"decided_by,omitempty"`
+	Message     string          `json:"message,omitempty"`
+	Created     time.Time       `json:"created"`
+	Decided     time.Time       `json:"decided,omitzero"`
+}
+
+// ModelSync is what a sync of an agent's permitted models found.
+type ModelSync struct {
+	Agent   string   `json:"agent"`
+	Model   string   `json:"model"`  // the agent's model after the sync
+	Models  []string `json:"models"` // its permitted set after the sync
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+	Changed bool     `json:"changed"`
+}
+
+// AgentStatus is what an agent's runner is doing.
+type AgentStatus struct {
+	State    string `json:"state"` // stopped, starting, idle, busy, waiting
+	Turn     string `json:"turn,omitempty"`
+	Queued   int    `json:"queued"`
+	Instance string `json:"instance,omitempty"` // the supervisor's state
+	PID      int    `json:"pid,omitempty"`
+	// Confined says whether the agent's opencode runs in the sandbox
+	// (false only under `serve --unconfined`).
+	Confined bool `json:"confined"`
+	// Usage is what its running instance holds (memory, CPU), the
+	// footprint taOS sizes its tiers from; absent when none runs.
+	Usage *Usage `json:"usage,omitempty"`
+	// Opencode is the opencode version its instance runs, when one runs.
+	Opencode string `json:"opencode,omitempty"`
+	// LastError is the error that ended its latest failed turn, if any.
+	LastError *LastError `json:"last_error,omitempty"`
+}
+
+// Usage is what an instance's processes (opencode, its sandbox and every
+// tool it runs) hold now: resident memory and CPU time used so far.
+type Usage struct {
+	Processes   int   `json:"processes"`
+	MemoryBytes int64 `json:"memory_bytes"`
+	CPUMillis   int64 `json:"cpu_ms"`
+}
+
+// LastError is the error that ended an agent's latest failed turn.
+type LastError struct {
+	Turn    string    `json:"turn"`
+	Time    time.Time `json:"time"`
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+}
