@@ -1,6 +1,8 @@
 // Package agent holds the domain types that the store, the runner and the
 // API share: model providers and agents, with the rules that make them
-// valid. A value that passed Validate can be handed to opencode.
+// valid. A value that passed Validate can be handed to opencode. It
+// imports no adapter (opencode's config, the sandbox, the store): what
+// turns an agent into those lives with them (runner.EffectiveLimits, say).
 package agent
 
 import (
@@ -16,8 +18,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/egress"
-	"github.com/taosagent/taosagent/internal/opencode"
-	"github.com/taosagent/taosagent/internal/sandbox"
+	"github.com/taosagent/taosagent/internal/permission"
 )
 
 // Host is the built-in host assistant, present from the first start.
@@ -294,10 +295,8 @@ func (a Agent) Validate(providers Lookup) error {
 		return invalid("prompt", "is longer than 64 KiB")
 	}
 	if len(a.Permission) > 0 {
-		cfg := opencode.Config{Provider: opencode.Provider{ID: "p", BaseURL: "http://127.0.0.1/", Models: []opencode.Model{{ID: "m"}}},
-			Model: "m", Permission: a.Permission}
-		if err := cfg.Validate(); err != nil {
-			return invalid("permission", "%s", strings.TrimPrefix(err.Error(), "opencode: "))
+		if err := permission.Validate(a.Permission); err != nil {
+			return invalid("permission", "%s", err)
 		}
 	}
 	for t := range a.Tools {
@@ -384,34 +383,6 @@ type Limits struct {
 	Processes  int   `json:"processes,omitempty"`    // processes and threads
 	FileSizeMB int64 `json:"file_size_mb,omitempty"` // largest file written, MiB
 	TmpMB      int64 `json:"tmp_mb,omitempty"`       // private /tmp, MiB
-}
-
-// Effective returns l (nil: all defaults) with every zero field set to the
-// sandbox's default.
-func (l *Limits) Effective() Limits {
-	var out Limits
-	if l != nil {
-		out = *l
-	}
-	d := sandbox.DefaultServiceLimits()
-	if out.MemoryMB == 0 {
-		out.MemoryMB = d.Memory >> 20
-	}
-	if out.Processes == 0 {
-		out.Processes = d.Processes
-	}
-	if out.FileSizeMB == 0 {
-		out.FileSizeMB = d.FileSize >> 20
-	}
-	if out.TmpMB == 0 {
-		out.TmpMB = d.Tmp >> 20
-	}
-	return out
-}
-
-// Sandbox returns l as the sandbox's limits.
-func (l Limits) Sandbox() sandbox.ServiceLimits {
-	return sandbox.ServiceLimits{Memory: l.MemoryMB << 20, Processes: l.Processes, FileSize: l.FileSizeMB << 20, Tmp: l.TmpMB << 20}
 }
 
 // Permits reports whether model (provider/model) is in a's permitted set.

@@ -1,12 +1,13 @@
 package opencode
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
+
+	"github.com/taosagent/taosagent/internal/permission"
 )
 
 // Config is what taosagent decides about one instance; ConfigJSON renders it
@@ -99,7 +100,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("config: agent name %q: want letters, digits, . _ -", c.Agent.Name)
 	}
 	if len(c.Permission) > 0 {
-		if err := validatePermission(c.Permission); err != nil {
+		if err := permission.Validate(c.Permission); err != nil {
 			return fmt.Errorf("config: permission: %w", err)
 		}
 	}
@@ -112,43 +113,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-// validatePermission accepts an action, or an object whose values are
-// actions or objects of pattern → action (one level deep).
-func validatePermission(raw json.RawMessage) error {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&v); err != nil {
-		return fmt.Errorf("not JSON: %w", err)
-	}
-	checkAction := func(where string, a any) error {
-		s, ok := a.(string)
-		if !ok || (s != "allow" && s != "ask" && s != "deny") {
-			return fmt.Errorf("%s: want \"allow\", \"ask\" or \"deny\"", where)
-		}
-		return nil
-	}
-	switch t := v.(type) {
-	case string:
-		return checkAction("value", t)
-	case map[string]any:
-		for tool, rule := range t {
-			if m, ok := rule.(map[string]any); ok {
-				for pat, a := range m {
-					if err := checkAction(fmt.Sprintf("%s[%q]", tool, pat), a); err != nil {
-						return err
-					}
-				}
-				continue
-			}
-			if err := checkAction(tool, rule); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	return errors.New("want an action or an object")
 }
 
 // ConfigJSON renders c as an opencode.json document.

@@ -18,6 +18,7 @@ import (
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
 
@@ -456,7 +457,7 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	}
 	h := home.Home{Dir: m.cfg.Home}
 	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg,
-		Limits: a.Limits.Effective().Sandbox()}
+		Limits: SandboxLimits(EffectiveLimits(a.Limits))}
 	if m.cfg.UIDs != nil {
 		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)
 		if err != nil {
@@ -465,6 +466,34 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		sp.UID, sp.GID = uid, uid
 	}
 	return sp, nil
+}
+
+// EffectiveLimits returns l (nil: all defaults) with every zero field set
+// to the sandbox's default: the limits an agent's instance runs under.
+func EffectiveLimits(l *agent.Limits) agent.Limits {
+	var out agent.Limits
+	if l != nil {
+		out = *l
+	}
+	d := sandbox.DefaultServiceLimits()
+	if out.MemoryMB == 0 {
+		out.MemoryMB = d.Memory >> 20
+	}
+	if out.Processes == 0 {
+		out.Processes = d.Processes
+	}
+	if out.FileSizeMB == 0 {
+		out.FileSizeMB = d.FileSize >> 20
+	}
+	if out.TmpMB == 0 {
+		out.TmpMB = d.Tmp >> 20
+	}
+	return out
+}
+
+// SandboxLimits returns l as the sandbox's limits.
+func SandboxLimits(l agent.Limits) sandbox.ServiceLimits {
+	return sandbox.ServiceLimits{Memory: l.MemoryMB << 20, Processes: l.Processes, FileSize: l.FileSizeMB << 20, Tmp: l.TmpMB << 20}
 }
 
 // onState turns the supervisor's reports into instance events, stored in
