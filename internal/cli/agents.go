@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/home"
@@ -172,10 +173,8 @@ func runApprove(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() != 2 {
 		return fmt.Errorf("%w: want ID once|always|reject", errUsage)
 	}
-	switch fs.Arg(1) {
-	case "once", "always", "reject":
-	default:
-		return fmt.Errorf("%w: the decision is once, always or reject", errUsage)
+	if err := api.CheckDecision(fs.Arg(1), ""); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	c, err := mk()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/render"
@@ -26,9 +27,6 @@ type verdict struct {
 // asked to approve: below it a call is always shown whole, above it it is
 // refused before anyone is asked.
 const MaxApprovalArgs = 64 << 10
-
-// MaxMessage is the longest message a decision may carry.
-const MaxMessage = 4096
 
 // ask records an approval bound to c (its digest), shows it where every
 // approval is shown (GET /v1/approvals, the agent's event stream), and
@@ -85,10 +83,10 @@ func (s *Service) ask(ctx context.Context, c Call, digest string, canon []byte) 
 				fn("waiting for a person to approve " + c.Tool + " (approval " + id + ")")
 			}
 		case <-timer.C:
-			s.resolve(id, "expired", "taosagent", "no decision within "+s.ApprovalTTL.String())
+			s.resolve(id, api.ApprovalExpired, "taosagent", "no decision within "+s.ApprovalTTL.String())
 			return id, "", refusal(fmt.Sprintf("%v: no person approved this call within %v (approval %s expired); nothing was changed", ErrRefused, s.ApprovalTTL, id))
 		case <-ctx.Done():
-			s.resolve(id, "expired", "taosagent", "the call was cancelled while it waited")
+			s.resolve(id, api.ApprovalExpired, "taosagent", "the call was cancelled while it waited")
 			return id, "", refusal(fmt.Sprintf("%v: the call was cancelled while it waited for approval %s; nothing was changed", ErrRefused, id))
 		}
 	}
@@ -124,10 +122,8 @@ func (s *Service) resolve(id, decision, by, message string) bool {
 // Approvals lists approvals in state ("" for all): opencode's permission
 // asks and taosagent's own, each with its source.
 func (s *Service) Approvals(ctx context.Context, state string) ([]eventlog.Approval, error) {
-	switch state {
-	case "", "pending", "once", "always", "reject", "expired":
-	default:
-		return nil, invalidf("state: must be pending, once, always, reject or expired")
+	if err := api.CheckApprovalState(state); err != nil {
+		return nil, invalidf("%v", err)
 	}
 	return s.Log.Approvals(ctx, state)
 }
@@ -141,13 +137,8 @@ func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message str
 	if !a.Person() {
 		return eventlog.Approval{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person answers approvals, through the operator's API or the CLI; %s cannot", ErrForbidden, a))
 	}
-	switch {
-	case decision != "once" && decision != "always" && decision != "reject":
-		return eventlog.Approval{}, invalidf(`decision: must be "once", "always" or "reject"`)
-	case len(message) > MaxMessage:
-		return eventlog.Approval{}, invalidf("message: longer than %d bytes", MaxMessage)
-	case message != "" && decision != "reject":
-		return eventlog.Approval{}, invalidf("message: goes with reject only")
+	if err := api.CheckDecision(decision, message); err != nil {
+		return eventlog.Approval{}, invalidf("%v", err)
 	}
 	var out eventlog.Approval
 	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
@@ -159,11 +150,11 @@ func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message str
 			out, err = s.Runner.Reply(ctx, id, decision, message, a.String())
 			return "", err
 		}
-		if decision == "always" {
+		if api.Decision(decision) == api.Always {
 			return "", invalidf(`decision: taosagent's destructive actions are approved one call at a time; "always" is not offered`)
 		}
-		if ap.State != "pending" || !s.resolve(id, decision, a.String(), message) {
-			if ap, err = s.Log.Approval(ctx, id); err == nil && ap.State == "pending" {
+		if ap.State != api.ApprovalPending || !s.resolve(id, decision, a.String(), message) {
+			if ap, err = s.Log.Approval(ctx, id); err == nil && ap.State == api.ApprovalPending {
 				ap.State = "no longer waited for"
 			}
 			return "", fmt.Errorf("approval %s is already %s: %w", id, ap.State, eventlog.ErrConflict)

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -822,10 +823,8 @@ func (s *Server) next(ctx context.Context, sub *eventlog.Sub, rc *http.ResponseC
 
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
 	state := r.URL.Query().Get("state")
-	switch state {
-	case "", "pending", "once", "always", "reject", "expired":
-	default:
-		writeError(w, http.StatusBadRequest, "bad_request", "state: must be pending, once, always, reject or expired")
+	if err := api.CheckApprovalState(state); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	as, err := s.Control.Approvals(r.Context(), state)
@@ -844,16 +843,8 @@ func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	if len(b.Message) > 4096 {
-		writeError(w, http.StatusUnprocessableEntity, "invalid", "message: longer than 4096 bytes")
-		return
-	}
-	switch b.Decision {
-	case "once", "always", "reject":
-	default:
-		writeError(w, http.StatusUnprocessableEntity, "invalid", `decision: must be "once", "always" or "reject"`)
-		return
-	}
+	// The decision and the message are checked by the control service
+	// (api.CheckDecision): 422 when wrong.
 	ap, err := s.Control.Decide(r.Context(), actor(r), r.PathValue("id"), b.Decision, b.Message)
 	if err != nil {
 		s.fail(w, r, err)

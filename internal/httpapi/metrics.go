@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/taosagent/taosagent/internal/api"
 )
 
 // metrics answers GET /metrics in Prometheus's text format (0.0.4): turns
@@ -50,7 +52,7 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 			sample("taosagent_turns_running", float64(c.N), "agent", c.Agent)
 		}
 	}
-	pending, err := s.Log.Approvals(ctx, "pending")
+	pending, err := s.Log.Approvals(ctx, api.ApprovalPending)
 	if err != nil {
 		s.fail(w, r, err)
 		return

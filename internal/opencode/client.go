@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/api"
 )
 
 // DefaultTimeout bounds every Client call but the event stream.
@@ -202,10 +204,8 @@ func (c *Client) Permissions(ctx context.Context) ([]PermissionRequest, error) {
 // "reject"; a reject with a message lets the turn go on with that feedback.
 // ErrNotFound if the request is unknown or answered already.
 func (c *Client) ReplyPermission(ctx context.Context, requestID, reply, message string) error {
-	switch reply {
-	case "once", "always", "reject":
-	default:
-		return fmt.Errorf("%w: reply %q: want once, always or reject", ErrBadRequest, reply)
+	if err := api.CheckDecision(reply, message); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	if requestID == "" {
 		return fmt.Errorf("%w: empty permission request id", ErrBadRequest)

@@ -28,12 +28,13 @@ package reply
 
 import (
 	"encoding/json"
-	"github.com/taosagent/taosagent/internal/render"
 	"strings"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/render"
 )
 
 // KnownVersions are the opencode releases whose events the codec was built
@@ -283,7 +284,7 @@ func (c *Codec) close(s *session, now time.Time, out []event.Event) []event.Even
 			out = append(out, event.New(s.id, event.QuestionResolved, now, event.QuestionResolvedData{Question: id, Rejected: true}))
 			continue
 		}
-		out = append(out, event.New(s.id, event.PermissionResolved, now, event.PermissionResolvedData{Approval: id, Decision: "expired"}))
+		out = append(out, event.New(s.id, event.PermissionResolved, now, event.PermissionResolvedData{Approval: id, Decision: api.ApprovalExpired}))
 	}
 	switch {
 	case t.err != nil:

@@ -6,14 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/reply"
 	"sync"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/reply"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
 
@@ -607,14 +608,14 @@ func (r *agentRunner) steer(turn, session string) {
 
 // expireApprovals records every pending approval of turn as expired.
 func (r *agentRunner) expireApprovals(turn, why string) {
-	pending, err := r.m.log.Approvals(context.Background(), "pending")
+	pending, err := r.m.log.Approvals(context.Background(), api.ApprovalPending)
 	if err != nil {
 		return
 	}
 	for _, ap := range pending {
 		if ap.Agent == r.name && ap.Turn == turn {
 			e := event.New(ap.Session, event.PermissionResolved, time.Now(), event.PermissionResolvedData{
-				Approval: ap.ID, Decision: "expired", By: "taosagent", Message: why})
+				Approval: ap.ID, Decision: api.ApprovalExpired, By: "taosagent", Message: why})
 			e.Turn, e.Synthetic = turn, true
 			r.emit(e)
 		}
@@ -669,7 +670,7 @@ func (r *agentRunner) reply(ctx context.Context, ap eventlog.Approval, decision,
 		delete(r.resolved, ap.ID)
 		r.mu.Unlock()
 		e := event.New(ap.Session, event.PermissionResolved, time.Now(), event.PermissionResolvedData{
-			Approval: ap.ID, Decision: "expired", By: "taosagent", Message: "opencode no longer has this request"})
+			Approval: ap.ID, Decision: api.ApprovalExpired, By: "taosagent", Message: "opencode no longer has this request"})
 		e.Turn, e.Synthetic = ap.Turn, true
 		r.emit(e)
 		return ap, fmt.Errorf("approval %s had expired: %w", ap.ID, eventlog.ErrConflict)
@@ -863,7 +864,7 @@ func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit fu
 		r.m.logger.Warn("reconcile permissions", "agent", r.name, "err", err)
 		return
 	}
-	ours, err := r.m.log.Approvals(ctx, "pending")
+	ours, err := r.m.log.Approvals(ctx, api.ApprovalPending)
 	if err != nil {
 		return
 	}
@@ -886,7 +887,7 @@ func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit fu
 	for _, ap := range ours {
 		if ap.Agent == r.name && !live[ap.ID] {
 			e := event.New(ap.Session, event.PermissionResolved, now, event.PermissionResolvedData{
-				Approval: ap.ID, Decision: "expired", By: "taosagent", Message: "opencode no longer has this request"})
+				Approval: ap.ID, Decision: api.ApprovalExpired, By: "taosagent", Message: "opencode no longer has this request"})
 			e.Turn, e.Synthetic = ap.Turn, true
 			emit(e)
 		}

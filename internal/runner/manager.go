@@ -124,7 +124,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pending, err := m.log.Approvals(ctx, "pending")
+	pending, err := m.log.Approvals(ctx, api.ApprovalPending)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	var evs []event.Event
 	for _, ap := range pending {
 		e := event.New(ap.Session, event.PermissionResolved, now, event.PermissionResolvedData{
-			Approval: ap.ID, Decision: "expired", By: "taosagent",
+			Approval: ap.ID, Decision: api.ApprovalExpired, By: "taosagent",
 			Message: "taosagent stopped while this approval was pending"})
 		e.Agent, e.Turn, e.Synthetic = ap.Agent, ap.Turn, true
 		evs = append(evs, e)
@@ -264,19 +264,14 @@ func (m *Manager) Abort(ctx context.Context, name string) (turn string, err erro
 // the answer. A request opencode no longer knows is recorded as expired and
 // reported as a conflict.
 func (m *Manager) Reply(ctx context.Context, id, decision, message, by string) (eventlog.Approval, error) {
-	switch decision {
-	case "once", "always", "reject":
-	default:
-		return eventlog.Approval{}, fmt.Errorf("%w: decision must be once, always or reject", ErrInvalid)
-	}
-	if message != "" && decision != "reject" {
-		return eventlog.Approval{}, fmt.Errorf("%w: a message goes with reject only", ErrInvalid)
+	if err := api.CheckDecision(decision, message); err != nil {
+		return eventlog.Approval{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	ap, err := m.log.Approval(ctx, id)
 	if err != nil {
 		return ap, err
 	}
-	if ap.State != "pending" {
+	if ap.State != api.ApprovalPending {
 		return ap, fmt.Errorf("approval %s is already %s: %w", id, ap.State, eventlog.ErrConflict)
 	}
 	r := m.existing(ap.Agent)
