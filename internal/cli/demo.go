@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/daemon"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/runner"
@@ -68,7 +66,7 @@ func scriptedTurn(ctx context.Context, bin, version, home, name string, unconfin
 	}
 	sup.Version = version
 	if unconfined {
-		fmt.Fprintln(stderr, "warning: opencode and its tools run UNCONFINED, on the host as "+userName())
+		fmt.Fprintln(stderr, "warning: opencode and its tools run UNCONFINED, on the host as "+daemon.UserName())
 	} else {
 		sup.Sandbox = sandbox.New()
 	}
@@ -178,12 +176,4 @@ func (p *printer) print(e event.Event) {
 		fmt.Fprintf(p.w, "%s %s\n", e.Kind, e.Data)
 	}
 	p.last = e.Kind
-}
-
-// userName names the user this process runs as.
-func userName() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return "uid " + strconv.Itoa(os.Getuid())
 }

@@ -1,0 +1,475 @@
+// Package daemon is taosagent's daemon: Run wires the store, the
+// supervisor, the runner, the gateway, the control service, the MCP server
+// and the HTTP API together, serves until its context ends, and returns
+// with every goroutine it started joined. It holds no policy of its own:
+// each rule lives in the package that owns it (docs/ARCHITECTURE.md).
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/netutil"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/doctor"
+	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/egress"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/gateway"
+	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/hostid"
+	"github.com/taosagent/taosagent/internal/httpapi"
+	"github.com/taosagent/taosagent/internal/mcpserver"
+	"github.com/taosagent/taosagent/internal/panel"
+	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/sandbox"
+	"github.com/taosagent/taosagent/internal/scriptedmodel"
+	"github.com/taosagent/taosagent/internal/snapshot"
+	"github.com/taosagent/taosagent/internal/supervisor"
+)
+
+// Config is how the daemon runs (taosagent serve's flags).
+type Config struct {
+	Home         string // the taosagent home
+	Listen       string // the API's address (loopback)
+	PublicListen string // a second address for other machines ("": none)
+	TLSCert      string // PublicListen's certificate and key ("": plain HTTP)
+	TLSKey       string
+	AllowHosts   []string // host names clients may use beyond IPs and localhost
+	MaxConns     int      // client connections open at once, per listener (0: 512)
+
+	IdleTimeout        time.Duration // stop an agent's opencode unused this long
+	MaxRunning         int           // opencode instances at once
+	Retention          time.Duration // keep events this long (0: forever)
+	RawRetention       time.Duration // keep raw opencode events this long
+	NoDemo             bool          // never offer the scripted demo provider
+	DefaultDailyTokens int64         // the budget of an agent created through MCP (0: none may be)
+	Unconfined         bool          // run instances on the host (an operator's explicit choice)
+	UIDBase            int           // the agents' first host uid (0: hostid.DefaultBase)
+
+	Systemctl, Journalctl string   // what the managed-host tools run ("": systemctl, journalctl)
+	SystemdEnv            []string // their environment (the test stand-in's state)
+
+	ModelsSync        time.Duration // how often LiteLLM agents' models are synced (0: at start and on demand)
+	LLMConnectTimeout time.Duration
+	LLMHeaderTimeout  time.Duration
+	LLMStallTimeout   time.Duration
+
+	// Opencode returns the pinned opencode binary of home dir, installing
+	// it if needed; Release the installed release to switch to.
+	Opencode func(ctx context.Context, dir string) (path, version string, err error)
+	Release  func(ctx context.Context, dir string) (path, version string, err error)
+
+	Version string       // taosagent's
+	Logger  *slog.Logger // the daemon's log
+	Stdout  io.Writer    // where the listening line goes
+}
+
+// group runs goroutines and waits for them.
+type group struct{ sync.WaitGroup }
+
+// Go runs f on a goroutine of the group.
+func (g *group) Go(f func()) {
+	g.Add(1)
+	go func() {
+		defer g.Done()
+		f()
+	}()
+}
+
+// Run runs the daemon until ctx ends or its listener fails, and returns
+// when everything it started has stopped: the listeners served, the
+// workers (retention, model sync), the instances.
+func Run(ctx context.Context, cfg Config) error {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 512
+	}
+	if cfg.UIDBase <= 0 {
+		cfg.UIDBase = hostid.DefaultBase
+	}
+	if cfg.Systemctl == "" {
+		cfg.Systemctl = "systemctl"
+	}
+	if cfg.Journalctl == "" {
+		cfg.Journalctl = "journalctl"
+	}
+	// The listeners' goroutines end when their servers close (deferred
+	// below, each where its server is made); they are waited for last.
+	var servers group
+	defer servers.Wait()
+	h := home.Home{Dir: cfg.Home}
+	if err := h.Create(); err != nil {
+		return err
+	}
+	unlock, err := h.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	token, err := h.EnsureToken()
+	if err != nil {
+		return err
+	}
+	bin, ocVersion, err := cfg.Opencode(ctx, h.Dir)
+	if err != nil {
+		return err
+	}
+	log, err := eventlog.Open(h.DB())
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+
+	sup, err := supervisor.New(bin, h.Run())
+	if err != nil {
+		return err
+	}
+	sup.Version = ocVersion
+	sup.MaxRunning, sup.Logger = cfg.MaxRunning, logger
+	var agentUIDs *hostid.Range
+	var buildIDs *hostid.Pool
+	if cfg.Unconfined {
+		logger.Warn("opencode instances and their tools run UNCONFINED, on the host as " + UserName() + ": --unconfined")
+	} else {
+		sup.Sandbox = sandbox.New()
+		if os.Geteuid() == 0 {
+			// A host uid per agent, and one per build while it runs:
+			// nobody else's, checked against the host's users and
+			// subordinate ranges.
+			for _, r := range []hostid.Range{hostid.Agents(cfg.UIDBase), hostid.Builds(cfg.UIDBase)} {
+				if err := r.Check(); err != nil {
+					return fmt.Errorf("%w; choose another --uid-base", err)
+				}
+			}
+			uids := hostid.Agents(cfg.UIDBase)
+			agentUIDs = &uids
+			buildIDs = &hostid.Pool{Range: hostid.Builds(cfg.UIDBase)}
+		}
+		if err := sup.Sandbox.Check(ctx); err != nil {
+			// Not fatal: the API, the log and the recovery tools still
+			// work; each turn ends with this error until it is fixed.
+			logger.Error("agents cannot start: their sandbox cannot be built", "err", err)
+		}
+	}
+	if killed, err := sup.Sweep(); err == nil && len(killed) > 0 {
+		logger.Info("stopped opencode processes left by an earlier run", "pids", killed)
+	}
+	defer sup.Close()
+
+	// The demo provider: the scripted model on a loopback port of its own.
+	demoURL := ""
+	if !cfg.NoDemo {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		model := &http.Server{Handler: &scriptedmodel.Server{}, ReadHeaderTimeout: 10 * time.Second}
+		servers.Go(func() { model.Serve(ln) })
+		defer model.Close()
+		demoURL = "http://" + ln.Addr().String() + "/v1"
+	}
+	// The listener comes first: agents are given its address for taosagent's
+	// MCP tools.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	// A bounded number of connections: idle or slow ones cannot pile up.
+	ln = netutil.LimitListener(ln, cfg.MaxConns)
+	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: cfg.Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp"}
+	keys := agent.Keys{Dir: h.Keys()}
+	// Agents reach their models through the gateway, each with a key of its
+	// own; the upstreams' keys stay with the daemon.
+	keyring := &gateway.Keyring{Log: log, Home: h}
+	llmURL := loopbackURL(ln.Addr()) + "/llm/v1"
+	var ctl *control.Service // the runner's hooks call it; set below
+	daemon := control.Actor{Kind: control.Daemon, Channel: "sync"}
+	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
+		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs,
+		Gateway: func(ctx context.Context, agent string) (string, string, error) {
+			key, err := keyring.Ensure(ctx, agent)
+			return llmURL, key, err
+		},
+		Sync: func(ctx context.Context, name string) (agent.Agent, error) {
+			if _, err := ctl.SyncModels(ctx, daemon, name); err != nil && !agent.IsInvalid(err) {
+				return agent.Agent{}, err
+			}
+			return log.Agent(ctx, name)
+		},
+		OnModelSwitch: func(name, from, to string) {
+			if err := ctl.ModelSwitched(context.Background(), name, from, to); err != nil {
+				logger.Warn("a model switch made in opencode was refused", "agent", name, "from", from, "to", to, "err", err)
+			} else {
+				logger.Info("a model switch made in opencode is now the agent's model", "agent", name, "from", from, "to", to)
+			}
+		}})
+	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
+		ConnectTimeout: cfg.LLMConnectTimeout, HeaderTimeout: cfg.LLMHeaderTimeout, StallTimeout: cfg.LLMStallTimeout, OnCall: func(c gateway.Call) {
+			// One usage event per call, in the agent's log.
+			e := mgr.TurnEvent(context.Background(), c.Agent, event.Usage, event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
+				Cost: c.Cost, Model: c.Model, Source: "gateway"})
+			log.AppendAsync([]event.Event{e}, nil)
+		}}
+	keyring.Issued = gw.Invalidate
+	gw.OnFallback = func(name, from, to, reason string) {
+		// The turn says which model answered: a model.switched event, and
+		// an audit entry.
+		e := mgr.TurnEvent(context.Background(), name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
+		log.AppendAsync([]event.Event{e}, nil)
+		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "gateway.fallback", Tier: "write", Target: name,
+			Phase: "outcome", Outcome: "ok", Detail: from + " → " + to + ": " + reason})
+		logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", reason)
+	}
+	gw.OnSoftLimit = func(name, what string) {
+		// An event in the agent's log, and an audit entry.
+		e := mgr.TurnEvent(context.Background(), name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
+		log.AppendAsync([]event.Event{e}, nil)
+		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "budget.soft", Tier: "write", Target: name,
+			Phase: "outcome", Outcome: "ok", Detail: what})
+		logger.Warn("an agent passed the soft share of its budget", "agent", name, "budget", what)
+	}
+	if n := scrubAgentConfigs(h, keys); n > 0 {
+		logger.Info("removed agent configs written before the gateway; each is written afresh at its agent's next start", "configs", n)
+	}
+	sysd := hostctl.Systemd{Systemctl: cfg.Systemctl, Journalctl: cfg.Journalctl}
+	sysd.Env = cfg.SystemdEnv
+	ctl = &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
+		HostFile: h.HostFile(), Systemd: sysd, Version: cfg.Version, Logger: logger, Secrets: []string{token},
+		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope, BuildIDs: buildIDs}
+	if cfg.DefaultDailyTokens > 0 {
+		ctl.DefaultBudget = &agent.Budget{DailyTokens: cfg.DefaultDailyTokens}
+	}
+	self, _ := os.Executable()
+	ctl.Opencode = func(ctx context.Context) (string, error) {
+		if os.Getenv("TAOSAGENT_OPENCODE") != "" {
+			return "", errors.New("the daemon runs the binary TAOSAGENT_OPENCODE names; unset it to switch releases")
+		}
+		path, version, err := cfg.Release(ctx, h.Dir)
+		if err != nil {
+			return "", err
+		}
+		sup.Use(path, version)
+		logger.Info("opencode release switched; each agent moves to it between two of its turns", "version", version, "path", path)
+		return version, nil
+	}
+	ctl.Doctor = func() *doctor.Env {
+		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeVersion: ocVersion, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
+	}
+	mcpSrv.Control = ctl
+	mcpHandler := mcpSrv.Handler()
+	if sup.Sandbox != nil {
+		if os.Geteuid() == 0 {
+			// Each instance in a network namespace of its own; its door
+			// serves the gateway, the MCP tools and the egress proxy.
+			proxy := &egress.Proxy{
+				Policy: func(ctx context.Context, p egress.Principal) (egress.Policy, error) {
+					a, err := log.Agent(ctx, p.Name)
+					if err != nil || p.Kind != "agent" {
+						return egress.Policy{Mode: egress.None}, err
+					}
+					return a.EgressPolicy(), nil
+				},
+				Record: func(d egress.Decision) {
+					e := mgr.TurnEvent(context.Background(), d.Principal.Name, event.Egress, event.EgressData{Method: d.Method, Host: d.Host,
+						Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
+					log.AppendAsync([]event.Event{e}, nil)
+				}}
+			sup.Doors = &supervisor.Doors{Handler: door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}.For, DaemonURL: loopbackURL(ln.Addr())}
+		} else {
+			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
+		}
+	}
+	created, err := mgr.EnsureBuiltins(ctx, !cfg.NoDemo)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return err
+	}
+	defer mgr.Close()
+
+	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpHandler, LLM: gw, Token: token, Version: cfg.Version, Logger: logger, Hosts: cfg.AllowHosts,
+		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
+	handler := api.Handler()
+	srv := httpapi.HTTPServer(handler, logger)
+	if cfg.PublicListen != "" {
+		pln, err := net.Listen("tcp", cfg.PublicListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
+		}
+		pln = netutil.LimitListener(pln, cfg.MaxConns)
+		psrv := httpapi.HTTPServer(handler, logger)
+		defer psrv.Close()
+		if cfg.TLSCert != "" {
+			servers.Go(func() {
+				if err := psrv.ServeTLS(pln, cfg.TLSCert, cfg.TLSKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					logger.Error("the public listener stopped", "addr", pln.Addr().String(), "err", err)
+				}
+			})
+			fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on https://%s (TLS)\n", pln.Addr())
+		} else {
+			servers.Go(func() { psrv.Serve(pln) })
+			logger.Warn("the panel and the API are served WITHOUT TLS on an address other machines may reach: --insecure-public-http", "addr", pln.Addr().String())
+			fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on http://%s (NO TLS: --insecure-public-http)\n", pln.Addr())
+		}
+	}
+	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: cfg.Version, Started: time.Now().UTC()}); err != nil {
+		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
+	}
+	defer os.Remove(h.DaemonFile()) // a clean stop leaves no record; a kill -9 does
+	if n, err := doctor.ImportAudit(ctx, h, log); err != nil {
+		logger.Warn("the recovery audit could not be merged into the audit", "err", err)
+	} else if n > 0 {
+		logger.Info("merged the recovery audit into the audit", "entries", n)
+	}
+	serveErr := make(chan error, 1)
+	servers.Go(func() { serveErr <- srv.Serve(ln) })
+
+	fmt.Fprintf(cfg.Stdout, "taosagent %s listening on http://%s (token: %s)\n", cfg.Version, ln.Addr(), h.TokenFile())
+	if ps, _ := mgr.Providers(ctx); len(ps) == 1 && ps[0].Demo {
+		fmt.Fprintln(cfg.Stdout, "No model provider is configured: agents use the built-in scripted DEMO provider,\n"+
+			"a test stand-in that is not an AI. Try:  taosagent chat host 'hello'\n"+
+			"Add a real provider with POST /v1/providers, then point host at it with PATCH /v1/agents/host.")
+	}
+	for _, c := range created {
+		logger.Info("created built-in " + c)
+	}
+	// The workers end, and are waited for, before anything they use closes.
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var workers group
+	defer func() { stopWorkers(); workers.Wait() }()
+	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
+	if cfg.ModelsSync > 0 {
+		workers.Go(func() { syncModels(wctx, ctl, cfg.ModelsSync, logger) })
+	}
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close() // event streams do not end on their own
+	}
+	return nil
+}
+
+// syncModels syncs, every period, the permitted models of every agent on
+// a LiteLLM proxy with what its key may access, until ctx is done.
+func syncModels(ctx context.Context, ctl *control.Service, period time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		as, err := ctl.Log.Agents(ctx)
+		if err != nil {
+			continue
+		}
+		for _, a := range as {
+			s, err := ctl.SyncModels(ctx, control.Actor{Kind: control.Daemon, Channel: "sync"}, a.Name)
+			switch {
+			case agent.IsInvalid(err):
+				// not on a LiteLLM proxy
+			case err != nil:
+				logger.Warn("an agent's models could not be synced with its key's scope", "agent", a.Name, "err", err)
+			case s.Changed:
+				logger.Info("an agent's models follow its key's scope", "agent", a.Name, "added", s.Added, "removed", s.Removed, "model", s.Model)
+			}
+		}
+	}
+}
+
+// scrubAgentConfigs removes every agent's opencode config that holds an
+// upstream provider's key (written by a version before the gateway): no
+// such key may stay in an agent's reach. The supervisor writes each config
+// afresh, with the agent's gateway key, at the agent's next start.
+func scrubAgentConfigs(h home.Home, keys agent.Keys) int {
+	secrets := keys.All()
+	ents, _ := os.ReadDir(h.Agents())
+	n := 0
+	for _, e := range ents {
+		path := h.AgentConfig(e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		for _, k := range secrets {
+			if len(k) >= 4 && strings.Contains(string(b), k) {
+				if os.Remove(path) == nil {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
+}
+
+// loopbackURL is how a local client reaches addr: an unspecified address
+// (0.0.0.0, ::) is reached on loopback.
+func loopbackURL(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// prune applies retention hourly.
+func prune(ctx context.Context, log *eventlog.Log, keep, keepRaw time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		before := time.Time{}
+		if keep > 0 {
+			before = time.Now().Add(-keep)
+		}
+		if n, err := log.Prune(ctx, before, time.Now().Add(-keepRaw)); err != nil && ctx.Err() == nil {
+			logger.Warn("retention", "err", err)
+		} else if n > 0 {
+			logger.Info("retention removed old events", "events", n)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// UserName names the user this process runs as.
+func UserName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(os.Getuid())
+}
