@@ -175,3 +175,86 @@ func TestTheProxyJudgesConnectByAddress(t *testing.T) {
 		t.Fatalf("CONNECT to a loopback name: %d %+v", resp.StatusCode, got)
 	}
 }
+
+// ownAddress is an address of this machine other than loopback, or
+// skips: traffic in this test goes to this machine only.
+func ownAddress(t *testing.T) netip.Addr {
+	t.Helper()
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+				return ip.Unmap()
+			}
+		}
+	}
+	t.Skip("this machine has no address but loopback")
+	return netip.Addr{}
+}
+
+// What the policy allows is carried: a plain http request, and a CONNECT
+// tunnel both ways, to this machine's own address by a name the policy
+// lists.
+func TestTheProxyCarriesWhatThePolicyAllows(t *testing.T) {
+	own := ownAddress(t)
+	ln, err := net.Listen("tcp", net.JoinHostPort(own.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "page "+r.URL.Path)
+	})}
+	go page.Serve(ln)
+	defer page.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	var got []Decision
+	var mu sync.Mutex
+	x := &Proxy{
+		Policy:   func(context.Context, Principal) (Policy, error) { return Policy{Mode: Hosts, Hosts: []string{"lan.test"}}, nil },
+		Record:   func(d Decision) { mu.Lock(); got = append(got, d); mu.Unlock() },
+		Resolver: fakeResolver{"lan.test": {own}},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		x.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{Kind: "agent", Name: "a"})))
+	}))
+	defer srv.Close()
+	pu, _ := url.Parse(srv.URL)
+
+	// Plain http, absolute-form.
+	c := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	resp, err := c.Get("http://lan.test:" + port + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "page /plain" {
+		t.Fatalf("http through the proxy: %d %q", resp.StatusCode, b)
+	}
+	// CONNECT, then a request of its own through the tunnel.
+	conn, err := net.Dial("tcp", pu.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "CONNECT lan.test:"+port+" HTTP/1.1\r\nHost: lan.test:"+port+"\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	io.WriteString(conn, "GET /tunnel HTTP/1.1\r\nHost: lan.test\r\nConnection: close\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	if string(b) != "page /tunnel" {
+		t.Fatalf("through the tunnel: %q", b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || !got[0].Allowed || !got[1].Allowed || got[1].Method != "CONNECT" || got[1].Address != net.JoinHostPort(own.String(), port) {
+		t.Fatalf("decisions: %+v", got)
+	}
+}
