@@ -95,26 +95,14 @@ func (g *group) Go(f func()) {
 // Run runs the daemon until ctx ends or its listener fails, and returns
 // when everything it started has stopped: the listeners served, the
 // workers (retention, model sync), the instances.
+//
+// It is long by design: the wiring, in the order the parts depend on each
+// other, each made once and handed on, its closing deferred where it is
+// made. What holds a decision is a function of its own (confine,
+// gatewayHooks, egressProxy, servePublic) or lives in its package.
 func Run(ctx context.Context, cfg Config) error {
+	cfg.defaults()
 	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Stdout == nil {
-		cfg.Stdout = io.Discard
-	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = 512
-	}
-	if cfg.UIDBase <= 0 {
-		cfg.UIDBase = hostid.DefaultBase
-	}
-	if cfg.Systemctl == "" {
-		cfg.Systemctl = "systemctl"
-	}
-	if cfg.Journalctl == "" {
-		cfg.Journalctl = "journalctl"
-	}
 	// The listeners' goroutines end when their servers close (deferred
 	// below, each where its server is made); they are waited for last.
 	var servers group
@@ -148,30 +136,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	sup.Version = ocVersion
 	sup.MaxRunning, sup.Logger = cfg.MaxRunning, logger
-	var agentUIDs *hostid.Range
-	var buildIDs *hostid.Pool
-	if cfg.Unconfined {
-		logger.Warn("opencode instances and their tools run UNCONFINED, on the host as " + UserName() + ": --unconfined")
-	} else {
-		sup.Sandbox = sandbox.New()
-		if os.Geteuid() == 0 {
-			// A host uid per agent, and one per build while it runs:
-			// nobody else's, checked against the host's users and
-			// subordinate ranges.
-			for _, r := range []hostid.Range{hostid.Agents(cfg.UIDBase), hostid.Builds(cfg.UIDBase)} {
-				if err := r.Check(); err != nil {
-					return fmt.Errorf("%w; choose another --uid-base", err)
-				}
-			}
-			uids := hostid.Agents(cfg.UIDBase)
-			agentUIDs = &uids
-			buildIDs = &hostid.Pool{Range: hostid.Builds(cfg.UIDBase)}
-		}
-		if err := sup.Sandbox.Check(ctx); err != nil {
-			// Not fatal: the API, the log and the recovery tools still
-			// work; each turn ends with this error until it is fixed.
-			logger.Error("agents cannot start: their sandbox cannot be built", "err", err)
-		}
+	agentUIDs, buildIDs, err := confine(ctx, cfg, sup)
+	if err != nil {
+		return err
 	}
 	if killed, err := sup.Sweep(); err == nil && len(killed) > 0 {
 		logger.Info("stopped opencode processes left by an earlier run", "pids", killed)
@@ -181,14 +148,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// The demo provider: the scripted model on a loopback port of its own.
 	demoURL := ""
 	if !cfg.NoDemo {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		url, stop, err := demoModel(&servers)
 		if err != nil {
 			return err
 		}
-		model := &http.Server{Handler: &scriptedmodel.Server{}, ReadHeaderTimeout: 10 * time.Second}
-		servers.Go(func() { model.Serve(ln) })
-		defer model.Close()
-		demoURL = "http://" + ln.Addr().String() + "/v1"
+		defer stop()
+		demoURL = url
 	}
 	// The listener comes first: agents are given its address for taosagent's
 	// MCP tools.
@@ -226,30 +191,9 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}})
 	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
-		ConnectTimeout: cfg.LLMConnectTimeout, HeaderTimeout: cfg.LLMHeaderTimeout, StallTimeout: cfg.LLMStallTimeout, OnCall: func(c gateway.Call) {
-			// One usage event per call, in the agent's log.
-			e := mgr.TurnEvent(context.Background(), c.Agent, event.Usage, event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
-				Cost: c.Cost, Model: c.Model, Source: "gateway"})
-			log.AppendAsync([]event.Event{e}, nil)
-		}}
+		ConnectTimeout: cfg.LLMConnectTimeout, HeaderTimeout: cfg.LLMHeaderTimeout, StallTimeout: cfg.LLMStallTimeout}
+	gatewayHooks(gw, mgr, log, logger)
 	keyring.Issued = gw.Invalidate
-	gw.OnFallback = func(name, from, to, reason string) {
-		// The turn says which model answered: a model.switched event, and
-		// an audit entry.
-		e := mgr.TurnEvent(context.Background(), name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
-		log.AppendAsync([]event.Event{e}, nil)
-		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "gateway.fallback", Tier: "write", Target: name,
-			Phase: "outcome", Outcome: "ok", Detail: from + " → " + to + ": " + reason})
-		logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", reason)
-	}
-	gw.OnSoftLimit = func(name, what string) {
-		// An event in the agent's log, and an audit entry.
-		e := mgr.TurnEvent(context.Background(), name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
-		log.AppendAsync([]event.Event{e}, nil)
-		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "budget.soft", Tier: "write", Target: name,
-			Phase: "outcome", Outcome: "ok", Detail: what})
-		logger.Warn("an agent passed the soft share of its budget", "agent", name, "budget", what)
-	}
 	if n := scrubAgentConfigs(h, keys); n > 0 {
 		logger.Info("removed agent configs written before the gateway; each is written afresh at its agent's next start", "configs", n)
 	}
@@ -283,19 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if os.Geteuid() == 0 {
 			// Each instance in a network namespace of its own; its door
 			// serves the gateway, the MCP tools and the egress proxy.
-			proxy := &egress.Proxy{
-				Policy: func(ctx context.Context, p egress.Principal) (egress.Policy, error) {
-					a, err := log.Agent(ctx, p.Name)
-					if err != nil || p.Kind != "agent" {
-						return egress.Policy{Mode: egress.None}, err
-					}
-					return a.EgressPolicy(), nil
-				},
-				Record: func(d egress.Decision) {
-					e := mgr.TurnEvent(context.Background(), d.Principal.Name, event.Egress, event.EgressData{Method: d.Method, Host: d.Host,
-						Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
-					log.AppendAsync([]event.Event{e}, nil)
-				}}
+			proxy := egressProxy(log, mgr)
 			sup.Doors = &supervisor.Doors{Handler: door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}.For, DaemonURL: loopbackURL(ln.Addr())}
 		} else {
 			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
@@ -315,25 +247,11 @@ func Run(ctx context.Context, cfg Config) error {
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)
 	if cfg.PublicListen != "" {
-		pln, err := net.Listen("tcp", cfg.PublicListen)
+		stop, err := servePublic(cfg, handler, &servers)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
+			return err
 		}
-		pln = netutil.LimitListener(pln, cfg.MaxConns)
-		psrv := httpapi.HTTPServer(handler, logger)
-		defer psrv.Close()
-		if cfg.TLSCert != "" {
-			servers.Go(func() {
-				if err := psrv.ServeTLS(pln, cfg.TLSCert, cfg.TLSKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
-					logger.Error("the public listener stopped", "addr", pln.Addr().String(), "err", err)
-				}
-			})
-			fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on https://%s (TLS)\n", pln.Addr())
-		} else {
-			servers.Go(func() { psrv.Serve(pln) })
-			logger.Warn("the panel and the API are served WITHOUT TLS on an address other machines may reach: --insecure-public-http", "addr", pln.Addr().String())
-			fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on http://%s (NO TLS: --insecure-public-http)\n", pln.Addr())
-		}
+		defer stop()
 	}
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: cfg.Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
@@ -472,4 +390,138 @@ func UserName() string {
 		return u.Username
 	}
 	return "uid " + strconv.Itoa(os.Getuid())
+}
+
+// defaults fills the zero fields that have one.
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Stdout == nil {
+		c.Stdout = io.Discard
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 512
+	}
+	if c.UIDBase <= 0 {
+		c.UIDBase = hostid.DefaultBase
+	}
+	if c.Systemctl == "" {
+		c.Systemctl = "systemctl"
+	}
+	if c.Journalctl == "" {
+		c.Journalctl = "journalctl"
+	}
+}
+
+// confine gives sup its sandbox unless the operator said --unconfined
+// and, when the daemon is root, the ranges of host ids: the agents' (one
+// each, stored) and the builds' (one each while it runs), checked against
+// the host's users and subordinate ranges.
+func confine(ctx context.Context, cfg Config, sup *supervisor.Supervisor) (agentUIDs *hostid.Range, buildIDs *hostid.Pool, err error) {
+	if cfg.Unconfined {
+		cfg.Logger.Warn("opencode instances and their tools run UNCONFINED, on the host as " + UserName() + ": --unconfined")
+	} else {
+		sup.Sandbox = sandbox.New()
+		if os.Geteuid() == 0 {
+			// A host uid per agent, and one per build while it runs:
+			// nobody else's, checked against the host's users and
+			// subordinate ranges.
+			for _, r := range []hostid.Range{hostid.Agents(cfg.UIDBase), hostid.Builds(cfg.UIDBase)} {
+				if err := r.Check(); err != nil {
+					return nil, nil, fmt.Errorf("%w; choose another --uid-base", err)
+				}
+			}
+			uids := hostid.Agents(cfg.UIDBase)
+			agentUIDs = &uids
+			buildIDs = &hostid.Pool{Range: hostid.Builds(cfg.UIDBase)}
+		}
+		if err := sup.Sandbox.Check(ctx); err != nil {
+			// Not fatal: the API, the log and the recovery tools still
+			// work; each turn ends with this error until it is fixed.
+			cfg.Logger.Error("agents cannot start: their sandbox cannot be built", "err", err)
+		}
+	}
+	return agentUIDs, buildIDs, nil
+}
+
+// demoModel serves the scripted model on a loopback port of its own, on
+// a goroutine of servers, until stop.
+func demoModel(servers *group) (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	model := &http.Server{Handler: &scriptedmodel.Server{}, ReadHeaderTimeout: 10 * time.Second}
+	servers.Go(func() { model.Serve(ln) })
+	return "http://" + ln.Addr().String() + "/v1", func() { model.Close() }, nil
+}
+
+// gatewayHooks has the gateway's calls told in the agents' logs: a usage
+// event per call, a model.switched event and an audit entry when a
+// fallback answered, a usage warning and an audit entry past a budget's
+// soft share.
+func gatewayHooks(gw *gateway.Gateway, mgr *runner.Manager, log *eventlog.Log, logger *slog.Logger) {
+	gw.OnCall = func(c gateway.Call) {
+		e := mgr.TurnEvent(context.Background(), c.Agent, event.Usage, event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
+			Cost: c.Cost, Model: c.Model, Source: "gateway"})
+		log.AppendAsync([]event.Event{e}, nil)
+	}
+	gw.OnFallback = func(name, from, to, reason string) {
+		e := mgr.TurnEvent(context.Background(), name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
+		log.AppendAsync([]event.Event{e}, nil)
+		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "gateway.fallback", Tier: "write", Target: name,
+			Phase: "outcome", Outcome: "ok", Detail: from + " → " + to + ": " + reason})
+		logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", reason)
+	}
+	gw.OnSoftLimit = func(name, what string) {
+		e := mgr.TurnEvent(context.Background(), name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
+		log.AppendAsync([]event.Event{e}, nil)
+		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "budget.soft", Tier: "write", Target: name,
+			Phase: "outcome", Outcome: "ok", Detail: what})
+		logger.Warn("an agent passed the soft share of its budget", "agent", name, "budget", what)
+	}
+}
+
+// egressProxy is the doors' egress proxy: an agent's policy is its own
+// (agent.Agent.EgressPolicy), other principals' none; every decision is
+// an egress event in the agent's log.
+func egressProxy(log *eventlog.Log, mgr *runner.Manager) *egress.Proxy {
+	return &egress.Proxy{
+		Policy: func(ctx context.Context, p egress.Principal) (egress.Policy, error) {
+			a, err := log.Agent(ctx, p.Name)
+			if err != nil || p.Kind != "agent" {
+				return egress.Policy{Mode: egress.None}, err
+			}
+			return a.EgressPolicy(), nil
+		},
+		Record: func(d egress.Decision) {
+			e := mgr.TurnEvent(context.Background(), d.Principal.Name, event.Egress, event.EgressData{Method: d.Method, Host: d.Host,
+				Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
+			log.AppendAsync([]event.Event{e}, nil)
+		}}
+}
+
+// servePublic serves handler on cfg.PublicListen (TLS, or plain HTTP when
+// the operator said so), on a goroutine of servers, until stop.
+func servePublic(cfg Config, handler http.Handler, servers *group) (stop func(), err error) {
+	pln, err := net.Listen("tcp", cfg.PublicListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
+	}
+	pln = netutil.LimitListener(pln, cfg.MaxConns)
+	psrv := httpapi.HTTPServer(handler, cfg.Logger)
+	if cfg.TLSCert != "" {
+		servers.Go(func() {
+			if err := psrv.ServeTLS(pln, cfg.TLSCert, cfg.TLSKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("the public listener stopped", "addr", pln.Addr().String(), "err", err)
+			}
+		})
+		fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on https://%s (TLS)\n", pln.Addr())
+	} else {
+		servers.Go(func() { psrv.Serve(pln) })
+		cfg.Logger.Warn("the panel and the API are served WITHOUT TLS on an address other machines may reach: --insecure-public-http", "addr", pln.Addr().String())
+		fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on http://%s (NO TLS: --insecure-public-http)\n", pln.Addr())
+	}
+	return func() { psrv.Close() }, nil
 }
