@@ -210,7 +210,9 @@ func TestTheProxyCarriesWhatThePolicyAllows(t *testing.T) {
 	var got []Decision
 	var mu sync.Mutex
 	x := &Proxy{
-		Policy:   func(context.Context, Principal) (Policy, error) { return Policy{Mode: Hosts, Hosts: []string{"lan.test"}}, nil },
+		Policy: func(context.Context, Principal) (Policy, error) {
+			return Policy{Mode: Hosts, Hosts: []string{"lan.test"}}, nil
+		},
 		Record:   func(d Decision) { mu.Lock(); got = append(got, d); mu.Unlock() },
 		Resolver: fakeResolver{"lan.test": {own}},
 	}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,4 +106,25 @@ func DeltaFrames(session string, n int) [][]byte {
 // DeltaFrame is one text delta of DeltaFrames' part.
 func DeltaFrame(session, text string) []byte {
 	return fmt.Appendf(nil, `{"directory":"/w","payload":{"type":"message.part.delta","properties":{"sessionID":%q,"messageID":"msg_%s","partID":"prt_%s","field":"text","delta":%q}}}`, session, session, session, text)
+}
+
+// NoDeps fails t if the package in the working directory (a test's own)
+// depends, directly or not, on an import path containing any of bad.
+func NoDeps(t testing.TB, bad ...string) {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go tool is not in PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, b := range bad {
+			if strings.Contains(dep, b) {
+				t.Errorf("depends on %s", dep)
+			}
+		}
+	}
 }
