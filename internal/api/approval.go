@@ -53,3 +53,33 @@ func CheckApprovalState(state string) error {
 	}
 	return fmt.Errorf("state: must be %s, %s, %s, %s or %s", ApprovalPending, Once, Always, Reject, ApprovalExpired)
 }
+
+// App decisions: a person's answer to a package that passed the gate,
+// and the states they lead to.
+const (
+	AppApprove = "approve"
+	AppReject  = "reject"
+)
+
+// AppState is the state an app decision leads to ("" for no decision).
+func AppState(decision string) string {
+	switch decision {
+	case AppApprove:
+		return "approved"
+	case AppReject:
+		return "rejected"
+	}
+	return ""
+}
+
+// CheckAppDecision returns nil if decision is an app decision and the
+// message fits (MaxMessage bytes). An error reads "field: reason".
+func CheckAppDecision(decision, message string) error {
+	if AppState(decision) == "" {
+		return fmt.Errorf("decision: must be %q or %q", AppApprove, AppReject)
+	}
+	if len(message) > MaxMessage {
+		return fmt.Errorf("message: longer than %d bytes", MaxMessage)
+	}
+	return nil
+}

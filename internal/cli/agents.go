@@ -264,10 +264,12 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // ask prompts a person at a terminal to answer an approval.
 func ask(ctx context.Context, c *client.Client, in *bufio.Reader, w io.Writer, id, tool, what string, always bool) {
-	choices := map[string]string{"o": "once", "once": "once", "r": "reject", "reject": "reject"}
+	once, rej := string(api.Once), string(api.Reject)
+	choices := map[string]string{"o": once, once: once, "r": rej, rej: rej}
 	prompt := "[o]nce, [r]eject"
 	if always {
-		choices["a"], choices["always"], prompt = "always", "always", "[o]nce, [a]lways, [r]eject"
+		all := string(api.Always)
+		choices["a"], choices[all], prompt = all, all, "[o]nce, [a]lways, [r]eject"
 	}
 	for {
 		fmt.Fprintf(w, "allow %s %s? %s: ", tool, what, prompt)
@@ -280,7 +282,7 @@ func ask(ctx context.Context, c *client.Client, in *bufio.Reader, w io.Writer, i
 			continue
 		}
 		msg := ""
-		if decision == "reject" {
+		if decision == rej {
 			fmt.Fprint(w, "tell the agent why (optional): ")
 			l, _ := in.ReadString('\n')
 			msg = strings.TrimSpace(l)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/client"
 )
@@ -33,7 +34,7 @@ func runApp(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return appPackage(ctx, args[1:], stdout, stderr)
 	case "submit":
 		return appSubmit(ctx, args[1:], stdout, stderr)
-	case "approve", "reject":
+	case api.AppApprove, api.AppReject:
 		return appDecide(ctx, args[0], args[1:], stdout, stderr)
 	case "list":
 		return appList(ctx, args[1:], stdout, stderr)

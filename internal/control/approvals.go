@@ -70,7 +70,7 @@ func (s *Service) ask(ctx context.Context, c Call, digest string, canon []byte) 
 	for {
 		select {
 		case v := <-w.done:
-			if v.decision == "once" {
+			if api.Decision(v.decision) == api.Once {
 				return id, v.by, nil
 			}
 			msg := fmt.Sprintf("%v: %s rejected this call (approval %s); nothing was changed", ErrRefused, v.by, id)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -86,11 +87,8 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 // and only on a package that passed the gate's checks.
 func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message string) (eventlog.App, error) {
 	c := Call{Actor: a, Tool: "app." + decision, Tier: Write, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
-	if decision != "approve" && decision != "reject" {
-		return eventlog.App{}, s.Refuse(ctx, c, invalidf(`decision: must be "approve" or "reject"`))
-	}
-	if len(message) > 4096 {
-		return eventlog.App{}, s.Refuse(ctx, c, invalidf("message: longer than 4096 bytes"))
+	if err := api.CheckAppDecision(decision, message); err != nil {
+		return eventlog.App{}, s.Refuse(ctx, c, invalidf("%v", err))
 	}
 	if !a.Person() {
 		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person decides whether an app may be shared", ErrForbidden))
@@ -103,11 +101,11 @@ func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message
 	if cur.State == "refused" {
 		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks: it can never be approved: %w", sha, eventlog.ErrConflict))
 	}
-	state := map[string]string{"approve": "approved", "reject": "rejected"}[decision]
+	state := api.AppState(decision)
 	var out eventlog.App
 	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		var err error
-		out, err = s.Log.DecideApp(ctx, sha, state, a.String(), bound(message, 4096))
+		out, err = s.Log.DecideApp(ctx, sha, state, a.String(), bound(message, api.MaxMessage))
 		return "", err
 	})
 	return out, err
