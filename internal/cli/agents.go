@@ -17,7 +17,7 @@ import (
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/home"
-	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 // clientFlags adds the flags that find the daemon and its token.
@@ -208,7 +208,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	name, text := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
-	acc, err := c.Send(ctx, name, client.Message{Text: text, Mode: *mode, Model: *model, ID: runner.NewID("cli")})
+	acc, err := c.Send(ctx, name, client.Message{Text: text, Mode: *mode, Model: *model, ID: randid.ID("cli")})
 	if err != nil {
 		return err
 	}

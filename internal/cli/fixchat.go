@@ -3,13 +3,10 @@ package cli
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/render"
 	"io"
 	"log/slog"
 	"net"
@@ -25,6 +22,8 @@ import (
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/randid"
+	"github.com/taosagent/taosagent/internal/render"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/supervisor"
@@ -174,9 +173,7 @@ func runFixChat(ctx context.Context, e *doctor.Env, m chatModel, stdin io.Reader
 		}}
 
 	// The tools, on loopback, for this chat only.
-	var b [24]byte
-	rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
+	token := randid.Hex(24)
 	srv := recoveryTools(e, fixer)
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -2,14 +2,13 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/randid"
 	"github.com/taosagent/taosagent/internal/render"
 )
 
@@ -33,9 +32,7 @@ const MaxApprovalArgs = 64 << 10
 // waits for a person, for the TTL, or for ctx. Only an approval lets the
 // call go on; everything else is a refusal.
 func (s *Service) ask(ctx context.Context, c Call, digest string, canon []byte) (id, by string, err error) {
-	var b [12]byte
-	rand.Read(b[:])
-	id = "tap_" + hex.EncodeToString(b[:])
+	id = "tap_" + randid.Hex(12)
 	w := &wait{done: make(chan verdict, 1)}
 	display, args := render.Call(c.Tool, canon, append(s.Keys.All(), s.Secrets...))
 	d := event.PermissionAskedData{Approval: id, Tool: c.Tool, Source: "taosagent", Tier: string(c.Tier), Digest: digest,

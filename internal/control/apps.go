@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 // The gate of the App Builder: zero trust on "the agent built it". A
@@ -166,9 +166,7 @@ func (s *Service) PreviewApp(ctx context.Context, a Actor, sha string) (string, 
 	if rep.Manifest != nil && rep.Manifest.Entry != "" {
 		entry = rep.Manifest.Entry
 	}
-	var b [24]byte
-	rand.Read(b[:])
-	tok := hex.EncodeToString(b[:])
+	tok := randid.Hex(24)
 	p := &preview{sha: sha, files: files, entry: entry, policy: appkit.PagePolicy(files[entry]), expires: time.Now().Add(PreviewTTL)}
 	err = s.Do(ctx, c, func(context.Context) (string, error) {
 		s.mu.Lock()

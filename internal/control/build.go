@@ -16,6 +16,7 @@ import (
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/randid"
 	"github.com/taosagent/taosagent/internal/runner"
 )
 
@@ -128,7 +129,7 @@ func (s *Service) BuildApp(ctx context.Context, a Actor, request string) (Build,
 	if err != nil {
 		return Build{}, s.Refuse(ctx, c, err)
 	}
-	out := Build{Note: BuildNote, Trace: runner.NewID("build"), Tools: []string{}, Submitted: []BuildResult{}}
+	out := Build{Note: BuildNote, Trace: randid.ID("build"), Tools: []string{}, Submitted: []BuildResult{}}
 	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		started := time.Now()
 		text := "A request from " + a.String() + ", on behalf of the person it serves:\n\n" + request

@@ -13,7 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -32,13 +31,12 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 // NewKey returns a new agent key and its hash.
 func NewKey() (key, hash string) {
-	var b [32]byte
-	rand.Read(b[:])
-	key = "tak_" + hex.EncodeToString(b[:])
+	key = "tak_" + randid.Secret()
 	return key, Hash(key)
 }
 

@@ -15,8 +15,6 @@
 package home
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +25,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 // Home is a taosagent home directory.
@@ -135,11 +134,7 @@ func (h Home) EnsureToken() (string, error) {
 	if !errors.Is(err, os.ErrNotExist) && !strings.HasSuffix(err.Error(), "is empty") {
 		return "", err
 	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	t = hex.EncodeToString(b)
+	t = randid.Secret()
 	return t, atomicfile.Write(h.TokenFile(), []byte(t+"\n"), 0o600)
 }
 

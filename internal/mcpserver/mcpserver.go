@@ -8,7 +8,6 @@ package mcpserver
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -25,6 +24,7 @@ import (
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 // Server is taosagent's MCP server. Set the fields, then call Handler.
@@ -49,9 +49,7 @@ type Server struct {
 // and returns the MCP server entry of its opencode config: taosagent's
 // tools, as the remote server "taos", with that token.
 func (s *Server) AgentServer(agent string) opencode.MCPServer {
-	var b [32]byte
-	rand.Read(b[:])
-	tok := "tam_" + hex.EncodeToString(b[:])
+	tok := "tam_" + randid.Secret()
 	h := hash(tok)
 	s.mu.Lock()
 	if s.agents == nil {

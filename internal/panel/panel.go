@@ -12,7 +12,6 @@
 package panel
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -28,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 //go:embed static
@@ -104,12 +105,6 @@ func (s *Sessions) ttl() time.Duration {
 		return 12 * time.Hour
 	}
 	return s.TTL
-}
-
-func random() string {
-	var b [32]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func hash(v string) string {
@@ -256,7 +251,7 @@ func (s *Sessions) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	delete(s.fails, c)
-	id, csrf := random(), random()
+	id, csrf := randid.Secret(), randid.Secret()
 	if s.m == nil {
 		s.m = map[string]*session{}
 	}

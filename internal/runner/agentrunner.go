@@ -14,6 +14,7 @@ import (
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/randid"
 	"github.com/taosagent/taosagent/internal/reply"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -233,7 +234,7 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 	attached := e.Turn == "" && e.Session != "" && e.Session == r.session && inTurn[e.Kind] && !e.Synthetic
 	if attached {
 		if r.foreign == "" && !e.Kind.Terminal() {
-			r.foreign = NewID("turn")
+			r.foreign = randid.ID("turn")
 			opened = append(opened, withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: "attached"}), r.foreign))
 			for i := range opened {
 				opened[i].Agent = r.name
@@ -465,7 +466,7 @@ func (r *agentRunner) noteQueued() {
 
 // beginTurn makes a new turn the running one, not yet started.
 func (r *agentRunner) beginTurn(trace string) (string, *turnEnd) {
-	turn := NewID("turn")
+	turn := randid.ID("turn")
 	ended := &turnEnd{done: make(chan struct{})}
 	r.mu.Lock()
 	select {

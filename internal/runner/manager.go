@@ -2,8 +2,6 @@ package runner
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +16,7 @@ import (
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/randid"
 	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -222,7 +221,7 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 		return eventlog.Input{}, false, fmt.Errorf("%w: model %q is not permitted for agent %q (permitted: %v)", ErrInvalid, s.Model, name, a.Models)
 	}
 	if s.ClientID == "" {
-		s.ClientID = NewID("in")
+		s.ClientID = randid.ID("in")
 	}
 	in := eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID}
 	r := m.runner(name)
@@ -513,11 +512,4 @@ func (m *Manager) onState(name string, st supervisor.State, pid int, err error) 
 			m.logger.Error("store instance event", "agent", name, "state", string(st), "err", err)
 		}
 	})
-}
-
-// NewID returns a random id with prefix.
-func NewID(prefix string) string {
-	b := make([]byte, 10)
-	rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
 }

@@ -8,7 +8,6 @@
 package snapshot
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/randid"
 )
 
 // MaxSize is the largest file a snapshot takes.
@@ -230,7 +230,5 @@ func (s Store) Write(path string, b []byte, reason string) (Snapshot, error) {
 }
 
 func newID() string {
-	var b [4]byte
-	rand.Read(b[:])
-	return "snap-" + time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+	return "snap-" + time.Now().UTC().Format("20060102T150405") + "-" + randid.Hex(4)
 }

@@ -3,8 +3,6 @@ package supervisor
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/randid"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
@@ -285,10 +284,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	i.mu.Unlock()
 	i.setState(Starting, 0, nil)
 
-	token, err := randomSecret()
-	if err != nil {
-		return nil, err
-	}
+	token := randid.Hex(24)
 	binary, version := s.Release()
 	i.mu.Lock()
 	i.version = version
@@ -502,10 +498,7 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 			return nil, "", nil, err
 		}
 	}
-	password, err := randomSecret()
-	if err != nil {
-		return nil, "", nil, err
-	}
+	password := randid.Hex(24)
 	log, err := openLog(i.spec.logPath(), i.sup.LogCap)
 	if err != nil {
 		return nil, "", nil, err
@@ -715,14 +708,6 @@ func ownDir(sb *sandbox.Sandbox, ids *hostIDs, dir string) error {
 		return nil
 	}
 	return sb.OwnDir(dir, ids.uid, ids.gid)
-}
-
-func randomSecret() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
 }
 
 func killGroup(pgid int, sig syscall.Signal) {
