@@ -9,6 +9,7 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
 	"time"
 )
 
@@ -117,4 +118,25 @@ type LastError struct {
 	Time    time.Time `json:"time"`
 	Code    string    `json:"code"`
 	Message string    `json:"message"`
+}
+
+// ErrorBody is the body of every error answer, of the API and the panel:
+// {"error":{"code":…,"message":…}}.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError answers status with the error body of code and msg. It is
+// the one writer of error answers.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	var e ErrorBody
+	e.Error.Code, e.Error.Message = code, msg
+	b, _ := json.Marshal(e)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
 }

@@ -268,12 +268,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // ---- helpers
 
 // Error is the body of every error answer.
-type Error struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
+type Error = api.ErrorBody
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
@@ -286,15 +281,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var e Error
-	e.Error.Code, e.Error.Message = code, msg
-	b, _ := json.Marshal(e)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Del("Content-Length")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
+// writeError is api.WriteError, the one writer of error answers.
+var writeError = api.WriteError
 
 // fail maps an error of the services to its answer.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

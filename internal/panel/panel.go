@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/randid"
 )
 
@@ -213,8 +214,11 @@ func reply(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// refuse answers an error with the panel's headers (api.WriteError).
 func refuse(w http.ResponseWriter, status int, code, msg string) {
-	reply(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	headers(w)
+	w.Header().Set("Cache-Control", "no-store")
+	api.WriteError(w, status, code, msg)
 }
 
 // login signs in with the operator token, sent as JSON {"token": …} from
