@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/taosagent/taosagent/internal/render"
 )
 
 // Sentinel conditions callers check with errors.Is.
@@ -134,12 +136,7 @@ func firstLine(s string) string {
 // "[redacted]", then cleans it (CleanMessage): redaction comes first, so
 // that a secret the cut would split is still found whole.
 func Redacted(s string, secrets []string) string {
-	for _, secret := range secrets {
-		if len(secret) >= 4 {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
-		}
-	}
-	return CleanMessage(s)
+	return CleanMessage(render.Redacted(s, secrets))
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -41,12 +41,28 @@ func Marker(secret string) string {
 	return fmt.Sprintf("[secret: %d chars, sha256 %s]", len(secret), hex.EncodeToString(sum[:4]))
 }
 
-// Mask replaces each known secret (its exact value; those shorter than 4
-// bytes are ignored) and each secret-looking value in text by its Marker.
-// Every other character of text is kept.
+// MinSecret is the shortest value taken for a known secret: a shorter one
+// would match ordinary text.
+const MinSecret = 4
+
+// Redacted replaces each known secret (its exact value, MinSecret bytes
+// or more) in text by "[redacted]": for errors and events, where which
+// secret it was does not matter. Every other character is kept.
+func Redacted(text string, known []string) string {
+	for _, k := range known {
+		if len(k) >= MinSecret {
+			text = strings.ReplaceAll(text, k, "[redacted]")
+		}
+	}
+	return text
+}
+
+// Mask replaces each known secret (its exact value, MinSecret bytes or
+// more) and each secret-looking value in text by its Marker: for what a
+// person is shown to decide on. Every other character of text is kept.
 func Mask(text string, known []string) string {
 	for _, k := range known {
-		if len(k) >= 4 {
+		if len(k) >= MinSecret {
 			text = strings.ReplaceAll(text, k, Marker(k))
 		}
 	}

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/randid"
+	"github.com/taosagent/taosagent/internal/render"
 	"github.com/taosagent/taosagent/internal/reply"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -812,7 +812,7 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	d.Redact = r.m.cfg.Keys.All()
 	secrets := append([]string{spec.Config.Provider.APIKey}, d.Redact...)
 	d.Raw = func(ev opencode.Event) {
-		r.m.log.AddRaw(eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: redactBytes(ev.Raw, secrets)})
+		r.m.log.AddRaw(eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: []byte(render.Redacted(string(ev.Raw), secrets))})
 	}
 	d.OnReconnect = r.reconcile
 	ctx, cancel := context.WithCancel(r.ctx)
@@ -893,15 +893,4 @@ func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit fu
 			emit(e)
 		}
 	}
-}
-
-// redactBytes replaces every secret (of 4 bytes or more) in b by
-// "[redacted]"; b itself is not changed.
-func redactBytes(b []byte, secrets []string) []byte {
-	for _, s := range secrets {
-		if len(s) >= 4 && bytes.Contains(b, []byte(s)) {
-			b = bytes.ReplaceAll(b, []byte(s), []byte("[redacted]"))
-		}
-	}
-	return b
 }
