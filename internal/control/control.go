@@ -89,6 +89,42 @@ const (
 	Destructive Tier = "destructive" // audited; a person approves each call made through MCP
 )
 
+// ToolTiers is the tier of each of taosagent's MCP tools: the one table of
+// them (mcpserver annotates each tool from it). A call a tool makes may
+// still be more than its tier (an agent_update that widens an agent is
+// destructive: AgentPatch.Widens); never less.
+var ToolTiers = map[string]Tier{
+	"status":            Read,
+	"logs":              Read,
+	"config_show":       Read,
+	"agents_list":       Read,
+	"agent_events":      Read,
+	"audit_recent":      Read,
+	"diagnose":          Read,
+	"snapshots_list":    Read,
+	"config_snapshot":   Write,
+	"agent_create":      Destructive,
+	"agent_update":      Write,
+	"agent_restart":     Write,
+	"service_restart":   Destructive,
+	"config_write":      Destructive,
+	"config_restore":    Destructive,
+	"agent_delete":      Destructive,
+	"agent_permissions": Destructive,
+	"instance_kill":     Destructive,
+	"app_new":           Write,
+	"app_build":         Write,
+	"app_validate":      Read,
+	"app_run":           Write,
+	"app_submit":        Write,
+}
+
+// ToolTier is the tier of MCP tool name; false if it has none.
+func ToolTier(name string) (Tier, bool) {
+	t, ok := ToolTiers[name]
+	return t, ok
+}
+
 // Errors of the service beyond the store's and the runner's.
 var (
 	// ErrForbidden: the actor may never do this (an agent answering an

@@ -24,7 +24,11 @@ func ptr[T any](v T) *T { return &v }
 
 // add registers a tool of tier, with annotations that match it, on the
 // servers of sets.
-func add[In, Out any](s *Server, sets toolSet, name string, tier control.Tier, desc string, h func(ctx context.Context, a control.Actor, in In) (Out, error)) {
+func add[In, Out any](s *Server, sets toolSet, name string, desc string, h func(ctx context.Context, a control.Actor, in In) (Out, error)) {
+	tier, ok := control.ToolTier(name)
+	if !ok {
+		panic("mcpserver: tool " + name + " has no tier in control.ToolTiers")
+	}
 	s.tiers[name] = tier
 	ann := &mcp.ToolAnnotations{Title: strings.ReplaceAll(name, "_", " "), ReadOnlyHint: tier == control.Read,
 		DestructiveHint: ptr(tier == control.Destructive), OpenWorldHint: ptr(false), IdempotentHint: tier == control.Read}
@@ -169,22 +173,22 @@ func sinceOf(v string) (time.Time, error) {
 func (s *Server) addTools() {
 	c := s.Control
 	// ---- read
-	add(s, hostSet, "status", control.Read, "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
+	add(s, hostSet, "status", "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
 		func(ctx context.Context, _ control.Actor, _ none) (control.HostStatus, error) { return c.Status(ctx) })
-	add(s, hostSet, "logs", control.Read, "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
+	add(s, hostSet, "logs", "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
 		func(ctx context.Context, a control.Actor, in control.LogsRequest) (control.Logs, error) {
 			return c.Logs(ctx, a, in)
 		})
-	add(s, hostSet, "config_show", control.Read, "A managed service's config file, secrets redacted.",
+	add(s, hostSet, "config_show", "A managed service's config file, secrets redacted.",
 		func(ctx context.Context, _ control.Actor, in pathIn) (control.ConfigFile, error) {
 			return c.ConfigShow(ctx, in.Path)
 		})
-	add(s, hostSet, "agents_list", control.Read, "The agents: model, permitted models, permissions, tools, limits and status.",
+	add(s, hostSet, "agents_list", "The agents: model, permitted models, permissions, tools, limits and status.",
 		func(ctx context.Context, _ control.Actor, _ none) (agentsOut, error) {
 			as, err := c.Agents(ctx)
 			return agentsOut{Note: control.UntrustedNote, Agents: as}, err
 		})
-	add(s, hostSet, "agent_events", control.Read, "An agent's recent events (its turns: text, tool calls, results, errors). An agent reads its own, and those of agents a person let it read; host reads every agent's.",
+	add(s, hostSet, "agent_events", "An agent's recent events (its turns: text, tool calls, results, errors). An agent reads its own, and those of agents a person let it read; host reads every agent's.",
 		func(ctx context.Context, a control.Actor, in eventsIn) (eventsOut, error) {
 			if in.Limit <= 0 || in.Limit > 500 {
 				in.Limit = 50
@@ -196,7 +200,7 @@ func (s *Server) addTools() {
 			evs, last, err := c.Events(ctx, a, in.Agent, in.After, kinds, in.Limit)
 			return eventsOut{Note: control.UntrustedNote, Events: evs, LastSeq: last}, err
 		})
-	add(s, hostSet, "audit_recent", control.Read, "What was done on this host and by whom: the audit, newest last.",
+	add(s, hostSet, "audit_recent", "What was done on this host and by whom: the audit, newest last.",
 		func(ctx context.Context, _ control.Actor, in auditIn) (auditOut, error) {
 			if in.Limit <= 0 || in.Limit > 500 {
 				in.Limit = 50
@@ -208,7 +212,7 @@ func (s *Server) addTools() {
 			es, err := c.Audit(ctx, eventlog.AuditQuery{Actor: in.Actor, Action: in.Tool, Outcome: in.Outcome, Since: since, Limit: in.Limit, Newest: true})
 			return auditOut{Note: control.UntrustedNote, Entries: es}, err
 		})
-	add(s, hostSet, "diagnose", control.Read, "Run the recovery checks of `taosagent doctor` (all, or those named): the home, the daemon, opencode, the database, the sandbox, the providers and every managed service, each finding with its severity and the recipe that fixes it.",
+	add(s, hostSet, "diagnose", "Run the recovery checks of `taosagent doctor` (all, or those named): the home, the daemon, opencode, the database, the sandbox, the providers and every managed service, each finding with its severity and the recipe that fixes it.",
 		func(ctx context.Context, _ control.Actor, in diagnoseIn) (diagnoseOut, error) {
 			fs, err := c.Diagnose(ctx, in.Checks)
 			out := diagnoseOut{Note: control.UntrustedNote, Worst: doctor.Worst(fs).String(), Findings: []findingOut{}}
@@ -217,51 +221,51 @@ func (s *Server) addTools() {
 			}
 			return out, err
 		})
-	add(s, hostSet, "snapshots_list", control.Read, "Saved copies of config files, newest first.",
+	add(s, hostSet, "snapshots_list", "Saved copies of config files, newest first.",
 		func(ctx context.Context, _ control.Actor, in snapshotsIn) (snapshotsOut, error) {
 			ss, err := c.SnapshotList(ctx, in.Path)
 			return snapshotsOut{Note: control.UntrustedNote, Snapshots: ss}, err
 		})
 	// ---- write
-	add(s, hostSet, "config_snapshot", control.Write, "Save a copy of a managed service's config file.",
+	add(s, hostSet, "config_snapshot", "Save a copy of a managed service's config file.",
 		func(ctx context.Context, a control.Actor, in pathIn) (snapshotOut, error) {
 			sn, err := c.ConfigSnapshot(ctx, a, in.Path)
 			return snapshotOut{sn, "saved as " + sn.ID}, err
 		})
-	add(s, hostSet, "agent_create", control.Destructive, "Create an agent with a persona and a model; a person approves it. It starts with every tool denied (a person grants more: agent_permissions) and the daemon's default budget.",
+	add(s, hostSet, "agent_create", "Create an agent with a persona and a model; a person approves it. It starts with every tool denied (a person grants more: agent_permissions) and the daemon's default budget.",
 		func(ctx context.Context, a control.Actor, in createIn) (control.AgentView, error) {
 			return c.CreateAgent(ctx, a, agent.Agent{Name: in.Name, Model: in.Model, Models: in.Models, Prompt: in.Prompt})
 		})
-	add(s, hostSet, "agent_update", control.Write, "Change an agent's model, permitted models, persona or limits (never its permissions or tools: that is agent_permissions). A person approves any change but a switch among the models it is already permitted and an agent's own persona.",
+	add(s, hostSet, "agent_update", "Change an agent's model, permitted models, persona or limits (never its permissions or tools: that is agent_permissions). A person approves any change but a switch among the models it is already permitted and an agent's own persona.",
 		func(ctx context.Context, a control.Actor, in updateIn) (control.AgentView, error) {
 			return c.UpdateAgent(ctx, a, in.Agent, control.AgentPatch{Model: in.Model, Models: in.Models, Prompt: in.Prompt, Limits: in.Limits})
 		})
-	add(s, hostSet, "agent_restart", control.Write, "Stop another agent's opencode instance; it starts afresh at its next turn.",
+	add(s, hostSet, "agent_restart", "Stop another agent's opencode instance; it starts afresh at its next turn.",
 		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {
 			was, err := c.AgentRestart(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "it starts afresh at its next turn"}, err
 		})
 	// ---- destructive
-	add(s, hostSet, "service_restart", control.Destructive, "Restart a managed service through systemd.",
+	add(s, hostSet, "service_restart", "Restart a managed service through systemd.",
 		func(ctx context.Context, a control.Actor, in serviceIn) (unitOut, error) {
 			st, err := c.ServiceRestart(ctx, a, in.Service)
 			return unitOut{in.Service, st}, err
 		})
-	add(s, hostSet, "config_write", control.Destructive, "Replace a managed service's config file; it is snapshotted first.",
+	add(s, hostSet, "config_write", "Replace a managed service's config file; it is snapshotted first.",
 		func(ctx context.Context, a control.Actor, in writeIn) (snapshotOut, error) {
 			sn, err := c.ConfigWrite(ctx, a, in.Path, in.Content)
 			return snapshotOut{sn, "written; the previous contents are snapshot " + sn.ID}, err
 		})
-	add(s, hostSet, "config_restore", control.Destructive, "Restore a config file from a snapshot; the current contents are snapshotted first.",
+	add(s, hostSet, "config_restore", "Restore a config file from a snapshot; the current contents are snapshotted first.",
 		func(ctx context.Context, a control.Actor, in snapshotIn) (snapshotOut, error) {
 			before, err := c.ConfigRestore(ctx, a, in.Snapshot)
 			return snapshotOut{before, "restored; the contents it replaced are snapshot " + before.ID}, err
 		})
-	add(s, hostSet, "agent_delete", control.Destructive, "Delete an agent (its history stays readable).",
+	add(s, hostSet, "agent_delete", "Delete an agent (its history stays readable).",
 		func(ctx context.Context, a control.Actor, in agentIn) (deletedOut, error) {
 			return deletedOut{in.Agent}, c.DeleteAgent(ctx, a, in.Agent)
 		})
-	add(s, hostSet, "agent_permissions", control.Destructive, "Change an agent's permissions or tools.",
+	add(s, hostSet, "agent_permissions", "Change an agent's permissions or tools.",
 		func(ctx context.Context, a control.Actor, in permissionsIn) (control.AgentView, error) {
 			p := control.AgentPatch{Tools: in.Tools}
 			if in.Permission != nil {
@@ -274,14 +278,14 @@ func (s *Server) addTools() {
 			}
 			return c.UpdateAgent(ctx, a, in.Agent, p)
 		})
-	add(s, hostSet, "instance_kill", control.Destructive, "Stop any agent's opencode instance at once; a turn it runs ends interrupted.",
+	add(s, hostSet, "instance_kill", "Stop any agent's opencode instance at once; a turn it runs ends interrupted.",
 		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {
 			was, err := c.InstanceKill(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "stopped; it starts afresh at its next turn"}, err
 		})
 
 	// The App Builder's factory tools.
-	add(s, hostSet|factorySet, "app_new", control.Write, "Start a web app from the scaffold in a new directory: a manifest, an entry page with a strict Content Security Policy, a script, a style sheet and an icon, which pass every check as they are. Edit them; do not invent a layout.",
+	add(s, hostSet|factorySet, "app_new", "Start a web app from the scaffold in a new directory: a manifest, an entry page with a strict Content Security Policy, a script, a style sheet and an icon, which pass every check as they are. Edit them; do not invent a layout.",
 		func(ctx context.Context, a control.Actor, in newIn) (newOut, error) {
 			m, dir, err := c.NewApp(ctx, a, in.Dir, in.Name)
 			if err != nil {
@@ -296,16 +300,16 @@ func (s *Server) addTools() {
 			}
 			return newOut{Dir: in.Dir, ID: m.ID, Files: files, Next: "edit the files, then app_validate {\"dir\": " + strconv.Quote(in.Dir) + "}"}, nil
 		})
-	add(s, hostSet, "app_build", control.Write, "Hand a request for a web app to the App Builder, an agent of its own that works in a confined workspace, and wait for it: progress is reported as it works; the result is its answer and the packages it submitted to the gate (where a person decides whether they are shared). Use it whenever the person asks for an app.",
+	add(s, hostSet, "app_build", "Hand a request for a web app to the App Builder, an agent of its own that works in a confined workspace, and wait for it: progress is reported as it works; the result is its answer and the packages it submitted to the gate (where a person decides whether they are shared). Use it whenever the person asks for an app.",
 		func(ctx context.Context, a control.Actor, in buildIn) (control.Build, error) {
 			return c.BuildApp(ctx, a, in.Request)
 		})
-	add(s, hostSet|factorySet, "app_validate", control.Read, "Check the web app in a workspace with every check of the gate (archive, manifest, URLs, secrets, the HTML and its Content Security Policy): its findings, each with a rule, a path and a message, to fix and check again.",
+	add(s, hostSet|factorySet, "app_validate", "Check the web app in a workspace with every check of the gate (archive, manifest, URLs, secrets, the HTML and its Content Security Policy): its findings, each with a rule, a path and a message, to fix and check again.",
 		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
 			rep, err := c.ValidateWorkspace(ctx, a, in.Dir)
 			return reportOf(rep), err
 		})
-	add(s, hostSet|factorySet, "app_run", control.Write, "Run a command over a workspace in a fresh disposable sandbox (no network; limits on time, CPU, memory, processes, files, disk and /tmp): a vendored bundler, or the app's own tests. Its exit code, the limit it hit if any, and its output.",
+	add(s, hostSet|factorySet, "app_run", "Run a command over a workspace in a fresh disposable sandbox (no network; limits on time, CPU, memory, processes, files, disk and /tmp): a vendored bundler, or the app's own tests. Its exit code, the limit it hit if any, and its output.",
 		func(ctx context.Context, a control.Actor, in runIn) (runOut, error) {
 			res, err := c.RunInWorkspace(ctx, a, in.Dir, in.Command)
 			if err != nil {
@@ -313,7 +317,7 @@ func (s *Server) addTools() {
 			}
 			return runOut{Note: control.UntrustedNote, ExitCode: res.ExitCode, Limit: res.LimitHit, Stdout: string(res.Stdout), Stderr: string(res.Stderr)}, nil
 		})
-	add(s, hostSet|factorySet, "app_submit", control.Write, "Package the web app in a workspace and submit it to the gate, where it is checked again from scratch and a person decides whether it may be shared (you cannot). Its report comes back; a failing app is not submitted.",
+	add(s, hostSet|factorySet, "app_submit", "Package the web app in a workspace and submit it to the gate, where it is checked again from scratch and a person decides whether it may be shared (you cannot). Its report comes back; a failing app is not submitted.",
 		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
 			rep, err := c.SubmitWorkspace(ctx, a, in.Dir)
 			return reportOf(rep), err
