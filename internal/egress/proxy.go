@@ -107,15 +107,18 @@ func (x *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := Decision{Principal: p, Method: r.Method, Host: host, Port: n}
-	ctx := context.WithValue(r.Context(), decisionKey{}, &d)
-	pol, err := x.Policy(ctx, p)
+	pol, err := x.Policy(r.Context(), p)
+	pol = pol.Normalized()
 	if err == nil {
-		err = pol.Normalized().allowsName(host)
+		err = pol.allowsName(host)
 	}
 	if err != nil {
 		x.refuse(w, &d, err)
 		return
 	}
+	// The dial judges its addresses by the policy read here, once, and
+	// tells the decision the address it dialled.
+	ctx := context.WithValue(r.Context(), requestKey{}, &request{d: &d, pol: pol})
 	if r.Method == http.MethodConnect {
 		x.tunnel(ctx, w, &d)
 		return
@@ -186,23 +189,28 @@ func (x *Proxy) tunnel(ctx context.Context, w http.ResponseWriter, d *Decision) 
 	up.Close()
 }
 
-type decisionKey struct{}
+// request is what the dial of a request needs: its decision and the
+// principal's policy, normalized.
+type request struct {
+	d   *Decision
+	pol Policy
+}
+
+type requestKey struct{}
 
 // refusal is a dial the policy refused (not a network failure).
 type refusal struct{ err error }
 
 func (r refusal) Error() string { return r.err.Error() }
 
-// dialChecked resolves addr's host, judges every address by the
-// principal's policy, and dials the first allowed one.
+// dialChecked resolves addr's host, judges every address by the policy of
+// the request ctx carries, and dials the first allowed one.
 func (x *Proxy) dialChecked(ctx context.Context, network, addr string) (net.Conn, error) {
-	d, _ := ctx.Value(decisionKey{}).(*Decision)
-	p, _ := PrincipalOf(ctx)
-	pol, err := x.Policy(ctx, p)
-	if err != nil {
-		return nil, refusal{err}
+	req, ok := ctx.Value(requestKey{}).(*request)
+	if !ok {
+		return nil, refusal{ErrNone}
 	}
-	pol = pol.Normalized()
+	pol, d := req.pol, req.d
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -235,9 +243,7 @@ func (x *Proxy) dialChecked(ctx context.Context, network, addr string) (net.Conn
 			continue
 		}
 		a := net.JoinHostPort(ip.Unmap().String(), port)
-		if d != nil {
-			d.Address = a
-		}
+		d.Address = a
 		return (&net.Dialer{Timeout: timeout}).DialContext(ctx, network, a)
 	}
 	if refused == nil {

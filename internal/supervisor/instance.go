@@ -307,7 +307,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		return nil, err
 	}
 	if nw != nil {
-		err = nw.start(cmd.Start)
+		err = nw.ns.Do(cmd.Start) // forked inside: opencode is born in its namespace
 	} else {
 		err = cmd.Start()
 	}

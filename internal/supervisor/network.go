@@ -29,10 +29,9 @@ type Doors struct {
 // daemon serves inside it, and the listener on the host's loopback that
 // carries the daemon's (and the TUI's) requests to opencode inside.
 type instanceNet struct {
-	ns     *netns.NS
-	door   *http.Server
-	api    net.Listener // on the host; nil until opencode listens
-	logger *slog.Logger
+	ns   *netns.NS
+	door *http.Server
+	api  net.Listener // on the host; nil until opencode listens
 }
 
 // openNet makes the namespace of agent's next process and opens its door.
@@ -49,12 +48,7 @@ func (s *Supervisor) openNet(agent string) (*instanceNet, error) {
 	srv := &http.Server{Handler: s.Doors.Handler(agent), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.Logger.Handler(), slog.LevelDebug)}
 	go srv.Serve(ln)
-	return &instanceNet{ns: ns, door: srv, logger: s.Logger}, nil
-}
-
-// start runs start inside the namespace: what it forks is inside.
-func (n *instanceNet) start(start func() error) error {
-	return n.ns.Do(start)
+	return &instanceNet{ns: ns, door: srv}, nil
 }
 
 // forward opens the host's end of opencode's API: a loopback listener

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -107,8 +106,7 @@ func (nw *Network) Serve(t testing.TB, addr netip.Addr) (string, *atomic.Int32) 
 		hits.Add(1)
 		io.WriteString(w, "page of the test network at "+addr.String())
 	})}
-	var once sync.Once
 	go srv.Serve(ln)
-	t.Cleanup(func() { once.Do(func() { srv.Close() }) })
+	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String(), hits
 }
