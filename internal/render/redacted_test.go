@@ -10,3 +10,14 @@ func TestKnownSecretsAreRedacted(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+func TestBytesWithoutASecretAreNotCopied(t *testing.T) {
+	b := []byte(`{"type":"message.part.updated"}`)
+	if got := RedactedBytes(b, []string{"sk-one-123456"}); &got[0] != &b[0] {
+		t.Error("a raw event without a secret was copied")
+	}
+	b2 := []byte("key sk-one-123456")
+	if got := RedactedBytes(b2, []string{"sk-one-123456"}); string(got) != "key [redacted]" || string(b2) != "key sk-one-123456" {
+		t.Errorf("got %q, the input now %q", got, b2)
+	}
+}

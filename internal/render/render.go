@@ -49,12 +49,19 @@ const MinSecret = 4
 // or more) in text by "[redacted]": for errors and events, where which
 // secret it was does not matter. Every other character is kept.
 func Redacted(text string, known []string) string {
+	return string(RedactedBytes([]byte(text), known))
+}
+
+// RedactedBytes is Redacted for bytes: b itself when it holds no known
+// secret (no copy, as raw events pass through here one by one), else a
+// copy with each replaced.
+func RedactedBytes(b []byte, known []string) []byte {
 	for _, k := range known {
-		if len(k) >= MinSecret {
-			text = strings.ReplaceAll(text, k, "[redacted]")
+		if len(k) >= MinSecret && bytes.Contains(b, []byte(k)) {
+			b = bytes.ReplaceAll(b, []byte(k), []byte("[redacted]"))
 		}
 	}
-	return text
+	return b
 }
 
 // Mask replaces each known secret (its exact value, MinSecret bytes or

@@ -812,7 +812,7 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	d.Redact = r.m.cfg.Keys.All()
 	secrets := append([]string{spec.Config.Provider.APIKey}, d.Redact...)
 	d.Raw = func(ev opencode.Event) {
-		r.m.log.AddRaw(eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: []byte(render.Redacted(string(ev.Raw), secrets))})
+		r.m.log.AddRaw(eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: render.RedactedBytes(ev.Raw, secrets)})
 	}
 	d.OnReconnect = r.reconcile
 	ctx, cancel := context.WithCancel(r.ctx)
