@@ -83,7 +83,7 @@ func scriptedTurn(ctx context.Context, bin, version, home, name string, unconfin
 		Agent: opencode.Agent{Name: "demo", Description: "taosagent demo agent"},
 	}
 	events := make(chan event.Event, 256)
-	d := runner.NewDriver(sup, supervisor.Spec{Name: name, Dir: filepath.Join(home, "agents", "."+name), RunDir: filepath.Join(home, "instances", "."+name), Config: cfg},
+	d := runner.NewDriver(runner.Supervised(sup), supervisor.Spec{Name: name, Dir: filepath.Join(home, "agents", "."+name), RunDir: filepath.Join(home, "instances", "."+name), Config: cfg},
 		func(e event.Event) { events <- e }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

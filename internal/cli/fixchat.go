@@ -211,7 +211,7 @@ func runFixChat(ctx context.Context, e *doctor.Env, m chatModel, stdin io.Reader
 			Headers: map[string]string{"Authorization": "Bearer " + token}, TimeoutMS: 600000}},
 	}
 	events := make(chan event.Event, 256)
-	d := runner.NewDriver(sup, supervisor.Spec{Name: "recovery", Dir: e.Home.Agent(".recovery"), RunDir: e.Home.Instance(".recovery"), Config: cfg},
+	d := runner.NewDriver(runner.Supervised(sup), supervisor.Spec{Name: "recovery", Dir: e.Home.Agent(".recovery"), RunDir: e.Home.Instance(".recovery"), Config: cfg},
 		func(ev event.Event) { events <- ev }, slog.New(slog.DiscardHandler))
 	d.Redact = []string{m.Key, token}
 	ctx, cancel := context.WithCancel(ctx)

@@ -140,7 +140,7 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 			return "", err
 		}
 		var err error
-		if out, err = s.Runner.CreateAgent(ctx, spec); err != nil {
+		if out, err = s.Catalog.CreateAgent(ctx, spec); err != nil {
 			s.Keys.Delete(agent.UpstreamKeyID(spec.Name))
 		}
 		return "", err
@@ -224,12 +224,12 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 				restore()
 				return "", err
 			}
-			if out, err = s.Runner.UpdateAgent(ctx, cur); err != nil {
+			if out, err = s.Catalog.UpdateAgent(ctx, cur); err != nil {
 				restore()
 			}
 			return "", err
 		}
-		out, err = s.Runner.UpdateAgent(ctx, cur)
+		out, err = s.Catalog.UpdateAgent(ctx, cur)
 		return "", err
 	})
 	if err != nil {
@@ -283,7 +283,7 @@ func (s *Service) DeleteAgent(ctx context.Context, a Actor, name string) error {
 		func(ctx context.Context) (string, error) {
 			s.agentMu.Lock()
 			defer s.agentMu.Unlock()
-			if err := s.Runner.DeleteAgent(ctx, name); err != nil {
+			if err := s.Catalog.DeleteAgent(ctx, name); err != nil {
 				return "", err
 			}
 			if s.Deleted != nil {
@@ -300,7 +300,7 @@ func (s *Service) CreateProvider(ctx context.Context, a Actor, p agent.Provider)
 	args := p.Public()
 	err := s.Do(ctx, Call{Actor: a, Tool: "provider.create", Tier: Write, Target: p.ID, Args: args}, func(ctx context.Context) (string, error) {
 		var err error
-		out, err = s.Runner.CreateProvider(ctx, p)
+		out, err = s.Catalog.CreateProvider(ctx, p)
 		return "", err
 	})
 	return out, err
@@ -309,12 +309,12 @@ func (s *Service) CreateProvider(ctx context.Context, a Actor, p agent.Provider)
 // DeleteProvider removes provider id and its key.
 func (s *Service) DeleteProvider(ctx context.Context, a Actor, id string) error {
 	return s.Do(ctx, Call{Actor: a, Tool: "provider.delete", Tier: Destructive, Target: id, Args: map[string]string{"id": id}},
-		func(ctx context.Context) (string, error) { return "", s.Runner.DeleteProvider(ctx, id) })
+		func(ctx context.Context) (string, error) { return "", s.Catalog.DeleteProvider(ctx, id) })
 }
 
 // Providers lists the providers, without keys.
 func (s *Service) Providers(ctx context.Context) ([]agent.Provider, error) {
-	return s.Runner.Providers(ctx)
+	return s.Catalog.Providers(ctx)
 }
 
 // MaxText is the longest message text accepted.
@@ -462,7 +462,7 @@ func (s *Service) Usage(ctx context.Context, agentName, model, since string) ([]
 func (s *Service) NewConversation(ctx context.Context, a Actor, name string) (previous string, err error) {
 	err = s.Do(ctx, Call{Actor: a, Tool: "agent.conversation.new", Tier: Write, Target: name, Args: map[string]string{"name": name}},
 		func(ctx context.Context) (string, error) {
-			previous, err = s.Runner.NewConversation(ctx, name)
+			previous, err = s.Catalog.NewConversation(ctx, name)
 			return "", err
 		})
 	return previous, err

@@ -16,7 +16,7 @@ import (
 func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	created, err := f.svc.Runner.EnsureBuiltins(ctx, true)
+	created, err := f.svc.Catalog.EnsureBuiltins(ctx, true)
 	if err != nil || !strings.Contains(strings.Join(created, ","), "agent builder") {
 		t.Fatalf("builtins: %v %v", created, err)
 	}
@@ -50,7 +50,7 @@ func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
 	if _, err := f.log.UpdateAgent(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	f.svc.Runner.EnsureBuiltins(ctx, true)
+	f.svc.Catalog.EnsureBuiltins(ctx, true)
 	if b, _ = f.log.Agent(ctx, agent.Builder); string(b.Permission) != string(agent.BuilderPermission) || b.Tools["bash"] || b.Prompt != prompt {
 		t.Fatalf("not locked again: %s %v %q", b.Permission, b.Tools, b.Prompt)
 	}
@@ -62,7 +62,7 @@ func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
 func TestBuildRequestsThatCannotBe(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	f.svc.Runner.EnsureBuiltins(ctx, true)
+	f.svc.Catalog.EnsureBuiltins(ctx, true)
 	builder := control.Actor{Kind: control.Agent, Name: agent.Builder, Channel: control.MCP}
 	if _, err := f.svc.BuildApp(ctx, builder, "an app"); !errors.Is(err, control.ErrForbidden) {
 		t.Errorf("the builder delegated to itself: %v", err)

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
@@ -145,6 +146,7 @@ var (
 type Service struct {
 	Log       *eventlog.Log
 	Runner    *runner.Manager
+	Catalog   *catalog.Catalog // providers and agents
 	Home      string
 	Keys      agent.Keys // for redaction: no provider key leaves in a tool's output
 	Snapshots snapshot.Store

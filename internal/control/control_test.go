@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/runner"
@@ -52,7 +53,7 @@ func newFixture(t *testing.T, prep ...func(dbPath string)) *fixture {
 	}
 	t.Cleanup(func() { sup.Close() })
 	keys := agent.Keys{Dir: filepath.Join(home, "keys")}
-	mgr := runner.New(runner.Config{Home: home, Log: log, Sup: sup, Keys: keys})
+	mgr := runner.New(runner.Config{Home: home, Store: log, Instances: runner.Supervised(sup), Keys: keys})
 	t.Cleanup(mgr.Close)
 	conf := filepath.Join(home, "litellm.json")
 	os.WriteFile(conf, []byte(`{"port": 4000, "master_key": "sk-live-0123456789abcdefghij"}`), 0o640)
@@ -60,7 +61,7 @@ func newFixture(t *testing.T, prep ...func(dbPath string)) *fixture {
 	os.WriteFile(hostFile, []byte(`{"services":[{"name":"litellm","unit":"litellm.service","configs":[{"path":"`+conf+`","format":"json"}]}]}`), 0o600)
 	f := testenv.NewFakeSystemd(t)
 	f.Unit(t, "litellm.service", false, "2026-11-30T08:00:00+0000 h litellm[9]: token=sk-live-0123456789abcdefghij ok")
-	svc := &control.Service{Log: log, Runner: mgr, Home: home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
+	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: keys, Forget: mgr.Forget}, Home: home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
 		HostFile: hostFile, Systemd: f.Systemd, Version: "test", ApprovalTTL: time.Minute, Progress: 10 * time.Millisecond}
 	return &fixture{svc: svc, log: log, home: home, conf: conf, sysd: f, sup: sup}
 }
@@ -176,7 +177,7 @@ func TestRejectedOrExpiredCallsChangeNothing(t *testing.T) {
 		t.Errorf("audit %+v, want one refusal naming the approval", es)
 	}
 
-	svc := &control.Service{Log: f.log, Runner: f.svc.Runner, Home: f.home, Snapshots: f.svc.Snapshots, HostFile: f.svc.HostFile,
+	svc := &control.Service{Log: f.log, Runner: f.svc.Runner, Catalog: f.svc.Catalog, Home: f.home, Snapshots: f.svc.Snapshots, HostFile: f.svc.HostFile,
 		Systemd: f.svc.Systemd, ApprovalTTL: 50 * time.Millisecond}
 	_, err = svc.ConfigWrite(t.Context(), viaMCP, f.conf, `{"port": 1}`)
 	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "expired") {

@@ -83,7 +83,7 @@ func (s *Service) SyncModels(ctx context.Context, a Actor, name string) (ModelSy
 		if !slices.Contains(scope, cur.Model) {
 			cur.Model = scope[0]
 		}
-		updated, err := s.Runner.UpdateAgent(ctx, cur)
+		updated, err := s.Catalog.UpdateAgent(ctx, cur)
 		if err != nil {
 			return "", err
 		}
@@ -132,7 +132,7 @@ func (s *Service) ModelSwitched(ctx context.Context, name, from, to string) erro
 			return "", invalidf("model: %s left agent %s's permitted models meanwhile", to, name)
 		}
 		cur.Model = to
-		_, err = s.Runner.UpdateAgent(ctx, cur)
+		_, err = s.Catalog.UpdateAgent(ctx, cur)
 		return "", err
 	})
 }

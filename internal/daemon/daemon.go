@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/door"
@@ -171,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 	llmURL := loopbackURL(ln.Addr()) + "/llm/v1"
 	var ctl *control.Service // the runner's hooks call it; set below
 	daemon := control.Actor{Kind: control.Daemon, Channel: "sync"}
-	mgr := runner.New(runner.Config{Home: h.Dir, Log: log, Sup: sup, Keys: keys,
+	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys,
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs,
 		Gateway: func(ctx context.Context, agent string) (string, string, error) {
 			key, err := keyring.Ensure(ctx, agent)
@@ -199,7 +200,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	sysd := hostctl.Systemd{Systemctl: cfg.Systemctl, Journalctl: cfg.Journalctl}
 	sysd.Env = cfg.SystemdEnv
-	ctl = &control.Service{Log: log, Runner: mgr, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
+	cat := &catalog.Catalog{Home: h.Dir, Log: log, Keys: keys, Forget: mgr.Forget}
+	ctl = &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope, BuildIDs: buildIDs}
 	if cfg.DefaultDailyTokens > 0 {
@@ -233,7 +235,7 @@ func Run(ctx context.Context, cfg Config) error {
 			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
 		}
 	}
-	created, err := mgr.EnsureBuiltins(ctx, !cfg.NoDemo)
+	created, err := cat.EnsureBuiltins(ctx, !cfg.NoDemo)
 	if err != nil {
 		return err
 	}
@@ -266,7 +268,7 @@ func Run(ctx context.Context, cfg Config) error {
 	servers.Go(func() { serveErr <- srv.Serve(ln) })
 
 	fmt.Fprintf(cfg.Stdout, "taosagent %s listening on http://%s (token: %s)\n", cfg.Version, ln.Addr(), h.TokenFile())
-	if ps, _ := mgr.Providers(ctx); len(ps) == 1 && ps[0].Demo {
+	if ps, _ := cat.Providers(ctx); len(ps) == 1 && ps[0].Demo {
 		fmt.Fprintln(cfg.Stdout, "No model provider is configured: agents use the built-in scripted DEMO provider,\n"+
 			"a test stand-in that is not an AI. Try:  taosagent chat host 'hello'\n"+
 			"Add a real provider with POST /v1/providers, then point host at it with PATCH /v1/agents/host.")

@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -40,14 +41,14 @@ func BenchmarkPanelChatUnderLoad(b *testing.B) {
 	sup, _ := supervisor.New("/bin/false", filepath.Join(dir, "run"))
 	defer sup.Close()
 	keys := agent.Keys{Dir: filepath.Join(dir, "keys")}
-	mgr := runner.New(runner.Config{Home: dir, Log: log, Sup: sup, Keys: keys})
+	mgr := runner.New(runner.Config{Home: dir, Store: log, Instances: runner.Supervised(sup), Keys: keys})
 	defer mgr.Close()
 	ctx := context.Background()
 	log.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://127.0.0.1:9/v1", Models: []agent.Model{{ID: "m"}}})
 	if _, err := log.CreateAgent(ctx, agent.Agent{Name: "load", Model: "p/m", Models: []string{"p/m"}}); err != nil {
 		b.Fatal(err)
 	}
-	ctl := &control.Service{Log: log, Runner: mgr, Home: dir, Keys: keys}
+	ctl := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: dir, Log: log, Keys: keys, Forget: mgr.Forget}, Home: dir, Keys: keys}
 	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, Token: "tok", Sessions: &panel.Sessions{Token: "tok"}}
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
@@ -33,7 +34,7 @@ func benchServer(b *testing.B, agents int) (*eventlog.Log, *httptest.Server) {
 	for i := range agents {
 		l.CreateAgent(context.Background(), agent.Agent{Name: fmt.Sprint("a", i), Model: "p/m"})
 	}
-	srv := httptest.NewServer((&Server{Log: l, Token: "t"}).Handler())
+	srv := httptest.NewServer((&Server{Log: l, Token: "t", Control: &control.Service{Log: l}}).Handler())
 	b.Cleanup(func() { srv.Close(); l.Close() })
 	return l, srv
 }

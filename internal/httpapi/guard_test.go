@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
@@ -26,6 +27,7 @@ func guarded(t *testing.T, s *Server) (*eventlog.Log, string) {
 		t.Fatal(err)
 	}
 	s.Log, s.Token = l, "tok"
+	s.Control = &control.Service{Log: l, Secrets: []string{s.Token}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

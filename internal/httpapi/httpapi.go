@@ -42,7 +42,7 @@ func OpenAPI() []byte { return bytes.Clone(openAPI) }
 type Server struct {
 	Log     *eventlog.Log
 	Runner  *runner.Manager
-	Control *control.Service // every change and every host action goes through it
+	Control *control.Service // required: every change and every host action goes through it
 	// MCP, when set, is served at /mcp (it authenticates by itself: the
 	// operator token or an agent's MCP token).
 	MCP http.Handler
@@ -133,9 +133,6 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.WriteWait <= 0 {
 		s.WriteWait = 30 * time.Second
-	}
-	if s.Control == nil {
-		s.Control = &control.Service{Log: s.Log, Runner: s.Runner, Version: s.Version, Logger: s.Logger, Secrets: []string{s.Token}}
 	}
 	mux := http.NewServeMux()
 	if s.MCP != nil {
@@ -446,7 +443,7 @@ func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.Runner.Providers(r.Context())
+	ps, err := s.Control.Providers(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return

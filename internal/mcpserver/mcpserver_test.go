@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -41,7 +42,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { log.Close() })
 	sup, _ := supervisor.New("/bin/false", filepath.Join(home, "run"))
 	t.Cleanup(func() { sup.Close() })
-	mgr := runner.New(runner.Config{Home: home, Log: log, Sup: sup})
+	mgr := runner.New(runner.Config{Home: home, Store: log, Instances: runner.Supervised(sup)})
 	t.Cleanup(mgr.Close)
 	ctx := context.Background()
 	if err := log.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://127.0.0.1:9/v1", Models: []agent.Model{{ID: "m"}}}); err != nil {
@@ -56,7 +57,7 @@ func newEnv(t testing.TB) *env {
 	os.WriteFile(hostFile, []byte(`{"services":[{"name":"app","unit":"app.service","configs":[{"path":"`+conf+`","format":"json"}]}]}`), 0o600)
 	f := testenv.NewFakeSystemd(t)
 	f.Unit(t, "app.service", false)
-	svc := &control.Service{Log: log, Runner: mgr, Home: home, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
+	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: agent.Keys{Dir: filepath.Join(home, "keys")}, Forget: mgr.Forget}, Home: home, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
 		HostFile: hostFile, Systemd: f.Systemd, Version: "test", Progress: 20 * time.Millisecond}
 	ms := &mcpserver.Server{Control: svc, OperatorToken: "operator-token", Version: "test"}
 	srv := httptest.NewServer(ms.Handler())

@@ -20,7 +20,7 @@ import (
 // Driver drives one agent's instance. Create it with NewDriver, run it with
 // Run; its other methods may be called from any goroutine while it runs.
 type Driver struct {
-	sup    *supervisor.Supervisor
+	sup    Instances
 	spec   supervisor.Spec
 	sink   func(event.Event)
 	logger *slog.Logger
@@ -45,14 +45,14 @@ type Driver struct {
 	lose func(opencode.Event) bool
 
 	mu          sync.Mutex // guards inst, connected and isConnected
-	inst        *supervisor.Instance
+	inst        Instance
 	connected   chan struct{} // closed once the current stream is connected
 	isConnected bool          // connected is closed
 }
 
 // NewDriver returns a Driver for spec's agent. sink receives every event on
 // Run's goroutine; it must not block for long.
-func NewDriver(sup *supervisor.Supervisor, spec supervisor.Spec, sink func(event.Event), logger *slog.Logger) *Driver {
+func NewDriver(sup Instances, spec supervisor.Spec, sink func(event.Event), logger *slog.Logger) *Driver {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}

@@ -40,7 +40,7 @@ func startAgent(t *testing.T, permission string) *driverAgent {
 	model, modelURL := testenv.Model(t)
 	a := &driverAgent{t: t, ch: make(chan event.Event, 1024), model: model}
 	spec := supervisor.Spec{Name: "a", Dir: t.TempDir(), Config: testenv.Config(modelURL, permission)}
-	a.d = NewDriver(sup, spec, func(e event.Event) {
+	a.d = NewDriver(Supervised(sup), spec, func(e event.Event) {
 		a.mu.Lock()
 		a.all = append(a.all, e)
 		a.mu.Unlock()

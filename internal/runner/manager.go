@@ -23,9 +23,9 @@ import (
 
 // Config configures a Manager.
 type Config struct {
-	Home        string // agents live in Home/agents/NAME
-	Log         *eventlog.Log
-	Sup         *supervisor.Supervisor
+	Home        string    // agents live in Home/agents/NAME
+	Store       Store     // the event log
+	Instances   Instances // the supervisor (Supervised)
 	Keys        agent.Keys
 	IdleTimeout time.Duration // stop an agent's opencode unused this long; default 10 min
 	AbortWait   time.Duration // abort to idle before a restart; default 5 s
@@ -57,7 +57,7 @@ type Config struct {
 // on the agent's first input. Its methods are safe for concurrent use.
 type Manager struct {
 	cfg    Config
-	log    *eventlog.Log
+	log    Store
 	logger *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,7 +110,7 @@ func New(cfg Config) *Manager {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: cfg.Log, logger: cfg.Logger, ctx: ctx, cancel: cancel,
+	return &Manager{cfg: cfg, log: cfg.Store, logger: cfg.Logger, ctx: ctx, cancel: cancel,
 		runners: map[string]*agentRunner{}}
 }
 
@@ -118,7 +118,7 @@ func New(cfg Config) *Manager {
 // Turns left running end with an interrupted error; their approvals
 // expire. Both are recorded as synthetic events.
 func (m *Manager) Start(ctx context.Context) error {
-	m.cfg.Sup.OnState = m.onState
+	m.cfg.Instances.OnState(m.onState)
 	turns, err := m.log.RunningTurns(ctx)
 	if err != nil {
 		return err
@@ -130,11 +130,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	now := time.Now()
 	var evs []event.Event
 	for _, ap := range pending {
-		e := event.New(ap.Session, event.PermissionResolved, now, event.PermissionResolvedData{
-			Approval: ap.ID, Decision: api.ApprovalExpired, By: "taosagent",
-			Message: "taosagent stopped while this approval was pending"})
-		e.Agent, e.Turn, e.Synthetic = ap.Agent, ap.Turn, true
-		evs = append(evs, e)
+		evs = append(evs, expired(ap, "taosagent stopped while this approval was pending", now))
 	}
 	for _, t := range turns {
 		e := event.New(t.Session, event.Error, now, event.ErrorData{Code: event.CodeInterrupted,
@@ -285,17 +281,18 @@ type AgentStatus = api.AgentStatus
 
 // Status reports name's runner.
 func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
-	st := AgentStatus{State: "stopped", Confined: m.cfg.Sup.Sandbox != nil}
+	st := AgentStatus{State: "stopped", Confined: m.cfg.Instances.Confined()}
 	if q, err := m.log.Inputs(ctx, name, "queued"); err == nil {
 		st.Queued = len(q)
 	}
-	if in := m.cfg.Sup.Get(name); in != nil {
-		st.Instance, st.PID, st.Opencode = string(in.State()), in.PID(), in.Version()
-		if u := in.Usage(); u.Processes > 0 {
-			st.Usage = &u
+	in, running := m.cfg.Instances.Get(name)
+	if running {
+		st.Instance, st.PID, st.Opencode = string(in.State), in.PID, in.Version
+		if in.Usage.Processes > 0 {
+			st.Usage = &in.Usage
 		}
 		st.State = "idle"
-		if in.State() == supervisor.Starting {
+		if in.State == supervisor.Starting {
 			st.State = "starting"
 		}
 	}
@@ -304,7 +301,7 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 			st.State, st.Turn = "busy", t
 		}
 	}
-	if in := m.cfg.Sup.Get(name); in != nil && in.State() == supervisor.Waiting {
+	if running && in.State == supervisor.Waiting {
 		st.State = "waiting" // its turn waits for a slot under --max-running
 	}
 	if le, ok, err := m.log.LastError(ctx, name); err == nil && ok {
@@ -376,12 +373,15 @@ func (m *Manager) TurnEvent(ctx context.Context, name string, kind event.Kind, d
 	return e
 }
 
+// MaxRunning is the cap on instances running at once (0: none).
+func (m *Manager) MaxRunning() int { return m.cfg.Instances.MaxRunning() }
+
 // StopInstance stops agent name's opencode; it starts afresh at the
 // agent's next turn. A turn it runs ends interrupted. It reports whether an
 // instance was running.
 func (m *Manager) StopInstance(name string) bool {
-	running := m.cfg.Sup.Get(name) != nil
-	m.cfg.Sup.Stop(name)
+	_, running := m.cfg.Instances.Get(name)
+	m.cfg.Instances.Stop(name)
 	return running
 }
 
@@ -396,8 +396,8 @@ func (m *Manager) Forget(name string) {
 		r.cancel()
 		<-r.done
 	}
-	m.cfg.Sup.Stop(name)
-	m.cfg.Sup.SetQueued(name, false)
+	m.cfg.Instances.Stop(name)
+	m.cfg.Instances.SetQueued(name, false)
 }
 
 // spec is how agent a's opencode runs.

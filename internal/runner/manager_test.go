@@ -27,7 +27,7 @@ func TestInstanceEventsAreNeverDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := New(Config{Home: dir, Log: log, Sup: sup})
+	m := New(Config{Home: dir, Store: log, Instances: Supervised(sup)})
 	ctx := context.Background()
 	if err := m.Start(ctx); err != nil {
 		t.Fatal(err)

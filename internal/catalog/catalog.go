@@ -1,4 +1,9 @@
-package runner
+// Package catalog keeps the providers and agents: their validation on the
+// way in (agent.Agent.Validate, the built-in agents' rules), a provider's
+// key in its 0600 file, and what a deleted agent leaves behind. It changes
+// nothing by itself: the control service (internal/control) names the
+// actor, asks for approval where one is needed, and audits each change.
+package catalog
 
 import (
 	"context"
@@ -14,11 +19,19 @@ import (
 	"github.com/taosagent/taosagent/internal/home"
 )
 
-// The mechanics of changing providers and agents. Callers go through the
-// control service (internal/control), which names the actor and audits.
+// Catalog changes providers and agents. Its methods are safe for
+// concurrent use.
+type Catalog struct {
+	Home string // agents live in Home/agents/NAME
+	Log  *eventlog.Log
+	Keys agent.Keys
+	// Forget stops an agent's runner and instance (runner.Manager.Forget):
+	// the agent is being deleted.
+	Forget func(name string)
+}
 
 // CreateProvider validates and stores p; its key goes to a 0600 file.
-func (m *Manager) CreateProvider(ctx context.Context, p agent.Provider) (out agent.Provider, err error) {
+func (m *Catalog) CreateProvider(ctx context.Context, p agent.Provider) (out agent.Provider, err error) {
 	if err := p.Validate(); err != nil {
 		return p, err
 	}
@@ -26,23 +39,23 @@ func (m *Manager) CreateProvider(ctx context.Context, p agent.Provider) (out age
 		return p, &agent.InvalidError{Field: "id", Reason: `"demo" is the built-in demo provider`}
 	}
 	// The row first: a taken id is refused before any key file is touched.
-	if err := m.log.CreateProvider(ctx, p); err != nil {
+	if err := m.Log.CreateProvider(ctx, p); err != nil {
 		return p, err
 	}
-	if err := m.cfg.Keys.Put(p.ID, p.APIKey); err != nil {
-		m.log.DeleteProvider(context.WithoutCancel(ctx), p.ID)
+	if err := m.Keys.Put(p.ID, p.APIKey); err != nil {
+		m.Log.DeleteProvider(context.WithoutCancel(ctx), p.ID)
 		return p, errors.New("the key could not be stored")
 	}
-	stored, err := m.log.Provider(ctx, p.ID)
+	stored, err := m.Log.Provider(ctx, p.ID)
 	stored.HasKey = p.APIKey != ""
 	return stored.Public(), err
 }
 
 // Providers lists the providers, without keys.
-func (m *Manager) Providers(ctx context.Context) ([]agent.Provider, error) {
-	ps, err := m.log.Providers(ctx)
+func (m *Catalog) Providers(ctx context.Context) ([]agent.Provider, error) {
+	ps, err := m.Log.Providers(ctx)
 	for i, p := range ps {
-		k, _ := m.cfg.Keys.Get(p.ID)
+		k, _ := m.Keys.Get(p.ID)
 		p.HasKey = k != "" || p.Demo
 		ps[i] = p.Public()
 	}
@@ -51,15 +64,15 @@ func (m *Manager) Providers(ctx context.Context) ([]agent.Provider, error) {
 
 // DeleteProvider removes provider id and its key; refused while an agent
 // uses it.
-func (m *Manager) DeleteProvider(ctx context.Context, id string) (err error) {
-	if err := m.log.DeleteProvider(ctx, id); err != nil {
+func (m *Catalog) DeleteProvider(ctx context.Context, id string) (err error) {
+	if err := m.Log.DeleteProvider(ctx, id); err != nil {
 		return err
 	}
-	return m.cfg.Keys.Delete(id)
+	return m.Keys.Delete(id)
 }
 
-func (m *Manager) lookup(ctx context.Context) agent.Lookup {
-	ps, _ := m.log.Providers(ctx)
+func (m *Catalog) lookup(ctx context.Context) agent.Lookup {
+	ps, _ := m.Log.Providers(ctx)
 	return func(id string) (agent.Provider, bool) {
 		for _, p := range ps {
 			if p.ID == id {
@@ -71,18 +84,18 @@ func (m *Manager) lookup(ctx context.Context) agent.Lookup {
 }
 
 // CreateAgent validates and stores a.
-func (m *Manager) CreateAgent(ctx context.Context, a agent.Agent) (out agent.Agent, err error) {
+func (m *Catalog) CreateAgent(ctx context.Context, a agent.Agent) (out agent.Agent, err error) {
 	a.Normalize()
 	a.Builtin, a.Session = false, ""
 	if err := a.Validate(m.lookup(ctx)); err != nil {
 		return a, err
 	}
-	return m.log.CreateAgent(ctx, a)
+	return m.Log.CreateAgent(ctx, a)
 }
 
 // UpdateAgent replaces agent a.Name's spec; its opencode restarts with it
 // at its next turn.
-func (m *Manager) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Agent, err error) {
+func (m *Catalog) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Agent, err error) {
 	a.Normalize()
 	if a.Name == agent.Host {
 		if err := hostRules(&a); err != nil {
@@ -90,7 +103,7 @@ func (m *Manager) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Age
 		}
 	}
 	if a.Name == agent.Builder {
-		if cur, err := m.log.Agent(ctx, a.Name); err == nil && cur.Builtin {
+		if cur, err := m.Log.Agent(ctx, a.Name); err == nil && cur.Builtin {
 			if err := agent.BuilderRules(&a); err != nil {
 				return a, err
 			}
@@ -99,23 +112,25 @@ func (m *Manager) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Age
 	if err := a.Validate(m.lookup(ctx)); err != nil {
 		return a, err
 	}
-	return m.log.UpdateAgent(ctx, a)
+	return m.Log.UpdateAgent(ctx, a)
 }
 
 // DeleteAgent stops and removes agent name; its events stay in the log.
-func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
+func (m *Catalog) DeleteAgent(ctx context.Context, name string) (err error) {
 	if name == agent.Host {
 		return &agent.InvalidError{Field: "name", Reason: "the host agent is built in and cannot be deleted"}
 	}
-	if a, err := m.log.Agent(ctx, name); err != nil {
+	if a, err := m.Log.Agent(ctx, name); err != nil {
 		return err
 	} else if a.Builtin {
 		return &agent.InvalidError{Field: "name", Reason: fmt.Sprintf("the %s agent is built in and cannot be deleted", name)}
 	}
-	m.Forget(name)
+	if m.Forget != nil {
+		m.Forget(name)
+	}
 	// A turn it was running ends, as every turn does, with one terminal
 	// event, before its history is set aside.
-	if turns, err := m.log.RunningTurns(ctx); err == nil {
+	if turns, err := m.Log.RunningTurns(ctx); err == nil {
 		var evs []event.Event
 		for _, t := range turns {
 			if t.Agent == name {
@@ -126,25 +141,25 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 			}
 		}
 		if len(evs) > 0 {
-			if _, err := m.log.Append(ctx, evs...); err != nil {
+			if _, err := m.Log.Append(ctx, evs...); err != nil {
 				return err
 			}
 		}
 	}
-	if err := m.log.DeleteAgent(ctx, name); err != nil {
+	if err := m.Log.DeleteAgent(ctx, name); err != nil {
 		return err
 	}
 	// Its directory holds its sessions, the daemon's directory of its
 	// instance its opencode config, log and gateway key, and its own key
 	// at its proxy is kept apart: nothing of it may outlive the agent.
 	// (os.RemoveAll removes a symbolic link, never what it points to.)
-	h := home.Home{Dir: m.cfg.Home}
+	h := home.Home{Dir: m.Home}
 	for _, dir := range []string{h.Agent(name), h.Instance(name)} {
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("remove the agent's directory: %w", err)
 		}
 	}
-	if err := m.cfg.Keys.Delete(agent.UpstreamKeyID(name)); err != nil {
+	if err := m.Keys.Delete(agent.UpstreamKeyID(name)); err != nil {
 		return fmt.Errorf("remove the agent's key: %w", err)
 	}
 	return nil
@@ -153,8 +168,8 @@ func (m *Manager) DeleteAgent(ctx context.Context, name string) (err error) {
 // EnsureBuiltins creates what must exist from the first start: the demo
 // provider when there is no other (and demo is on), the host agent and
 // the App Builder (unless an agent of the user's already has its name).
-func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []string, err error) {
-	ps, err := m.log.Providers(ctx)
+func (m *Catalog) EnsureBuiltins(ctx context.Context, demo bool) (created []string, err error) {
+	ps, err := m.Log.Providers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -162,13 +177,13 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 		p := agent.Provider{ID: agent.DemoProvider, Name: "Scripted demo (a test stand-in, not an AI)",
 			BaseURL: "builtin://scripted-demo", Demo: true,
 			Models: []agent.Model{{ID: "scripted-demo", Name: "Scripted demo model (test stand-in, not an AI)", ToolCall: true, Reasoning: true}}}
-		if err := m.log.CreateProvider(ctx, p); err != nil {
+		if err := m.Log.CreateProvider(ctx, p); err != nil {
 			return nil, err
 		}
 		created = append(created, "provider demo")
 		ps = []agent.Provider{p}
 	}
-	host, err := m.log.Agent(ctx, agent.Host)
+	host, err := m.Log.Agent(ctx, agent.Host)
 	switch {
 	case errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0:
 		a := agent.Agent{Name: agent.Host, Model: ps[0].ID + "/" + ps[0].Models[0].ID, Builtin: true,
@@ -177,7 +192,7 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 		if err := hostRules(&a); err != nil {
 			return created, err
 		}
-		if _, err := m.log.CreateAgent(ctx, a); err != nil {
+		if _, err := m.Log.CreateAgent(ctx, a); err != nil {
 			return created, err
 		}
 		created = append(created, "agent host")
@@ -205,7 +220,7 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 			host.Prompt, changed = agent.HostPrompt, true
 		}
 		if changed {
-			if _, err := m.log.UpdateAgent(ctx, host); err != nil {
+			if _, err := m.Log.UpdateAgent(ctx, host); err != nil {
 				return created, err
 			}
 		}
@@ -215,14 +230,14 @@ func (m *Manager) EnsureBuiltins(ctx context.Context, demo bool) (created []stri
 
 // ensureBuilder creates the App Builder when it does not exist, and puts
 // back its locked permissions and tools if they were changed.
-func (m *Manager) ensureBuilder(ctx context.Context, ps []agent.Provider, created []string) ([]string, error) {
-	b, err := m.log.Agent(ctx, agent.Builder)
+func (m *Catalog) ensureBuilder(ctx context.Context, ps []agent.Provider, created []string) ([]string, error) {
+	b, err := m.Log.Agent(ctx, agent.Builder)
 	switch {
 	case errors.Is(err, eventlog.ErrNotFound) && len(ps) > 0:
 		a := agent.Agent{Name: agent.Builder, Model: ps[0].ID + "/" + ps[0].Models[0].ID, Builtin: true, Prompt: agent.BuilderPrompt}
 		a.Normalize()
 		agent.BuilderRules(&a)
-		if _, err := m.log.CreateAgent(ctx, a); err != nil {
+		if _, err := m.Log.CreateAgent(ctx, a); err != nil {
 			return created, err
 		}
 		created = append(created, "agent builder")
@@ -231,7 +246,7 @@ func (m *Manager) ensureBuilder(ctx context.Context, ps []agent.Provider, create
 		locked.Permission, locked.Tools = nil, nil
 		agent.BuilderRules(&locked)
 		if string(b.Permission) != string(locked.Permission) || !maps.Equal(b.Tools, locked.Tools) {
-			if _, err := m.log.UpdateAgent(ctx, locked); err != nil {
+			if _, err := m.Log.UpdateAgent(ctx, locked); err != nil {
 				return created, err
 			}
 			created = append(created, "the builder's locked permissions and tools")
@@ -260,13 +275,10 @@ func hostRules(a *agent.Agent) error {
 // starts a new one. The earlier conversation stays in the log (and in
 // opencode); a turn running now ends in it. It returns the session that
 // was pinned ("" if none).
-func (m *Manager) NewConversation(ctx context.Context, name string) (previous string, err error) {
-	a, err := m.log.Agent(ctx, name)
+func (m *Catalog) NewConversation(ctx context.Context, name string) (previous string, err error) {
+	a, err := m.Log.Agent(ctx, name)
 	if err != nil {
 		return "", err
 	}
-	return a.Session, m.log.SetSession(ctx, name, "")
+	return a.Session, m.Log.SetSession(ctx, name, "")
 }
-
-// MaxRunning is the cap on instances running at once (0: none).
-func (m *Manager) MaxRunning() int { return m.cfg.Sup.MaxRunning }

@@ -1,0 +1,185 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/randid"
+)
+
+// inTurn are the kinds of event that belong to a turn.
+var inTurn = map[event.Kind]bool{event.Delta: true, event.Reasoning: true, event.ToolCall: true, event.ToolResult: true,
+	event.Final: true, event.Error: true, event.Status: true, event.PermissionAsked: true, event.PermissionResolved: true,
+	event.QuestionAsked: true, event.QuestionResolved: true, event.Usage: true}
+
+// emit stores e for the agent: it fills agent and turn, lets only the first
+// terminal event of a turn through, and drops opencode's echo of an answer
+// given through us. It does not wait for the commit: the log keeps the
+// order, groups the commits, and only then shows e to anyone. The driver's
+// events take this path.
+func (r *agentRunner) emit(e event.Event) { r.store(e, false) }
+
+// emitSync is emit, returning once e is committed: for the runner's own
+// events whose projection the runner reads next (turn.started, steers).
+func (r *agentRunner) emitSync(e event.Event) error { return r.store(e, true) }
+
+// store stores e; with wait, it returns the commit's error. Each concern
+// is one step, in this order, under mu: the turn e belongs to (attribute),
+// an attached client's turn (attached), a turn's one end (terminal), the
+// echo of an answer given through us (echo); then the commit.
+func (r *agentRunner) store(e event.Event, wait bool) error {
+	e.Agent = r.name
+	r.mu.Lock()
+	r.attribute(&e)
+	opened, isAttached := r.attached(&e)
+	ended, once := r.terminal(e, isAttached)
+	keep := once && !r.echo(e)
+	r.mu.Unlock()
+	if !keep {
+		return nil
+	}
+	return r.commit(append(opened, e), e, ended, wait)
+}
+
+// attribute gives e the running turn and its trace id when e is on the
+// pinned session (or on none). The running turn is on the pinned session:
+// another session's events (a person's own session in the TUI, a
+// subagent's) are not its, and another session's end must not end it.
+// Called under mu.
+func (r *agentRunner) attribute(e *event.Event) {
+	if e.Turn == "" && (e.Session == "" || e.Session == r.session) {
+		e.Turn = r.turn
+	}
+	if e.Turn != "" && e.Turn == r.turn && e.TraceID == "" {
+		e.TraceID = r.trace
+	}
+}
+
+// attached records a turn that a client attached to opencode runs (the
+// TUI prompts the pinned session itself) like any other: it opens with a
+// turn.started of mode "attached", returned to be stored before e, and
+// ends with its terminal event. It reports whether e is such a turn's.
+// Called under mu, after attribute.
+func (r *agentRunner) attached(e *event.Event) (opened []event.Event, ok bool) {
+	if e.Turn != "" || e.Session == "" || e.Session != r.session || !inTurn[e.Kind] || e.Synthetic {
+		return nil, false
+	}
+	if r.foreign == "" && !e.Kind.Terminal() {
+		r.foreign = randid.ID("turn")
+		start := withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: "attached"}), r.foreign)
+		start.Agent = r.name
+		opened = append(opened, start)
+	}
+	e.Turn = r.foreign
+	if e.Kind.Terminal() {
+		r.foreign = ""
+	}
+	select {
+	case r.activity <- struct{}{}:
+	default:
+	}
+	return opened, true
+}
+
+// terminal lets only the first terminal event of the running turn through
+// (keep), and returns that turn's end, to be closed once e is committed.
+// Called under mu.
+func (r *agentRunner) terminal(e event.Event, attached bool) (ended *turnEnd, keep bool) {
+	if !e.Kind.Terminal() || e.Turn == "" || attached {
+		return nil, true
+	}
+	if e.Turn != r.turn || r.final {
+		return nil, false // a turn ends once
+	}
+	r.final = true
+	return r.ended, true
+}
+
+// echo says whether e is opencode's report of an answer given through
+// reply, which recorded it already (with who answered). Called under mu.
+func (r *agentRunner) echo(e event.Event) bool {
+	if e.Kind != event.PermissionResolved || e.Synthetic {
+		return false
+	}
+	id := approvalOf(e)
+	if !r.resolved[id] {
+		return false
+	}
+	delete(r.resolved, id)
+	return true
+}
+
+// commit appends evs (the last is e) and then, once committed, ends the
+// turn e ends and passes on a model switch made in opencode.
+func (r *agentRunner) commit(evs []event.Event, e event.Event, ended *turnEnd, wait bool) error {
+	done := func(_ []event.Event, err error) {
+		r.m.committed(err)
+		if err != nil {
+			r.m.logger.Error("store event", "agent", r.name, "kind", e.Kind, "err", err)
+		}
+		if ended != nil {
+			ended.err = err
+			close(ended.done) // committed (or failed for good): the turn is over
+		}
+		if err == nil && e.Kind == event.ModelSwitched && r.m.cfg.OnModelSwitch != nil {
+			var d event.ModelSwitchedData
+			if json.Unmarshal(e.Data, &d) == nil && d.Source == "opencode" {
+				go r.m.cfg.OnModelSwitch(r.name, d.From, d.To)
+			}
+		}
+	}
+	if !wait {
+		r.m.log.AppendAsync(evs, done)
+		return nil
+	}
+	_, err := r.m.log.Append(context.Background(), evs...)
+	done(nil, err)
+	return err
+}
+
+func approvalOf(e event.Event) string {
+	var d event.PermissionResolvedData
+	json.Unmarshal(e.Data, &d)
+	return d.Approval
+}
+
+// turnStarted is the event that starts turn of input in on session, whole:
+// it is stored as it is, through store or straight into the log.
+func (r *agentRunner) turnStarted(in eventlog.Input, turn, session string) event.Event {
+	e := withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
+		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID}), turn)
+	e.Agent, e.TraceID = r.name, in.TraceID
+	return e
+}
+
+func withTurn(e event.Event, turn string) event.Event {
+	e.Turn = turn
+	return e
+}
+
+// expireApprovals records every pending approval of turn as expired.
+func (r *agentRunner) expireApprovals(turn, why string) {
+	pending, err := r.m.log.Approvals(context.Background(), api.ApprovalPending)
+	if err != nil {
+		return
+	}
+	for _, ap := range pending {
+		if ap.Agent == r.name && ap.Turn == turn {
+			r.emit(expired(ap, why, time.Now()))
+		}
+	}
+}
+
+// expired is the synthetic event that records approval ap as expired, for
+// why: the one shape of an expiry taosagent decides (opencode's own is the
+// codec's).
+func expired(ap eventlog.Approval, why string, at time.Time) event.Event {
+	e := event.New(ap.Session, event.PermissionResolved, at, event.PermissionResolvedData{
+		Approval: ap.ID, Decision: api.ApprovalExpired, By: "taosagent", Message: why})
+	e.Agent, e.Turn, e.Synthetic = ap.Agent, ap.Turn, true
+	return e
+}

@@ -1,0 +1,289 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/render"
+	"github.com/taosagent/taosagent/internal/reply"
+	"github.com/taosagent/taosagent/internal/supervisor"
+)
+
+// attachedBusy says whether a client attached to opencode (the TUI) runs a
+// turn of its own on the pinned session: its events are coming in and its
+// end is not yet stored.
+func (r *agentRunner) attachedBusy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.foreign != ""
+}
+
+// holdInstance keeps the agent's instance from being stopped for the cap
+// until the returned function is called. That function first tells the
+// supervisor whether input waits for a turn after this one (more, or any
+// noted meanwhile), so that the instance a turn leaves idle is stopped for
+// a waiting agent only if no other idle instance of an agent without input
+// could be. It reads nothing: a message sent as a turn ends finds the
+// runner idle as soon as it can.
+func (r *agentRunner) holdInstance(more bool) (release func()) {
+	r.mu.Lock()
+	n := r.queuedN
+	r.mu.Unlock()
+	rel := r.m.cfg.Instances.Hold(r.name)
+	return func() {
+		r.markQueued(n, more)
+		rel()
+	}
+}
+
+// inbox returns the agent's queued inputs and tells the supervisor whether
+// any wait. An input noted meanwhile (noteQueued) keeps the agent marked.
+func (r *agentRunner) inbox() ([]eventlog.Input, error) {
+	r.mu.Lock()
+	n := r.queuedN
+	r.mu.Unlock()
+	queued, err := r.m.log.Inputs(r.ctx, r.name, "queued")
+	if err != nil {
+		return nil, err
+	}
+	r.markQueued(n, len(queued) > 0)
+	return queued, nil
+}
+
+// markQueued tells the supervisor whether the agent has input waiting, as
+// learned since the n-th noted input; a later one noted meanwhile keeps
+// the agent marked.
+func (r *agentRunner) markQueued(n uint64, queued bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.queuedN == n {
+		r.m.cfg.Instances.SetQueued(r.name, queued)
+	}
+}
+
+// noteQueued marks the agent as having input waiting: an input was just
+// stored queued.
+func (r *agentRunner) noteQueued() {
+	r.mu.Lock()
+	r.queuedN++
+	r.m.cfg.Instances.SetQueued(r.name, true)
+	r.mu.Unlock()
+}
+
+// configKey is what of agent a its opencode's config is made of: a change
+// of it needs a fresh instance. Its model (named by every prompt), its
+// budget and fallback (the gateway's), its session and times are not.
+func configKey(a agent.Agent) string {
+	a.Model, a.Budget, a.Fallback, a.Session = "", nil, "", ""
+	a.Created, a.Updated = time.Time{}, time.Time{}
+	a.UpstreamKey, a.HasUpstreamKey = "", false
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
+// prepare makes sure the driver runs the agent's current spec, its instance
+// is ready, and the pinned session exists; it returns the session.
+func (r *agentRunner) prepare(a agent.Agent) (string, error) {
+	var c *opencode.Client
+	var run *driverRun
+	for attempt := 1; ; attempt++ {
+		if r.drv != nil && r.drvRun.exitErr() == nil && !a.Updated.Equal(r.drvUpdated) {
+			// The agent changed. Only a change of its config needs a fresh
+			// instance: every prompt names its model, so a change of model
+			// alone (a switch made in the TUI, written back) does not stop
+			// an instance a person may be attached to.
+			if configKey(a) != r.drvSpec {
+				r.stopDriver()
+			} else {
+				r.drvUpdated = a.Updated
+			}
+		}
+		if r.drv != nil && r.drvRun.exitErr() != nil {
+			// Its instance was stopped meanwhile (idle, or to make room
+			// under the cap).
+			r.stopDriver()
+		}
+		if _, v := r.m.cfg.Instances.Release(); r.drv != nil && v != r.drvVersion {
+			// The operator switched opencode releases (an upgrade or a
+			// rollback): this agent moves to it now, between two turns.
+			r.m.logger.Info("the agent moves to another opencode release", "agent", r.name, "from", r.drvVersion, "to", v)
+			r.stopDriver()
+		}
+		if r.drv == nil {
+			if err := r.startDriver(a); err != nil {
+				return a.Session, err
+			}
+		}
+		var err error
+		run = r.drvRun
+		c, err = r.client(run)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, supervisor.ErrStopped) && attempt < 3 && r.ctx.Err() == nil {
+			r.stopDriver()
+			r.m.logger.Info("the agent's instance was stopped before its turn; starting it again", "agent", r.name)
+			continue
+		}
+		return a.Session, err
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	defer cancel()
+	if a.Session != "" && a.Session == r.verified && run == r.verifiedIn {
+		return a.Session, nil // checked on this driver run already
+	}
+	if a.Session != "" {
+		if _, err := c.GetSession(ctx, a.Session); err == nil {
+			r.verified, r.verifiedIn = a.Session, run
+			r.setSession(a.Session)
+			return a.Session, nil
+		} else if !errors.Is(err, opencode.ErrNotFound) {
+			return a.Session, err
+		}
+	}
+	s, err := c.CreateSession(ctx, "taosagent "+a.Name)
+	if err != nil {
+		return "", err
+	}
+	if err := r.m.log.SetSession(ctx, a.Name, s.ID); err != nil {
+		return "", err
+	}
+	r.setSession(s.ID)
+	r.verified, r.verifiedIn = s.ID, run
+	return s.ID, nil
+}
+
+func (r *agentRunner) setSession(s string) {
+	r.mu.Lock()
+	r.session = s
+	r.mu.Unlock()
+}
+
+// client waits for the driver of run to be ready, at most StartWait.
+func (r *agentRunner) client(run *driverRun) (*opencode.Client, error) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	defer cancel()
+	go func() {
+		select {
+		case <-run.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	c, err := r.drv.Client(ctx)
+	if err != nil {
+		if exit := run.exitErr(); exit != nil {
+			return nil, exit
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("opencode was not ready within %s", r.m.cfg.StartWait)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+func (r *agentRunner) startDriver(a agent.Agent) error {
+	if r.m.cfg.Sync != nil {
+		// The agent's permitted models are brought up to date with what
+		// its upstream key may access before its opencode is configured.
+		if synced, err := r.m.cfg.Sync(r.ctx, a.Name); err == nil {
+			a = synced
+		} else {
+			r.m.logger.Warn("the agent's models could not be synced; starting with those it has", "agent", a.Name, "err", err)
+		}
+	}
+	spec, err := r.m.spec(r.ctx, a)
+	if err != nil {
+		return err
+	}
+	d := NewDriver(r.m.cfg.Instances, spec, r.emit, r.m.logger)
+	d.Redact = r.m.cfg.Keys.All()
+	secrets := append([]string{spec.Config.Provider.APIKey}, d.Redact...)
+	d.Raw = func(ev opencode.Event) {
+		r.m.log.AddRaw(eventlog.Raw{Agent: r.name, Time: time.Now(), Type: ev.Type, Body: render.RedactedBytes(ev.Raw, secrets)})
+	}
+	d.OnReconnect = r.reconcile
+	ctx, cancel := context.WithCancel(r.ctx)
+	run := &driverRun{done: make(chan struct{})}
+	r.drvCancel, r.drvDone, r.drvRun, r.drvUpdated, r.drvSpec = cancel, run.done, run, a.Updated, configKey(a)
+	_, r.drvVersion = r.m.cfg.Instances.Release()
+	r.mu.Lock()
+	r.drv = d
+	r.mu.Unlock()
+	go func() {
+		err := d.Run(ctx)
+		if ctx.Err() == nil {
+			run.err = err
+		}
+		close(run.done)
+	}()
+	return nil
+}
+
+// stopDriver stops the driver and the agent's opencode; no-op if none runs.
+func (r *agentRunner) stopDriver() {
+	if r.drvCancel == nil {
+		return
+	}
+	r.drvCancel()
+	r.m.cfg.Instances.Stop(r.name)
+	<-r.drvDone
+	r.mu.Lock()
+	r.drv = nil
+	foreign, session := r.foreign, r.session
+	r.foreign = ""
+	r.mu.Unlock()
+	if foreign != "" {
+		// An attached client's turn that opencode's stop cut short ends
+		// here, so that it does not hold the agent's inbox.
+		e := withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeInterrupted,
+			Message: "the turn was interrupted: the agent's opencode stopped"}), foreign)
+		e.Agent = r.name
+		r.m.log.AppendAsync([]event.Event{e}, func(_ []event.Event, err error) { r.m.committed(err) })
+	}
+	r.drvCancel, r.drvDone, r.drvRun = nil, nil, nil
+}
+
+// reconcile runs after the event stream reconnected: approvals we hold as
+// pending that opencode no longer has expired while we were away; asks we
+// never saw are recorded now. Both as synthetic events.
+func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit func(...event.Event)) {
+	theirs, err := c.Permissions(ctx)
+	if err != nil {
+		r.m.logger.Warn("reconcile permissions", "agent", r.name, "err", err)
+		return
+	}
+	ours, err := r.m.log.Approvals(ctx, api.ApprovalPending)
+	if err != nil {
+		return
+	}
+	open := map[string]bool{}
+	for _, ap := range ours {
+		if ap.Agent == r.name {
+			open[ap.ID] = true
+		}
+	}
+	live := map[string]bool{}
+	now := time.Now()
+	for _, p := range theirs {
+		live[p.ID] = true
+		if !open[p.ID] {
+			e := event.New(p.SessionID, event.PermissionAsked, now, reply.PermissionAsked(p))
+			e.Synthetic = true
+			emit(e)
+		}
+	}
+	for _, ap := range ours {
+		if ap.Agent == r.name && !live[ap.ID] {
+			emit(expired(ap, "opencode no longer has this request", now))
+		}
+	}
+}
