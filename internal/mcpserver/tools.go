@@ -170,9 +170,18 @@ func sinceOf(v string) (time.Time, error) {
 	return time.Parse(time.RFC3339, v)
 }
 
+// addTools adds every tool, grouped by tier; add takes each tool's tier
+// from control.ToolTiers.
 func (s *Server) addTools() {
+	s.addReadTools()
+	s.addWriteTools()
+	s.addDestructiveTools()
+	s.addFactoryTools()
+}
+
+// addReadTools adds the tools that only read.
+func (s *Server) addReadTools() {
 	c := s.Control
-	// ---- read
 	add(s, hostSet, "status", "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
 		func(ctx context.Context, _ control.Actor, _ none) (control.HostStatus, error) { return c.Status(ctx) })
 	add(s, hostSet, "logs", "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
@@ -226,7 +235,12 @@ func (s *Server) addTools() {
 			ss, err := c.SnapshotList(ctx, in.Path)
 			return snapshotsOut{Note: control.UntrustedNote, Snapshots: ss}, err
 		})
-	// ---- write
+}
+
+// addWriteTools adds the tools that change what a snapshot or a person's
+// approval can undo.
+func (s *Server) addWriteTools() {
+	c := s.Control
 	add(s, hostSet, "config_snapshot", "Save a copy of a managed service's config file.",
 		func(ctx context.Context, a control.Actor, in pathIn) (snapshotOut, error) {
 			sn, err := c.ConfigSnapshot(ctx, a, in.Path)
@@ -245,7 +259,12 @@ func (s *Server) addTools() {
 			was, err := c.AgentRestart(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "it starts afresh at its next turn"}, err
 		})
-	// ---- destructive
+}
+
+// addDestructiveTools adds the tools that wait for a person's approval of
+// the exact call.
+func (s *Server) addDestructiveTools() {
+	c := s.Control
 	add(s, hostSet, "service_restart", "Restart a managed service through systemd.",
 		func(ctx context.Context, a control.Actor, in serviceIn) (unitOut, error) {
 			st, err := c.ServiceRestart(ctx, a, in.Service)
@@ -284,7 +303,12 @@ func (s *Server) addTools() {
 			return restartOut{in.Agent, was, "stopped; it starts afresh at its next turn"}, err
 		})
 
-	// The App Builder's factory tools.
+}
+
+// addFactoryTools adds the App Builder's tools (and the host's way to ask
+// it for an app).
+func (s *Server) addFactoryTools() {
+	c := s.Control
 	add(s, hostSet|factorySet, "app_new", "Start a web app from the scaffold in a new directory: a manifest, an entry page with a strict Content Security Policy, a script, a style sheet and an icon, which pass every check as they are. Edit them; do not invent a layout.",
 		func(ctx context.Context, a control.Actor, in newIn) (newOut, error) {
 			m, dir, err := c.NewApp(ctx, a, in.Dir, in.Name)

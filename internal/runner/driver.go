@@ -84,86 +84,12 @@ func (d *Driver) Run(ctx context.Context) error {
 			d.sink(e)
 		}
 	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for {
 		client, gone, err := inst.Current(ctx)
 		if err != nil {
 			return err
 		}
-		events := make(chan opencode.Event, 256)
-		reconnects := make(chan int, 4)
-		var once sync.Once
-		stream := &opencode.Stream{Client: client, Silence: d.Silence, Logger: d.logger,
-			OnConnect: func(n int) {
-				once.Do(func() {
-					d.mu.Lock()
-					if !d.isConnected {
-						close(d.connected)
-						d.isConnected = true
-					}
-					d.mu.Unlock()
-				})
-				if n > 1 {
-					reconnects <- n
-				}
-			}}
-		sctx, cancel := context.WithCancel(ctx)
-		sub := stream.Start(sctx, func(ev opencode.Event) {
-			select {
-			case events <- ev:
-			case <-sctx.Done():
-			}
-		})
-		crashed, lost := false, false
-	loop:
-		for {
-			if at, ok := codec.Deadline(); ok {
-				timer.Reset(time.Until(at))
-			} else {
-				timer.Reset(time.Hour)
-			}
-			select {
-			case ev := <-events:
-				if d.lose != nil {
-					if d.lose(ev) {
-						lost = true
-						continue
-					}
-					if lost {
-						lost = false
-						d.reconcile(ctx, client, st)
-					}
-				}
-				inst.Touch()
-				if d.Raw != nil {
-					d.Raw(ev)
-				}
-				st.emit(codec.Feed(ev, time.Now()))
-				for _, sid := range codec.TakeStops() {
-					go func() {
-						actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-						defer cancel()
-						if err := client.Abort(actx, sid); err != nil {
-							d.logger.Warn("a turn whose budget is spent could not be stopped in opencode", "session", sid, "err", err)
-						}
-					}()
-				}
-			case <-timer.C:
-				st.emit(codec.Tick(time.Now()))
-			case cmd := <-d.cmds:
-				cmd(st)
-			case <-reconnects:
-				d.reconcile(ctx, client, st)
-			case <-gone:
-				crashed = true
-				break loop
-			case <-ctx.Done():
-				break loop
-			}
-		}
-		cancel()
-		sub.Close()
+		crashed := d.follow(ctx, inst, client, gone, st)
 		// Until the next stream connects, callers wait: a prompt sent now
 		// could have its events missed.
 		d.mu.Lock()
@@ -180,6 +106,88 @@ func (d *Driver) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// follow reads the stream of the instance's current process (client)
+// into the codec until the process is gone (crashed) or ctx ends.
+func (d *Driver) follow(ctx context.Context, inst Instance, client *opencode.Client, gone <-chan struct{}, st *loopState) (crashed bool) {
+	codec := st.codec
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	events := make(chan opencode.Event, 256)
+	reconnects := make(chan int, 4)
+	var once sync.Once
+	stream := &opencode.Stream{Client: client, Silence: d.Silence, Logger: d.logger,
+		OnConnect: func(n int) {
+			once.Do(func() {
+				d.mu.Lock()
+				if !d.isConnected {
+					close(d.connected)
+					d.isConnected = true
+				}
+				d.mu.Unlock()
+			})
+			if n > 1 {
+				reconnects <- n
+			}
+		}}
+	sctx, cancel := context.WithCancel(ctx)
+	sub := stream.Start(sctx, func(ev opencode.Event) {
+		select {
+		case events <- ev:
+		case <-sctx.Done():
+		}
+	})
+	lost := false
+loop:
+	for {
+		if at, ok := codec.Deadline(); ok {
+			timer.Reset(time.Until(at))
+		} else {
+			timer.Reset(time.Hour)
+		}
+		select {
+		case ev := <-events:
+			if d.lose != nil {
+				if d.lose(ev) {
+					lost = true
+					continue
+				}
+				if lost {
+					lost = false
+					d.reconcile(ctx, client, st)
+				}
+			}
+			inst.Touch()
+			if d.Raw != nil {
+				d.Raw(ev)
+			}
+			st.emit(codec.Feed(ev, time.Now()))
+			for _, sid := range codec.TakeStops() {
+				go func() {
+					actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+					defer cancel()
+					if err := client.Abort(actx, sid); err != nil {
+						d.logger.Warn("a turn whose budget is spent could not be stopped in opencode", "session", sid, "err", err)
+					}
+				}()
+			}
+		case <-timer.C:
+			st.emit(codec.Tick(time.Now()))
+		case cmd := <-d.cmds:
+			cmd(st)
+		case <-reconnects:
+			d.reconcile(ctx, client, st)
+		case <-gone:
+			crashed = true
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	cancel()
+	sub.Close()
+	return crashed
 }
 
 // reconcile runs after the stream reconnected: events may have been missed.

@@ -1,0 +1,226 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/control"
+)
+
+func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) {
+	var p agent.Provider
+	if !s.decode(w, r, &p) {
+		return
+	}
+	out, err := s.Control.CreateProvider(r.Context(), actor(r), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) listProviders(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.Control.Providers(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": ps})
+}
+
+func (s *Server) deleteProvider(w http.ResponseWriter, r *http.Request) {
+	if err := s.Control.DeleteProvider(r.Context(), actor(r), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- agents
+
+type agentBody struct {
+	Name       string          `json:"name"`
+	Model      string          `json:"model"`
+	Models     []string        `json:"models"`
+	Prompt     string          `json:"prompt"`
+	Permission json.RawMessage `json:"permission"`
+	Tools      map[string]bool `json:"tools"`
+	Limits     *agent.Limits   `json:"limits"`
+	Budget     *agent.Budget   `json:"budget"`
+	Fallback   string          `json:"fallback"`
+	// UpstreamKey is the agent's own key at its LiteLLM proxy (write-only).
+	UpstreamKey string `json:"upstream_key"`
+}
+
+func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
+	var b agentBody
+	if !s.decode(w, r, &b) {
+		return
+	}
+	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
+		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
+		UpstreamKey: b.UpstreamKey})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) listAgents(w http.ResponseWriter, r *http.Request) {
+	out, err := s.Control.Agents(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+}
+
+func (s *Server) getAgent(w http.ResponseWriter, r *http.Request) {
+	v, err := s.Control.Agent(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) patchAgent(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, err := s.Log.Agent(r.Context(), name); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var p control.AgentPatch
+	if !s.decode(w, r, &p) {
+		return
+	}
+	v, err := s.Control.UpdateAgent(r.Context(), actor(r), name, p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) {
+	if err := s.Control.DeleteAgent(r.Context(), actor(r), r.PathValue("name")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- messages
+
+func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Text  string `json:"text"`
+		Mode  string `json:"mode"`
+		ID    string `json:"id"`
+		Model string `json:"model"`
+		Trace string `json:"trace_id"`
+	}
+	if !s.decode(w, r, &b) {
+		return
+	}
+	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model, TraceID: b.Trace})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"input": in.ID, "id": in.ClientID, "seq": in.Seq,
+		"state": in.State, "duplicate": !created})
+}
+
+// newConversation starts the agent on a new opencode session at its next
+// turn; the earlier conversation stays in the log.
+func (s *Server) newConversation(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	prev, err := s.Control.NewConversation(r.Context(), actor(r), name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": name, "previous_session": prev})
+}
+
+func (s *Server) abort(w http.ResponseWriter, r *http.Request) {
+	turn, err := s.Control.Abort(r.Context(), actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"turn": turn, "aborted": true})
+}
+
+// attach starts the agent's opencode and answers how to attach to it:
+// {url, password, session, directory}. It is for opencode's own TUI on
+// this machine (taosagent tui); the password is the instance's, never one
+// of taosagent's.
+func (s *Server) attach(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Minute)
+	defer cancel()
+	at, err := s.Control.Attach(ctx, actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, at)
+}
+
+// rotateKey issues the agent a new gateway key: 201 {"key"}, the only time
+// it is shown; the old one stops working.
+func (s *Server) rotateKey(w http.ResponseWriter, r *http.Request) {
+	key, err := s.Control.RotateKey(r.Context(), actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, map[string]string{"key": key})
+}
+
+// reloadOpencode switches the daemon to the opencode release its home
+// records.
+func (s *Server) reloadOpencode(w http.ResponseWriter, r *http.Request) {
+	v, err := s.Control.ReloadOpencode(r.Context(), actor(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"version": v})
+}
+
+// syncModels brings a LiteLLM agent's permitted models up to date with
+// its key's scope at the proxy.
+func (s *Server) syncModels(w http.ResponseWriter, r *http.Request) {
+	out, err := s.Control.SyncModels(r.Context(), actor(r), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// usage answers the gateway's usage per agent, model and day.
+func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if len(q.Get("agent")) > 64 || len(q.Get("model")) > 256 {
+		writeError(w, http.StatusBadRequest, "bad_request", "agent or model: too long")
+		return
+	}
+	rows, err := s.Control.Usage(r.Context(), q.Get("agent"), q.Get("model"), q.Get("since"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"usage": rows})
+}
+
+// ---- events
