@@ -141,6 +141,8 @@ func IsInvalid(err error) bool {
 }
 
 // Validate checks p as a client sent it.
+//
+// It is long: one check per field, in the order of the fields.
 func (p Provider) Validate() error {
 	if !idRE.MatchString(p.ID) {
 		return invalid("id", "must be 1-64 of a-z, 0-9, '_' and '-', starting with a letter or digit")

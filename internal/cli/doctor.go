@@ -172,6 +172,9 @@ func canFix(h home.Home) error {
 }
 
 // runFix runs recipes for what doctor found.
+//
+// It is long: the recovery's steps in order (diagnose, confirm, apply,
+// audit), with the daemon down.
 func runFix(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("fix", stderr)
 	mk := doctorFlags(fs)

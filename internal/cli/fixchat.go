@@ -153,6 +153,8 @@ func recoveryTools(e *doctor.Env, fixer *doctor.Fixer) *mcp.Server {
 // opencode whose only tools are doctor's checks and fix's recipes, on a
 // model reached directly. With no model reachable it offers the recipes
 // as a menu.
+//
+// It is long: the recovery chat's steps in order, with the daemon down.
 func runFixChat(ctx context.Context, e *doctor.Env, m chatModel, stdin io.Reader, stdout, stderr io.Writer) error {
 	in := bufio.NewReader(stdin)
 	findings, _ := doctor.Run(ctx, e)

@@ -72,6 +72,9 @@ func (b *mcpBridge) write(msg []byte) {
 
 // forward sends one message and relays what comes back. A failure to reach
 // the daemon is answered as a JSON-RPC error to a request.
+//
+// It is long: one call's round trip through the daemon, its errors handled
+// where they happen.
 func (b *mcpBridge) forward(ctx context.Context, msg []byte) {
 	var head struct {
 		ID     json.RawMessage `json:"id"`

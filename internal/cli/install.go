@@ -92,6 +92,8 @@ func (in *installer) did(format string, a ...any) {
 	in.step(format, a...)
 }
 
+// install is long: the install's steps in the order a person reads them in
+// its output.
 func (in *installer) install(ctx context.Context, ocBin string, start bool) error {
 	u, err := user.Lookup(in.owner)
 	if err != nil {

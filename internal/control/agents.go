@@ -153,6 +153,9 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 
 // UpdateAgent applies p to agent name, under a lock: two changes never
 // overwrite each other. A change of permissions or tools is destructive.
+//
+// It is long: one step per field of the patch, each with the approval it
+// needs.
 func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p AgentPatch) (AgentView, error) {
 	tier := Write
 	if p.Widens(a, name) || ((name == agent.Host || name == agent.Builder) && a.Kind == Agent) {

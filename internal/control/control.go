@@ -3,7 +3,9 @@
 // that must not be written twice: who the actor is, which tier an action
 // has, when a person must approve it, its audit (the intent before it
 // runs, the outcome after, refusals too), snapshots before changes, and
-// the limits on what a caller may send. The runner keeps turns only.
+// the limits on what a caller may send. The changes themselves are other
+// packages' (catalog: providers and agents; runner: turns); control is
+// where they are asked for.
 package control
 
 import (

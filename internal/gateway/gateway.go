@@ -362,6 +362,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // forward passes a POST through to the agent's upstream.
+//
+// It is long: one request's path in the order it takes (admission, the
+// upstream call, the stream, the accounting), so that each refusal and each
+// charge reads where it happens.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, c caller, path string) {
 	start := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.MaxBody))

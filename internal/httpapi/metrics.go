@@ -14,6 +14,8 @@ import (
 // by agent and state, approvals waiting, each agent's queue and instance
 // (up, memory, CPU), model use through the gateway, and the log's head.
 // It is behind the same auth as the API.
+//
+// It is long: one block per metric, in the order they are printed.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var b strings.Builder

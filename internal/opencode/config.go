@@ -116,6 +116,8 @@ func (c Config) Validate() error {
 }
 
 // ConfigJSON renders c as an opencode.json document.
+//
+// It is long: the config document itself, field by field.
 func (c Config) ConfigJSON() ([]byte, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -373,6 +373,9 @@ func (c *Codec) Reconcile(sessionID string, msgs []opencode.Message, now time.Ti
 // Feed consumes one event observed at now and returns the normalized events
 // it yields, in order. Turns whose deadline passed are ended first. Events
 // of unknown types and undecodable properties yield nothing.
+//
+// It is long: one case per opencode event type, the codec's whole mapping in
+// one switch.
 func (c *Codec) Feed(ev opencode.Event, now time.Time) []event.Event {
 	out := c.Tick(now)
 	switch ev.Type {

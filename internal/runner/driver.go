@@ -1,7 +1,11 @@
 // Package runner drives agents' turns. Driver is its core: it owns one
 // agent's opencode instance, keeps that instance's event stream open, runs
 // the codec, and hands every normalized event, in order, to a sink. The
-// inbox, the pinned session and the event log are layered on top of it.
+// Manager layers the inbox, the pinned session and the event log on top:
+// one goroutine per agent runs its turns one at a time. It sees the
+// supervisor and the event log only through two interfaces (Instances,
+// Store; see seam.go), so that runnertest can put an in-process opencode
+// under it.
 package runner
 
 import (

@@ -249,6 +249,8 @@ func (s *Sandbox) Run(ctx context.Context, spec Spec) (*Result, error) {
 	return s.run(ctx, spec)
 }
 
+// run is long: bubblewrap's arguments in the order they apply, each
+// confinement beside its reason.
 func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 	if len(spec.Command) == 0 || spec.Command[0] == "" {
 		return nil, errors.New("sandbox run: no command")

@@ -218,6 +218,7 @@ type plan struct {
 	text      string
 }
 
+// plan is long: one case per scripted behaviour, a table read top to bottom.
 func (s *Server) plan(req chatRequest) plan {
 	last := req.Messages[len(req.Messages)-1]
 	var firstUser, workdir string
@@ -376,6 +377,8 @@ func joinDir(dir, name string) string {
 	return strings.TrimRight(dir, "/") + "/" + name
 }
 
+// stream is long: the chunks of one streamed answer in the order OpenAI's
+// protocol sends them.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, model string, p plan, promptTokens int) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

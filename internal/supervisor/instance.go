@@ -271,6 +271,9 @@ var listeningRE = regexp.MustCompile(`opencode server listening on (http://127\.
 
 // runOnce starts one process and waits for it to exit. It returns a start
 // error (err), or the process's exit status after it was ready (exit).
+//
+// It is long: one process's life in order (prepare, start, readiness, exit),
+// each step's failure handled where it happens.
 func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	s := i.sup
 	i.mu.Lock()
@@ -455,6 +458,9 @@ func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log"
 // only from the daemon's directory (confineEnv). With doors, its config
 // names the door's URLs and its fetches go to the door's egress proxy; the
 // caller starts the command inside the instance's namespace.
+//
+// It is long: the command, its environment and its directories in the order
+// opencode needs them.
 func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string, *logFile, error) {
 	d, run := i.spec.Dir, i.spec.RunDir
 	cfgHome := filepath.Join(run, "config")

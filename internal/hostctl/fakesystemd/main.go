@@ -105,6 +105,7 @@ func unitFile(name string) (unit, bool) {
 	return unit{}, false
 }
 
+// systemctl is long: one case per systemctl verb the stand-in speaks.
 func systemctl(dir string, args []string) int {
 	if len(args) > 0 && args[0] == "--user" {
 		args = args[1:]
