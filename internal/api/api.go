@@ -140,3 +140,27 @@ func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }
+
+// Message is a message for an agent (POST /v1/agents/NAME/messages).
+type Message struct {
+	Text    string `json:"text"`
+	Mode    string `json:"mode,omitempty"` // queue (default) or steer
+	ID      string `json:"id,omitempty"`   // idempotency key
+	Model   string `json:"model,omitempty"`
+	TraceID string `json:"trace_id,omitempty"` // every event of the turn carries it
+}
+
+// Accepted is the answer to a message.
+type Accepted struct {
+	Input     int64  `json:"input"`
+	ID        string `json:"id"`
+	Seq       int64  `json:"seq"` // of its input.accepted event
+	State     string `json:"state"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// DecisionRequest is a person's decision on an approval or an app.
+type DecisionRequest struct {
+	Decision string `json:"decision"`
+	Message  string `json:"message,omitempty"`
+}

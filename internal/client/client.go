@@ -224,22 +224,11 @@ func (c *Client) DeleteAgent(ctx context.Context, name string) error {
 	return c.Do(ctx, "DELETE", "/v1/agents/"+url.PathEscape(name), nil, nil)
 }
 
-// Message is a message for an agent.
-type Message struct {
-	Text  string `json:"text"`
-	Mode  string `json:"mode,omitempty"` // queue (default) or steer
-	ID    string `json:"id,omitempty"`   // idempotency key
-	Model string `json:"model,omitempty"`
-}
+// Message is a message for an agent (api.Message).
+type Message = api.Message
 
-// Accepted is the answer to a message.
-type Accepted struct {
-	Input     int64  `json:"input"`
-	ID        string `json:"id"`
-	Seq       int64  `json:"seq"` // of its input.accepted event
-	State     string `json:"state"`
-	Duplicate bool   `json:"duplicate"`
-}
+// Accepted is the answer to a message (api.Accepted).
+type Accepted = api.Accepted
 
 // Send puts a message in an agent's inbox.
 func (c *Client) Send(ctx context.Context, agent string, m Message) (Accepted, error) {
@@ -369,7 +358,7 @@ func (c *Client) Approvals(ctx context.Context, state string) ([]Approval, error
 // Approve answers an approval: once, always or reject (with a message).
 func (c *Client) Approve(ctx context.Context, id, decision, message string) (Approval, error) {
 	var out Approval
-	err := c.Do(ctx, "POST", "/v1/approvals/"+url.PathEscape(id), map[string]string{"decision": decision, "message": message}, &out)
+	err := c.Do(ctx, "POST", "/v1/approvals/"+url.PathEscape(id), api.DecisionRequest{Decision: decision, Message: message}, &out)
 	return out, err
 }
 
@@ -485,7 +474,7 @@ func (c *Client) SubmitApp(ctx context.Context, data []byte) (App, error) {
 // DecideApp approves or rejects a pending package.
 func (c *Client) DecideApp(ctx context.Context, sha, decision, message string) (App, error) {
 	var out App
-	err := c.Do(ctx, "POST", "/v1/apps/"+url.PathEscape(sha)+"/decision", map[string]string{"decision": decision, "message": message}, &out)
+	err := c.Do(ctx, "POST", "/v1/apps/"+url.PathEscape(sha)+"/decision", api.DecisionRequest{Decision: decision, Message: message}, &out)
 	return out, err
 }
 

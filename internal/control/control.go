@@ -146,7 +146,7 @@ var (
 // Service is the control service. Set the fields, then use it; it is safe
 // for concurrent use.
 type Service struct {
-	Log       *eventlog.Log
+	Log       eventlog.Store
 	Runner    *runner.Manager
 	Catalog   *catalog.Catalog // providers and agents
 	Home      string

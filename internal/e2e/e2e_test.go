@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
 )
 
@@ -474,8 +476,11 @@ func TestAuthAndBadInput(t *testing.T) {
 	if err != nil || !p.HasKey || p.APIKey != "" {
 		t.Fatalf("create provider: %+v %v", p, err)
 	}
-	if _, err := d.c.CreateAgent(ctx, client.Agent{Name: "worker", Model: "acme/big"}); err != nil {
-		t.Fatal(err)
+	// Every field the API documents for a new agent is taken.
+	w, err := d.c.CreateAgent(ctx, client.Agent{Name: "worker", Model: "acme/big", MayRead: []string{"host"},
+		Egress: &egress.Policy{Mode: egress.Hosts, Hosts: []string{"example.com"}}})
+	if err != nil || !slices.Equal(w.MayRead, []string{"host"}) || w.Egress == nil || w.Egress.String() != "hosts: example.com" {
+		t.Fatalf("create agent: %+v %v", w, err)
 	}
 
 	snapshot := func() string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -43,55 +42,6 @@ func delta(agentName, text string) event.Event {
 	e := event.New("ses_1", event.Delta, time.Now(), event.DeltaData{Text: text})
 	e.Agent = agentName
 	return e
-}
-
-func TestAppendAssignsIncreasingSeqAndSurvivesReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
-	l := open(t, path)
-	ctx := context.Background()
-	var last int64
-	for i := range 5 {
-		out, err := l.Append(ctx, delta("a", fmt.Sprint(i)), delta("b", fmt.Sprint(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range out {
-			if e.Seq <= last {
-				t.Fatalf("seq %d after %d", e.Seq, last)
-			}
-			last = e.Seq
-		}
-	}
-	if l.Head() != last {
-		t.Fatalf("head %d, want %d", l.Head(), last)
-	}
-	l.Close()
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("database mode: %v %v", fi.Mode(), err)
-	}
-	l2 := open(t, path)
-	if l2.Head() != last {
-		t.Fatalf("after reopen head %d, want %d", l2.Head(), last)
-	}
-	out, _ := l2.Append(ctx, delta("a", "x"))
-	if out[0].Seq != last+1 {
-		t.Fatalf("next seq %d, want %d", out[0].Seq, last+1)
-	}
-	var got []string
-	l2.Scan(ctx, Query{Agent: "a"}, func(r Record) error {
-		var e event.Event
-		json.Unmarshal(r.Body, &e)
-		var d event.DeltaData
-		json.Unmarshal(e.Data, &d)
-		if e.Seq != r.Seq || e.Agent != "a" {
-			t.Errorf("record %d holds event %+v", r.Seq, e)
-		}
-		got = append(got, d.Text)
-		return nil
-	})
-	if fmt.Sprint(got) != "[0 1 2 3 4 x]" {
-		t.Fatalf("agent a's events: %v", got)
-	}
 }
 
 func TestConcurrentAppendsShareCommits(t *testing.T) {
@@ -180,56 +130,6 @@ func TestSlowSubscriberFallsBackToTheLog(t *testing.T) {
 	}
 }
 
-func TestSubscriberFromCursorThenLive(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	out, _ := l.Append(ctx, delta("a", "0"), delta("a", "1"), delta("a", "2"))
-	sub, _ := l.Subscribe("a", out[0].Seq, true)
-	defer sub.Close()
-	recs, err := sub.Next(ctx, 10)
-	if err != nil || len(recs) != 2 || recs[0].Seq != out[1].Seq {
-		t.Fatalf("history after cursor: %v %v", recs, err)
-	}
-	go func() {
-		time.Sleep(20 * time.Millisecond)
-		l.Append(ctx, delta("a", "3"))
-	}()
-	recs, err = sub.Next(ctx, 10)
-	if err != nil || len(recs) != 1 || recs[0].Seq != out[2].Seq+1 {
-		t.Fatalf("live: %v %v", recs, err)
-	}
-}
-
-func TestPruneGivesAResetToAnOldCursor(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	old := delta("a", "old")
-	old.Time = time.Now().Add(-48 * time.Hour)
-	l.Append(ctx, old, old, old)
-	kept, _ := l.Append(ctx, delta("a", "new"))
-	n, err := l.Prune(ctx, time.Now().Add(-24*time.Hour), time.Now())
-	if err != nil || n != 3 || l.Floor() != 3 {
-		t.Fatalf("pruned %d (%v), floor %d", n, err, l.Floor())
-	}
-	sub, _ := l.Subscribe("a", 1, true)
-	defer sub.Close()
-	recs, err := sub.Next(ctx, 10)
-	if err != nil || len(recs) != 2 || recs[0].Kind != Reset || recs[1].Seq != kept[0].Seq {
-		t.Fatalf("want reset then seq %d: %+v %v", kept[0].Seq, recs, err)
-	}
-	var rd ResetData
-	json.Unmarshal(recs[0].Body, &rd)
-	if rd.After != 1 || rd.Oldest != 4 {
-		t.Fatalf("reset data %+v", rd)
-	}
-	// A cursor at the floor or later, or none at all, is no reset.
-	sub2, _ := l.Subscribe("a", 0, false)
-	defer sub2.Close()
-	if recs, _ := sub2.Next(ctx, 10); len(recs) != 1 || recs[0].Kind != event.Delta {
-		t.Fatalf("from the start: %+v", recs)
-	}
-}
-
 // A subscriber learns of a prune from the snapshot it reads, never from
 // the in-memory floor alone: in the moment between a prune's commit and
 // the floor's update, an old cursor still gets its reset.
@@ -249,80 +149,6 @@ func TestResetDoesNotDependOnTheMemoryFloor(t *testing.T) {
 	recs, err := sub.Next(ctx, 10)
 	if err != nil || len(recs) != 2 || recs[0].Kind != Reset || recs[1].Seq != kept[0].Seq {
 		t.Fatalf("want reset then seq %d: %+v %v", kept[0].Seq, recs, err)
-	}
-}
-
-// A cursor beyond the last stored event (from another database, say) is
-// told so, and then follows new events.
-func TestCursorBeyondTheHeadIsReset(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	l.Append(ctx, delta("a", "one"), delta("a", "two"))
-	sub, _ := l.Subscribe("a", 100, true)
-	defer sub.Close()
-	recs, err := sub.Next(ctx, 10)
-	if err != nil || len(recs) != 1 || recs[0].Kind != Reset || recs[0].Seq != 2 {
-		t.Fatalf("want one reset at the head: %+v %v", recs, err)
-	}
-	var rd ResetData
-	json.Unmarshal(recs[0].Body, &rd)
-	if rd.Reason != "beyond_head" || rd.After != 100 || rd.Head != 2 {
-		t.Fatalf("reset data %+v", rd)
-	}
-	next, _ := l.Append(ctx, delta("a", "three"))
-	if recs, err := sub.Next(ctx, 10); err != nil || len(recs) != 1 || recs[0].Seq != next[0].Seq {
-		t.Fatalf("after the reset: %+v %v", recs, err)
-	}
-}
-
-func TestProjectionsFollowTheEvents(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	withAgentA(t, l)
-	in, created, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"})
-	if err != nil || !created || in.Seq == 0 {
-		t.Fatalf("add input: %+v %v %v", in, created, err)
-	}
-	again, created, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"})
-	if err != nil || created || again.ID != in.ID {
-		t.Fatalf("same client id must return the first input: %+v %v %v", again, created, err)
-	}
-	if _, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "other", Mode: "queue"}); !errors.Is(err, ErrConflict) {
-		t.Fatalf("reuse of a client id for another text: %v", err)
-	}
-	if _, _, err := l.AddInput(ctx, Input{Agent: "nobody", ClientID: "c1", Text: "x", Mode: "queue"}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown agent: %v", err)
-	}
-	head := l.Head()
-	ev := func(k event.Kind, v any) event.Event {
-		e := event.New("ses", k, time.Now(), v)
-		e.Agent, e.Turn = "a", "turn_1"
-		return e
-	}
-	_, err = l.Append(ctx, ev(event.TurnStarted, event.InputData{Input: in.ID}),
-		ev(event.PermissionAsked, event.PermissionAskedData{Approval: "per_1", Tool: "bash", Patterns: []string{"ls"}}))
-	must(t, err)
-	if q, _ := l.Inputs(ctx, "a", "running"); len(q) != 1 || q[0].Turn != "turn_1" {
-		t.Fatalf("running inputs: %+v", q)
-	}
-	if ts, _ := l.RunningTurns(ctx); len(ts) != 1 || ts[0].ID != "turn_1" {
-		t.Fatalf("running turns: %+v", ts)
-	}
-	if ap, _ := l.Approvals(ctx, "pending"); len(ap) != 1 || ap[0].ID != "per_1" || ap[0].Turn != "turn_1" {
-		t.Fatalf("pending approvals: %+v", ap)
-	}
-	_, err = l.Append(ctx, ev(event.PermissionResolved, event.PermissionResolvedData{Approval: "per_1", Decision: "reject", By: "api", Message: "no"}),
-		ev(event.Final, event.FinalData{Text: "ok"}))
-	must(t, err)
-	if ts, _ := l.RunningTurns(ctx); len(ts) != 0 {
-		t.Fatalf("turn still running: %+v", ts)
-	}
-	ap, _ := l.Approval(ctx, "per_1")
-	if ap.State != "reject" || ap.By != "api" || ap.Message != "no" || ap.Resolved == nil {
-		t.Fatalf("resolved approval: %+v", ap)
-	}
-	if l.Head() != head+4 {
-		t.Fatalf("head %d, want %d", l.Head(), head+4)
 	}
 }
 
@@ -473,197 +299,16 @@ func TestWALStaysSmallUnderASteadyStream(t *testing.T) {
 	}
 }
 
-// An agent's last error is the one that ended its latest failed turn,
-// still after a turn that ended well; none before any failed.
-func TestLastError(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	withAgentA(t, l)
-	turn := func(id string, end event.Kind, v any) {
-		t.Helper()
-		in, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: id, Text: "hi", Mode: "queue"})
-		must(t, err)
-		start := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: in.ID})
-		e := event.New("ses", end, time.Now(), v)
-		start.Agent, start.Turn, e.Agent, e.Turn = "a", id, "a", id
-		_, err = l.Append(ctx, start, e)
-		must(t, err)
+// The database holds what agents said and did: only the daemon's user
+// reads it.
+func TestTheDatabaseIsTheDaemonsAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	l := open(t, path)
+	if _, err := l.Append(context.Background(), delta("a", "x")); err != nil {
+		t.Fatal(err)
 	}
-	if _, ok, err := l.LastError(ctx, "a"); ok || err != nil {
-		t.Fatalf("a last error before any: %v %v", ok, err)
-	}
-	turn("t1", event.Error, event.ErrorData{Code: "provider_auth", Message: "the key was refused"})
-	turn("t2", event.Error, event.ErrorData{Code: "aborted", Message: "stopped"})
-	turn("t3", event.Final, event.FinalData{Text: "ok"})
-	le, ok, err := l.LastError(ctx, "a")
-	if err != nil || !ok || le.Turn != "t2" || le.Code != "aborted" || le.Message != "stopped" || le.Time.IsZero() {
-		t.Fatalf("last error: %+v %v %v", le, ok, err)
-	}
-}
-
-// The audit reads a page at a time from the newest back: the newest N,
-// then the N before the oldest of those.
-func TestAuditPagesBackFromTheNewest(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	for i := range 7 {
-		if err := l.Audit(ctx, AuditEntry{Actor: "operator (api)", Action: "x", Target: fmt.Sprint(i), Outcome: "ok"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	targets := func(es []AuditEntry) (out []string) {
-		for _, e := range es {
-			out = append(out, e.Target)
-		}
-		return out
-	}
-	page, err := l.AuditSearch(ctx, AuditQuery{Newest: true, Limit: 3})
-	if got := targets(page); err != nil || !slices.Equal(got, []string{"4", "5", "6"}) {
-		t.Fatalf("newest page: %v %v", got, err)
-	}
-	page, _ = l.AuditSearch(ctx, AuditQuery{Newest: true, Limit: 3, Before: page[0].ID})
-	if got := targets(page); !slices.Equal(got, []string{"1", "2", "3"}) {
-		t.Fatalf("the page before: %v", got)
-	}
-}
-
-// A reader of only the latest turns begins at the n-th latest turn's start.
-func TestRecentTurnsStart(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	var starts []int64
-	for i := range 4 {
-		s := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: int64(i + 1)})
-		s.Agent, s.Turn = "a", fmt.Sprint("t", i)
-		d := event.New("ses", event.Delta, time.Now(), event.DeltaData{Text: "x"})
-		d.Agent, d.Turn = "a", s.Turn
-		other := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: 99})
-		other.Agent, other.Turn = "b", fmt.Sprint("u", i)
-		out, err := l.Append(ctx, s, d, other)
-		must(t, err)
-		starts = append(starts, out[0].Seq)
-	}
-	for n, want := range map[int]int64{1: starts[3], 2: starts[2], 4: starts[0], 5: 0} {
-		if got, err := l.RecentTurnsStart(ctx, "a", n); err != nil || got != want {
-			t.Errorf("the %d-th latest turn starts at %d (%v), want %d", n, got, err, want)
-		}
-	}
-}
-
-// FollowTurn gives the events of the input's own turn after its start,
-// until the caller is done; an input that never ran ends it with
-// ErrNeverRan.
-func TestFollowTurn(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	withAgentA(t, l)
-	in, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue", TraceID: "tr1"})
-	must(t, err)
-	ev := func(turn string, k event.Kind, v any) event.Event {
-		e := event.New("ses", k, time.Now(), v)
-		e.Agent, e.Turn = "a", turn
-		return e
-	}
-	go func() {
-		l.Append(ctx, ev("other", event.Delta, event.DeltaData{Text: "not mine"}))
-		l.Append(ctx, ev("t1", event.TurnStarted, event.InputData{Input: in.ID}), ev("t1", event.Delta, event.DeltaData{Text: "mine"}))
-		l.Append(ctx, ev("t1", event.Final, event.FinalData{Text: "mine"}), ev("t1", event.Delta, event.DeltaData{Text: "after"}))
-	}()
-	var got []string
-	err = l.FollowTurn(ctx, in, time.Minute, func(string) error { return nil }, func(turn string, evs []TurnEvent) bool {
-		for _, e := range evs {
-			got = append(got, turn+" "+string(e.Kind))
-			if e.Kind == event.Final {
-				return true
-			}
-		}
-		return false
-	})
-	if err != nil || !slices.Equal(got, []string{"t1 delta", "t1 final"}) {
-		t.Fatalf("followed %v %v", got, err)
-	}
-
-	never, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c2", Text: "hi", Mode: "queue", TraceID: "tr2"})
-	must(t, err)
-	must(t, l.DeleteAgent(ctx, "a")) // its inbox is closed: the input ends without a turn
-	idle := 0
-	err = l.FollowTurn(ctx, never, 10*time.Millisecond, func(string) error { idle++; return nil }, func(string, []TurnEvent) bool { return false })
-	if !errors.Is(err, ErrNeverRan) {
-		t.Fatalf("an input that never ran: %v (after %d quiet spells)", err, idle)
-	}
-}
-
-// TestAddAndStart: an input whose agent has nothing queued is stored and
-// its turn started in one commit; one with an input ahead of it, a
-// duplicate, or a start that fails is stored queued (or not at all) and
-// starts nothing.
-func TestAddAndStart(t *testing.T) {
-	l := open(t, "")
-	ctx := context.Background()
-	withAgentA(t, l)
-	starts := 0
-	start := func(turn string, data []byte) func(Input) event.Event {
-		return func(in Input) event.Event {
-			starts++
-			e := event.New("ses", event.TurnStarted, time.Now(), event.InputData{Input: in.ID})
-			e.Agent, e.Turn = in.Agent, turn
-			if data != nil {
-				e.Data = data
-			}
-			return e
-		}
-	}
-	commits, _ := l.Stats()
-	in, created, started, startErr, err := l.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_1", nil))
-	if err != nil || startErr != nil || !created || !started || in.State != "running" || in.Turn != "turn_1" {
-		t.Fatalf("idle inbox: %+v created=%v started=%v %v %v", in, created, started, startErr, err)
-	}
-	if c, _ := l.Stats(); c != commits+1 {
-		t.Fatalf("%d commits for the input and its start, want 1", c-commits)
-	}
-	var kinds []event.Kind
-	var seqs []int64
-	must(t, l.Scan(ctx, Query{Agent: "a"}, func(r Record) error {
-		kinds, seqs = append(kinds, r.Kind), append(seqs, r.Seq)
-		return nil
-	}))
-	if !slices.Equal(kinds, []event.Kind{event.InputAccepted, event.TurnStarted}) || seqs[1] != seqs[0]+1 || seqs[0] != in.Seq {
-		t.Fatalf("events %v %v", kinds, seqs)
-	}
-	if ts, _ := l.RunningTurns(ctx); len(ts) != 1 || ts[0].ID != "turn_1" || ts[0].Input != in.ID {
-		t.Fatalf("running turns: %+v", ts)
-	}
-
-	// The same client id again: the first input, nothing started.
-	again, created, started, _, err := l.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_x", nil))
-	if err != nil || created || started || again.ID != in.ID || starts != 1 {
-		t.Fatalf("duplicate: %+v created=%v started=%v %v (starts %d)", again, created, started, err, starts)
-	}
-
-	// With an input queued ahead, the new one waits its turn.
-	q1, _, err := l.AddInput(ctx, Input{Agent: "a", ClientID: "c2", Text: "first", Mode: "queue"})
-	must(t, err)
-	q2, created, started, _, err := l.AddAndStart(ctx, Input{Agent: "a", ClientID: "c3", Text: "second", Mode: "queue"}, start("turn_2", nil))
-	if err != nil || !created || started || q2.State != "queued" || starts != 1 {
-		t.Fatalf("behind a queued input: %+v created=%v started=%v %v", q2, created, started, err)
-	}
-	if q, _ := l.Inputs(ctx, "a", "queued"); len(q) != 2 || q[0].ID != q1.ID || q[1].ID != q2.ID {
-		t.Fatalf("queue: %+v", q)
-	}
-
-	// A start that fails leaves the input stored and queued, and no seq
-	// is lost.
-	b := open(t, "")
-	withAgentA(t, b)
-	in, created, started, startErr, err = b.AddAndStart(ctx, Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue"}, start("turn_3", []byte("{not json")))
-	if err != nil || startErr == nil || !created || started || in.State != "queued" {
-		t.Fatalf("failed start: %+v created=%v started=%v %v %v", in, created, started, startErr, err)
-	}
-	if q, _ := b.Inputs(ctx, "a", "queued"); len(q) != 1 || q[0].ID != in.ID {
-		t.Fatalf("the input must stay queued: %+v", q)
-	}
-	next, err := b.Append(ctx, delta("a", "x"))
-	if err != nil || next[0].Seq != in.Seq+1 || b.Head() != next[0].Seq {
-		t.Fatalf("seq after a failed start: %d after %d (%v)", next[0].Seq, in.Seq, err)
+	l.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("database mode: %v %v", fi.Mode(), err)
 	}
 }

@@ -66,7 +66,7 @@ func BenchmarkGatewayAddedLatencyPaced(b *testing.B) {
 }
 
 func addedLatency(b *testing.B, e *env, per int) {
-	prov, _ := e.gw.Log.Provider(b.Context(), "acme")
+	prov, _ := e.log.Provider(b.Context(), "acme")
 	upURL := prov.BaseURL + "/chat/completions"
 	gwURL := e.srv.URL + "/llm/v1/chat/completions"
 	go func() {
@@ -132,7 +132,7 @@ func BenchmarkGatewayThroughTheDoor(b *testing.B) {
 		for range e.calls {
 		}
 	}()
-	prov, _ := e.gw.Log.Provider(b.Context(), "acme")
+	prov, _ := e.log.Provider(b.Context(), "acme")
 	upURL := prov.BaseURL + "/chat/completions"
 	time1 := func(c *http.Client, url, key string) time.Duration {
 		saved := benchClient

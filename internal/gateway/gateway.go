@@ -57,9 +57,17 @@ type Call struct {
 	Duration     time.Duration
 }
 
+// Store is what the gateway needs of the event log: the agents and
+// providers it routes for, their keys and their usage.
+type Store interface {
+	eventlog.Metering
+	Agent(ctx context.Context, name string) (agent.Agent, error)
+	Provider(ctx context.Context, id string) (agent.Provider, error)
+}
+
 // Gateway serves /llm/v1. Set the fields, then serve it.
 type Gateway struct {
-	Log  *eventlog.Log
+	Log  Store
 	Keys agent.Keys // the upstream providers' keys
 	// DemoURL is the upstream of the built-in demo provider, "" if none.
 	DemoURL string

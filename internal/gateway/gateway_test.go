@@ -24,6 +24,7 @@ const upstreamKey = "sk-upstream-secret-0123456789"
 
 type env struct {
 	gw       *gateway.Gateway
+	log      *eventlog.Log
 	srv      *httptest.Server
 	key      string
 	calls    chan gateway.Call
@@ -72,7 +73,7 @@ func newEnv(t testing.TB) *env {
 	log.CreateAgent(ctx, agent.Agent{Name: "a", Model: "acme/scripted-demo", Models: []string{"acme/scripted-demo"}})
 	key, hash := gateway.NewKey()
 	log.SetAgentKey(ctx, "a", hash)
-	e.key = key
+	e.key, e.log = key, log
 	e.gw = &gateway.Gateway{Log: log, Keys: keys, OnCall: func(c gateway.Call) { e.calls <- c }}
 	e.srv = httptest.NewServer(e.gw)
 	t.Cleanup(e.srv.Close)
@@ -131,7 +132,7 @@ func TestStreamedChatPassesThroughAndIsCounted(t *testing.T) {
 	if c.Agent != "a" || c.Model != "acme/scripted-demo" || c.InputTokens == 0 || c.OutputTokens != 20 {
 		t.Errorf("counted %+v", c)
 	}
-	rows, _ := e.gw.Log.Usage(context.Background(), "a", "", "")
+	rows, _ := e.log.Usage(context.Background(), "a", "", "")
 	if len(rows) != 1 || rows[0].Requests != 1 || rows[0].OutputTokens != 20 {
 		t.Errorf("usage rows %+v", rows)
 	}
@@ -238,10 +239,10 @@ func TestChangesHoldAtOnceDespiteTheCache(t *testing.T) {
 	if resp := e.do(t, "GET", "/models", e.key, ""); resp.StatusCode != 200 {
 		t.Fatal(resp.StatusCode)
 	}
-	a, _ := e.gw.Log.Agent(ctx, "a")
+	a, _ := e.log.Agent(ctx, "a")
 	a.Models = []string{"acme/scripted-small"}
 	a.Model = "acme/scripted-small"
-	e.gw.Log.UpdateAgent(ctx, a)
+	e.log.UpdateAgent(ctx, a)
 	e.gw.Invalidate()
 	resp := e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-demo","messages":[]}`)
 	if resp.StatusCode != 401 {
@@ -249,7 +250,7 @@ func TestChangesHoldAtOnceDespiteTheCache(t *testing.T) {
 	}
 	resp.Body.Close()
 	_, hash := gateway.NewKey()
-	e.gw.Log.SetAgentKey(ctx, "a", hash)
+	e.log.SetAgentKey(ctx, "a", hash)
 	e.gw.Invalidate()
 	if resp := e.do(t, "GET", "/models", e.key, ""); resp.StatusCode != 401 {
 		t.Errorf("a replaced key: %d", resp.StatusCode)
@@ -263,9 +264,9 @@ func TestBudget(t *testing.T) {
 	ctx := context.Background()
 	soft := make(chan string, 10)
 	e.gw.OnSoftLimit = func(agent, what string) { soft <- agent + ": " + what }
-	a, _ := e.gw.Log.Agent(ctx, "a")
+	a, _ := e.log.Agent(ctx, "a")
 	a.Budget = &agent.Budget{DailyTokens: 20, SoftPercent: 50} // the scripted model answers with 20 tokens out, and more in
-	e.gw.Log.UpdateAgent(ctx, a)
+	e.log.UpdateAgent(ctx, a)
 	e.gw.Invalidate()
 	call := func() *http.Response {
 		return e.do(t, "POST", "/chat/completions", e.key, `{"model":"scripted-demo","messages":[{"role":"user","content":"hi"}]}`)
@@ -318,11 +319,11 @@ func TestFallbackTakesTheCallWhenTheUpstreamFails(t *testing.T) {
 		model.ServeHTTP(w, r)
 	}))
 	t.Cleanup(direct.Close)
-	e.gw.Log.CreateProvider(ctx, agent.Provider{ID: "direct", BaseURL: direct.URL + "/v1", Models: []agent.Model{{ID: "scripted-small"}}})
+	e.log.CreateProvider(ctx, agent.Provider{ID: "direct", BaseURL: direct.URL + "/v1", Models: []agent.Model{{ID: "scripted-small"}}})
 	e.gw.Keys.Put("direct", "sk-direct-0123456789")
-	a, _ := e.gw.Log.Agent(ctx, "a")
+	a, _ := e.log.Agent(ctx, "a")
 	a.Fallback = "direct/scripted-small"
-	e.gw.Log.UpdateAgent(ctx, a)
+	e.log.UpdateAgent(ctx, a)
 	e.gw.Invalidate()
 	switched := make(chan string, 10)
 	e.gw.OnFallback = func(agent, from, to, reason string) { switched <- from + " → " + to + ": " + reason }
@@ -370,9 +371,9 @@ func TestBudgetHoldsUnderConcurrentCalls(t *testing.T) {
 	e := newEnv(t)
 	e.model.Delay = 20 * time.Millisecond // "slow": 40 chunks, so the calls overlap
 	ctx := context.Background()
-	a, _ := e.gw.Log.Agent(ctx, "a")
+	a, _ := e.log.Agent(ctx, "a")
 	a.Budget = &agent.Budget{DailyTokens: 100}
-	e.gw.Log.UpdateAgent(ctx, a)
+	e.log.UpdateAgent(ctx, a)
 	e.gw.Invalidate()
 	const n = 8
 	codes := make(chan int, n)

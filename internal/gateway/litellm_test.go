@@ -25,14 +25,14 @@ func TestALiteLLMAgentCallsWithItsOwnKey(t *testing.T) {
 	t.Cleanup(srv.Close)
 	const vk = "sk-virtual-key-of-agent-b-000000"
 	proxy.SetKey(vk, "gpt-a", "gpt-b")
-	e.gw.Log.CreateProvider(ctx, agent.Provider{ID: "lite", Kind: agent.KindLiteLLM, BaseURL: srv.URL + "/v1"})
+	e.log.CreateProvider(ctx, agent.Provider{ID: "lite", Kind: agent.KindLiteLLM, BaseURL: srv.URL + "/v1"})
 	e.gw.Keys.Put("lite", "sk-the-proxy-master-key-0000") // never an agent's
 	e.gw.Keys.Put(agent.UpstreamKeyID("b"), vk)
-	e.gw.Log.CreateAgent(ctx, agent.Agent{Name: "b", Model: "lite/gpt-a", Models: []string{"lite/gpt-a"}})
+	e.log.CreateAgent(ctx, agent.Agent{Name: "b", Model: "lite/gpt-a", Models: []string{"lite/gpt-a"}})
 	key, hash := gateway.NewKey()
-	e.gw.Log.SetAgentKey(ctx, "b", hash)
+	e.log.SetAgentKey(ctx, "b", hash)
 
-	a, _ := e.gw.Log.Agent(ctx, "b")
+	a, _ := e.log.Agent(ctx, "b")
 	scope, err := e.gw.Scope(ctx, a)
 	if err != nil || strings.Join(scope, ",") != "lite/gpt-a,lite/gpt-b" {
 		t.Fatalf("scope = %v, %v", scope, err)
@@ -86,10 +86,10 @@ func TestUpstreamTimeouts(t *testing.T) {
 		}
 	}))
 	t.Cleanup(slow.Close)
-	e.gw.Log.CreateProvider(ctx, agent.Provider{ID: "slow", BaseURL: slow.URL + "/v1", Models: []agent.Model{{ID: "m"}}})
-	e.gw.Log.CreateAgent(ctx, agent.Agent{Name: "s", Model: "slow/m", Models: []string{"slow/m"}})
+	e.log.CreateProvider(ctx, agent.Provider{ID: "slow", BaseURL: slow.URL + "/v1", Models: []agent.Model{{ID: "m"}}})
+	e.log.CreateAgent(ctx, agent.Agent{Name: "s", Model: "slow/m", Models: []string{"slow/m"}})
 	key, hash := gateway.NewKey()
-	e.gw.Log.SetAgentKey(ctx, "s", hash)
+	e.log.SetAgentKey(ctx, "s", hash)
 	gw := &gateway.Gateway{Log: e.gw.Log, Keys: e.gw.Keys, HeaderTimeout: 300 * time.Millisecond, StallTimeout: 300 * time.Millisecond}
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/egress"
 )
 
 func (s *Server) createProvider(w http.ResponseWriter, r *http.Request) {
@@ -52,6 +54,8 @@ type agentBody struct {
 	Limits     *agent.Limits   `json:"limits"`
 	Budget     *agent.Budget   `json:"budget"`
 	Fallback   string          `json:"fallback"`
+	MayRead    []string        `json:"may_read"`
+	Egress     *egress.Policy  `json:"egress"`
 	// UpstreamKey is the agent's own key at its LiteLLM proxy (write-only).
 	UpstreamKey string `json:"upstream_key"`
 }
@@ -63,7 +67,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
 		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
-		UpstreamKey: b.UpstreamKey})
+		MayRead: b.MayRead, Egress: b.Egress, UpstreamKey: b.UpstreamKey})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -118,23 +122,16 @@ func (s *Server) deleteAgent(w http.ResponseWriter, r *http.Request) {
 // ---- messages
 
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		Text  string `json:"text"`
-		Mode  string `json:"mode"`
-		ID    string `json:"id"`
-		Model string `json:"model"`
-		Trace string `json:"trace_id"`
-	}
+	var b api.Message
 	if !s.decode(w, r, &b) {
 		return
 	}
-	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model, TraceID: b.Trace})
+	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model, TraceID: b.TraceID})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"input": in.ID, "id": in.ClientID, "seq": in.Seq,
-		"state": in.State, "duplicate": !created})
+	writeJSON(w, http.StatusAccepted, api.Accepted{Input: in.ID, ID: in.ClientID, Seq: in.Seq, State: in.State, Duplicate: !created})
 }
 
 // newConversation starts the agent on a new opencode session at its next

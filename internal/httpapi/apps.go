@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/appkit"
 )
 
@@ -60,10 +61,7 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
 // decideApp records a person's decision on a pending package:
 // {"decision":"approve"|"reject","message":…}.
 func (s *Server) decideApp(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		Decision string `json:"decision"`
-		Message  string `json:"message"`
-	}
+	var b api.DecisionRequest
 	if !s.decode(w, r, &b) {
 		return
 	}

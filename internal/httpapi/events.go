@@ -193,10 +193,7 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		Decision string `json:"decision"`
-		Message  string `json:"message"`
-	}
+	var b api.DecisionRequest
 	if !s.decode(w, r, &b) {
 		return
 	}

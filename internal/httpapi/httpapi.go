@@ -36,7 +36,7 @@ func OpenAPI() []byte { return bytes.Clone(openAPI) }
 
 // Server is the API. Set the fields, then serve Handler.
 type Server struct {
-	Log     *eventlog.Log
+	Log     eventlog.Store
 	Runner  *runner.Manager
 	Control *control.Service // required: every change and every host action goes through it
 	// MCP, when set, is served at /mcp (it authenticates by itself: the

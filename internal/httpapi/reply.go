@@ -80,12 +80,7 @@ func dictOf(kind event.Kind, data json.RawMessage, trace string) *replyDict {
 // Sent again with the same trace id (and text), it submits nothing new:
 // the reply of the first is streamed (from its start).
 func (s *Server) postReply(w http.ResponseWriter, r *http.Request) {
-	var b struct {
-		Text  string `json:"text"`
-		Trace string `json:"trace_id"`
-		Mode  string `json:"mode"`
-		Model string `json:"model"`
-	}
+	var b replyInput
 	if !s.decode(w, r, &b) {
 		return
 	}
@@ -167,4 +162,12 @@ func (s *Server) replyStream(w http.ResponseWriter, r *http.Request, name, trace
 		emit(&replyDict{Kind: string(event.Error), TraceID: trace, Error: &msg})
 		rc.Flush()
 	}
+}
+
+// replyInput is the body of POST /v1/agents/NAME/reply.
+type replyInput struct {
+	Text  string `json:"text"`
+	Trace string `json:"trace_id"`
+	Mode  string `json:"mode"`
+	Model string `json:"model"`
 }

@@ -1,0 +1,111 @@
+package eventlog
+
+import (
+	"context"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/hostid"
+)
+
+// The event log's contract, as the views its consumers take: each
+// consumer names the views it needs (or narrower interfaces of its own,
+// as runner.Store), never *Log, so that a second backend (PostgreSQL, for
+// several daemons) plugs in without touching them. *Log, over SQLite, is
+// the one implementation today; storetest.Run is the conformance suite
+// every implementation passes.
+
+// Events is the log itself: an event is durable before anyone sees it,
+// every event has a sequence number greater than all before it, and a
+// reader resumes by cursor (a cursor the log cannot follow gets a Reset
+// record first).
+type Events interface {
+	Append(ctx context.Context, evs ...event.Event) ([]event.Event, error)
+	AppendAsync(evs []event.Event, then func([]event.Event, error))
+	AddRaw(raws ...Raw)
+	Head() int64
+	Floor() int64
+	Subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (*Sub, error)
+	Subscribers() (int, <-chan struct{})
+	Scan(ctx context.Context, q Query, fn func(Record) error) error
+	RecentTurnsStart(ctx context.Context, agent string, n int) (int64, error)
+	FollowTurn(ctx context.Context, in Input, quiet time.Duration, idle func(turn string) error, each func(turn string, evs []TurnEvent) (done bool)) error
+	Prune(ctx context.Context, before, rawBefore time.Time) (int64, error)
+}
+
+// Inbox is the agents' inputs and turns, projected from the events.
+type Inbox interface {
+	AddInput(ctx context.Context, in Input) (Input, bool, error)
+	AddAndStart(ctx context.Context, in Input, start func(Input) event.Event) (_ Input, created, started bool, startErr, err error)
+	Inputs(ctx context.Context, agent, state string) ([]Input, error)
+	InputOfTrace(ctx context.Context, agent, trace string) (Input, error)
+	RunningTurns(ctx context.Context) ([]Turn, error)
+	LastError(ctx context.Context, agent string) (LastError, bool, error)
+	TurnCounts(ctx context.Context) ([]TurnCount, error)
+}
+
+// Catalog is the providers and agents as stored (their rules are the
+// catalog package's).
+type Catalog interface {
+	CreateProvider(ctx context.Context, p agent.Provider) error
+	Providers(ctx context.Context) ([]agent.Provider, error)
+	Provider(ctx context.Context, id string) (agent.Provider, error)
+	DeleteProvider(ctx context.Context, id string) error
+	CreateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error)
+	UpdateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error)
+	SetSession(ctx context.Context, name, session string) error
+	DeleteAgent(ctx context.Context, name string) error
+	Agents(ctx context.Context) ([]agent.Agent, error)
+	Agent(ctx context.Context, name string) (agent.Agent, error)
+	HostUID(ctx context.Context, name string, r hostid.Range) (int, error)
+}
+
+// Approvals is opencode's permission requests, projected from the events.
+type Approvals interface {
+	Approvals(ctx context.Context, state string) ([]Approval, error)
+	Approval(ctx context.Context, id string) (Approval, error)
+}
+
+// AuditTrail is the audit: what was done on the host, by whom.
+type AuditTrail interface {
+	Audit(ctx context.Context, e AuditEntry) error
+	AuditID(ctx context.Context, e AuditEntry) (int64, error)
+	AuditEntries(ctx context.Context, after int64, limit int) ([]AuditEntry, error)
+	AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+}
+
+// Metering is the gateway's: the agents' keys and what they used.
+type Metering interface {
+	SetAgentKey(ctx context.Context, agent, hash string) error
+	AgentKey(ctx context.Context, agent string) (string, error)
+	AgentOfKey(ctx context.Context, hash string) (string, error)
+	AddUsage(ctx context.Context, agent, model string, at time.Time, in, out int64, cost float64) error
+	Usage(ctx context.Context, agent, model, since string) ([]UsageRow, error)
+	UsageSince(ctx context.Context, agent, since string) (tokens int64, cost float64, err error)
+}
+
+// AppStore is the App Builder's gate: packages submitted and decided.
+type AppStore interface {
+	AddApp(ctx context.Context, a App) (App, bool, error)
+	DecideApp(ctx context.Context, sha, state, by, message string) (App, error)
+	App(ctx context.Context, sha string) (App, error)
+	Apps(ctx context.Context, id string) ([]App, error)
+	ApprovedApp(ctx context.Context, id string) (App, error)
+}
+
+// Store is the whole contract.
+type Store interface {
+	Events
+	Inbox
+	Catalog
+	Approvals
+	AuditTrail
+	Metering
+	AppStore
+	// QuickCheck reports what is damaged in the store, nothing when sound.
+	QuickCheck(ctx context.Context) ([]string, error)
+	Close() error
+}
+
+var _ Store = (*Log)(nil)

@@ -1,0 +1,124 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/egress"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+// Each schema of the OpenAPI document names exactly the fields of the Go
+// type the server decodes or answers with: a field added to one and not
+// the other fails here, by name.
+func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	// hidden are fields of the Go type that never cross the wire on that
+	// path, left out of its schema on purpose: what a request may not set,
+	// (the control service clears them), and a write-only key an answer never
+	// holds (cleared, omitempty).
+	types := map[string]struct {
+		v      any
+		hidden []string
+	}{
+		"Error":         {v: api.ErrorBody{}},
+		"ProviderInput": {v: agent.Provider{}, hidden: []string{"created", "demo", "has_key"}},
+		"Provider":      {v: agent.Provider{}.Public(), hidden: []string{"api_key"}},
+		"AgentInput":    {v: agentBody{}},
+		"AgentPatch":    {v: control.AgentPatch{}},
+		"Agent":         {v: control.AgentView{}, hidden: []string{"upstream_key"}},
+		"MessageInput":  {v: api.Message{}},
+		"Accepted":      {v: api.Accepted{}},
+		"Event":         {v: event.Event{}},
+		"ResetData":     {v: eventlog.ResetData{}},
+		"Approval":      {v: api.Approval{}},
+		"ApprovalReply": {v: api.DecisionRequest{}},
+		"AuditEntry":    {v: api.AuditEntry{}},
+		"ModelSync":     {v: api.ModelSync{}},
+		"ReplyInput":    {v: replyInput{}},
+		"ReplyDict":     {v: replyDict{}},
+		"App":           {v: api.App{}},
+		"EgressPolicy":  {v: egress.Policy{}},
+	}
+	for name, s := range doc.Components.Schemas {
+		ty, ok := types[name]
+		if !ok {
+			t.Errorf("schema %s: no Go type is checked against it", name)
+			continue
+		}
+		var documented []string
+		for p := range s.Properties {
+			documented = append(documented, p)
+		}
+		var fields []string
+		for _, f := range jsonFields(reflect.TypeOf(ty.v)) {
+			if !slices.Contains(ty.hidden, f) {
+				fields = append(fields, f)
+			}
+		}
+		sort.Strings(documented)
+		sort.Strings(fields)
+		for _, f := range fields {
+			if !slices.Contains(documented, f) {
+				t.Errorf("schema %s lacks field %q of %T", name, f, ty.v)
+			}
+		}
+		for _, f := range documented {
+			if !slices.Contains(fields, f) {
+				t.Errorf("schema %s documents %q, which %T does not have", name, f, ty.v)
+			}
+		}
+	}
+	for name := range types {
+		if _, ok := doc.Components.Schemas[name]; !ok {
+			t.Errorf("no schema %s in openapi.json", name)
+		}
+	}
+}
+
+// jsonFields are the names encoding/json gives t's fields (embedded
+// structs' fields included).
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			out = append(out, jsonFields(ft)...)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out = append(out, name)
+	}
+	return out
+}
