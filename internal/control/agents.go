@@ -106,7 +106,7 @@ var DenyAll = json.RawMessage(`{"*":"deny"}`)
 // unless the call names one), and it is refused while no default budget
 // is set.
 func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (AgentView, error) {
-	tier := Write
+	var tier Tier // the action's (Actions), unless raised below
 	if !a.Person() {
 		tier = Destructive
 		if len(spec.Permission) == 0 {
@@ -157,7 +157,7 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 // It is long: one step per field of the patch, each with the approval it
 // needs.
 func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p AgentPatch) (AgentView, error) {
-	tier := Write
+	var tier Tier // the action's (Actions), unless raised below
 	if p.Widens(a, name) || ((name == agent.Host || name == agent.Builder) && a.Kind == Agent) {
 		// What an agent may do, or a built-in's own persona: a person
 		// decides (another agent could otherwise rewrite the host's, or
@@ -282,7 +282,7 @@ func (s *Service) scoped(ctx context.Context, a *agent.Agent, want *string) erro
 
 // DeleteAgent deletes agent name (destructive).
 func (s *Service) DeleteAgent(ctx context.Context, a Actor, name string) error {
-	return s.Do(ctx, Call{Actor: a, Tool: "agent.delete", Tier: Destructive, Target: name, Args: map[string]string{"name": name}},
+	return s.Do(ctx, Call{Actor: a, Tool: "agent.delete", Target: name, Args: map[string]string{"name": name}},
 		func(ctx context.Context) (string, error) {
 			s.agentMu.Lock()
 			defer s.agentMu.Unlock()
@@ -301,7 +301,7 @@ func (s *Service) CreateProvider(ctx context.Context, a Actor, p agent.Provider)
 	p.Demo, p.HasKey, p.Created = false, false, time.Time{}
 	var out agent.Provider
 	args := p.Public()
-	err := s.Do(ctx, Call{Actor: a, Tool: "provider.create", Tier: Write, Target: p.ID, Args: args}, func(ctx context.Context) (string, error) {
+	err := s.Do(ctx, Call{Actor: a, Tool: "provider.create", Target: p.ID, Args: args}, func(ctx context.Context) (string, error) {
 		var err error
 		out, err = s.Catalog.CreateProvider(ctx, p)
 		return "", err
@@ -311,7 +311,7 @@ func (s *Service) CreateProvider(ctx context.Context, a Actor, p agent.Provider)
 
 // DeleteProvider removes provider id and its key.
 func (s *Service) DeleteProvider(ctx context.Context, a Actor, id string) error {
-	return s.Do(ctx, Call{Actor: a, Tool: "provider.delete", Tier: Destructive, Target: id, Args: map[string]string{"id": id}},
+	return s.Do(ctx, Call{Actor: a, Tool: "provider.delete", Target: id, Args: map[string]string{"id": id}},
 		func(ctx context.Context) (string, error) { return "", s.Catalog.DeleteProvider(ctx, id) })
 }
 
@@ -356,7 +356,7 @@ func (s *Service) Submit(ctx context.Context, a Actor, name string, m Message) (
 
 // Abort stops agent name's running turn.
 func (s *Service) Abort(ctx context.Context, a Actor, name string) (turn string, err error) {
-	err = s.Do(ctx, Call{Actor: a, Tool: "agent.abort", Tier: Write, Target: name, Args: map[string]string{"name": name}},
+	err = s.Do(ctx, Call{Actor: a, Tool: "agent.abort", Target: name, Args: map[string]string{"name": name}},
 		func(ctx context.Context) (string, error) {
 			turn, err = s.Runner.Abort(ctx, name)
 			return "", err
@@ -396,7 +396,7 @@ func (s *Service) mayRead(ctx context.Context, a Actor, tool, name string) error
 	if reader, err := s.Log.Agent(ctx, a.Name); err == nil && reader.MayReadOf(name) {
 		return nil
 	}
-	return s.Refuse(ctx, Call{Actor: a, Tool: tool, Tier: Read, Target: name, Args: map[string]string{"agent": name}},
+	return s.Refuse(ctx, Call{Actor: a, Tool: tool, Target: name, Args: map[string]string{"agent": name}},
 		fmt.Errorf("%w: %s may read its own events and log, not %s's (a person can grant it: may_read)", ErrForbidden, a.Name, name))
 }
 
@@ -413,7 +413,7 @@ func (s *Service) Audit(ctx context.Context, q eventlog.AuditQuery) ([]eventlog.
 // session and the project directory. Only a person gets it, and the audit
 // records who.
 func (s *Service) Attach(ctx context.Context, a Actor, name string) (runner.Attached, error) {
-	c := Call{Actor: a, Tool: "agent.attach", Tier: Write, Target: name, Args: map[string]string{"agent": name}}
+	c := Call{Actor: a, Tool: "agent.attach", Target: name, Args: map[string]string{"agent": name}}
 	if !a.Person() {
 		return runner.Attached{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person attaches to an agent's opencode", ErrForbidden))
 	}
@@ -431,7 +431,7 @@ func (s *Service) Attach(ctx context.Context, a Actor, name string) (runner.Atta
 // new one at its next turn. The audit never holds the key.
 func (s *Service) RotateKey(ctx context.Context, a Actor, name string) (string, error) {
 	var key string
-	err := s.Do(ctx, Call{Actor: a, Tool: "agent.key", Tier: Write, Target: name, Args: map[string]string{"agent": name}},
+	err := s.Do(ctx, Call{Actor: a, Tool: "agent.key", Target: name, Args: map[string]string{"agent": name}},
 		func(ctx context.Context) (string, error) {
 			if _, err := s.Log.Agent(ctx, name); err != nil {
 				return "", err
@@ -463,7 +463,7 @@ func (s *Service) Usage(ctx context.Context, agentName, model, since string) ([]
 // NewConversation starts agent name on a new conversation at its next turn
 // (a new opencode session); the earlier ones stay readable.
 func (s *Service) NewConversation(ctx context.Context, a Actor, name string) (previous string, err error) {
-	err = s.Do(ctx, Call{Actor: a, Tool: "agent.conversation.new", Tier: Write, Target: name, Args: map[string]string{"name": name}},
+	err = s.Do(ctx, Call{Actor: a, Tool: "agent.conversation.new", Target: name, Args: map[string]string{"name": name}},
 		func(ctx context.Context) (string, error) {
 			previous, err = s.Catalog.NewConversation(ctx, name)
 			return "", err

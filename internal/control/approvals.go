@@ -130,7 +130,7 @@ func (s *Service) Approvals(ctx context.Context, state string) ([]eventlog.Appro
 // or another's. taosagent's own approvals take "once" or "reject" only.
 func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message string) (eventlog.Approval, error) {
 	s.init()
-	c := Call{Actor: a, Tool: "approval." + decision, Tier: Write, Target: id, Args: map[string]string{"decision": decision}}
+	c := Call{Actor: a, Tool: "approval." + decision, Target: id, Args: map[string]string{"decision": decision}}
 	if !a.Person() {
 		return eventlog.Approval{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person answers approvals, through the operator's API or the CLI; %s cannot", ErrForbidden, a))
 	}

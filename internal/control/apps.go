@@ -38,7 +38,7 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 	lim := appkit.DefaultLimits()
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
-	c := Call{Actor: a, Tool: "app.submit", Tier: Write, Target: sha, Args: map[string]any{"sha256": sha, "bytes": len(data)}}
+	c := Call{Actor: a, Tool: "app.submit", Target: sha, Args: map[string]any{"sha256": sha, "bytes": len(data)}}
 	if int64(len(data)) > lim.MaxArchive {
 		return eventlog.App{}, false, s.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", ErrTooLarge, lim.MaxArchive))
 	}
@@ -86,7 +86,7 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 // "approve" makes it shareable, "reject" never. Only a person decides,
 // and only on a package that passed the gate's checks.
 func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message string) (eventlog.App, error) {
-	c := Call{Actor: a, Tool: "app." + decision, Tier: Write, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
+	c := Call{Actor: a, Tool: "app." + decision, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
 	if err := api.CheckAppDecision(decision, message); err != nil {
 		return eventlog.App{}, s.Refuse(ctx, c, invalidf("%v", err))
 	}
@@ -141,7 +141,7 @@ type preview struct {
 // PreviewTTL. Only a package that passed the gate's checks is previewed.
 func (s *Service) PreviewApp(ctx context.Context, a Actor, sha string) (string, time.Time, error) {
 	s.init()
-	c := Call{Actor: a, Tool: "app.preview", Tier: Write, Target: sha, Args: map[string]string{"sha256": sha}}
+	c := Call{Actor: a, Tool: "app.preview", Target: sha, Args: map[string]string{"sha256": sha}}
 	if !a.Person() {
 		return "", time.Time{}, s.Refuse(ctx, c, fmt.Errorf("%w: a preview is for a person to look at", ErrForbidden))
 	}

@@ -92,11 +92,15 @@ const (
 	Destructive Tier = "destructive" // audited; a person approves each call made through MCP
 )
 
-// ToolTiers is the tier of each of taosagent's MCP tools: the one table of
-// them (mcpserver annotates each tool from it). A call a tool makes may
-// still be more than its tier (an agent_update that widens an agent is
-// destructive: AgentPatch.Widens); never less.
-var ToolTiers = map[string]Tier{
+// Actions is the tier of every action the control service runs: the one
+// table of them. Its names are those the audit shows: an MCP tool's name
+// for the host tools and the App Builder's (mcpserver annotates each tool
+// from this table), a dotted name for the API's operations. A call is
+// never less than its action's tier; the rule that makes one call more
+// raises it (Call.Tier: an agent_update that widens an agent, an agent
+// created by an agent), in one place each.
+var Actions = map[string]Tier{
+	// The MCP tools.
 	"status":            Read,
 	"logs":              Read,
 	"config_show":       Read,
@@ -106,7 +110,7 @@ var ToolTiers = map[string]Tier{
 	"diagnose":          Read,
 	"snapshots_list":    Read,
 	"config_snapshot":   Write,
-	"agent_create":      Destructive,
+	"agent_create":      Destructive, // agent.create, as asked for through MCP
 	"agent_update":      Write,
 	"agent_restart":     Write,
 	"service_restart":   Destructive,
@@ -120,12 +124,63 @@ var ToolTiers = map[string]Tier{
 	"app_validate":      Read,
 	"app_run":           Write,
 	"app_submit":        Write,
+	// The API's operations (and those the MCP tools above call).
+	"provider.create":        Write,
+	"provider.delete":        Destructive,
+	"agent.create":           Write,
+	"agent.update":           Write,
+	"agent.delete":           Destructive,
+	"agent.abort":            Write,
+	"agent.attach":           Write,
+	"agent.key":              Write,
+	"agent.conversation.new": Write,
+	"agent.models.sync":      Write,
+	"agent.model.switch":     Write,
+	"approval.once":          Write,
+	"approval.always":        Write,
+	"approval.reject":        Write,
+	"app.submit":             Write,
+	"app.approve":            Write,
+	"app.reject":             Write,
+	"app.preview":            Write,
+	"app.run":                Write,
+	"app.new":                Write,
+	"app.build":              Write,
+	"opencode.reload":        Write,
+	// What the daemon records of the gateway.
+	"gateway.fallback": Write,
+	"budget.soft":      Write,
 }
 
-// ToolTier is the tier of MCP tool name; false if it has none.
-func ToolTier(name string) (Tier, bool) {
-	t, ok := ToolTiers[name]
+// ActionTier is the tier of action name; false if it has none.
+func ActionTier(name string) (Tier, bool) {
+	t, ok := Actions[name]
 	return t, ok
+}
+
+// rank orders the tiers.
+func (t Tier) rank() int {
+	switch t {
+	case Read:
+		return 0
+	case Write:
+		return 1
+	}
+	return 2
+}
+
+// tier is c's tier: its action's, or more when c is raised; an action
+// without a tier is refused (a call no table names is a mistake, and is
+// never run).
+func (c Call) tier() (Tier, error) {
+	t, ok := Actions[c.Tool]
+	if !ok {
+		return Destructive, fmt.Errorf("%w: %q is no action of taosagent's", ErrForbidden, c.Tool)
+	}
+	if c.Tier.rank() > t.rank() {
+		t = c.Tier
+	}
+	return t, nil
 }
 
 // Errors of the service beyond the store's and the runner's.
@@ -221,8 +276,8 @@ func (s *Service) init() {
 // Call is one action, as the audit and an approval see it.
 type Call struct {
 	Actor  Actor
-	Tool   string // the action: an MCP tool's name or an API operation ("agent.update")
-	Tier   Tier
+	Tool   string // the action (Actions): an MCP tool's name or an API operation ("agent.update")
+	Tier   Tier   // "": the action's tier (Actions); more raises this call, less is ignored
 	Target string
 	Args   any // canonicalized and digested; shown (redacted) to the approver
 }
@@ -250,9 +305,16 @@ func Digest(args any) (string, []byte) {
 // audited with the snapshot run took, if any. Refusals are audited too.
 func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) (snapshot string, err error)) error {
 	s.init()
+	tier, terr := c.tier()
+	c.Tier = tier
 	digest, canon := Digest(c.Args)
 	e := eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
 		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest}
+	if terr != nil {
+		e.Outcome, e.Detail = "refused", bound(terr.Error(), 1024)
+		s.audit(ctx, e)
+		return terr
+	}
 	if c.Tier == Destructive && !c.Actor.Person() {
 		if len(canon) > MaxApprovalArgs {
 			err := invalidf("arguments: %d bytes; a call a person must approve may have at most %d (64 KiB), so that it can be shown whole", len(canon), MaxApprovalArgs)
@@ -291,6 +353,7 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 // actor) and returns err.
 func (s *Service) Refuse(ctx context.Context, c Call, err error) error {
 	s.init()
+	c.Tier, _ = c.tier()
 	digest, _ := Digest(c.Args)
 	s.audit(ctx, eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
 		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest, Outcome: "refused", Detail: bound(s.redact(err.Error()), 1024)})

@@ -439,3 +439,27 @@ func TestWideningAgentsThroughMCPWaitsForAPerson(t *testing.T) {
 		t.Errorf("rejected, but made may use %v", a.Models)
 	}
 }
+
+// An action no table gives a tier is never run, whoever asks; the refusal
+// is audited. A call raised above its action's tier takes the raise.
+func TestAnActionWithoutATierIsNeverRun(t *testing.T) {
+	f := newFixture(t)
+	ran := false
+	err := f.svc.Do(t.Context(), control.Call{Actor: operator, Tool: "agent.teleport", Target: "x"},
+		func(context.Context) (string, error) { ran = true; return "", nil })
+	if !errors.Is(err, control.ErrForbidden) || ran {
+		t.Fatalf("an action without a tier: %v (ran %v)", err, ran)
+	}
+	es, _ := f.log.AuditSearch(t.Context(), eventlog.AuditQuery{Action: "agent.teleport"})
+	if len(es) != 1 || es[0].Outcome != "refused" || es[0].Tier != "destructive" {
+		t.Fatalf("audit: %+v", es)
+	}
+	if err := f.svc.Do(t.Context(), control.Call{Actor: operator, Tool: "agent.abort", Tier: control.Destructive, Target: "y"},
+		func(context.Context) (string, error) { return "", nil }); err != nil {
+		t.Fatal(err)
+	}
+	es, _ = f.log.AuditSearch(t.Context(), eventlog.AuditQuery{Action: "agent.abort"})
+	if len(es) == 0 || es[len(es)-1].Tier != "destructive" {
+		t.Fatalf("a raised call: %+v", es)
+	}
+}

@@ -340,7 +340,7 @@ func (s *Service) ConfigShow(ctx context.Context, path string) (ConfigFile, erro
 
 // ConfigSnapshot saves a copy of a declared config file (write tier).
 func (s *Service) ConfigSnapshot(ctx context.Context, a Actor, path string) (snapshot.Snapshot, error) {
-	c := Call{Actor: a, Tool: "config_snapshot", Tier: ToolTiers["config_snapshot"], Target: path, Args: map[string]string{"path": path}}
+	c := Call{Actor: a, Tool: "config_snapshot", Target: path, Args: map[string]string{"path": path}}
 	if _, _, err := s.declared(path); err != nil {
 		return snapshot.Snapshot{}, s.Refuse(ctx, c, err)
 	}
@@ -363,7 +363,7 @@ func (s *Service) SnapshotList(ctx context.Context, path string) ([]snapshot.Sna
 // refused before anyone is asked), and the file is snapshotted before it
 // is written.
 func (s *Service) ConfigWrite(ctx context.Context, a Actor, path, content string) (snapshot.Snapshot, error) {
-	c := Call{Actor: a, Tool: "config_write", Tier: ToolTiers["config_write"], Target: path, Args: map[string]string{"path": path, "content": content}}
+	c := Call{Actor: a, Tool: "config_write", Target: path, Args: map[string]string{"path": path, "content": content}}
 	_, f, err := s.declared(path)
 	if err == nil && len(content) > MaxConfig {
 		err = fmt.Errorf("%w: content: longer than %d bytes", ErrTooLarge, MaxConfig)
@@ -388,7 +388,7 @@ func (s *Service) ConfigWrite(ctx context.Context, a Actor, path, content string
 // ConfigRestore restores a snapshot of a declared config file
 // (destructive); the file as it is now is snapshotted first.
 func (s *Service) ConfigRestore(ctx context.Context, a Actor, id string) (before snapshot.Snapshot, err error) {
-	c := Call{Actor: a, Tool: "config_restore", Tier: ToolTiers["config_restore"], Target: id, Args: map[string]string{"snapshot": id}}
+	c := Call{Actor: a, Tool: "config_restore", Target: id, Args: map[string]string{"snapshot": id}}
 	sn, err := s.Snapshots.Get(id)
 	if err == nil {
 		_, _, err = s.declared(sn.Path)
@@ -407,7 +407,7 @@ func (s *Service) ConfigRestore(ctx context.Context, a Actor, id string) (before
 
 // ServiceRestart restarts a managed service (destructive).
 func (s *Service) ServiceRestart(ctx context.Context, a Actor, name string) (hostctl.UnitStatus, error) {
-	c := Call{Actor: a, Tool: "service_restart", Tier: ToolTiers["service_restart"], Target: name, Args: map[string]string{"service": name}}
+	c := Call{Actor: a, Tool: "service_restart", Target: name, Args: map[string]string{"service": name}}
 	host, err := s.Host()
 	if err != nil {
 		return hostctl.UnitStatus{}, s.Refuse(ctx, c, err)
@@ -430,7 +430,7 @@ func (s *Service) ServiceRestart(ctx context.Context, a Actor, name string) (hos
 // afresh at the agent's next turn. The host's own instance is stopped only
 // with a person's approval (InstanceKill).
 func (s *Service) AgentRestart(ctx context.Context, a Actor, name string) (bool, error) {
-	c := Call{Actor: a, Tool: "agent_restart", Tier: ToolTiers["agent_restart"], Target: name, Args: map[string]string{"agent": name}}
+	c := Call{Actor: a, Tool: "agent_restart", Target: name, Args: map[string]string{"agent": name}}
 	if name == agent.Host {
 		return false, s.Refuse(ctx, c, invalidf("agent: the host agent's own instance is stopped only with a person's approval (instance_kill)"))
 	}
@@ -448,7 +448,7 @@ func (s *Service) AgentRestart(ctx context.Context, a Actor, name string) (bool,
 // InstanceKill stops any agent's opencode at once (destructive): a turn it
 // runs ends interrupted.
 func (s *Service) InstanceKill(ctx context.Context, a Actor, name string) (bool, error) {
-	c := Call{Actor: a, Tool: "instance_kill", Tier: ToolTiers["instance_kill"], Target: name, Args: map[string]string{"agent": name}}
+	c := Call{Actor: a, Tool: "instance_kill", Target: name, Args: map[string]string{"agent": name}}
 	if _, err := s.Log.Agent(ctx, name); err != nil {
 		return false, s.Refuse(ctx, c, err)
 	}
@@ -482,7 +482,7 @@ func (s *Service) Diagnose(ctx context.Context, checks []string) ([]doctor.Findi
 // records (after `taosagent setup --opencode VERSION` or --rollback): each
 // agent moves to it between two of its turns. Only a person does it.
 func (s *Service) ReloadOpencode(ctx context.Context, a Actor) (string, error) {
-	c := Call{Actor: a, Tool: "opencode.reload", Tier: Write, Target: "opencode", Args: map[string]string{}}
+	c := Call{Actor: a, Tool: "opencode.reload", Target: "opencode", Args: map[string]string{}}
 	if !a.Person() {
 		return "", s.Refuse(ctx, c, fmt.Errorf("%w: only a person switches opencode releases", ErrForbidden))
 	}

@@ -41,7 +41,7 @@ func (s *Service) SyncModels(ctx context.Context, a Actor, name string) (ModelSy
 	if err != nil {
 		return ModelSync{}, err
 	}
-	c := Call{Actor: a, Tool: "agent.models.sync", Tier: Write, Target: name, Args: map[string]string{"agent": name}}
+	c := Call{Actor: a, Tool: "agent.models.sync", Target: name, Args: map[string]string{"agent": name}}
 	if !lite {
 		err := invalidf("agent: %s's provider is not a LiteLLM proxy; its models are set by hand", name)
 		if a.Kind == Daemon {
@@ -109,7 +109,7 @@ func diff(a, b []string) []string {
 // permitted set becomes the agent's model; one outside it is refused and
 // audited (the gateway refuses its calls in any case).
 func (s *Service) ModelSwitched(ctx context.Context, name, from, to string) error {
-	c := Call{Actor: Actor{Kind: Daemon, Channel: "opencode"}, Tool: "agent.model.switch", Tier: Write, Target: name,
+	c := Call{Actor: Actor{Kind: Daemon, Channel: "opencode"}, Tool: "agent.model.switch", Target: name,
 		Args: map[string]string{"agent": name, "from": from, "to": to}}
 	cur, err := s.Log.Agent(ctx, name)
 	if err != nil {

@@ -101,7 +101,7 @@ func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*ap
 // sandbox: no network, the default limits (time, CPU, memory, processes,
 // files, a bounded workspace and /tmp), its output captured.
 func (s *Service) RunInWorkspace(ctx context.Context, a Actor, dir string, command []string) (*sandbox.Result, error) {
-	c := Call{Actor: a, Tool: "app.run", Tier: Write, Target: dir, Args: map[string]any{"dir": dir, "command": command}}
+	c := Call{Actor: a, Tool: "app.run", Target: dir, Args: map[string]any{"dir": dir, "command": command}}
 	if len(command) == 0 || len(command) > 256 {
 		return nil, s.Refuse(ctx, c, invalidf("command: want a program and at most 255 arguments"))
 	}

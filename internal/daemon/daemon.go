@@ -193,7 +193,6 @@ func Run(ctx context.Context, cfg Config) error {
 		}})
 	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
 		ConnectTimeout: cfg.LLMConnectTimeout, HeaderTimeout: cfg.LLMHeaderTimeout, StallTimeout: cfg.LLMStallTimeout}
-	gatewayHooks(gw, mgr, log, logger)
 	keyring.Issued = gw.Invalidate
 	if n := scrubAgentConfigs(h, keys); n > 0 {
 		logger.Info("removed agent configs written before the gateway; each is written afresh at its agent's next start", "configs", n)
@@ -204,6 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctl = &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		HostFile: h.HostFile(), Systemd: sysd, Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope, BuildIDs: buildIDs}
+	ctl.WatchGateway(gw)
 	if cfg.DefaultDailyTokens > 0 {
 		ctl.DefaultBudget = &agent.Budget{DailyTokens: cfg.DefaultDailyTokens}
 	}
@@ -457,32 +457,6 @@ func demoModel(servers *group) (url string, stop func(), err error) {
 	model := &http.Server{Handler: &scriptedmodel.Server{}, ReadHeaderTimeout: 10 * time.Second}
 	servers.Go(func() { model.Serve(ln) })
 	return "http://" + ln.Addr().String() + "/v1", func() { model.Close() }, nil
-}
-
-// gatewayHooks has the gateway's calls told in the agents' logs: a usage
-// event per call, a model.switched event and an audit entry when a
-// fallback answered, a usage warning and an audit entry past a budget's
-// soft share.
-func gatewayHooks(gw *gateway.Gateway, mgr *runner.Manager, log *eventlog.Log, logger *slog.Logger) {
-	gw.OnCall = func(c gateway.Call) {
-		e := mgr.TurnEvent(context.Background(), c.Agent, event.Usage, event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
-			Cost: c.Cost, Model: c.Model, Source: "gateway"})
-		log.AppendAsync([]event.Event{e}, nil)
-	}
-	gw.OnFallback = func(name, from, to, reason string) {
-		e := mgr.TurnEvent(context.Background(), name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
-		log.AppendAsync([]event.Event{e}, nil)
-		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "gateway.fallback", Tier: "write", Target: name,
-			Phase: "outcome", Outcome: "ok", Detail: from + " → " + to + ": " + reason})
-		logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", reason)
-	}
-	gw.OnSoftLimit = func(name, what string) {
-		e := mgr.TurnEvent(context.Background(), name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
-		log.AppendAsync([]event.Event{e}, nil)
-		log.Audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: "budget.soft", Tier: "write", Target: name,
-			Phase: "outcome", Outcome: "ok", Detail: what})
-		logger.Warn("an agent passed the soft share of its budget", "agent", name, "budget", what)
-	}
 }
 
 // egressProxy is the doors' egress proxy: an agent's policy is its own

@@ -20,9 +20,7 @@ import (
 // from there into its opencode config: it is the agent's own identity, in
 // its reach by design, and worth nothing beyond its permitted models.
 type Keyring struct {
-	Log interface {
-		eventlog.Metering
-	}
+	Log  eventlog.Metering
 	Home home.Home
 	// Issued, when set, is told after each new key (the gateway forgets
 	// the old one: Gateway.Invalidate).

@@ -25,9 +25,9 @@ func ptr[T any](v T) *T { return &v }
 // add registers a tool of tier, with annotations that match it, on the
 // servers of sets.
 func add[In, Out any](s *Server, sets toolSet, name string, desc string, h func(ctx context.Context, a control.Actor, in In) (Out, error)) {
-	tier, ok := control.ToolTier(name)
+	tier, ok := control.ActionTier(name)
 	if !ok {
-		panic("mcpserver: tool " + name + " has no tier in control.ToolTiers")
+		panic("mcpserver: tool " + name + " has no tier in control.Actions")
 	}
 	s.tiers[name] = tier
 	ann := &mcp.ToolAnnotations{Title: strings.ReplaceAll(name, "_", " "), ReadOnlyHint: tier == control.Read,
@@ -171,7 +171,7 @@ func sinceOf(v string) (time.Time, error) {
 }
 
 // addTools adds every tool, grouped by tier; add takes each tool's tier
-// from control.ToolTiers.
+// from control.Actions.
 func (s *Server) addTools() {
 	s.addReadTools()
 	s.addWriteTools()

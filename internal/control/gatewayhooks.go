@@ -1,0 +1,42 @@
+package control
+
+import (
+	"context"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/gateway"
+)
+
+// WatchGateway has gw's calls told in the agents' logs: a usage event per
+// call, a model.switched event and an audit entry when a fallback
+// answered, a usage warning and an audit entry past a budget's soft
+// share. The audit entries are bounded and redacted like every other.
+func (s *Service) WatchGateway(gw *gateway.Gateway) {
+	s.init()
+	record := func(name string, kind event.Kind, data any) {
+		e := s.Runner.TurnEvent(context.Background(), name, kind, data)
+		s.Log.AppendAsync([]event.Event{e}, nil)
+	}
+	gw.OnCall = func(c gateway.Call) {
+		record(c.Agent, event.Usage, event.UsageData{Input: int(c.InputTokens), Output: int(c.OutputTokens),
+			Cost: c.Cost, Model: c.Model, Source: "gateway"})
+	}
+	gw.OnFallback = func(name, from, to, reason string) {
+		record(name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
+		s.gatewayAudit("gateway.fallback", name, from+" → "+to+": "+reason)
+		s.Logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", s.redact(reason))
+	}
+	gw.OnSoftLimit = func(name, what string) {
+		record(name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
+		s.gatewayAudit("budget.soft", name, what)
+		s.Logger.Warn("an agent passed the soft share of its budget", "agent", name, "budget", what)
+	}
+}
+
+// gatewayAudit records what the gateway did for agent name.
+func (s *Service) gatewayAudit(action, name, detail string) {
+	tier, _ := ActionTier(action)
+	s.audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: action, Tier: string(tier), Target: bound(name, 512),
+		Phase: "outcome", Outcome: "ok", Detail: bound(s.redact(detail), 1024)})
+}
