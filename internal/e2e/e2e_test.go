@@ -197,7 +197,8 @@ func TestKill9MidTurn(t *testing.T) {
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	d.agent(ctx, "asker", `{"bash":"ask"}`)
-	slow := d.send(ctx, "host", "slow please", "")
+	// Still streaming at the kill, however long the asker takes to ask.
+	slow := d.send(ctx, "host", "endless please", "")
 	queued := d.send(ctx, "host", "hello after the crash", "queue")
 	ask := d.send(ctx, "asker", "use a tool", "")
 

@@ -13,6 +13,8 @@
 //	"fail401" / "fail429" / "fail500"      → that HTTP error, OpenAI-style
 //	"slow tool"                            → bash `sleep 30; echo done`
 //	"slow"                                 → 40 text chunks, Delay apart
+//	"endless"                              → text chunks, Delay apart, until
+//	                                         the client goes (at most 10 min)
 //	"write a file"                         → write tool: out.txt in the workdir
 //	"use the read tool"                    → read tool: hello.txt in the workdir
 //	"two tools"                            → bash `echo one`, then `echo two`
@@ -316,6 +318,14 @@ func (s *Server) plan(req chatRequest) plan {
 		return plan{name: "fail500", status: 500, text: "The server had an error (scripted)"}
 	case strings.Contains(u, "slow tool"):
 		return tool("slow-tool", "bash", map[string]any{"command": "sleep 30; echo done", "description": "sleep a while"})
+	case strings.Contains(u, "endless"):
+		// A turn that is still streaming whenever a test acts on it (a
+		// kill, say), however slowly the machine runs.
+		var c []string
+		for i := 0; i < 2400; i++ {
+			c = append(c, fmt.Sprintf("word%d ", i))
+		}
+		return plan{name: "endless", chunks: c, slow: true}
 	case strings.Contains(u, "slow"):
 		var c []string
 		for i := 0; i < 40; i++ {
