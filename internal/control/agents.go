@@ -174,10 +174,10 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		_, lite, _ := s.litellm(ctx, name)
 		if lite && p.Models != nil {
-			return "", invalidf("models: %s's models are what its key may access at its LiteLLM proxy; change the key's scope there, then sync (POST /v1/agents/%s/models/sync)", name, name)
+			return "", Invalidf("models: %s's models are what its key may access at its LiteLLM proxy; change the key's scope there, then sync (POST /v1/agents/%s/models/sync)", name, name)
 		}
 		if lite && p.Model != nil && p.UpstreamKey == nil && !slices.Contains(cur.Models, *p.Model) {
-			return "", invalidf("model: %s's key may not access %s at its proxy; it may access %v", name, *p.Model, cur.Models)
+			return "", Invalidf("model: %s's key may not access %s at its proxy; it may access %v", name, *p.Model, cur.Models)
 		}
 		if p.Model != nil {
 			cur.Model = *p.Model
@@ -244,7 +244,7 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 // putUpstreamKey stores (or, "", removes) agent name's key at its proxy.
 func (s *Service) putUpstreamKey(name, key string) error {
 	if len(key) > 4096 || strings.ContainsAny(key, "\r\n") {
-		return invalidf("upstream_key: is not a valid key")
+		return Invalidf("upstream_key: is not a valid key")
 	}
 	if err := s.Keys.Put(agent.UpstreamKeyID(name), key); err != nil {
 		return errors.New("the agent's key could not be stored")
@@ -268,11 +268,11 @@ func (s *Service) scoped(ctx context.Context, a *agent.Agent, want *string) erro
 		return nil
 	}
 	if len(scope) == 0 {
-		return invalidf("upstream_key: the key may access no model at %s", p.ID)
+		return Invalidf("upstream_key: the key may access no model at %s", p.ID)
 	}
 	if !slices.Contains(scope, a.Model) {
 		if want != nil || a.Created.IsZero() {
-			return invalidf("model: the agent's key may not access %s at %s; it may access %v", a.Model, p.ID, scope)
+			return Invalidf("model: the agent's key may not access %s at %s; it may access %v", a.Model, p.ID, scope)
 		}
 		a.Model = scope[0]
 	}
@@ -340,13 +340,13 @@ type Message struct {
 func (s *Service) Submit(ctx context.Context, a Actor, name string, m Message) (eventlog.Input, bool, error) {
 	switch {
 	case strings.TrimSpace(m.Text) == "":
-		return eventlog.Input{}, false, invalidf("text: is required")
+		return eventlog.Input{}, false, Invalidf("text: is required")
 	case len(m.Text) > MaxText:
 		return eventlog.Input{}, false, fmt.Errorf("%w: text: longer than %d bytes", ErrTooLarge, MaxText)
 	case len(m.ClientID) > 128:
-		return eventlog.Input{}, false, invalidf("id: longer than 128 characters")
+		return eventlog.Input{}, false, Invalidf("id: longer than 128 characters")
 	case len(m.TraceID) > 128 || strings.IndexFunc(m.TraceID, func(r rune) bool { return r < 0x21 || r > 0x7e }) >= 0:
-		return eventlog.Input{}, false, invalidf("trace_id: at most 128 printable ASCII characters, no spaces")
+		return eventlog.Input{}, false, Invalidf("trace_id: at most 128 printable ASCII characters, no spaces")
 	}
 	if m.ClientID == "" && m.TraceID != "" {
 		m.ClientID = "trace:" + m.TraceID
@@ -371,7 +371,7 @@ func (s *Service) Abort(ctx context.Context, a Actor, name string) (turn string,
 // (agent.Agent.MayReadOf: its own; host every agent's; others as a person
 // granted).
 func (s *Service) Events(ctx context.Context, a Actor, name string, after int64, kinds []event.Kind, limit int) ([]json.RawMessage, int64, error) {
-	if err := s.mayRead(ctx, a, "agent_events", name); err != nil {
+	if err := s.MayRead(ctx, a, "agent_events", name); err != nil {
 		return nil, 0, err
 	}
 	out := []json.RawMessage{}
@@ -384,9 +384,9 @@ func (s *Service) Events(ctx context.Context, a Actor, name string, after int64,
 	return out, last, err
 }
 
-// mayRead refuses (audited) when actor a, an agent, may not read agent
+// MayRead refuses (audited) when actor a, an agent, may not read agent
 // name's events or log; name must exist.
-func (s *Service) mayRead(ctx context.Context, a Actor, tool, name string) error {
+func (s *Service) MayRead(ctx context.Context, a Actor, tool, name string) error {
 	if _, err := s.Log.Agent(ctx, name); err != nil {
 		return err
 	}
@@ -403,7 +403,7 @@ func (s *Service) mayRead(ctx context.Context, a Actor, tool, name string) error
 // Audit lists audit entries that q selects.
 func (s *Service) Audit(ctx context.Context, q eventlog.AuditQuery) ([]eventlog.AuditEntry, error) {
 	if q.Limit < 0 || q.Limit > 10000 {
-		return nil, invalidf("limit: must be 1 to 10000")
+		return nil, Invalidf("limit: must be 1 to 10000")
 	}
 	return s.Log.AuditSearch(ctx, q)
 }
@@ -454,7 +454,7 @@ func (s *Service) RotateKey(ctx context.Context, a Actor, name string) (string, 
 func (s *Service) Usage(ctx context.Context, agentName, model, since string) ([]eventlog.UsageRow, error) {
 	if since != "" {
 		if _, err := time.Parse(time.DateOnly, since); err != nil {
-			return nil, invalidf("since: want a day, YYYY-MM-DD")
+			return nil, Invalidf("since: want a day, YYYY-MM-DD")
 		}
 	}
 	return s.Log.Usage(ctx, agentName, model, since)

@@ -36,7 +36,7 @@ func (s *Service) ask(ctx context.Context, c Call, digest string, canon []byte) 
 	w := &wait{done: make(chan verdict, 1)}
 	display, args := render.Call(c.Tool, canon, append(s.Keys.All(), s.Secrets...))
 	d := event.PermissionAskedData{Approval: id, Tool: c.Tool, Source: "taosagent", Tier: string(c.Tier), Digest: digest,
-		Patterns: []string{render.Visible(s.redact(c.Target))}, Args: args, Display: display}
+		Patterns: []string{render.Visible(s.Redact(c.Target))}, Args: args, Display: display}
 	if c.Actor.Kind == Agent {
 		w.agent = c.Actor.Name
 		w.session, w.turn = s.Runner.CurrentTurn(ctx, c.Actor.Name)
@@ -120,7 +120,7 @@ func (s *Service) resolve(id, decision, by, message string) bool {
 // asks and taosagent's own, each with its source.
 func (s *Service) Approvals(ctx context.Context, state string) ([]eventlog.Approval, error) {
 	if err := api.CheckApprovalState(state); err != nil {
-		return nil, invalidf("%v", err)
+		return nil, Invalidf("%v", err)
 	}
 	return s.Log.Approvals(ctx, state)
 }
@@ -135,7 +135,7 @@ func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message str
 		return eventlog.Approval{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person answers approvals, through the operator's API or the CLI; %s cannot", ErrForbidden, a))
 	}
 	if err := api.CheckDecision(decision, message); err != nil {
-		return eventlog.Approval{}, invalidf("%v", err)
+		return eventlog.Approval{}, Invalidf("%v", err)
 	}
 	var out eventlog.Approval
 	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
@@ -148,7 +148,7 @@ func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message str
 			return "", err
 		}
 		if api.Decision(decision) == api.Always {
-			return "", invalidf(`decision: taosagent's destructive actions are approved one call at a time; "always" is not offered`)
+			return "", Invalidf(`decision: taosagent's destructive actions are approved one call at a time; "always" is not offered`)
 		}
 		if ap.State != api.ApprovalPending || !s.resolve(id, decision, a.String(), message) {
 			if ap, err = s.Log.Approval(ctx, id); err == nil && ap.State == api.ApprovalPending {

@@ -43,7 +43,7 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 		return eventlog.App{}, false, s.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", ErrTooLarge, lim.MaxArchive))
 	}
 	if len(data) == 0 {
-		return eventlog.App{}, false, s.Refuse(ctx, c, invalidf("package: is empty"))
+		return eventlog.App{}, false, s.Refuse(ctx, c, Invalidf("package: is empty"))
 	}
 	if cur, err := s.Log.App(ctx, sha); err == nil {
 		return cur, false, nil
@@ -88,7 +88,7 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message string) (eventlog.App, error) {
 	c := Call{Actor: a, Tool: "app." + decision, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
 	if err := api.CheckAppDecision(decision, message); err != nil {
-		return eventlog.App{}, s.Refuse(ctx, c, invalidf("%v", err))
+		return eventlog.App{}, s.Refuse(ctx, c, Invalidf("%v", err))
 	}
 	if !a.Person() {
 		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person decides whether an app may be shared", ErrForbidden))
@@ -105,7 +105,7 @@ func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message
 	var out eventlog.App
 	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		var err error
-		out, err = s.Log.DecideApp(ctx, sha, state, a.String(), bound(message, api.MaxMessage))
+		out, err = s.Log.DecideApp(ctx, sha, state, a.String(), Bound(message, api.MaxMessage))
 		return "", err
 	})
 	return out, err
@@ -119,7 +119,7 @@ func (s *Service) Apps(ctx context.Context, id string) ([]eventlog.App, error) {
 // App returns the package of sha256 sha, with its report.
 func (s *Service) App(ctx context.Context, sha string) (eventlog.App, error) {
 	if len(sha) != 64 {
-		return eventlog.App{}, invalidf("sha256: want 64 hex digits")
+		return eventlog.App{}, Invalidf("sha256: want 64 hex digits")
 	}
 	return s.Log.App(ctx, sha)
 }

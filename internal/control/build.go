@@ -27,7 +27,7 @@ func (s *Service) NewApp(ctx context.Context, a Actor, dir, name string) (*appki
 	c := Call{Actor: a, Tool: "app.new", Target: dir, Args: map[string]string{"dir": dir, "name": name}}
 	clean := filepath.Clean(dir)
 	if dir == "" || clean == "." || filepath.Base(clean) == ".." {
-		return nil, "", s.Refuse(ctx, c, invalidf("dir: want a new directory for the app"))
+		return nil, "", s.Refuse(ctx, c, Invalidf("dir: want a new directory for the app"))
 	}
 	parent, err := s.workspace(a, filepath.Dir(clean))
 	if err != nil {
@@ -39,10 +39,10 @@ func (s *Service) NewApp(ctx context.Context, a Actor, dir, name string) (*appki
 		var err error
 		m, err = appkit.New(target, name)
 		if errors.Is(err, appkit.ErrExists) {
-			return "", invalidf("dir: %s already exists; edit that app, or choose a new directory", dir)
+			return "", Invalidf("dir: %s already exists; edit that app, or choose a new directory", dir)
 		}
 		if err != nil {
-			return "", invalidf("%s", err.Error())
+			return "", Invalidf("%s", err.Error())
 		}
 		// The files are the workspace's owner's (a confined agent's uid),
 		// or its opencode could not edit them.
@@ -109,18 +109,18 @@ const BuildNote = "UNTRUSTED CONTENT: the answer below is the App Builder's, an 
 // (the caller's turn was stopped) aborts the builder's turn.
 func (s *Service) BuildApp(ctx context.Context, a Actor, request string) (Build, error) {
 	s.init()
-	c := Call{Actor: a, Tool: "app.build", Target: agent.Builder, Args: map[string]string{"request": bound(request, 1024)}}
+	c := Call{Actor: a, Tool: "app.build", Target: agent.Builder, Args: map[string]string{"request": Bound(request, 1024)}}
 	switch {
 	case a.Kind == Agent && a.Name == agent.Builder:
 		return Build{}, s.Refuse(ctx, c, fmt.Errorf("%w: the builder does not delegate to itself", ErrForbidden))
 	case strings.TrimSpace(request) == "":
-		return Build{}, s.Refuse(ctx, c, invalidf("request: say what to build"))
+		return Build{}, s.Refuse(ctx, c, Invalidf("request: say what to build"))
 	case len(request) > MaxBuildRequest:
 		return Build{}, s.Refuse(ctx, c, fmt.Errorf("%w: request: longer than %d bytes", ErrTooLarge, MaxBuildRequest))
 	case a.Kind == Agent && s.Runner.MaxRunning() == 1:
 		// The caller's turn holds the one instance slot; the builder's
 		// would wait for it until the caller's turn ended: never.
-		return Build{}, s.Refuse(ctx, c, invalidf("request: the App Builder needs an instance of its own while %s's turn runs; the daemon runs one at a time (serve --max-running 1): raise it to 2 or more", a.Name))
+		return Build{}, s.Refuse(ctx, c, Invalidf("request: the App Builder needs an instance of its own while %s's turn runs; the daemon runs one at a time (serve --max-running 1): raise it to 2 or more", a.Name))
 	}
 	b, err := s.Log.Agent(ctx, agent.Builder)
 	if err == nil && !b.Builtin {
@@ -185,12 +185,12 @@ func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build
 			case event.Final:
 				var d event.FinalData
 				json.Unmarshal(e.Data, &d)
-				out.Answer = bound(s.redact(d.Text), 16<<10)
+				out.Answer = Bound(s.Redact(d.Text), 16<<10)
 				return true
 			case event.Error:
 				var d event.ErrorData
 				json.Unmarshal(e.Data, &d)
-				out.Error = bound(s.redact(d.Message), 4096)
+				out.Error = Bound(s.Redact(d.Message), 4096)
 				return true
 			}
 		}

@@ -21,10 +21,8 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/catalog"
-	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
-	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/netguard"
 	"github.com/taosagent/taosagent/internal/render"
@@ -201,16 +199,13 @@ var (
 // Service is the control service. Set the fields, then use it; it is safe
 // for concurrent use.
 type Service struct {
-	Log       eventlog.Store
-	Runner    *runner.Manager
-	Catalog   *catalog.Catalog // providers and agents
-	Home      string
-	Keys      agent.Keys // for redaction: no provider key leaves in a tool's output
-	Snapshots snapshot.Store
-	HostFile  string          // the managed-host declaration (hostctl)
-	Systemd   hostctl.Systemd // how managed services are reached
-	Version   string
-	Logger    *slog.Logger
+	Log     eventlog.Store
+	Runner  *runner.Manager
+	Catalog *catalog.Catalog // providers and agents
+	Home    string
+	Keys    agent.Keys // for redaction: no provider key leaves in a tool's output
+	Version string
+	Logger  *slog.Logger
 	// Secrets are redacted from every output besides the provider keys
 	// (the operator token, for one).
 	Secrets []string
@@ -241,10 +236,6 @@ type Service struct {
 	// Opencode, when set, switches the daemon to the opencode release its
 	// home records (verified), and returns its version.
 	Opencode func(ctx context.Context) (version string, err error)
-	// Doctor, when set, returns what the recovery checks look at (a fresh
-	// one per call; closed after): the diagnose tool runs the very checks
-	// of `taosagent doctor`.
-	Doctor func() *doctor.Env
 
 	started  time.Time
 	agentMu  sync.Mutex // serializes read-modify-write of agents
@@ -271,6 +262,12 @@ func (s *Service) init() {
 		s.waits = map[string]*wait{}
 		s.started = time.Now()
 	})
+}
+
+// Started is when the service was first used: the daemon's start.
+func (s *Service) Started() time.Time {
+	s.init()
+	return s.started
 }
 
 // Call is one action, as the audit and an approval see it.
@@ -308,24 +305,24 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 	tier, terr := c.tier()
 	c.Tier = tier
 	digest, canon := Digest(c.Args)
-	e := eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
-		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest}
+	e := eventlog.AuditEntry{Actor: Bound(c.Actor.String(), 256), Session: Bound(c.Actor.Session, 128), Action: Bound(c.Tool, 128),
+		Tier: string(c.Tier), Target: Bound(s.Redact(c.Target), 512), Digest: digest}
 	if terr != nil {
-		e.Outcome, e.Detail = "refused", bound(terr.Error(), 1024)
+		e.Outcome, e.Detail = "refused", Bound(terr.Error(), 1024)
 		s.audit(ctx, e)
 		return terr
 	}
 	if c.Tier == Destructive && !c.Actor.Person() {
 		if len(canon) > MaxApprovalArgs {
-			err := invalidf("arguments: %d bytes; a call a person must approve may have at most %d (64 KiB), so that it can be shown whole", len(canon), MaxApprovalArgs)
-			e.Outcome, e.Detail = "refused", bound(err.Error(), 1024)
+			err := Invalidf("arguments: %d bytes; a call a person must approve may have at most %d (64 KiB), so that it can be shown whole", len(canon), MaxApprovalArgs)
+			e.Outcome, e.Detail = "refused", Bound(err.Error(), 1024)
 			s.audit(ctx, e)
 			return err
 		}
 		id, by, err := s.ask(ctx, c, digest, canon)
-		e.Approval, e.Approver = id, bound(by, 256)
+		e.Approval, e.Approver = id, Bound(by, 256)
 		if err != nil {
-			e.Outcome, e.Detail = "refused", bound(s.redact(err.Error()), 1024)
+			e.Outcome, e.Detail = "refused", Bound(s.Redact(err.Error()), 1024)
 			s.audit(ctx, e)
 			return err
 		}
@@ -343,7 +340,7 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 	}
 	e.Phase, e.Snapshot, e.DurationMS, e.Outcome = "outcome", snap, time.Since(start).Milliseconds(), "ok"
 	if err != nil {
-		e.Outcome, e.Detail = outcome(err), bound(s.redact(err.Error()), 1024)
+		e.Outcome, e.Detail = outcome(err), Bound(s.Redact(err.Error()), 1024)
 	}
 	s.audit(ctx, e)
 	return err
@@ -355,8 +352,8 @@ func (s *Service) Refuse(ctx context.Context, c Call, err error) error {
 	s.init()
 	c.Tier, _ = c.tier()
 	digest, _ := Digest(c.Args)
-	s.audit(ctx, eventlog.AuditEntry{Actor: bound(c.Actor.String(), 256), Session: bound(c.Actor.Session, 128), Action: bound(c.Tool, 128),
-		Tier: string(c.Tier), Target: bound(s.redact(c.Target), 512), Digest: digest, Outcome: "refused", Detail: bound(s.redact(err.Error()), 1024)})
+	s.audit(ctx, eventlog.AuditEntry{Actor: Bound(c.Actor.String(), 256), Session: Bound(c.Actor.Session, 128), Action: Bound(c.Tool, 128),
+		Tier: string(c.Tier), Target: Bound(s.Redact(c.Target), 512), Digest: digest, Outcome: "refused", Detail: Bound(s.Redact(err.Error()), 1024)})
 	return err
 }
 
@@ -378,9 +375,9 @@ func outcome(err error) string {
 	return "failed"
 }
 
-// bound cuts s to at most n bytes (on a rune boundary), marking the cut:
+// Bound cuts s to at most n bytes (on a rune boundary), marking the cut:
 // no caller can fill the audit with what it sends.
-func bound(s string, n int) string {
+func Bound(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/snapshot"
 	"github.com/taosagent/taosagent/internal/supervisor"
@@ -26,6 +27,7 @@ import (
 
 type fixture struct {
 	svc  *control.Service
+	host *hostops.Ops
 	log  *eventlog.Log
 	home string
 	conf string // a declared json config file
@@ -61,9 +63,10 @@ func newFixture(t *testing.T, prep ...func(dbPath string)) *fixture {
 	os.WriteFile(hostFile, []byte(`{"services":[{"name":"litellm","unit":"litellm.service","configs":[{"path":"`+conf+`","format":"json"}]}]}`), 0o600)
 	f := testenv.NewFakeSystemd(t)
 	f.Unit(t, "litellm.service", false, "2026-11-30T08:00:00+0000 h litellm[9]: token=sk-live-0123456789abcdefghij ok")
-	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: keys, Forget: mgr.Forget}, Home: home, Keys: keys, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
-		HostFile: hostFile, Systemd: f.Systemd, Version: "test", ApprovalTTL: time.Minute, Progress: 10 * time.Millisecond}
-	return &fixture{svc: svc, log: log, home: home, conf: conf, sysd: f, sup: sup}
+	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: keys, Forget: mgr.Forget}, Home: home, Keys: keys,
+		Version: "test", ApprovalTTL: time.Minute, Progress: 10 * time.Millisecond}
+	host := &hostops.Ops{Control: svc, HostFile: hostFile, Systemd: f.Systemd, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")}}
+	return &fixture{svc: svc, host: host, log: log, home: home, conf: conf, sysd: f, sup: sup}
 }
 
 var (
@@ -115,7 +118,7 @@ func TestDestructiveCallWaitsForAPersonThenRunsWithASnapshot(t *testing.T) {
 		}
 	})
 	go func() {
-		sn, err := f.svc.ConfigWrite(ctx, viaMCP, f.conf, `{"port": 4001, "master_key": "sk-live-0123456789abcdefghij"}`)
+		sn, err := f.host.ConfigWrite(ctx, viaMCP, f.conf, `{"port": 4001, "master_key": "sk-live-0123456789abcdefghij"}`)
 		done <- result{sn, err}
 	}()
 	ap := f.pending(t)
@@ -139,7 +142,7 @@ func TestDestructiveCallWaitsForAPersonThenRunsWithASnapshot(t *testing.T) {
 	if b, _ := os.ReadFile(f.conf); !strings.Contains(string(b), "4001") {
 		t.Fatalf("approved, but the file holds %s", b)
 	}
-	if old, err := f.svc.Snapshots.Content(r.sn); err != nil || !strings.Contains(string(old), "4000") {
+	if old, err := f.host.Snapshots.Content(r.sn); err != nil || !strings.Contains(string(old), "4000") {
 		t.Errorf("the snapshot holds %q (%v), want the previous contents", old, err)
 	}
 	es := f.audit(t, "config_write")
@@ -159,7 +162,7 @@ func TestRejectedOrExpiredCallsChangeNothing(t *testing.T) {
 	before, _ := os.ReadFile(f.conf)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := f.svc.ServiceRestart(t.Context(), viaMCP, "litellm")
+		_, err := f.host.ServiceRestart(t.Context(), viaMCP, "litellm")
 		errc <- err
 	}()
 	ap := f.pending(t)
@@ -177,9 +180,9 @@ func TestRejectedOrExpiredCallsChangeNothing(t *testing.T) {
 		t.Errorf("audit %+v, want one refusal naming the approval", es)
 	}
 
-	svc := &control.Service{Log: f.log, Runner: f.svc.Runner, Catalog: f.svc.Catalog, Home: f.home, Snapshots: f.svc.Snapshots, HostFile: f.svc.HostFile,
-		Systemd: f.svc.Systemd, ApprovalTTL: 50 * time.Millisecond}
-	_, err = svc.ConfigWrite(t.Context(), viaMCP, f.conf, `{"port": 1}`)
+	svc := &control.Service{Log: f.log, Runner: f.svc.Runner, Catalog: f.svc.Catalog, Home: f.home, ApprovalTTL: 50 * time.Millisecond}
+	host := &hostops.Ops{Control: svc, Snapshots: f.host.Snapshots, HostFile: f.host.HostFile, Systemd: f.host.Systemd}
+	_, err = host.ConfigWrite(t.Context(), viaMCP, f.conf, `{"port": 1}`)
 	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("expired call returned %v", err)
 	}
@@ -195,7 +198,7 @@ func TestAnApprovalIsSpentOnceAndOnlyByAPerson(t *testing.T) {
 	f := newFixture(t)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := f.svc.InstanceKill(t.Context(), viaMCP, "host")
+		_, err := f.host.InstanceKill(t.Context(), viaMCP, "host")
 		errc <- err
 	}()
 	// There is no host agent in this store: the kill is refused before
@@ -204,7 +207,7 @@ func TestAnApprovalIsSpentOnceAndOnlyByAPerson(t *testing.T) {
 		t.Fatalf("kill of an unknown agent: %v", err)
 	}
 	go func() {
-		_, err := f.svc.ServiceRestart(t.Context(), viaMCP, "litellm")
+		_, err := f.host.ServiceRestart(t.Context(), viaMCP, "litellm")
 		errc <- err
 	}()
 	ap := f.pending(t)
@@ -245,9 +248,9 @@ func TestInvalidContentIsRefusedBeforeAnyoneIsAsked(t *testing.T) {
 	for _, c := range []struct{ path, content string }{
 		{f.conf, `{"port": `},                   // not JSON
 		{"/etc/passwd", "root::0:0::/:/bin/sh"}, // not declared
-		{f.conf, strings.Repeat("x", control.MaxConfig+1)},
+		{f.conf, strings.Repeat("x", hostops.MaxConfig+1)},
 	} {
-		if _, err := f.svc.ConfigWrite(t.Context(), viaMCP, c.path, c.content); err == nil {
+		if _, err := f.host.ConfigWrite(t.Context(), viaMCP, c.path, c.content); err == nil {
 			t.Errorf("write of %s accepted", c.path)
 		}
 	}
@@ -262,23 +265,23 @@ func TestInvalidContentIsRefusedBeforeAnyoneIsAsked(t *testing.T) {
 func TestReadsAreBoundedRedactedAndMarkedUntrusted(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	cf, err := f.svc.ConfigShow(ctx, f.conf)
+	cf, err := f.host.ConfigShow(ctx, f.conf)
 	if err != nil || strings.Contains(cf.Content, "sk-live") || !strings.Contains(cf.Content, "4000") || cf.Note != control.UntrustedNote {
 		t.Errorf("config show: %+v %v", cf, err)
 	}
-	if _, err := f.svc.ConfigShow(ctx, "/etc/shadow"); err == nil {
+	if _, err := f.host.ConfigShow(ctx, "/etc/shadow"); err == nil {
 		t.Error("an undeclared file was shown")
 	}
-	lg, err := f.svc.Logs(ctx, operator, control.LogsRequest{Service: "litellm", Lines: 10})
+	lg, err := f.host.Logs(ctx, operator, hostops.LogsRequest{Service: "litellm", Lines: 10})
 	if err != nil || len(lg.Lines) != 1 || strings.Contains(lg.Lines[0], "sk-live") || !strings.Contains(lg.Lines[0], "token=[secret: ") {
 		t.Errorf("logs: %+v %v", lg, err)
 	}
-	for _, bad := range []control.LogsRequest{{}, {Service: "a", Agent: "b"}, {Service: "nope"}, {Service: "litellm", Since: "yesterday"}} {
-		if _, err := f.svc.Logs(ctx, operator, bad); err == nil {
+	for _, bad := range []hostops.LogsRequest{{}, {Service: "a", Agent: "b"}, {Service: "nope"}, {Service: "litellm", Since: "yesterday"}} {
+		if _, err := f.host.Logs(ctx, operator, bad); err == nil {
 			t.Errorf("logs %+v accepted", bad)
 		}
 	}
-	st, err := f.svc.Status(ctx)
+	st, err := f.host.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +304,11 @@ func TestAnActionWhoseIntentCannotBeAuditedIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	_, err := f.svc.ConfigSnapshot(context.Background(), operator, f.conf)
+	_, err := f.host.ConfigSnapshot(context.Background(), operator, f.conf)
 	if !errors.Is(err, control.ErrRefused) {
 		t.Fatalf("snapshot with a broken audit: %v", err)
 	}
-	if list, _ := f.svc.Snapshots.List(""); len(list) != 0 {
+	if list, _ := f.host.Snapshots.List(""); len(list) != 0 {
 		t.Errorf("the action ran: %+v", list)
 	}
 }
@@ -319,13 +322,13 @@ func TestAnApprovalShowsExactlyWhatWillRun(t *testing.T) {
 	f := newFixture(t)
 	env := filepath.Join(f.home, "litellm.env")
 	os.WriteFile(env, []byte("LITELLM_MASTER_KEY=old\n"), 0o640)
-	os.WriteFile(f.svc.HostFile, []byte(`{"services":[{"name":"litellm","unit":"litellm.service","configs":[{"path":"`+env+`","format":"none"}]}]}`), 0o600)
+	os.WriteFile(f.host.HostFile, []byte(`{"services":[{"name":"litellm","unit":"litellm.service","configs":[{"path":"`+env+`","format":"none"}]}]}`), 0o600)
 
 	show := func(content string) (display string, args string) {
 		t.Helper()
 		done := make(chan error, 1)
 		go func() {
-			_, err := f.svc.ConfigWrite(t.Context(), viaMCP, env, content)
+			_, err := f.host.ConfigWrite(t.Context(), viaMCP, env, content)
 			done <- err
 		}()
 		ap := f.pending(t)
@@ -372,7 +375,7 @@ func TestAnApprovalShowsExactlyWhatWillRun(t *testing.T) {
 	}
 
 	// Over 64 KiB: refused, nobody asked, nothing written.
-	_, err := f.svc.ConfigWrite(t.Context(), viaMCP, env, strings.Repeat("x", 65<<10))
+	_, err := f.host.ConfigWrite(t.Context(), viaMCP, env, strings.Repeat("x", 65<<10))
 	if err == nil || !strings.Contains(err.Error(), "64 KiB") {
 		t.Fatalf("a 65 KiB call: %v, want a refusal naming the limit", err)
 	}

@@ -25,7 +25,7 @@ func (s *Service) WatchGateway(gw *gateway.Gateway) {
 	gw.OnFallback = func(name, from, to, reason string) {
 		record(name, event.ModelSwitched, event.ModelSwitchedData{From: from, To: to, Reason: reason, Source: "gateway"})
 		s.gatewayAudit("gateway.fallback", name, from+" → "+to+": "+reason)
-		s.Logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", s.redact(reason))
+		s.Logger.Warn("an agent's upstream failed; its fallback answered", "agent", name, "from", from, "to", to, "reason", s.Redact(reason))
 	}
 	gw.OnSoftLimit = func(name, what string) {
 		record(name, event.Usage, event.UsageData{Source: "gateway", Warning: "budget: " + what})
@@ -37,6 +37,6 @@ func (s *Service) WatchGateway(gw *gateway.Gateway) {
 // gatewayAudit records what the gateway did for agent name.
 func (s *Service) gatewayAudit(action, name, detail string) {
 	tier, _ := ActionTier(action)
-	s.audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: action, Tier: string(tier), Target: bound(name, 512),
-		Phase: "outcome", Outcome: "ok", Detail: bound(s.redact(detail), 1024)})
+	s.audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: action, Tier: string(tier), Target: Bound(name, 512),
+		Phase: "outcome", Outcome: "ok", Detail: Bound(s.Redact(detail), 1024)})
 }

@@ -43,7 +43,7 @@ func (s *Service) SyncModels(ctx context.Context, a Actor, name string) (ModelSy
 	}
 	c := Call{Actor: a, Tool: "agent.models.sync", Target: name, Args: map[string]string{"agent": name}}
 	if !lite {
-		err := invalidf("agent: %s's provider is not a LiteLLM proxy; its models are set by hand", name)
+		err := Invalidf("agent: %s's provider is not a LiteLLM proxy; its models are set by hand", name)
 		if a.Kind == Daemon {
 			return ModelSync{}, err // the daemon asks of every agent
 		}
@@ -68,7 +68,7 @@ func (s *Service) SyncModels(ctx context.Context, a Actor, name string) (ModelSy
 		return out, err
 	}
 	if len(scope) == 0 {
-		err := invalidf("models: %s's key may access no model at its proxy; the agent is left as it is (the proxy refuses its calls)", name)
+		err := Invalidf("models: %s's key may access no model at its proxy; the agent is left as it is (the proxy refuses its calls)", name)
 		return out, s.Refuse(ctx, c, err)
 	}
 	c.Args = map[string]any{"agent": name, "added": out.Added, "removed": out.Removed}
@@ -119,7 +119,7 @@ func (s *Service) ModelSwitched(ctx context.Context, name, from, to string) erro
 		return nil
 	}
 	if !slices.Contains(cur.Models, to) {
-		return s.Refuse(ctx, c, invalidf("model: %s is not one of agent %s's permitted models %v; the switch made in opencode is refused", to, name, cur.Models))
+		return s.Refuse(ctx, c, Invalidf("model: %s is not one of agent %s's permitted models %v; the switch made in opencode is refused", to, name, cur.Models))
 	}
 	return s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		s.agentMu.Lock()
@@ -129,7 +129,7 @@ func (s *Service) ModelSwitched(ctx context.Context, name, from, to string) erro
 			return "", err
 		}
 		if !slices.Contains(cur.Models, to) {
-			return "", invalidf("model: %s left agent %s's permitted models meanwhile", to, name)
+			return "", Invalidf("model: %s left agent %s's permitted models meanwhile", to, name)
 		}
 		cur.Model = to
 		_, err = s.Catalog.UpdateAgent(ctx, cur)

@@ -28,26 +28,26 @@ func (s *Service) workspace(a Actor, dir string) (string, error) {
 			dir = "."
 		}
 		if filepath.IsAbs(dir) {
-			return "", invalidf("dir: a path inside your workspace, relative to it (%q is absolute)", dir)
+			return "", Invalidf("dir: a path inside your workspace, relative to it (%q is absolute)", dir)
 		}
 		p = filepath.Join(root, dir)
 		real, err := filepath.EvalSymlinks(p)
 		if err != nil {
-			return "", invalidf("dir: %s does not exist in your workspace", dir)
+			return "", Invalidf("dir: %s does not exist in your workspace", dir)
 		}
 		rootReal, err := filepath.EvalSymlinks(root)
 		if err != nil || (real != rootReal && !strings.HasPrefix(real, rootReal+string(filepath.Separator))) {
-			return "", invalidf("dir: %s is outside your workspace", dir)
+			return "", Invalidf("dir: %s is outside your workspace", dir)
 		}
 		p = real
 	} else {
 		if !filepath.IsAbs(dir) {
-			return "", invalidf("dir: want an absolute path")
+			return "", Invalidf("dir: want an absolute path")
 		}
 		p = filepath.Clean(dir)
 	}
 	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-		return "", invalidf("dir: %s is not a directory", dir)
+		return "", Invalidf("dir: %s is not a directory", dir)
 	}
 	return p, nil
 }
@@ -103,7 +103,7 @@ func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*ap
 func (s *Service) RunInWorkspace(ctx context.Context, a Actor, dir string, command []string) (*sandbox.Result, error) {
 	c := Call{Actor: a, Tool: "app.run", Target: dir, Args: map[string]any{"dir": dir, "command": command}}
 	if len(command) == 0 || len(command) > 256 {
-		return nil, s.Refuse(ctx, c, invalidf("command: want a program and at most 255 arguments"))
+		return nil, s.Refuse(ctx, c, Invalidf("command: want a program and at most 255 arguments"))
 	}
 	ws, err := s.workspace(a, dir)
 	if err != nil {

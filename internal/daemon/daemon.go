@@ -34,6 +34,7 @@ import (
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/hostid"
+	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/httpapi"
 	"github.com/taosagent/taosagent/internal/mcpserver"
 	"github.com/taosagent/taosagent/internal/panel"
@@ -200,8 +201,8 @@ func Run(ctx context.Context, cfg Config) error {
 	sysd := hostctl.Systemd{Systemctl: cfg.Systemctl, Journalctl: cfg.Journalctl}
 	sysd.Env = cfg.SystemdEnv
 	cat := &catalog.Catalog{Home: h.Dir, Log: log, Keys: keys, Forget: mgr.Forget}
-	ctl = &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys, Snapshots: snapshot.Store{Dir: h.Snapshots()},
-		HostFile: h.HostFile(), Systemd: sysd, Version: cfg.Version, Logger: logger, Secrets: []string{token},
+	ctl = &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
+		Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope, BuildIDs: buildIDs}
 	ctl.WatchGateway(gw)
 	if cfg.DefaultDailyTokens > 0 {
@@ -220,10 +221,11 @@ func Run(ctx context.Context, cfg Config) error {
 		logger.Info("opencode release switched; each agent moves to it between two of its turns", "version", version, "path", path)
 		return version, nil
 	}
-	ctl.Doctor = func() *doctor.Env {
-		return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeVersion: ocVersion, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
-	}
 	mcpSrv.Control = ctl
+	mcpSrv.Host = &hostops.Ops{Control: ctl, HostFile: h.HostFile(), Systemd: sysd, Snapshots: snapshot.Store{Dir: h.Snapshots()},
+		Doctor: func() *doctor.Env {
+			return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeVersion: ocVersion, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
+		}}
 	mcpHandler := mcpSrv.Handler()
 	if sup.Sandbox != nil {
 		if os.Geteuid() == 0 {

@@ -23,6 +23,7 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/randid"
 )
@@ -30,6 +31,7 @@ import (
 // Server is taosagent's MCP server. Set the fields, then call Handler.
 type Server struct {
 	Control       *control.Service
+	Host          *hostops.Ops // the host tools' operations
 	OperatorToken string
 	Version       string
 	Logger        *slog.Logger

@@ -19,6 +19,7 @@ import (
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/mcpserver"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/snapshot"
@@ -57,9 +58,10 @@ func newEnv(t testing.TB) *env {
 	os.WriteFile(hostFile, []byte(`{"services":[{"name":"app","unit":"app.service","configs":[{"path":"`+conf+`","format":"json"}]}]}`), 0o600)
 	f := testenv.NewFakeSystemd(t)
 	f.Unit(t, "app.service", false)
-	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: agent.Keys{Dir: filepath.Join(home, "keys")}, Forget: mgr.Forget}, Home: home, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")},
-		HostFile: hostFile, Systemd: f.Systemd, Version: "test", Progress: 20 * time.Millisecond}
-	ms := &mcpserver.Server{Control: svc, OperatorToken: "operator-token", Version: "test"}
+	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: agent.Keys{Dir: filepath.Join(home, "keys")}, Forget: mgr.Forget}, Home: home,
+		Version: "test", Progress: 20 * time.Millisecond}
+	host := &hostops.Ops{Control: svc, HostFile: hostFile, Systemd: f.Systemd, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")}}
+	ms := &mcpserver.Server{Control: svc, Host: host, OperatorToken: "operator-token", Version: "test"}
 	srv := httptest.NewServer(ms.Handler())
 	t.Cleanup(srv.Close)
 	ms.URL = srv.URL

@@ -17,6 +17,7 @@ import (
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )
 
@@ -183,14 +184,16 @@ func (s *Server) addTools() {
 func (s *Server) addReadTools() {
 	c := s.Control
 	add(s, hostSet, "status", "The state of the host: taosagent, every agent and its instance (memory, CPU), the managed services and their health, disk, memory and load.",
-		func(ctx context.Context, _ control.Actor, _ none) (control.HostStatus, error) { return c.Status(ctx) })
+		func(ctx context.Context, _ control.Actor, _ none) (hostops.HostStatus, error) {
+			return s.Host.Status(ctx)
+		})
 	add(s, hostSet, "logs", "Recent lines of a managed service's log (or journal) or of an agent's opencode log; secrets redacted. Give service or agent.",
-		func(ctx context.Context, a control.Actor, in control.LogsRequest) (control.Logs, error) {
-			return c.Logs(ctx, a, in)
+		func(ctx context.Context, a control.Actor, in hostops.LogsRequest) (hostops.Logs, error) {
+			return s.Host.Logs(ctx, a, in)
 		})
 	add(s, hostSet, "config_show", "A managed service's config file, secrets redacted.",
-		func(ctx context.Context, _ control.Actor, in pathIn) (control.ConfigFile, error) {
-			return c.ConfigShow(ctx, in.Path)
+		func(ctx context.Context, _ control.Actor, in pathIn) (hostops.ConfigFile, error) {
+			return s.Host.ConfigShow(ctx, in.Path)
 		})
 	add(s, hostSet, "agents_list", "The agents: model, permitted models, permissions, tools, limits and status.",
 		func(ctx context.Context, _ control.Actor, _ none) (agentsOut, error) {
@@ -223,7 +226,7 @@ func (s *Server) addReadTools() {
 		})
 	add(s, hostSet, "diagnose", "Run the recovery checks of `taosagent doctor` (all, or those named): the home, the daemon, opencode, the database, the sandbox, the providers and every managed service, each finding with its severity and the recipe that fixes it.",
 		func(ctx context.Context, _ control.Actor, in diagnoseIn) (diagnoseOut, error) {
-			fs, err := c.Diagnose(ctx, in.Checks)
+			fs, err := s.Host.Diagnose(ctx, in.Checks)
 			out := diagnoseOut{Note: control.UntrustedNote, Worst: doctor.Worst(fs).String(), Findings: []findingOut{}}
 			for _, f := range fs {
 				out.Findings = append(out.Findings, findingOut{f.ID, f.Severity.String(), f.Summary, f.Details, f.Recipe})
@@ -232,7 +235,7 @@ func (s *Server) addReadTools() {
 		})
 	add(s, hostSet, "snapshots_list", "Saved copies of config files, newest first.",
 		func(ctx context.Context, _ control.Actor, in snapshotsIn) (snapshotsOut, error) {
-			ss, err := c.SnapshotList(ctx, in.Path)
+			ss, err := s.Host.SnapshotList(ctx, in.Path)
 			return snapshotsOut{Note: control.UntrustedNote, Snapshots: ss}, err
 		})
 }
@@ -243,7 +246,7 @@ func (s *Server) addWriteTools() {
 	c := s.Control
 	add(s, hostSet, "config_snapshot", "Save a copy of a managed service's config file.",
 		func(ctx context.Context, a control.Actor, in pathIn) (snapshotOut, error) {
-			sn, err := c.ConfigSnapshot(ctx, a, in.Path)
+			sn, err := s.Host.ConfigSnapshot(ctx, a, in.Path)
 			return snapshotOut{sn, "saved as " + sn.ID}, err
 		})
 	add(s, hostSet, "agent_create", "Create an agent with a persona and a model; a person approves it. It starts with every tool denied (a person grants more: agent_permissions) and the daemon's default budget.",
@@ -256,7 +259,7 @@ func (s *Server) addWriteTools() {
 		})
 	add(s, hostSet, "agent_restart", "Stop another agent's opencode instance; it starts afresh at its next turn.",
 		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {
-			was, err := c.AgentRestart(ctx, a, in.Agent)
+			was, err := s.Host.AgentRestart(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "it starts afresh at its next turn"}, err
 		})
 }
@@ -267,17 +270,17 @@ func (s *Server) addDestructiveTools() {
 	c := s.Control
 	add(s, hostSet, "service_restart", "Restart a managed service through systemd.",
 		func(ctx context.Context, a control.Actor, in serviceIn) (unitOut, error) {
-			st, err := c.ServiceRestart(ctx, a, in.Service)
+			st, err := s.Host.ServiceRestart(ctx, a, in.Service)
 			return unitOut{in.Service, st}, err
 		})
 	add(s, hostSet, "config_write", "Replace a managed service's config file; it is snapshotted first.",
 		func(ctx context.Context, a control.Actor, in writeIn) (snapshotOut, error) {
-			sn, err := c.ConfigWrite(ctx, a, in.Path, in.Content)
+			sn, err := s.Host.ConfigWrite(ctx, a, in.Path, in.Content)
 			return snapshotOut{sn, "written; the previous contents are snapshot " + sn.ID}, err
 		})
 	add(s, hostSet, "config_restore", "Restore a config file from a snapshot; the current contents are snapshotted first.",
 		func(ctx context.Context, a control.Actor, in snapshotIn) (snapshotOut, error) {
-			before, err := c.ConfigRestore(ctx, a, in.Snapshot)
+			before, err := s.Host.ConfigRestore(ctx, a, in.Snapshot)
 			return snapshotOut{before, "restored; the contents it replaced are snapshot " + before.ID}, err
 		})
 	add(s, hostSet, "agent_delete", "Delete an agent (its history stays readable).",
@@ -299,7 +302,7 @@ func (s *Server) addDestructiveTools() {
 		})
 	add(s, hostSet, "instance_kill", "Stop any agent's opencode instance at once; a turn it runs ends interrupted.",
 		func(ctx context.Context, a control.Actor, in agentIn) (restartOut, error) {
-			was, err := c.InstanceKill(ctx, a, in.Agent)
+			was, err := s.Host.InstanceKill(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "stopped; it starts afresh at its next turn"}, err
 		})
 
