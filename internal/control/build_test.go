@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/control"
 )
 
@@ -64,20 +65,20 @@ func TestBuildRequestsThatCannotBe(t *testing.T) {
 	ctx := t.Context()
 	f.svc.Catalog.EnsureBuiltins(ctx, true)
 	builder := control.Actor{Kind: control.Agent, Name: agent.Builder, Channel: control.MCP}
-	if _, err := f.svc.BuildApp(ctx, builder, "an app"); !errors.Is(err, control.ErrForbidden) {
+	if _, err := f.apps.BuildApp(ctx, builder, "an app"); !errors.Is(err, control.ErrForbidden) {
 		t.Errorf("the builder delegated to itself: %v", err)
 	}
-	if _, err := f.svc.BuildApp(ctx, viaMCP, "  "); !agent.IsInvalid(err) {
+	if _, err := f.apps.BuildApp(ctx, viaMCP, "  "); !agent.IsInvalid(err) {
 		t.Errorf("an empty request: %v", err)
 	}
-	if _, err := f.svc.BuildApp(ctx, viaMCP, strings.Repeat("x", control.MaxBuildRequest+1)); !errors.Is(err, control.ErrTooLarge) {
+	if _, err := f.apps.BuildApp(ctx, viaMCP, strings.Repeat("x", appgate.MaxBuildRequest+1)); !errors.Is(err, control.ErrTooLarge) {
 		t.Errorf("a request too large: %v", err)
 	}
 	// One instance at a time: the host's turn would wait for the builder's
 	// forever; refused at once, with the fix.
 	f.sup.MaxRunning = 1
 	host := control.Actor{Kind: control.Agent, Name: agent.Host, Channel: control.MCP}
-	if _, err := f.svc.BuildApp(ctx, host, "an app"); !agent.IsInvalid(err) || !strings.Contains(err.Error(), "--max-running") {
+	if _, err := f.apps.BuildApp(ctx, host, "an app"); !agent.IsInvalid(err) || !strings.Contains(err.Error(), "--max-running") {
 		t.Errorf("a build under --max-running 1: %v", err)
 	}
 	es := f.audit(t, "app.build")

@@ -4,8 +4,9 @@
 // has, when a person must approve it, its audit (the intent before it
 // runs, the outcome after, refusals too), snapshots before changes, and
 // the limits on what a caller may send. The changes themselves are other
-// packages' (catalog: providers and agents; runner: turns); control is
-// where they are asked for.
+// packages' (catalog: providers and agents; runner: turns; hostops: the
+// host's services and files; appgate: the App Builder and its gate); each
+// asks for them here, through Do.
 package control
 
 import (
@@ -23,8 +24,6 @@ import (
 	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
-	"github.com/taosagent/taosagent/internal/hostid"
-	"github.com/taosagent/taosagent/internal/netguard"
 	"github.com/taosagent/taosagent/internal/render"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/snapshot"
@@ -230,9 +229,6 @@ type Service struct {
 	// provider (the gateway's Scope): the source of a LiteLLM agent's
 	// permitted set.
 	Scope func(ctx context.Context, a agent.Agent) ([]string, error)
-	// AppResolver resolves the host names of submitted apps (nil: the
-	// system's resolver).
-	AppResolver netguard.Resolver
 	// Opencode, when set, switches the daemon to the opencode release its
 	// home records (verified), and returns its version.
 	Opencode func(ctx context.Context) (version string, err error)
@@ -241,11 +237,7 @@ type Service struct {
 	agentMu  sync.Mutex // serializes read-modify-write of agents
 	mu       sync.Mutex
 	waits    map[string]*wait
-	previews map[string]*preview // open previews of apps, by token
 	initOnce sync.Once
-	// BuildIDs, when set, gives each build run (app_run) a host uid of its
-	// own while it runs (sandbox.Sandbox.BuildIDs).
-	BuildIDs *hostid.Pool
 }
 
 func (s *Service) init() {
@@ -286,6 +278,13 @@ type progressKey struct{}
 // that its client's timeout does not fire).
 func WithProgress(ctx context.Context, fn func(msg string)) context.Context {
 	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+// ProgressOf is the progress function ctx carries (WithProgress), nil if
+// none.
+func ProgressOf(ctx context.Context) func(msg string) {
+	fn, _ := ctx.Value(progressKey{}).(func(string))
+	return fn
 }
 
 // Digest is the sha256 of args in canonical JSON (keys sorted, no

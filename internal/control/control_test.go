@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -28,6 +29,7 @@ import (
 type fixture struct {
 	svc  *control.Service
 	host *hostops.Ops
+	apps *appgate.Gate
 	log  *eventlog.Log
 	home string
 	conf string // a declared json config file
@@ -66,7 +68,7 @@ func newFixture(t *testing.T, prep ...func(dbPath string)) *fixture {
 	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: keys, Forget: mgr.Forget}, Home: home, Keys: keys,
 		Version: "test", ApprovalTTL: time.Minute, Progress: 10 * time.Millisecond}
 	host := &hostops.Ops{Control: svc, HostFile: hostFile, Systemd: f.Systemd, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")}}
-	return &fixture{svc: svc, host: host, log: log, home: home, conf: conf, sysd: f, sup: sup}
+	return &fixture{svc: svc, host: host, apps: &appgate.Gate{Control: svc}, log: log, home: home, conf: conf, sysd: f, sup: sup}
 }
 
 var (

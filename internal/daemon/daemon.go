@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
@@ -203,7 +204,7 @@ func Run(ctx context.Context, cfg Config) error {
 	cat := &catalog.Catalog{Home: h.Dir, Log: log, Keys: keys, Forget: mgr.Forget}
 	ctl = &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
 		Version: cfg.Version, Logger: logger, Secrets: []string{token},
-		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope, BuildIDs: buildIDs}
+		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
 	ctl.WatchGateway(gw)
 	if cfg.DefaultDailyTokens > 0 {
 		ctl.DefaultBudget = &agent.Budget{DailyTokens: cfg.DefaultDailyTokens}
@@ -222,6 +223,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return version, nil
 	}
 	mcpSrv.Control = ctl
+	apps := &appgate.Gate{Control: ctl, BuildIDs: buildIDs}
+	mcpSrv.Apps = apps
 	mcpSrv.Host = &hostops.Ops{Control: ctl, HostFile: h.HostFile(), Systemd: sysd, Snapshots: snapshot.Store{Dir: h.Snapshots()},
 		Doctor: func() *doctor.Env {
 			return &doctor.Env{Home: h, Addr: ln.Addr().String(), Opencode: bin, OpencodeVersion: ocVersion, OpencodeStamp: h.OpencodeStamp(), Systemd: sysd, Self: self}
@@ -246,7 +249,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer mgr.Close()
 
-	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, MCP: mcpHandler, LLM: gw, Token: token, Version: cfg.Version, Logger: logger, Hosts: cfg.AllowHosts,
+	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, Apps: apps, MCP: mcpHandler, LLM: gw, Token: token, Version: cfg.Version, Logger: logger, Hosts: cfg.AllowHosts,
 		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)

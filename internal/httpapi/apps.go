@@ -28,7 +28,7 @@ func (s *Server) submitApp(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "the body could not be read")
 		return
 	}
-	a, created, err := s.Control.SubmitApp(r.Context(), actor(r), data)
+	a, created, err := s.Apps.SubmitApp(r.Context(), actor(r), data)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -41,7 +41,7 @@ func (s *Server) submitApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
-	as, err := s.Control.Apps(r.Context(), r.URL.Query().Get("app_id"))
+	as, err := s.Apps.Apps(r.Context(), r.URL.Query().Get("app_id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -50,7 +50,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
-	a, err := s.Control.App(r.Context(), r.PathValue("sha"))
+	a, err := s.Apps.App(r.Context(), r.PathValue("sha"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -65,7 +65,7 @@ func (s *Server) decideApp(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	a, err := s.Control.DecideApp(r.Context(), actor(r), r.PathValue("sha"), b.Decision, b.Message)
+	a, err := s.Apps.DecideApp(r.Context(), actor(r), r.PathValue("sha"), b.Decision, b.Message)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -77,7 +77,7 @@ func (s *Server) decideApp(w http.ResponseWriter, r *http.Request) {
 // address: a capability, good for an hour, that needs no token (a browser
 // loads it in a frame).
 func (s *Server) previewApp(w http.ResponseWriter, r *http.Request) {
-	tok, exp, err := s.Control.PreviewApp(r.Context(), actor(r), r.PathValue("sha"))
+	tok, exp, err := s.Apps.PreviewApp(r.Context(), actor(r), r.PathValue("sha"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -93,7 +93,7 @@ func (s *Server) previewApp(w http.ResponseWriter, r *http.Request) {
 // as a second one. Only the package's files exist; nothing is sniffed.
 // Proven in a real Chromium (e2e TestAPreviewedAppIsOpaqueInChromium).
 func (s *Server) previewFile(w http.ResponseWriter, r *http.Request) {
-	name, data, policy, err := s.Control.PreviewFile(r.PathValue("token"), r.PathValue("path"))
+	name, data, policy, err := s.Apps.PreviewFile(r.PathValue("token"), r.PathValue("path"))
 	if err != nil {
 		writeError(w, http.StatusNotFound, "not_found", "no such preview, or no such file in it")
 		return

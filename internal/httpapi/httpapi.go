@@ -22,6 +22,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/panel"
@@ -39,6 +40,7 @@ type Server struct {
 	Log     eventlog.Store
 	Runner  *runner.Manager
 	Control *control.Service // required: every change and every host action goes through it
+	Apps    *appgate.Gate    // required: the App Builder's gate (the /v1/apps routes)
 	// MCP, when set, is served at /mcp (it authenticates by itself: the
 	// operator token or an agent's MCP token).
 	MCP http.Handler

@@ -21,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/hostops"
@@ -31,7 +32,8 @@ import (
 // Server is taosagent's MCP server. Set the fields, then call Handler.
 type Server struct {
 	Control       *control.Service
-	Host          *hostops.Ops // the host tools' operations
+	Host          *hostops.Ops  // the host tools' operations
+	Apps          *appgate.Gate // the App Builder's tools
 	OperatorToken string
 	Version       string
 	Logger        *slog.Logger

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/door"
@@ -61,7 +62,7 @@ func newEnv(t testing.TB) *env {
 	svc := &control.Service{Log: log, Runner: mgr, Catalog: &catalog.Catalog{Home: home, Log: log, Keys: agent.Keys{Dir: filepath.Join(home, "keys")}, Forget: mgr.Forget}, Home: home,
 		Version: "test", Progress: 20 * time.Millisecond}
 	host := &hostops.Ops{Control: svc, HostFile: hostFile, Systemd: f.Systemd, Snapshots: snapshot.Store{Dir: filepath.Join(home, "snapshots")}}
-	ms := &mcpserver.Server{Control: svc, Host: host, OperatorToken: "operator-token", Version: "test"}
+	ms := &mcpserver.Server{Control: svc, Host: host, Apps: &appgate.Gate{Control: svc}, OperatorToken: "operator-token", Version: "test"}
 	srv := httptest.NewServer(ms.Handler())
 	t.Cleanup(srv.Close)
 	ms.URL = srv.URL

@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
@@ -305,16 +306,14 @@ func (s *Server) addDestructiveTools() {
 			was, err := s.Host.InstanceKill(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "stopped; it starts afresh at its next turn"}, err
 		})
-
 }
 
 // addFactoryTools adds the App Builder's tools (and the host's way to ask
 // it for an app).
 func (s *Server) addFactoryTools() {
-	c := s.Control
 	add(s, hostSet|factorySet, "app_new", "Start a web app from the scaffold in a new directory: a manifest, an entry page with a strict Content Security Policy, a script, a style sheet and an icon, which pass every check as they are. Edit them; do not invent a layout.",
 		func(ctx context.Context, a control.Actor, in newIn) (newOut, error) {
-			m, dir, err := c.NewApp(ctx, a, in.Dir, in.Name)
+			m, dir, err := s.Apps.NewApp(ctx, a, in.Dir, in.Name)
 			if err != nil {
 				return newOut{}, err
 			}
@@ -328,17 +327,17 @@ func (s *Server) addFactoryTools() {
 			return newOut{Dir: in.Dir, ID: m.ID, Files: files, Next: "edit the files, then app_validate {\"dir\": " + strconv.Quote(in.Dir) + "}"}, nil
 		})
 	add(s, hostSet, "app_build", "Hand a request for a web app to the App Builder, an agent of its own that works in a confined workspace, and wait for it: progress is reported as it works; the result is its answer and the packages it submitted to the gate (where a person decides whether they are shared). Use it whenever the person asks for an app.",
-		func(ctx context.Context, a control.Actor, in buildIn) (control.Build, error) {
-			return c.BuildApp(ctx, a, in.Request)
+		func(ctx context.Context, a control.Actor, in buildIn) (appgate.Build, error) {
+			return s.Apps.BuildApp(ctx, a, in.Request)
 		})
 	add(s, hostSet|factorySet, "app_validate", "Check the web app in a workspace with every check of the gate (archive, manifest, URLs, secrets, the HTML and its Content Security Policy): its findings, each with a rule, a path and a message, to fix and check again.",
 		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
-			rep, err := c.ValidateWorkspace(ctx, a, in.Dir)
+			rep, err := s.Apps.ValidateWorkspace(ctx, a, in.Dir)
 			return reportOf(rep), err
 		})
 	add(s, hostSet|factorySet, "app_run", "Run a command over a workspace in a fresh disposable sandbox (no network; limits on time, CPU, memory, processes, files, disk and /tmp): a vendored bundler, or the app's own tests. Its exit code, the limit it hit if any, and its output.",
 		func(ctx context.Context, a control.Actor, in runIn) (runOut, error) {
-			res, err := c.RunInWorkspace(ctx, a, in.Dir, in.Command)
+			res, err := s.Apps.RunInWorkspace(ctx, a, in.Dir, in.Command)
 			if err != nil {
 				return runOut{}, err
 			}
@@ -346,7 +345,7 @@ func (s *Server) addFactoryTools() {
 		})
 	add(s, hostSet|factorySet, "app_submit", "Package the web app in a workspace and submit it to the gate, where it is checked again from scratch and a person decides whether it may be shared (you cannot). Its report comes back; a failing app is not submitted.",
 		func(ctx context.Context, a control.Actor, in workspaceIn) (reportOut, error) {
-			rep, err := c.SubmitWorkspace(ctx, a, in.Dir)
+			rep, err := s.Apps.SubmitWorkspace(ctx, a, in.Dir)
 			return reportOf(rep), err
 		})
 }

@@ -1,4 +1,4 @@
-package control
+package appgate
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/atomicfile"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/randid"
 )
@@ -24,42 +25,42 @@ import (
 // only when a person approves that exact package, by its sha256.
 
 // appsDir is where submitted packages are kept, by sha256.
-func (s *Service) appsDir() string { return filepath.Join(s.Home, "apps") }
+func (g *Gate) appsDir() string { return filepath.Join(g.Control.Home, "apps") }
 
 // AppPath is the stored package of sha256 sha.
-func (s *Service) AppPath(sha string) string { return filepath.Join(s.appsDir(), sha+".taosapp") }
+func (g *Gate) AppPath(sha string) string { return filepath.Join(g.appsDir(), sha+".taosapp") }
 
 // SubmitApp takes a package (the bytes of a .taosapp), re-validates it and
 // records it with its pre-gate report: pending a person's decision when
 // it passes, refused (never shareable) when it does not. The same bytes
 // again return the first record (created false).
-func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app eventlog.App, created bool, err error) {
-	s.init()
+func (g *Gate) SubmitApp(ctx context.Context, a control.Actor, data []byte) (app eventlog.App, created bool, err error) {
+	g.init()
 	lim := appkit.DefaultLimits()
 	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
-	c := Call{Actor: a, Tool: "app.submit", Target: sha, Args: map[string]any{"sha256": sha, "bytes": len(data)}}
+	c := control.Call{Actor: a, Tool: "app.submit", Target: sha, Args: map[string]any{"sha256": sha, "bytes": len(data)}}
 	if int64(len(data)) > lim.MaxArchive {
-		return eventlog.App{}, false, s.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", ErrTooLarge, lim.MaxArchive))
+		return eventlog.App{}, false, g.Control.Refuse(ctx, c, fmt.Errorf("%w: the package is larger than %d bytes", control.ErrTooLarge, lim.MaxArchive))
 	}
 	if len(data) == 0 {
-		return eventlog.App{}, false, s.Refuse(ctx, c, Invalidf("package: is empty"))
+		return eventlog.App{}, false, g.Control.Refuse(ctx, c, control.Invalidf("package: is empty"))
 	}
-	if cur, err := s.Log.App(ctx, sha); err == nil {
+	if cur, err := g.Control.Log.App(ctx, sha); err == nil {
 		return cur, false, nil
 	}
-	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
-		if err := os.MkdirAll(s.appsDir(), 0o700); err != nil {
+	err = g.Control.Do(ctx, c, func(ctx context.Context) (string, error) {
+		if err := os.MkdirAll(g.appsDir(), 0o700); err != nil {
 			return "", err
 		}
-		path := s.AppPath(sha)
+		path := g.AppPath(sha)
 		if err := atomicfile.Write(path, data, 0o600); err != nil {
 			return "", err
 		}
-		opt := appkit.Options{Resolver: s.AppResolver, Strict: true}
+		opt := appkit.Options{Resolver: g.AppResolver, Strict: true}
 		if m := appkit.ReadManifest(data); m != nil {
-			if prev, err := s.Log.ApprovedApp(ctx, m.ID); err == nil {
-				opt.Against = s.AppPath(prev.SHA256) // what it adds over the approved version
+			if prev, err := g.Control.Log.ApprovedApp(ctx, m.ID); err == nil {
+				opt.Against = g.AppPath(prev.SHA256) // what it adds over the approved version
 			}
 		}
 		rep, err := appkit.Validate(ctx, path, opt)
@@ -76,7 +77,7 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 		if rep.Manifest != nil {
 			id, version = rep.Manifest.ID, rep.Manifest.Version
 		}
-		app, created, err = s.Log.AddApp(ctx, eventlog.App{SHA256: sha, ID: id, Version: version, State: state, Report: report, SubmittedBy: a.String()})
+		app, created, err = g.Control.Log.AddApp(ctx, eventlog.App{SHA256: sha, ID: id, Version: version, State: state, Report: report, SubmittedBy: a.String()})
 		return "", err
 	})
 	return app, created, err
@@ -85,43 +86,43 @@ func (s *Service) SubmitApp(ctx context.Context, a Actor, data []byte) (app even
 // DecideApp records a person's decision on the pending package sha:
 // "approve" makes it shareable, "reject" never. Only a person decides,
 // and only on a package that passed the gate's checks.
-func (s *Service) DecideApp(ctx context.Context, a Actor, sha, decision, message string) (eventlog.App, error) {
-	c := Call{Actor: a, Tool: "app." + decision, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
+func (g *Gate) DecideApp(ctx context.Context, a control.Actor, sha, decision, message string) (eventlog.App, error) {
+	c := control.Call{Actor: a, Tool: "app." + decision, Target: sha, Args: map[string]string{"sha256": sha, "decision": decision}}
 	if err := api.CheckAppDecision(decision, message); err != nil {
-		return eventlog.App{}, s.Refuse(ctx, c, Invalidf("%v", err))
+		return eventlog.App{}, g.Control.Refuse(ctx, c, control.Invalidf("%v", err))
 	}
 	if !a.Person() {
-		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person decides whether an app may be shared", ErrForbidden))
+		return eventlog.App{}, g.Control.Refuse(ctx, c, fmt.Errorf("%w: only a person decides whether an app may be shared", control.ErrForbidden))
 	}
-	cur, err := s.Log.App(ctx, sha)
+	cur, err := g.Control.Log.App(ctx, sha)
 	if err != nil {
 		return eventlog.App{}, err
 	}
 	c.Args = map[string]string{"sha256": sha, "app": cur.ID, "version": cur.Version, "decision": decision}
 	if cur.State == "refused" {
-		return eventlog.App{}, s.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks: it can never be approved: %w", sha, eventlog.ErrConflict))
+		return eventlog.App{}, g.Control.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks: it can never be approved: %w", sha, eventlog.ErrConflict))
 	}
 	state := api.AppState(decision)
 	var out eventlog.App
-	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+	err = g.Control.Do(ctx, c, func(ctx context.Context) (string, error) {
 		var err error
-		out, err = s.Log.DecideApp(ctx, sha, state, a.String(), Bound(message, api.MaxMessage))
+		out, err = g.Control.Log.DecideApp(ctx, sha, state, a.String(), control.Bound(message, api.MaxMessage))
 		return "", err
 	})
 	return out, err
 }
 
 // Apps lists the submitted packages, newest first (of app id when not "").
-func (s *Service) Apps(ctx context.Context, id string) ([]eventlog.App, error) {
-	return s.Log.Apps(ctx, id)
+func (g *Gate) Apps(ctx context.Context, id string) ([]eventlog.App, error) {
+	return g.Control.Log.Apps(ctx, id)
 }
 
 // App returns the package of sha256 sha, with its report.
-func (s *Service) App(ctx context.Context, sha string) (eventlog.App, error) {
+func (g *Gate) App(ctx context.Context, sha string) (eventlog.App, error) {
 	if len(sha) != 64 {
-		return eventlog.App{}, Invalidf("sha256: want 64 hex digits")
+		return eventlog.App{}, control.Invalidf("sha256: want 64 hex digits")
 	}
-	return s.Log.App(ctx, sha)
+	return g.Control.Log.App(ctx, sha)
 }
 
 // PreviewTTL is how long a preview address works.
@@ -139,20 +140,20 @@ type preview struct {
 // PreviewApp opens a preview of package sha for a person: it returns a
 // token, the capability part of the preview's address, good for
 // PreviewTTL. Only a package that passed the gate's checks is previewed.
-func (s *Service) PreviewApp(ctx context.Context, a Actor, sha string) (string, time.Time, error) {
-	s.init()
-	c := Call{Actor: a, Tool: "app.preview", Target: sha, Args: map[string]string{"sha256": sha}}
+func (g *Gate) PreviewApp(ctx context.Context, a control.Actor, sha string) (string, time.Time, error) {
+	g.init()
+	c := control.Call{Actor: a, Tool: "app.preview", Target: sha, Args: map[string]string{"sha256": sha}}
 	if !a.Person() {
-		return "", time.Time{}, s.Refuse(ctx, c, fmt.Errorf("%w: a preview is for a person to look at", ErrForbidden))
+		return "", time.Time{}, g.Control.Refuse(ctx, c, fmt.Errorf("%w: a preview is for a person to look at", control.ErrForbidden))
 	}
-	cur, err := s.App(ctx, sha)
+	cur, err := g.App(ctx, sha)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	if cur.State == "refused" {
-		return "", time.Time{}, s.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks; it is not previewed: %w", sha, eventlog.ErrConflict))
+		return "", time.Time{}, g.Control.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks; it is not previewed: %w", sha, eventlog.ErrConflict))
 	}
-	data, err := os.ReadFile(s.AppPath(sha))
+	data, err := os.ReadFile(g.AppPath(sha))
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -168,18 +169,15 @@ func (s *Service) PreviewApp(ctx context.Context, a Actor, sha string) (string, 
 	}
 	tok := randid.Hex(24)
 	p := &preview{sha: sha, files: files, entry: entry, policy: appkit.PagePolicy(files[entry]), expires: time.Now().Add(PreviewTTL)}
-	err = s.Do(ctx, c, func(context.Context) (string, error) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.previews == nil {
-			s.previews = map[string]*preview{}
-		}
-		for t, q := range s.previews {
+	err = g.Control.Do(ctx, c, func(context.Context) (string, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for t, q := range g.previews {
 			if time.Now().After(q.expires) {
-				delete(s.previews, t)
+				delete(g.previews, t)
 			}
 		}
-		s.previews[tok] = p
+		g.previews[tok] = p
 		return "", nil
 	})
 	return tok, p.expires, err
@@ -189,10 +187,10 @@ func (s *Service) PreviewApp(ctx context.Context, a Actor, sha string) (string, 
 // returned) of the preview of
 // token, with the policy its entry page declares; ErrNotFound when the
 // token is unknown or expired, or the package has no such file.
-func (s *Service) PreviewFile(token, path string) (name string, data []byte, policy string, err error) {
-	s.mu.Lock()
-	p := s.previews[token]
-	s.mu.Unlock()
+func (g *Gate) PreviewFile(token, path string) (name string, data []byte, policy string, err error) {
+	g.mu.Lock()
+	p := g.previews[token]
+	g.mu.Unlock()
 	if p == nil || time.Now().After(p.expires) {
 		return "", nil, "", fmt.Errorf("preview: %w", eventlog.ErrNotFound)
 	}

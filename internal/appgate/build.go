@@ -1,4 +1,4 @@
-package control
+package appgate
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/appkit"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/randid"
@@ -23,26 +24,26 @@ import (
 // NewApp writes the scaffold of an app named name into dir (which must not
 // exist; for an agent, a path inside its workspace): the layout the
 // builder edits rather than invents.
-func (s *Service) NewApp(ctx context.Context, a Actor, dir, name string) (*appkit.Manifest, string, error) {
-	c := Call{Actor: a, Tool: "app.new", Target: dir, Args: map[string]string{"dir": dir, "name": name}}
+func (g *Gate) NewApp(ctx context.Context, a control.Actor, dir, name string) (*appkit.Manifest, string, error) {
+	c := control.Call{Actor: a, Tool: "app.new", Target: dir, Args: map[string]string{"dir": dir, "name": name}}
 	clean := filepath.Clean(dir)
 	if dir == "" || clean == "." || filepath.Base(clean) == ".." {
-		return nil, "", s.Refuse(ctx, c, Invalidf("dir: want a new directory for the app"))
+		return nil, "", g.Control.Refuse(ctx, c, control.Invalidf("dir: want a new directory for the app"))
 	}
-	parent, err := s.workspace(a, filepath.Dir(clean))
+	parent, err := g.workspace(a, filepath.Dir(clean))
 	if err != nil {
-		return nil, "", s.Refuse(ctx, c, err)
+		return nil, "", g.Control.Refuse(ctx, c, err)
 	}
 	target := filepath.Join(parent, filepath.Base(clean))
 	var m *appkit.Manifest
-	err = s.Do(ctx, c, func(context.Context) (string, error) {
+	err = g.Control.Do(ctx, c, func(context.Context) (string, error) {
 		var err error
 		m, err = appkit.New(target, name)
 		if errors.Is(err, appkit.ErrExists) {
-			return "", Invalidf("dir: %s already exists; edit that app, or choose a new directory", dir)
+			return "", control.Invalidf("dir: %s already exists; edit that app, or choose a new directory", dir)
 		}
 		if err != nil {
-			return "", Invalidf("%s", err.Error())
+			return "", control.Invalidf("%s", err.Error())
 		}
 		// The files are the workspace's owner's (a confined agent's uid),
 		// or its opencode could not edit them.
@@ -107,41 +108,41 @@ const BuildNote = "UNTRUSTED CONTENT: the answer below is the App Builder's, an 
 // One brain: a person talks to the host assistant, which delegates here;
 // the builder's work never runs in the caller's instance. Cancelling ctx
 // (the caller's turn was stopped) aborts the builder's turn.
-func (s *Service) BuildApp(ctx context.Context, a Actor, request string) (Build, error) {
-	s.init()
-	c := Call{Actor: a, Tool: "app.build", Target: agent.Builder, Args: map[string]string{"request": Bound(request, 1024)}}
+func (g *Gate) BuildApp(ctx context.Context, a control.Actor, request string) (Build, error) {
+	g.init()
+	c := control.Call{Actor: a, Tool: "app.build", Target: agent.Builder, Args: map[string]string{"request": control.Bound(request, 1024)}}
 	switch {
-	case a.Kind == Agent && a.Name == agent.Builder:
-		return Build{}, s.Refuse(ctx, c, fmt.Errorf("%w: the builder does not delegate to itself", ErrForbidden))
+	case a.Kind == control.Agent && a.Name == agent.Builder:
+		return Build{}, g.Control.Refuse(ctx, c, fmt.Errorf("%w: the builder does not delegate to itself", control.ErrForbidden))
 	case strings.TrimSpace(request) == "":
-		return Build{}, s.Refuse(ctx, c, Invalidf("request: say what to build"))
+		return Build{}, g.Control.Refuse(ctx, c, control.Invalidf("request: say what to build"))
 	case len(request) > MaxBuildRequest:
-		return Build{}, s.Refuse(ctx, c, fmt.Errorf("%w: request: longer than %d bytes", ErrTooLarge, MaxBuildRequest))
-	case a.Kind == Agent && s.Runner.MaxRunning() == 1:
+		return Build{}, g.Control.Refuse(ctx, c, fmt.Errorf("%w: request: longer than %d bytes", control.ErrTooLarge, MaxBuildRequest))
+	case a.Kind == control.Agent && g.Control.Runner.MaxRunning() == 1:
 		// The caller's turn holds the one instance slot; the builder's
 		// would wait for it until the caller's turn ended: never.
-		return Build{}, s.Refuse(ctx, c, Invalidf("request: the App Builder needs an instance of its own while %s's turn runs; the daemon runs one at a time (serve --max-running 1): raise it to 2 or more", a.Name))
+		return Build{}, g.Control.Refuse(ctx, c, control.Invalidf("request: the App Builder needs an instance of its own while %s's turn runs; the daemon runs one at a time (serve --max-running 1): raise it to 2 or more", a.Name))
 	}
-	b, err := s.Log.Agent(ctx, agent.Builder)
+	b, err := g.Control.Log.Agent(ctx, agent.Builder)
 	if err == nil && !b.Builtin {
-		err = fmt.Errorf("%w: the agent named builder is not the built-in App Builder", ErrForbidden)
+		err = fmt.Errorf("%w: the agent named builder is not the built-in App Builder", control.ErrForbidden)
 	}
 	if err != nil {
-		return Build{}, s.Refuse(ctx, c, err)
+		return Build{}, g.Control.Refuse(ctx, c, err)
 	}
 	out := Build{Note: BuildNote, Trace: randid.ID("build"), Tools: []string{}, Submitted: []BuildResult{}}
-	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+	err = g.Control.Do(ctx, c, func(ctx context.Context) (string, error) {
 		started := time.Now()
 		text := "A request from " + a.String() + ", on behalf of the person it serves:\n\n" + request
-		in, _, err := s.Runner.Submit(ctx, agent.Builder, runner.Submission{Text: text, TraceID: out.Trace})
+		in, _, err := g.Control.Runner.Submit(ctx, agent.Builder, runner.Submission{Text: text, TraceID: out.Trace})
 		if err != nil {
 			return "", err
 		}
-		if err := s.followBuild(ctx, in, &out); err != nil {
+		if err := g.followBuild(ctx, in, &out); err != nil {
 			return "", err
 		}
-		apps, _ := s.Log.Apps(ctx, "")
-		by := Actor{Kind: Agent, Name: agent.Builder, Channel: MCP}.String()
+		apps, _ := g.Control.Log.Apps(ctx, "")
+		by := control.Actor{Kind: control.Agent, Name: agent.Builder, Channel: control.MCP}.String()
 		for i := len(apps) - 1; i >= 0; i-- {
 			if p := apps[i]; p.SubmittedBy == by && !p.Created.Before(started.Truncate(time.Millisecond)) {
 				out.Submitted = append(out.Submitted, BuildResult{SHA256: p.SHA256, App: p.ID, Version: p.Version, State: p.State})
@@ -154,8 +155,8 @@ func (s *Service) BuildApp(ctx context.Context, a Actor, request string) (Build,
 
 // followBuild follows the builder's turn of input in until its end,
 // filling out; past BuildTimeout, or when ctx ends, it aborts that turn.
-func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build) error {
-	progress, _ := ctx.Value(progressKey{}).(func(string))
+func (g *Gate) followBuild(ctx context.Context, in eventlog.Input, out *Build) error {
+	progress := control.ProgressOf(ctx)
 	say := func(msg string) {
 		if progress != nil {
 			progress(msg)
@@ -163,7 +164,7 @@ func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build
 	}
 	fctx, cancel := context.WithTimeout(ctx, BuildTimeout)
 	defer cancel()
-	err := s.Log.FollowTurn(fctx, in, s.Progress, func(turn string) error {
+	err := g.Control.Log.FollowTurn(fctx, in, g.Control.Progress, func(turn string) error {
 		if turn == "" {
 			say("the builder has the request; waiting for it to start")
 		} else {
@@ -185,12 +186,12 @@ func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build
 			case event.Final:
 				var d event.FinalData
 				json.Unmarshal(e.Data, &d)
-				out.Answer = Bound(s.Redact(d.Text), 16<<10)
+				out.Answer = control.Bound(g.Control.Redact(d.Text), 16<<10)
 				return true
 			case event.Error:
 				var d event.ErrorData
 				json.Unmarshal(e.Data, &d)
-				out.Error = Bound(s.Redact(d.Message), 4096)
+				out.Error = control.Bound(g.Control.Redact(d.Message), 4096)
 				return true
 			}
 		}
@@ -208,8 +209,8 @@ func (s *Service) followBuild(ctx context.Context, in eventlog.Input, out *Build
 	actx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel2()
 	if out.Turn != "" {
-		if _, cur := s.Runner.CurrentTurn(actx, agent.Builder); cur == out.Turn {
-			s.Runner.Abort(actx, agent.Builder)
+		if _, cur := g.Control.Runner.CurrentTurn(actx, agent.Builder); cur == out.Turn {
+			g.Control.Runner.Abort(actx, agent.Builder)
 		}
 	}
 	return errors.New(why)

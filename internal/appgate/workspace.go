@@ -1,4 +1,4 @@
-package control
+package appgate
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/taosagent/taosagent/internal/appkit"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
@@ -20,52 +21,52 @@ import (
 // directory by its absolute path.
 
 // workspace resolves dir for actor a to a real directory.
-func (s *Service) workspace(a Actor, dir string) (string, error) {
+func (g *Gate) workspace(a control.Actor, dir string) (string, error) {
 	var p string
-	if a.Kind == Agent {
-		root := filepath.Join(home.Home{Dir: s.Home}.Agent(a.Name), "work")
+	if a.Kind == control.Agent {
+		root := filepath.Join(home.Home{Dir: g.Control.Home}.Agent(a.Name), "work")
 		if dir == "" {
 			dir = "."
 		}
 		if filepath.IsAbs(dir) {
-			return "", Invalidf("dir: a path inside your workspace, relative to it (%q is absolute)", dir)
+			return "", control.Invalidf("dir: a path inside your workspace, relative to it (%q is absolute)", dir)
 		}
 		p = filepath.Join(root, dir)
 		real, err := filepath.EvalSymlinks(p)
 		if err != nil {
-			return "", Invalidf("dir: %s does not exist in your workspace", dir)
+			return "", control.Invalidf("dir: %s does not exist in your workspace", dir)
 		}
 		rootReal, err := filepath.EvalSymlinks(root)
 		if err != nil || (real != rootReal && !strings.HasPrefix(real, rootReal+string(filepath.Separator))) {
-			return "", Invalidf("dir: %s is outside your workspace", dir)
+			return "", control.Invalidf("dir: %s is outside your workspace", dir)
 		}
 		p = real
 	} else {
 		if !filepath.IsAbs(dir) {
-			return "", Invalidf("dir: want an absolute path")
+			return "", control.Invalidf("dir: want an absolute path")
 		}
 		p = filepath.Clean(dir)
 	}
 	if fi, err := os.Stat(p); err != nil || !fi.IsDir() {
-		return "", Invalidf("dir: %s is not a directory", dir)
+		return "", control.Invalidf("dir: %s is not a directory", dir)
 	}
 	return p, nil
 }
 
 // ValidateWorkspace runs every check of the gate over the app in dir and
 // returns the report: findings as data a model can act on.
-func (s *Service) ValidateWorkspace(ctx context.Context, a Actor, dir string) (*appkit.Report, error) {
-	ws, err := s.workspace(a, dir)
+func (g *Gate) ValidateWorkspace(ctx context.Context, a control.Actor, dir string) (*appkit.Report, error) {
+	ws, err := g.workspace(a, dir)
 	if err != nil {
 		return nil, err
 	}
-	return appkit.Validate(ctx, ws, appkit.Options{Resolver: s.AppResolver})
+	return appkit.Validate(ctx, ws, appkit.Options{Resolver: g.AppResolver})
 }
 
 // SubmitWorkspace packages the app in dir (as it is) and submits it to the
 // gate: the report a person will see comes back.
-func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*appkit.Report, error) {
-	ws, err := s.workspace(a, dir)
+func (g *Gate) SubmitWorkspace(ctx context.Context, a control.Actor, dir string) (*appkit.Report, error) {
+	ws, err := g.workspace(a, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +76,7 @@ func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*ap
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "app.taosapp")
-	if rep, err := appkit.Package(ctx, ws, out, appkit.Options{Resolver: s.AppResolver}); err != nil {
+	if rep, err := appkit.Package(ctx, ws, out, appkit.Options{Resolver: g.AppResolver}); err != nil {
 		if rep != nil {
 			return rep, nil // it fails validation: the findings say why; nothing was submitted
 		}
@@ -85,7 +86,7 @@ func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*ap
 	if err != nil {
 		return nil, err
 	}
-	app, _, err := s.SubmitApp(ctx, a, data)
+	app, _, err := g.SubmitApp(ctx, a, data)
 	if err != nil {
 		return nil, err
 	}
@@ -100,20 +101,20 @@ func (s *Service) SubmitWorkspace(ctx context.Context, a Actor, dir string) (*ap
 // RunInWorkspace runs command over the app in dir in a fresh disposable
 // sandbox: no network, the default limits (time, CPU, memory, processes,
 // files, a bounded workspace and /tmp), its output captured.
-func (s *Service) RunInWorkspace(ctx context.Context, a Actor, dir string, command []string) (*sandbox.Result, error) {
-	c := Call{Actor: a, Tool: "app.run", Target: dir, Args: map[string]any{"dir": dir, "command": command}}
+func (g *Gate) RunInWorkspace(ctx context.Context, a control.Actor, dir string, command []string) (*sandbox.Result, error) {
+	c := control.Call{Actor: a, Tool: "app.run", Target: dir, Args: map[string]any{"dir": dir, "command": command}}
 	if len(command) == 0 || len(command) > 256 {
-		return nil, s.Refuse(ctx, c, Invalidf("command: want a program and at most 255 arguments"))
+		return nil, g.Control.Refuse(ctx, c, control.Invalidf("command: want a program and at most 255 arguments"))
 	}
-	ws, err := s.workspace(a, dir)
+	ws, err := g.workspace(a, dir)
 	if err != nil {
-		return nil, s.Refuse(ctx, c, err)
+		return nil, g.Control.Refuse(ctx, c, err)
 	}
 	var res *sandbox.Result
-	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+	err = g.Control.Do(ctx, c, func(ctx context.Context) (string, error) {
 		var err error
 		sb := sandbox.New()
-		sb.BuildIDs = s.BuildIDs
+		sb.BuildIDs = g.BuildIDs
 		res, err = sb.Run(ctx, sandbox.Spec{Workspace: ws, Command: command})
 		return "", err
 	})
