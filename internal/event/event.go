@@ -7,6 +7,7 @@ package event
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -38,6 +39,15 @@ const (
 	Instance           Kind = "instance" // InstanceData
 	Egress             Kind = "egress"   // EgressData: a connection asked of the egress proxy
 )
+
+// Kinds is every kind, in the order declared above: the one list of them
+// (TestKindsListsEveryKind holds it to the constants).
+var Kinds = []Kind{Delta, Reasoning, ToolCall, ToolResult, Final, Error,
+	InputAccepted, InputSteered, TurnStarted, Status, PermissionAsked, PermissionResolved,
+	QuestionAsked, QuestionResolved, Usage, ModelSwitched, Instance, Egress}
+
+// Known reports whether k is one of Kinds.
+func (k Kind) Known() bool { return slices.Contains(Kinds, k) }
 
 // Terminal reports whether k ends a turn. Every turn ends with exactly one.
 func (k Kind) Terminal() bool { return k == Final || k == Error }

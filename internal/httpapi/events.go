@@ -16,16 +16,6 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
 
-var knownKinds = map[event.Kind]bool{}
-
-func init() {
-	for _, k := range []event.Kind{event.Delta, event.Reasoning, event.ToolCall, event.ToolResult, event.Final, event.Error,
-		event.InputAccepted, event.InputSteered, event.TurnStarted, event.Status, event.PermissionAsked, event.PermissionResolved,
-		event.QuestionAsked, event.QuestionResolved, event.Usage, event.ModelSwitched, event.Instance} {
-		knownKinds[k] = true
-	}
-}
-
 // cursor reads after (and Last-Event-ID for streams), kinds and limit.
 func cursor(r *http.Request, stream bool) (after int64, explicit bool, kinds []event.Kind, limit int, err error) {
 	q := r.URL.Query()
@@ -41,11 +31,11 @@ func cursor(r *http.Request, stream bool) (after int64, explicit bool, kinds []e
 	}
 	if ks := q.Get("kinds"); ks != "" {
 		list := strings.Split(ks, ",")
-		if len(list) > len(knownKinds) {
-			return 0, false, nil, 0, fmt.Errorf("kinds: at most %d kinds", len(knownKinds))
+		if len(list) > len(event.Kinds) {
+			return 0, false, nil, 0, fmt.Errorf("kinds: at most %d kinds", len(event.Kinds))
 		}
 		for _, k := range list {
-			if !knownKinds[event.Kind(k)] {
+			if !event.Kind(k).Known() {
 				return 0, false, nil, 0, fmt.Errorf("kinds: unknown kind %q", k)
 			}
 			if !slices.Contains(kinds, event.Kind(k)) {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/taosagent/taosagent/internal/event"
 )
 
 // FuzzDecode: any body gets a clear answer from the request decoder, 200
@@ -48,11 +50,11 @@ func FuzzCursor(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if after < 0 || limit < 1 || limit > 10000 || len(kinds) > len(knownKinds) {
+		if after < 0 || limit < 1 || limit > 10000 || len(kinds) > len(event.Kinds) {
 			t.Fatalf("after %d, limit %d, %d kinds", after, limit, len(kinds))
 		}
 		for i, k := range kinds {
-			if !knownKinds[k] || slices.Contains(kinds[:i], k) {
+			if !k.Known() || slices.Contains(kinds[:i], k) {
 				t.Fatalf("kinds %v", kinds)
 			}
 		}

@@ -194,3 +194,34 @@ func TestStrictInput(t *testing.T) {
 		t.Errorf("audit entries after refused input: %+v (%v), want none", es, err)
 	}
 }
+
+// Every kind of event can be asked for by name: the egress decisions too.
+func TestEveryKindCanBeFiltered(t *testing.T) {
+	l, addr := guarded(t, &Server{})
+	ctx := context.Background()
+	l.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://x/v1", Models: []agent.Model{{ID: "m"}}})
+	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m"}); err != nil {
+		t.Fatal(err)
+	}
+	e := event.New("", event.Egress, time.Now(), event.EgressData{Host: "example.com", Port: 443, Allowed: false})
+	e.Agent = "a"
+	if _, err := l.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range event.Kinds {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/agents/a/events?kinds="+string(k), nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("kinds=%s: %d %s", k, resp.StatusCode, body)
+		}
+		if k == event.Egress && !strings.Contains(string(body), "example.com") {
+			t.Errorf("kinds=egress: %s", body)
+		}
+	}
+}

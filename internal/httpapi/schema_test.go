@@ -122,3 +122,26 @@ func jsonFields(t reflect.Type) []string {
 	}
 	return out
 }
+
+// The document names every kind of event, and no other.
+func TestOpenAPINamesEveryKind(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Event struct {
+					Properties struct {
+						Kind struct {
+							Examples []event.Kind `json:"examples"`
+						} `json:"kind"`
+					} `json:"properties"`
+				} `json:"Event"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if got := doc.Components.Schemas.Event.Properties.Kind.Examples; !slices.Equal(got, event.Kinds) {
+		t.Fatalf("openapi.json's kinds %v, want event.Kinds %v", got, event.Kinds)
+	}
+}
