@@ -364,19 +364,28 @@ func (s *Service) Abort(ctx context.Context, a Actor, name string) (turn string,
 	return turn, err
 }
 
-// Events returns up to limit events of agent name after seq after, of the
-// given kinds (none: all).
+// Events returns up to limit events (ReadLimit: 0 is the channel's
+// default) of agent name after seq after, of the given kinds (none: all).
 //
 // An agent reads only the events of the agents it may read
 // (agent.Agent.MayReadOf: its own; host every agent's; others as a person
 // granted).
 func (s *Service) Events(ctx context.Context, a Actor, name string, after int64, kinds []event.Kind, limit int) ([]json.RawMessage, int64, error) {
+	limit, err := ReadLimit(a, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, k := range kinds {
+		if !k.Known() {
+			return nil, 0, Invalidf("kinds: unknown kind %q", k)
+		}
+	}
 	if err := s.MayRead(ctx, a, "agent_events", name); err != nil {
 		return nil, 0, err
 	}
 	out := []json.RawMessage{}
 	last := after
-	err := s.Log.Scan(ctx, eventlog.Query{Agent: name, After: after, Kinds: kinds, Limit: limit}, func(rec eventlog.Record) error {
+	err = s.Log.Scan(ctx, eventlog.Query{Agent: name, After: after, Kinds: kinds, Limit: limit}, func(rec eventlog.Record) error {
 		out = append(out, json.RawMessage(append([]byte(nil), rec.Body...)))
 		last = rec.Seq
 		return nil
@@ -398,14 +407,6 @@ func (s *Service) MayRead(ctx context.Context, a Actor, tool, name string) error
 	}
 	return s.Refuse(ctx, Call{Actor: a, Tool: tool, Target: name, Args: map[string]string{"agent": name}},
 		fmt.Errorf("%w: %s may read its own events and log, not %s's (a person can grant it: may_read)", ErrForbidden, a.Name, name))
-}
-
-// Audit lists audit entries that q selects.
-func (s *Service) Audit(ctx context.Context, q eventlog.AuditQuery) ([]eventlog.AuditEntry, error) {
-	if q.Limit < 0 || q.Limit > 10000 {
-		return nil, Invalidf("limit: must be 1 to 10000")
-	}
-	return s.Log.AuditSearch(ctx, q)
 }
 
 // Attach starts agent name's opencode if needed and returns how to attach

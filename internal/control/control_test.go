@@ -468,3 +468,35 @@ func TestAnActionWithoutATierIsNeverRun(t *testing.T) {
 		t.Fatalf("a raised call: %+v", es)
 	}
 }
+
+// A read follows the same rules whichever door it came through: the same
+// "since" (a time or a duration), the same checks; only the limits differ,
+// a read through MCP reaching a model's context.
+func TestReadsFollowOneSetOfRules(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	for range 60 {
+		if _, err := f.svc.Abort(ctx, operator, "nobody"); err == nil {
+			t.Fatal("abort of nobody")
+		}
+	}
+	for _, a := range []control.Actor{operator, viaMCP} {
+		for _, since := range []string{"1h", time.Now().Add(-time.Hour).Format(time.RFC3339)} {
+			es, err := f.svc.Audit(ctx, a, control.AuditRequest{Since: since})
+			if err != nil || len(es) == 0 {
+				t.Errorf("%s, since %s: %d entries, %v", a, since, len(es), err)
+			}
+		}
+		for _, bad := range []control.AuditRequest{{Since: "yesterday"}, {Outcome: "maybe"}, {Limit: -1}, {Limit: control.APIReadMax + 1}} {
+			if _, err := f.svc.Audit(ctx, a, bad); !agent.IsInvalid(err) {
+				t.Errorf("%s, %+v: %v, want invalid", a, bad, err)
+			}
+		}
+	}
+	if es, _ := f.svc.Audit(ctx, viaMCP, control.AuditRequest{}); len(es) != control.MCPReadDefault {
+		t.Errorf("through MCP, %d entries by default, want %d", len(es), control.MCPReadDefault)
+	}
+	if _, err := f.svc.Audit(ctx, viaMCP, control.AuditRequest{Limit: control.MCPReadMax + 1}); !agent.IsInvalid(err) {
+		t.Errorf("through MCP past its maximum: %v", err)
+	}
+}

@@ -221,15 +221,9 @@ func (o *Ops) Logs(ctx context.Context, a control.Actor, r LogsRequest) (Logs, e
 	if len(r.Pattern) > 256 {
 		return Logs{}, control.Invalidf("pattern: longer than 256 bytes")
 	}
-	var since time.Time
-	if r.Since != "" {
-		if d, err := time.ParseDuration(r.Since); err == nil && d > 0 {
-			since = time.Now().Add(-d)
-		} else if t, err := time.Parse(time.RFC3339, r.Since); err == nil {
-			since = t
-		} else {
-			return Logs{}, control.Invalidf("since: want an RFC 3339 time or a duration such as 15m")
-		}
+	since, err := control.ParseSince(r.Since, time.Now())
+	if err != nil {
+		return Logs{}, err
 	}
 	out := Logs{Note: control.UntrustedNote, Lines: []string{}}
 	var lines []string

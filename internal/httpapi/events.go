@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
@@ -43,10 +44,10 @@ func cursor(r *http.Request, stream bool) (after int64, explicit bool, kinds []e
 			}
 		}
 	}
-	limit = 1000
+	limit = control.APIReadDefault
 	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 10000 {
-			return 0, false, nil, 0, errors.New("limit: must be 1 to 10000")
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > control.APIReadMax {
+			return 0, false, nil, 0, fmt.Errorf("limit: must be 1 to %d", control.APIReadMax)
 		}
 	}
 	return after, explicit, kinds, limit, nil
@@ -200,10 +201,10 @@ func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after, err1 := intParam(q.Get("after"), 0)
-	limit, err2 := intParam(q.Get("limit"), 1000)
+	limit, err2 := intParam(q.Get("limit"), 0)
 	before, err3 := intParam(q.Get("before"), 0)
-	if err1 != nil || err2 != nil || err3 != nil || limit == 0 || limit > 10000 {
-		writeError(w, http.StatusBadRequest, "bad_request", "after and before must be non-negative integers, limit 1 to 10000")
+	if err1 != nil || err2 != nil || err3 != nil || limit > control.APIReadMax {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("after and before must be non-negative integers, limit 1 to %d", control.APIReadMax))
 		return
 	}
 	newest := false
@@ -215,26 +216,10 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "newest: true or false")
 		return
 	}
-	aq := eventlog.AuditQuery{After: after, Before: before, Newest: newest, Limit: int(limit), Actor: q.Get("actor"), Action: q.Get("tool"), Outcome: q.Get("outcome")}
-	if v := q.Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", "since: must be an RFC 3339 time")
-			return
-		}
-		aq.Since = t
-	}
-	switch aq.Outcome {
-	case "", "pending", "ok", "refused", "failed":
-	default:
-		writeError(w, http.StatusBadRequest, "bad_request", "outcome: must be pending, ok, refused or failed")
-		return
-	}
-	if len(aq.Actor) > 256 || len(aq.Action) > 128 {
-		writeError(w, http.StatusBadRequest, "bad_request", "actor or tool: too long")
-		return
-	}
-	es, err := s.Control.Audit(r.Context(), aq)
+	// The rest of the query's rules are the control service's, as for a
+	// read through MCP (control.Audit).
+	es, err := s.Control.Audit(r.Context(), actor(r), control.AuditRequest{After: after, Before: before, Newest: newest, Limit: int(limit),
+		Actor: q.Get("actor"), Tool: q.Get("tool"), Outcome: q.Get("outcome"), Since: q.Get("since")})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -162,16 +161,6 @@ type deletedOut struct {
 	Deleted string `json:"deleted"`
 }
 
-func sinceOf(v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return time.Now().Add(-d), nil
-	}
-	return time.Parse(time.RFC3339, v)
-}
-
 // addTools adds every tool, grouped by tier; add takes each tool's tier
 // from control.Actions.
 func (s *Server) addTools() {
@@ -203,9 +192,6 @@ func (s *Server) addReadTools() {
 		})
 	add(s, hostSet, "agent_events", "An agent's recent events (its turns: text, tool calls, results, errors). An agent reads its own, and those of agents a person let it read; host reads every agent's.",
 		func(ctx context.Context, a control.Actor, in eventsIn) (eventsOut, error) {
-			if in.Limit <= 0 || in.Limit > 500 {
-				in.Limit = 50
-			}
 			var kinds []event.Kind
 			for _, k := range in.Kinds {
 				kinds = append(kinds, event.Kind(k))
@@ -214,15 +200,8 @@ func (s *Server) addReadTools() {
 			return eventsOut{Note: control.UntrustedNote, Events: evs, LastSeq: last}, err
 		})
 	add(s, hostSet, "audit_recent", "What was done on this host and by whom: the audit, newest last.",
-		func(ctx context.Context, _ control.Actor, in auditIn) (auditOut, error) {
-			if in.Limit <= 0 || in.Limit > 500 {
-				in.Limit = 50
-			}
-			since, err := sinceOf(in.Since)
-			if err != nil {
-				return auditOut{}, err
-			}
-			es, err := c.Audit(ctx, eventlog.AuditQuery{Actor: in.Actor, Action: in.Tool, Outcome: in.Outcome, Since: since, Limit: in.Limit, Newest: true})
+		func(ctx context.Context, a control.Actor, in auditIn) (auditOut, error) {
+			es, err := c.Audit(ctx, a, control.AuditRequest{Actor: in.Actor, Tool: in.Tool, Outcome: in.Outcome, Since: in.Since, Limit: in.Limit, Newest: true})
 			return auditOut{Note: control.UntrustedNote, Entries: es}, err
 		})
 	add(s, hostSet, "diagnose", "Run the recovery checks of `taosagent doctor` (all, or those named): the home, the daemon, opencode, the database, the sandbox, the providers and every managed service, each finding with its severity and the recipe that fixes it.",
