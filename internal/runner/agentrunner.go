@@ -20,30 +20,41 @@ type agentRunner struct {
 	abort_ chan struct{}
 	done   chan struct{}
 
-	mu       sync.Mutex
+	attachReq chan attachReq // to run: start the instance for an attached client
+	submit    chan submitReq // to run, while idle: a new input
+	activity  chan struct{}  // to run: an attached client's turn is under way (not idle)
+
+	mu  sync.Mutex
+	cur shared // under mu
+	own owned  // the run goroutine's alone
+}
+
+// shared is what of an agent's runner other goroutines read or change
+// (a submit, an abort, a reply, the driver's sink), under agentRunner.mu;
+// the run goroutine, drv's only writer, reads drv without it.
+type shared struct {
 	turn     string   // the running turn, "" when idle
 	trace    string   // the trace id of the running turn's input
 	session  string   // the pinned session
 	ended    *turnEnd // the running turn's end
 	final    bool     // turn's terminal event was taken
 	started  bool     // turn's start is committed
+	model    string   // the model the running turn prompts with
 	drv      *Driver
 	resolved map[string]bool // approvals answered through us
 	foreign  string          // a turn a client attached to opencode runs (the TUI), "" if none
 	queuedN  uint64          // inputs noted as stored queued (noteQueued)
+}
 
-	attachReq chan attachReq // to run: start the instance for an attached client
-	submit    chan submitReq // to run, while idle: a new input
-	activity  chan struct{}  // to run: an attached client's turn is under way (not idle)
-
-	// Owned by run.
+// owned is what only the run goroutine touches: its driver's run and
+// what it knows of it.
+type owned struct {
 	drvCancel  context.CancelFunc
 	drvDone    chan struct{} // closed when the driver's Run returned
 	drvRun     *driverRun
 	drvUpdated time.Time     // the agent's Updated as of the driver's spec
 	drvSpec    string        // the configKey of the agent the driver runs
 	drvVersion string        // the opencode release the driver's instance runs
-	model      string        // the model the running turn prompts with
 	park       time.Duration // wait before the next turn: its start could not be recorded
 	verified   string        // the pinned session, known to exist in opencode …
 	verifiedIn *driverRun    // … as of this driver run
@@ -75,7 +86,7 @@ func (d *driverRun) exitErr() error {
 func newAgentRunner(m *Manager, name string) *agentRunner {
 	ctx, cancel := context.WithCancel(m.ctx)
 	return &agentRunner{m: m, name: name, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
-		abort_: make(chan struct{}, 1), done: make(chan struct{}), resolved: map[string]bool{},
+		abort_: make(chan struct{}, 1), done: make(chan struct{}), cur: shared{resolved: map[string]bool{}},
 		attachReq: make(chan attachReq), submit: make(chan submitReq), activity: make(chan struct{}, 1)}
 }
 
@@ -100,7 +111,7 @@ func (r *agentRunner) poke() {
 func (r *agentRunner) currentTurn() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.turn
+	return r.cur.turn
 }
 
 // startedTurn is the running turn once its start is committed: what a
@@ -114,16 +125,16 @@ func (r *agentRunner) startedTurn() string {
 func (r *agentRunner) startedTurnTrace() (turn, trace string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.started {
+	if !r.cur.started {
 		return "", ""
 	}
-	return r.turn, r.trace
+	return r.cur.turn, r.cur.trace
 }
 
 func (r *agentRunner) driver() *Driver {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.drv
+	return r.cur.drv
 }
 
 func (r *agentRunner) run() {
@@ -140,15 +151,15 @@ func (r *agentRunner) run() {
 		// turn started under it would be given its events and its end.
 		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() {
 			r.runTurn(queued[0], len(queued) > 1)
-			if r.park > 0 {
+			if r.own.park > 0 {
 				select {
-				case <-time.After(r.park):
+				case <-time.After(r.own.park):
 				case <-r.ctx.Done():
 				}
 			}
 			continue
 		}
-		if r.drv != nil {
+		if r.cur.drv != nil {
 			idle.Reset(r.m.cfg.IdleTimeout)
 		}
 		select {
@@ -162,7 +173,7 @@ func (r *agentRunner) run() {
 		case <-idle.C:
 			r.m.logger.Info("idle: stopping opencode", "agent", r.name)
 			r.stopDriver()
-		case <-r.drvDone:
+		case <-r.own.drvDone:
 			r.stopDriver()
 		case <-r.ctx.Done():
 			return
@@ -182,6 +193,6 @@ func (r *agentRunner) attach() attachReply {
 	if err != nil {
 		return attachReply{err: err}
 	}
-	c, err := r.client(r.drvRun)
+	c, err := r.client(r.own.drvRun)
 	return attachReply{client: c, session: session, err: err}
 }

@@ -51,11 +51,11 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 // subagent's) are not its, and another session's end must not end it.
 // Called under mu.
 func (r *agentRunner) attribute(e *event.Event) {
-	if e.Turn == "" && (e.Session == "" || e.Session == r.session) {
-		e.Turn = r.turn
+	if e.Turn == "" && (e.Session == "" || e.Session == r.cur.session) {
+		e.Turn = r.cur.turn
 	}
-	if e.Turn != "" && e.Turn == r.turn && e.TraceID == "" {
-		e.TraceID = r.trace
+	if e.Turn != "" && e.Turn == r.cur.turn && e.TraceID == "" {
+		e.TraceID = r.cur.trace
 	}
 }
 
@@ -65,18 +65,18 @@ func (r *agentRunner) attribute(e *event.Event) {
 // ends with its terminal event. It reports whether e is such a turn's.
 // Called under mu, after attribute.
 func (r *agentRunner) attached(e *event.Event) (opened []event.Event, ok bool) {
-	if e.Turn != "" || e.Session == "" || e.Session != r.session || !inTurn[e.Kind] || e.Synthetic {
+	if e.Turn != "" || e.Session == "" || e.Session != r.cur.session || !inTurn[e.Kind] || e.Synthetic {
 		return nil, false
 	}
-	if r.foreign == "" && !e.Kind.Terminal() {
-		r.foreign = randid.ID("turn")
-		start := withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: "attached"}), r.foreign)
+	if r.cur.foreign == "" && !e.Kind.Terminal() {
+		r.cur.foreign = randid.ID("turn")
+		start := withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: "attached"}), r.cur.foreign)
 		start.Agent = r.name
 		opened = append(opened, start)
 	}
-	e.Turn = r.foreign
+	e.Turn = r.cur.foreign
 	if e.Kind.Terminal() {
-		r.foreign = ""
+		r.cur.foreign = ""
 	}
 	select {
 	case r.activity <- struct{}{}:
@@ -92,11 +92,11 @@ func (r *agentRunner) terminal(e event.Event, attached bool) (ended *turnEnd, ke
 	if !e.Kind.Terminal() || e.Turn == "" || attached {
 		return nil, true
 	}
-	if e.Turn != r.turn || r.final {
+	if e.Turn != r.cur.turn || r.cur.final {
 		return nil, false // a turn ends once
 	}
-	r.final = true
-	return r.ended, true
+	r.cur.final = true
+	return r.cur.ended, true
 }
 
 // echo says whether e is opencode's report of an answer given through
@@ -106,10 +106,10 @@ func (r *agentRunner) echo(e event.Event) bool {
 		return false
 	}
 	id := approvalOf(e)
-	if !r.resolved[id] {
+	if !r.cur.resolved[id] {
 		return false
 	}
-	delete(r.resolved, id)
+	delete(r.cur.resolved, id)
 	return true
 }
 

@@ -23,7 +23,7 @@ import (
 func (r *agentRunner) attachedBusy() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.foreign != ""
+	return r.cur.foreign != ""
 }
 
 // holdInstance keeps the agent's instance from being stopped for the cap
@@ -35,7 +35,7 @@ func (r *agentRunner) attachedBusy() bool {
 // runner idle as soon as it can.
 func (r *agentRunner) holdInstance(more bool) (release func()) {
 	r.mu.Lock()
-	n := r.queuedN
+	n := r.cur.queuedN
 	r.mu.Unlock()
 	rel := r.m.cfg.Instances.Hold(r.name)
 	return func() {
@@ -48,7 +48,7 @@ func (r *agentRunner) holdInstance(more bool) (release func()) {
 // any wait. An input noted meanwhile (noteQueued) keeps the agent marked.
 func (r *agentRunner) inbox() ([]eventlog.Input, error) {
 	r.mu.Lock()
-	n := r.queuedN
+	n := r.cur.queuedN
 	r.mu.Unlock()
 	queued, err := r.m.log.Inputs(r.ctx, r.name, "queued")
 	if err != nil {
@@ -64,7 +64,7 @@ func (r *agentRunner) inbox() ([]eventlog.Input, error) {
 func (r *agentRunner) markQueued(n uint64, queued bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.queuedN == n {
+	if r.cur.queuedN == n {
 		r.m.cfg.Instances.SetQueued(r.name, queued)
 	}
 }
@@ -73,7 +73,7 @@ func (r *agentRunner) markQueued(n uint64, queued bool) {
 // stored queued.
 func (r *agentRunner) noteQueued() {
 	r.mu.Lock()
-	r.queuedN++
+	r.cur.queuedN++
 	r.m.cfg.Instances.SetQueued(r.name, true)
 	r.mu.Unlock()
 }
@@ -95,35 +95,35 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 	var c *opencode.Client
 	var run *driverRun
 	for attempt := 1; ; attempt++ {
-		if r.drv != nil && r.drvRun.exitErr() == nil && !a.Updated.Equal(r.drvUpdated) {
+		if r.cur.drv != nil && r.own.drvRun.exitErr() == nil && !a.Updated.Equal(r.own.drvUpdated) {
 			// The agent changed. Only a change of its config needs a fresh
 			// instance: every prompt names its model, so a change of model
 			// alone (a switch made in the TUI, written back) does not stop
 			// an instance a person may be attached to.
-			if configKey(a) != r.drvSpec {
+			if configKey(a) != r.own.drvSpec {
 				r.stopDriver()
 			} else {
-				r.drvUpdated = a.Updated
+				r.own.drvUpdated = a.Updated
 			}
 		}
-		if r.drv != nil && r.drvRun.exitErr() != nil {
+		if r.cur.drv != nil && r.own.drvRun.exitErr() != nil {
 			// Its instance was stopped meanwhile (idle, or to make room
 			// under the cap).
 			r.stopDriver()
 		}
-		if _, v := r.m.cfg.Instances.Release(); r.drv != nil && v != r.drvVersion {
+		if _, v := r.m.cfg.Instances.Release(); r.cur.drv != nil && v != r.own.drvVersion {
 			// The operator switched opencode releases (an upgrade or a
 			// rollback): this agent moves to it now, between two turns.
-			r.m.logger.Info("the agent moves to another opencode release", "agent", r.name, "from", r.drvVersion, "to", v)
+			r.m.logger.Info("the agent moves to another opencode release", "agent", r.name, "from", r.own.drvVersion, "to", v)
 			r.stopDriver()
 		}
-		if r.drv == nil {
+		if r.cur.drv == nil {
 			if err := r.startDriver(a); err != nil {
 				return a.Session, err
 			}
 		}
 		var err error
-		run = r.drvRun
+		run = r.own.drvRun
 		c, err = r.client(run)
 		if err == nil {
 			break
@@ -137,12 +137,12 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
 	defer cancel()
-	if a.Session != "" && a.Session == r.verified && run == r.verifiedIn {
+	if a.Session != "" && a.Session == r.own.verified && run == r.own.verifiedIn {
 		return a.Session, nil // checked on this driver run already
 	}
 	if a.Session != "" {
 		if _, err := c.GetSession(ctx, a.Session); err == nil {
-			r.verified, r.verifiedIn = a.Session, run
+			r.own.verified, r.own.verifiedIn = a.Session, run
 			r.setSession(a.Session)
 			return a.Session, nil
 		} else if !errors.Is(err, opencode.ErrNotFound) {
@@ -157,13 +157,13 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 		return "", err
 	}
 	r.setSession(s.ID)
-	r.verified, r.verifiedIn = s.ID, run
+	r.own.verified, r.own.verifiedIn = s.ID, run
 	return s.ID, nil
 }
 
 func (r *agentRunner) setSession(s string) {
 	r.mu.Lock()
-	r.session = s
+	r.cur.session = s
 	r.mu.Unlock()
 }
 
@@ -178,7 +178,7 @@ func (r *agentRunner) client(run *driverRun) (*opencode.Client, error) {
 		case <-ctx.Done():
 		}
 	}()
-	c, err := r.drv.Client(ctx)
+	c, err := r.cur.drv.Client(ctx)
 	if err != nil {
 		if exit := run.exitErr(); exit != nil {
 			return nil, exit
@@ -213,10 +213,10 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 	d.OnReconnect = r.reconcile
 	ctx, cancel := context.WithCancel(r.ctx)
 	run := &driverRun{done: make(chan struct{})}
-	r.drvCancel, r.drvDone, r.drvRun, r.drvUpdated, r.drvSpec = cancel, run.done, run, a.Updated, configKey(a)
-	_, r.drvVersion = r.m.cfg.Instances.Release()
+	r.own.drvCancel, r.own.drvDone, r.own.drvRun, r.own.drvUpdated, r.own.drvSpec = cancel, run.done, run, a.Updated, configKey(a)
+	_, r.own.drvVersion = r.m.cfg.Instances.Release()
 	r.mu.Lock()
-	r.drv = d
+	r.cur.drv = d
 	r.mu.Unlock()
 	go func() {
 		err := d.Run(ctx)
@@ -230,16 +230,16 @@ func (r *agentRunner) startDriver(a agent.Agent) error {
 
 // stopDriver stops the driver and the agent's opencode; no-op if none runs.
 func (r *agentRunner) stopDriver() {
-	if r.drvCancel == nil {
+	if r.own.drvCancel == nil {
 		return
 	}
-	r.drvCancel()
+	r.own.drvCancel()
 	r.m.cfg.Instances.Stop(r.name)
-	<-r.drvDone
+	<-r.own.drvDone
 	r.mu.Lock()
-	r.drv = nil
-	foreign, session := r.foreign, r.session
-	r.foreign = ""
+	r.cur.drv = nil
+	foreign, session := r.cur.foreign, r.cur.session
+	r.cur.foreign = ""
 	r.mu.Unlock()
 	if foreign != "" {
 		// An attached client's turn that opencode's stop cut short ends
@@ -249,7 +249,7 @@ func (r *agentRunner) stopDriver() {
 		e.Agent = r.name
 		r.m.log.AppendAsync([]event.Event{e}, func(_ []event.Event, err error) { r.m.committed(err) })
 	}
-	r.drvCancel, r.drvDone, r.drvRun = nil, nil, nil
+	r.own.drvCancel, r.own.drvDone, r.own.drvRun = nil, nil, nil
 }
 
 // reconcile runs after the event stream reconnected: approvals we hold as

@@ -28,12 +28,12 @@ func (r *agentRunner) runTurn(in eventlog.Input, more bool) {
 	if err := r.emitSync(r.turnStarted(in, turn, session)); err != nil {
 		// Nothing reaches opencode that is not recorded: the input stays
 		// queued, parked until the log takes writes again.
-		r.park = min(max(2*r.park, time.Second), time.Minute)
+		r.own.park = min(max(2*r.own.park, time.Second), time.Minute)
 		r.m.logger.Error("the turn cannot start: its start could not be recorded; retrying later",
-			"agent", r.name, "input", in.ID, "retry_in", r.park, "err", err)
+			"agent", r.name, "input", in.ID, "retry_in", r.own.park, "err", err)
 		return
 	}
-	r.park = 0
+	r.own.park = 0
 	r.markStarted()
 	if perr != nil {
 		if r.ctx.Err() != nil {
@@ -102,7 +102,7 @@ func (r *agentRunner) submitNow(req submitReq) {
 	if !started {
 		return // a duplicate, a failure, or others wait ahead: the loop goes on
 	}
-	r.park = 0
+	r.own.park = 0
 	r.markStarted()
 	r.prompt(a, in, turn, session, ended)
 }
@@ -111,13 +111,13 @@ func (r *agentRunner) submitNow(req submitReq) {
 // would find it: the driver runs the agent as it is, on the current
 // release, its stream connected, and a's session was checked on this run.
 func (r *agentRunner) warm(a agent.Agent) bool {
-	if r.drv == nil || r.drvRun.exitErr() != nil || !a.Updated.Equal(r.drvUpdated) {
+	if r.cur.drv == nil || r.own.drvRun.exitErr() != nil || !a.Updated.Equal(r.own.drvUpdated) {
 		return false
 	}
-	if _, v := r.m.cfg.Instances.Release(); v != r.drvVersion {
+	if _, v := r.m.cfg.Instances.Release(); v != r.own.drvVersion {
 		return false
 	}
-	return a.Session != "" && a.Session == r.verified && r.drvRun == r.verifiedIn && r.drv.Connected()
+	return a.Session != "" && a.Session == r.own.verified && r.own.drvRun == r.own.verifiedIn && r.cur.drv.Connected()
 }
 
 // beginTurn makes a new turn the running one, not yet started.
@@ -129,7 +129,7 @@ func (r *agentRunner) beginTurn(trace string) (string, *turnEnd) {
 	case <-r.abort_: // meant for a turn that ended on its own meanwhile
 	default:
 	}
-	r.turn, r.ended, r.final, r.started, r.trace = turn, ended, false, false, trace
+	r.cur.turn, r.cur.ended, r.cur.final, r.cur.started, r.cur.trace = turn, ended, false, false, trace
 	r.mu.Unlock()
 	return turn, ended
 }
@@ -137,14 +137,14 @@ func (r *agentRunner) beginTurn(trace string) (string, *turnEnd) {
 // markStarted notes that the running turn's start is committed.
 func (r *agentRunner) markStarted() {
 	r.mu.Lock()
-	r.started = true
+	r.cur.started = true
 	r.mu.Unlock()
 }
 
 // endTurn leaves no turn running.
 func (r *agentRunner) endTurn() {
 	r.mu.Lock()
-	r.turn, r.started, r.trace = "", false, ""
+	r.cur.turn, r.cur.started, r.cur.trace = "", false, ""
 	r.mu.Unlock()
 }
 
@@ -158,11 +158,11 @@ func (r *agentRunner) prompt(a agent.Agent, in eventlog.Input, turn, session str
 		model = a.Model
 	}
 	r.mu.Lock()
-	r.model = model
+	r.cur.model = model
 	r.mu.Unlock()
 	p := opencode.Prompt{Text: in.Text}
 	p.ProviderID, p.ModelID, _ = agent.SplitModel(model)
-	if err := r.drv.Prompt(r.ctx, session, p); err != nil && r.ctx.Err() == nil {
+	if err := r.cur.drv.Prompt(r.ctx, session, p); err != nil && r.ctx.Err() == nil {
 		// The driver ends the turn on opencode's refusal; this covers the rest.
 		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
 			Code: event.CodeOpencode, Message: "the prompt could not be sent: " + opencode.Redacted(err.Error(), r.m.cfg.Keys.All())}), turn))
@@ -183,7 +183,7 @@ func (r *agentRunner) wait(turn, session string, ended *turnEnd) {
 		case <-r.abort_:
 			if abortBy == nil {
 				ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.AbortWait)
-				if err := r.drv.Abort(ctx, session); err != nil {
+				if err := r.cur.drv.Abort(ctx, session); err != nil {
 					r.m.logger.Warn("abort", "agent", r.name, "err", err)
 				}
 				cancel()
@@ -196,8 +196,8 @@ func (r *agentRunner) wait(turn, session string, ended *turnEnd) {
 			r.expireApprovals(turn, "the turn was aborted")
 			r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeAborted,
 				Message: "the turn was aborted; opencode did not stop in time and was restarted"}), turn))
-		case <-r.drvDone:
-			err := r.drvRun.exitErr()
+		case <-r.own.drvDone:
+			err := r.own.drvRun.exitErr()
 			r.stopDriver()
 			r.expireApprovals(turn, "opencode stopped")
 			msg := "the turn was interrupted: the agent's opencode stopped"
@@ -219,7 +219,7 @@ func (r *agentRunner) steer(turn, session string) {
 		return
 	}
 	for _, in := range queued {
-		if in.Mode != "steer" || !r.drv.Busy(r.ctx, session) {
+		if in.Mode != "steer" || !r.cur.drv.Busy(r.ctx, session) {
 			continue
 		}
 		r.emitSync(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
@@ -227,12 +227,12 @@ func (r *agentRunner) steer(turn, session string) {
 		model := in.Model
 		if model == "" {
 			r.mu.Lock()
-			model = r.model
+			model = r.cur.model
 			r.mu.Unlock()
 		}
 		p := opencode.Prompt{Text: in.Text}
 		p.ProviderID, p.ModelID, _ = agent.SplitModel(model)
-		if err := r.drv.Prompt(r.ctx, session, p); err != nil {
+		if err := r.cur.drv.Prompt(r.ctx, session, p); err != nil {
 			r.m.logger.Warn("steer", "agent", r.name, "err", err)
 		}
 	}
@@ -244,8 +244,8 @@ func (r *agentRunner) abort(ctx context.Context) (string, error) {
 	// terminal event is taken has nothing left to abort, and runTurn
 	// clears a signal that its turn's end overtook.
 	r.mu.Lock()
-	turn, ended := r.turn, r.ended
-	if turn == "" || r.final {
+	turn, ended := r.cur.turn, r.cur.ended
+	if turn == "" || r.cur.final {
 		r.mu.Unlock()
 		return "", ErrIdle
 	}
@@ -272,9 +272,9 @@ func (r *agentRunner) abort(ctx context.Context) (string, error) {
 // reply answers an approval through opencode and records who answered.
 func (r *agentRunner) reply(ctx context.Context, ap eventlog.Approval, decision, message, by string) (eventlog.Approval, error) {
 	r.mu.Lock()
-	drv := r.drv
+	drv := r.cur.drv
 	if drv != nil {
-		r.resolved[ap.ID] = true
+		r.cur.resolved[ap.ID] = true
 	}
 	r.mu.Unlock()
 	if drv == nil {
@@ -283,14 +283,14 @@ func (r *agentRunner) reply(ctx context.Context, ap eventlog.Approval, decision,
 	err := drv.ReplyPermission(ctx, ap.ID, decision, message)
 	if errors.Is(err, opencode.ErrNotFound) {
 		r.mu.Lock()
-		delete(r.resolved, ap.ID)
+		delete(r.cur.resolved, ap.ID)
 		r.mu.Unlock()
 		r.emit(expired(ap, "opencode no longer has this request", time.Now()))
 		return ap, fmt.Errorf("approval %s had expired: %w", ap.ID, eventlog.ErrConflict)
 	}
 	if err != nil {
 		r.mu.Lock()
-		delete(r.resolved, ap.ID)
+		delete(r.cur.resolved, ap.ID)
 		r.mu.Unlock()
 		return ap, err
 	}
