@@ -1,4 +1,4 @@
-package control_test
+package appgate_test
 
 import (
 	"archive/zip"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/appkit"
 	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/control/controltest"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
@@ -90,13 +91,13 @@ func findings(t *testing.T, a eventlog.App) map[string]string {
 // only when a person approves that exact package; the next version is
 // compared with the approved one; the decision is audited.
 func TestTheGate(t *testing.T) {
-	f := newFixture(t)
-	f.apps.AppResolver = testenv.FakeDNS{"api.example.com": "93.184.216.34"}
+	f := controltest.New(t)
+	f.Apps.AppResolver = testenv.FakeDNS{"api.example.com": "93.184.216.34"}
 	ctx := t.Context()
 	builder := control.Actor{Kind: control.Agent, Name: "builder", Channel: control.MCP}
 
 	v1 := appPackage(t, nil)
-	a, _, err := f.apps.SubmitApp(ctx, builder, v1)
+	a, _, err := f.Apps.SubmitApp(ctx, builder, v1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,18 +105,18 @@ func TestTheGate(t *testing.T) {
 		t.Fatalf("submitted: %+v", a)
 	}
 	// The same bytes again: the same record.
-	if again, created, err := f.apps.SubmitApp(ctx, builder, v1); err != nil || created || again.SHA256 != a.SHA256 || again.State != "pending" {
+	if again, created, err := f.Apps.SubmitApp(ctx, builder, v1); err != nil || created || again.SHA256 != a.SHA256 || again.State != "pending" {
 		t.Fatalf("resubmitted: %+v %v", again, err)
 	}
 	// The agent that built it cannot approve it.
-	if _, err := f.apps.DecideApp(ctx, builder, a.SHA256, "approve", ""); !errors.Is(err, control.ErrForbidden) {
+	if _, err := f.Apps.DecideApp(ctx, builder, a.SHA256, "approve", ""); !errors.Is(err, control.ErrForbidden) {
 		t.Fatalf("an agent approved its own app: %v", err)
 	}
-	a, err = f.apps.DecideApp(ctx, operator, a.SHA256, "approve", "looks fine")
+	a, err = f.Apps.DecideApp(ctx, controltest.Operator, a.SHA256, "approve", "looks fine")
 	if err != nil || a.State != "approved" {
 		t.Fatalf("approve: %+v %v", a, err)
 	}
-	if _, err := f.apps.DecideApp(ctx, operator, a.SHA256, "reject", ""); !errors.Is(err, eventlog.ErrConflict) {
+	if _, err := f.Apps.DecideApp(ctx, controltest.Operator, a.SHA256, "reject", ""); !errors.Is(err, eventlog.ErrConflict) {
 		t.Fatalf("a decided package decided again: %v", err)
 	}
 
@@ -128,7 +129,7 @@ func TestTheGate(t *testing.T) {
 			m["network_allowlist"] = []string{"https://api.example.com"}
 		})
 	})
-	b, _, err := f.apps.SubmitApp(ctx, builder, v2)
+	b, _, err := f.Apps.SubmitApp(ctx, builder, v2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestTheGate(t *testing.T) {
 		editManifest(t, dir, func(m map[string]any) { m["version"] = "0.3.0" })
 		os.WriteFile(filepath.Join(dir, "deploy.js"), []byte("const key = `-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----`;\n"), 0o644)
 	})
-	k, _, err := f.apps.SubmitApp(ctx, builder, keyed)
+	k, _, err := f.Apps.SubmitApp(ctx, builder, keyed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,47 +160,47 @@ func TestTheGate(t *testing.T) {
 			m["network_allowlist"] = []string{"https://nowhere.example.org"}
 		})
 	})
-	c, _, err := f.apps.SubmitApp(ctx, builder, unresolved)
+	c, _, err := f.Apps.SubmitApp(ctx, builder, unresolved)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.State != "refused" || findings(t, c)["url.unresolvable"] != "error" {
 		t.Fatalf("a host the gate cannot resolve: %s %v", c.State, findings(t, c))
 	}
-	if _, err := f.apps.DecideApp(ctx, operator, c.SHA256, "approve", ""); !errors.Is(err, eventlog.ErrConflict) {
+	if _, err := f.Apps.DecideApp(ctx, controltest.Operator, c.SHA256, "approve", ""); !errors.Is(err, eventlog.ErrConflict) {
 		t.Fatalf("a refused package was approved: %v", err)
 	}
 	// A preview is for a person, and only of a package that passed.
-	if _, _, err := f.apps.PreviewApp(ctx, builder, b.SHA256); !errors.Is(err, control.ErrForbidden) {
+	if _, _, err := f.Apps.PreviewApp(ctx, builder, b.SHA256); !errors.Is(err, control.ErrForbidden) {
 		t.Fatalf("an agent opened a preview: %v", err)
 	}
-	if _, _, err := f.apps.PreviewApp(ctx, operator, c.SHA256); !errors.Is(err, eventlog.ErrConflict) {
+	if _, _, err := f.Apps.PreviewApp(ctx, controltest.Operator, c.SHA256); !errors.Is(err, eventlog.ErrConflict) {
 		t.Fatalf("a refused package was previewed: %v", err)
 	}
-	tok, _, err := f.apps.PreviewApp(ctx, operator, b.SHA256)
+	tok, _, err := f.Apps.PreviewApp(ctx, controltest.Operator, b.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, page, policy, err := f.apps.PreviewFile(tok, ""); err != nil || name != "index.html" || len(page) == 0 || !strings.Contains(policy, "default-src 'self'") {
+	if name, page, policy, err := f.Apps.PreviewFile(tok, ""); err != nil || name != "index.html" || len(page) == 0 || !strings.Contains(policy, "default-src 'self'") {
 		t.Fatalf("preview entry: %s %v %q", name, err, policy)
 	}
-	if _, _, _, err := f.apps.PreviewFile(tok, "../manifest.json"); !errors.Is(err, eventlog.ErrNotFound) {
+	if _, _, _, err := f.Apps.PreviewFile(tok, "../manifest.json"); !errors.Is(err, eventlog.ErrNotFound) {
 		t.Fatalf("a path out of the package: %v", err)
 	}
 	// Bad input changes nothing.
-	if _, _, err := f.apps.SubmitApp(ctx, builder, []byte("not a zip")); err != nil {
+	if _, _, err := f.Apps.SubmitApp(ctx, builder, []byte("not a zip")); err != nil {
 		t.Fatalf("a non-archive is a refused record, not an error: %v", err)
 	}
-	if _, err := f.apps.DecideApp(ctx, operator, b.SHA256, "maybe", ""); err == nil {
+	if _, err := f.Apps.DecideApp(ctx, controltest.Operator, b.SHA256, "maybe", ""); err == nil {
 		t.Fatal("a bad decision was taken")
 	}
 	// The audit has the submissions, the refusal of the agent and the approval.
 	var approved, forbidden bool
-	for _, e := range f.audit(t, "app.approve") {
+	for _, e := range f.Audit(t, "app.approve") {
 		approved = approved || (e.Phase == "outcome" && e.Outcome == "ok" && strings.HasPrefix(e.Actor, "operator"))
 		forbidden = forbidden || (e.Outcome == "refused" && strings.HasPrefix(e.Actor, "agent builder"))
 	}
-	if !approved || !forbidden || len(f.audit(t, "app.submit")) == 0 {
+	if !approved || !forbidden || len(f.Audit(t, "app.submit")) == 0 {
 		t.Fatalf("audit: approve %v, refused agent %v", approved, forbidden)
 	}
 }

@@ -1,4 +1,4 @@
-package control_test
+package appgate_test
 
 import (
 	"encoding/json"
@@ -9,19 +9,20 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/control"
+	"github.com/taosagent/taosagent/internal/control/controltest"
 )
 
 // The App Builder is built in, with its permissions and tools locked: no
 // one widens them, nor deletes it; a start puts back what was changed
 // behind the API's back.
 func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
-	f := newFixture(t)
+	f := controltest.New(t)
 	ctx := t.Context()
-	created, err := f.svc.Catalog.EnsureBuiltins(ctx, true)
+	created, err := f.Svc.Catalog.EnsureBuiltins(ctx, true)
 	if err != nil || !strings.Contains(strings.Join(created, ","), "agent builder") {
 		t.Fatalf("builtins: %v %v", created, err)
 	}
-	b, err := f.log.Agent(ctx, agent.Builder)
+	b, err := f.Log.Agent(ctx, agent.Builder)
 	if err != nil || !b.Builtin || b.Prompt != agent.BuilderPrompt || !b.Tools[agent.TaosTools] {
 		t.Fatalf("builder: %+v %v", b, err)
 	}
@@ -34,25 +35,25 @@ func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
 	}
 	shell := json.RawMessage(`{"bash":"allow"}`)
 	for _, p := range []control.AgentPatch{{Permission: &shell}, {Tools: &map[string]bool{"taos": true, "bash": true}}, {Tools: &map[string]bool{}}} {
-		if _, err := f.svc.UpdateAgent(ctx, operator, agent.Builder, p); !agent.IsInvalid(err) {
+		if _, err := f.Svc.UpdateAgent(ctx, controltest.Operator, agent.Builder, p); !agent.IsInvalid(err) {
 			t.Errorf("widened the builder: %v", err)
 		}
 	}
 	prompt := "Make tiny apps."
-	if v, err := f.svc.UpdateAgent(ctx, operator, agent.Builder, control.AgentPatch{Prompt: &prompt}); err != nil || v.Prompt != prompt {
+	if v, err := f.Svc.UpdateAgent(ctx, controltest.Operator, agent.Builder, control.AgentPatch{Prompt: &prompt}); err != nil || v.Prompt != prompt {
 		t.Fatalf("a person changes its persona: %+v %v", v, err)
 	}
-	if err := f.svc.DeleteAgent(ctx, operator, agent.Builder); !agent.IsInvalid(err) {
+	if err := f.Svc.DeleteAgent(ctx, controltest.Operator, agent.Builder); !agent.IsInvalid(err) {
 		t.Fatalf("deleted the builder: %v", err)
 	}
 	// Changed behind the API's back: the next start locks it again.
-	b, _ = f.log.Agent(ctx, agent.Builder)
+	b, _ = f.Log.Agent(ctx, agent.Builder)
 	b.Permission, b.Tools = shell, map[string]bool{"taos": true, "bash": true}
-	if _, err := f.log.UpdateAgent(ctx, b); err != nil {
+	if _, err := f.Log.UpdateAgent(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	f.svc.Catalog.EnsureBuiltins(ctx, true)
-	if b, _ = f.log.Agent(ctx, agent.Builder); string(b.Permission) != string(agent.BuilderPermission) || b.Tools["bash"] || b.Prompt != prompt {
+	f.Svc.Catalog.EnsureBuiltins(ctx, true)
+	if b, _ = f.Log.Agent(ctx, agent.Builder); string(b.Permission) != string(agent.BuilderPermission) || b.Tools["bash"] || b.Prompt != prompt {
 		t.Fatalf("not locked again: %s %v %q", b.Permission, b.Tools, b.Prompt)
 	}
 }
@@ -61,27 +62,27 @@ func TestTheBuilderIsBuiltInAndLocked(t *testing.T) {
 // builder delegating to itself, an empty request, one too large, one that
 // could never run under the instance cap.
 func TestBuildRequestsThatCannotBe(t *testing.T) {
-	f := newFixture(t)
+	f := controltest.New(t)
 	ctx := t.Context()
-	f.svc.Catalog.EnsureBuiltins(ctx, true)
+	f.Svc.Catalog.EnsureBuiltins(ctx, true)
 	builder := control.Actor{Kind: control.Agent, Name: agent.Builder, Channel: control.MCP}
-	if _, err := f.apps.BuildApp(ctx, builder, "an app"); !errors.Is(err, control.ErrForbidden) {
+	if _, err := f.Apps.BuildApp(ctx, builder, "an app"); !errors.Is(err, control.ErrForbidden) {
 		t.Errorf("the builder delegated to itself: %v", err)
 	}
-	if _, err := f.apps.BuildApp(ctx, viaMCP, "  "); !agent.IsInvalid(err) {
+	if _, err := f.Apps.BuildApp(ctx, controltest.ViaMCP, "  "); !agent.IsInvalid(err) {
 		t.Errorf("an empty request: %v", err)
 	}
-	if _, err := f.apps.BuildApp(ctx, viaMCP, strings.Repeat("x", appgate.MaxBuildRequest+1)); !errors.Is(err, control.ErrTooLarge) {
+	if _, err := f.Apps.BuildApp(ctx, controltest.ViaMCP, strings.Repeat("x", appgate.MaxBuildRequest+1)); !errors.Is(err, control.ErrTooLarge) {
 		t.Errorf("a request too large: %v", err)
 	}
 	// One instance at a time: the host's turn would wait for the builder's
 	// forever; refused at once, with the fix.
-	f.sup.MaxRunning = 1
+	f.Sup.MaxRunning = 1
 	host := control.Actor{Kind: control.Agent, Name: agent.Host, Channel: control.MCP}
-	if _, err := f.apps.BuildApp(ctx, host, "an app"); !agent.IsInvalid(err) || !strings.Contains(err.Error(), "--max-running") {
+	if _, err := f.Apps.BuildApp(ctx, host, "an app"); !agent.IsInvalid(err) || !strings.Contains(err.Error(), "--max-running") {
 		t.Errorf("a build under --max-running 1: %v", err)
 	}
-	es := f.audit(t, "app.build")
+	es := f.Audit(t, "app.build")
 	if len(es) != 4 || es[0].Outcome != "refused" {
 		t.Fatalf("refusals audited: %+v", es)
 	}
