@@ -17,6 +17,8 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/control/controltest"
+	"github.com/taosagent/taosagent/internal/egress"
+	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/snapshot"
@@ -368,5 +370,37 @@ func TestReadsFollowOneSetOfRules(t *testing.T) {
 	}
 	if _, err := f.Svc.Audit(ctx, controltest.ViaMCP, control.AuditRequest{Limit: control.MCPReadMax + 1}); !agent.IsInvalid(err) {
 		t.Errorf("through MCP past its maximum: %v", err)
+	}
+}
+
+// Through the doors' egress proxy, an agent may reach what its own policy
+// names, and any other principal nothing; each decision lands in the
+// agent's log.
+func TestTheEgressPolicyIsTheAgentsOwn(t *testing.T) {
+	f := controltest.New(t)
+	ctx := t.Context()
+	f.Log.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://127.0.0.1:9/v1", Models: []agent.Model{{ID: "m"}}})
+	if _, err := f.Log.CreateAgent(ctx, agent.Agent{Name: "a", Model: "p/m",
+		Egress: &egress.Policy{Mode: egress.Hosts, Hosts: []string{"example.com"}}}); err != nil {
+		t.Fatal(err)
+	}
+	proxy := f.Svc.EgressProxy()
+	if p, err := proxy.Policy(ctx, egress.Principal{Kind: "agent", Name: "a"}); err != nil || p.String() != "hosts: example.com" {
+		t.Fatalf("agent a's policy: %v %v", p, err)
+	}
+	if p, _ := proxy.Policy(ctx, egress.Principal{Kind: "mcp", Name: "a"}); p.Normalized().Mode != egress.None {
+		t.Fatalf("another principal of the same name: %v", p)
+	}
+	done := make(chan struct{})
+	sub, _ := f.Log.Subscribe("a", 0, false, event.Egress)
+	defer sub.Close()
+	go func() {
+		defer close(done)
+		proxy.Record(egress.Decision{Principal: egress.Principal{Kind: "agent", Name: "a"}, Host: "example.com", Port: 443, Allowed: true})
+	}()
+	recs, err := sub.Next(ctx, 1)
+	<-done
+	if err != nil || len(recs) != 1 || !strings.Contains(string(recs[0].Body), "example.com") {
+		t.Fatalf("the decision in the log: %v %v", recs, err)
 	}
 }

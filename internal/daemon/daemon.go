@@ -28,8 +28,6 @@ import (
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/door"
-	"github.com/taosagent/taosagent/internal/egress"
-	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/home"
@@ -102,7 +100,8 @@ func (g *group) Go(f func()) {
 // It is long by design: the wiring, in the order the parts depend on each
 // other, each made once and handed on, its closing deferred where it is
 // made. What holds a decision is a function of its own (confine,
-// gatewayHooks, egressProxy, servePublic) or lives in its package.
+// servePublic) or lives in its package (the gateway's hooks and the
+// egress proxy's policy: control.WatchGateway, control.EgressProxy).
 func Run(ctx context.Context, cfg Config) error {
 	cfg.defaults()
 	logger := cfg.Logger
@@ -234,7 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if os.Geteuid() == 0 {
 			// Each instance in a network namespace of its own; its door
 			// serves the gateway, the MCP tools and the egress proxy.
-			proxy := egressProxy(log, mgr)
+			proxy := ctl.EgressProxy()
 			sup.Doors = &supervisor.Doors{Handler: door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}.For, DaemonURL: loopbackURL(ln.Addr())}
 		} else {
 			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
@@ -462,25 +461,6 @@ func demoModel(servers *group) (url string, stop func(), err error) {
 	model := &http.Server{Handler: &scriptedmodel.Server{}, ReadHeaderTimeout: 10 * time.Second}
 	servers.Go(func() { model.Serve(ln) })
 	return "http://" + ln.Addr().String() + "/v1", func() { model.Close() }, nil
-}
-
-// egressProxy is the doors' egress proxy: an agent's policy is its own
-// (agent.Agent.EgressPolicy), other principals' none; every decision is
-// an egress event in the agent's log.
-func egressProxy(log *eventlog.Log, mgr *runner.Manager) *egress.Proxy {
-	return &egress.Proxy{
-		Policy: func(ctx context.Context, p egress.Principal) (egress.Policy, error) {
-			a, err := log.Agent(ctx, p.Name)
-			if err != nil || p.Kind != "agent" {
-				return egress.Policy{Mode: egress.None}, err
-			}
-			return a.EgressPolicy(), nil
-		},
-		Record: func(d egress.Decision) {
-			e := mgr.TurnEvent(context.Background(), d.Principal.Name, event.Egress, event.EgressData{Method: d.Method, Host: d.Host,
-				Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
-			log.AppendAsync([]event.Event{e}, nil)
-		}}
 }
 
 // servePublic serves handler on cfg.PublicListen (TLS, or plain HTTP when

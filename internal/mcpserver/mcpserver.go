@@ -1,9 +1,11 @@
 // Package mcpserver serves taosagent's own host tools over MCP (the
 // official Go SDK): streamable HTTP at /mcp on the daemon's listener, for
 // opencode agents (each with a token of its own) and the operator's MCP
-// clients (the operator token). Every tool calls the control service,
-// which enforces its tier when it is called: a destructive call waits for
-// a person's approval whatever the annotations said.
+// clients (the operator token). Every tool calls the control service or a
+// domain that acts through it (hostops, appgate): control.Do enforces the
+// action's tier (control.Actions, from which the annotations are also
+// made) when it runs, so a destructive call waits for a person's approval
+// whatever a client made of the annotations.
 package mcpserver
 
 import (

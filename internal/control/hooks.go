@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
@@ -39,4 +40,23 @@ func (s *Service) gatewayAudit(action, name, detail string) {
 	tier, _ := ActionTier(action)
 	s.audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: action, Tier: string(tier), Target: Bound(name, 512),
 		Phase: "outcome", Outcome: "ok", Detail: Bound(s.Redact(detail), 1024)})
+}
+
+// EgressProxy is the doors' egress proxy: an agent's policy is its own
+// (agent.Agent.EgressPolicy), every other principal's none; every decision
+// is an egress event in the agent's log.
+func (s *Service) EgressProxy() *egress.Proxy {
+	return &egress.Proxy{
+		Policy: func(ctx context.Context, p egress.Principal) (egress.Policy, error) {
+			a, err := s.Log.Agent(ctx, p.Name)
+			if err != nil || p.Kind != "agent" {
+				return egress.Policy{Mode: egress.None}, err
+			}
+			return a.EgressPolicy(), nil
+		},
+		Record: func(d egress.Decision) {
+			e := s.Runner.TurnEvent(context.Background(), d.Principal.Name, event.Egress, event.EgressData{Method: d.Method, Host: d.Host,
+				Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
+			s.Log.AppendAsync([]event.Event{e}, nil)
+		}}
 }
