@@ -3,10 +3,12 @@ package control
 import (
 	"context"
 
+	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
+	"github.com/taosagent/taosagent/internal/runner"
 )
 
 // WatchGateway has gw's calls told in the agents' logs: a usage event per
@@ -59,4 +61,27 @@ func (s *Service) EgressProxy() *egress.Proxy {
 				Port: d.Port, Address: d.Address, Allowed: d.Allowed, Reason: d.Reason})
 			s.Log.AppendAsync([]event.Event{e}, nil)
 		}}
+}
+
+// WatchRunner sets the runner's hooks (s.Runner, which s holds): an
+// agent's permitted models synced with its upstream before its opencode
+// starts (as the daemon), and a model switch made in opencode written
+// back, or refused (ModelSwitched).
+func (s *Service) WatchRunner() {
+	s.init()
+	daemon := Actor{Kind: Daemon, Channel: "sync"}
+	s.Runner.SetHooks(runner.Hooks{
+		Sync: func(ctx context.Context, name string) (agent.Agent, error) {
+			if _, err := s.SyncModels(ctx, daemon, name); err != nil && !agent.IsInvalid(err) {
+				return agent.Agent{}, err
+			}
+			return s.Log.Agent(ctx, name)
+		},
+		OnModelSwitch: func(name, from, to string) {
+			if err := s.ModelSwitched(context.Background(), name, from, to); err != nil {
+				s.Logger.Warn("a model switch made in opencode was refused", "agent", name, "from", from, "to", to, "err", err)
+			} else {
+				s.Logger.Info("a model switch made in opencode is now the agent's model", "agent", name, "from", from, "to", to)
+			}
+		}})
 }

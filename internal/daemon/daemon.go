@@ -171,26 +171,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// own; the upstreams' keys stay with the daemon.
 	keyring := &gateway.Keyring{Log: log, Home: h}
 	llmURL := loopbackURL(ln.Addr()) + "/llm/v1"
-	var ctl *control.Service // the runner's hooks call it; set below
-	daemon := control.Actor{Kind: control.Daemon, Channel: "sync"}
 	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys,
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs,
 		Gateway: func(ctx context.Context, agent string) (string, string, error) {
 			key, err := keyring.Ensure(ctx, agent)
 			return llmURL, key, err
-		},
-		Sync: func(ctx context.Context, name string) (agent.Agent, error) {
-			if _, err := ctl.SyncModels(ctx, daemon, name); err != nil && !agent.IsInvalid(err) {
-				return agent.Agent{}, err
-			}
-			return log.Agent(ctx, name)
-		},
-		OnModelSwitch: func(name, from, to string) {
-			if err := ctl.ModelSwitched(context.Background(), name, from, to); err != nil {
-				logger.Warn("a model switch made in opencode was refused", "agent", name, "from", from, "to", to, "err", err)
-			} else {
-				logger.Info("a model switch made in opencode is now the agent's model", "agent", name, "from", from, "to", to)
-			}
 		}})
 	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
 		ConnectTimeout: cfg.LLMConnectTimeout, HeaderTimeout: cfg.LLMHeaderTimeout, StallTimeout: cfg.LLMStallTimeout}
@@ -201,10 +186,11 @@ func Run(ctx context.Context, cfg Config) error {
 	sysd := hostctl.Systemd{Systemctl: cfg.Systemctl, Journalctl: cfg.Journalctl}
 	sysd.Env = cfg.SystemdEnv
 	cat := &catalog.Catalog{Home: h.Dir, Log: log, Keys: keys, Forget: mgr.Forget}
-	ctl = &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
+	ctl := &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
 		Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
 	ctl.WatchGateway(gw)
+	ctl.WatchRunner()
 	if cfg.DefaultDailyTokens > 0 {
 		ctl.DefaultBudget = &agent.Budget{DailyTokens: cfg.DefaultDailyTokens}
 	}

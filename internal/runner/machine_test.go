@@ -318,7 +318,7 @@ func newMachine(t *testing.T) *machine {
 	go m.collect(sub)
 	m.m = runner.New(runner.Config{Home: dir, Store: m.store, Instances: m.inst, Keys: agent.Keys{Dir: filepath.Join(dir, "keys")},
 		AbortWait: 300 * time.Millisecond, StartWait: 10 * time.Second,
-		OnModelSwitch: func(_, from, to string) { m.switches <- [2]string{from, to} }})
+		Hooks: runner.Hooks{OnModelSwitch: func(_, from, to string) { m.switches <- [2]string{from, to} }}})
 	if err := m.m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,18 @@ type Config struct {
 	// base URL and the agent's own key. The upstream's key is then never
 	// written into an agent's config.
 	Gateway func(ctx context.Context, agent string) (baseURL, key string, err error)
+	// Hooks are what the runner asks of the control service; set them
+	// here or with SetHooks, before Start.
+	Hooks
+	// UIDs, when set, gives each agent's confined instance a host uid of
+	// its own from this range (stored, never reused; see hostid).
+	UIDs   *hostid.Range
+	Logger *slog.Logger
+}
+
+// Hooks are what the runner asks of the layer above it (the control
+// service, which holds the runner: control.Service.WatchRunner sets them).
+type Hooks struct {
 	// Sync, when set, brings an agent's permitted models up to date with
 	// its upstream (a LiteLLM key's scope) before its opencode starts, and
 	// returns the agent as it then is.
@@ -47,11 +59,10 @@ type Config struct {
 	// opencode reports that an agent's session changed model: a switch
 	// made in the TUI, to be written back or refused.
 	OnModelSwitch func(agent, from, to string)
-	// UIDs, when set, gives each agent's confined instance a host uid of
-	// its own from this range (stored, never reused; see hostid).
-	UIDs   *hostid.Range
-	Logger *slog.Logger
 }
+
+// SetHooks sets m's hooks; call it before Start.
+func (m *Manager) SetHooks(h Hooks) { m.cfg.Hooks = h }
 
 // Manager runs every agent's turns: one runner goroutine per agent, started
 // on the agent's first input. Its methods are safe for concurrent use.
