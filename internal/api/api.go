@@ -9,6 +9,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -163,4 +164,38 @@ type Accepted struct {
 type DecisionRequest struct {
 	Decision string `json:"decision"`
 	Message  string `json:"message,omitempty"`
+}
+
+// Message modes: how a message joins an agent's turns.
+const (
+	ModeQueue    = "queue"    // a turn of its own, after those before it (the default)
+	ModeSteer    = "steer"    // into the running turn, if one runs
+	ModeAttached = "attached" // a turn a client attached to opencode ran (the TUI's): recorded, never sent
+)
+
+// CheckMode returns nil if mode is one a message may have ("" is queue).
+// An error reads "field: reason".
+func CheckMode(mode string) error {
+	switch mode {
+	case "", ModeQueue, ModeSteer:
+		return nil
+	}
+	return fmt.Errorf("mode: must be %q or %q", ModeQueue, ModeSteer)
+}
+
+// Audit outcomes: an action's intent is pending until its outcome.
+const (
+	OutcomePending = "pending"
+	OutcomeOK      = "ok"
+	OutcomeRefused = "refused" // the caller's fault, or a person's no
+	OutcomeFailed  = "failed"  // ours, or the host's
+)
+
+// CheckOutcome returns nil if o is an outcome ("" is any).
+func CheckOutcome(o string) error {
+	switch o {
+	case "", OutcomePending, OutcomeOK, OutcomeRefused, OutcomeFailed:
+		return nil
+	}
+	return fmt.Errorf("outcome: must be %s, %s, %s or %s", OutcomePending, OutcomeOK, OutcomeRefused, OutcomeFailed)
 }

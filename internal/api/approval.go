@@ -61,13 +61,22 @@ const (
 	AppReject  = "reject"
 )
 
+// App states: a package that passed the gate waits (pending) for a
+// person's decision; one that failed it is refused, never shareable.
+const (
+	AppPending  = "pending"
+	AppRefused  = "refused"
+	AppApproved = "approved"
+	AppRejected = "rejected"
+)
+
 // AppState is the state an app decision leads to ("" for no decision).
 func AppState(decision string) string {
 	switch decision {
 	case AppApprove:
-		return "approved"
+		return AppApproved
 	case AppReject:
-		return "rejected"
+		return AppRejected
 	}
 	return ""
 }

@@ -69,9 +69,9 @@ func (g *Gate) SubmitApp(ctx context.Context, a control.Actor, data []byte) (app
 		}
 		rep.Source = sha
 		report, _ := json.Marshal(rep)
-		state := "pending"
+		state := api.AppPending
 		if !rep.OK {
-			state = "refused"
+			state = api.AppRefused
 		}
 		var id, version string
 		if rep.Manifest != nil {
@@ -99,7 +99,7 @@ func (g *Gate) DecideApp(ctx context.Context, a control.Actor, sha, decision, me
 		return eventlog.App{}, err
 	}
 	c.Args = map[string]string{"sha256": sha, "app": cur.ID, "version": cur.Version, "decision": decision}
-	if cur.State == "refused" {
+	if cur.State == api.AppRefused {
 		return eventlog.App{}, g.Control.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks: it can never be approved: %w", sha, eventlog.ErrConflict))
 	}
 	state := api.AppState(decision)
@@ -150,7 +150,7 @@ func (g *Gate) PreviewApp(ctx context.Context, a control.Actor, sha string) (str
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if cur.State == "refused" {
+	if cur.State == api.AppRefused {
 		return "", time.Time{}, g.Control.Refuse(ctx, c, fmt.Errorf("app package %s failed the gate's checks; it is not previewed: %w", sha, eventlog.ErrConflict))
 	}
 	data, err := os.ReadFile(g.AppPath(sha))

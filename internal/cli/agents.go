@@ -194,7 +194,7 @@ func runApprove(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("chat", stderr)
 	mk := clientFlags(fs)
-	mode := fs.String("mode", "queue", "queue (wait for the agent to be idle) or steer (join its running turn)")
+	mode := fs.String("mode", api.ModeQueue, "queue (wait for the agent to be idle) or steer (join its running turn)")
 	model := fs.String("model", "", "provider/model for this turn (must be permitted for the agent)")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
 	if err := parse(fs, interleave(fs, args)); err != nil {

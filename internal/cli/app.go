@@ -159,11 +159,11 @@ func appSubmit(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		json.Unmarshal(a.Report, &rep)
 		fmt.Fprintf(stdout, "%s %s %s: %s\n", a.ID, a.Version, a.SHA256, a.State)
 		io.WriteString(stdout, rep.Text())
-		if a.State == "pending" {
+		if a.State == api.AppPending {
 			fmt.Fprintf(stdout, "a person approves it with: taosagent app approve %s\n", a.SHA256)
 		}
 	}
-	if a.State == "refused" {
+	if a.State == api.AppRefused {
 		return exitStatus(1)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/client"
 )
 
@@ -201,7 +202,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("approvals", stderr)
 	mk := clientFlags(fs)
-	state := fs.String("state", "pending", "pending, once, always, reject, expired, or all")
+	state := fs.String("state", api.ApprovalPending, "pending, once, always, reject, expired, or all")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err

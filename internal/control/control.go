@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/catalog"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
@@ -307,27 +308,27 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 	e := eventlog.AuditEntry{Actor: Bound(c.Actor.String(), 256), Session: Bound(c.Actor.Session, 128), Action: Bound(c.Tool, 128),
 		Tier: string(c.Tier), Target: Bound(s.Redact(c.Target), 512), Digest: digest}
 	if terr != nil {
-		e.Outcome, e.Detail = "refused", Bound(terr.Error(), 1024)
+		e.Outcome, e.Detail = api.OutcomeRefused, Bound(terr.Error(), 1024)
 		s.audit(ctx, e)
 		return terr
 	}
 	if c.Tier == Destructive && !c.Actor.Person() {
 		if len(canon) > MaxApprovalArgs {
 			err := Invalidf("arguments: %d bytes; a call a person must approve may have at most %d (64 KiB), so that it can be shown whole", len(canon), MaxApprovalArgs)
-			e.Outcome, e.Detail = "refused", Bound(err.Error(), 1024)
+			e.Outcome, e.Detail = api.OutcomeRefused, Bound(err.Error(), 1024)
 			s.audit(ctx, e)
 			return err
 		}
 		id, by, err := s.ask(ctx, c, digest, canon)
 		e.Approval, e.Approver = id, Bound(by, 256)
 		if err != nil {
-			e.Outcome, e.Detail = "refused", Bound(s.Redact(err.Error()), 1024)
+			e.Outcome, e.Detail = api.OutcomeRefused, Bound(s.Redact(err.Error()), 1024)
 			s.audit(ctx, e)
 			return err
 		}
 	}
 	intent := e
-	intent.Phase, intent.Outcome = "intent", "pending"
+	intent.Phase, intent.Outcome = "intent", api.OutcomePending
 	if _, err := s.Log.AuditID(context.WithoutCancel(ctx), intent); err != nil {
 		s.Logger.Error("audit: the intent cannot be written; the action is refused", "action", c.Tool, "err", err)
 		return fmt.Errorf("%w: the audit cannot be written, so nothing was done", ErrRefused)
@@ -337,7 +338,7 @@ func (s *Service) Do(ctx context.Context, c Call, run func(ctx context.Context) 
 	if err == nil && s.Changed != nil {
 		s.Changed()
 	}
-	e.Phase, e.Snapshot, e.DurationMS, e.Outcome = "outcome", snap, time.Since(start).Milliseconds(), "ok"
+	e.Phase, e.Snapshot, e.DurationMS, e.Outcome = "outcome", snap, time.Since(start).Milliseconds(), api.OutcomeOK
 	if err != nil {
 		e.Outcome, e.Detail = outcome(err), Bound(s.Redact(err.Error()), 1024)
 	}
@@ -352,7 +353,7 @@ func (s *Service) Refuse(ctx context.Context, c Call, err error) error {
 	c.Tier, _ = c.tier()
 	digest, _ := Digest(c.Args)
 	s.audit(ctx, eventlog.AuditEntry{Actor: Bound(c.Actor.String(), 256), Session: Bound(c.Actor.Session, 128), Action: Bound(c.Tool, 128),
-		Tier: string(c.Tier), Target: Bound(s.Redact(c.Target), 512), Digest: digest, Outcome: "refused", Detail: Bound(s.Redact(err.Error()), 1024)})
+		Tier: string(c.Tier), Target: Bound(s.Redact(c.Target), 512), Digest: digest, Outcome: api.OutcomeRefused, Detail: Bound(s.Redact(err.Error()), 1024)})
 	return err
 }
 
@@ -369,9 +370,9 @@ func outcome(err error) string {
 		errors.Is(err, eventlog.ErrNotFound) || errors.Is(err, eventlog.ErrInUse) || errors.Is(err, eventlog.ErrConflict) ||
 		errors.Is(err, ErrForbidden) || errors.Is(err, ErrRefused) || errors.Is(err, ErrTooLarge) ||
 		errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, runner.ErrIdle) {
-		return "refused"
+		return api.OutcomeRefused
 	}
-	return "failed"
+	return api.OutcomeFailed
 }
 
 // Bound cuts s to at most n bytes (on a rune boundary), marking the cut:

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -41,7 +42,7 @@ func (s *Service) WatchGateway(gw *gateway.Gateway) {
 func (s *Service) gatewayAudit(action, name, detail string) {
 	tier, _ := ActionTier(action)
 	s.audit(context.Background(), eventlog.AuditEntry{Actor: "gateway", Action: action, Tier: string(tier), Target: Bound(name, 512),
-		Phase: "outcome", Outcome: "ok", Detail: Bound(s.Redact(detail), 1024)})
+		Phase: "outcome", Outcome: api.OutcomeOK, Detail: Bound(s.Redact(detail), 1024)})
 }
 
 // EgressProxy is the doors' egress proxy: an agent's policy is its own

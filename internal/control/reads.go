@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
 
@@ -70,10 +71,8 @@ func (s *Service) Audit(ctx context.Context, a Actor, r AuditRequest) ([]eventlo
 	if err != nil {
 		return nil, err
 	}
-	switch r.Outcome {
-	case "", "pending", "ok", "refused", "failed":
-	default:
-		return nil, Invalidf("outcome: must be pending, ok, refused or failed")
+	if err := api.CheckOutcome(r.Outcome); err != nil {
+		return nil, Invalidf("%v", err)
 	}
 	if len(r.Actor) > 256 || len(r.Tool) > 128 {
 		return nil, Invalidf("actor or tool: too long")

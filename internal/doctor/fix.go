@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/eventlog"
 )
 
@@ -48,22 +49,22 @@ func (f *Fixer) Apply(ctx context.Context, id string, dry bool) error {
 	if r.Destructive {
 		var plan []string
 		if _, err := r.Run(ctx, f.Env, arg, true, func(s string) { plan = append(plan, s) }); err != nil {
-			f.audit(id, "outcome", "refused", err.Error(), "", 0)
+			f.audit(id, "outcome", api.OutcomeRefused, err.Error(), "", 0)
 			return err
 		}
 		if f.Confirm == nil || !f.Confirm(r, arg, plan) {
-			f.audit(id, "outcome", "refused", "not confirmed by a person", "", 0)
+			f.audit(id, "outcome", api.OutcomeRefused, "not confirmed by a person", "", 0)
 			return fmt.Errorf("%s: %w", id, ErrDeclined)
 		}
 	}
-	if err := f.audit(id, "intent", "pending", "", "", 0); err != nil {
+	if err := f.audit(id, "intent", api.OutcomePending, "", "", 0); err != nil {
 		return fmt.Errorf("the recovery audit cannot be written (%v), so nothing was done", err)
 	}
 	start := time.Now()
 	snap, err := r.Run(ctx, f.Env, arg, false, step)
-	outcome, detail := "ok", ""
+	outcome, detail := api.OutcomeOK, ""
 	if err != nil {
-		outcome, detail = "failed", err.Error()
+		outcome, detail = api.OutcomeFailed, err.Error()
 	}
 	f.audit(id, "outcome", outcome, detail, snap, time.Since(start))
 	return err

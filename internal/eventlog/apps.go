@@ -46,7 +46,7 @@ func (l *Log) DecideApp(ctx context.Context, sha, state, by, message string) (Ap
 		} else if err != nil {
 			return err
 		}
-		if cur != "pending" {
+		if cur != api.AppPending {
 			return fmt.Errorf("app package %s is %s, not pending: %w", sha, cur, ErrConflict)
 		}
 		_, err := tx.Exec(`UPDATE apps SET state=?, decided_by=?, message=?, decided=? WHERE sha256=?`, state, by, message, ms(now()), sha)

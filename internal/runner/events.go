@@ -70,7 +70,7 @@ func (r *agentRunner) attached(e *event.Event) (opened []event.Event, ok bool) {
 	}
 	if r.cur.foreign == "" && !e.Kind.Terminal() {
 		r.cur.foreign = randid.ID("turn")
-		start := withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: "attached"}), r.cur.foreign)
+		start := withTurn(event.New(e.Session, event.TurnStarted, e.Time, event.InputData{Mode: api.ModeAttached}), r.cur.foreign)
 		start.Agent = r.name
 		opened = append(opened, start)
 	}

@@ -205,7 +205,7 @@ func (m *Manager) existing(name string) *agentRunner {
 // Submission is a message for an agent.
 type Submission struct {
 	Text     string
-	Mode     string // "queue" (default) or "steer"
+	Mode     string // api.ModeQueue (default) or api.ModeSteer
 	ClientID string // idempotency key; generated when empty
 	Model    string // provider/model for this turn; must be permitted
 	TraceID  string // the caller's trace: every event of the turn carries it
@@ -218,11 +218,11 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 	if err != nil {
 		return eventlog.Input{}, false, err
 	}
-	if s.Mode == "" {
-		s.Mode = "queue"
+	if err := api.CheckMode(s.Mode); err != nil {
+		return eventlog.Input{}, false, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if s.Mode != "queue" && s.Mode != "steer" {
-		return eventlog.Input{}, false, fmt.Errorf("%w: mode must be \"queue\" or \"steer\"", ErrInvalid)
+	if s.Mode == "" {
+		s.Mode = api.ModeQueue
 	}
 	if s.Model != "" && !a.Permits(s.Model) {
 		return eventlog.Input{}, false, fmt.Errorf("%w: model %q is not permitted for agent %q (permitted: %v)", ErrInvalid, s.Model, name, a.Models)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/opencode"
@@ -219,7 +220,7 @@ func (r *agentRunner) steer(turn, session string) {
 		return
 	}
 	for _, in := range queued {
-		if in.Mode != "steer" || !r.cur.drv.Busy(r.ctx, session) {
+		if in.Mode != api.ModeSteer || !r.cur.drv.Busy(r.ctx, session) {
 			continue
 		}
 		r.emitSync(withTurn(event.New(session, event.InputSteered, time.Now(), event.InputData{
