@@ -88,7 +88,10 @@ type ModelSync struct {
 
 // AgentStatus is what an agent's runner is doing.
 type AgentStatus struct {
-	State    string `json:"state"` // stopped, starting, idle, busy, waiting
+	State string `json:"state"` // stopped, starting, idle, busy, waiting
+	// Position is its place in the line for an instance slot (1 is next)
+	// while it is waiting.
+	Position int    `json:"position,omitempty"`
 	Turn     string `json:"turn,omitempty"`
 	Queued   int    `json:"queued"`
 	Instance string `json:"instance,omitempty"` // the supervisor's state

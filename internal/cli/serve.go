@@ -29,7 +29,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	homeDir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
-	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; the least recently used stops")
+	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; others wait in line for a slot")
+	quantum := fs.Duration("quantum", 60*time.Second, "over --max-running, how long an agent with work keeps its instance's slot while others wait")
 	retention := fs.Duration("retention", 90*24*time.Hour, "keep events this long (0: forever)")
 	rawRetention := fs.Duration("raw-retention", 24*time.Hour, "keep raw opencode events this long")
 	noDemo := fs.Bool("no-demo", false, "never offer the scripted demo provider")
@@ -63,7 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg := daemon.Config{Home: *homeDir, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Retention: *retention,
+	cfg := daemon.Config{Home: *homeDir, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, Retention: *retention,
 		RawRetention: *rawRetention, NoDemo: *noDemo, DefaultDailyTokens: *defaultTokens, Unconfined: *unconfined, MaxConns: *maxConns,
 		Systemctl: *systemctl, Journalctl: *journalctl, ModelsSync: *modelsSync, LLMConnectTimeout: *llmConnect,
 		LLMHeaderTimeout: *llmHeader, LLMStallTimeout: *llmStall, AllowHosts: *hosts, PublicListen: *public, TLSCert: *tlsCert,

@@ -56,6 +56,7 @@ type Config struct {
 
 	IdleTimeout        time.Duration // stop an agent's opencode unused this long
 	MaxRunning         int           // opencode instances at once
+	Quantum            time.Duration // over the cap, a slot's turn (supervisor.Supervisor.Quantum)
 	Retention          time.Duration // keep events this long (0: forever)
 	RawRetention       time.Duration // keep raw opencode events this long
 	NoDemo             bool          // never offer the scripted demo provider
@@ -137,7 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	sup.Version = ocVersion
-	sup.MaxRunning, sup.Logger = cfg.MaxRunning, logger
+	sup.MaxRunning, sup.Quantum, sup.Logger = cfg.MaxRunning, cfg.Quantum, logger
 	agentUIDs, buildIDs, err := confine(ctx, cfg, sup)
 	if err != nil {
 		return err

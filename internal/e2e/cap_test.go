@@ -59,3 +59,45 @@ func (d *daemon) turnsEach(ctx context.Context, names []string, turns int) (bad 
 	wg.Wait()
 	return bad
 }
+
+// Over the cap, a slot serves an agent's run of turns: an agent with input
+// queued keeps its instance for its quantum while others wait their turn,
+// rather than lose it at each turn's end to a waiter (which cost one
+// opencode start a turn). Each agent here starts its opencode once.
+func TestOverTheCapASlotServesARunOfTurns(t *testing.T) {
+	t.Parallel()
+	const agents, turns, capN = 3, 2, 2
+	d := start(t, "", "--max-running", fmt.Sprint(capN), "--quantum", "10m")
+	ctx := ctxT(t, 8*time.Minute)
+	var names []string
+	for i := range agents {
+		names = append(names, fmt.Sprint("run", i))
+		d.agent(ctx, names[i], "")
+	}
+	sent := map[string][]client.Accepted{}
+	for _, name := range names {
+		for j := range turns {
+			sent[name] = append(sent[name], d.send(ctx, name, fmt.Sprintf("hello %d", j), ""))
+		}
+	}
+	for _, name := range names {
+		for j, acc := range sent[name] {
+			if e := last(d.turnOf(ctx, name, acc.Seq-1, acc.Input)); e.Kind != "final" {
+				t.Fatalf("%s turn %d: %s %s", name, j, e.Kind, e.Field("message"))
+			}
+		}
+		evs, err := d.c.Events(ctx, name, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts := 0
+		for _, e := range evs {
+			if e.Kind == "instance" && e.Field("state") == "ready" {
+				starts++
+			}
+		}
+		if starts != 1 {
+			t.Errorf("%s: its opencode started %d times for %d turns, want once", name, starts, turns)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/client"
 )
 
 // BenchmarkSoakUnderCap runs AGENTS agents × TURNS turns each, all agents at
@@ -36,5 +38,70 @@ func BenchmarkSoakUnderCap(b *testing.B) {
 		if len(bad) > 0 {
 			b.Errorf("%d of %d turns did not end final: %v", len(bad), agents*turns, bad)
 		}
+	}
+}
+
+// BenchmarkQueuedSoakOverTheCap queues TURNS messages for each of AGENTS
+// agents at once (TAOSAGENT_QSOAK=AGENTSxTURNSxCAP, default 6x5x4) and
+// runs them on a daemon capped at CAP, then on one with a slot for every
+// agent, in the same run: it reports each's time, their ratio (the goal
+// is at most 1.5), and opencode starts per turn over the cap.
+// TAOSAGENT_QSOAK_QUANTUM sets serve's --quantum (1ns: a slot changes
+// hands at every turn's end, as before issue 27). Run with -benchtime 1x.
+func BenchmarkQueuedSoakOverTheCap(b *testing.B) {
+	agents, turns, capN := 6, 5, 4
+	if v := os.Getenv("TAOSAGENT_QSOAK"); v != "" {
+		if _, err := fmt.Sscanf(v, "%dx%dx%d", &agents, &turns, &capN); err != nil {
+			b.Fatalf("TAOSAGENT_QSOAK=%q: want AGENTSxTURNSxCAP", v)
+		}
+	}
+	quantum := os.Getenv("TAOSAGENT_QSOAK_QUANTUM")
+	if quantum == "" {
+		quantum = "60s"
+	}
+	run := func(capN int) (secs float64, starts int) {
+		d := start(b, "", "--max-running", fmt.Sprint(capN), "--quantum", quantum)
+		ctx := ctxT(b, time.Duration(agents*turns)*15*time.Second+10*time.Minute)
+		var names []string
+		for i := range agents {
+			names = append(names, fmt.Sprint("q", i))
+			d.agent(ctx, names[i], "")
+		}
+		t0 := time.Now()
+		sent := map[string][]client.Accepted{}
+		for _, name := range names {
+			for j := range turns {
+				sent[name] = append(sent[name], d.send(ctx, name, fmt.Sprintf("hello %d", j), ""))
+			}
+		}
+		for _, name := range names {
+			for j, acc := range sent[name] {
+				if e := last(d.turnOf(ctx, name, acc.Seq-1, acc.Input)); e.Kind != "final" {
+					b.Errorf("cap %d, %s turn %d: %s %s", capN, name, j, e.Kind, e.Field("message"))
+				}
+			}
+		}
+		secs = time.Since(t0).Seconds()
+		for _, name := range names {
+			evs, err := d.c.Events(ctx, name, 0, 10000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range evs {
+				if e.Kind == "instance" && e.Field("state") == "ready" {
+					starts++
+				}
+			}
+		}
+		return secs, starts
+	}
+	for range b.N {
+		over, starts := run(capN)
+		enough, _ := run(agents)
+		b.ReportMetric(over, "s-over-cap")
+		b.ReportMetric(enough, "s-enough-slots")
+		b.ReportMetric(over/enough, "ratio")
+		b.ReportMetric(float64(starts)/float64(agents*turns), "starts/turn")
+		b.ReportMetric(0, "ns/op")
 	}
 }

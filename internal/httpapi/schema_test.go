@@ -91,6 +91,27 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 			t.Errorf("no schema %s in openapi.json", name)
 		}
 	}
+	// And the objects nested in them, by path.
+	nested := map[string]any{"Agent.status": api.AgentStatus{}, "Agent.status.usage": api.Usage{}, "Agent.status.last_error": api.LastError{}}
+	var raw map[string]any
+	json.Unmarshal(openAPI, &raw)
+	for path, v := range nested {
+		parts := strings.Split(path, ".")
+		node := raw["components"].(map[string]any)["schemas"].(map[string]any)[parts[0]].(map[string]any)
+		for _, p := range parts[1:] {
+			node = node["properties"].(map[string]any)[p].(map[string]any)
+		}
+		var documented []string
+		for p := range node["properties"].(map[string]any) {
+			documented = append(documented, p)
+		}
+		fields := jsonFields(reflect.TypeOf(v))
+		sort.Strings(documented)
+		sort.Strings(fields)
+		if !slices.Equal(documented, fields) {
+			t.Errorf("%s documents %v; %T has %v", path, documented, v, fields)
+		}
+	}
 }
 
 // jsonFields are the names encoding/json gives t's fields (embedded

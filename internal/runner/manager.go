@@ -313,7 +313,7 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 		}
 	}
 	if running && in.State == supervisor.Waiting {
-		st.State = "waiting" // its turn waits for a slot under --max-running
+		st.State, st.Position = "waiting", in.Position // its turn waits for a slot under --max-running
 	}
 	if le, ok, err := m.log.LastError(ctx, name); err == nil && ok {
 		st.LastError = &le

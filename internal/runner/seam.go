@@ -58,10 +58,11 @@ type Instance interface {
 
 // InstanceInfo is what Instances.Get reports of a running instance.
 type InstanceInfo struct {
-	State   supervisor.State
-	PID     int
-	Version string
-	Usage   api.Usage
+	State    supervisor.State
+	Position int // in the line for a slot, while State is Waiting
+	PID      int
+	Version  string
+	Usage    api.Usage
 }
 
 // Store is what the runner needs of the event log: the agents it runs,
@@ -107,7 +108,7 @@ func (v supervised) Get(name string) (InstanceInfo, bool) {
 	if in == nil {
 		return InstanceInfo{}, false
 	}
-	return InstanceInfo{State: in.State(), PID: in.PID(), Version: in.Version(), Usage: in.Usage()}, true
+	return InstanceInfo{State: in.State(), Position: v.s.Position(name), PID: in.PID(), Version: in.Version(), Usage: in.Usage()}, true
 }
 
 func (v supervised) Stop(name string)                   { v.s.Stop(name) }

@@ -85,6 +85,8 @@ type Instance struct {
 
 	slot    chan struct{} // closed when the instance may start (under the cap)
 	hasSlot bool          // guarded by sup.mu
+	slotAt  time.Time     // when it got its slot; guarded by sup.mu
+	freeing bool          // stopped to make room for a waiter; guarded by sup.mu
 
 	stopCh chan struct{} // closed by stop
 	done   chan struct{} // closed when the run loop has ended

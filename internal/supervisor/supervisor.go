@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -35,8 +34,12 @@ type Supervisor struct {
 	MinBackoff   time.Duration // first restart delay; default 250 ms
 	MaxBackoff   time.Duration // default 30 s
 	LogCap       int64         // bytes per log file; default 10 MiB
-	MaxRunning   int           // stop the least recently used beyond this; 0: no cap
-	Logger       *slog.Logger
+	MaxRunning   int           // instances running at once; 0: no cap (see victim for who makes room)
+	// Quantum is how long, over the cap, an instance whose agent has input
+	// queued keeps its slot while others wait: longer than a start, so that
+	// a slot serves a run of turns before it changes hands. Default 60 s.
+	Quantum time.Duration
+	Logger  *slog.Logger
 	// Sandbox confines every instance (see sandbox.Service). Nil runs
 	// them unconfined, on the host as the daemon's user: only ever an
 	// operator's explicit choice.
@@ -60,6 +63,8 @@ type Supervisor struct {
 	waiting   []*Instance     // instances waiting for a slot, first come first served
 	holds     map[string]int  // turns in progress, by agent
 	queued    map[string]bool // agents with input waiting for a turn (SetQueued)
+	recheck   *time.Timer     // evictLocked again, when a quantum ends
+	freeing   int             // slots of instances stopped for a waiter, not yet handed on
 }
 
 // New returns a Supervisor for binary whose state (the pid record) lives in
@@ -109,6 +114,9 @@ func (s *Supervisor) defaults() {
 	}
 	if s.MaxBackoff <= 0 {
 		s.MaxBackoff = 30 * time.Second
+	}
+	if s.Quantum <= 0 {
+		s.Quantum = 60 * time.Second
 	}
 	if s.LogCap <= 0 {
 		s.LogCap = 10 << 20
@@ -173,7 +181,7 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 	s.instances[spec.Name] = in
 	if s.MaxRunning <= 0 || s.slots < s.MaxRunning {
 		s.slots++
-		in.hasSlot = true
+		in.hasSlot, in.slotAt = true, time.Now()
 		close(in.slot)
 	} else {
 		s.waiting = append(s.waiting, in)
@@ -186,37 +194,97 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 }
 
 // evictLocked stops an idle instance (ready, in no turn) when an instance
-// waits for a slot: its slot goes to the first in line. Of the idle ones it
-// stops the least recently used whose agent has no input queued, and one
-// whose agent has input queued only when there is no other. An instance
-// starting or in a turn is never stopped for the cap.
+// waits for a slot, if the cap's policy picks one (victim): its slot goes
+// to the first in line. When none can be yet, it runs again when a
+// quantum ends. An instance starting or in a turn is never stopped for the
+// cap.
 func (s *Supervisor) evictLocked() {
-	if len(s.waiting) == 0 {
+	if s.recheck != nil {
+		s.recheck.Stop()
+		s.recheck = nil
+	}
+	// One stop per waiter: an instance already stopping for one hands its
+	// slot on when it is gone (releaseSlot); a second stop for the same
+	// waiter would cost another agent its instance for nothing.
+	if len(s.waiting) <= s.freeing || s.closed {
 		return
 	}
 	var idle []*Instance
+	var holders []slotHolder
 	for _, in := range s.instances {
 		if in.hasSlot && in.idleLocked() {
 			idle = append(idle, in)
+			holders = append(holders, slotHolder{queued: s.queued[in.spec.Name], lastUsed: lastUsed(in), since: in.slotAt})
 		}
 	}
-	if len(idle) == 0 {
+	now := time.Now()
+	k, retry := victim(holders, s.queued[s.waiting[0].spec.Name], now, s.Quantum)
+	if k < 0 {
+		if !retry.IsZero() {
+			s.recheck = time.AfterFunc(retry.Sub(now), func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				s.evictLocked()
+			})
+		}
 		return
 	}
-	sort.Slice(idle, func(a, b int) bool {
-		if qa, qb := s.queued[idle[a].spec.Name], s.queued[idle[b].spec.Name]; qa != qb {
-			return qb
-		}
-		return lastUsed(idle[a]).Before(lastUsed(idle[b]))
-	})
-	victim := idle[0]
+	victim := idle[k]
 	delete(s.instances, victim.spec.Name)
-	s.Logger.Info("stopping the least recently used instance for one that waits", "agent", victim.spec.Name)
+	s.Logger.Info("stopping an idle instance for one that waits", "agent", victim.spec.Name, "waiting", s.waiting[0].spec.Name)
 	// Marked stopping now, under s.mu: a turn that starts on that agent
 	// from here on finds it gone and starts a new instance, never sends a
 	// prompt to this one.
 	victim.beginStop()
+	victim.freeing = true
+	s.freeing++
 	go victim.stop()
+}
+
+// slotHolder is what the cap's policy knows of an idle instance that
+// holds a slot.
+type slotHolder struct {
+	queued   bool      // its agent has input waiting for a turn
+	lastUsed time.Time // its last turn's end, or its start
+	since    time.Time // when it got its slot
+}
+
+// victim is the cap's policy: which of the idle slot holders gives its
+// slot to the first waiter (waiterQueued: whose agent has input waiting),
+// as an index into idle, or -1 for none yet; then retry is when one could
+// be (zero: not before something changes).
+//
+// An instance whose agent has nothing queued goes first, the least
+// recently used of them. One whose agent has input queued keeps its slot
+// for a quantum, so that it serves a run of turns rather than one start
+// per turn; past it, it goes at a turn boundary (it is idle here), the one
+// that has held its slot longest first, but only for a waiter whose agent
+// has input queued too: an agent with work is never stopped for one
+// without. The waiters are served in order (FIFO), each in turn, so none
+// starves.
+func victim(idle []slotHolder, waiterQueued bool, now time.Time, quantum time.Duration) (pick int, retry time.Time) {
+	pick = -1
+	for k, h := range idle {
+		if !h.queued && (pick < 0 || h.lastUsed.Before(idle[pick].lastUsed)) {
+			pick = k
+		}
+	}
+	if pick >= 0 || !waiterQueued {
+		return pick, time.Time{}
+	}
+	for k, h := range idle {
+		if end := h.since.Add(quantum); !end.After(now) {
+			if pick < 0 || h.since.Before(idle[pick].since) {
+				pick = k
+			}
+		} else if retry.IsZero() || end.Before(retry) {
+			retry = end
+		}
+	}
+	if pick >= 0 {
+		return pick, time.Time{}
+	}
+	return -1, retry
 }
 
 // Hold marks agent name as in a turn until the returned function is called
@@ -250,19 +318,22 @@ func (s *Supervisor) Hold(name string) (release func()) {
 }
 
 // SetQueued tells whether agent name has input waiting for a turn: an idle
-// instance of such an agent is stopped for the cap only when no other idle
-// instance can be.
+// instance of such an agent keeps its slot for its quantum (see victim).
 func (s *Supervisor) SetQueued(name string, queued bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.queued == nil {
 		s.queued = map[string]bool{}
 	}
+	if s.queued[name] == queued {
+		return
+	}
 	if queued {
 		s.queued[name] = true
 	} else {
 		delete(s.queued, name)
 	}
+	s.evictLocked() // who may make room, or wait for it, has changed
 }
 
 // releaseSlot is called once an instance's run loop has ended: its slot,
@@ -280,10 +351,14 @@ func (s *Supervisor) releaseSlot(in *Instance) {
 		return
 	}
 	in.hasSlot = false
+	if in.freeing {
+		in.freeing = false
+		s.freeing--
+	}
 	if len(s.waiting) > 0 {
 		next := s.waiting[0]
 		s.waiting = s.waiting[1:]
-		next.hasSlot = true
+		next.hasSlot, next.slotAt = true, time.Now()
 		close(next.slot)
 		return
 	}
@@ -294,6 +369,19 @@ func lastUsed(in *Instance) time.Time {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.lastUsed
+}
+
+// Position is name's place in the line for a slot (1 is next), 0 when its
+// instance does not wait for one.
+func (s *Supervisor) Position(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, in := range s.waiting {
+		if in.spec.Name == name {
+			return k + 1
+		}
+	}
+	return 0
 }
 
 // Get returns the instance of name, nil if none runs.
@@ -318,6 +406,9 @@ func (s *Supervisor) Stop(name string) {
 func (s *Supervisor) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	if s.recheck != nil {
+		s.recheck.Stop()
+	}
 	all := s.instances
 	s.instances = map[string]*Instance{}
 	s.mu.Unlock()

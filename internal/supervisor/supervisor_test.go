@@ -304,6 +304,9 @@ func TestCapWaitsForAnIdleSlot(t *testing.T) {
 	st.waitFor(t, "b:waiting")
 	c, _ := sup.Ensure(spec("c"))
 	st.waitFor(t, "c:waiting")
+	if pb, pc := sup.Position("b"), sup.Position("c"); pb != 1 || pc != 2 || sup.Position("a") != 0 {
+		t.Errorf("places in line: b %d, c %d, a %d; want 1, 2, 0", pb, pc, sup.Position("a"))
+	}
 	if err := ready(t, a).CheckVersion(context.Background()); err != nil || a.State() != Ready {
 		t.Fatalf("a, in a turn, was disturbed: %v, state %s", err, a.State())
 	}
@@ -341,8 +344,13 @@ func TestCapSparesAnAgentWithQueuedInput(t *testing.T) {
 		t.Fatalf("a, with input queued, was disturbed: %s", a.State())
 	}
 	// When the only idle instance is one whose agent has input queued, it
-	// still makes room: no waiter waits behind an idle instance.
+	// makes room once its quantum is spent, for a waiter with work of its
+	// own (victim has the cases).
+	sup.mu.Lock()
+	sup.Quantum = time.Millisecond
+	sup.mu.Unlock()
 	defer sup.Hold("d")()
+	sup.SetQueued("d", true)
 	sup.Ensure(spec("d"))
 	st.waitFor(t, "a:stopped")
 }

@@ -1,0 +1,80 @@
+package supervisor
+
+import (
+	"testing"
+	"time"
+)
+
+// The cap's policy, case by case: who gives a slot to the first waiter,
+// and when to look again when no one can yet.
+func TestTheCapsPolicy(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	const q = time.Minute
+	old, recent := now.Add(-2*q), now.Add(-q/6)
+	var never time.Time
+	cases := []struct {
+		name         string
+		idle         []slotHolder
+		waiterQueued bool
+		want         int
+		retry        time.Time
+	}{
+		{"nothing idle: the waiter waits for a turn's end", nil, true, -1, never},
+		{"an agent with nothing queued makes room first, the least recently used of them",
+			[]slotHolder{{queued: true, lastUsed: old, since: old}, {lastUsed: recent, since: recent}, {lastUsed: old, since: recent}}, true, 2, never},
+		{"and for any waiter", []slotHolder{{lastUsed: recent, since: recent}}, false, 0, never},
+		{"an agent with work keeps its slot for its quantum",
+			[]slotHolder{{queued: true, lastUsed: recent, since: recent}}, true, -1, recent.Add(q)},
+		{"the first quantum to end is when to look again",
+			[]slotHolder{{queued: true, since: recent}, {queued: true, since: recent.Add(-time.Second)}}, true, -1, recent.Add(q - time.Second)},
+		{"past its quantum it makes room, the longest holder first",
+			[]slotHolder{{queued: true, since: old}, {queued: true, since: old.Add(-q)}, {queued: true, since: recent}}, true, 1, never},
+		{"a quantum that ends now is spent", []slotHolder{{queued: true, since: now.Add(-q)}}, true, 0, never},
+		{"an agent with work is never stopped for one without",
+			[]slotHolder{{queued: true, since: old}}, false, -1, never},
+	}
+	for _, c := range cases {
+		got, retry := victim(c.idle, c.waiterQueued, now, q)
+		if got != c.want || !retry.Equal(c.retry) {
+			t.Errorf("%s: victim %d, retry %v; want %d, %v", c.name, got, retry, c.want, c.retry)
+		}
+	}
+}
+
+// One waiter costs one instance: while the instance stopped for it has
+// not yet handed its slot on, another look (a turn's end, an instance
+// turning ready) stops no second one. (Under load, a late "ready" used to
+// stop an agent with input queued although a slot was already on its way.)
+func TestOneStopPerWaiter(t *testing.T) {
+	t.Parallel()
+	s, err := New("/nonexistent/opencode", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.MaxRunning = 2
+	s.defaults()
+	idle := func(name string) *Instance {
+		in := &Instance{sup: s, spec: Spec{Name: name}, state: Ready, hasSlot: true, slotAt: time.Now(),
+			stopCh: make(chan struct{}), done: make(chan struct{}), slot: make(chan struct{})}
+		close(in.done) // no process: stopping it ends at once
+		return in
+	}
+	a, b := idle("a"), idle("b")
+	waiter := &Instance{sup: s, spec: Spec{Name: "c"}, state: Waiting, slot: make(chan struct{})}
+	s.mu.Lock()
+	s.instances = map[string]*Instance{"a": a, "b": b, "c": waiter}
+	s.slots, s.waiting = 2, []*Instance{waiter}
+	s.evictLocked()
+	s.evictLocked() // a second look before the first victim's slot is handed on
+	stopped := 0
+	for _, in := range []*Instance{a, b} {
+		if in.Stopping() {
+			stopped++
+		}
+	}
+	s.mu.Unlock()
+	if stopped != 1 {
+		t.Fatalf("%d instances stopped for one waiter, want 1", stopped)
+	}
+}
