@@ -3,10 +3,12 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -104,4 +106,69 @@ func bareSpawn(b *testing.B, bin string) float64 {
 	}
 	b.Fatal("bare opencode never listened")
 	return 0
+}
+
+// BenchmarkCrashToReady kills a confined instance's opencode (kill -9)
+// KILLS times (TAOSAGENT_KILLS, default 20), each once it is ready again,
+// and times each kill to the replacement's readiness; it reports the
+// median, the slowest, the growth (the last two against the first two)
+// and the median's ratio to a bare opencode's start in the same run.
+func BenchmarkCrashToReady(b *testing.B) {
+	bin := testenv.Opencode(b)
+	_, modelURL := testenv.Model(b)
+	sb := sandbox.New()
+	if err := sb.Check(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	kills := 20
+	if v := os.Getenv("TAOSAGENT_KILLS"); v != "" {
+		if _, err := fmt.Sscan(v, &kills); err != nil || kills < 4 {
+			b.Fatalf("TAOSAGENT_KILLS=%q: want a number, at least 4", v)
+		}
+	}
+	s, err := New(bin, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Sandbox = sb
+	spec := Spec{Name: "bench", Dir: b.TempDir(), Config: testenv.Config(modelURL, "")}
+	if os.Geteuid() == 0 {
+		s.Doors = &Doors{Handler: func(string) http.Handler { return http.NotFoundHandler() }, DaemonURL: "http://127.0.0.1:1"}
+		spec.UID, spec.GID = hostid.DefaultBase+8, hostid.DefaultBase+8
+	}
+	defer s.Close()
+	in, err := s.Ensure(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var times, bare []float64
+	for k := 0; k < kills; k++ {
+		if _, err := in.Client(ctx); err != nil {
+			b.Fatal(err)
+		}
+		_, gone, err := in.Current(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		syscall.Kill(in.PID(), syscall.SIGKILL)
+		<-gone
+		if _, err := in.Client(ctx); err != nil {
+			b.Fatal(err)
+		}
+		times = append(times, float64(time.Since(start).Microseconds())/1000)
+		if k%5 == 0 {
+			bare = append(bare, bareSpawn(b, bin))
+		}
+	}
+	growth := (times[len(times)-1] + times[len(times)-2]) / (times[0] + times[1])
+	slowest := slices.Max(times)
+	med := median(append([]float64(nil), times...))
+	b.ReportMetric(med, "kill-to-ready-ms")
+	b.ReportMetric(slowest, "slowest-ms")
+	b.ReportMetric(growth, "last2/first2")
+	b.ReportMetric(med/median(bare), "ratio-to-bare-start")
+	b.ReportMetric(0, "ns/op")
 }

@@ -81,7 +81,7 @@ type Instance struct {
 	restarts int
 	version  string        // the opencode version the current process runs
 	served   bool          // the current process handed out its client
-	delay    time.Duration // the last restart delay
+	delay    time.Duration // the last restart delay (0: at once, after a process that served)
 
 	slot    chan struct{} // closed when the instance may start (under the cap)
 	hasSlot bool          // guarded by sup.mu
@@ -236,7 +236,9 @@ func (i *Instance) run() {
 		}
 		i.mu.Lock()
 		if err == nil && i.served {
-			backoff = i.sup.MinBackoff
+			// It was ready and served: its replacement starts at once. The
+			// backoff is for processes that die while starting.
+			backoff = 0
 		}
 		i.served, i.delay = false, backoff
 		i.mu.Unlock()
@@ -249,15 +251,17 @@ func (i *Instance) run() {
 			i.setState(Crashed, 0, exit)
 		}
 		crashed = true
-		select {
-		case <-time.After(backoff):
-		case <-i.stopCh:
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-i.stopCh:
+			}
 		}
 		if i.Stopping() {
 			i.setState(Stopped, 0, nil)
 			return
 		}
-		backoff = min(backoff*2, i.sup.MaxBackoff)
+		backoff = min(max(backoff*2, i.sup.MinBackoff), i.sup.MaxBackoff)
 	}
 }
 

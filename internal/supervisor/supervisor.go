@@ -31,7 +31,7 @@ type Supervisor struct {
 	Version      string
 	StartTimeout time.Duration // exec to ready; default 60 s
 	StopGrace    time.Duration // SIGTERM to SIGKILL; default 5 s
-	MinBackoff   time.Duration // first restart delay; default 250 ms
+	MinBackoff   time.Duration // first restart delay of a process that died while starting; default 250 ms (one that served restarts at once)
 	MaxBackoff   time.Duration // default 30 s
 	LogCap       int64         // bytes per log file; default 10 MiB
 	MaxRunning   int           // instances running at once; 0: no cap (see victim for who makes room)
