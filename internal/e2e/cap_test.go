@@ -74,30 +74,45 @@ func TestOverTheCapASlotServesARunOfTurns(t *testing.T) {
 		names = append(names, fmt.Sprint("run", i))
 		d.agent(ctx, names[i], "")
 	}
+	bad, starts := d.queuedTurns(ctx, names, turns)
+	if len(bad) > 0 {
+		t.Fatalf("%d of %d turns did not end final:\n%v", len(bad), agents*turns, bad)
+	}
+	for _, name := range names {
+		if starts[name] != 1 {
+			t.Errorf("%s: its opencode started %d times for %d turns, want once", name, starts[name], turns)
+		}
+	}
+}
+
+// queuedTurns sends turns messages to each agent of names at once, waits
+// for every turn, and returns what went wrong with those that did not end
+// final and how many times each agent's opencode started (its "ready"
+// instance events).
+func (d *daemon) queuedTurns(ctx context.Context, names []string, turns int) (bad []string, starts map[string]int) {
+	d.t.Helper()
 	sent := map[string][]client.Accepted{}
 	for _, name := range names {
 		for j := range turns {
 			sent[name] = append(sent[name], d.send(ctx, name, fmt.Sprintf("hello %d", j), ""))
 		}
 	}
+	starts = map[string]int{}
 	for _, name := range names {
 		for j, acc := range sent[name] {
 			if e := last(d.turnOf(ctx, name, acc.Seq-1, acc.Input)); e.Kind != "final" {
-				t.Fatalf("%s turn %d: %s %s", name, j, e.Kind, e.Field("message"))
+				bad = append(bad, fmt.Sprintf("%s turn %d: %s %s: %s", name, j, e.Kind, e.Field("code"), e.Field("message")))
 			}
 		}
 		evs, err := d.c.Events(ctx, name, 0, 10000)
 		if err != nil {
-			t.Fatal(err)
+			d.t.Fatal(err)
 		}
-		starts := 0
 		for _, e := range evs {
 			if e.Kind == "instance" && e.Field("state") == "ready" {
-				starts++
+				starts[name]++
 			}
 		}
-		if starts != 1 {
-			t.Errorf("%s: its opencode started %d times for %d turns, want once", name, starts, turns)
-		}
 	}
+	return bad, starts
 }

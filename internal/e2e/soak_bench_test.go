@@ -5,8 +5,6 @@ import (
 	"os"
 	"testing"
 	"time"
-
-	"github.com/taosagent/taosagent/internal/client"
 )
 
 // BenchmarkSoakUnderCap runs AGENTS agents × TURNS turns each, all agents at
@@ -68,30 +66,13 @@ func BenchmarkQueuedSoakOverTheCap(b *testing.B) {
 			d.agent(ctx, names[i], "")
 		}
 		t0 := time.Now()
-		sent := map[string][]client.Accepted{}
-		for _, name := range names {
-			for j := range turns {
-				sent[name] = append(sent[name], d.send(ctx, name, fmt.Sprintf("hello %d", j), ""))
-			}
-		}
-		for _, name := range names {
-			for j, acc := range sent[name] {
-				if e := last(d.turnOf(ctx, name, acc.Seq-1, acc.Input)); e.Kind != "final" {
-					b.Errorf("cap %d, %s turn %d: %s %s", capN, name, j, e.Kind, e.Field("message"))
-				}
-			}
-		}
+		bad, perAgent := d.queuedTurns(ctx, names, turns)
 		secs = time.Since(t0).Seconds()
-		for _, name := range names {
-			evs, err := d.c.Events(ctx, name, 0, 10000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, e := range evs {
-				if e.Kind == "instance" && e.Field("state") == "ready" {
-					starts++
-				}
-			}
+		for _, msg := range bad {
+			b.Errorf("cap %d, %s", capN, msg)
+		}
+		for _, n := range perAgent {
+			starts += n
 		}
 		return secs, starts
 	}
