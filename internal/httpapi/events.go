@@ -203,8 +203,8 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	after, err1 := intParam(q.Get("after"), 0)
 	limit, err2 := intParam(q.Get("limit"), 0)
 	before, err3 := intParam(q.Get("before"), 0)
-	if err1 != nil || err2 != nil || err3 != nil || limit > control.APIReadMax {
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("after and before must be non-negative integers, limit 1 to %d", control.APIReadMax))
+	if err1 != nil || err2 != nil || err3 != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "after, before and limit must be non-negative integers")
 		return
 	}
 	newest := false

@@ -30,7 +30,7 @@ func TestTurnMachine(t *testing.T) {
 		run  func(t *testing.T, m *machine)
 	}{
 		{"submit: a message is one turn, recorded before opencode hears it", func(t *testing.T, m *machine) {
-			in := m.submit("hello", "")
+			in := m.submit("hello")
 			evs := m.turnOf(in)
 			want := []event.Kind{event.TurnStarted, event.Status, event.Reasoning, event.Delta, event.Usage, event.Final}
 			if got := kinds(evs); !subsequence(want, got) {
@@ -46,9 +46,9 @@ func TestTurnMachine(t *testing.T) {
 		}},
 		{"queue: inputs wait for the running turn and run in order, one turn each", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "01-text-turn").HoldBeforeEnd())
-			first := m.submit("one", "")
+			first := m.submit("one")
 			started := m.waitKind(first, event.Delta)
-			second, third := m.submit("two", ""), m.submit("three", "")
+			second, third := m.submit("two"), m.submit("three")
 			if n := len(m.oc().Prompts()); n != 1 {
 				t.Fatalf("%d prompts while the first turn runs, want 1", n)
 			}
@@ -70,18 +70,18 @@ func TestTurnMachine(t *testing.T) {
 		}},
 		{"prompt refused: the turn ends with one error", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Script{Refuse: true})
-			in := m.submit("refused", "")
+			in := m.submit("refused")
 			if e := m.terminal(in); data[event.ErrorData](t, e).Code != event.CodeOpencode {
 				t.Fatalf("ended %s", e.Data)
 			}
-			m.terminal(m.submit("then this", ""))
+			m.terminal(m.submit("then this"))
 			if n := m.countTurn(in, event.Error) + m.countTurn(in, event.Final); n != 1 {
 				t.Fatalf("%d terminal events in the refused turn, want 1", n)
 			}
 		}},
 		{"steer: a steer joins the running turn instead of waiting", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "01-text-turn").HoldBeforeEnd())
-			first := m.submit("one", "")
+			first := m.submit("one")
 			started := m.waitKind(first, event.Delta)
 			m.submitMode("and also this", "steer")
 			steered := m.waitKind(first, event.InputSteered)
@@ -101,9 +101,9 @@ func TestTurnMachine(t *testing.T) {
 		}},
 		{"abort: the turn ends aborted and the next input runs", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "04-abort"))
-			first := m.submit("long", "")
+			first := m.submit("long")
 			m.waitKind(first, event.Delta)
-			next := m.submit("after", "")
+			next := m.submit("after")
 			turn, err := m.m.Abort(m.ctx, "a")
 			if err != nil || turn != m.started(first).Turn {
 				t.Fatalf("abort: %q %v", turn, err)
@@ -122,7 +122,7 @@ func TestTurnMachine(t *testing.T) {
 			s := runnertest.Capture(t, "04-abort")
 			s.IgnoreAbort = true
 			m.oc().Next(s)
-			first := m.submit("long", "")
+			first := m.submit("long")
 			m.waitKind(first, event.Delta)
 			if _, err := m.m.Abort(m.ctx, "a"); err != nil {
 				t.Fatal(err)
@@ -133,14 +133,14 @@ func TestTurnMachine(t *testing.T) {
 			if n := len(m.inst.Starts("a")); n != 1 {
 				t.Fatalf("%d starts before the next turn", n)
 			}
-			m.terminal(m.submit("after", ""))
+			m.terminal(m.submit("after"))
 			if n := len(m.inst.Starts("a")); n != 2 {
 				t.Fatalf("%d starts, want 2: the unanswered abort restarts opencode", n)
 			}
 		}},
 		{"crash mid-turn: one interrupted error, its approval expires, the next turn runs", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "08-permission-once"))
-			first := m.submit("run it", "")
+			first := m.submit("run it")
 			asked := m.waitKind(first, event.PermissionAsked)
 			m.inst.Crash("a")
 			if e := m.terminal(first); e.Kind != event.Error || data[event.ErrorData](t, e).Code != event.CodeInterrupted {
@@ -154,12 +154,12 @@ func TestTurnMachine(t *testing.T) {
 			if err != nil || ap.State != api.ApprovalExpired {
 				t.Fatalf("approval after the crash: %+v %v", ap, err)
 			}
-			if e := m.terminal(m.submit("again", "")); e.Kind != event.Final {
+			if e := m.terminal(m.submit("again")); e.Kind != event.Final {
 				t.Fatalf("next turn %s", e.Kind)
 			}
 		}},
 		{"attached TUI turn: recorded as a turn of its own; input waits for it", func(t *testing.T, m *machine) {
-			m.terminal(m.submit("pin the session", ""))
+			m.terminal(m.submit("pin the session"))
 			att, err := m.m.Attach(m.ctx, "a")
 			if err != nil {
 				t.Fatal(err)
@@ -173,7 +173,7 @@ func TestTurnMachine(t *testing.T) {
 				return e.Kind == event.TurnStarted && data[event.InputData](t, e).Mode == "attached"
 			})
 			m.waitFor(func(e event.Event) bool { return e.Turn == start.Turn && e.Kind == event.Delta })
-			queued := m.submit("after the TUI", "")
+			queued := m.submit("after the TUI")
 			if n := len(m.oc().Prompts()); n != 2 {
 				t.Fatalf("%d prompts while the TUI's turn runs, want 2", n)
 			}
@@ -188,7 +188,7 @@ func TestTurnMachine(t *testing.T) {
 		}},
 		{"approval echo: an answer is recorded once, with who gave it", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "08-permission-once"))
-			first := m.submit("run it", "")
+			first := m.submit("run it")
 			asked := m.waitKind(first, event.PermissionAsked)
 			id := data[event.PermissionAskedData](t, asked).Approval
 			ap, err := m.m.Reply(m.ctx, id, "once", "", "alice")
@@ -216,7 +216,7 @@ func TestTurnMachine(t *testing.T) {
 			s := runnertest.Capture(t, "01-text-turn")
 			s.Model = "p/m2"
 			m.oc().Next(s)
-			in := m.submit("hello", "")
+			in := m.submit("hello")
 			m.terminal(in)
 			sw := m.waitKind(in, event.ModelSwitched)
 			if d := data[event.ModelSwitchedData](t, sw); d.From != "p/m" || d.To != "p/m2" {
@@ -252,7 +252,7 @@ func TestTurnMachine(t *testing.T) {
 		}},
 		{"restart: a turn the daemon left running ends interrupted, its approval expires", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "08-permission-once"))
-			first := m.submit("run it", "")
+			first := m.submit("run it")
 			asked := m.waitKind(first, event.PermissionAsked)
 			m.m.Close() // as a daemon killed mid-turn leaves it
 			m2 := runner.New(runner.Config{Home: m.dir, Store: m.store, Instances: runnertest.NewInstances(t)})
@@ -393,7 +393,7 @@ func (m *machine) waitUntil(cond func() bool) {
 	}
 }
 
-func (m *machine) submit(text, _ string) eventlog.Input { return m.submitMode(text, "") }
+func (m *machine) submit(text string) eventlog.Input { return m.submitMode(text, "") }
 
 func (m *machine) submitMode(text, mode string) eventlog.Input {
 	m.t.Helper()

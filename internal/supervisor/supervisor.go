@@ -229,16 +229,16 @@ func (s *Supervisor) evictLocked() {
 		}
 		return
 	}
-	victim := idle[k]
-	delete(s.instances, victim.spec.Name)
-	s.Logger.Info("stopping an idle instance for one that waits", "agent", victim.spec.Name, "waiting", s.waiting[0].spec.Name)
+	v := idle[k]
+	delete(s.instances, v.spec.Name)
+	s.Logger.Info("stopping an idle instance for one that waits", "agent", v.spec.Name, "waiting", s.waiting[0].spec.Name)
 	// Marked stopping now, under s.mu: a turn that starts on that agent
 	// from here on finds it gone and starts a new instance, never sends a
 	// prompt to this one.
-	victim.beginStop()
-	victim.freeing = true
+	v.beginStop()
+	v.freeing = true
 	s.freeing++
-	go victim.stop()
+	go v.stop()
 }
 
 // slotHolder is what the cap's policy knows of an idle instance that
