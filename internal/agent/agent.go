@@ -348,6 +348,8 @@ func (a Agent) Validate(providers Lookup) error {
 			return invalid("limits.file_size_mb", "must be 0 (the default) to 1048576")
 		case l.TmpMB < 0 || l.TmpMB > 1<<16:
 			return invalid("limits.tmp_mb", "must be 0 (the default) to 65536")
+		case l.RecycleMB < 0 || l.RecycleMB > 1<<20:
+			return invalid("limits.recycle_mb", "must be 0 (the default) to 1048576")
 		case l.MemoryMB > 0 && l.MemoryMB < 512:
 			return invalid("limits.memory_mb", "below 512 MiB opencode cannot start")
 		case l.Processes > 0 && l.Processes < 64:
@@ -385,6 +387,9 @@ type Limits struct {
 	Processes  int   `json:"processes,omitempty"`    // processes and threads
 	FileSizeMB int64 `json:"file_size_mb,omitempty"` // largest file written, MiB
 	TmpMB      int64 `json:"tmp_mb,omitempty"`       // private /tmp, MiB
+	// RecycleMB: an instance that holds more (its whole process tree,
+	// resident) is restarted between two turns, never in one. MiB.
+	RecycleMB int64 `json:"recycle_mb,omitempty"`
 }
 
 // Permits reports whether model (provider/model) is in a's permitted set.

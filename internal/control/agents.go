@@ -25,7 +25,7 @@ type AgentView struct {
 
 // View shows a with its status and its effective limits.
 func (s *Service) View(ctx context.Context, a agent.Agent) AgentView {
-	l := runner.EffectiveLimits(a.Limits)
+	l := s.Runner.EffectiveLimits(a.Limits)
 	a.Limits = &l
 	k, _ := s.Keys.Get(agent.UpstreamKeyID(a.Name))
 	a.UpstreamKey, a.HasUpstreamKey = "", k != ""

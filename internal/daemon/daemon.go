@@ -57,6 +57,7 @@ type Config struct {
 	IdleTimeout        time.Duration // stop an agent's opencode unused this long
 	MaxRunning         int           // opencode instances at once
 	Quantum            time.Duration // over the cap, a slot's turn (supervisor.Supervisor.Quantum)
+	MemoryBudget       int64         // bytes all instances may hold (0: supervisor.MemoryBudgetDefault)
 	Retention          time.Duration // keep events this long (0: forever)
 	RawRetention       time.Duration // keep raw opencode events this long
 	NoDemo             bool          // never offer the scripted demo provider
@@ -138,7 +139,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	sup.Version = ocVersion
-	sup.MaxRunning, sup.Quantum, sup.Logger = cfg.MaxRunning, cfg.Quantum, logger
+	sup.MaxRunning, sup.Quantum, sup.MemoryBudget, sup.Logger = cfg.MaxRunning, cfg.Quantum, cfg.MemoryBudget, logger
+	if total, _, err := supervisor.Meminfo(); err == nil && sup.MemoryBudget <= 0 {
+		sup.MemoryBudget = supervisor.MemoryBudgetDefault(total)
+	}
 	agentUIDs, buildIDs, err := confine(ctx, cfg, sup)
 	if err != nil {
 		return err

@@ -235,7 +235,7 @@ type QuestionResolvedData struct {
 
 // InstanceData is the data of Instance.
 type InstanceData struct {
-	State   string `json:"state"` // starting, ready, crashed, restarted, stopped
+	State   string `json:"state"` // starting, ready, waiting, crashed, restarted, failed, recycled, stopped
 	PID     int    `json:"pid,omitempty"`
 	Message string `json:"message,omitempty"`
 }

@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/opencode"
 )
 
@@ -151,6 +153,7 @@ func (r *agentRunner) run() {
 		// turn started under it would be given its events and its end.
 		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() {
 			r.runTurn(queued[0], len(queued) > 1)
+			r.recycle()
 			if r.own.park > 0 {
 				select {
 				case <-time.After(r.own.park):
@@ -180,6 +183,31 @@ func (r *agentRunner) run() {
 		}
 		idle.Stop()
 	}
+}
+
+// recycle restarts the agent's instance between two turns when it holds
+// more than its agent's limits.recycle_mb: opencode's memory grows with
+// the turns it serves (to gigabytes over days, then it hangs: opencode
+// #20695). The instance is stopped now and the next turn starts a new
+// one; an instance event ("recycled") says so. Never while a person's
+// turn runs in the TUI.
+func (r *agentRunner) recycle() {
+	if r.cur.drv == nil || r.attachedBusy() || r.ctx.Err() != nil {
+		return
+	}
+	a, err := r.m.log.Agent(r.ctx, r.name)
+	if err != nil {
+		return
+	}
+	info, ok := r.m.cfg.Instances.Get(r.name)
+	limit := r.m.EffectiveLimits(a.Limits).RecycleMB
+	if !ok || info.Usage.MemoryBytes <= limit<<20 {
+		return
+	}
+	msg := fmt.Sprintf("it held %d MiB, over its recycle_mb of %d: restarted between two turns", info.Usage.MemoryBytes>>20, limit)
+	r.m.logger.Info("recycling opencode", "agent", r.name, "pid", info.PID, "held_mb", info.Usage.MemoryBytes>>20, "recycle_mb", limit)
+	r.m.instanceEvent(r.name, "", event.InstanceData{State: "recycled", PID: info.PID, Message: msg})
+	r.stopDriver()
 }
 
 // attach starts the agent's instance and pins its session, as a turn

@@ -250,6 +250,38 @@ func TestTurnMachine(t *testing.T) {
 			}
 			m.waitUntil(func() bool { return m.m.Problem() == "" })
 		}},
+		{"recycle: an instance over its recycle_mb is restarted between two turns, never in one", func(t *testing.T, m *machine) {
+			a, err := m.log.Agent(m.ctx, "a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Limits = &agent.Limits{RecycleMB: 100}
+			if _, err := m.log.UpdateAgent(m.ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			m.inst.Memory("a", 200<<20)
+			m.oc().Next(runnertest.Capture(t, "01-text-turn").HoldBeforeEnd())
+			first := m.submit("one")
+			started := m.waitKind(first, event.Delta)
+			second := m.submit("two")
+			if n := m.count(event.Instance); n != 0 || len(m.inst.Starts("a")) != 1 {
+				t.Fatalf("%d instance events, %d starts during the turn", n, len(m.inst.Starts("a")))
+			}
+			m.oc().Release(started.Session)
+			end := m.terminal(first)
+			next := m.started(second)
+			recycled := m.waitFor(func(e event.Event) bool { return e.Kind == event.Instance })
+			d := data[event.InstanceData](t, recycled)
+			if d.State != "recycled" || recycled.Turn != "" || recycled.Seq < end.Seq || recycled.Seq > next.Seq {
+				t.Fatalf("instance event %+v (turn %q, seq %d): want recycled between seq %d and %d", d, recycled.Turn, recycled.Seq, end.Seq, next.Seq)
+			}
+			if e := m.terminal(second); e.Kind != event.Final {
+				t.Fatalf("the next turn ended %s", e.Kind)
+			}
+			if n := len(m.inst.Starts("a")); n != 2 {
+				t.Fatalf("%d starts, want 2: the next turn runs on a new instance", n)
+			}
+		}},
 		{"restart: a turn the daemon left running ends interrupted, its approval expires", func(t *testing.T, m *machine) {
 			m.oc().Next(runnertest.Capture(t, "08-permission-once"))
 			first := m.submit("run it")

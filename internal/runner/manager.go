@@ -30,6 +30,10 @@ type Config struct {
 	IdleTimeout time.Duration // stop an agent's opencode unused this long; default 10 min
 	AbortWait   time.Duration // abort to idle before a restart; default 5 s
 	StartWait   time.Duration // instance and session ready; default 2 min
+	// MemTotal is the machine's memory, bytes, of which the default of an
+	// agent's limits.recycle_mb is a share (supervisor.RecycleDefault);
+	// default: /proc/meminfo's.
+	MemTotal int64
 	// DemoURL is the base URL of the scripted demo provider, "" if none.
 	DemoURL string
 	// TaosTools, when set, gives an agent whose tools include "taos" the
@@ -119,6 +123,9 @@ func New(cfg Config) *Manager {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MemTotal <= 0 {
+		cfg.MemTotal, _, _ = supervisor.Meminfo()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Store, logger: cfg.Logger, ctx: ctx, cancel: cancel,
@@ -462,7 +469,7 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	}
 	h := home.Home{Dir: m.cfg.Home}
 	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg,
-		Limits: SandboxLimits(EffectiveLimits(a.Limits))}
+		Limits: SandboxLimits(m.EffectiveLimits(a.Limits))}
 	if m.cfg.UIDs != nil {
 		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)
 		if err != nil {
@@ -474,11 +481,16 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 }
 
 // EffectiveLimits returns l (nil: all defaults) with every zero field set
-// to the sandbox's default: the limits an agent's instance runs under.
-func EffectiveLimits(l *agent.Limits) agent.Limits {
+// to its default: the limits an agent's instance runs under. The sandbox's
+// defaults; recycle_mb's is a share of the machine's memory
+// (supervisor.RecycleDefault).
+func (m *Manager) EffectiveLimits(l *agent.Limits) agent.Limits {
 	var out agent.Limits
 	if l != nil {
 		out = *l
+	}
+	if out.RecycleMB == 0 {
+		out.RecycleMB = supervisor.RecycleDefault(m.cfg.MemTotal, m.cfg.Instances.MaxRunning()) >> 20
 	}
 	d := sandbox.DefaultServiceLimits()
 	if out.MemoryMB == 0 {
@@ -510,17 +522,24 @@ func (m *Manager) onState(name string, st supervisor.State, pid int, err error) 
 		return
 	}
 	d := event.InstanceData{State: string(st), PID: pid}
-	if err != nil && st == supervisor.Failed {
+	if err != nil && (st == supervisor.Failed || st == supervisor.Waiting) {
 		d.Message = opencode.Redacted(err.Error(), m.cfg.Keys.All())
 	}
-	e := event.New("", event.Instance, time.Now(), d)
-	e.Agent = name
+	turn := ""
 	if r := m.existing(name); r != nil {
-		e.Turn = r.currentTurn()
+		turn = r.currentTurn()
 	}
+	m.instanceEvent(name, turn, d)
+}
+
+// instanceEvent stores an instance event of agent name (of turn, "" for
+// none), in order with the others, without waiting for the commit.
+func (m *Manager) instanceEvent(name, turn string, d event.InstanceData) {
+	e := event.New("", event.Instance, time.Now(), d)
+	e.Agent, e.Turn = name, turn
 	m.log.AppendAsync([]event.Event{e}, func(_ []event.Event, err error) {
 		if err != nil && !errors.Is(err, eventlog.ErrClosed) {
-			m.logger.Error("store instance event", "agent", name, "state", string(st), "err", err)
+			m.logger.Error("store instance event", "agent", name, "state", d.State, "err", err)
 		}
 	})
 }

@@ -87,6 +87,7 @@ type Instance struct {
 	hasSlot bool          // guarded by sup.mu
 	slotAt  time.Time     // when it got its slot; guarded by sup.mu
 	freeing bool          // stopped to make room for a waiter; guarded by sup.mu
+	waitWhy error         // why it waits under the cap, if not the cap: memory; set before run
 
 	stopCh chan struct{} // closed by stop
 	done   chan struct{} // closed when the run loop has ended
@@ -218,7 +219,7 @@ func (i *Instance) run() {
 	select {
 	case <-i.slot:
 	default:
-		i.setState(Waiting, 0, nil)
+		i.setState(Waiting, 0, i.waitWhy)
 		select {
 		case <-i.slot:
 		case <-i.stopCh:

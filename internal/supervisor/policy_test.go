@@ -1,8 +1,12 @@
 package supervisor
 
 import (
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/testenv"
 )
 
 // The cap's policy, case by case: who gives a slot to the first waiter,
@@ -76,5 +80,93 @@ func TestOneStopPerWaiter(t *testing.T) {
 	s.mu.Unlock()
 	if stopped != 1 {
 		t.Fatalf("%d instances stopped for one waiter, want 1", stopped)
+	}
+}
+
+// The memory side of the policy, case by case: whether one more instance
+// may start beside the running ones.
+func TestTheMemoryPolicy(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	cases := []struct {
+		name                    string
+		running                 int
+		held, available, budget int64
+		want                    bool
+	}{
+		{"the first instance always starts", 0, 0, 1, 1, true},
+		{"no budget, plenty available", 3, 1200 * mib, 8000 * mib, 0, true},
+		{"within the budget", 2, 1000 * mib, 8000 * mib, 2000 * mib, true},
+		{"past the budget by the running ones' average", 2, 1600 * mib, 8000 * mib, 2000 * mib, false},
+		{"a new one is expected to hold at least MinInstanceMemory", 2, 200 * mib, 8000 * mib, 700 * mib, false},
+		{"the machine is short", 1, 400 * mib, 300 * mib, 0, false},
+		{"available unknown: the budget alone", 1, 400 * mib, 0, 0, true},
+	}
+	for _, c := range cases {
+		if got := memoryRoom(c.running, c.held, c.available, c.budget); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// A machine short of memory lowers the effective cap: under MaxRunning,
+// a second instance waits for a slot, with the reason, until memory is
+// available again.
+func TestShortMemoryLowersTheCap(t *testing.T) {
+	t.Parallel()
+	s, err := New("/nonexistent/opencode", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	available := int64(100 << 20)
+	s.Available = func() int64 { mu.Lock(); defer mu.Unlock(); return available }
+	s.MaxRunning = 8
+	st := &states{ch: make(chan string, 64)}
+	var why error
+	s.OnState = func(name string, state State, pid int, err error) {
+		if name == "b" && state == Waiting {
+			mu.Lock()
+			why = err
+			mu.Unlock()
+		}
+		st.on(name, state, pid, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	spec := func(n string) Spec {
+		return Spec{Name: n, Dir: t.TempDir(), Config: testenv.Config("http://127.0.0.1:9/v1", "")}
+	}
+	if _, err := s.Ensure(spec("a")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Ensure(spec("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.waitFor(t, "b:waiting")
+	mu.Lock()
+	if why == nil || !strings.Contains(why.Error(), "memory is short") {
+		t.Errorf("b waits for %v, want the memory named", why)
+	}
+	mu.Unlock()
+	if p := s.Position("b"); p != 1 {
+		t.Errorf("b is %d in line, want 1", p)
+	}
+	s.mu.Lock()
+	looks := s.recheck != nil
+	s.mu.Unlock()
+	if !looks {
+		t.Error("no second look is planned for a start that waits for memory")
+	}
+	mu.Lock()
+	available = 8 << 30
+	mu.Unlock()
+	s.mu.Lock()
+	s.admitLocked() // what the second look does
+	s.mu.Unlock()
+	select {
+	case <-b.slot:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b got no slot once memory was available")
 	}
 }

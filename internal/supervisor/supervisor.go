@@ -39,7 +39,15 @@ type Supervisor struct {
 	// queued keeps its slot while others wait: longer than a start, so that
 	// a slot serves a run of turns before it changes hands. Default 60 s.
 	Quantum time.Duration
-	Logger  *slog.Logger
+	// MemoryBudget bounds what all instances hold together, in bytes (0:
+	// none): a start that would take them past it, or past what the
+	// machine has available, waits for a slot as over the cap (memory.go).
+	MemoryBudget int64
+	// Available reports the memory the machine has available now, in
+	// bytes; nil: /proc/meminfo's MemAvailable, looked at only with a
+	// MemoryBudget.
+	Available func() int64
+	Logger    *slog.Logger
 	// Sandbox confines every instance (see sandbox.Service). Nil runs
 	// them unconfined, on the host as the daemon's user: only ever an
 	// operator's explicit choice.
@@ -179,13 +187,16 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 	in := &Instance{sup: s, spec: spec, ready: make(chan struct{}), lastUsed: time.Now(),
 		stopCh: make(chan struct{}), done: make(chan struct{}), slot: make(chan struct{})}
 	s.instances[spec.Name] = in
-	if s.MaxRunning <= 0 || s.slots < s.MaxRunning {
+	if ok, why := s.roomLocked(); ok {
 		s.slots++
 		in.hasSlot, in.slotAt = true, time.Now()
 		close(in.slot)
 	} else {
 		s.waiting = append(s.waiting, in)
-		in.state = Waiting
+		in.state, in.waitWhy = Waiting, why
+		if why != nil {
+			s.Logger.Warn("an instance waits for memory", "agent", spec.Name, "why", why)
+		}
 		s.evictLocked()
 	}
 	s.mu.Unlock()
@@ -219,11 +230,17 @@ func (s *Supervisor) evictLocked() {
 	}
 	now := time.Now()
 	k, retry := victim(holders, s.queued[s.waiting[0].spec.Name], now, s.Quantum)
+	if k < 0 && retry.IsZero() && (s.MaxRunning <= 0 || s.slots < s.MaxRunning) {
+		// Under the cap, a waiter waits for memory: look again soon, the
+		// machine may have freed some.
+		retry = now.Add(memoryRecheck)
+	}
 	if k < 0 {
 		if !retry.IsZero() {
 			s.recheck = time.AfterFunc(retry.Sub(now), func() {
 				s.mu.Lock()
 				defer s.mu.Unlock()
+				s.admitLocked()
 				s.evictLocked()
 			})
 		}

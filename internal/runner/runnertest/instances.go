@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/supervisor"
@@ -25,6 +26,7 @@ type Instances struct {
 	running map[string]*instance
 	specs   map[string][]supervisor.Spec
 	version string
+	memory  map[string]int64
 	onState func(string, supervisor.State, int, error)
 }
 
@@ -33,7 +35,14 @@ var _ runner.Instances = (*Instances)(nil)
 // NewInstances returns Instances for a test.
 func NewInstances(t testing.TB) *Instances {
 	return &Instances{t: t, oc: map[string]*Opencode{}, running: map[string]*instance{},
-		specs: map[string][]supervisor.Spec{}, version: opencode.Version}
+		specs: map[string][]supervisor.Spec{}, version: opencode.Version, memory: map[string]int64{}}
+}
+
+// Memory makes every instance of agent name report that it holds bytes.
+func (s *Instances) Memory(name string, bytes int64) {
+	s.mu.Lock()
+	s.memory[name] = bytes
+	s.mu.Unlock()
 }
 
 // Opencode is agent name's opencode, made now if it has none yet.
@@ -98,12 +107,12 @@ func (s *Instances) Ensure(spec supervisor.Spec) (runner.Instance, error) {
 // Get reports name's instance.
 func (s *Instances) Get(name string) (runner.InstanceInfo, bool) {
 	s.mu.Lock()
-	in := s.running[name]
+	in, held := s.running[name], s.memory[name]
 	s.mu.Unlock()
 	if in == nil {
 		return runner.InstanceInfo{}, false
 	}
-	return runner.InstanceInfo{State: supervisor.Ready, PID: in.PID(), Version: s.version}, true
+	return runner.InstanceInfo{State: supervisor.Ready, PID: in.PID(), Version: s.version, Usage: api.Usage{Processes: 1, MemoryBytes: held}}, true
 }
 
 // Stop stops name's instance: its process ends.
