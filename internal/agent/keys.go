@@ -63,3 +63,7 @@ func (k Keys) All() []string {
 // its provider (Agent.UpstreamKey). Provider ids hold no '.', so it never
 // names a provider's key.
 func UpstreamKeyID(name string) string { return "agent." + name }
+
+// MCPTokenID is the key id under which agent name's token to taosagent's
+// MCP server is kept (no provider id has a dot).
+func MCPTokenID(name string) string { return "mcp." + name }

@@ -147,9 +147,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if killed, err := sup.Sweep(); err == nil && len(killed) > 0 {
-		logger.Info("stopped opencode processes left by an earlier run", "pids", killed)
-	}
 	defer sup.Close()
 
 	// The demo provider: the scripted model on a loopback port of its own.
@@ -170,8 +167,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// A bounded number of connections: idle or slow ones cannot pile up.
 	ln = netutil.LimitListener(ln, cfg.MaxConns)
-	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: cfg.Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp"}
 	keys := agent.Keys{Dir: h.Keys()}
+	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: cfg.Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp", Keys: &keys}
 	// Agents reach their models through the gateway, each with a key of its
 	// own; the upstreams' keys stay with the daemon.
 	keyring := &gateway.Keyring{Log: log, Home: h}
@@ -229,6 +226,16 @@ func Run(ctx context.Context, cfg Config) error {
 		} else {
 			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
 		}
+	}
+	// What an earlier run left running goes on: its instances are taken
+	// over (their turns' events then resume), or stopped when they are
+	// not ours any more.
+	adopted, killed, err := sup.Adopt()
+	if err != nil {
+		logger.Warn("the record of running opencode processes could not be read; none adopted", "err", err)
+	}
+	if len(adopted) > 0 || len(killed) > 0 {
+		logger.Info("opencode processes left by an earlier run", "adopted", adopted, "stopped", killed)
 	}
 	created, err := cat.EnsureBuiltins(ctx, !cfg.NoDemo)
 	if err != nil {

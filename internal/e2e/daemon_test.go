@@ -22,6 +22,7 @@ import (
 	"github.com/taosagent/taosagent/internal/client"
 	taohome "github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/opencode"
+	"github.com/taosagent/taosagent/internal/supervisor"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
@@ -149,6 +150,13 @@ func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 	d.c = &client.Client{Base: d.addr, Token: strings.TrimSpace(string(token))}
 	t.Cleanup(func() {
 		d.stop()
+		// Instances outlive a daemon that is killed (to be adopted by the
+		// next): none may outlive the test.
+		if pids, _ := supervisor.Leftovers(taohome.Home{Dir: home}.Run()); len(pids) > 0 {
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", d.log)
 		}

@@ -222,6 +222,10 @@ func TestKill9MidTurn(t *testing.T) {
 		}
 		return len(ap) == 1 && n >= 3
 	})
+	host, err := d.c.Agent(ctx, "host")
+	if err != nil || host.Status.PID == 0 {
+		t.Fatalf("the host's instance before the kill: %+v %v", host.Status, err)
+	}
 	d.kill()
 	mu.Lock()
 	before := append([]client.Event(nil), seen...)
@@ -253,12 +257,29 @@ func TestKill9MidTurn(t *testing.T) {
 			ended = append(ended, e)
 		}
 	}
-	if len(ended) != 1 || ended[0].Kind != "error" || ended[0].Field("code") != "interrupted" || !ended[0].Synthetic {
-		t.Fatalf("the interrupted turn must end with one synthetic interrupted error: %+v", ended)
+	if len(ended) != 1 || ended[0].Kind != "error" || ended[0].Field("code") != "interrupted" || !ended[0].Synthetic ||
+		!strings.Contains(ended[0].Field("message"), "restarted") {
+		t.Fatalf("the interrupted turn must end with one synthetic interrupted error that names the restart: %+v", ended)
 	}
 	evs := d2.turnOf(ctx, "host", 0, queued.Input)
 	if last(evs).Kind != "final" {
 		t.Fatalf("the queued input after the restart: %v", kinds(evs))
+	}
+	// The daemon's death did not take the host's opencode with it: the
+	// new daemon adopted the same process and ran the queued turn on it,
+	// without a start.
+	after, err := d2.c.Events(ctx, "host", before[len(before)-1].Seq, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, e := range after {
+		if e.Kind == "instance" {
+			states = append(states, fmt.Sprint(e.Field("state"), " ", e.Field("pid")))
+		}
+	}
+	if want := fmt.Sprint("adopted ", host.Status.PID); len(states) != 1 || states[0] != want {
+		t.Errorf("the host's instance after the restart: %v, want only %q", states, want)
 	}
 	aps, _ := d2.c.Approvals(ctx, "")
 	if len(aps) != 1 || aps[0].State != "expired" {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,10 @@ type Server struct {
 	Logger        *slog.Logger
 	// URL is where agents reach /mcp, e.g. http://127.0.0.1:7077/mcp.
 	URL string
+	// Keys, when set, keeps each agent's token (agent.MCPTokenID), so that
+	// an instance that outlives a restart of the daemon keeps working with
+	// the config it was started with. Unset, tokens live in memory.
+	Keys *agent.Keys
 
 	once    sync.Once
 	servers map[toolSet]*mcp.Server
@@ -51,11 +56,12 @@ type Server struct {
 	tokens map[string]string // agent → sha256 of its token
 }
 
-// AgentServer issues a new MCP token for agent (the old one stops working)
-// and returns the MCP server entry of its opencode config: taosagent's
-// tools, as the remote server "taos", with that token.
+// AgentServer returns the MCP server entry of agent's opencode config:
+// taosagent's tools, as the remote server "taos", with agent's token. The
+// token is made on the agent's first start and kept (Keys) until Revoke;
+// without Keys, each call issues a new one and the old one stops working.
 func (s *Server) AgentServer(agent string) opencode.MCPServer {
-	tok := "tam_" + randid.Secret()
+	tok := s.token(agent)
 	h := hash(tok)
 	s.mu.Lock()
 	if s.agents == nil {
@@ -71,13 +77,34 @@ func (s *Server) AgentServer(agent string) opencode.MCPServer {
 	return opencode.MCPServer{URL: s.URL, Headers: map[string]string{"Authorization": "Bearer " + tok}, TimeoutMS: 60000}
 }
 
+// token is agent's kept token, or a new one.
+func (s *Server) token(name string) string {
+	if s.Keys == nil {
+		return "tam_" + randid.Secret()
+	}
+	id := agent.MCPTokenID(name)
+	if tok, err := s.Keys.Get(id); err == nil && strings.HasPrefix(tok, "tam_") {
+		return tok
+	}
+	tok := "tam_" + randid.Secret()
+	if err := s.Keys.Put(id, tok); err != nil {
+		s.Logger.Error("keep an agent's MCP token; it lasts until the daemon stops", "agent", name, "err", err)
+	}
+	return tok
+}
+
 // Revoke ends agent's token.
-func (s *Server) Revoke(agent string) {
+func (s *Server) Revoke(name string) {
+	if s.Keys != nil {
+		if err := s.Keys.Delete(agent.MCPTokenID(name)); err != nil {
+			s.Logger.Error("remove an agent's MCP token", "agent", name, "err", err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if h, ok := s.tokens[agent]; ok {
+	if h, ok := s.tokens[name]; ok {
 		delete(s.agents, h)
-		delete(s.tokens, agent)
+		delete(s.tokens, name)
 	}
 }
 

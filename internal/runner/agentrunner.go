@@ -46,6 +46,10 @@ type shared struct {
 	resolved map[string]bool // approvals answered through us
 	foreign  string          // a turn a client attached to opencode runs (the TUI), "" if none
 	queuedN  uint64          // inputs noted as stored queued (noteQueued)
+	// stale are sessions whose turn a restart of the daemon ended while
+	// opencode (adopted) may still work on them: aborted in opencode
+	// before the next prompt.
+	stale []string
 }
 
 // owned is what only the run goroutine touches: its driver's run and

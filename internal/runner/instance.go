@@ -137,6 +137,7 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
 	defer cancel()
+	r.abortStale(ctx, c)
 	if a.Session != "" && a.Session == r.own.verified && run == r.own.verifiedIn {
 		return a.Session, nil // checked on this driver run already
 	}
@@ -159,6 +160,22 @@ func (r *agentRunner) prepare(a agent.Agent) (string, error) {
 	r.setSession(s.ID)
 	r.own.verified, r.own.verifiedIn = s.ID, run
 	return s.ID, nil
+}
+
+// abortStale aborts in opencode the sessions whose turns a restart of the
+// daemon ended (Manager.Start), so that an adopted opencode stops working
+// on them before it is prompted again; nothing of theirs reaches the
+// model again.
+func (r *agentRunner) abortStale(ctx context.Context, c *opencode.Client) {
+	r.mu.Lock()
+	stale := r.cur.stale
+	r.cur.stale = nil
+	r.mu.Unlock()
+	for _, sid := range stale {
+		if err := c.Abort(ctx, sid); err != nil {
+			r.m.logger.Warn("abort a turn the restart ended", "agent", r.name, "session", sid, "err", err)
+		}
+	}
 }
 
 func (r *agentRunner) setSession(s string) {

@@ -79,6 +79,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	runners map[string]*agentRunner
+	stale   map[string][]string // sessions to abort before an agent's next turn (Start), by agent
 
 	logProblem atomic.Pointer[string] // why the last commit failed; nil once one succeeds
 }
@@ -150,9 +151,17 @@ func (m *Manager) Start(ctx context.Context) error {
 	for _, ap := range pending {
 		evs = append(evs, expired(ap, "taosagent stopped while this approval was pending", now))
 	}
+	stale := map[string][]string{} // sessions of adopted instances to abort, by agent
 	for _, t := range turns {
-		e := event.New(t.Session, event.Error, now, event.ErrorData{Code: event.CodeInterrupted,
-			Message: "the turn was interrupted: taosagent stopped while it ran"})
+		msg := "the turn was interrupted: taosagent stopped while it ran"
+		if _, adopted := m.cfg.Instances.Get(t.Agent); adopted {
+			// Its opencode goes on, but the turn's model stream went with
+			// the daemon (the gateway): the turn ends here, and opencode
+			// is told to stop it before the agent's next turn.
+			msg = "the turn was interrupted: taosagent restarted while it ran; the agent's opencode was kept, and nothing of this turn is sent to the model again"
+			stale[t.Agent] = append(stale[t.Agent], t.Session)
+		}
+		e := event.New(t.Session, event.Error, now, event.ErrorData{Code: event.CodeInterrupted, Message: msg})
 		e.Agent, e.Turn, e.TraceID, e.Synthetic = t.Agent, t.ID, t.TraceID, true
 		evs = append(evs, e)
 	}
@@ -162,6 +171,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 		m.logger.Info("recovered after a crash", "turns", len(turns), "approvals", len(pending))
 	}
+	m.mu.Lock()
+	m.stale = stale // each runner takes its own when it is made
+	m.mu.Unlock()
 	agents, err := m.log.Agents(ctx)
 	if err != nil {
 		return err
@@ -169,6 +181,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	for _, a := range agents {
 		if q, _ := m.log.Inputs(ctx, a.Name, "queued"); len(q) > 0 {
 			m.runner(a.Name).poke()
+		}
+		if _, adopted := m.cfg.Instances.Get(a.Name); adopted {
+			// Taken over from the earlier run: its runner follows it
+			// (its events, its idle stop) as if it had started it.
+			go m.Attach(m.ctx, a.Name)
 		}
 	}
 	return nil
@@ -193,6 +210,8 @@ func (m *Manager) runner(name string) *agentRunner {
 	r := m.runners[name]
 	if r == nil {
 		r = newAgentRunner(m, name)
+		r.cur.stale = m.stale[name]
+		delete(m.stale, name)
 		m.runners[name] = r
 		if m.ctx.Err() == nil {
 			go r.run()

@@ -59,11 +59,16 @@ prune "$ws"
 exit $rc`
 
 // launchCopy is launch as uid:gid; with wc (root only), the run works on a
-// bounded copy of its workspace (copyScript).
-func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *copyBack) *exec.Cmd {
+// bounded copy of its workspace (copyScript). Detached, the sandbox does
+// not die with its parent (Service.Detached).
+func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *copyBack, detached bool) *exec.Cmd {
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if detached {
+		attr.Pdeathsig = 0
+	}
 	if os.Geteuid() != 0 {
 		cmd := exec.Command(s.Bwrap, inner...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = attr
 		return cmd
 	}
 	outer := []string{
@@ -71,7 +76,11 @@ func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *
 		// kernel kills everything in it. The parent-death signal alone
 		// does not reach that far: the inner bwrap clears its own.
 		"--unshare-pid",
-		"--die-with-parent",
+	}
+	if !detached {
+		outer = append(outer, "--die-with-parent")
+	}
+	outer = append(outer,
 		"--cap-add", "CAP_SETUID,CAP_SETGID",
 		"--ro-bind", "/usr", "/usr",
 		"--symlink", "usr/bin", "/bin",
@@ -86,7 +95,7 @@ func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *
 		"--bind", "/proc", "/proc",
 		"--dev", "/dev",
 		"--tmpfs", "/tmp",
-	}
+	)
 	made := map[string]bool{"/": true, "/tmp": true}
 	for _, p := range host {
 		if under(p.path, "/usr") || under(p.path, "/etc") || under(p.path, "/proc") {
@@ -124,7 +133,7 @@ func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *
 	}
 	outer = append(outer, s.Bwrap)
 	cmd := exec.Command(s.Bwrap, append(outer, inner...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = attr
 	return cmd
 }
 

@@ -72,6 +72,11 @@ type Service struct {
 	// root (0: the Sandbox's). Its Dir must belong to them (OwnDir).
 	UID, GID int
 	Limits   ServiceLimits
+	// Detached lets the service outlive the process that started it: no
+	// parent-death signal and no --die-with-parent, so that a daemon that
+	// restarts (or is killed) finds it still running and adopts it. The
+	// caller then answers for stopping it (its process group).
+	Detached bool
 }
 
 // ToolShell is where a service finds the tool shell (its SHELL).
@@ -120,8 +125,8 @@ var etcService = append(slices.Clone(etcAllowed), "resolv.conf", "hosts", "host.
 // the fix, when the sandbox cannot be built on this host; nothing runs
 // unconfined.
 //
-// The command leads a process group of its own and gets SIGKILL when the
-// thread that started it ends. When the caller is root, svc.Dir must
+// The command leads a process group of its own and, unless svc.Detached,
+// gets SIGKILL when the thread that started it ends. When the caller is root, svc.Dir must
 // belong to UID:GID (see OwnDir).
 func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	if err := s.Check(ctx); err != nil {
@@ -158,6 +163,9 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	}
 
 	a := namespaceArgs(svc.Network, true)
+	if svc.Detached {
+		a = slices.DeleteFunc(a, func(s string) bool { return s == "--die-with-parent" })
+	}
 	fsArgs, host := baseFS(etcService, lim.Tmp)
 	a = append(a, fsArgs...)
 	a = append(a, "--bind", svc.Dir, svc.Dir)
@@ -201,7 +209,7 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	if svc.UID > 0 {
 		uid, gid = svc.UID, svc.GID
 	}
-	cmd := s.launchCopy(uid, gid, host, a, nil)
+	cmd := s.launchCopy(uid, gid, host, a, nil, svc.Detached)
 	env := slices.DeleteFunc(slices.Clone(svc.Env), func(kv string) bool { return strings.HasPrefix(kv, "SHELL=") })
 	cmd.Env = append(env, "SHELL="+ToolShell)
 	cmd.Dir = "/"

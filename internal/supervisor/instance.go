@@ -1,16 +1,15 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +34,7 @@ const (
 	Crashed   State = "crashed"   // the process died unasked; a restart follows
 	Restarted State = "restarted" // ready again after a crash
 	Stopped   State = "stopped"
+	Adopted   State = "adopted" // ready: a process an earlier daemon left running, taken over (Adopt)
 	Waiting   State = "waiting" // for a slot under the running-instance cap
 	Failed    State = "failed"  // could not start; a retry follows with backoff
 )
@@ -89,6 +89,13 @@ type Instance struct {
 	freeing bool          // stopped to make room for a waiter; guarded by sup.mu
 	waitWhy error         // why it waits under the cap, if not the cap: memory; set before run
 
+	// An adopted instance (Adopt) knows its spec's paths and sum only,
+	// until an Ensure of the same spec gives it the rest (take).
+	adopted  *procRecord // the process to adopt first; the run loop's
+	partial  bool        // guarded by mu
+	ensured  *Spec       // the whole spec, for the next start; guarded by mu
+	adoptSum string      // the adopted process's Spec.sum
+
 	stopCh chan struct{} // closed by stop
 	done   chan struct{} // closed when the run loop has ended
 }
@@ -101,7 +108,7 @@ func (i *Instance) idleLocked() bool {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return i.state == Ready || i.state == Restarted
+	return i.state == Ready || i.state == Restarted || i.state == Adopted
 }
 
 // Name is the agent's name.
@@ -230,9 +237,22 @@ func (i *Instance) run() {
 	backoff := i.sup.MinBackoff
 	crashed := false
 	for {
-		exit, err := i.runOnce(crashed)
+		var exit, err error
+		if rec := i.adopted; rec != nil {
+			i.adopted = nil
+			exit, err = i.adoptOnce(*rec)
+		} else {
+			exit, err = i.runOnce(crashed)
+		}
 		if i.Stopping() {
 			i.setState(Stopped, 0, nil)
+			return
+		}
+		if !i.restartable() {
+			// Adopted, and no Ensure has given it its spec: it cannot be
+			// started again. The next Ensure makes a new instance.
+			i.sup.forget(i)
+			i.setState(Stopped, 0, err)
 			return
 		}
 		i.mu.Lock()
@@ -274,48 +294,73 @@ func (i *Instance) Stopping() bool {
 	return i.stopping
 }
 
-var listeningRE = regexp.MustCompile(`opencode server listening on (http://127\.0\.0\.1:\d+)`)
+// innerPort is where opencode listens inside a namespace of its own
+// (Doors): nothing else listens there but the door.
+const innerPort = 4096
 
-// runOnce starts one process and waits for it to exit. It returns a start
-// error (err), or the process's exit status after it was ready (exit).
-//
-// It is long: one process's life in order (prepare, start, readiness, exit),
-// each step's failure handled where it happens.
+// process is one opencode process the instance follows: one it started,
+// or one an earlier daemon left running (Adopt).
+type process struct {
+	rec    procRecord
+	nw     *instanceNet // nil: the host's network
+	waited <-chan error // receives once the process has exited
+	log    string       // where its output goes
+}
+
+// runOnce starts one process and follows it until it exits. It returns a
+// start error (err), or the process's exit status after it was ready
+// (exit).
 func (i *Instance) runOnce(restart bool) (exit error, err error) {
-	s := i.sup
+	i.newProcess()
+	i.setState(Starting, 0, nil)
+	i.takeSpec()
+	p, err := i.start()
+	if err != nil {
+		return nil, err
+	}
+	st := Ready
+	if restart {
+		st = Restarted
+	}
+	return i.follow(p, st)
+}
+
+// newProcess makes waiters from now on wait for the next process.
+func (i *Instance) newProcess() {
 	i.mu.Lock()
 	if i.isReady {
-		// A new process: waiters from now on wait for it.
 		i.ready, i.isReady = make(chan struct{}), false
 	}
-	ready := i.ready
-	exited := make(chan struct{})
-	i.client, i.exited = nil, exited
+	i.client, i.exited = nil, make(chan struct{})
 	i.mu.Unlock()
-	i.setState(Starting, 0, nil)
+}
 
+// start starts one process, recorded before anything else can happen to
+// it. It runs detached: it outlives the daemon, which adopts it again
+// when it restarts (Adopt).
+func (i *Instance) start() (*process, error) {
+	s := i.sup
 	token := randid.Hex(24)
 	binary, version := s.Release()
 	i.mu.Lock()
 	i.version = version
 	i.mu.Unlock()
 	var nw *instanceNet // nil: the host's network
+	port := innerPort
+	var err error
 	if s.Sandbox != nil && s.Doors != nil {
-		if nw, err = s.openNet(i.spec.Name); err != nil {
+		if nw, err = s.openNet(i.spec.Name, 0); err != nil {
 			return nil, fmt.Errorf("the instance's network: %w", err)
 		}
+	} else if port, err = freePort(); err != nil {
+		return nil, err
 	}
-	cmd, password, log, err := i.prepare(binary, token, nw != nil)
+	cmd, password, log, err := i.prepare(binary, token, port, nw != nil)
 	if err != nil {
 		nw.close()
 		return nil, err
 	}
-	defer log.Close()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		nw.close()
-		return nil, err
-	}
+	defer log.Close() // the process has its own
 	if nw != nil {
 		err = nw.ns.Do(cmd.Start) // forked inside: opencode is born in its namespace
 	} else {
@@ -327,78 +372,86 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 		return nil, fmt.Errorf("start opencode: %w", err)
 	}
 	pid := cmd.Process.Pid
+	rec := procRecord{Name: i.spec.Name, PID: pid, BootID: bootID(), Token: token, Password: password, Port: port,
+		Doors: nw != nil, Version: version, Spec: s.sum(i.spec), Dir: i.spec.Dir, RunDir: i.spec.RunDir, Workdir: i.spec.Workdir}
 	if pi, ok := readStat(pid); ok {
-		if err := s.pids.add(procRecord{Name: i.spec.Name, PID: pid, Start: pi.start, BootID: bootID(), Token: token}); err != nil {
+		rec.Start = pi.start
+		if err := s.pids.add(rec); err != nil {
 			s.Logger.Error("record instance pid", "agent", i.spec.Name, "err", err)
 		}
 	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	return &process{rec: rec, nw: nw, waited: waited, log: i.spec.logPath()}, nil
+}
+
+// follow waits for process p to answer as the pinned release, then serves
+// its client (in state st) until it exits, and reaps what it leaves. It
+// returns as runOnce does.
+//
+// It is long: one process's life in order (readiness, ready, exit), each
+// way out handled where it happens.
+func (i *Instance) follow(p *process, st State) (exit error, err error) {
+	s := i.sup
+	pid := p.rec.PID
 	i.mu.Lock()
 	i.pid = pid
+	ready, exited := i.ready, i.exited
 	if i.stopping {
 		// stop ran before the pid was known: deliver its signal now.
 		killGroup(pid, syscall.SIGTERM)
 	}
 	i.mu.Unlock()
-
-	urls := make(chan string, 1)
-	go scanStdout(stdout, log, urls)
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
 	reap := func() {
 		// The leader is gone; whatever it started goes with it, tools
 		// included (they run in groups of their own).
 		killGroup(pid, syscall.SIGKILL)
-		killTagged(token)
-		nw.close()
+		killTagged(p.rec.Token)
+		p.nw.close()
 		s.pids.remove(pid)
 		i.mu.Lock()
 		i.pid, i.client = 0, nil
 		i.mu.Unlock()
 		close(exited)
 	}
-
-	timer := time.NewTimer(s.StartTimeout)
-	defer timer.Stop()
-	var base string
-	select {
-	case base = <-urls:
-	case werr := <-waited:
-		reap()
-		return nil, fmt.Errorf("opencode exited before it was ready (%v); see %s", werr, i.spec.logPath())
-	case <-i.stopCh:
+	kill := func() {
 		killGroup(pid, syscall.SIGKILL)
-		<-waited
+		<-p.waited
 		reap()
-		return nil, ErrStopped
-	case <-timer.C:
-		killGroup(pid, syscall.SIGKILL)
-		<-waited
-		reap()
-		return nil, fmt.Errorf("opencode was not ready within %v; see %s", s.StartTimeout, i.spec.logPath())
 	}
-	if nw != nil {
+	base := fmt.Sprintf("http://127.0.0.1:%d", p.rec.Port)
+	if p.nw != nil {
 		// opencode listens inside its namespace; the daemon and the TUI
 		// reach it through a loopback listener on the host.
-		if base, err = nw.forward(base); err != nil {
-			killGroup(pid, syscall.SIGKILL)
-			<-waited
-			reap()
+		if base, err = p.nw.forward(base); err != nil {
+			kill()
 			return nil, err
 		}
 	}
-	client := &opencode.Client{BaseURL: base, Password: password, Directory: i.spec.Workdir, HTTP: s.httpClient}
-	if err := checkVersion(client, version, s.StartTimeout); err != nil {
-		killGroup(pid, syscall.SIGKILL)
-		<-waited
+	client := &opencode.Client{BaseURL: base, Password: p.rec.Password, Directory: i.spec.Workdir, HTTP: s.httpClient}
+	ctx, cancel := context.WithTimeout(context.Background(), s.StartTimeout)
+	checked := make(chan error, 1)
+	go func() { checked <- checkVersion(ctx, client, p.rec.Version) }()
+	select {
+	case err = <-checked:
+		cancel()
+		if err != nil {
+			kill()
+			return nil, fmt.Errorf("%w; see %s", err, p.log)
+		}
+	case werr := <-p.waited:
+		cancel()
+		<-checked
 		reap()
-		return nil, err
+		return nil, fmt.Errorf("opencode exited before it was ready (%v); see %s", werr, p.log)
+	case <-i.stopCh:
+		cancel()
+		<-checked
+		kill()
+		return nil, ErrStopped
 	}
-	st := Ready
-	if restart {
-		st = Restarted
-	}
-	// The state is Ready by the time a caller of Client sees the client:
-	// a hold released right after must find the instance idle.
+	// The state is st by the time a caller of Client sees the client: a
+	// hold released right after must find the instance idle.
 	i.mu.Lock()
 	i.client = client
 	i.lastUsed = time.Now()
@@ -411,7 +464,7 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 	s.mu.Lock()
 	s.evictLocked()
 	s.mu.Unlock()
-	werr := <-waited
+	werr := <-p.waited
 	reap()
 	if werr == nil {
 		werr = errors.New("exited with status 0")
@@ -420,40 +473,33 @@ func (i *Instance) runOnce(restart bool) (exit error, err error) {
 }
 
 // checkVersion asks /global/health with short timeouts until the pinned
-// version answers: a request that lands too early is never answered.
-func checkVersion(c *opencode.Client, version string, within time.Duration) error {
-	deadline := time.Now().Add(within)
+// version answers or ctx ends: a request that lands too early is never
+// answered, and one before opencode listens is refused.
+func checkVersion(ctx context.Context, c *opencode.Client, version string) error {
 	probe := *c
 	probe.Timeout = time.Second
 	var err error
-	for time.Now().Before(deadline) {
-		if err = probe.CheckVersionOf(context.Background(), version); err == nil || errors.Is(err, opencode.ErrWrongVersion) {
+	for {
+		if err = probe.CheckVersionOf(ctx, version); err == nil || errors.Is(err, opencode.ErrWrongVersion) {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("opencode was not ready in time: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("opencode health check: %w", err)
 }
 
-// scanStdout copies stdout to the log and reports the listening URL once.
-func scanStdout(r io.Reader, log io.Writer, urls chan<- string) {
-	br := bufio.NewReader(r)
-	sent := false
-	for {
-		line, err := br.ReadString('\n')
-		if len(line) > 0 {
-			log.Write([]byte(line))
-			if !sent {
-				if m := listeningRE.FindStringSubmatch(line); m != nil {
-					urls <- m[1]
-					sent = true
-				}
-			}
-		}
-		if err != nil {
-			return
-		}
+// freePort is a loopback port free now, for an instance on the host's
+// network.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
 	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // logPath is the instance's log, in the daemon's directory.
@@ -468,7 +514,7 @@ func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log"
 //
 // It is long: the command, its environment and its directories in the order
 // opencode needs them.
-func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string, *logFile, error) {
+func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cmd, string, *os.File, error) {
 	d, run := i.spec.Dir, i.spec.RunDir
 	cfgHome := filepath.Join(run, "config")
 	cfgDir := filepath.Join(cfgHome, "opencode")
@@ -520,7 +566,7 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 	for k, v := range xdg {
 		env = append(env, k+"="+v)
 	}
-	args := []string{binary, "serve", "--hostname", "127.0.0.1", "--port", "0"}
+	args := []string{binary, "serve", "--hostname", "127.0.0.1", "--port", strconv.Itoa(port)}
 	var cmd *exec.Cmd
 	if sb != nil {
 		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8")
@@ -533,7 +579,7 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 		}
 		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
 			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
-			Env: env, Network: true, Limits: i.spec.Limits}
+			Env: env, Network: true, Limits: i.spec.Limits, Detached: true}
 		if ids != nil {
 			svc.UID, svc.GID = ids.uid, ids.gid
 		}
@@ -552,11 +598,10 @@ func (i *Instance) prepare(binary, token string, doors bool) (*exec.Cmd, string,
 		cmd.Dir = home
 		cmd.Env = env
 		// Its own process group, so stop and sweep reach the tools it
-		// runs; and it dies with the daemon's thread should the daemon be
-		// killed.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		// runs. It outlives the daemon, which adopts it again (Adopt).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	}
-	cmd.Stderr = log
+	cmd.Stdout, cmd.Stderr = log, log
 	return cmd, password, log, nil
 }
 

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -34,9 +35,16 @@ type instanceNet struct {
 	api  net.Listener // on the host; nil until opencode listens
 }
 
-// openNet makes the namespace of agent's next process and opens its door.
-func (s *Supervisor) openNet(agent string) (*instanceNet, error) {
-	ns, err := netns.New()
+// openNet makes the namespace of agent's next process, or with pid opens
+// the namespace of that process (adopted, Adopt), and opens its door.
+func (s *Supervisor) openNet(agent string, pid int) (*instanceNet, error) {
+	var ns *netns.NS
+	var err error
+	if pid > 0 {
+		ns, err = netns.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
+	} else {
+		ns, err = netns.New()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -25,12 +25,26 @@ import (
 // not hold everything an instance started. What does: the environment. Each
 // instance process gets a random token in TAOSAGENT_INSTANCE, which every
 // process it starts inherits.
+//
+// The record also holds what a new daemon needs to adopt the process
+// (Adopt): where it listens, its password, the release it runs, and the
+// sum of the spec it was started with. The file is the daemon's own, mode
+// 0600, outside every agent's tree.
 type procRecord struct {
 	Name   string `json:"name"`
 	PID    int    `json:"pid"` // also the process group id: instances lead their group
 	Start  uint64 `json:"start"`
 	BootID string `json:"boot_id"`
 	Token  string `json:"token"`
+
+	Password string `json:"password,omitempty"`
+	Port     int    `json:"port,omitempty"`  // opencode's, on loopback (inside its namespace with Doors)
+	Doors    bool   `json:"doors,omitempty"` // in a namespace of its own (Doors)
+	Version  string `json:"version,omitempty"`
+	Spec     string `json:"spec,omitempty"` // Spec.sum of what it was started with
+	Dir      string `json:"dir,omitempty"`
+	RunDir   string `json:"run_dir,omitempty"`
+	Workdir  string `json:"workdir,omitempty"`
 }
 
 // tokenVar carries an instance's token in the environment of everything it
@@ -109,22 +123,28 @@ func (p *pidFile) sweep() ([]int, error) {
 		p.save(nil)
 		return nil, err
 	}
-	boot := bootID()
 	var killed []int
 	for _, r := range recs {
-		// The group is ours only while its recorded leader is the very
-		// process we started: same boot, same start time. A leader that is
-		// gone or different means the group id may be a stranger's now.
-		if leader, alive := readStat(r.PID); alive && r.BootID == boot && leader.start == r.Start && leader.pgrp == r.PID {
-			for _, pr := range processesInGroup(r.PID) {
-				if pr.start >= r.Start && syscall.Kill(pr.pid, syscall.SIGKILL) == nil {
-					killed = append(killed, pr.pid)
-				}
-			}
-		}
-		killed = append(killed, killTagged(r.Token)...)
+		killed = append(killed, sweepRecord(r)...)
 	}
 	return killed, p.save(nil)
+}
+
+// sweepRecord kills what is left of the recorded instance r and returns
+// the pids killed (see sweep).
+func sweepRecord(r procRecord) []int {
+	var killed []int
+	// The group is ours only while its recorded leader is the very
+	// process we started: same boot, same start time. A leader that is
+	// gone or different means the group id may be a stranger's now.
+	if leader, alive := readStat(r.PID); alive && r.BootID == bootID() && leader.start == r.Start && leader.pgrp == r.PID {
+		for _, pr := range processesInGroup(r.PID) {
+			if pr.start >= r.Start && syscall.Kill(pr.pid, syscall.SIGKILL) == nil {
+				killed = append(killed, pr.pid)
+			}
+		}
+	}
+	return append(killed, killTagged(r.Token)...)
 }
 
 // Leftovers lists the live processes of the instances recorded in

@@ -180,9 +180,16 @@ func (s *Supervisor) Ensure(spec Spec) (*Instance, error) {
 	}
 	s.defaults()
 	if in := s.instances[spec.Name]; in != nil {
-		in.Touch()
-		s.mu.Unlock()
-		return in, nil
+		if in.take(spec) {
+			in.Touch()
+			s.mu.Unlock()
+			return in, nil
+		}
+		// Adopted, and started with another spec than this one: replaced.
+		s.Logger.Info("an adopted instance runs another spec; replacing it", "agent", spec.Name)
+		delete(s.instances, spec.Name)
+		in.beginStop()
+		go in.stop()
 	}
 	in := &Instance{sup: s, spec: spec, ready: make(chan struct{}), lastUsed: time.Now(),
 		stopCh: make(chan struct{}), done: make(chan struct{}), slot: make(chan struct{})}
@@ -399,6 +406,18 @@ func (s *Supervisor) Position(name string) int {
 		}
 	}
 	return 0
+}
+
+// forget removes in from the instances, if it is still there.
+func (s *Supervisor) forget(in *Instance) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.instances[in.spec.Name] == in {
+		delete(s.instances, in.spec.Name)
+	}
+	in.mu.Lock()
+	in.stopping = true
+	in.mu.Unlock()
 }
 
 // Get returns the instance of name, nil if none runs.
