@@ -46,11 +46,15 @@ func (k Keys) Delete(id string) error {
 }
 
 // All returns every stored key, for redaction.
-func (k Keys) All() []string {
+func (k Keys) All() []string { return k.AllBut("") }
+
+// AllBut returns every stored key but those whose id begins with prefix
+// ("": none left out).
+func (k Keys) AllBut(prefix string) []string {
 	ents, _ := os.ReadDir(k.Dir)
 	var out []string
 	for _, e := range ents {
-		if id, ok := strings.CutSuffix(e.Name(), ".key"); ok {
+		if id, ok := strings.CutSuffix(e.Name(), ".key"); ok && (prefix == "" || !strings.HasPrefix(id, prefix)) {
 			if key, err := k.Get(id); err == nil && key != "" {
 				out = append(out, key)
 			}
@@ -66,4 +70,7 @@ func UpstreamKeyID(name string) string { return "agent." + name }
 
 // MCPTokenID is the key id under which agent name's token to taosagent's
 // MCP server is kept (no provider id has a dot).
-func MCPTokenID(name string) string { return "mcp." + name }
+func MCPTokenID(name string) string { return MCPTokenPrefix + name }
+
+// MCPTokenPrefix begins every MCPTokenID.
+const MCPTokenPrefix = "mcp."

@@ -187,11 +187,18 @@ func (in *installer) install(ctx context.Context, ocBin string, start bool) erro
 		return nil
 	}
 	switch {
-	case st.ActiveState == "active" && (fresh || in.changed > 0):
+	case st.ActiveState == "active" && fresh:
 		if _, err := in.sysd.Restart(ctx, unitName); err != nil {
 			return fmt.Errorf("restart %s: %w", unitName, err)
 		}
-		in.did("service %s: restarted with what changed", unitName)
+		in.did("service %s: restarted with its new unit", unitName)
+	case st.ActiveState == "active" && in.changed > 0:
+		// The same unit: the daemon hands over to the new binary in place,
+		// its running turns and instances kept (a planned restart).
+		if _, err := in.sysd.Reload(ctx, unitName); err != nil {
+			return fmt.Errorf("reload %s: %w", unitName, err)
+		}
+		in.did("service %s: handed over to what changed (its turns and instances kept)", unitName)
 	case st.ActiveState == "active":
 		in.step("service %s: running", unitName)
 	default:
@@ -244,12 +251,24 @@ func (in *installer) opencode(ctx context.Context, ocBin string) error {
 }
 
 // chown gives the home and everything in it to the daemon's user.
+//
+// The agents' trees and their instances' directories are not walked: each
+// agent's belongs to its own uid, and the daemon hands out both itself
+// (each time it starts the agent's opencode). An instance that runs on
+// through an upgrade (a hand-over) must find them as they were.
 func (in *installer) chown() error {
+	skip := map[string]bool{in.home.Agents(): true, in.home.Instances(): true}
 	return filepath.WalkDir(in.home.Dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, in.uid, in.gid)
+		if err := os.Lchown(p, in.uid, in.gid); err != nil {
+			return err
+		}
+		if skip[p] {
+			return filepath.SkipDir
+		}
+		return nil
 	})
 }
 

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/daemon"
@@ -23,7 +25,8 @@ func defaultListen() string {
 	return "127.0.0.1:7077"
 }
 
-// runServe runs the daemon until SIGINT or SIGTERM.
+// runServe runs the daemon until SIGINT or SIGTERM; on SIGHUP it hands
+// over to the daemon's binary as it is now (a planned restart).
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("serve", stderr)
 	homeDir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
@@ -77,7 +80,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *systemctl != "systemctl" {
 		cfg.SystemdEnv = standInEnv() // the test stand-in's state
 	}
-	return daemon.Run(ctx, cfg)
+	// SIGHUP is a planned restart: the daemon hands over to its binary as
+	// it is now, in place (daemon.Handover).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	handover := make(chan struct{})
+	go func() {
+		select {
+		case <-hup:
+			close(handover)
+		case <-ctx.Done():
+		}
+	}()
+	cfg.Handover = handover
+	err := daemon.Run(ctx, cfg)
+	var ho *daemon.Handover
+	if errors.As(err, &ho) {
+		return ho.Exec()
+	}
+	return err
 }
 
 // exposure refuses a daemon that other machines could reach without TLS,

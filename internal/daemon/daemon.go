@@ -58,6 +58,11 @@ type Config struct {
 	MaxRunning         int           // opencode instances at once
 	Quantum            time.Duration // over the cap, a slot's turn (supervisor.Supervisor.Quantum)
 	MemoryBudget       int64         // bytes all instances may hold (0: supervisor.MemoryBudgetDefault)
+	// Handover, when it receives, starts a planned restart (handover.go):
+	// Run returns a *Handover to exec. HandoverWait bounds how long the
+	// running turns are waited for first (default 2 min).
+	Handover     <-chan struct{}
+	HandoverWait time.Duration
 	Retention          time.Duration // keep events this long (0: forever)
 	RawRetention       time.Duration // keep raw opencode events this long
 	NoDemo             bool          // never offer the scripted demo provider
@@ -161,12 +166,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The listener comes first: agents are given its address for taosagent's
 	// MCP tools.
-	ln, err := net.Listen("tcp", cfg.Listen)
+	tln, err := listen(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	// A bounded number of connections: idle or slow ones cannot pile up.
-	ln = netutil.LimitListener(ln, cfg.MaxConns)
+	ln := netutil.LimitListener(tln, cfg.MaxConns)
 	keys := agent.Keys{Dir: h.Keys()}
 	mcpSrv := &mcpserver.Server{OperatorToken: token, Version: cfg.Version, Logger: logger, URL: loopbackURL(ln.Addr()) + "/mcp", Keys: &keys}
 	// Agents reach their models through the gateway, each with a key of its
@@ -250,13 +255,16 @@ func Run(ctx context.Context, cfg Config) error {
 		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)
+	var pln *net.TCPListener // the public listener, if any
 	if cfg.PublicListen != "" {
-		stop, err := servePublic(cfg, handler, &servers)
+		var stop func()
+		pln, stop, err = servePublic(cfg, handler, &servers)
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
+	os.Unsetenv(listenFDsEnv) // taken: nothing started from here inherits it
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: cfg.Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
 	}
@@ -287,18 +295,50 @@ func Run(ctx context.Context, cfg Config) error {
 		workers.Go(func() { syncModels(wctx, ctl, cfg.ModelsSync, logger) })
 	}
 
+	var handover *Handover
 	select {
 	case err := <-serveErr:
 		return err
 	case <-ctx.Done():
+		logger.Info("stopping")
+	case <-cfg.Handover:
+		if handover, err = handOver(cfg, mgr, sup, tln, pln); err != nil {
+			logger.Error("the hand-over failed; stopping instead", "err", err)
+			handover = nil
+		}
 	}
-	logger.Info("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close() // event streams do not end on their own
 	}
+	if handover != nil {
+		return handover
+	}
 	return nil
+}
+
+// handOver prepares a planned restart (handover.go): no turn starts, the
+// running ones end (for at most cfg.HandoverWait: those still running then
+// end as a restart ends them), the instances are detached, and the
+// listeners' sockets are kept for the next program.
+func handOver(cfg Config, mgr *runner.Manager, sup *supervisor.Supervisor, lns ...*net.TCPListener) (*Handover, error) {
+	cfg.Logger.Info("a planned restart: finishing the running turns, then handing over", "wait", cfg.HandoverWait)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.HandoverWait)
+	defer cancel()
+	if err := mgr.Quiesce(ctx); err != nil {
+		cfg.Logger.Warn("turns still running are cut by the hand-over", "err", err)
+	}
+	h := &Handover{}
+	for k, addr := range []string{cfg.Listen, cfg.PublicListen} {
+		if lns[k] != nil {
+			if err := h.keep(addr, lns[k]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sup.Detach()
+	return h, nil
 }
 
 // syncModels syncs, every period, the permitted models of every agent on
@@ -335,7 +375,8 @@ func syncModels(ctx context.Context, ctl *control.Service, period time.Duration,
 // such key may stay in an agent's reach. The supervisor writes each config
 // afresh, with the agent's gateway key, at the agent's next start.
 func scrubAgentConfigs(h home.Home, keys agent.Keys) int {
-	secrets := keys.All()
+	// Upstream keys only: an agent's MCP token is its config's to hold.
+	secrets := keys.AllBut(agent.MCPTokenPrefix)
 	ents, _ := os.ReadDir(h.Agents())
 	n := 0
 	for _, e := range ents {
@@ -398,6 +439,9 @@ func UserName() string {
 
 // defaults fills the zero fields that have one.
 func (c *Config) defaults() {
+	if c.HandoverWait <= 0 {
+		c.HandoverWait = 2 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -463,12 +507,12 @@ func demoModel(servers *group) (url string, stop func(), err error) {
 
 // servePublic serves handler on cfg.PublicListen (TLS, or plain HTTP when
 // the operator said so), on a goroutine of servers, until stop.
-func servePublic(cfg Config, handler http.Handler, servers *group) (stop func(), err error) {
-	pln, err := net.Listen("tcp", cfg.PublicListen)
+func servePublic(cfg Config, handler http.Handler, servers *group) (tln *net.TCPListener, stop func(), err error) {
+	tln, err = listen(cfg.PublicListen)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
+		return nil, nil, fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
 	}
-	pln = netutil.LimitListener(pln, cfg.MaxConns)
+	pln := netutil.LimitListener(tln, cfg.MaxConns)
 	psrv := httpapi.HTTPServer(handler, cfg.Logger)
 	if cfg.TLSCert != "" {
 		servers.Go(func() {
@@ -482,5 +526,5 @@ func servePublic(cfg Config, handler http.Handler, servers *group) (stop func(),
 		cfg.Logger.Warn("the panel and the API are served WITHOUT TLS on an address other machines may reach: --insecure-public-http", "addr", pln.Addr().String())
 		fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on http://%s (NO TLS: --insecure-public-http)\n", pln.Addr())
 	}
-	return func() { psrv.Close() }, nil
+	return tln, func() { psrv.Close() }, nil
 }

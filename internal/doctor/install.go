@@ -47,8 +47,12 @@ Type=simple
 %sExecStart=%s serve --home %s --listen %s
 Restart=on-failure
 RestartSec=2
-# opencode's instances are children of the daemon: they stop with it.
-KillMode=control-group
+# A planned restart (an upgrade): the daemon hands over to its binary in
+# place, its turns and opencode instances kept.
+ExecReload=/bin/kill -HUP $MAINPID
+# The daemon stops its opencode instances itself when it is stopped; when
+# it dies, they go on, and the next daemon adopts them.
+KillMode=process
 TimeoutStopSec=30
 
 [Install]

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -8,9 +9,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
@@ -31,12 +34,13 @@ func TestInstallScriptInATempRoot(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "install.sh")
 	unitDir := filepath.Join(root, "etc", "systemd", "system")
+	self := binary
 	install := func(extra ...string) string {
 		t.Helper()
 		args := append([]string{"--root", root, "--listen", addr, "--opencode-bin", testenv.Opencode(t),
 			"--systemctl", f.Systemd.Systemctl, "--journalctl", f.Systemd.Journalctl}, extra...)
 		cmd := exec.Command(script, args...)
-		cmd.Env = append(append(os.Environ(), "TAOSAGENT_BIN="+binary, "FAKE_SYSTEMD_UNIT_PATH="+unitDir), f.Systemd.Env...)
+		cmd.Env = append(append(os.Environ(), "TAOSAGENT_BIN="+self, "FAKE_SYSTEMD_UNIT_PATH="+unitDir), f.Systemd.Env...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("install.sh %v: %v\n%s", extra, err, out)
@@ -95,6 +99,76 @@ func TestInstallScriptInATempRoot(t *testing.T) {
 	}
 	if !healthy() {
 		t.Fatal("the daemon stopped answering after a reinstall")
+	}
+
+	// An upgrade under a running turn: install of a rebuilt binary hands
+	// the daemon over to it in place (a reload, not a restart); the turn
+	// ends final on the same opencode process, the daemon keeps its pid.
+	c := &client.Client{Base: "http://" + addr, Token: strings.TrimSpace(string(token))}
+	warm, err := c.Send(ctx, "host", client.Message{Text: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitTurn := func(acc client.Accepted) client.Event {
+		var end client.Event
+		c.Stream(ctx, "host", acc.Seq-1, func(e client.Event) bool {
+			if e.Kind == "final" || e.Kind == "error" {
+				end = e
+				return false
+			}
+			return true
+		})
+		return end
+	}
+	if e := waitTurn(warm); e.Kind != "final" {
+		t.Fatalf("the turn before the upgrade ended %s", e.Kind)
+	}
+	host, _ := c.Agent(ctx, "host")
+	daemonPID := func() int {
+		b, _ := os.ReadFile(filepath.Join(homeDir, "daemon.json"))
+		var d struct{ PID int }
+		json.Unmarshal(b, &d)
+		return d.PID
+	}
+	pid := daemonPID()
+	slow, err := c.Send(ctx, "host", client.Message{Text: "slow please"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := filepath.Join(t.TempDir(), "taosagent")
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rebuilt, append(b, 0), 0o755); err != nil { // other bytes, the same program
+		t.Fatal(err)
+	}
+	self = rebuilt
+	owner := func() uint32 {
+		st, err := os.Stat(filepath.Join(homeDir, "agents", "host", "work"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Sys().(*syscall.Stat_t).Uid
+	}
+	agentUID := owner()
+	if out := install(); !strings.Contains(out, "handed over") {
+		t.Fatalf("an install of a rebuilt binary:\n%s", out)
+	}
+	if e := waitTurn(slow); e.Kind != "final" {
+		log, _ := os.ReadFile(filepath.Join(f.Dir, "taosagent.service.log"))
+		oc, _ := os.ReadFile(filepath.Join(homeDir, "agents", "host.instance", "opencode.log"))
+		t.Fatalf("the turn under the upgrade ended %s: %s\ndaemon log:\n%s\nopencode log:\n%s", e.Kind, e.Field("message"), log, oc)
+	}
+	after, _ := c.Agent(ctx, "host")
+	if after.Status.PID != host.Status.PID || daemonPID() != pid {
+		t.Errorf("opencode %d → %d, the daemon %d → %d: want both kept", host.Status.PID, after.Status.PID, pid, daemonPID())
+	}
+	if u := owner(); u != agentUID {
+		t.Errorf("the install handed the agent's tree from uid %d to %d", agentUID, u)
+	}
+	if st, _ := os.Stat(bin); st.Size() != int64(len(b)+1) {
+		t.Error("the rebuilt binary was not installed")
 	}
 
 	// Uninstall: the service stops, the unit and the binary go, the home stays.

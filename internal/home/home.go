@@ -97,7 +97,10 @@ func (h Home) DaemonLog() string     { return filepath.Join(h.Dir, "daemon.log")
 // outside the agent's tree and never writable by it: the opencode config
 // (bound read-only into the sandbox), the HOME opencode sees (read-only
 // and empty), the instance's log, the agent's gateway key.
-func (h Home) Instance(name string) string { return filepath.Join(h.Dir, "instances", name) }
+func (h Home) Instance(name string) string { return filepath.Join(h.Instances(), name) }
+
+// Instances holds every agent's Instance directory.
+func (h Home) Instances() string { return filepath.Join(h.Dir, "instances") }
 
 // AgentConfig is the opencode.json the supervisor writes for agent name at
 // every start of its instance (in its XDG config home, in Instance).

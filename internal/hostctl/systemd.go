@@ -135,6 +135,18 @@ func (s Systemd) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 	return s.Status(ctx, unit)
 }
 
+// Reload asks unit to reload (taosagent's own: a planned restart in
+// place) and reports its state after.
+func (s Systemd) Reload(ctx context.Context, unit string) (UnitStatus, error) {
+	if !unitPattern.MatchString(unit) {
+		return UnitStatus{}, fmt.Errorf("%q is not a service unit name", unit)
+	}
+	if _, err := s.run(ctx, s.systemctl(), "reload", unit); err != nil {
+		return UnitStatus{}, err
+	}
+	return s.Status(ctx, unit)
+}
+
 // Journal returns the last n lines of unit's journal since the given
 // time (zero: no bound), that contain pattern ("" for all).
 func (s Systemd) Journal(ctx context.Context, unit string, n int, since time.Time, pattern string) ([]string, error) {

@@ -155,7 +155,7 @@ func (r *agentRunner) run() {
 		}
 		// A person's turn on the pinned session (the TUI's) goes first: a
 		// turn started under it would be given its events and its end.
-		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() {
+		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() && !r.m.quiet.Load() {
 			r.runTurn(queued[0], len(queued) > 1)
 			r.recycle()
 			if r.own.park > 0 {

@@ -251,7 +251,9 @@ func (r *agentRunner) stopDriver() {
 		return
 	}
 	r.own.drvCancel()
-	r.m.cfg.Instances.Stop(r.name)
+	if !r.m.keep.Load() {
+		r.m.cfg.Instances.Stop(r.name)
+	}
 	<-r.own.drvDone
 	r.mu.Lock()
 	r.cur.drv = nil

@@ -82,6 +82,8 @@ type Manager struct {
 	stale   map[string][]string // sessions to abort before an agent's next turn (Start), by agent
 
 	logProblem atomic.Pointer[string] // why the last commit failed; nil once one succeeds
+	quiet      atomic.Bool            // no turn starts (Quiesce)
+	keep       atomic.Bool            // Close leaves the instances running (Quiesce)
 }
 
 // committed notes how a commit of the runners' events went.
@@ -201,6 +203,43 @@ func (m *Manager) Close() {
 	for _, r := range rs {
 		<-r.done
 	}
+}
+
+// Quiesce prepares a hand-over to the next daemon (a planned restart): no
+// turn starts from now on (inputs are still accepted, and queued), the
+// running turns are waited for until ctx ends, and Close will leave every
+// instance running, for the next daemon to adopt. It returns ctx's error
+// if turns still ran then (they end as a restart ends them).
+func (m *Manager) Quiesce(ctx context.Context) error {
+	m.quiet.Store(true)
+	m.keep.Store(true)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if m.running() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d turns still running: %w", m.running(), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// running counts the turns running now, a person's in the TUI included.
+func (m *Manager) running() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, r := range m.runners {
+		r.mu.Lock()
+		if r.cur.turn != "" || r.cur.foreign != "" {
+			n++
+		}
+		r.mu.Unlock()
+	}
+	return n
 }
 
 // runner returns the runner of name, starting it.

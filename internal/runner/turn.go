@@ -19,6 +19,9 @@ import (
 func (r *agentRunner) runTurn(in eventlog.Input, more bool) {
 	turn, ended := r.beginTurn(in.TraceID)
 	defer r.endTurn()
+	if r.m.quiet.Load() { // a hand-over began meanwhile (Quiesce sees this turn until here)
+		return
+	}
 	a, err := r.m.log.Agent(r.ctx, r.name)
 	if err != nil {
 		return // deleted: its inbox was closed with it
@@ -81,12 +84,16 @@ func (r *agentRunner) submitNow(req submitReq) {
 		return
 	}
 	defer r.holdInstance(false)()
-	if !r.warm(a) || r.attachedBusy() {
+	if !r.warm(a) || r.attachedBusy() || r.m.quiet.Load() {
 		queue()
 		return
 	}
 	turn, ended := r.beginTurn(req.in.TraceID)
 	defer r.endTurn()
+	if r.m.quiet.Load() { // a hand-over began meanwhile (Quiesce sees this turn until here)
+		queue()
+		return
+	}
 	session := a.Session
 	in, created, started, startErr, err := r.m.log.AddAndStart(req.ctx, req.in, func(in eventlog.Input) event.Event {
 		return r.turnStarted(in, turn, session)

@@ -158,7 +158,12 @@ func (i *Instance) adoptOnce(rec procRecord) (exit error, err error) {
 	waited := make(chan error, 1)
 	go func() {
 		defer unix.Close(fd)
-		waited <- waitPidfd(fd)
+		err := waitPidfd(fd)
+		// After a hand-over the process is still this daemon's child
+		// (the pid is the same): reap it. Otherwise there is none to reap.
+		var ws unix.WaitStatus
+		unix.Wait4(rec.PID, &ws, unix.WNOHANG, nil)
+		waited <- err
 	}()
 	return i.follow(&process{rec: rec, nw: nw, waited: waited, log: i.spec.logPath()}, Adopted)
 }

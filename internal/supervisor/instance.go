@@ -73,6 +73,7 @@ type Instance struct {
 	state    State
 	client   *opencode.Client // nil unless Ready
 	pid      int
+	nw       *instanceNet // the current process's network, nil for the host's
 	ready    chan struct{} // closed when the current process is ready
 	isReady  bool          // ready is closed
 	exited   chan struct{} // closed when the current process is gone
@@ -395,7 +396,7 @@ func (i *Instance) follow(p *process, st State) (exit error, err error) {
 	s := i.sup
 	pid := p.rec.PID
 	i.mu.Lock()
-	i.pid = pid
+	i.pid, i.nw = pid, p.nw
 	ready, exited := i.ready, i.exited
 	if i.stopping {
 		// stop ran before the pid was known: deliver its signal now.
@@ -410,7 +411,7 @@ func (i *Instance) follow(p *process, st State) (exit error, err error) {
 		p.nw.close()
 		s.pids.remove(pid)
 		i.mu.Lock()
-		i.pid, i.client = 0, nil
+		i.pid, i.client, i.nw = 0, nil, nil
 		i.mu.Unlock()
 		close(exited)
 	}

@@ -67,6 +67,7 @@ type Supervisor struct {
 	mu        sync.Mutex // guards instances, closed, slots, waiting, holds and queued
 	instances map[string]*Instance
 	closed    bool
+	detached  bool // handed over (Detach): instances are left running
 	slots     int             // instances holding a slot: started, not yet ended
 	waiting   []*Instance     // instances waiting for a slot, first come first served
 	holds     map[string]int  // turns in progress, by agent
@@ -438,9 +439,36 @@ func (s *Supervisor) Stop(name string) {
 	}
 }
 
-// Close stops every instance and waits for them all.
+// Detach prepares a hand-over to the next daemon (a planned restart): the
+// instances keep running, recorded, for it to adopt (Adopt); the daemon's
+// ends of their networks (doors and forwards) close now, so that it can
+// open them again; no instance starts any more, and Close stops none.
+func (s *Supervisor) Detach() {
+	s.mu.Lock()
+	s.closed, s.detached = true, true
+	if s.recheck != nil {
+		s.recheck.Stop()
+	}
+	var nets []*instanceNet
+	for _, in := range s.instances {
+		in.mu.Lock()
+		nets = append(nets, in.nw)
+		in.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, nw := range nets {
+		nw.close()
+	}
+}
+
+// Close stops every instance and waits for them all; after Detach, it
+// leaves them running.
 func (s *Supervisor) Close() error {
 	s.mu.Lock()
+	if s.detached {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	if s.recheck != nil {
 		s.recheck.Stop()

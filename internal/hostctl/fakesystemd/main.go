@@ -33,6 +33,9 @@ type unit struct {
 	Enabled     bool   `json:"enabled,omitempty"`
 	// Exec, when set, is run (detached) at each start: the unit's process.
 	Exec []string `json:"exec,omitempty"`
+	// Reload: the unit file has ExecReload=/bin/kill -HUP $MAINPID, the
+	// one reload the stand-in speaks.
+	Reload bool `json:"reload,omitempty"`
 	Proc int      `json:"proc,omitempty"` // the process Exec started
 }
 
@@ -99,6 +102,9 @@ func unitFile(name string) (unit, bool) {
 			if v, ok := strings.CutPrefix(l, "ExecStart="); ok {
 				u.Exec = strings.Fields(v)
 			}
+			if strings.TrimSpace(l) == "ExecReload=/bin/kill -HUP $MAINPID" {
+				u.Reload = true
+			}
 		}
 		return u, true
 	}
@@ -154,6 +160,18 @@ func systemctl(dir string, args []string) int {
 			save(dir, name, u)
 			journal(dir, name, "Stopped "+name+".")
 		}
+		return 0
+	case "reload":
+		if !ok || u.Active != "active" {
+			fmt.Fprintf(os.Stderr, "Job for %s failed: the unit is not active.\n", name)
+			return 1
+		}
+		if !u.Reload || u.Proc <= 1 {
+			fmt.Fprintf(os.Stderr, "Failed to reload %s: Job type reload is not applicable for unit %s.\n", name, name)
+			return 1
+		}
+		syscall.Kill(u.Proc, syscall.SIGHUP)
+		journal(dir, name, "Reloading "+name+"...")
 		return 0
 	case "disable":
 		if ok {
