@@ -54,15 +54,15 @@ type Config struct {
 	AllowHosts   []string // host names clients may use beyond IPs and localhost
 	MaxConns     int      // client connections open at once, per listener (0: 512)
 
-	IdleTimeout        time.Duration // stop an agent's opencode unused this long
-	MaxRunning         int           // opencode instances at once
-	Quantum            time.Duration // over the cap, a slot's turn (supervisor.Supervisor.Quantum)
-	MemoryBudget       int64         // bytes all instances may hold (0: supervisor.MemoryBudgetDefault)
+	IdleTimeout  time.Duration // stop an agent's opencode unused this long
+	MaxRunning   int           // opencode instances at once
+	Quantum      time.Duration // over the cap, a slot's turn (supervisor.Supervisor.Quantum)
+	MemoryBudget int64         // bytes all instances may hold (0: supervisor.MemoryBudgetDefault)
 	// Handover, when it receives, starts a planned restart (handover.go):
 	// Run returns a *Handover to exec. HandoverWait bounds how long the
 	// running turns are waited for first (default 2 min).
-	Handover     <-chan struct{}
-	HandoverWait time.Duration
+	Handover           <-chan struct{}
+	HandoverWait       time.Duration
 	Retention          time.Duration // keep events this long (0: forever)
 	RawRetention       time.Duration // keep raw opencode events this long
 	NoDemo             bool          // never offer the scripted demo provider

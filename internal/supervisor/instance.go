@@ -73,7 +73,7 @@ type Instance struct {
 	state    State
 	client   *opencode.Client // nil unless Ready
 	pid      int
-	nw       *instanceNet // the current process's network, nil for the host's
+	nw       *instanceNet  // the current process's network, nil for the host's
 	ready    chan struct{} // closed when the current process is ready
 	isReady  bool          // ready is closed
 	exited   chan struct{} // closed when the current process is gone

@@ -67,7 +67,7 @@ type Supervisor struct {
 	mu        sync.Mutex // guards instances, closed, slots, waiting, holds and queued
 	instances map[string]*Instance
 	closed    bool
-	detached  bool // handed over (Detach): instances are left running
+	detached  bool            // handed over (Detach): instances are left running
 	slots     int             // instances holding a slot: started, not yet ended
 	waiting   []*Instance     // instances waiting for a slot, first come first served
 	holds     map[string]int  // turns in progress, by agent

@@ -36,7 +36,7 @@ type unit struct {
 	// Reload: the unit file has ExecReload=/bin/kill -HUP $MAINPID, the
 	// one reload the stand-in speaks.
 	Reload bool `json:"reload,omitempty"`
-	Proc int      `json:"proc,omitempty"` // the process Exec started
+	Proc   int  `json:"proc,omitempty"` // the process Exec started
 }
 
 func main() {
