@@ -255,6 +255,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)
+	srv.RegisterOnShutdown(api.EndStreams)
 	var pln *net.TCPListener // the public listener, if any
 	if cfg.PublicListen != "" {
 		var stop func()
@@ -307,10 +308,12 @@ func Run(ctx context.Context, cfg Config) error {
 			handover = nil
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// Requests under way are answered (event streams end at once: their
+	// clients resume by cursor); a hand-over's listeners stay open meanwhile.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close() // event streams do not end on their own
+		srv.Close()
 	}
 	if handover != nil {
 		return handover

@@ -62,7 +62,9 @@ func TestConfinedToolCannotReachTheHost(t *testing.T) {
 		Limits:     &agent.Limits{Processes: 300, TmpMB: 64}}); err != nil {
 		t.Fatal(err)
 	}
-	if a, err := d.c.Agent(ctx, "probe"); err != nil || a.Limits == nil || *a.Limits != (agent.Limits{MemoryMB: 8192, Processes: 300, FileSizeMB: 1024, TmpMB: 64}) {
+	// recycle_mb's default is a share of the machine's memory, at least 1 GiB.
+	if a, err := d.c.Agent(ctx, "probe"); err != nil || a.Limits == nil || a.Limits.RecycleMB < 1024 ||
+		*a.Limits != (agent.Limits{MemoryMB: 8192, Processes: 300, FileSizeMB: 1024, TmpMB: 64, RecycleMB: a.Limits.RecycleMB}) {
 		t.Fatalf("probe's limits: %+v, %v", a.Limits, err)
 	}
 	if code, body := request(t, "PATCH", d.addr+"/v1/agents/probe", d.c.Token, `{"limits":{"memory_mb":10}}`); code != 422 || !strings.Contains(body, "limits.memory_mb") {

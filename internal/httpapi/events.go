@@ -119,6 +119,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() { // the stream ends with the daemon (EndStreams)
+		select {
+		case <-s.ending():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	rc := startStream(w, "text/event-stream")
 	bw := newFrameWriter(w)
 	bw.comment("taosagent events of " + name)
@@ -126,7 +135,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for {
-		recs, quiet, err := s.next(r.Context(), sub, rc)
+		recs, quiet, err := s.next(ctx, sub, rc)
 		switch {
 		case err != nil:
 			return // the client left, or the daemon is stopping

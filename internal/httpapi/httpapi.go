@@ -65,6 +65,23 @@ type Server struct {
 	Sessions *panel.Sessions
 
 	refusals logLimiter
+
+	endOnce, closeOnce sync.Once
+	end                chan struct{} // closed by EndStreams
+}
+
+// EndStreams ends every event stream now, and any begun later: the daemon
+// is stopping or handing over (its server's RegisterOnShutdown), and
+// clients resume by cursor. Without it, a server's Shutdown waits its
+// whole timeout for streams that never end on their own.
+func (s *Server) EndStreams() {
+	end := s.ending()
+	s.closeOnce.Do(func() { close(end) })
+}
+
+func (s *Server) ending() chan struct{} {
+	s.endOnce.Do(func() { s.end = make(chan struct{}) })
+	return s.end
 }
 
 // MaxText is the longest message text accepted.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
@@ -22,9 +23,11 @@ type agentRunner struct {
 	abort_ chan struct{}
 	done   chan struct{}
 
-	attachReq chan attachReq // to run: start the instance for an attached client
-	submit    chan submitReq // to run, while idle: a new input
-	activity  chan struct{}  // to run: an attached client's turn is under way (not idle)
+	attachReq chan attachReq  // to run: start the instance for an attached client
+	submit    chan submitReq  // to run, while idle: a new input
+	activity  chan struct{}   // to run: an attached client's turn is under way (not idle)
+	over      chan overMemory // to run: its instance holds more than its recycle_mb (watchMemory)
+	watching  atomic.Bool     // a watchMemory look is under way
 
 	mu  sync.Mutex
 	cur shared // under mu
@@ -93,7 +96,8 @@ func newAgentRunner(m *Manager, name string) *agentRunner {
 	ctx, cancel := context.WithCancel(m.ctx)
 	return &agentRunner{m: m, name: name, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		abort_: make(chan struct{}, 1), done: make(chan struct{}), cur: shared{resolved: map[string]bool{}},
-		attachReq: make(chan attachReq), submit: make(chan submitReq), activity: make(chan struct{}, 1)}
+		attachReq: make(chan attachReq), submit: make(chan submitReq), activity: make(chan struct{}, 1),
+		over: make(chan overMemory, 1)}
 }
 
 // attachReq asks the run goroutine for the agent's instance and session.
@@ -155,9 +159,14 @@ func (r *agentRunner) run() {
 		}
 		// A person's turn on the pinned session (the TUI's) goes first: a
 		// turn started under it would be given its events and its end.
+		select {
+		case o := <-r.over: // between two turns: the next runs on a new instance
+			r.recycle(o)
+		default:
+		}
 		if len(queued) > 0 && r.ctx.Err() == nil && !r.attachedBusy() && !r.m.quiet.Load() {
 			r.runTurn(queued[0], len(queued) > 1)
-			r.recycle()
+			r.watchMemory()
 			if r.own.park > 0 {
 				select {
 				case <-time.After(r.own.park):
@@ -172,6 +181,8 @@ func (r *agentRunner) run() {
 		select {
 		case req := <-r.attachReq:
 			req.reply <- r.attach()
+		case o := <-r.over:
+			r.recycle(o)
 		case <-r.activity: // an attached client's turn: not idle
 		case <-r.wake:
 		case req := <-r.submit:
@@ -189,28 +200,55 @@ func (r *agentRunner) run() {
 	}
 }
 
-// recycle restarts the agent's instance between two turns when it holds
-// more than its agent's limits.recycle_mb: opencode's memory grows with
-// the turns it serves (to gigabytes over days, then it hangs: opencode
-// #20695). The instance is stopped now and the next turn starts a new
-// one; an instance event ("recycled") says so. Never while a person's
-// turn runs in the TUI.
-func (r *agentRunner) recycle() {
+// overMemory is a look at an instance that holds more than its agent's
+// recycle_mb.
+type overMemory struct {
+	pid       int
+	held, max int64 // bytes
+}
+
+// watchMemory looks, off the run goroutine (a look walks /proc: the
+// runner stays ready for the next message), at whether the agent's
+// instance holds more than its agent's limits.recycle_mb; if so, the run
+// goroutine recycles it between two turns (recycle).
+func (r *agentRunner) watchMemory() {
+	if r.cur.drv == nil || !r.watching.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer r.watching.Store(false)
+		a, err := r.m.log.Agent(r.ctx, r.name)
+		if err != nil {
+			return
+		}
+		info, ok := r.m.cfg.Instances.Get(r.name)
+		held := r.m.cfg.Instances.Usage(r.name).MemoryBytes
+		limit := r.m.EffectiveLimits(a.Limits).RecycleMB << 20
+		if ok && held > limit {
+			select {
+			case r.over <- overMemory{pid: info.PID, held: held, max: limit}:
+			default:
+			}
+		}
+	}()
+}
+
+// recycle restarts the agent's instance, found over its memory (o), if
+// that process still runs: opencode's memory grows with the turns it
+// serves (to gigabytes over days, then it hangs: opencode #20695). It runs
+// on the run goroutine between two turns, never in one, and never while a
+// person's turn runs in the TUI. The instance is stopped now and the next
+// turn starts a new one; an instance event ("recycled") says so.
+func (r *agentRunner) recycle(o overMemory) {
 	if r.cur.drv == nil || r.attachedBusy() || r.ctx.Err() != nil {
 		return
 	}
-	a, err := r.m.log.Agent(r.ctx, r.name)
-	if err != nil {
-		return
+	if info, ok := r.m.cfg.Instances.Get(r.name); !ok || info.PID != o.pid {
+		return // replaced meanwhile
 	}
-	info, ok := r.m.cfg.Instances.Get(r.name)
-	limit := r.m.EffectiveLimits(a.Limits).RecycleMB
-	if !ok || info.Usage.MemoryBytes <= limit<<20 {
-		return
-	}
-	msg := fmt.Sprintf("it held %d MiB, over its recycle_mb of %d: restarted between two turns", info.Usage.MemoryBytes>>20, limit)
-	r.m.logger.Info("recycling opencode", "agent", r.name, "pid", info.PID, "held_mb", info.Usage.MemoryBytes>>20, "recycle_mb", limit)
-	r.m.instanceEvent(r.name, "", event.InstanceData{State: "recycled", PID: info.PID, Message: msg})
+	msg := fmt.Sprintf("it held %d MiB, over its recycle_mb of %d: restarted between two turns", o.held>>20, o.max>>20)
+	r.m.logger.Info("recycling opencode", "agent", r.name, "pid", o.pid, "held_mb", o.held>>20, "recycle_mb", o.max>>20)
+	r.m.instanceEvent(r.name, "", event.InstanceData{State: "recycled", PID: o.pid, Message: msg})
 	r.stopDriver()
 }
 

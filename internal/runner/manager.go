@@ -131,15 +131,18 @@ func New(cfg Config) *Manager {
 		cfg.MemTotal, _, _ = supervisor.Meminfo()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, log: cfg.Store, logger: cfg.Logger, ctx: ctx, cancel: cancel,
+	m := &Manager{cfg: cfg, log: cfg.Store, logger: cfg.Logger, ctx: ctx, cancel: cancel,
 		runners: map[string]*agentRunner{}}
+	// From now on, before any instance is started or adopted: every
+	// state an instance reports is an event.
+	cfg.Instances.OnState(m.onState)
+	return m
 }
 
 // Start recovers from whatever a crash left, then runs queued inputs.
 // Turns left running end with an interrupted error; their approvals
 // expire. Both are recorded as synthetic events.
 func (m *Manager) Start(ctx context.Context) error {
-	m.cfg.Instances.OnState(m.onState)
 	turns, err := m.log.RunningTurns(ctx)
 	if err != nil {
 		return err
@@ -364,8 +367,8 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 	in, running := m.cfg.Instances.Get(name)
 	if running {
 		st.Instance, st.PID, st.Opencode = string(in.State), in.PID, in.Version
-		if in.Usage.Processes > 0 {
-			st.Usage = &in.Usage
+		if u := m.cfg.Instances.Usage(name); u.Processes > 0 {
+			st.Usage = &u
 		}
 		st.State = "idle"
 		if in.State == supervisor.Starting {

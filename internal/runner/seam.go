@@ -24,6 +24,9 @@ type Instances interface {
 	Ensure(spec supervisor.Spec) (Instance, error)
 	// Get reports name's instance, false if none runs.
 	Get(name string) (InstanceInfo, bool)
+	// Usage is what name's instance holds now (a walk of /proc: not for
+	// the run goroutine), zero if none runs.
+	Usage(name string) api.Usage
 	// Stop stops name's instance and waits for it; no-op if none runs.
 	Stop(name string)
 	// Hold keeps name's instance from being stopped for the cap until
@@ -62,7 +65,6 @@ type InstanceInfo struct {
 	Position int // in the line for a slot, while State is Waiting
 	PID      int
 	Version  string
-	Usage    api.Usage
 }
 
 // Store is what the runner needs of the event log: the agents it runs,
@@ -108,7 +110,14 @@ func (v supervised) Get(name string) (InstanceInfo, bool) {
 	if in == nil {
 		return InstanceInfo{}, false
 	}
-	return InstanceInfo{State: in.State(), Position: v.s.Position(name), PID: in.PID(), Version: in.Version(), Usage: in.Usage()}, true
+	return InstanceInfo{State: in.State(), Position: v.s.Position(name), PID: in.PID(), Version: in.Version()}, true
+}
+
+func (v supervised) Usage(name string) api.Usage {
+	if in := v.s.Get(name); in != nil {
+		return in.Usage()
+	}
+	return api.Usage{}
 }
 
 func (v supervised) Stop(name string)                   { v.s.Stop(name) }

@@ -107,12 +107,22 @@ func (s *Instances) Ensure(spec supervisor.Spec) (runner.Instance, error) {
 // Get reports name's instance.
 func (s *Instances) Get(name string) (runner.InstanceInfo, bool) {
 	s.mu.Lock()
-	in, held := s.running[name], s.memory[name]
+	in := s.running[name]
 	s.mu.Unlock()
 	if in == nil {
 		return runner.InstanceInfo{}, false
 	}
-	return runner.InstanceInfo{State: supervisor.Ready, PID: in.PID(), Version: s.version, Usage: api.Usage{Processes: 1, MemoryBytes: held}}, true
+	return runner.InstanceInfo{State: supervisor.Ready, PID: in.PID(), Version: s.version}, true
+}
+
+// Usage reports what Memory set for name, while its instance runs.
+func (s *Instances) Usage(name string) api.Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[name] == nil {
+		return api.Usage{}
+	}
+	return api.Usage{Processes: 1, MemoryBytes: s.memory[name]}
 }
 
 // Stop stops name's instance: its process ends.
