@@ -1,6 +1,7 @@
 package opencode
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,3 +141,12 @@ func Redacted(s string, secrets []string) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// Unanswered reports whether err is a call that opencode never answered:
+// the connection was refused or closed before any answer, as when its
+// process is gone (a crash the supervisor has not noticed yet). Not a
+// refusal, and not the caller's own deadline or cancellation.
+func Unanswered(err error) bool {
+	var ae *APIError
+	return err != nil && !errors.As(err, &ae) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -48,10 +49,12 @@ type Driver struct {
 	// reconnect (and so after reconciliation).
 	lose func(opencode.Event) bool
 
-	mu          sync.Mutex // guards inst, connected and isConnected
+	mu          sync.Mutex // guards inst, connected, isConnected, prompting and crashes
 	inst        Instance
-	connected   chan struct{} // closed once the current stream is connected
-	isConnected bool          // connected is closed
+	connected   chan struct{}   // closed once the current stream is connected
+	isConnected bool            // connected is closed
+	prompting   map[string]bool // sessions whose prompt is being sent: a crash meanwhile is Prompt's to handle
+	crashes     int             // processes that died under the driver
 }
 
 // NewDriver returns a Driver for spec's agent. sink receives every event on
@@ -104,7 +107,15 @@ func (d *Driver) Run(ctx context.Context) error {
 		if crashed {
 			d.sink(event.New("", event.Instance, time.Now(), event.InstanceData{State: "crashed",
 				Message: "opencode stopped unexpectedly; restarting it"}))
-			st.emit(codec.Interrupt("", event.CodeInterrupted, "the turn was interrupted: opencode stopped unexpectedly", time.Now()))
+			d.mu.Lock()
+			d.crashes++
+			sending := maps.Clone(d.prompting)
+			d.mu.Unlock()
+			for _, sid := range codec.OpenSessions() {
+				if !sending[sid] { // a prompt being sent goes to the next process (Prompt)
+					st.emit(codec.Interrupt(sid, event.CodeInterrupted, "the turn was interrupted: opencode stopped unexpectedly", time.Now()))
+				}
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -285,7 +296,7 @@ func (d *Driver) CreateSession(ctx context.Context, title string) (string, error
 // Prompt sends text to session. A turn is opened first, so that a failure
 // opencode reports before it says busy still ends this turn.
 func (d *Driver) Prompt(ctx context.Context, sessionID string, p opencode.Prompt) error {
-	c, err := d.Client(ctx)
+	c, gone, err := d.current(ctx)
 	if err != nil {
 		return err
 	}
@@ -297,13 +308,73 @@ func (d *Driver) Prompt(ctx context.Context, sessionID string, p opencode.Prompt
 	}); err != nil {
 		return err
 	}
-	if err := c.PromptAsync(ctx, sessionID, p); err != nil {
-		d.do(ctx, func(st *loopState) {
-			st.emit(st.codec.Interrupt(sessionID, event.CodeOpencode, "opencode refused the prompt: "+opencode.Redacted(err.Error(), st.codec.Redact), time.Now()))
-		})
+	d.mu.Lock()
+	if d.prompting == nil {
+		d.prompting = map[string]bool{}
+	}
+	d.prompting[sessionID] = true // until the prompt is sent, or given up
+	d.mu.Unlock()
+	done := func() (crashes int) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(d.prompting, sessionID)
+		return d.crashes
+	}
+	for attempt := 1; ; attempt++ {
+		d.mu.Lock()
+		crashes := d.crashes
+		d.mu.Unlock()
+		err = c.PromptAsync(ctx, sessionID, p)
+		if err == nil {
+			if done() != crashes {
+				// It reached a process that died meanwhile: the turn went
+				// with it, as a crash ends every turn.
+				d.interrupt(ctx, sessionID, event.CodeInterrupted, "the turn was interrupted: opencode stopped unexpectedly")
+			}
+			return nil
+		}
+		if attempt == 1 && opencode.Unanswered(err) && d.replaced(ctx, gone) {
+			// Its process was gone (a crash not noticed yet): the prompt
+			// never reached it, and goes to the one that replaces it.
+			d.logger.Info("opencode was gone when prompted; prompting its replacement", "session", sessionID)
+			if c, gone, err = d.current(ctx); err == nil {
+				continue
+			}
+		}
+		done()
+		d.interrupt(ctx, sessionID, event.CodeOpencode, "opencode refused the prompt: "+err.Error())
 		return err
 	}
-	return nil
+}
+
+// replaced waits a little for the process whose end gone reports: true if
+// it is gone (its replacement then starts), false if it still runs.
+func (d *Driver) replaced(ctx context.Context, gone <-chan struct{}) bool {
+	select {
+	case <-gone:
+		return true
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// interrupt ends session's turn with one error.
+func (d *Driver) interrupt(ctx context.Context, sessionID, code, msg string) {
+	d.do(ctx, func(st *loopState) {
+		st.emit(st.codec.Interrupt(sessionID, code, opencode.Redacted(msg, st.codec.Redact), time.Now()))
+	})
+}
+
+// current is Client with a channel closed when the client's process is gone.
+func (d *Driver) current(ctx context.Context) (*opencode.Client, <-chan struct{}, error) {
+	if _, err := d.Client(ctx); err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	inst := d.inst
+	d.mu.Unlock()
+	return inst.Current(ctx)
 }
 
 // Abort aborts session's running turn.
