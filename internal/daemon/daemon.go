@@ -341,6 +341,7 @@ func handOver(cfg Config, mgr *runner.Manager, sup *supervisor.Supervisor, lns .
 		}
 	}
 	sup.Detach()
+	cfg.Logger.Info("handing over now")
 	return h, nil
 }
 
