@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -306,6 +307,9 @@ type process struct {
 	nw     *instanceNet // nil: the host's network
 	waited <-chan error // receives once the process has exited
 	log    string       // where its output goes
+	// logFrom is where its output begins in log: with rec.Port 0, the
+	// port it listens on is read there.
+	logFrom int64
 }
 
 // runOnce starts one process and follows it until it exits. It returns a
@@ -347,14 +351,13 @@ func (i *Instance) start() (*process, error) {
 	i.version = version
 	i.mu.Unlock()
 	var nw *instanceNet // nil: the host's network
-	port := innerPort
+	port := 0           // on the host's network opencode picks one, and says which in its log
 	var err error
 	if s.Sandbox != nil && s.Doors != nil {
 		if nw, err = s.openNet(i.spec.Name, 0); err != nil {
 			return nil, fmt.Errorf("the instance's network: %w", err)
 		}
-	} else if port, err = freePort(); err != nil {
-		return nil, err
+		port = innerPort
 	}
 	cmd, password, log, err := i.prepare(binary, token, port, nw != nil)
 	if err != nil {
@@ -362,6 +365,11 @@ func (i *Instance) start() (*process, error) {
 		return nil, err
 	}
 	defer log.Close() // the process has its own
+	logFrom, err := log.Seek(0, io.SeekEnd)
+	if err != nil {
+		nw.close()
+		return nil, err
+	}
 	if nw != nil {
 		err = nw.ns.Do(cmd.Start) // forked inside: opencode is born in its namespace
 	} else {
@@ -383,7 +391,7 @@ func (i *Instance) start() (*process, error) {
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
-	return &process{rec: rec, nw: nw, waited: waited, log: i.spec.logPath()}, nil
+	return &process{rec: rec, nw: nw, waited: waited, log: i.spec.logPath(), logFrom: logFrom}, nil
 }
 
 // follow waits for process p to answer as the pinned release, then serves
@@ -420,19 +428,14 @@ func (i *Instance) follow(p *process, st State) (exit error, err error) {
 		<-p.waited
 		reap()
 	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", p.rec.Port)
-	if p.nw != nil {
-		// opencode listens inside its namespace; the daemon and the TUI
-		// reach it through a loopback listener on the host.
-		if base, err = p.nw.forward(base); err != nil {
-			kill()
-			return nil, err
-		}
-	}
-	client := &opencode.Client{BaseURL: base, Password: p.rec.Password, Directory: i.spec.Workdir, HTTP: s.httpClient}
 	ctx, cancel := context.WithTimeout(context.Background(), s.StartTimeout)
+	var client *opencode.Client
 	checked := make(chan error, 1)
-	go func() { checked <- checkVersion(ctx, client, p.rec.Version) }()
+	go func() {
+		c, err := i.connect(ctx, p)
+		client = c
+		checked <- err
+	}()
 	select {
 	case err = <-checked:
 		cancel()
@@ -473,6 +476,54 @@ func (i *Instance) follow(p *process, st State) (exit error, err error) {
 	return werr, nil
 }
 
+// connect finds where process p listens, and returns its client once it
+// answers as its release. On the host's network the port is the one
+// opencode said in its log (chosen by itself, so no other program can have
+// taken it first), and is recorded; in a namespace of its own it is
+// innerPort, reached through a forward on the host's loopback.
+func (i *Instance) connect(ctx context.Context, p *process) (*opencode.Client, error) {
+	if p.rec.Port == 0 {
+		port, err := listeningPort(ctx, p.log, p.logFrom)
+		if err != nil {
+			return nil, err
+		}
+		p.rec.Port = port
+		if err := i.sup.pids.update(p.rec); err != nil {
+			i.sup.Logger.Error("record instance port", "agent", i.spec.Name, "err", err)
+		}
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", p.rec.Port)
+	if p.nw != nil {
+		var err error
+		if base, err = p.nw.forward(base); err != nil {
+			return nil, err
+		}
+	}
+	c := &opencode.Client{BaseURL: base, Password: p.rec.Password, Directory: i.spec.Workdir, HTTP: i.sup.httpClient}
+	return c, checkVersion(ctx, c, p.rec.Version)
+}
+
+var listeningRE = regexp.MustCompile(`opencode server listening on http://127\.0\.0\.1:(\d+)`)
+
+// listeningPort reads the port opencode says it listens on from its log,
+// past offset from, as it is written, until ctx ends.
+func listeningPort(ctx context.Context, path string, from int64) (int, error) {
+	for {
+		if f, err := os.Open(path); err == nil {
+			b, _ := io.ReadAll(io.NewSectionReader(f, from, 1<<20))
+			f.Close()
+			if m := listeningRE.FindSubmatch(b); m != nil {
+				return strconv.Atoi(string(m[1]))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("opencode did not say where it listens in time: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // checkVersion asks /global/health with short timeouts until the pinned
 // version answers or ctx ends: a request that lands too early is never
 // answered, and one before opencode listens is refused.
@@ -490,17 +541,6 @@ func checkVersion(ctx context.Context, c *opencode.Client, version string) error
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// freePort is a loopback port free now, for an instance on the host's
-// network.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // logPath is the instance's log, in the daemon's directory.

@@ -91,6 +91,22 @@ func (p *pidFile) add(r procRecord) error {
 	return p.save(append(recs, r))
 }
 
+// update replaces the record of r's process with r.
+func (p *pidFile) update(r procRecord) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	recs, err := p.load()
+	if err != nil {
+		return err
+	}
+	for k := range recs {
+		if recs[k].PID == r.PID {
+			recs[k] = r
+		}
+	}
+	return p.save(recs)
+}
+
 // remove forgets a process that has been reaped.
 func (p *pidFile) remove(pid int) error {
 	p.mu.Lock()
