@@ -145,6 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	sup.Version = ocVersion
 	sup.MaxRunning, sup.Quantum, sup.MemoryBudget, sup.Logger = cfg.MaxRunning, cfg.Quantum, cfg.MemoryBudget, logger
+	sup.Detached = true // the instances outlive a crash, or a hand-over, of the daemon
 	if total, _, err := supervisor.Meminfo(); err == nil && sup.MemoryBudget <= 0 {
 		sup.MemoryBudget = supervisor.MemoryBudgetDefault(total)
 	}
@@ -303,7 +304,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case <-cfg.Handover:
-		if handover, err = handOver(cfg, mgr, sup, tln, pln); err != nil {
+		if handover, err = handOver(cfg, mgr, tln, pln); err != nil {
 			logger.Error("the hand-over failed; stopping instead", "err", err)
 			handover = nil
 		}
@@ -315,7 +316,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
+	if handover != nil && ctx.Err() != nil {
+		// A stop came during the hand-over: it wins, and stops everything.
+		logger.Info("stopping: a stop came during the hand-over")
+		handover = nil
+	}
 	if handover != nil {
+		sup.Detach()
+		logger.Info("handing over now")
 		return handover
 	}
 	return nil
@@ -323,9 +331,10 @@ func Run(ctx context.Context, cfg Config) error {
 
 // handOver prepares a planned restart (handover.go): no turn starts, the
 // running ones end (for at most cfg.HandoverWait: those still running then
-// end as a restart ends them), the instances are detached, and the
-// listeners' sockets are kept for the next program.
-func handOver(cfg Config, mgr *runner.Manager, sup *supervisor.Supervisor, lns ...*net.TCPListener) (*Handover, error) {
+// end as a restart ends them), and the listeners' sockets are kept for the
+// next program. Run detaches the instances last, unless a stop came
+// meanwhile.
+func handOver(cfg Config, mgr *runner.Manager, lns ...*net.TCPListener) (*Handover, error) {
 	cfg.Logger.Info("a planned restart: finishing the running turns, then handing over", "wait", cfg.HandoverWait)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.HandoverWait)
 	defer cancel()
@@ -340,8 +349,6 @@ func handOver(cfg Config, mgr *runner.Manager, sup *supervisor.Supervisor, lns .
 			}
 		}
 	}
-	sup.Detach()
-	cfg.Logger.Info("handing over now")
 	return h, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/supervisor"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
@@ -160,6 +161,11 @@ func TestInstallScriptInATempRoot(t *testing.T) {
 		oc, _ := os.ReadFile(filepath.Join(homeDir, "agents", "host.instance", "opencode.log"))
 		t.Fatalf("the turn under the upgrade ended %s: %s\ndaemon log:\n%s\nopencode log:\n%s", e.Kind, e.Field("message"), log, oc)
 	}
+	// The new program has adopted the instance: the hand-over is over.
+	waitFor(t, ctx, func() bool {
+		log, _ := os.ReadFile(filepath.Join(f.Dir, "taosagent.service.log"))
+		return strings.Contains(string(log), "state=adopted")
+	})
 	after, _ := c.Agent(ctx, "host")
 	if after.Status.PID != host.Status.PID || daemonPID() != pid {
 		t.Errorf("opencode %d → %d, the daemon %d → %d: want both kept", host.Status.PID, after.Status.PID, pid, daemonPID())
@@ -173,6 +179,15 @@ func TestInstallScriptInATempRoot(t *testing.T) {
 
 	// Uninstall: the service stops, the unit and the binary go, the home stays.
 	install("--uninstall")
+	// The stop left no instance running (the instances outlive only a
+	// daemon that dies or hands over).
+	if pids, err := supervisor.Leftovers(filepath.Join(homeDir, "run")); err != nil || len(pids) > 0 {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		log, _ := os.ReadFile(filepath.Join(f.Dir, "taosagent.service.log"))
+		t.Errorf("opencode processes left running after the service stopped: %v %v\ndaemon log:\n%s", pids, err, log)
+	}
 	for _, p := range []string{unit, bin} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s is still there after --uninstall", p)

@@ -163,7 +163,9 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	}
 
 	a := namespaceArgs(svc.Network, true)
-	if svc.Detached {
+	if svc.Detached && os.Geteuid() != 0 {
+		// No outer layer: this bwrap is the one started, whose parent is
+		// the caller. (Under an outer layer it dies with that layer.)
 		a = slices.DeleteFunc(a, func(s string) bool { return s == "--die-with-parent" })
 	}
 	fsArgs, host := baseFS(etcService, lim.Tmp)

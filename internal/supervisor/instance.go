@@ -341,8 +341,8 @@ func (i *Instance) newProcess() {
 }
 
 // start starts one process, recorded before anything else can happen to
-// it. It runs detached: it outlives the daemon, which adopts it again
-// when it restarts (Adopt).
+// it. Detached (Supervisor.Detached), it outlives the daemon, which adopts
+// it again when it restarts (Adopt).
 func (i *Instance) start() (*process, error) {
 	s := i.sup
 	token := randid.Hex(24)
@@ -620,7 +620,7 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 		}
 		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
 			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
-			Env: env, Network: true, Limits: i.spec.Limits, Detached: true}
+			Env: env, Network: true, Limits: i.spec.Limits, Detached: i.sup.Detached}
 		if ids != nil {
 			svc.UID, svc.GID = ids.uid, ids.gid
 		}
@@ -639,8 +639,12 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 		cmd.Dir = home
 		cmd.Env = env
 		// Its own process group, so stop and sweep reach the tools it
-		// runs. It outlives the daemon, which adopts it again (Adopt).
+		// runs; detached, it outlives the daemon, which adopts it again
+		// (Adopt); otherwise it dies with the thread that started it.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if !i.sup.Detached {
+			cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+		}
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	return cmd, password, log, nil

@@ -56,6 +56,10 @@ type Supervisor struct {
 	// namespace of its own whose only way out is its door (see Doors).
 	// Unset, confined instances share the host's network.
 	Doors *Doors
+	// Detached instances outlive the process that runs the Supervisor
+	// (the daemon: its next run adopts them, Adopt); otherwise they die
+	// with it (a recovery chat, a demo, a test).
+	Detached bool
 	// OnState, if set, hears every state change of every instance, in
 	// order, on the instance's goroutine and under none of the
 	// Supervisor's locks; it must not block for long.
