@@ -123,8 +123,7 @@ func (s *Supervisor) Adopt() (adopted []string, killed []int, err error) {
 // same boot and start time, leading its group, its token in its
 // environment.
 func stillOurs(r procRecord) bool {
-	leader, alive := readStat(r.PID)
-	if !alive || r.BootID != bootID() || leader.start != r.Start || leader.pgrp != r.PID {
+	if !r.leads() {
 		return false
 	}
 	env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(r.PID), "environ"))

@@ -86,26 +86,14 @@ func memoryRoom(running int, held, available, budget int64) bool {
 // heldLocked is what the instances holding a slot hold together now; the
 // caller holds s.mu.
 func (s *Supervisor) heldLocked() int64 {
-	all := processes()
-	children := map[int][]procInfo{}
-	byPID := map[int]procInfo{}
-	for _, pi := range all {
-		children[pi.ppid] = append(children[pi.ppid], pi)
-		byPID[pi.pid] = pi
-	}
+	all := processes() // one look at /proc for every instance
 	page := int64(os.Getpagesize())
 	var held int64
 	for _, in := range s.instances {
-		if !in.hasSlot {
-			continue
-		}
-		root, ok := byPID[in.PID()]
-		if !ok {
-			continue
-		}
-		for tree := []procInfo{root}; len(tree) > 0; tree = tree[1:] {
-			held += tree[0].rss * page
-			tree = append(tree, children[tree[0].pid]...)
+		if in.hasSlot {
+			for _, p := range treeIn(all, in.PID()) {
+				held += p.rss * page
+			}
 		}
 	}
 	return held

@@ -146,14 +146,19 @@ func (p *pidFile) sweep() ([]int, error) {
 	return killed, p.save(nil)
 }
 
+// leads reports whether r's process still leads its group as the very
+// process recorded: same boot, same start time. A leader that is gone or
+// different means the group id may be a stranger's now.
+func (r procRecord) leads() bool {
+	leader, alive := readStat(r.PID)
+	return alive && r.BootID == bootID() && leader.start == r.Start && leader.pgrp == r.PID
+}
+
 // sweepRecord kills what is left of the recorded instance r and returns
 // the pids killed (see sweep).
 func sweepRecord(r procRecord) []int {
 	var killed []int
-	// The group is ours only while its recorded leader is the very
-	// process we started: same boot, same start time. A leader that is
-	// gone or different means the group id may be a stranger's now.
-	if leader, alive := readStat(r.PID); alive && r.BootID == bootID() && leader.start == r.Start && leader.pgrp == r.PID {
+	if r.leads() {
 		for _, pr := range processesInGroup(r.PID) {
 			if pr.start >= r.Start && syscall.Kill(pr.pid, syscall.SIGKILL) == nil {
 				killed = append(killed, pr.pid)
@@ -171,7 +176,6 @@ func Leftovers(stateDir string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	boot := bootID()
 	seen := map[int]bool{}
 	var out []int
 	add := func(pid int) {
@@ -181,7 +185,7 @@ func Leftovers(stateDir string) ([]int, error) {
 		}
 	}
 	for _, r := range recs {
-		if leader, alive := readStat(r.PID); alive && r.BootID == boot && leader.start == r.Start && leader.pgrp == r.PID {
+		if r.leads() {
 			for _, pr := range processesInGroup(r.PID) {
 				if pr.start >= r.Start {
 					add(pr.pid)
@@ -315,8 +319,10 @@ func processesInGroup(pgid int) []procInfo {
 // A confined instance's processes are all below its root: the sandbox's
 // own init reaps what is orphaned inside it, and what it runs may lead
 // groups and sessions of its own.
-func processTree(root int) []procInfo {
-	all := processes()
+func processTree(root int) []procInfo { return treeIn(processes(), root) }
+
+// treeIn returns process root and all its descendants among all.
+func treeIn(all []procInfo, root int) []procInfo {
 	children := map[int][]procInfo{}
 	var out []procInfo
 	for _, pi := range all {
