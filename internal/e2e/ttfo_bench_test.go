@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
@@ -85,7 +86,7 @@ func BenchmarkTimeToFirstOutput(b *testing.B) {
 			b.Fatal(err)
 		}
 		own := &opencode.Client{BaseURL: at.URL, Password: at.Password, Directory: at.Directory, HTTP: &http.Client{}}
-		bare := bareOpencode(b, agentConfig(d.home, "host"))
+		bare := bareOpencode(b, agentConfig(d.home, "host"), d.addr)
 		// The prompt names the agent's model, as taosagent's does.
 		a, err := d.c.Agent(ctx, "host")
 		if err != nil {
@@ -349,12 +350,15 @@ func medianOf(v []float64) float64 {
 }
 
 // bareOpencode starts `opencode serve` on its own, unconfined, with a copy
-// of config, and returns a client of it.
-func bareOpencode(b *testing.B, config string) *opencode.Client {
-	cfg, err := os.ReadFile(config)
+// of config, and returns a client of it. The config's URLs name the door
+// the confined instance reaches the daemon by; the copy names the daemon's
+// own address, daemon, which a process outside the sandbox reaches.
+func bareOpencode(b *testing.B, config, daemon string) *opencode.Client {
+	raw, err := os.ReadFile(config)
 	if err != nil {
 		b.Fatal(err)
 	}
+	cfg := []byte(strings.ReplaceAll(string(raw), door.URL, daemon))
 	dir := b.TempDir()
 	home := filepath.Join(dir, "home")
 	os.MkdirAll(filepath.Join(home, ".config", "opencode"), 0o700)
