@@ -197,10 +197,25 @@ func TestKill9MidTurn(t *testing.T) {
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
 	d.agent(ctx, "asker", `{"bash":"ask"}`)
+	d.agent(ctx, "worker", `{"bash":"allow"}`)
 	// Still streaming at the kill, however long the asker takes to ask.
 	slow := d.send(ctx, "host", "endless please", "")
 	queued := d.send(ctx, "host", "hello after the crash", "queue")
 	ask := d.send(ctx, "asker", "use a tool", "")
+	// A tool that runs through the kill and ends while no daemon runs.
+	done := filepath.Join(d.home, "agents", "worker", "work", "finished.txt")
+	work := d.send(ctx, "worker", "run: while [ ! -e go.txt ]; do sleep 0.05; done; echo finished | tee finished.txt", "")
+	workTurn := func(evs []client.Event) (turn string, out []client.Event) {
+		for _, e := range evs {
+			if e.Kind == "turn.started" && e.Field("input") == fmt.Sprint(work.Input) {
+				turn = e.Turn
+			}
+			if turn != "" && e.Turn == turn {
+				out = append(out, e)
+			}
+		}
+		return turn, out
+	}
 
 	var seen []client.Event
 	var mu sync.Mutex
@@ -220,7 +235,12 @@ func TestKill9MidTurn(t *testing.T) {
 				n++
 			}
 		}
-		return len(ap) == 1 && n >= 3
+		if len(ap) != 1 || n < 3 {
+			return false
+		}
+		evs, _ := d.c.Events(ctx, "worker", 0, 10000)
+		_, w := workTurn(evs)
+		return slices.ContainsFunc(w, func(e client.Event) bool { return e.Kind == "tool_call" })
 	})
 	host, err := d.c.Agent(ctx, "host")
 	if err != nil || host.Status.PID == 0 {
@@ -230,6 +250,11 @@ func TestKill9MidTurn(t *testing.T) {
 	mu.Lock()
 	before := append([]client.Event(nil), seen...)
 	mu.Unlock()
+	// The worker's tool goes on, and ends, while no daemon runs.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(done), "go.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, func() bool { _, err := os.Stat(done); return err == nil })
 
 	d2 := start(t, d.home)
 	stored, err := d2.c.Events(ctx, "host", 0, 10000)
@@ -305,6 +330,24 @@ func TestKill9MidTurn(t *testing.T) {
 	}
 	if len(askEnds) != 1 || askEnds[0].Field("code") != "interrupted" || !askEnds[0].Synthetic {
 		t.Fatalf("the asker's interrupted turn must end with one synthetic interrupted error: %+v", askEnds)
+	}
+	// What the worker's opencode did while no daemon ran is recorded from
+	// its own messages, marked synthetic, before the turn's one end.
+	worked, err := d2.c.Events(ctx, "worker", 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, w := workTurn(worked)
+	var got []string
+	for _, e := range w {
+		switch e.Kind {
+		case "tool_call", "tool_result", "final", "error":
+			got = append(got, fmt.Sprintf("%s synthetic=%v %s", e.Kind, e.Synthetic, strings.TrimSpace(e.Field("output"))))
+		}
+	}
+	want := []string{"tool_call synthetic=false ", "tool_result synthetic=true finished", "error synthetic=true "}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the worker's turn across the kill:\n got %q\nwant %q", got, want)
 	}
 }
 

@@ -405,11 +405,12 @@ type Turn struct {
 	Session string
 	State   string // running, final, error
 	TraceID string // of its input
+	Started time.Time
 }
 
 // RunningTurns lists the turns not ended, as a crash leaves them.
 func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, input, session, state, COALESCE((SELECT trace_id FROM inputs WHERE inputs.id=turns.input), '') FROM turns WHERE state='running' ORDER BY started`)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, input, session, state, COALESCE((SELECT trace_id FROM inputs WHERE inputs.id=turns.input), ''), started FROM turns WHERE state='running' ORDER BY started`)
 	if err != nil {
 		return nil, err
 	}
@@ -417,10 +418,34 @@ func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
 	var out []Turn
 	for rows.Next() {
 		var t Turn
-		if err := rows.Scan(&t.ID, &t.Agent, &t.Input, &t.Session, &t.State, &t.TraceID); err != nil {
+		var started int64
+		if err := rows.Scan(&t.ID, &t.Agent, &t.Input, &t.Session, &t.State, &t.TraceID, &started); err != nil {
 			return nil, err
 		}
+		t.Started = time.UnixMilli(started)
 		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// TurnEvents returns the events of agent's turn, oldest first.
+func (l *Log) TurnEvents(ctx context.Context, agent, turn string) ([]event.Event, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT body FROM events WHERE agent=? AND turn=? ORDER BY seq`, agent, turn)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []event.Event
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			return nil, err
+		}
+		var e event.Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			return nil, fmt.Errorf("eventlog: turn %s: %w", turn, err)
+		}
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }

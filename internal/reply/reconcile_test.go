@@ -174,3 +174,64 @@ func TestReconcileLeavesEarlierTurnsAlone(t *testing.T) {
 		}
 	})
 }
+
+// A daemon that died while a turn ran logged the turn only up to some
+// point; whatever that point, what opencode's record holds beyond it is
+// found, once, marked synthetic, and the log then has the whole turn.
+func TestMissedIsWhatTheLogLacks(t *testing.T) {
+	for _, name := range []string{"01-text-turn", "02-tool-turn"} {
+		t.Run(name, func(t *testing.T) {
+			stream := loadCapture(t, filepath.Join(capturesDir, name+".sse.txt"))
+			msgs := loadMessages(t, name)
+			session := msgs[0].Info.SessionID
+			began := time.UnixMilli(msgs[0].Info.Time.Created)
+			whole := New()
+			var all []event.Event
+			all = append(all, whole.Begin(session, stream[0].at)...)
+			for _, te := range stream {
+				all = append(all, whole.Feed(te.ev, te.at)...)
+			}
+			want := summarize(all)
+			want.Final, want.Terminals = "", 0
+			for cut := range len(stream) + 1 {
+				c := New()
+				logged := c.Begin(session, stream[0].at)
+				for _, te := range stream[:cut] {
+					logged = append(logged, c.Feed(te.ev, te.at)...)
+				}
+				if !c.Open(session) {
+					continue // the turn ended before the daemon died
+				}
+				missed := Missed(session, msgs, logged, began, stream[0].at)
+				for _, e := range missed {
+					if !e.Synthetic || e.Session != session {
+						t.Fatalf("cut %d: %s not marked synthetic of the session: %+v", cut, e.Kind, e)
+					}
+				}
+				got := summarize(append(logged, missed...))
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("the daemon died after %d of %d events:\n got %+v\nwant %+v", cut, len(stream), got, want)
+				}
+			}
+		})
+	}
+	msgs := loadMessages(t, "02-tool-turn")
+	session := msgs[0].Info.SessionID
+	t.Run("opencode never had the turn's prompt", func(t *testing.T) {
+		// The last user message is an earlier turn's: it came before
+		// this turn began.
+		later := time.UnixMilli(msgs[len(msgs)-1].Info.Time.Created + 1000)
+		if got := Missed(session, msgs, nil, later, later); len(got) != 0 {
+			t.Fatalf("an earlier turn's output filed under this one: %s", kinds(got))
+		}
+	})
+	t.Run("a log that says what opencode does not", func(t *testing.T) {
+		began := time.UnixMilli(msgs[0].Info.Time.Created)
+		logged := []event.Event{event.New(session, event.Delta, began, event.DeltaData{Text: "something else"})}
+		for _, e := range Missed(session, msgs, logged, began, began) {
+			if e.Kind == event.Delta {
+				t.Fatalf("text guessed past a divergence: %s", e.Data)
+			}
+		}
+	})
+}

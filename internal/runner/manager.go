@@ -17,6 +17,7 @@ import (
 	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/randid"
+	"github.com/taosagent/taosagent/internal/reply"
 	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/supervisor"
 )
@@ -161,10 +162,19 @@ func (m *Manager) Start(ctx context.Context) error {
 		msg := "the turn was interrupted: taosagent stopped while it ran"
 		if _, adopted := m.cfg.Instances.Get(t.Agent); adopted {
 			// Its opencode goes on, but the turn's model stream went with
-			// the daemon (the gateway): the turn ends here, and opencode
-			// is told to stop it before the agent's next turn.
-			msg = "the turn was interrupted: taosagent restarted while it ran; the agent's opencode was kept, and nothing of this turn is sent to the model again"
-			stale[t.Agent] = append(stale[t.Agent], t.Session)
+			// the daemon (the gateway): the turn ends here, what opencode
+			// did that the dead daemon never logged is recorded first, and
+			// opencode is told to stop it.
+			msg = "the turn was interrupted: taosagent restarted while it ran; the agent's opencode was kept, what it did meanwhile is recorded from its own messages, and nothing of this turn is sent to the model again"
+			missed, err := m.recoverCut(ctx, t)
+			if err != nil {
+				m.logger.Warn("what opencode did while taosagent was down could not be read", "agent", t.Agent, "turn", t.ID, "err", err)
+				stale[t.Agent] = append(stale[t.Agent], t.Session) // aborted before its next turn
+			}
+			for _, e := range missed {
+				e.Agent, e.Turn, e.TraceID = t.Agent, t.ID, t.TraceID
+				evs = append(evs, e)
+			}
 		}
 		e := event.New(t.Session, event.Error, now, event.ErrorData{Code: event.CodeInterrupted, Message: msg})
 		e.Agent, e.Turn, e.TraceID, e.Synthetic = t.Agent, t.ID, t.TraceID, true
@@ -195,6 +205,50 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	return nil
 }
+
+// recoverCut stops, in the adopted opencode, the turn t that a restart of
+// the daemon cut, and returns what opencode's own messages hold of it that
+// the log does not (reply.Missed). The abort comes first, so that opencode
+// sends nothing of the turn to the model again; its messages are read once
+// it has settled (idle), so that a tool it stopped shows as ended.
+func (m *Manager) recoverCut(ctx context.Context, t eventlog.Turn) ([]event.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, recoverWait)
+	defer cancel()
+	c, err := m.cfg.Instances.Client(ctx, t.Agent)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Abort(ctx, t.Session); err != nil {
+		return nil, err
+	}
+	for {
+		st, err := c.SessionStatus(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if s, busy := st[t.Session]; !busy || s.Type == "idle" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	msgs, err := c.Messages(ctx, t.Session)
+	if err != nil {
+		return nil, err
+	}
+	logged, err := m.log.TurnEvents(ctx, t.Agent, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	return reply.Missed(t.Session, msgs, logged, t.Started, time.Now()), nil
+}
+
+// recoverWait bounds recoverCut for one turn: the daemon's start waits on
+// it.
+const recoverWait = 15 * time.Second
 
 // Close stops every runner and its opencode, and waits for them.
 func (m *Manager) Close() {

@@ -24,6 +24,9 @@ type Instances interface {
 	Ensure(spec supervisor.Spec) (Instance, error)
 	// Get reports name's instance, false if none runs.
 	Get(name string) (InstanceInfo, bool)
+	// Client is a client of name's instance once it is ready, an error
+	// if none runs.
+	Client(ctx context.Context, name string) (*opencode.Client, error)
 	// Usage is what name's instance holds now (a walk of /proc: not for
 	// the run goroutine), zero if none runs.
 	Usage(name string) api.Usage
@@ -85,6 +88,7 @@ type Store interface {
 	AddRaw(raws ...eventlog.Raw)
 
 	RunningTurns(ctx context.Context) ([]eventlog.Turn, error)
+	TurnEvents(ctx context.Context, agent, turn string) ([]event.Event, error)
 	Approvals(ctx context.Context, state string) ([]eventlog.Approval, error)
 	Approval(ctx context.Context, id string) (eventlog.Approval, error)
 	LastError(ctx context.Context, agent string) (eventlog.LastError, bool, error)
@@ -111,6 +115,14 @@ func (v supervised) Get(name string) (InstanceInfo, bool) {
 		return InstanceInfo{}, false
 	}
 	return InstanceInfo{State: in.State(), Position: v.s.Position(name), PID: in.PID(), Version: in.Version()}, true
+}
+
+func (v supervised) Client(ctx context.Context, name string) (*opencode.Client, error) {
+	in := v.s.Get(name)
+	if in == nil {
+		return nil, supervisor.ErrStopped
+	}
+	return in.Client(ctx)
 }
 
 func (v supervised) Usage(name string) api.Usage {

@@ -115,6 +115,17 @@ func (s *Instances) Get(name string) (runner.InstanceInfo, bool) {
 	return runner.InstanceInfo{State: supervisor.Ready, PID: in.PID(), Version: s.version}, true
 }
 
+// Client is a client of name's instance, an error if none runs.
+func (s *Instances) Client(ctx context.Context, name string) (*opencode.Client, error) {
+	s.mu.Lock()
+	in := s.running[name]
+	s.mu.Unlock()
+	if in == nil {
+		return nil, supervisor.ErrStopped
+	}
+	return in.Client(ctx)
+}
+
 // Usage reports what Memory set for name, while its instance runs.
 func (s *Instances) Usage(name string) api.Usage {
 	s.mu.Lock()
