@@ -53,6 +53,9 @@ func (d *daemon) turnsEach(ctx context.Context, names []string, turns int) (bad 
 					bad = append(bad, msg)
 					mu.Unlock()
 				}
+				if d.onTurnEnd != nil {
+					d.onTurnEnd()
+				}
 			}
 		}()
 	}

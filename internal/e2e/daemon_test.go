@@ -66,6 +66,8 @@ type daemon struct {
 	c    *client.Client
 	log  *syncBuffer
 	done chan struct{}
+	// onTurnEnd, if set, is called as each turn turnsEach runs ends.
+	onTurnEnd func()
 }
 
 type syncBuffer struct {

@@ -283,31 +283,45 @@ type slotHolder struct {
 // as an index into idle, or -1 for none yet; then retry is when one could
 // be (zero: not before something changes).
 //
-// An instance whose agent has nothing queued goes first, the least
-// recently used of them. One whose agent has input queued keeps its slot
-// for a quantum, so that it serves a run of turns rather than one start
-// per turn; past it, it goes at a turn boundary (it is idle here), the one
-// that has held its slot longest first, but only for a waiter whose agent
-// has input queued too: an agent with work is never stopped for one
-// without. The waiters are served in order (FIFO), each in turn, so none
-// starves.
+// An instance whose agent has nothing queued, and whose last turn ended
+// more than linger ago, goes first, the least recently used of them. One
+// whose agent has input queued, or whose turn just ended (a client that
+// sends its next message when the last one's answer is in has, for a
+// moment, nothing queued), keeps its slot for a quantum, so that it serves
+// a run of turns rather than one start per turn; past it, it goes at a
+// turn boundary (it is idle here), the one that has held its slot longest
+// first, but only for a waiter whose agent has input queued too: an agent
+// with work is never stopped for one without. The waiters are served in
+// order (FIFO), each in turn, so none starves.
 func victim(idle []slotHolder, waiterQueued bool, now time.Time, quantum time.Duration) (pick int, retry time.Time) {
 	pick = -1
+	soon := func(t time.Time) {
+		if retry.IsZero() || t.Before(retry) {
+			retry = t
+		}
+	}
 	for k, h := range idle {
-		if !h.queued && (pick < 0 || h.lastUsed.Before(idle[pick].lastUsed)) {
+		switch {
+		case h.queued:
+		case now.Sub(h.lastUsed) < linger:
+			soon(h.lastUsed.Add(linger)) // done, unless its next message comes
+		case pick < 0 || h.lastUsed.Before(idle[pick].lastUsed):
 			pick = k
 		}
 	}
-	if pick >= 0 || !waiterQueued {
+	if pick >= 0 {
 		return pick, time.Time{}
+	}
+	if !waiterQueued {
+		return -1, retry
 	}
 	for k, h := range idle {
 		if end := h.since.Add(quantum); !end.After(now) {
 			if pick < 0 || h.since.Before(idle[pick].since) {
 				pick = k
 			}
-		} else if retry.IsZero() || end.Before(retry) {
-			retry = end
+		} else {
+			soon(end)
 		}
 	}
 	if pick >= 0 {
@@ -315,6 +329,12 @@ func victim(idle []slotHolder, waiterQueued bool, now time.Time, quantum time.Du
 	}
 	return -1, retry
 }
+
+// linger is how long after its turn's end an idle instance whose agent
+// has nothing queued still counts as serving a run of turns (see victim):
+// longer than a client takes to send its next message once the answer is
+// in, even on a loaded machine.
+const linger = 2 * time.Second
 
 // Hold marks agent name as in a turn until the returned function is called
 // (once): its instance, starting or running, is never stopped for the cap
