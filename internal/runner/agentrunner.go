@@ -53,6 +53,12 @@ type shared struct {
 	// opencode (adopted) may still work on them: aborted in opencode
 	// before the next prompt.
 	stale []string
+	// The instance's place in the line for a slot (noteState): whether it
+	// waits in it, when it last left it, and a channel closed (and
+	// replaced) at each change.
+	inLine      bool
+	leftLine    time.Time
+	lineChanged chan struct{}
 }
 
 // owned is what only the run goroutine touches: its driver's run and

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -184,27 +185,84 @@ func (r *agentRunner) setSession(s string) {
 	r.mu.Unlock()
 }
 
-// client waits for the driver of run to be ready, at most StartWait.
+// client waits for the driver of run to be ready: as long as its instance
+// waits in line for a slot (the line is served in order: it gets one),
+// then at most StartWait from the later of this call and its leaving the
+// line.
 func (r *agentRunner) client(run *driverRun) (*opencode.Client, error) {
-	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
+	var late atomic.Bool
 	go func() {
-		select {
-		case <-run.done:
-			cancel()
-		case <-ctx.Done():
+		from := time.Now()
+		for {
+			r.mu.Lock()
+			inLine, left, changed := r.cur.inLine, r.cur.leftLine, r.lineChanged()
+			r.mu.Unlock()
+			deadline := time.NewTimer(time.Until(latest(from, left).Add(r.m.cfg.StartWait)))
+			if inLine {
+				deadline.Stop() // no start under way: no deadline
+			}
+			select {
+			case <-run.done:
+				cancel()
+			case <-ctx.Done():
+			case <-changed:
+				deadline.Stop()
+				continue
+			case <-deadline.C:
+				late.Store(true)
+				cancel()
+			}
+			deadline.Stop()
+			return
 		}
 	}()
 	c, err := r.cur.drv.Client(ctx)
 	if err != nil {
 		if exit := run.exitErr(); exit != nil {
 			return nil, exit
-		} else if errors.Is(err, context.DeadlineExceeded) {
+		} else if late.Load() {
 			return nil, fmt.Errorf("opencode was not ready within %s", r.m.cfg.StartWait)
 		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// noteState follows the agent's instance's place in the line for a slot
+// (see client).
+func (r *agentRunner) noteState(st supervisor.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	inLine := st == supervisor.Waiting
+	if inLine == r.cur.inLine {
+		return
+	}
+	if r.cur.inLine {
+		r.cur.leftLine = time.Now()
+	}
+	r.cur.inLine = inLine
+	if r.cur.lineChanged != nil {
+		close(r.cur.lineChanged)
+		r.cur.lineChanged = nil
+	}
+}
+
+// lineChanged is a channel closed at the next change of the instance's
+// place in the line; r.mu held.
+func (r *agentRunner) lineChanged() chan struct{} {
+	if r.cur.lineChanged == nil {
+		r.cur.lineChanged = make(chan struct{})
+	}
+	return r.cur.lineChanged
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (r *agentRunner) startDriver(a agent.Agent) error {

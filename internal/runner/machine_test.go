@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -330,7 +331,7 @@ type machine struct {
 	more   chan struct{} // closed and replaced on each event
 }
 
-func newMachine(t *testing.T) *machine {
+func newMachine(t *testing.T, opts ...func(*runner.Config)) *machine {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	dir := t.TempDir()
@@ -352,9 +353,13 @@ func newMachine(t *testing.T) *machine {
 		t.Fatal(err)
 	}
 	go m.collect(sub)
-	m.m = runner.New(runner.Config{Home: dir, Store: m.store, Instances: m.inst, Keys: agent.Keys{Dir: filepath.Join(dir, "keys")},
+	cfg := runner.Config{Home: dir, Store: m.store, Instances: m.inst, Keys: agent.Keys{Dir: filepath.Join(dir, "keys")},
 		AbortWait: 300 * time.Millisecond, StartWait: 10 * time.Second,
-		Hooks: runner.Hooks{OnModelSwitch: func(_, from, to string) { m.switches <- [2]string{from, to} }}})
+		Hooks: runner.Hooks{OnModelSwitch: func(_, from, to string) { m.switches <- [2]string{from, to} }}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m.m = runner.New(cfg)
 	if err := m.m.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -569,4 +574,46 @@ func texts(ps []runnertest.Prompt) string {
 		s += p.Text
 	}
 	return s
+}
+
+// A turn waits in line for a slot as long as the line takes (it is served
+// in order): StartWait bounds the start, from the slot on, not the line.
+// (50 agents over a cap of 8 wait minutes in line; their turns failed
+// with "opencode was not ready within 2m0s".)
+func TestATurnWaitsInLineLongerThanAStart(t *testing.T) {
+	t.Parallel()
+	const startWait = 100 * time.Millisecond
+	m := newMachine(t, func(c *runner.Config) { c.StartWait = startWait })
+	admit := m.inst.Line("a")
+	in := m.submit("hello")
+	m.waitFor(func(e event.Event) bool {
+		return e.Kind == event.Instance && strings.Contains(string(e.Data), `"waiting"`)
+	})
+	time.Sleep(5 * startWait) // in line for longer than a start may take
+	if n := m.count(event.Error); n != 0 {
+		t.Fatalf("the turn failed while in line: %v", kinds(m.all()))
+	}
+	admit(true)
+	if e := m.terminal(in); e.Kind != event.Final {
+		t.Fatalf("after its wait in line the turn ended %s: %s", e.Kind, e.Data)
+	}
+
+	// Out of the line, the start is bounded as before.
+	m.m.StopInstance("a")
+	m.waitUntil(func() bool { _, running := m.inst.Get("a"); return !running })
+	admit = m.inst.Line("a")
+	in = m.submit("hello again")
+	m.waitUntil(func() bool {
+		n := 0
+		for _, e := range m.all() {
+			if e.Kind == event.Instance && strings.Contains(string(e.Data), `"waiting"`) {
+				n++
+			}
+		}
+		return n == 2
+	})
+	admit(false) // a slot, and then no ready instance
+	if e := m.terminal(in); e.Kind != event.Error || !strings.Contains(string(e.Data), "not ready within") {
+		t.Fatalf("a start that never ends: %s %s", e.Kind, e.Data)
+	}
 }

@@ -643,6 +643,7 @@ func (m *Manager) onState(name string, st supervisor.State, pid int, err error) 
 	turn := ""
 	if r := m.existing(name); r != nil {
 		turn = r.currentTurn()
+		r.noteState(st)
 	}
 	m.instanceEvent(name, turn, d)
 }

@@ -79,6 +79,7 @@ type Instance struct {
 	isReady  bool          // ready is closed
 	exited   chan struct{} // closed when the current process is gone
 	lastUsed time.Time
+	readyAt  time.Time // when the current process became ready
 	stopping bool
 	restarts int
 	version  string        // the opencode version the current process runs
@@ -459,6 +460,7 @@ func (i *Instance) follow(p *process, st State) (exit error, err error) {
 	i.mu.Lock()
 	i.client = client
 	i.lastUsed = time.Now()
+	i.readyAt = i.lastUsed
 	i.isReady = true
 	i.state = st
 	close(ready)

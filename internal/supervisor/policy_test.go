@@ -45,6 +45,9 @@ func TestTheCapsPolicy(t *testing.T) {
 		{"past its quantum it makes room, the longest holder first",
 			[]slotHolder{{queued: true, since: old}, {queued: true, since: old.Add(-q)}, {queued: true, since: recent}}, true, 1, never},
 		{"a quantum that ends now is spent", []slotHolder{{queued: true, since: now.Add(-q)}}, true, 0, never},
+		{"a slow start buys a longer quantum: five times the start",
+			[]slotHolder{{queued: true, since: now.Add(-2 * q), start: q / 2}}, true, -1, now.Add(q / 2)},
+		{"and past it, it makes room", []slotHolder{{queued: true, since: now.Add(-3 * q), start: q / 2}}, true, 0, never},
 		{"an agent with work is never stopped for one without",
 			[]slotHolder{{queued: true, since: old}}, false, -1, never},
 	}

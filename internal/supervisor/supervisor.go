@@ -237,7 +237,13 @@ func (s *Supervisor) evictLocked() {
 	for _, in := range s.instances {
 		if in.hasSlot && in.idleLocked() {
 			idle = append(idle, in)
-			holders = append(holders, slotHolder{queued: s.queued[in.spec.Name], lastUsed: lastUsed(in), since: in.slotAt})
+			h := slotHolder{queued: s.queued[in.spec.Name], since: in.slotAt}
+			var ready time.Time
+			h.lastUsed, ready = usedAndReady(in)
+			if ready.After(in.slotAt) {
+				h.since, h.start = ready, ready.Sub(in.slotAt)
+			}
+			holders = append(holders, h)
 		}
 	}
 	now := time.Now()
@@ -273,9 +279,10 @@ func (s *Supervisor) evictLocked() {
 // slotHolder is what the cap's policy knows of an idle instance that
 // holds a slot.
 type slotHolder struct {
-	queued   bool      // its agent has input waiting for a turn
-	lastUsed time.Time // its last turn's end, or its start
-	since    time.Time // when it got its slot
+	queued   bool          // its agent has input waiting for a turn
+	lastUsed time.Time     // its last turn's end, or its start
+	since    time.Time     // when it began to serve: ready in its slot
+	start    time.Duration // what its start took, from its slot to ready
 }
 
 // victim is the cap's policy: which of the idle slot holders gives its
@@ -292,7 +299,10 @@ type slotHolder struct {
 // turn boundary (it is idle here), the one that has held its slot longest
 // first, but only for a waiter whose agent has input queued too: an agent
 // with work is never stopped for one without. The waiters are served in
-// order (FIFO), each in turn, so none starves.
+// order (FIFO), each in turn, so none starves. The quantum counts from
+// ready, and is at least startShare times what the start took: on a loaded
+// machine a start takes tens of seconds, and a slot that gave it one turn
+// would spend most of its time starting.
 func victim(idle []slotHolder, waiterQueued bool, now time.Time, quantum time.Duration) (pick int, retry time.Time) {
 	pick = -1
 	soon := func(t time.Time) {
@@ -316,7 +326,7 @@ func victim(idle []slotHolder, waiterQueued bool, now time.Time, quantum time.Du
 		return -1, retry
 	}
 	for k, h := range idle {
-		if end := h.since.Add(quantum); !end.After(now) {
+		if end := h.since.Add(max(quantum, startShare*h.start)); !end.After(now) {
 			if pick < 0 || h.since.Before(idle[pick].since) {
 				pick = k
 			}
@@ -335,6 +345,10 @@ func victim(idle []slotHolder, waiterQueued bool, now time.Time, quantum time.Du
 // longer than a client takes to send its next message once the answer is
 // in, even on a loaded machine.
 const linger = 2 * time.Second
+
+// startShare is how many times its start a slot serves at least (see
+// victim).
+const startShare = 5
 
 // Hold marks agent name as in a turn until the returned function is called
 // (once): its instance, starting or running, is never stopped for the cap
@@ -414,10 +428,12 @@ func (s *Supervisor) releaseSlot(in *Instance) {
 	s.slots--
 }
 
-func lastUsed(in *Instance) time.Time {
+// usedAndReady is when in's last turn ended (or it started) and when its
+// current process became ready.
+func usedAndReady(in *Instance) (used, ready time.Time) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.lastUsed
+	return in.lastUsed, in.readyAt
 }
 
 // Position is name's place in the line for a slot (1 is next), 0 when its

@@ -28,6 +28,7 @@ type Instances struct {
 	version string
 	memory  map[string]int64
 	onState func(string, supervisor.State, int, error)
+	lines   map[string]*line // the next start of an agent waits in line (Line)
 }
 
 var _ runner.Instances = (*Instances)(nil)
@@ -91,16 +92,59 @@ func (s *Instances) Crash(name string) {
 	in.mu.Unlock()
 }
 
+// Line makes the next start of agent name wait in line for a slot, as
+// over the supervisor's cap: its state is Waiting until admit is called;
+// then it starts (Starting) and, if ready, is Ready; if not, it never is.
+func (s *Instances) Line(name string) (admit func(ready bool)) {
+	l := &line{admitted: make(chan struct{})}
+	s.mu.Lock()
+	if s.lines == nil {
+		s.lines = map[string]*line{}
+	}
+	s.lines[name] = l
+	s.mu.Unlock()
+	return func(ready bool) {
+		s.state(name, supervisor.Starting, 0)
+		if ready {
+			s.state(name, supervisor.Ready, 1)
+		}
+		l.ready = ready
+		close(l.admitted)
+	}
+}
+
+// line is an instance's wait for a slot: admitted is closed when it has
+// one; ready (set before) says whether it then becomes ready.
+type line struct {
+	admitted chan struct{}
+	ready    bool
+}
+
+func (s *Instances) state(name string, st supervisor.State, pid int) {
+	s.mu.Lock()
+	f := s.onState
+	s.mu.Unlock()
+	if f != nil {
+		f(name, st, pid, nil)
+	}
+}
+
 // Ensure starts spec.Name's instance, or returns the running one.
 func (s *Instances) Ensure(spec supervisor.Spec) (runner.Instance, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if in := s.running[spec.Name]; in != nil {
+		s.mu.Unlock()
 		return in, nil
 	}
 	s.specs[spec.Name] = append(s.specs[spec.Name], spec)
 	in := &instance{oc: s.opencodeLocked(spec.Name), gone: make(chan struct{}), pid: 1000 * len(s.specs[spec.Name])}
+	in.line = s.lines[spec.Name]
+	delete(s.lines, spec.Name)
 	s.running[spec.Name] = in
+	s.mu.Unlock()
+	if in.line != nil {
+		s.state(spec.Name, supervisor.Waiting, 0)
+	}
 	return in, nil
 }
 
@@ -192,9 +236,21 @@ type instance struct {
 	gone     chan struct{} // closed when the current process ends
 	pid      int
 	stopping bool
+	line     *line // its wait for a slot, if it had one (Line)
 }
 
 func (in *instance) Current(ctx context.Context) (*opencode.Client, <-chan struct{}, error) {
+	if l := in.line; l != nil {
+		select {
+		case <-l.admitted:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+		if !l.ready {
+			<-ctx.Done() // started, and never ready
+			return nil, nil, ctx.Err()
+		}
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.stopping {
