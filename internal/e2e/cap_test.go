@@ -85,6 +85,16 @@ func TestOverTheCapASlotServesARunOfTurns(t *testing.T) {
 		if starts[name] != 1 {
 			t.Errorf("%s: its opencode started %d times for %d turns, want once", name, starts[name], turns)
 		}
+		// One was stopped to make room: on purpose, not a crash.
+		evs, err := d.c.Events(ctx, name, 0, 1000, "instance")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Field("state") == "crashed" {
+				t.Errorf("%s: an instance stopped for the cap reported as crashed: %s", name, e.Data)
+			}
+		}
 	}
 }
 

@@ -105,15 +105,22 @@ func (d *Driver) Run(ctx context.Context) error {
 		}
 		d.mu.Unlock()
 		if crashed {
-			d.sink(event.New("", event.Instance, time.Now(), event.InstanceData{State: "crashed",
-				Message: "opencode stopped unexpectedly; restarting it"}))
+			why := "the turn was interrupted: opencode stopped unexpectedly"
+			if inst.Stopping() {
+				// Stopped on purpose (idle, the cap, a recycle): the
+				// supervisor's stopped event says so; no crash to report.
+				why = "the turn was interrupted: its opencode was stopped"
+			} else {
+				d.sink(event.New("", event.Instance, time.Now(), event.InstanceData{State: "crashed",
+					Message: "opencode stopped unexpectedly; restarting it"}))
+			}
 			d.mu.Lock()
 			d.crashes++
 			sending := maps.Clone(d.prompting)
 			d.mu.Unlock()
 			for _, sid := range codec.OpenSessions() {
 				if !sending[sid] { // a prompt being sent goes to the next process (Prompt)
-					st.emit(codec.Interrupt(sid, event.CodeInterrupted, "the turn was interrupted: opencode stopped unexpectedly", time.Now()))
+					st.emit(codec.Interrupt(sid, event.CodeInterrupted, why, time.Now()))
 				}
 			}
 		}

@@ -616,4 +616,10 @@ func TestATurnWaitsInLineLongerThanAStart(t *testing.T) {
 	if e := m.terminal(in); e.Kind != event.Error || !strings.Contains(string(e.Data), "not ready within") {
 		t.Fatalf("a start that never ends: %s %s", e.Kind, e.Data)
 	}
+	// The instance stopped on purpose did not crash.
+	for _, e := range m.all() {
+		if e.Kind == event.Instance && strings.Contains(string(e.Data), `"crashed"`) {
+			t.Errorf("an instance stopped on purpose reported as crashed: %s", e.Data)
+		}
+	}
 }
