@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,5 +102,12 @@ func (h *Handover) Exec() error {
 			env = append(env, kv)
 		}
 	}
-	return syscall.Exec(exe, os.Args, env)
+	// A second SIGHUP that comes before the new program listens for it
+	// would end it (the default action): ignored across the exec (the Go
+	// runtime keeps an inherited SIG_IGN of SIGHUP until Notify), it is
+	// lost instead, and the new program runs.
+	signal.Ignore(syscall.SIGHUP)
+	err = syscall.Exec(exe, os.Args, env)
+	signal.Reset(syscall.SIGHUP)
+	return err
 }

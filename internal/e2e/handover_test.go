@@ -136,3 +136,40 @@ func TestAPlannedRestartKeepsTheTurnAndTheInstance(t *testing.T) {
 		t.Errorf("the host's instance across the hand-over: %v, want only %q", states, want)
 	}
 }
+
+// SIGHUPs in a burst (a reload run twice, a script's loop) each reach a
+// program that takes them as a hand-over or ignores them: none lands in
+// the new program before it listens for it and ends it (SIGHUP's default
+// action), which would leave its instances with no daemon.
+func TestABurstOfSIGHUPsLeavesTheDaemonServing(t *testing.T) {
+	t.Parallel()
+	d := start(t, "")
+	ctx := ctxT(t, 2*time.Minute)
+	// One every millisecond, until 200 ms after the first hand-over's
+	// exec: across the new program's start.
+	var handed time.Time
+	for handed.IsZero() || time.Since(handed) < 200*time.Millisecond {
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatalf("the daemon is gone during the burst: %v", err)
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("the daemon ended during a burst of SIGHUPs:\n%s", d.log.String())
+		case <-ctx.Done():
+			t.Fatal("no hand-over")
+		case <-time.After(time.Millisecond):
+		}
+		if handed.IsZero() && strings.Contains(d.log.String(), "handing over now") {
+			handed = time.Now()
+		}
+	}
+	waitFor(t, ctx, func() bool { _, err := d.c.Health(ctx); return err == nil })
+	select {
+	case <-d.done:
+		t.Fatalf("the daemon ended after a burst of SIGHUPs:\n%s", d.log.String())
+	default:
+	}
+	if evs := d.turnOf(ctx, "host", 0, d.send(ctx, "host", "hello", "").Input); last(evs).Kind != "final" {
+		t.Fatalf("a turn after the burst: %v", kinds(evs))
+	}
+}
