@@ -231,8 +231,14 @@ func (r *agentRunner) client(run *driverRun) (*opencode.Client, error) {
 }
 
 // noteState follows the agent's instance's place in the line for a slot
-// (see client).
+// (see client): in it from Waiting until it starts, is ready or fails.
+// Stopped and Crashed are left out: they may be an earlier process's,
+// told after its successor went into the line (a stop for the cap ends
+// on its own goroutine).
 func (r *agentRunner) noteState(st supervisor.State) {
+	if st == supervisor.Stopped || st == supervisor.Crashed {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	inLine := st == supervisor.Waiting

@@ -120,6 +120,10 @@ type line struct {
 	ready    bool
 }
 
+// Report tells the runner that agent name's instance is in state st, as
+// the supervisor does (say, an earlier process's late Stopped).
+func (s *Instances) Report(name string, st supervisor.State) { s.state(name, st, 0) }
+
 func (s *Instances) state(name string, st supervisor.State, pid int) {
 	s.mu.Lock()
 	f := s.onState
