@@ -42,7 +42,26 @@ func (r *agentRunner) store(e event.Event, wait bool) error {
 	if !keep {
 		return nil
 	}
-	return r.commit(append(opened, e), e, ended, wait)
+	err := r.commit(append(opened, e), e, ended, wait)
+	if isAttached && e.Kind.Terminal() {
+		r.endAttached(e.Turn)
+	}
+	return err
+}
+
+// endAttached ends an attached client's turn in the runner's eyes once its
+// terminal event is on its way to the log: a turn the runner starts next
+// is stored after that end, never before it.
+func (r *agentRunner) endAttached(turn string) {
+	r.mu.Lock()
+	if r.cur.foreign == turn {
+		r.cur.foreign = ""
+	}
+	r.mu.Unlock()
+	select {
+	case r.activity <- struct{}{}:
+	default:
+	}
 }
 
 // attribute gives e the running turn and its trace id when e is on the
@@ -62,8 +81,8 @@ func (r *agentRunner) attribute(e *event.Event) {
 // attached records a turn that a client attached to opencode runs (the
 // TUI prompts the pinned session itself) like any other: it opens with a
 // turn.started of mode "attached", returned to be stored before e, and
-// ends with its terminal event. It reports whether e is such a turn's.
-// Called under mu, after attribute.
+// ends with its terminal event (after which endAttached). It reports
+// whether e is such a turn's. Called under mu, after attribute.
 func (r *agentRunner) attached(e *event.Event) (opened []event.Event, ok bool) {
 	if e.Turn != "" || e.Session == "" || e.Session != r.cur.session || !inTurn[e.Kind] || e.Synthetic {
 		return nil, false
@@ -75,9 +94,6 @@ func (r *agentRunner) attached(e *event.Event) (opened []event.Event, ok bool) {
 		opened = append(opened, start)
 	}
 	e.Turn = r.cur.foreign
-	if e.Kind.Terminal() {
-		r.cur.foreign = ""
-	}
 	select {
 	case r.activity <- struct{}{}:
 	default:

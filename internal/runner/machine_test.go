@@ -179,13 +179,40 @@ func TestTurnMachine(t *testing.T) {
 			if n := len(m.oc().Prompts()); n != 2 {
 				t.Fatalf("%d prompts while the TUI's turn runs, want 2", n)
 			}
+			// The TUI's end is held on its way to the log, until a turn
+			// starts or, as it must be, half a second passes: the next
+			// turn starts only after that end is in the log.
+			overtaken := make(chan struct{})
+			var once sync.Once
+			seen := func(evs []event.Event) {
+				for _, e := range evs {
+					if e.Kind == event.TurnStarted {
+						once.Do(func() { close(overtaken) })
+					}
+				}
+			}
+			hold := func(evs []event.Event) {
+				for _, e := range evs {
+					if e.Turn == start.Turn && e.Kind.Terminal() {
+						select {
+						case <-overtaken:
+						case <-time.After(500 * time.Millisecond):
+						}
+					}
+				}
+			}
+			m.store.appended.Store(&seen)
+			m.store.hold.Store(&hold)
 			m.oc().Release(att.Session)
 			end := m.waitFor(func(e event.Event) bool { return e.Turn == start.Turn && e.Kind.Terminal() })
 			if end.Kind != event.Final {
 				t.Fatalf("the TUI's turn ended %s", end.Kind)
 			}
-			if e := m.terminal(queued); e.Kind != event.Final || e.Seq < end.Seq {
-				t.Fatalf("queued input's turn: %s at %d, TUI turn ended at %d", e.Kind, e.Seq, end.Seq)
+			if e := m.started(queued); e.Seq < end.Seq {
+				t.Fatalf("the queued input's turn started at %d, before the TUI's turn ended at %d", e.Seq, end.Seq)
+			}
+			if e := m.terminal(queued); e.Kind != event.Final {
+				t.Fatalf("queued input's turn: %s", e.Kind)
 			}
 		}},
 		{"approval echo: an answer is recorded once, with who gave it", func(t *testing.T, m *machine) {
@@ -509,6 +536,10 @@ func (m *machine) countTurn(in eventlog.Input, kind event.Kind) int {
 type failingStore struct {
 	*eventlog.Log
 	fail atomic.Bool
+	// hold, if set, runs before an AppendAsync passes its events on, and
+	// appended after an Append stored its events: a test holds one
+	// commit back to see what overtakes it.
+	hold, appended atomic.Pointer[func([]event.Event)]
 }
 
 var errDiskFull = errors.New("disk full")
@@ -517,13 +548,20 @@ func (s *failingStore) Append(ctx context.Context, evs ...event.Event) ([]event.
 	if s.fail.Load() {
 		return nil, errDiskFull
 	}
-	return s.Log.Append(ctx, evs...)
+	out, err := s.Log.Append(ctx, evs...)
+	if f := s.appended.Load(); f != nil && err == nil {
+		(*f)(out)
+	}
+	return out, err
 }
 
 func (s *failingStore) AppendAsync(evs []event.Event, then func([]event.Event, error)) {
 	if s.fail.Load() {
 		go then(nil, errDiskFull)
 		return
+	}
+	if f := s.hold.Load(); f != nil {
+		(*f)(evs)
 	}
 	s.Log.AppendAsync(evs, then)
 }
