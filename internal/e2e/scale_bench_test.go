@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +85,22 @@ func BenchmarkSoakAtScale(b *testing.B) {
 		for _, pid := range left {
 			b.Errorf("process %d of an instance outlived the daemon's stop", pid)
 		}
+		stopped := time.Now()
+		if err := os.RemoveAll(d.home); err != nil {
+			// Something wrote into the home after the daemon's stop (once
+			// seen at 50x80): say what, whose and when, and who holds it.
+			b.Errorf("the home could not be removed after the daemon's stop: %v", err)
+			filepath.Walk(d.home, func(p string, fi os.FileInfo, err error) error {
+				if err == nil {
+					st, _ := fi.Sys().(*syscall.Stat_t)
+					b.Logf("left: %s uid %d, written %v after the stop", p, st.Uid, fi.ModTime().Sub(stopped))
+				}
+				return nil
+			})
+			for _, h := range holders(d.home) {
+				b.Logf("held by: %s", h)
+			}
+		}
 		first, last, most := scaleSample{}, scaleSample{}, scaleSample{}
 		for _, s := range samples {
 			if first.rss == 0 && s.ended*10 >= int64(agents*turns) {
@@ -140,4 +157,22 @@ func sampleDaemon(pid int, db string) scaleSample {
 		s.wal = fi.Size()
 	}
 	return s
+}
+
+// holders lists the processes whose working directory or open files are
+// under dir, with their command lines.
+func holders(dir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		links, _ := filepath.Glob(p + "/fd/*")
+		for _, l := range append(links, p+"/cwd") {
+			if t, err := os.Readlink(l); err == nil && strings.HasPrefix(t, dir) {
+				cmd, _ := os.ReadFile(p + "/cmdline")
+				out = append(out, fmt.Sprintf("%s %s (%s)", filepath.Base(p), strings.ReplaceAll(string(cmd), "\x00", " "), t))
+				break
+			}
+		}
+	}
+	return out
 }
