@@ -248,6 +248,19 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				return true
 			}
 			ask(ctx, c, in, stderr, id, e.Field("tool"), what, !own)
+		case event.QuestionAsked:
+			id := e.Field("question")
+			var d struct {
+				Questions []api.QuestionInfo `json:"questions"`
+			}
+			json.Unmarshal(e.Data, &d)
+			if !interactive {
+				fmt.Fprintln(stderr, "the agent asks:")
+				showQuestions(stderr, d.Questions)
+				fmt.Fprintf(stderr, "question pending: taosagent answer %s ANSWER… (one per question), or --reject\n", id)
+				return true
+			}
+			askQuestion(ctx, c, in, stderr, id, d.Questions)
 		case event.Final:
 			return false
 		case event.Error:

@@ -33,6 +33,8 @@ func commands() []command {
 		{"events", "print an agent's events (events AGENT [--follow] [--after N])", runEvents},
 		{"approvals", "list approvals (pending ones by default), opencode's and taosagent's", runApprovals},
 		{"approve", "answer a pending approval (approve ID once|always|reject [--message …])", runApprove},
+		{"questions", "list what agents ask a person (pending ones by default)", runQuestions},
+		{"answer", "answer an agent's question (answer ID ANSWER… one per question, or ID --reject)", runAnswer},
 		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
 		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},

@@ -362,6 +362,28 @@ func (c *Client) Approve(ctx context.Context, id, decision, message string) (App
 	return out, err
 }
 
+// Question is a request of opencode's question tool (the server's type).
+type Question = api.Question
+
+// Questions lists question requests in state ("" for all).
+func (c *Client) Questions(ctx context.Context, state string) ([]Question, error) {
+	var out struct{ Questions []Question }
+	q := ""
+	if state != "" {
+		q = "?state=" + url.QueryEscape(state)
+	}
+	err := c.Do(ctx, "GET", "/v1/questions"+q, nil, &out)
+	return out.Questions, err
+}
+
+// Answer answers question request id: one list of chosen labels (or text
+// of one's own) per question; or, with a.Reject, declines it.
+func (c *Client) Answer(ctx context.Context, id string, a api.AnswerRequest) (Question, error) {
+	var out Question
+	err := c.Do(ctx, "POST", "/v1/questions/"+url.PathEscape(id), a, &out)
+	return out, err
+}
+
 // AuditEntry is one audit record (the server's type).
 type AuditEntry = api.AuditEntry
 

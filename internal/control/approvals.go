@@ -161,3 +161,34 @@ func (s *Service) Decide(ctx context.Context, a Actor, id, decision, message str
 	})
 	return out, err
 }
+
+// Questions lists the requests of opencode's question tool in state (""
+// for all).
+func (s *Service) Questions(ctx context.Context, state string) ([]eventlog.Question, error) {
+	if err := api.CheckQuestionState(state); err != nil {
+		return nil, Invalidf("%v", err)
+	}
+	return s.Log.Questions(ctx, state)
+}
+
+// Answer answers question request id for a person, or rejects it. As with
+// approvals, an agent or anything that comes through MCP is refused: only
+// a person answers what a model asks.
+func (s *Service) Answer(ctx context.Context, a Actor, id string, ans api.AnswerRequest) (eventlog.Question, error) {
+	s.init()
+	verb := "answer"
+	if ans.Reject {
+		verb = "reject"
+	}
+	c := Call{Actor: a, Tool: "question." + verb, Target: id}
+	if !a.Person() {
+		return eventlog.Question{}, s.Refuse(ctx, c, fmt.Errorf("%w: only a person answers an agent's questions, through the operator's API, the CLI or the panel; %s cannot", ErrForbidden, a))
+	}
+	var out eventlog.Question
+	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		var err error
+		out, err = s.Runner.Answer(ctx, id, ans, a.String())
+		return "", err
+	})
+	return out, err
+}

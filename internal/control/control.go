@@ -137,6 +137,8 @@ var Actions = map[string]Tier{
 	"approval.once":          Write,
 	"approval.always":        Write,
 	"approval.reject":        Write,
+	"question.answer":        Write,
+	"question.reject":        Write,
 	"app.submit":             Write,
 	"app.approve":            Write,
 	"app.reject":             Write,

@@ -15,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/control/controltest"
 	"github.com/taosagent/taosagent/internal/egress"
@@ -402,5 +403,27 @@ func TestTheEgressPolicyIsTheAgentsOwn(t *testing.T) {
 	<-done
 	if err != nil || len(recs) != 1 || !strings.Contains(string(recs[0].Body), "example.com") {
 		t.Fatalf("the decision in the log: %v %v", recs, err)
+	}
+}
+
+// Only a person answers what a model asks: an agent, or anything that comes
+// through MCP, is refused before anything is looked up, and the refusal is
+// audited; bad input is refused with the field named.
+func TestOnlyAPersonAnswersAQuestion(t *testing.T) {
+	f := controltest.New(t)
+	ans := api.AnswerRequest{Answers: [][]string{{"red"}}}
+	for _, a := range []control.Actor{{Kind: control.Agent, Name: "host", Channel: control.MCP}, controltest.ViaMCP} {
+		if _, err := f.Svc.Answer(t.Context(), a, "que_1", ans); !errors.Is(err, control.ErrForbidden) {
+			t.Errorf("%s answered a question: %v", a, err)
+		}
+	}
+	if refusals, _ := f.Log.AuditSearch(t.Context(), eventlog.AuditQuery{Outcome: "refused", Action: "question.answer"}); len(refusals) != 2 {
+		t.Errorf("refusals audited: %+v", refusals)
+	}
+	if _, err := f.Svc.Answer(t.Context(), controltest.Operator, "que_1", ans); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Errorf("an unknown question: %v", err)
+	}
+	if _, err := f.Svc.Questions(t.Context(), "once"); err == nil {
+		t.Error("an approval's state was taken for a question's")
 	}
 }

@@ -231,6 +231,22 @@ type QuestionResolvedData struct {
 	Question string     `json:"question"`
 	Answers  [][]string `json:"answers,omitempty"`
 	Rejected bool       `json:"rejected,omitempty"`
+	// Expired: the request went away unanswered (its turn ended, its
+	// opencode stopped); Message says why.
+	Expired bool   `json:"expired,omitempty"`
+	By      string `json:"by,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// State is the question's state that d records (api.Question*).
+func (d QuestionResolvedData) State() string {
+	switch {
+	case d.Expired:
+		return "expired"
+	case d.Rejected:
+		return "rejected"
+	}
+	return "answered"
 }
 
 // InstanceData is the data of Instance.

@@ -61,10 +61,13 @@ type Catalog interface {
 	HostUID(ctx context.Context, name string, r hostid.Range) (int, error)
 }
 
-// Approvals is opencode's permission requests, projected from the events.
+// Approvals is opencode's permission requests and its question tool's
+// requests, projected from the events.
 type Approvals interface {
 	Approvals(ctx context.Context, state string) ([]Approval, error)
 	Approval(ctx context.Context, id string) (Approval, error)
+	Questions(ctx context.Context, state string) ([]Question, error)
+	Question(ctx context.Context, id string) (Question, error)
 }
 
 // AuditTrail is the audit: what was done on the host, by whom.

@@ -56,6 +56,25 @@ func project(t *Tx, e event.Event) error {
 		}
 		_, err = t.Exec(`UPDATE approvals SET state=?, by=?, message=?, resolved=? WHERE id=? AND state='pending'`,
 			d.Decision, d.By, d.Message, ms, d.Approval)
+	case event.QuestionAsked:
+		var d event.QuestionAskedData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: question.asked: %w", err)
+		}
+		_, err = t.Exec(`INSERT OR IGNORE INTO questions(id, agent, turn, session, seq, call_id, questions, state, created) VALUES (?,?,?,?,?,?,?,'pending',?)`,
+			d.Question, e.Agent, e.Turn, e.Session, e.Seq, d.CallID, string(d.Questions), ms)
+	case event.QuestionResolved:
+		var d event.QuestionResolvedData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: question.resolved: %w", err)
+		}
+		answers := ""
+		if len(d.Answers) > 0 {
+			b, _ := json.Marshal(d.Answers)
+			answers = string(b)
+		}
+		_, err = t.Exec(`UPDATE questions SET state=?, answers=?, by=?, message=?, resolved=? WHERE id=? AND state='pending'`,
+			d.State(), answers, d.By, d.Message, ms, d.Question)
 	}
 	return err
 }

@@ -17,7 +17,7 @@ type Recovered struct {
 // recoverTables are the tables Recover copies, in an order that keeps
 // their references whole. Raw opencode events are a short-lived debugging
 // aid and are not recovered.
-var recoverTables = []string{"providers", "agents", "inputs", "turns", "events", "retention", "approvals", "audit"}
+var recoverTables = []string{"providers", "agents", "inputs", "turns", "events", "retention", "approvals", "questions", "audit"}
 
 // Recover creates a fresh event log at to and copies into it every row
 // that the (damaged) database at from still yields, table by table, by

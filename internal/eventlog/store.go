@@ -190,7 +190,7 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 		// Its history keeps an identity of its own: a new agent of the
 		// same name starts with none of it.
 		tomb := fmt.Sprintf("%s@deleted-%d", name, time.Now().UnixMilli())
-		for _, table := range []string{"events", "inputs", "turns", "approvals", "raw_events", "host_uids"} {
+		for _, table := range []string{"events", "inputs", "turns", "approvals", "questions", "raw_events", "host_uids"} {
 			if _, err := tx.Exec(`UPDATE `+table+` SET agent=? WHERE agent=?`, tomb, name); err != nil {
 				return err
 			}
@@ -492,6 +492,62 @@ func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Appro
 			a.Resolved = &t
 		}
 		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ---- questions
+
+// Question is a request of opencode's question tool (api.Question).
+type Question = api.Question
+
+// Questions lists question requests in state ("" for all), oldest first.
+func (l *Log) Questions(ctx context.Context, state string) ([]Question, error) {
+	return l.questions(ctx, `state=? OR ?=''`, state, state)
+}
+
+// Question returns question request id.
+func (l *Log) Question(ctx context.Context, id string) (Question, error) {
+	qs, err := l.questions(ctx, `id=?`, id)
+	if err != nil {
+		return Question{}, err
+	}
+	if len(qs) == 0 {
+		return Question{}, notFound("question " + id)
+	}
+	return qs[0], nil
+}
+
+func (l *Log) questions(ctx context.Context, where string, args ...any) ([]Question, error) {
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, turn, session, seq, call_id, questions, state, answers, message, by, created, resolved FROM questions WHERE `+where+` ORDER BY created, seq`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Question{}
+	for rows.Next() {
+		var q Question
+		var qs, answers string
+		var c, r int64
+		if err := rows.Scan(&q.ID, &q.Agent, &q.Turn, &q.Session, &q.Seq, &q.CallID, &qs, &q.State, &answers, &q.Message, &q.By, &c, &r); err != nil {
+			return nil, err
+		}
+		// What opencode asked, as far as it decodes: a malformed request
+		// is listed with no questions (and cannot be answered but by a
+		// reject), not hidden.
+		q.Questions, _ = api.ParseQuestions(json.RawMessage(qs))
+		if q.Questions == nil {
+			q.Questions = []api.QuestionInfo{}
+		}
+		if answers != "" {
+			json.Unmarshal([]byte(answers), &q.Answers)
+		}
+		q.Created = fromMS(c)
+		if r > 0 {
+			t := fromMS(r)
+			q.Resolved = &t
+		}
+		out = append(out, q)
 	}
 	return out, rows.Err()
 }

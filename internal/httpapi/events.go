@@ -207,6 +207,35 @@ func (s *Server) replyApproval(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ap)
 }
 
+func (s *Server) listQuestions(w http.ResponseWriter, r *http.Request) {
+	state := r.URL.Query().Get("state")
+	if err := api.CheckQuestionState(state); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	qs, err := s.Control.Questions(r.Context(), state)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"questions": qs})
+}
+
+func (s *Server) answerQuestion(w http.ResponseWriter, r *http.Request) {
+	var b api.AnswerRequest
+	if !s.decode(w, r, &b) {
+		return
+	}
+	// The answers are checked against what was asked by the runner
+	// (api.CheckAnswer): 422 when they do not fit.
+	q, err := s.Control.Answer(r.Context(), actor(r), r.PathValue("id"), b)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, q)
+}
+
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after, err1 := intParam(q.Get("after"), 0)

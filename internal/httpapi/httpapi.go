@@ -130,6 +130,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/agents/{name}/events/stream", s.stream, false},
 		{"GET /v1/approvals", s.listApprovals, false},
 		{"POST /v1/approvals/{id}", s.replyApproval, false},
+		{"GET /v1/questions", s.listQuestions, false},
+		{"POST /v1/questions/{id}", s.answerQuestion, false},
 		{"GET /v1/audit", s.listAudit, false},
 		{"GET /metrics", s.metrics, false},
 	}

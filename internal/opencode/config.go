@@ -1,6 +1,7 @@
 package opencode
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,13 @@ type Config struct {
 	// Tools switches tools of the persona on or off by name (opencode's
 	// agent "tools" map); absent tools keep opencode's default.
 	Tools map[string]bool
+	// Questions offers the model opencode's question tool, its turn then
+	// waiting for a person's answer: only where a person can answer (the
+	// daemon's questions API). opencode serve offers the tool only when
+	// told (OPENCODE_ENABLE_QUESTION_TOOL, set by the supervisor), and
+	// its defaults deny it to any agent but its own: it is allowed here
+	// unless Permission says otherwise (permissionWithQuestion).
+	Questions bool
 }
 
 // Provider is an OpenAI-compatible model provider.
@@ -178,8 +186,12 @@ func (c Config) ConfigJSON() ([]byte, error) {
 		"agent":         map[string]any{agentName: agent},
 		"default_agent": agentName,
 	}
-	if len(c.Permission) > 0 {
-		doc["permission"] = c.Permission
+	perm := c.Permission
+	if c.Questions {
+		perm = permissionWithQuestion(perm)
+	}
+	if len(perm) > 0 {
+		doc["permission"] = perm
 	}
 	if len(c.MCP) > 0 {
 		mcp := map[string]any{}
@@ -211,3 +223,25 @@ func (c Config) ConfigJSON() ([]byte, error) {
 // ConfigGitignore is the .gitignore opencode 1.18.33 writes into its config
 // directory when it is missing.
 const ConfigGitignore = "node_modules\npackage.json\npackage-lock.json\nbun.lock\n.gitignore"
+
+// permissionWithQuestion is permission p with the question tool allowed
+// where p says nothing of it: first, so that a later rule of p (a "*"
+// wildcard) still decides, as opencode's last matching rule does. A single
+// action for every tool is p's to keep.
+func permissionWithQuestion(p json.RawMessage) json.RawMessage {
+	t := bytes.TrimSpace(p)
+	if len(t) == 0 {
+		return json.RawMessage(`{"question":"allow"}`)
+	}
+	var obj map[string]json.RawMessage
+	if t[0] != '{' || json.Unmarshal(t, &obj) != nil {
+		return p
+	}
+	if _, ok := obj["question"]; ok {
+		return p
+	}
+	if len(obj) == 0 {
+		return json.RawMessage(`{"question":"allow"}`)
+	}
+	return json.RawMessage(append([]byte(`{"question":"allow",`), t[1:]...))
+}

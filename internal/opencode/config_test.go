@@ -111,3 +111,35 @@ func TestCleanMessage(t *testing.T) {
 		}
 	}
 }
+
+// With Questions, the question tool (which opencode denies to any agent
+// but its own) is allowed, first, unless the permission says otherwise:
+// a person's later "*" still decides, and their own rule for it stands.
+func TestQuestionsAreAllowedUnlessThePermissionSaysOtherwise(t *testing.T) {
+	for _, c := range []struct{ perm, want string }{
+		{``, `{"question":"allow"}`},
+		{`{}`, `{"question":"allow"}`},
+		{`{"bash":"ask"}`, `{"question":"allow","bash":"ask"}`},
+		{`{"*":"deny"}`, `{"question":"allow","*":"deny"}`},
+		{`{"bash":"ask","question":"deny"}`, `{"bash":"ask","question":"deny"}`},
+		{`"deny"`, `"deny"`},
+	} {
+		cfg := testConfig()
+		cfg.Permission, cfg.Questions = json.RawMessage(c.perm), true
+		b, err := cfg.ConfigJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Permission json.RawMessage }
+		json.Unmarshal(b, &doc)
+		compact := strings.Join(strings.Fields(string(doc.Permission)), "")
+		if compact != strings.ReplaceAll(c.want, " ", "") {
+			t.Errorf("permission %s: got %s, want %s (in this order)", c.perm, compact, c.want)
+		}
+	}
+	cfg := testConfig()
+	b, _ := cfg.ConfigJSON()
+	if strings.Contains(string(b), "question") {
+		t.Errorf("without Questions the permission is as given:\n%s", b)
+	}
+}

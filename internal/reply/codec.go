@@ -281,7 +281,8 @@ func (c *Codec) close(s *session, now time.Time, out []event.Event) []event.Even
 	// longer matter, so it is declared expired.
 	for _, id := range t.asked {
 		if strings.HasPrefix(id, "que_") {
-			out = append(out, event.New(s.id, event.QuestionResolved, now, event.QuestionResolvedData{Question: id, Rejected: true}))
+			out = append(out, event.New(s.id, event.QuestionResolved, now, event.QuestionResolvedData{Question: id, Expired: true,
+				Message: "its turn ended unanswered"}))
 			continue
 		}
 		out = append(out, event.New(s.id, event.PermissionResolved, now, event.PermissionResolvedData{Approval: id, Decision: api.ApprovalExpired}))

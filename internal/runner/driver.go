@@ -402,6 +402,18 @@ func (d *Driver) ReplyPermission(ctx context.Context, id, reply, message string)
 	return c.ReplyPermission(ctx, id, reply, message)
 }
 
+// ReplyQuestion answers question request id (answers), or rejects it.
+func (d *Driver) ReplyQuestion(ctx context.Context, id string, answers [][]string, reject bool) error {
+	c, err := d.Client(ctx)
+	if err != nil {
+		return err
+	}
+	if reject {
+		return c.RejectQuestion(ctx, id)
+	}
+	return c.ReplyQuestion(ctx, id, answers)
+}
+
 // PID is the current opencode process, 0 if none.
 func (d *Driver) PID() int {
 	d.mu.Lock()

@@ -116,12 +116,23 @@ func (r *agentRunner) terminal(e event.Event, attached bool) (ended *turnEnd, ke
 }
 
 // echo says whether e is opencode's report of an answer given through
-// reply, which recorded it already (with who answered). Called under mu.
+// reply or answer, which recorded it already (with who answered). Called
+// under mu.
 func (r *agentRunner) echo(e event.Event) bool {
-	if e.Kind != event.PermissionResolved || e.Synthetic {
+	if e.Synthetic {
 		return false
 	}
-	id := approvalOf(e)
+	var id string
+	switch e.Kind {
+	case event.PermissionResolved:
+		id = approvalOf(e)
+	case event.QuestionResolved:
+		var d event.QuestionResolvedData
+		json.Unmarshal(e.Data, &d)
+		id = d.Question
+	default:
+		return false
+	}
 	if !r.cur.resolved[id] {
 		return false
 	}
@@ -177,15 +188,21 @@ func withTurn(e event.Event, turn string) event.Event {
 	return e
 }
 
-// expireApprovals records every pending approval of turn as expired.
-func (r *agentRunner) expireApprovals(turn, why string) {
-	pending, err := r.m.log.Approvals(context.Background(), api.ApprovalPending)
-	if err != nil {
-		return
+// expireAsks records every pending approval and question of turn as
+// expired.
+func (r *agentRunner) expireAsks(turn, why string) {
+	if pending, err := r.m.log.Approvals(context.Background(), api.ApprovalPending); err == nil {
+		for _, ap := range pending {
+			if ap.Agent == r.name && ap.Turn == turn {
+				r.emit(expired(ap, why, time.Now()))
+			}
+		}
 	}
-	for _, ap := range pending {
-		if ap.Agent == r.name && ap.Turn == turn {
-			r.emit(expired(ap, why, time.Now()))
+	if pending, err := r.m.log.Questions(context.Background(), api.QuestionPending); err == nil {
+		for _, q := range pending {
+			if q.Agent == r.name && q.Turn == turn {
+				r.emit(expiredQuestion(q, why, time.Now()))
+			}
 		}
 	}
 }

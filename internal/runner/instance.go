@@ -337,7 +337,8 @@ func (r *agentRunner) stopDriver() {
 
 // reconcile runs after the event stream reconnected: approvals we hold as
 // pending that opencode no longer has expired while we were away; asks we
-// never saw are recorded now. Both as synthetic events.
+// never saw are recorded now. Both as synthetic events. Questions the same
+// (reconcileQuestions).
 func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit func(...event.Event)) {
 	theirs, err := c.Permissions(ctx)
 	if err != nil {
@@ -369,4 +370,5 @@ func (r *agentRunner) reconcile(ctx context.Context, c *opencode.Client, emit fu
 			emit(expired(ap, "opencode no longer has this request", now))
 		}
 	}
+	r.reconcileQuestions(ctx, c, emit)
 }

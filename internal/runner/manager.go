@@ -142,7 +142,7 @@ func New(cfg Config) *Manager {
 
 // Start recovers from whatever a crash left, then runs queued inputs.
 // Turns left running end with an interrupted error; their approvals
-// expire. Both are recorded as synthetic events.
+// and questions expire. Both are recorded as synthetic events.
 func (m *Manager) Start(ctx context.Context) error {
 	turns, err := m.log.RunningTurns(ctx)
 	if err != nil {
@@ -156,6 +156,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	var evs []event.Event
 	for _, ap := range pending {
 		evs = append(evs, expired(ap, "taosagent stopped while this approval was pending", now))
+	}
+	asked, err := m.log.Questions(ctx, api.QuestionPending)
+	if err != nil {
+		return err
+	}
+	for _, q := range asked {
+		evs = append(evs, expiredQuestion(q, "taosagent stopped while this question was pending", now))
 	}
 	stale := map[string][]string{} // sessions of adopted instances to abort, by agent
 	for _, t := range turns {
@@ -220,6 +227,15 @@ func (m *Manager) recoverCut(ctx context.Context, t eventlog.Turn) ([]event.Even
 	}
 	if err := c.Abort(ctx, t.Session); err != nil {
 		return nil, err
+	}
+	// opencode keeps a question of an aborted turn pending; the log
+	// expires it (Start), and opencode is told it will not be answered.
+	if qs, err := c.Questions(ctx); err == nil {
+		for _, q := range qs {
+			if q.SessionID == t.Session {
+				c.RejectQuestion(ctx, q.ID)
+			}
+		}
 	}
 	for {
 		st, err := c.SessionStatus(ctx)
@@ -574,7 +590,7 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 			tools[t] = on
 		}
 	}
-	cfg := opencode.Config{Provider: prov, Model: mid, SmallModel: mid, Permission: a.Permission, Tools: tools,
+	cfg := opencode.Config{Provider: prov, Model: mid, SmallModel: mid, Permission: a.Permission, Tools: tools, Questions: true,
 		Agent: opencode.Agent{Name: "taosagent", Description: "taosagent agent " + a.Name, Prompt: a.Prompt}}
 	if a.Tools[agent.TaosTools] && m.cfg.TaosTools != nil {
 		cfg.MCP = map[string]opencode.MCPServer{agent.TaosTools: m.cfg.TaosTools(a.Name)}

@@ -91,6 +91,8 @@ type Store interface {
 	TurnEvents(ctx context.Context, agent, turn string) ([]event.Event, error)
 	Approvals(ctx context.Context, state string) ([]eventlog.Approval, error)
 	Approval(ctx context.Context, id string) (eventlog.Approval, error)
+	Questions(ctx context.Context, state string) ([]eventlog.Question, error)
+	Question(ctx context.Context, id string) (eventlog.Question, error)
 	LastError(ctx context.Context, agent string) (eventlog.LastError, bool, error)
 }
 

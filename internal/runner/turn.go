@@ -201,13 +201,13 @@ func (r *agentRunner) wait(turn, session string, ended *turnEnd) {
 			// opencode did not settle: restart it, and end the turn here.
 			r.m.logger.Warn("abort: opencode did not stop in time; restarting it", "agent", r.name)
 			r.stopDriver()
-			r.expireApprovals(turn, "the turn was aborted")
+			r.expireAsks(turn, "the turn was aborted")
 			r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{Code: event.CodeAborted,
 				Message: "the turn was aborted; opencode did not stop in time and was restarted"}), turn))
 		case <-r.own.drvDone:
 			err := r.own.drvRun.exitErr()
 			r.stopDriver()
-			r.expireApprovals(turn, "opencode stopped")
+			r.expireAsks(turn, "opencode stopped")
 			msg := "the turn was interrupted: the agent's opencode stopped"
 			if err != nil && !errors.Is(err, context.Canceled) {
 				msg += ": " + opencode.Redacted(err.Error(), r.m.cfg.Keys.All())

@@ -606,6 +606,10 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 		return nil, "", nil, err
 	}
 	env := append(confineEnv(), "HOME="+home, tokenVar+"="+token, "OPENCODE_SERVER_PASSWORD="+password)
+	if i.spec.Config.Questions {
+		// opencode serve offers the question tool only when told.
+		env = append(env, "OPENCODE_ENABLE_QUESTION_TOOL=1")
+	}
 	for k, v := range xdg {
 		env = append(env, k+"="+v)
 	}

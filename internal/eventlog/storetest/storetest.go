@@ -36,6 +36,7 @@ func Run(t *testing.T, b Backend) {
 		{"PruneGivesAResetToAnOldCursor", testPruneGivesAResetToAnOldCursor},
 		{"CursorBeyondTheHeadIsReset", testCursorBeyondTheHeadIsReset},
 		{"ProjectionsFollowTheEvents", testProjectionsFollowTheEvents},
+		{"QuestionsFollowTheEvents", testQuestionsFollowTheEvents},
 		{"LastError", testLastError},
 		{"AuditPagesBackFromTheNewest", testAuditPagesBackFromTheNewest},
 		{"RecentTurnsStart", testRecentTurnsStart},
@@ -238,6 +239,46 @@ func testProjectionsFollowTheEvents(t *testing.T, open Backend) {
 	}
 	if l.Head() != head+4 {
 		t.Fatalf("head %d, want %d", l.Head(), head+4)
+	}
+}
+
+// A question request is pending from its question.asked on, with what was
+// asked; its one resolution (answered, rejected or expired) sticks, with
+// who gave it: a later one changes nothing.
+func testQuestionsFollowTheEvents(t *testing.T, open Backend) {
+	l := open(t, "")
+	ctx := context.Background()
+	withAgentA(t, l)
+	ev := func(k event.Kind, v any) event.Event {
+		e := event.New("ses", k, time.Now(), v)
+		e.Agent, e.Turn = "a", "turn_1"
+		return e
+	}
+	asked := json.RawMessage(`[{"question":"Which colour?","header":"Colour","options":[{"label":"red","description":"warm"},{"label":"blue","description":"cold"}]}]`)
+	_, err := l.Append(ctx, ev(event.QuestionAsked, event.QuestionAskedData{Question: "que_1", CallID: "call_1", Questions: asked}),
+		ev(event.QuestionAsked, event.QuestionAskedData{Question: "que_2", Questions: asked}))
+	must(t, err)
+	qs, err := l.Questions(ctx, "pending")
+	if err != nil || len(qs) != 2 || qs[0].ID != "que_1" || qs[0].CallID != "call_1" || qs[0].Turn != "turn_1" ||
+		len(qs[0].Questions) != 1 || qs[0].Questions[0].Options[1].Label != "blue" {
+		t.Fatalf("pending questions: %+v %v", qs, err)
+	}
+	_, err = l.Append(ctx, ev(event.QuestionResolved, event.QuestionResolvedData{Question: "que_1", Answers: [][]string{{"blue"}}, By: "alice"}),
+		ev(event.QuestionResolved, event.QuestionResolvedData{Question: "que_2", Rejected: true, By: "bob"}),
+		ev(event.QuestionResolved, event.QuestionResolvedData{Question: "que_1", Expired: true, By: "taosagent"}))
+	must(t, err)
+	q, err := l.Question(ctx, "que_1")
+	if err != nil || q.State != "answered" || q.By != "alice" || len(q.Answers) != 1 || q.Answers[0][0] != "blue" || q.Resolved == nil {
+		t.Fatalf("answered question: %+v %v", q, err)
+	}
+	if q, _ := l.Question(ctx, "que_2"); q.State != "rejected" || q.By != "bob" {
+		t.Fatalf("rejected question: %+v", q)
+	}
+	if qs, _ := l.Questions(ctx, "pending"); len(qs) != 0 {
+		t.Fatalf("still pending: %+v", qs)
+	}
+	if _, err := l.Question(ctx, "que_9"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("an unknown question: %v", err)
 	}
 }
 
