@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -122,7 +123,7 @@ func TestThePanelInChromium(t *testing.T) {
 	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "hello there"+kb.Enter)); err != nil {
 		t.Fatal(err)
 	}
-	answer := until[string](t, tab, "the streamed answer", `(() => { const t = document.querySelector('#log .turn[data-ended="final"] .answer'); return t && t.textContent })()`)
+	answer := until[string](t, tab, "the streamed answer", `(() => { const t = document.querySelector('#log .turn[data-ended="final"] .answer'); return t && t.textContent.trim() })()`)
 	if answer != scriptedmodel.Answer {
 		t.Fatalf("answer %q", answer)
 	}
@@ -143,7 +144,55 @@ func TestThePanelInChromium(t *testing.T) {
 	if v, _ := chromedp.Run(tab, chromedp.Evaluate[string](`String(window.owned) + " " + document.querySelectorAll("#log img, #log script").length`)); v != "undefined 0" {
 		t.Fatalf("model output ran as markup: %s", v)
 	}
+
+	// An answer's Markdown is rendered, safely: headings, lists, tables,
+	// code with its language, links that show their target and open
+	// apart; raw HTML, a javascript: link and an image are text or gone.
+	hostile := "say: # Title\n\n- one\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```go\nfmt.Println(1)\n```\n\n" +
+		"[click](javascript:window.owned=3) [site](https://example.com/x) <img src=x onerror=\"window.owned=4\"> <b>bold?</b> " +
+		"![pic](http://127.0.0.1:9/leak.png) <a href=\"javascript:window.owned=5\">raw</a>"
+	compose(tab, t, hostile)
+	until[bool](t, tab, "the Markdown answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 3`)
+	const last = `[...document.querySelectorAll('#log .turn[data-ended="final"] .answer')].pop()`
+	for what, expr := range map[string]string{
+		"a heading":                    last + `.querySelector("h1")?.textContent === "Title"`,
+		"a list":                       last + `.querySelectorAll("li").length === 2`,
+		"a table":                      last + `.querySelectorAll("table td").length === 2`,
+		"code with its language":       last + `.querySelector('pre[data-lang="go"] code')?.textContent.includes("fmt.Println(1)")`,
+		"a link that shows its target": `(() => { const a = ` + last + `.querySelector('a[href="https://example.com/x"]'); return !!a && a.target === "_blank" && a.rel.includes("noopener") && a.nextElementSibling?.textContent.includes("(https://example.com/x)") })()`,
+		"raw HTML as text":             last + `.textContent.includes("<b>bold?</b>") && ` + last + `.textContent.includes("<img src=x")`,
+		"nothing active":               `document.querySelectorAll('#log img, #log script, #log b, #log a[href^="javascript"], #log iframe').length === 0 && window.owned === undefined`,
+	} {
+		if ok, _ := chromedp.Run(tab, chromedp.Evaluate[bool](expr)); !ok {
+			html, _ := chromedp.Run(tab, chromedp.Evaluate[string](last+`.innerHTML`))
+			t.Errorf("the Markdown answer lacks %s: %s", what, html)
+		}
+	}
 	shoot(t, tab, shots, "chat")
+
+	// A question in the chat: the tool waits for a person, the inbox lists
+	// it, a person answers in the chat's card, and the turn goes on.
+	compose(tab, t, askTwo)
+	until[bool](t, tab, "the question's card", `!!document.querySelector('#log .question[data-state="pending"]')`)
+	until[bool](t, tab, "the question tool waiting", `!!document.querySelector('#log .tool[data-tool="question"][data-status="waiting"]')`)
+	until[string](t, tab, "the inbox's count", `document.querySelector("#pending").textContent || null`)
+	shoot(t, tab, shots, "question")
+	visit(t, tab, d.addr, "#/approvals", `!!document.querySelector('#questions .question[data-state="pending"]')`)
+	if q, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#questions .question[data-state="pending"]').textContent`)); !strings.Contains(q, "Which colour?") || !strings.Contains(q, "free asks") {
+		t.Errorf("the inbox's question shows %q", q)
+	}
+	visit(t, tab, d.addr, "#/chat/free", `!!document.querySelector('#log .question[data-state="pending"]')`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#log .question input[value="blue"]`)),
+		chromedp.SendKeys(chromedp.CSS(`#log .question input.own[data-own$="-1"]`), "Grace"),
+		chromedp.Click(chromedp.CSS(`#log .question button[data-answer="answer"]`))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the answered question", `!!document.querySelector('#log .question[data-state="answered"]')`)
+	until[bool](t, tab, "the turn after the answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 4`)
+	until[bool](t, tab, "the question tool done", `!!document.querySelector('#log .tool[data-tool="question"][data-status="done"]')`)
+	if qs, _ := d.c.Questions(ctx, ""); len(qs) != 1 || qs[0].By != "operator (panel)" || qs[0].Answers[0][0] != "blue" || qs[0].Answers[1][0] != "Grace" {
+		t.Fatalf("the panel's answer: %+v", qs)
+	}
 
 	// Stop: a running turn ends, aborted, and the agent shows it.
 	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "slow tool"+kb.Enter)); err != nil {
@@ -200,7 +249,7 @@ func TestThePanelInChromium(t *testing.T) {
 	}
 	code, metrics := get(t, d.addr+"/metrics", d.c.Token)
 	for _, want := range []string{
-		`taosagent_turns_total{agent="free",outcome="final"} 2`,
+		`taosagent_turns_total{agent="free",outcome="final"} 4`,
 		`taosagent_turns_total{agent="worker",outcome="final"} 1`,
 		"taosagent_approvals_pending 0",
 		`taosagent_instance_up{agent="worker"} 1`,
@@ -256,6 +305,15 @@ func TestThePanelInChromium(t *testing.T) {
 	until[bool](t, tab, "signed out", `document.querySelector("#conn").dataset.state === "out" && !!document.querySelector("#signin")`)
 	if code, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`fetch("/v1/agents").then(r => r.status)`, chromedp.EvalAwaitPromise)); code != 401 {
 		t.Fatalf("after sign-out the API answered %v", code)
+	}
+}
+
+// compose puts text in the chat's composer, new lines and all, and sends it.
+func compose(tab context.Context, t *testing.T, text string) {
+	t.Helper()
+	js, _ := json.Marshal(text)
+	if err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`document.querySelector("#text").value = `+string(js)+`; document.querySelector("#send").click()`)); err != nil {
+		t.Fatal(err)
 	}
 }
 

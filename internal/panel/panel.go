@@ -186,11 +186,13 @@ func (s *Sessions) Handler() http.Handler {
 		http.ServeFileFS(w, r, files, "index.html")
 	})
 	fileServer := http.StripPrefix("/panel/", http.FileServerFS(files))
-	mux.HandleFunc("GET /panel/{file}", func(w http.ResponseWriter, r *http.Request) {
+	serve := func(w http.ResponseWriter, r *http.Request) {
 		headers(w)
 		w.Header().Set("Cache-Control", "no-cache")
 		fileServer.ServeHTTP(w, r)
-	})
+	}
+	mux.HandleFunc("GET /panel/{file}", serve)
+	mux.HandleFunc("GET /panel/vendor/{file}", serve) // the pinned libraries (static/vendor)
 	mux.HandleFunc("POST /panel/login", s.login)
 	mux.HandleFunc("POST /panel/logout", s.logout)
 	mux.HandleFunc("GET /panel/session", s.current)

@@ -1,6 +1,8 @@
 package panel
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -37,5 +39,30 @@ func TestSignInIsRateLimited(t *testing.T) {
 	}
 	if w := login("192.0.2.2:1000", "the-operator-token"); w.Code != http.StatusOK {
 		t.Errorf("another address: %d %s", w.Code, w.Body)
+	}
+}
+
+// The vendored libraries are the files their README names, byte for byte
+// (its sums), served to a browser with a script's type.
+func TestTheVendoredLibrariesAreThePinnedOnes(t *testing.T) {
+	readme, err := static.ReadFile("static/vendor/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := (&Sessions{Token: "x"}).Handler()
+	for _, name := range []string{"markdown-it.min.js", "purify.min.js"} {
+		b, err := static.ReadFile("static/vendor/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if !strings.Contains(string(readme), "`"+name+"`") || !strings.Contains(string(readme), hex.EncodeToString(sum[:])) {
+			t.Errorf("%s: sha256 %x is not the one vendor/README.md names", name, sum)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "http://panel.test/panel/vendor/"+name, nil))
+		if w.Code != 200 || !strings.Contains(w.Header().Get("Content-Type"), "javascript") {
+			t.Errorf("GET /panel/vendor/%s: %d %q", name, w.Code, w.Header().Get("Content-Type"))
+		}
 	}
 }

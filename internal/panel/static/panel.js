@@ -1,6 +1,8 @@
-// taosagent's panel. Plain script, no library: every text that comes from
-// the daemon (an agent's words, a tool's output, an app's report) goes into
-// the page as text (textContent), never as markup.
+// taosagent's panel. Plain script: every text that comes from the daemon
+// (a tool's output, an app's report, a question's options) goes into the
+// page as text (textContent), never as markup. The one exception is an
+// agent's answer, rendered as Markdown by markdown (below): two vendored
+// libraries (static/vendor, pinned), raw HTML off, the result sanitized.
 "use strict";
 
 const state = { csrf: "", source: null, timer: null };
@@ -19,6 +21,32 @@ function el(tag, attrs, ...children) {
     e.append(c instanceof Node ? c : String(c));
   }
   return e;
+}
+
+// md renders Markdown with raw HTML off (a tag in an answer stays text) and
+// images off: an image's URL is fetched the moment it is shown, a channel
+// out for whatever a prompt-injected model writes into it.
+const md = window.markdownit ? window.markdownit({ html: false, linkify: true }).disable(["image"]) : null;
+
+// markdown shows an agent's Markdown text in target: markdown-it's HTML,
+// then DOMPurify over it (whatever markdown-it let through, nothing
+// active stays); links open apart (no opener, no referrer) and show their
+// target; a code block says its language. Without the libraries, text.
+function markdown(target, text) {
+  if (!md || !window.DOMPurify) { target.textContent = text; return; }
+  target.innerHTML = window.DOMPurify.sanitize(md.render(text), { FORBID_TAGS: ["img", "style", "form", "input", "button", "svg", "math"], ALLOW_DATA_ATTR: false });
+  for (const a of target.querySelectorAll("a")) {
+    const href = a.getAttribute("href") || "";
+    if (!/^(https?:|mailto:)/i.test(href)) { a.replaceWith(document.createTextNode(a.textContent)); continue; }
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.title = href;
+    if (a.textContent !== href && "mailto:" + a.textContent !== href) a.after(el("span", { className: "href" }, " (" + href + ")"));
+  }
+  for (const code of target.querySelectorAll("pre > code")) {
+    const lang = [...code.classList].find((c) => c.startsWith("language-"))?.slice("language-".length);
+    if (lang) code.parentElement.dataset.lang = lang;
+  }
 }
 
 const $ = (sel) => document.querySelector(sel);
@@ -98,10 +126,12 @@ async function start() {
   state.timer = setInterval(refreshPending, 5000);
 }
 
+// refreshPending counts what waits for a person: approvals and questions.
 async function refreshPending() {
   try {
-    const { approvals } = await api("GET", "/v1/approvals?state=pending");
-    $("#pending").textContent = approvals.length ? String(approvals.length) : "";
+    const [{ approvals }, { questions }] = await Promise.all([api("GET", "/v1/approvals?state=pending"), api("GET", "/v1/questions?state=pending")]);
+    const n = approvals.length + questions.length;
+    $("#pending").textContent = n ? String(n) : "";
   } catch (e) { /* signed out is handled by api */ }
 }
 
@@ -254,7 +284,7 @@ async function viewChat(name) {
 // Each event is shown once, by its seq; after a lost connection the
 // browser resumes from the last id it saw (Last-Event-ID).
 function follow(name, log) {
-  const chat = { log, turns: new Map(), cards: new Map(), last: 0, session: "" };
+  const chat = { log, turns: new Map(), cards: new Map(), asks: new Map(), waits: new Map(), last: 0, session: "" };
   // The latest 50 turns, then live (older ones: the Events page).
   const src = new EventSource("/v1/agents/" + encodeURIComponent(name) + "/events/stream?turns=50");
   state.source = src;
@@ -287,11 +317,70 @@ function turnBox(chat, id) {
   if (!t) {
     const answer = el("div", { className: "answer" });
     const box = el("div", { className: "card turn", dataset: { turn: id } }, answer);
-    t = { box, answer, reasoning: null, text: "" };
+    t = { box, answer, reasoning: null, text: "", drawn: false };
     chat.turns.set(id, t);
     chat.log.append(box);
   }
   return t;
+}
+
+// waiting marks tool call id's card as waiting for a person.
+function waiting(chat, id, what) {
+  const c = chat.cards.get(id);
+  if (!c) { if (id) chat.waits.set(id, what); return; } // the ask came before its call: marked when it comes
+  if (c.card.dataset.done) return;
+  c.card.dataset.status = "waiting";
+  c.meta.textContent = what;
+}
+
+// running marks the cards that waited for a person as running again once
+// the person answered.
+function running(chat) {
+  chat.waits.clear();
+  for (const c of chat.cards.values()) {
+    if (c.card.dataset.status === "waiting") { c.card.dataset.status = "running"; c.meta.textContent = "running…"; }
+  }
+}
+
+// questionCard is a question request q (api.Question) as a card: pending,
+// a form (a choice per option, words of one's own where the question takes
+// them) with Answer and Reject; otherwise what became of it. Everything
+// the model wrote is text.
+function questionCard(q) {
+  if (q.state !== "pending") {
+    return el("div", { className: "card question", dataset: { question: q.id, state: q.state } },
+      el("div", {}, q.agent ? q.agent + "'s question " : "Question ", el("span", { className: "state-" + q.state }, q.state), q.by ? " by " + q.by : ""),
+      q.questions.map((qi) => el("div", { className: "muted" }, qi.question)),
+      q.answers ? el("div", { className: "answers" }, q.answers.map((a) => a.join(", ")).join("; ")) : null,
+      q.message ? el("div", { className: "muted" }, q.message) : null);
+  }
+  const card = el("div", { className: "card question", dataset: { question: q.id, state: q.state } });
+  const err = el("span", { className: "error" });
+  const inputs = q.questions.map((qi, i) => {
+    const type = qi.multiple ? "checkbox" : "radio";
+    const name = q.id + "-" + i;
+    const choices = (qi.options || []).map((o) => el("label", { className: "choice" },
+      el("input", { type, name, value: o.label }), " ", el("strong", {}, o.label), o.description ? el("span", { className: "muted" }, " — " + o.description) : null));
+    const own = qi.custom === false ? null : el("input", { className: "own", placeholder: "or your own answer", dataset: { own: name } });
+    return { qi, name, own, box: el("fieldset", {}, el("legend", {}, qi.header || "", " ", el("span", {}, qi.question)), choices, own) };
+  });
+  const send = (reject) => async () => {
+    const body = reject ? { reject: true } : { answers: inputs.map(({ name, own }) => {
+      const picked = [...card.querySelectorAll(`input[name="${CSS.escape(name)}"]:checked`)].map((x) => x.value);
+      if (own && own.value.trim()) picked.push(own.value.trim());
+      return picked;
+    }) };
+    try {
+      const got = await api("POST", "/v1/questions/" + encodeURIComponent(q.id), body);
+      card.replaceWith(questionCard(got));
+      refreshPending();
+    } catch (e) { err.textContent = e.message; }
+  };
+  card.append(el("div", {}, el("strong", {}, q.agent ? q.agent + " asks" : "The agent asks")), ...inputs.map((x) => x.box),
+    el("div", { className: "row" },
+      el("button", { className: "primary", type: "button", onclick: send(false), dataset: { answer: "answer" } }, "Answer"),
+      el("button", { className: "danger", type: "button", onclick: send(true), dataset: { answer: "reject" } }, "Reject"), err));
+  return card;
 }
 
 function render(chat, kind, e) {
@@ -313,7 +402,11 @@ function render(chat, kind, e) {
       break;
     case "delta":
       t.text += d.text;
-      t.answer.append(d.text);
+      // Drawn once a frame, however many deltas come in it.
+      if (!t.drawn) {
+        t.drawn = true;
+        requestAnimationFrame(() => { t.drawn = false; markdown(t.answer, t.text); });
+      }
       break;
     case "reasoning":
       if (!t.reasoning) {
@@ -325,10 +418,11 @@ function render(chat, kind, e) {
     case "tool_call": {
       const out = el("pre", { className: "output" });
       const meta = el("div", { className: "meta" }, "running…");
-      const card = el("div", { className: "card tool", dataset: { call: d.call_id, tool: d.tool } },
+      const card = el("div", { className: "card tool", dataset: { call: d.call_id, tool: d.tool, status: "running" } },
         el("strong", {}, d.tool), meta, el("pre", { className: "input" }, JSON.stringify(d.input, null, 1)), out);
       chat.cards.set(d.call_id, { card, out, meta });
       t.box.insertBefore(card, t.answer);
+      if (chat.waits.has(d.call_id)) waiting(chat, d.call_id, chat.waits.get(d.call_id));
       break;
     }
     case "tool_result": {
@@ -338,14 +432,34 @@ function render(chat, kind, e) {
       c.meta.textContent = (d.error ? "failed" : "done") + " in " + d.duration_ms + " ms";
       if (d.error) c.card.classList.add("failed");
       c.card.dataset.done = "true";
+      c.card.dataset.status = d.error ? "failed" : "done";
       break;
     }
     case "permission.asked":
+      waiting(chat, d.call_id, "waiting for approval");
       t.box.insertBefore(el("div", { className: "card ask" }, "Waiting for approval of ", el("strong", {}, d.tool), " — ",
         el("a", { href: "#/approvals" }, "approvals")), t.answer);
       break;
+    case "permission.resolved":
+      running(chat, e);
+      break;
+    case "question.asked": {
+      waiting(chat, d.call_id, "waiting for your answer");
+      const card = questionCard({ id: d.question, agent: e.agent, state: "pending", questions: d.questions || [] });
+      chat.asks.set(d.question, card);
+      t.box.insertBefore(card, t.answer);
+      break;
+    }
+    case "question.resolved": {
+      const card = chat.asks.get(d.question);
+      if (card) card.replaceWith(questionCard({ id: d.question, state: d.expired ? "expired" : d.rejected ? "rejected" : "answered",
+        answers: d.answers, by: d.by, message: d.message, questions: [] }));
+      running(chat, e);
+      break;
+    }
     case "final":
-      if (!t.text && d.text) { t.text = d.text; t.answer.textContent = d.text; }
+      t.text = t.text || d.text || "";
+      markdown(t.answer, t.text);
       t.box.dataset.ended = "final";
       break;
     case "error":
@@ -357,18 +471,24 @@ function render(chat, kind, e) {
 
 // ---- approvals
 
+// The inbox: what waits for a person (questions, approvals), then what
+// was decided.
 async function viewApprovals() {
-  const { approvals } = await api("GET", "/v1/approvals");
+  const inbox = async () => Promise.all([api("GET", "/v1/approvals"), api("GET", "/v1/questions")]);
+  const [{ approvals }, { questions }] = await inbox();
   // Live: read again every few seconds; drawn again only when something
   // changed (a message being typed is kept otherwise).
-  const sig = approvals.map((a) => a.id + a.state).join();
+  const signature = (as, qs) => as.map((a) => a.id + a.state).join() + "|" + qs.map((q) => q.id + q.state).join();
+  const sig = signature(approvals, questions);
   clearInterval(state.pageTimer);
   state.pageTimer = setInterval(async () => {
     try {
-      const { approvals: now } = await api("GET", "/v1/approvals");
-      if (now.map((a) => a.id + a.state).join() !== sig) viewApprovals();
+      const [{ approvals: as }, { questions: qs }] = await inbox();
+      if (signature(as, qs) !== sig) viewApprovals();
     } catch (e) { /* shown by the connection state */ }
   }, 3000);
+  questions.reverse(); // newest first
+  const asked = questions.filter((q) => q.state === "pending").concat(questions.filter((q) => q.state !== "pending"));
   approvals.reverse(); // newest first
   const list = approvals.map((a) => {
     let ask = {};
@@ -396,7 +516,9 @@ async function viewApprovals() {
       a.message ? el("div", {}, "message: ", a.message) : null,
       buttons);
   });
-  main().replaceChildren(el("h1", {}, "Approvals"), list.length ? el("div", { id: "approvals" }, list) : el("p", { className: "muted" }, "Nothing has asked for approval."));
+  main().replaceChildren(el("h1", {}, "Inbox"),
+    el("h2", {}, "Questions"), asked.length ? el("div", { id: "questions" }, asked.map(questionCard)) : el("p", { className: "muted" }, "No agent has asked anything."),
+    el("h2", {}, "Approvals"), list.length ? el("div", { id: "approvals" }, list) : el("p", { className: "muted" }, "Nothing has asked for approval."));
 }
 
 // ---- apps
