@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -152,6 +153,34 @@ type Message struct {
 	ID      string `json:"id,omitempty"`   // idempotency key
 	Model   string `json:"model,omitempty"`
 	TraceID string `json:"trace_id,omitempty"` // every event of the turn carries it
+	// Conversation names the conversation the turn runs in (one of the
+	// agent's, GET /v1/agents/{name}/conversations); "" for its current.
+	Conversation string `json:"conversation,omitempty"`
+}
+
+// Conversation is one of an agent's conversations: an opencode session its
+// turns ran in. Its id is that session's id, which every event of its turns
+// carries (session); it lasts as long as the agent's opencode data does.
+type Conversation struct {
+	ID       string    `json:"id"`
+	Title    string    `json:"title"` // its first message, shortened
+	Created  time.Time `json:"created"`
+	LastTurn time.Time `json:"last_turn"`
+	Turns    int       `json:"turns"`
+	Current  bool      `json:"current"` // where a message that names none goes
+}
+
+// ConversationTitle is a conversation's title from its first message: the
+// first line, at most 80 characters.
+func ConversationTitle(first string) string {
+	first = strings.TrimSpace(first)
+	if i := strings.IndexByte(first, '\n'); i >= 0 {
+		first = first[:i]
+	}
+	if r := []rune(first); len(r) > 80 {
+		first = string(r[:79]) + "…"
+	}
+	return first
 }
 
 // Accepted is the answer to a message.

@@ -197,6 +197,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	mode := fs.String("mode", api.ModeQueue, "queue (wait for the agent to be idle) or steer (join its running turn)")
 	model := fs.String("model", "", "provider/model for this turn (must be permitted for the agent)")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines")
+	conversation := fs.String("conversation", "", "one of the agent's conversations for this turn (taosagent conversations AGENT); default its current one")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
@@ -208,7 +209,7 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	name, text := fs.Arg(0), strings.Join(fs.Args()[1:], " ")
-	acc, err := c.Send(ctx, name, client.Message{Text: text, Mode: *mode, Model: *model, ID: randid.ID("cli")})
+	acc, err := c.Send(ctx, name, client.Message{Text: text, Mode: *mode, Model: *model, ID: randid.ID("cli"), Conversation: *conversation})
 	if err != nil {
 		return err
 	}

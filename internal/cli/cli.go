@@ -35,6 +35,8 @@ func commands() []command {
 		{"approve", "answer a pending approval (approve ID once|always|reject [--message …])", runApprove},
 		{"questions", "list what agents ask a person (pending ones by default)", runQuestions},
 		{"answer", "answer an agent's question (answer ID ANSWER… one per question, or ID --reject)", runAnswer},
+		{"conversations", "list an agent's conversations, the current one marked (conversations AGENT)", runConversations},
+		{"resume", "make an earlier conversation the agent's current one (resume AGENT CONVERSATION)", runResume},
 		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
 		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},

@@ -193,3 +193,57 @@ func askQuestion(ctx context.Context, c *client.Client, in *bufio.Reader, w io.W
 		fmt.Fprintln(w, "could not answer:", err)
 	}
 }
+
+func runConversations(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("conversations", stderr)
+	mk := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want AGENT", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	cs, err := c.Conversations(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(cs)
+	}
+	for _, cv := range cs {
+		mark := " "
+		if cv.Current {
+			mark = "*"
+		}
+		fmt.Fprintf(stdout, "%s %s  %3d turns  last %s  %s\n", mark, cv.ID, cv.Turns, cv.LastTurn.Local().Format("2006-01-02 15:04"), cv.Title)
+	}
+	if len(cs) == 0 {
+		fmt.Fprintln(stdout, "no conversations yet")
+	}
+	return nil
+}
+
+func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("resume", stderr)
+	mk := clientFlags(fs)
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return fmt.Errorf("%w: want AGENT CONVERSATION", errUsage)
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	if err := c.Resume(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: messages go to conversation %s\n", fs.Arg(0), fs.Arg(1))
+	return nil
+}

@@ -237,6 +237,26 @@ func (c *Client) Send(ctx context.Context, agent string, m Message) (Accepted, e
 	return out, err
 }
 
+// Conversation is one of an agent's conversations (api.Conversation).
+type Conversation = api.Conversation
+
+// Conversations lists an agent's conversations, the latest first.
+func (c *Client) Conversations(ctx context.Context, agent string) ([]Conversation, error) {
+	var out struct{ Conversations []Conversation }
+	err := c.Do(ctx, "GET", "/v1/agents/"+url.PathEscape(agent)+"/conversations", nil, &out)
+	return out.Conversations, err
+}
+
+// NewConversation starts the agent on a new conversation at its next turn.
+func (c *Client) NewConversation(ctx context.Context, agent string) error {
+	return c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/conversations", nil, nil)
+}
+
+// Resume makes conversation id the agent's current one.
+func (c *Client) Resume(ctx context.Context, agent, id string) error {
+	return c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/conversations/"+url.PathEscape(id)+"/resume", nil, nil)
+}
+
 // Abort aborts an agent's running turn and returns its id.
 func (c *Client) Abort(ctx context.Context, agent string) (string, error) {
 	var out struct{ Turn string }

@@ -333,6 +333,9 @@ type Message struct {
 	// turn carries it, and its reply is found by it. A message with a trace
 	// and no ClientID is idempotent by its trace.
 	TraceID string
+	// Conversation is one of the agent's conversations for the turn to
+	// run in; "" for its current one.
+	Conversation string
 }
 
 // Submit queues (or steers) a message to agent name. Messages are not host
@@ -351,7 +354,7 @@ func (s *Service) Submit(ctx context.Context, a Actor, name string, m Message) (
 	if m.ClientID == "" && m.TraceID != "" {
 		m.ClientID = "trace:" + m.TraceID
 	}
-	return s.Runner.Submit(ctx, name, runner.Submission{Text: m.Text, Mode: m.Mode, ClientID: m.ClientID, Model: m.Model, TraceID: m.TraceID})
+	return s.Runner.Submit(ctx, name, runner.Submission{Text: m.Text, Mode: m.Mode, ClientID: m.ClientID, Model: m.Model, TraceID: m.TraceID, Conversation: m.Conversation})
 }
 
 // Abort stops agent name's running turn.
@@ -470,4 +473,15 @@ func (s *Service) NewConversation(ctx context.Context, a Actor, name string) (pr
 			return "", err
 		})
 	return previous, err
+}
+
+// Conversations lists agent name's conversations, the latest first.
+func (s *Service) Conversations(ctx context.Context, name string) ([]eventlog.Conversation, error) {
+	return s.Log.Conversations(ctx, name)
+}
+
+// Resume makes conversation id, one of agent name's, its current one.
+func (s *Service) Resume(ctx context.Context, a Actor, name, id string) error {
+	return s.Do(ctx, Call{Actor: a, Tool: "agent.conversation.resume", Target: name, Args: map[string]string{"name": name, "conversation": id}},
+		func(ctx context.Context) (string, error) { return "", s.Runner.Resume(ctx, name, id) })
 }

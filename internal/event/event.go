@@ -217,6 +217,10 @@ type InputData struct {
 	Text     string `json:"text,omitempty"`
 	Model    string `json:"model,omitempty"`
 	TraceID  string `json:"trace_id,omitempty"`
+	// Conversation: on input.accepted, the conversation the message names
+	// ("" for the agent's current one); on turn.started, the one the turn
+	// runs in (its session, which every event of the turn carries).
+	Conversation string `json:"conversation,omitempty"`
 }
 
 // QuestionAskedData is the data of QuestionAsked.

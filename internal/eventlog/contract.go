@@ -43,6 +43,7 @@ type Inbox interface {
 	RunningTurns(ctx context.Context) ([]Turn, error)
 	LastError(ctx context.Context, agent string) (LastError, bool, error)
 	TurnCounts(ctx context.Context) ([]TurnCount, error)
+	Conversations(ctx context.Context, agent string) ([]Conversation, error)
 }
 
 // Catalog is the providers and agents as stored (their rules are the

@@ -257,7 +257,10 @@ type Input struct {
 	Mode     string    `json:"mode"`
 	Model    string    `json:"model,omitempty"`
 	TraceID  string    `json:"trace_id,omitempty"` // the caller's trace (taOS's), carried by every event of its turn
-	State    string    `json:"state"`              // queued, running, steered, done
+	// Conversation is the conversation (opencode session) the message names
+	// for its turn; "" for the agent's current one.
+	Conversation string `json:"conversation,omitempty"`
+	State        string `json:"state"` // queued, running, steered, done
 	Turn     string    `json:"turn,omitempty"`
 	Created  time.Time `json:"created"`
 	Seq      int64     `json:"seq,omitempty"` // of its input.accepted event
@@ -318,10 +321,10 @@ func (l *Log) AddAndStart(ctx context.Context, in Input, start func(Input) event
 func addInput(tx *Tx, in Input) (Input, bool, error) {
 	var old Input
 	var c int64
-	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
-		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.State, &old.Turn, &c)
+	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, conversation, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
+		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.Conversation, &old.State, &old.Turn, &c)
 	if err == nil {
-		if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID {
+		if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID || old.Conversation != in.Conversation {
 			return in, false, fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
 		}
 		old.Agent, old.ClientID, old.Created = in.Agent, in.ClientID, fromMS(c)
@@ -336,14 +339,14 @@ func addInput(tx *Tx, in Input) (Input, bool, error) {
 		return in, false, notFound("agent " + in.Agent)
 	}
 	in.Created, in.State = now(), "queued"
-	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, state, created) VALUES (?,?,?,?,?,?,?,?)`,
-		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.State, ms(in.Created))
+	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, state, created) VALUES (?,?,?,?,?,?,?,?,?)`,
+		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.State, ms(in.Created))
 	if err != nil {
 		return in, false, err
 	}
 	in.ID, _ = res.LastInsertId()
 	e := event.New("", event.InputAccepted, in.Created,
-		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID})
+		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: in.Conversation})
 	e.Agent, e.TraceID = in.Agent, in.TraceID
 	e, err = tx.Append(e)
 	in.Seq = e.Seq
@@ -376,7 +379,7 @@ func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...an
 	if withSeq {
 		seq = `(SELECT seq FROM events WHERE agent=inputs.agent AND kind='input.accepted' AND json_extract(body, '$.data.input')=inputs.id)`
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, state, turn, created, `+seq+` FROM inputs `+where, args...)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, state, turn, created, `+seq+` FROM inputs `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -386,11 +389,44 @@ func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...an
 		var in Input
 		var c int64
 		var seq sql.NullInt64
-		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.State, &in.Turn, &c, &seq); err != nil {
+		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.Conversation, &in.State, &in.Turn, &c, &seq); err != nil {
 			return nil, err
 		}
 		in.Created, in.Seq = fromMS(c), seq.Int64
 		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// ---- conversations
+
+// Conversation is one of an agent's conversations (api.Conversation).
+type Conversation = api.Conversation
+
+// Conversations lists agent name's conversations, the latest turn first:
+// the opencode sessions its turns ran in, with the first message of each
+// as its title. The agent's current one (its pinned session) is marked.
+func (l *Log) Conversations(ctx context.Context, name string) ([]Conversation, error) {
+	a, err := l.Agent(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := l.db.QueryContext(ctx, `SELECT t.session, MIN(t.started), MAX(t.started), COUNT(*),
+		COALESCE((SELECT i.text FROM turns f JOIN inputs i ON i.id = f.input WHERE f.agent = t.agent AND f.session = t.session ORDER BY f.started LIMIT 1), '')
+		FROM turns t WHERE t.agent=? AND t.session != '' GROUP BY t.session ORDER BY MAX(t.started) DESC`, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Conversation{}
+	for rows.Next() {
+		var c Conversation
+		var first, last int64
+		if err := rows.Scan(&c.ID, &first, &last, &c.Turns, &c.Title); err != nil {
+			return nil, err
+		}
+		c.Created, c.LastTurn, c.Title, c.Current = fromMS(first), fromMS(last), api.ConversationTitle(c.Title), c.ID == a.Session
+		out = append(out, c)
 	}
 	return out, rows.Err()
 }

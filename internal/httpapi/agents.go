@@ -126,7 +126,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model, TraceID: b.TraceID})
+	in, created, err := s.Control.Submit(r.Context(), actor(r), r.PathValue("name"), control.Message{Text: b.Text, Mode: b.Mode, ClientID: b.ID, Model: b.Model, TraceID: b.TraceID, Conversation: b.Conversation})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -144,6 +144,26 @@ func (s *Server) newConversation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agent": name, "previous_session": prev})
+}
+
+// listConversations lists an agent's conversations, the latest first.
+func (s *Server) listConversations(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.Control.Conversations(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"conversations": cs})
+}
+
+// resumeConversation makes an earlier conversation the agent's current one.
+func (s *Server) resumeConversation(w http.ResponseWriter, r *http.Request) {
+	name, id := r.PathValue("name"), r.PathValue("id")
+	if err := s.Control.Resume(r.Context(), actor(r), name, id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": name, "conversation": id})
 }
 
 func (s *Server) abort(w http.ResponseWriter, r *http.Request) {

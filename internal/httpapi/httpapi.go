@@ -115,6 +115,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/agents/{name}/reply", s.getReply, false},
 		{"POST /v1/agents/{name}/abort", s.abort, false},
 		{"POST /v1/agents/{name}/conversations", s.newConversation, false},
+		{"GET /v1/agents/{name}/conversations", s.listConversations, false},
+		{"POST /v1/agents/{name}/conversations/{id}/resume", s.resumeConversation, false},
 		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},
 		{"POST /v1/agents/{name}/models/sync", s.syncModels, false},

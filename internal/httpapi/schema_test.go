@@ -52,6 +52,7 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"ApprovalReply":  {v: api.DecisionRequest{}},
 		"Question":       {v: api.Question{}},
 		"QuestionAnswer": {v: api.AnswerRequest{}},
+		"Conversation":   {v: api.Conversation{}},
 		"AuditEntry":     {v: api.AuditEntry{}},
 		"ModelSync":      {v: api.ModelSync{}},
 		"ReplyInput":     {v: replyInput{}},

@@ -179,6 +179,23 @@ func (r *agentRunner) abortStale(ctx context.Context, c *opencode.Client) {
 	}
 }
 
+// checkSession is nil if opencode still has session id (a conversation a
+// message names), through the instance prepare just readied.
+func (r *agentRunner) checkSession(id string) error {
+	ctx, cancel := context.WithTimeout(r.ctx, r.m.cfg.StartWait)
+	defer cancel()
+	c, err := r.client(r.own.drvRun)
+	if err != nil {
+		return err
+	}
+	if _, err := c.GetSession(ctx, id); errors.Is(err, opencode.ErrNotFound) {
+		return fmt.Errorf("its conversation %s is no longer in its opencode's data", id)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 func (r *agentRunner) setSession(s string) {
 	r.mu.Lock()
 	r.cur.session = s

@@ -347,6 +347,9 @@ type Submission struct {
 	ClientID string // idempotency key; generated when empty
 	Model    string // provider/model for this turn; must be permitted
 	TraceID  string // the caller's trace: every event of the turn carries it
+	// Conversation is one of the agent's conversations (Conversations)
+	// for the turn to run in; "" for its current one.
+	Conversation string
 }
 
 // Submit puts s in name's inbox. created is false when s.ClientID was
@@ -365,10 +368,18 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 	if s.Model != "" && !a.Permits(s.Model) {
 		return eventlog.Input{}, false, fmt.Errorf("%w: model %q is not permitted for agent %q (permitted: %v)", ErrInvalid, s.Model, name, a.Models)
 	}
+	if s.Conversation != "" {
+		if s.Mode == api.ModeSteer {
+			return eventlog.Input{}, false, fmt.Errorf("%w: conversation: a steer joins the running turn, in its conversation; name none", ErrInvalid)
+		}
+		if err := m.hasConversation(ctx, name, s.Conversation); err != nil {
+			return eventlog.Input{}, false, err
+		}
+	}
 	if s.ClientID == "" {
 		s.ClientID = randid.ID("in")
 	}
-	in := eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID}
+	in := eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID, Conversation: s.Conversation}
 	r := m.runner(name)
 	// An idle runner takes the input itself (and may start its turn in the
 	// same commit); a busy one finds it in its inbox.
@@ -389,6 +400,30 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 		r.poke()
 	}
 	return in, created, err
+}
+
+// hasConversation is nil if id is one of agent name's conversations, else
+// an ErrInvalid naming the field.
+func (m *Manager) hasConversation(ctx context.Context, name, id string) error {
+	cs, err := m.log.Conversations(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if c.ID == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: conversation: agent %s has no conversation %q (GET /v1/agents/%s/conversations lists them)", ErrInvalid, name, id, name)
+}
+
+// Resume makes conversation id, one of agent name's, its current one: a
+// message that names none goes there from its next turn on.
+func (m *Manager) Resume(ctx context.Context, name, id string) error {
+	if err := m.hasConversation(ctx, name, id); err != nil {
+		return err
+	}
+	return m.log.SetSession(ctx, name, id)
 }
 
 // Abort aborts name's running turn and waits until it has ended: opencode

@@ -92,6 +92,7 @@ type Store interface {
 	Approvals(ctx context.Context, state string) ([]eventlog.Approval, error)
 	Approval(ctx context.Context, id string) (eventlog.Approval, error)
 	Questions(ctx context.Context, state string) ([]eventlog.Question, error)
+	Conversations(ctx context.Context, agent string) ([]eventlog.Conversation, error)
 	Question(ctx context.Context, id string) (eventlog.Question, error)
 	LastError(ctx context.Context, agent string) (eventlog.LastError, bool, error)
 }

@@ -29,6 +29,15 @@ func (r *agentRunner) runTurn(in eventlog.Input, more bool) {
 	// From here to the turn's end, the cap never stops its instance.
 	defer r.holdInstance(more)()
 	session, perr := r.prepare(a)
+	var gone error // the conversation the message names, no longer in opencode
+	if perr == nil && in.Conversation != "" && in.Conversation != session {
+		// The message names another of the agent's conversations: the
+		// turn runs there, and its events are that session's.
+		defer r.setSession(session)
+		session = in.Conversation
+		r.setSession(session)
+		gone = r.checkSession(session)
+	}
 	if err := r.emitSync(r.turnStarted(in, turn, session)); err != nil {
 		// Nothing reaches opencode that is not recorded: the input stays
 		// queued, parked until the log takes writes again.
@@ -46,6 +55,11 @@ func (r *agentRunner) runTurn(in eventlog.Input, more bool) {
 		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
 			Code: event.CodeInstanceFailed, Message: "the agent's opencode could not be started: " + opencode.Redacted(perr.Error(), r.m.cfg.Keys.All())}), turn))
 		r.stopDriver()
+		return
+	}
+	if gone != nil {
+		r.emit(withTurn(event.New(session, event.Error, time.Now(), event.ErrorData{
+			Code: event.CodeOpencode, Message: "the turn could not start: " + opencode.Redacted(gone.Error(), r.m.cfg.Keys.All())}), turn))
 		return
 	}
 	r.prompt(a, in, turn, session, ended)
@@ -84,7 +98,7 @@ func (r *agentRunner) submitNow(req submitReq) {
 		return
 	}
 	defer r.holdInstance(false)()
-	if !r.warm(a) || r.attachedBusy() || r.m.quiet.Load() {
+	if !r.warm(a) || r.attachedBusy() || r.m.quiet.Load() || (req.in.Conversation != "" && req.in.Conversation != a.Session) {
 		queue()
 		return
 	}

@@ -11,6 +11,8 @@
 //	role "tool" (a tool's result)          → text quoting the output; for
 //	                                         "two tools", a second call first
 //	"fail401" / "fail429" / "fail500"      → that HTTP error, OpenAI-style
+//	"recall"                               → "You said: " and every earlier
+//	                                         user message, " | " between
 //	"slow tool"                            → bash `sleep 30; echo done`
 //	"slow"                                 → 40 text chunks, Delay apart
 //	"endless"                              → text chunks, Delay apart, until
@@ -316,6 +318,16 @@ func (s *Server) plan(req chatRequest) plan {
 		return plan{name: "fail429", status: 429, text: "Rate limit reached (scripted)"}
 	case strings.Contains(u, "fail500"):
 		return plan{name: "fail500", status: 500, text: "The server had an error (scripted)"}
+	case strings.Contains(u, "recall"):
+		// What the conversation holds: every earlier user message of the
+		// request, in order (the history opencode sent).
+		var said []string
+		for _, m := range req.Messages[:len(req.Messages)-1] {
+			if m.Role == "user" {
+				said = append(said, strings.TrimSpace(m.text()))
+			}
+		}
+		return plan{name: "recall", chunks: words("You said: " + strings.Join(said, " | ") + ".")}
 	case strings.Contains(u, "slow tool"):
 		return tool("slow-tool", "bash", map[string]any{"command": "sleep 30; echo done", "description": "sleep a while"})
 	case strings.Contains(u, "endless"):

@@ -37,6 +37,7 @@ func Run(t *testing.T, b Backend) {
 		{"CursorBeyondTheHeadIsReset", testCursorBeyondTheHeadIsReset},
 		{"ProjectionsFollowTheEvents", testProjectionsFollowTheEvents},
 		{"QuestionsFollowTheEvents", testQuestionsFollowTheEvents},
+		{"ConversationsAreTheSessionsOfTurns", testConversationsAreTheSessionsOfTurns},
 		{"LastError", testLastError},
 		{"AuditPagesBackFromTheNewest", testAuditPagesBackFromTheNewest},
 		{"RecentTurnsStart", testRecentTurnsStart},
@@ -279,6 +280,47 @@ func testQuestionsFollowTheEvents(t *testing.T, open Backend) {
 	}
 	if _, err := l.Question(ctx, "que_9"); !errors.Is(err, eventlog.ErrNotFound) {
 		t.Fatalf("an unknown question: %v", err)
+	}
+}
+
+// An agent's conversations are the sessions its turns ran in, the latest
+// first, each titled by its first message; the pinned session is current.
+// A message's conversation is kept with it, and is part of its identity.
+func testConversationsAreTheSessionsOfTurns(t *testing.T, open Backend) {
+	l := open(t, "")
+	ctx := context.Background()
+	withAgentA(t, l)
+	if cs, err := l.Conversations(ctx, "a"); err != nil || len(cs) != 0 {
+		t.Fatalf("no turns, conversations %+v %v", cs, err)
+	}
+	if _, err := l.Conversations(ctx, "nobody"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("an unknown agent: %v", err)
+	}
+	at := time.Now()
+	turn := func(id, session, text string) {
+		t.Helper()
+		in, _, err := l.AddInput(ctx, eventlog.Input{Agent: "a", ClientID: id, Text: text, Mode: "queue", Conversation: session})
+		must(t, err)
+		at = at.Add(time.Second)
+		e := event.New(session, event.TurnStarted, at, event.InputData{Input: in.ID})
+		e.Agent, e.Turn = "a", id
+		_, err = l.Append(ctx, e)
+		must(t, err)
+	}
+	turn("t1", "ses_1", "first line of one\nand more")
+	turn("t2", "ses_2", "two")
+	turn("t3", "ses_1", "one again")
+	must(t, l.SetSession(ctx, "a", "ses_2"))
+	cs, err := l.Conversations(ctx, "a")
+	if err != nil || len(cs) != 2 || cs[0].ID != "ses_1" || cs[0].Turns != 2 || cs[0].Title != "first line of one" || cs[0].Current ||
+		cs[1].ID != "ses_2" || cs[1].Title != "two" || !cs[1].Current || !cs[0].LastTurn.After(cs[1].LastTurn) {
+		t.Fatalf("conversations: %+v %v", cs, err)
+	}
+	if q, _ := l.Inputs(ctx, "a", "running"); len(q) != 3 || q[0].Conversation != "ses_1" {
+		t.Fatalf("inputs keep their conversation: %+v", q)
+	}
+	if _, _, err := l.AddInput(ctx, eventlog.Input{Agent: "a", ClientID: "t2", Text: "two", Mode: "queue", Conversation: "ses_1"}); !errors.Is(err, eventlog.ErrConflict) {
+		t.Fatalf("an id used again for another conversation: %v", err)
 	}
 }
 
