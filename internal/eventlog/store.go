@@ -250,20 +250,20 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 
 // Input is one message in an agent's inbox.
 type Input struct {
-	ID       int64     `json:"input"`
-	Agent    string    `json:"agent"`
-	ClientID string    `json:"id"`
-	Text     string    `json:"text"`
-	Mode     string    `json:"mode"`
-	Model    string    `json:"model,omitempty"`
-	TraceID  string    `json:"trace_id,omitempty"` // the caller's trace (taOS's), carried by every event of its turn
+	ID       int64  `json:"input"`
+	Agent    string `json:"agent"`
+	ClientID string `json:"id"`
+	Text     string `json:"text"`
+	Mode     string `json:"mode"`
+	Model    string `json:"model,omitempty"`
+	TraceID  string `json:"trace_id,omitempty"` // the caller's trace (taOS's), carried by every event of its turn
 	// Conversation is the conversation (opencode session) the message names
 	// for its turn; "" for the agent's current one.
-	Conversation string `json:"conversation,omitempty"`
-	State        string `json:"state"` // queued, running, steered, done
-	Turn     string    `json:"turn,omitempty"`
-	Created  time.Time `json:"created"`
-	Seq      int64     `json:"seq,omitempty"` // of its input.accepted event
+	Conversation string    `json:"conversation,omitempty"`
+	State        string    `json:"state"` // queued, running, steered, done
+	Turn         string    `json:"turn,omitempty"`
+	Created      time.Time `json:"created"`
+	Seq          int64     `json:"seq,omitempty"` // of its input.accepted event
 }
 
 // AddInput stores in in its agent's inbox and appends input.accepted. With
