@@ -491,20 +491,35 @@ func TestThePanelManagesAgents(t *testing.T) {
 		t.Fatal("the page holds the provider's key")
 	}
 
-	// Two conversations: the second starts afresh, the first stays shown.
+	// Two conversations: the second starts afresh and is the one shown;
+	// both are listed; switching to the first shows it, and the next
+	// message goes there, with its history.
 	visit(t, tab, d.addr, "#/chat/scribe", `!!document.querySelector("#text")`)
 	chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "hello"+kb.Enter))
 	until[bool](t, tab, "the first answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 1`)
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#new-conversation"))); err != nil {
 		t.Fatal(err)
 	}
-	until[bool](t, tab, "the note", `!!document.querySelector("#log .divider")`)
+	until[bool](t, tab, "the note", `!!document.querySelector("#log .divider") && !document.querySelector("#log .turn")`)
 	chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "hello again"+kb.Enter))
-	until[bool](t, tab, "the second answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 2`)
+	until[bool](t, tab, "the second answer", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 1 && document.querySelector('#log .turn .you').textContent === "hello again"`)
 	visit(t, tab, d.addr, "#/agents", `!!document.querySelector("#agents")`)
-	visit(t, tab, d.addr, "#/chat/scribe", `document.querySelectorAll('#log .turn[data-ended="final"]').length === 2`)
-	if n, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`document.querySelectorAll('#log .divider[data-session]').length`)); n != 1 {
-		t.Fatalf("%v conversation dividers on reload, want 1", n)
+	visit(t, tab, d.addr, "#/chat/scribe", `document.querySelectorAll('#conversation option').length === 2 && document.querySelectorAll('#log .turn[data-ended="final"]').length === 1`)
+	if n, _ := chromedp.Run(tab, chromedp.Evaluate[float64](`document.querySelectorAll('#log .turn').length`)); n != 1 {
+		t.Fatalf("%v turns shown, want the current conversation's one", n)
+	}
+	if shown, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector('#conversation option:checked').textContent`)); !strings.HasPrefix(shown, "hello again · 1 turn") {
+		t.Fatalf("the current conversation shows as %q", shown)
+	}
+	shoot(t, tab, shots, "conversations")
+	if err := chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector("#conversation"); s.selectedIndex = [...s.options].findIndex(o => o.textContent.startsWith("hello ·")); s.dispatchEvent(new Event("change")) })()`)); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the first conversation shown", `document.querySelector('#conversation option:checked')?.textContent.startsWith("hello ·") && document.querySelector('#log .turn[data-ended="final"] .you')?.textContent === "hello"`)
+	chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#text"), "recall"+kb.Enter))
+	recalled := until[string](t, tab, "the resumed conversation's answer", `(() => { const t = document.querySelectorAll('#log .turn[data-ended="final"] .answer'); return t.length === 2 && t[1].textContent })()`)
+	if !strings.Contains(recalled, "hello") || strings.Contains(recalled, "again") {
+		t.Fatalf("the resumed conversation's turn answered %q: the model was not sent its history alone", recalled)
 	}
 	evs, _ := d.c.Events(ctx, "scribe", 0, 1000)
 	sessions := map[string]bool{}
@@ -512,14 +527,13 @@ func TestThePanelManagesAgents(t *testing.T) {
 		sessions[e.Session] = true
 	}
 	if len(sessions) != 2 {
-		t.Fatalf("the two turns ran in %d sessions", len(sessions))
+		t.Fatalf("the three turns ran in %d sessions", len(sessions))
 	}
-	shoot(t, tab, shots, "conversations")
 
 	// Events by kind, a page at a time.
 	visit(t, tab, d.addr, "#/events/scribe/?kinds=final", `!!document.querySelector("#events tr")`)
 	kinds, _ := chromedp.Run(tab, chromedp.Evaluate[string](`[...document.querySelectorAll("#events tr td:nth-child(3)")].map(td => td.textContent).join(",")`))
-	if kinds != "final,final" {
+	if kinds != "final,final,final" {
 		t.Fatalf("final events only: %q", kinds)
 	}
 	shoot(t, tab, shots, "events")

@@ -269,22 +269,39 @@ async function viewChat(name) {
   const fresh = el("button", { id: "new-conversation", type: "button", onclick: async () => {
     try {
       await api("POST", "/v1/agents/" + encodeURIComponent(name) + "/conversations");
-      log.append(el("div", { className: "divider" }, "The next message starts a new conversation."));
+      chat.only = NEXT; // the next turn's session is the one shown
+      log.replaceChildren(el("div", { className: "divider" }, "The next message starts a new conversation."));
     } catch (e) { sendErr.textContent = e.message; }
   } }, "New conversation");
+  // The conversations: the current one is shown; choosing another resumes
+  // it (messages go there) and shows it.
+  const { conversations } = await api("GET", "/v1/agents/" + encodeURIComponent(name) + "/conversations");
+  const current = conversations.find((c) => c.current);
+  const pick = el("select", { id: "conversation", onchange: async () => {
+    try {
+      await api("POST", "/v1/agents/" + encodeURIComponent(name) + "/conversations/" + encodeURIComponent(pick.value) + "/resume");
+      viewChat(name);
+    } catch (e) { sendErr.textContent = e.message; }
+  } }, conversations.map((c) => el("option", { value: c.id, selected: c.current },
+    (c.title || "(untitled)") + " · " + c.turns + (c.turns === 1 ? " turn" : " turns") + " · " + new Date(c.last_turn).toLocaleString())));
+  if (!current) pick.prepend(el("option", { value: "", selected: true, disabled: true }, "a new conversation"));
   main().replaceChildren(
     el("h1", {}, name, el("span", { className: "muted" }, " · " + agent.model)),
+    conversations.length ? el("div", { className: "row" }, el("label", { htmlFor: "conversation" }, "Conversation"), pick) : null,
     log,
     el("div", { className: "composer" }, text,
       el("div", { className: "row" }, el("button", { id: "send", className: "primary", type: "button", onclick: send }, "Send"), mode, stop, fresh, sendErr)));
-  follow(name, log);
+  const chat = follow(name, log, current ? current.id : NEXT, conversations.map((c) => c.id));
 }
+
+// NEXT as the conversation a chat shows: the one the next turn starts.
+const NEXT = "next";
 
 // follow streams agent name's events into log: history first, then live.
 // Each event is shown once, by its seq; after a lost connection the
 // browser resumes from the last id it saw (Last-Event-ID).
-function follow(name, log) {
-  const chat = { log, turns: new Map(), cards: new Map(), asks: new Map(), waits: new Map(), last: 0, session: "" };
+function follow(name, log, only, known) {
+  const chat = { log, turns: new Map(), cards: new Map(), asks: new Map(), waits: new Map(), last: 0, session: "", only, known: new Set(known), hidden: new Set() };
   // The latest 50 turns, then live (older ones: the Events page).
   const src = new EventSource("/v1/agents/" + encodeURIComponent(name) + "/events/stream?turns=50");
   state.source = src;
@@ -310,6 +327,7 @@ function follow(name, log) {
       log.dataset.last = String(chat.last);
     });
   }
+  return chat;
 }
 
 function turnBox(chat, id) {
@@ -386,6 +404,16 @@ function questionCard(q) {
 function render(chat, kind, e) {
   const d = e.data || {};
   if (!e.turn && kind !== "turn.started") return; // inbox and instance news: not part of a turn
+  // Only the conversation shown: another's turns are not drawn.
+  if (kind === "turn.started" && chat.only && e.session) {
+    if (chat.only === NEXT && !chat.known.has(e.session)) chat.only = e.session; // the new one's first turn
+    chat.known.add(e.session);
+    if (e.session !== chat.only) {
+      chat.hidden.add(e.turn);
+      chat.turns.get(e.turn)?.box.remove(); // drawn by an event before its start (its instance's)
+    }
+  }
+  if (chat.hidden.has(e.turn)) return;
   const t = turnBox(chat, e.turn);
   if (kind === "turn.started" && e.session) {
     // A turn in another opencode session than the one before: a new
