@@ -119,6 +119,34 @@ func TestAQuestionWaitsForAPerson(t *testing.T) {
 	})
 
 	t.Run("answered and rejected in the CLI", func(t *testing.T) {
+		// taosagent chat, not at a terminal, shows the question and the
+		// command that answers it, and follows the turn to its end.
+		type result struct {
+			out, errOut string
+			code        int
+		}
+		chat := make(chan result, 1)
+		go func() {
+			o, e, c := d.run("chat", "q", askTwo)
+			chat <- result{o, e, c}
+		}()
+		var q api.Question
+		waitFor(t, ctx, func() bool {
+			qs, _ := d.c.Questions(ctx, "pending")
+			if len(qs) == 1 {
+				q = qs[0]
+			}
+			return len(qs) == 1
+		})
+		if _, err := d.c.Answer(ctx, q.ID, api.AnswerRequest{Answers: [][]string{{"red"}, {"Ada"}}}); err != nil {
+			t.Fatal(err)
+		}
+		r := <-chat
+		if r.code != 0 || !strings.Contains(r.errOut, "question pending: taosagent answer "+q.ID) || !strings.Contains(r.errOut, "1) red") ||
+			!strings.Contains(r.out, "Output was") {
+			t.Fatalf("taosagent chat (%d):\n%s\n%s", r.code, r.out, r.errOut)
+		}
+
 		acc, q := ask(t, d)
 		out, _, code := d.run("questions")
 		if code != 0 || !strings.Contains(out, q.ID) || !strings.Contains(out, "Which colour?") || !strings.Contains(out, "2) blue") {
