@@ -342,6 +342,21 @@ function turnBox(chat, id) {
   return t;
 }
 
+// draw renders turn t's answer as Markdown soon: at most once a frame, and
+// spaced so that rendering takes at most a fifth of the time however long
+// the answer grows (each render is of the whole text).
+function draw(t) {
+  if (t.drawn) return;
+  t.drawn = true;
+  setTimeout(() => requestAnimationFrame(() => {
+    const from = performance.now();
+    markdown(t.answer, t.text);
+    const took = performance.now() - from;
+    t.nextAt = performance.now() + 4 * took;
+    t.drawn = false;
+  }), Math.max(0, (t.nextAt || 0) - performance.now()));
+}
+
 // waiting marks tool call id's card as waiting for a person.
 function waiting(chat, id, what) {
   const c = chat.cards.get(id);
@@ -430,11 +445,7 @@ function render(chat, kind, e) {
       break;
     case "delta":
       t.text += d.text;
-      // Drawn once a frame, however many deltas come in it.
-      if (!t.drawn) {
-        t.drawn = true;
-        requestAnimationFrame(() => { t.drawn = false; markdown(t.answer, t.text); });
-      }
+      draw(t);
       break;
     case "reasoning":
       if (!t.reasoning) {
