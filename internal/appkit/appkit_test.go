@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -354,7 +355,7 @@ func TestSecrets(t *testing.T) {
 		}
 		// A report never repeats the secret.
 		out, _ := json.Marshal(rep)
-		for _, tok := range tokenRe.FindAllString(c.content, -1) {
+		for _, tok := range regexp.MustCompile(`[A-Za-z0-9+/=_\-]{24,}`).FindAllString(c.content, -1) {
 			if strings.Contains(string(out), tok) {
 				t.Errorf("%s: the report repeats the secret %.6s…", c.file, tok)
 			}

@@ -1,41 +1,12 @@
 package appkit
 
 import (
-	"bytes"
 	"fmt"
-	"math"
 	"path"
-	"regexp"
 	"strings"
+
+	"github.com/taosagent/taosagent/internal/secretscan"
 )
-
-// secretPatterns are credentials with a recognisable shape. A match is an
-// error: a package is shared, and what is in it is public.
-// Each has literal hints: the regexp runs only on files holding one.
-var secretPatterns = []struct {
-	rule, what string
-	hints      []string
-	re         *regexp.Regexp
-}{
-	{"secret.private-key", "a private key", []string{"PRIVATE KEY"}, regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`)},
-	{"secret.api-key", "an AWS access key", []string{"AKIA", "ASIA"}, regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`)},
-	{"secret.api-key", "a GitHub token", []string{"gh", "github_pat_"}, regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})`)},
-	{"secret.api-key", "a Slack token", []string{"xox"}, regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},
-	{"secret.api-key", "a Stripe live key", []string{"k_live_"}, regexp.MustCompile(`\b[rs]k_live_[A-Za-z0-9]{20,}`)},
-	{"secret.api-key", "an Anthropic API key", []string{"sk-ant-"}, regexp.MustCompile(`\bsk-ant-[A-Za-z0-9_-]{20,}`)},
-	{"secret.api-key", "an OpenAI-style API key", []string{"sk-"}, regexp.MustCompile(`\bsk-(?:proj-)?[A-Za-z0-9_-]{32,}`)},
-	{"secret.api-key", "a Google API key", []string{"AIza"}, regexp.MustCompile(`\bAIza[0-9A-Za-z_-]{35}`)},
-	{"secret.api-key", "a Slack webhook", []string{"hooks.slack.com"}, regexp.MustCompile(`https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,}`)},
-}
-
-func hinted(data []byte, hints []string) bool {
-	for _, h := range hints {
-		if bytes.Contains(data, []byte(h)) {
-			return true
-		}
-	}
-	return false
-}
 
 // textTypes are scanned for secrets; binary assets are not.
 var textTypes = map[string]bool{
@@ -43,84 +14,18 @@ var textTypes = map[string]bool{
 	".webmanifest": true, ".txt": true, ".md": true, ".xml": true, ".csv": true, ".svg": true,
 }
 
-// isConfig reports whether a file is configuration, where a long random
-// string is most likely a credential.
-func isConfig(name string) bool {
-	ext := strings.ToLower(path.Ext(name))
-	base := strings.ToLower(path.Base(name))
-	return ext == ".json" || ext == ".webmanifest" ||
-		(ext == ".js" || ext == ".mjs") && (strings.Contains(base, "config") || strings.Contains(base, "env") || strings.Contains(base, "settings"))
-}
-
-var tokenRe = regexp.MustCompile(`[A-Za-z0-9+/=_\-]{24,}`)
-
-// scanSecrets adds a finding for each credential in a text file. Messages
-// never repeat the secret: they name its kind, line and length.
+// scanSecrets adds a finding for each credential in a text file
+// (secretscan.Scan): an error for a recognisable one (a package is shared,
+// and what is in it is public), a warning for a random-looking string.
 func scanSecrets(name string, data []byte, add func(Finding)) {
 	if !textTypes[strings.ToLower(path.Ext(name))] {
 		return
 	}
-	lineOf := func(off int) int { return bytes.Count(data[:off], []byte("\n")) + 1 }
-	for _, p := range secretPatterns {
-		if !hinted(data, p.hints) {
-			continue
+	for _, h := range secretscan.Scan(name, data) {
+		sev := Warning
+		if h.Certain {
+			sev = Error
 		}
-		for _, loc := range p.re.FindAllIndex(data, 20) {
-			add(Finding{Rule: p.rule, Path: fmt.Sprintf("%s:%d", name, lineOf(loc[0])), Severity: Error,
-				Message: fmt.Sprintf("looks like %s (%d characters, starting %q…); remove it and revoke it", p.what, loc[1]-loc[0], redact(data[loc[0]:loc[1]]))})
-		}
+		add(Finding{Rule: h.Rule, Path: fmt.Sprintf("%s:%d", name, h.Line), Severity: sev, Message: h.Message})
 	}
-	if !isConfig(name) {
-		return
-	}
-	for _, loc := range tokenRe.FindAllIndex(data, 200) {
-		tok := data[loc[0]:loc[1]]
-		if bytes.HasPrefix(tok, []byte("sha256-")) || bytes.HasPrefix(tok, []byte("sha384-")) || bytes.HasPrefix(tok, []byte("sha512-")) {
-			continue // subresource integrity hashes
-		}
-		if e := entropy(tok); e >= entropyThreshold(tok) {
-			add(Finding{Rule: "secret.high-entropy", Path: fmt.Sprintf("%s:%d", name, lineOf(loc[0])), Severity: Warning,
-				Message: fmt.Sprintf("random-looking string (%d characters, %.1f bits/char, starting %q…) in a config file; if it is a credential, remove it", len(tok), e, redact(tok))})
-		}
-	}
-}
-
-// entropyThreshold is the Shannon entropy, in bits per character, above
-// which a token looks random: hex strings top out at 4, base64 at 6.
-func entropyThreshold(tok []byte) float64 {
-	hex := true
-	for _, c := range tok {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-			hex = false
-			break
-		}
-	}
-	if hex {
-		return 3.5
-	}
-	return 4.5
-}
-
-func entropy(s []byte) float64 {
-	var counts [256]int
-	for _, c := range s {
-		counts[c]++
-	}
-	var h float64
-	n := float64(len(s))
-	for _, c := range counts {
-		if c > 0 {
-			p := float64(c) / n
-			h -= p * math.Log2(p)
-		}
-	}
-	return h
-}
-
-// redact keeps only a recognisable prefix of a secret.
-func redact(s []byte) string {
-	if len(s) > 4 {
-		s = s[:4]
-	}
-	return string(s)
 }

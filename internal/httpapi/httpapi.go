@@ -25,6 +25,7 @@ import (
 	"github.com/taosagent/taosagent/internal/appgate"
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/library"
 	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/runner"
 )
@@ -134,6 +135,11 @@ func (s *Server) routes() []route {
 		{"POST /v1/approvals/{id}", s.replyApproval, false},
 		{"GET /v1/questions", s.listQuestions, false},
 		{"POST /v1/questions/{id}", s.answerQuestion, false},
+		{"GET /v1/library", s.listLibrary, false},
+		{"POST /v1/library", s.addLibraryItem, false},
+		{"GET /v1/library/{kind}/{name}", s.showLibraryItem, false},
+		{"POST /v1/library/{kind}/{name}/accept", s.acceptLibraryItem, false},
+		{"DELETE /v1/library/{kind}/{name}", s.removeLibraryItem, false},
 		{"GET /v1/audit", s.listAudit, false},
 		{"GET /metrics", s.metrics, false},
 	}
@@ -308,7 +314,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid", err.Error())
 	case errors.Is(err, runner.ErrInvalid):
 		writeError(w, http.StatusUnprocessableEntity, "invalid", strings.TrimPrefix(err.Error(), "invalid: "))
-	case errors.Is(err, eventlog.ErrNotFound):
+	case errors.Is(err, eventlog.ErrNotFound), errors.Is(err, library.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, eventlog.ErrExists):
 		writeError(w, http.StatusConflict, "exists", err.Error())

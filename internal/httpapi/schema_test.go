@@ -14,6 +14,7 @@ import (
 	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/library"
 )
 
 // Each schema of the OpenAPI document names exactly the fields of the Go
@@ -53,6 +54,10 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"Question":       {v: api.Question{}},
 		"QuestionAnswer": {v: api.AnswerRequest{}},
 		"Conversation":   {v: api.Conversation{}},
+		"LibraryInput":   {v: libraryInput{}},
+		"LibraryAdded":   {v: libraryAdded{}},
+		"LibraryEntry":   {v: library.Entry{}},
+		"LibraryItem":    {v: control.LibraryItem{}},
 		"AuditEntry":     {v: api.AuditEntry{}},
 		"ModelSync":      {v: api.ModelSync{}},
 		"ReplyInput":     {v: replyInput{}},

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/taosagent/taosagent/internal/library"
+)
+
+// runLibrary is `taosagent library add|list|show|accept|rm`: the Library
+// of vetted items a person gives agents (docs/LIBRARY.md).
+func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME", errUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flags("library "+sub, stderr)
+	mk := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, interleave(fs, args)); err != nil {
+		return err
+	}
+	want := map[string]int{"add": 1, "list": 0, "show": 1, "accept": 2, "rm": 1}
+	n, ok := want[sub]
+	if !ok || fs.NArg() != n {
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME", errUsage)
+	}
+	ref := func(s string) (string, error) {
+		kind, name, ok := strings.Cut(s, "/")
+		if !ok || kind == "" || name == "" {
+			return "", fmt.Errorf("%w: %q: want KIND/NAME, as `taosagent library list` shows", errUsage, s)
+		}
+		return "/v1/library/" + url.PathEscape(kind) + "/" + url.PathEscape(name), nil
+	}
+	c, err := mk()
+	if err != nil {
+		return err
+	}
+	var out json.RawMessage
+	switch sub {
+	case "add":
+		files, err := library.Read(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		text := map[string]string{}
+		for p, b := range files {
+			text[p] = string(b)
+		}
+		var added struct {
+			Item             library.Item
+			Created, Current bool
+		}
+		if err := c.Do(ctx, "POST", "/v1/library", map[string]any{"files": text}, &added); err != nil {
+			return err
+		}
+		switch {
+		case !added.Created:
+			fmt.Fprintf(stdout, "%s@%.12s is in the Library already\n", added.Item.Ref(), added.Item.Digest)
+		case added.Current:
+			fmt.Fprintf(stdout, "%s@%.12s added\n", added.Item.Ref(), added.Item.Digest)
+		default:
+			fmt.Fprintf(stdout, "%s@%.12s waits for you: taosagent library show %s, then library accept %s %s\n",
+				added.Item.Ref(), added.Item.Digest, added.Item.Ref(), added.Item.Ref(), added.Item.Digest)
+		}
+		return nil
+	case "list":
+		var l struct{ Items []library.Entry }
+		if err := c.Do(ctx, "GET", "/v1/library", nil, &l); err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(l.Items)
+		}
+		for _, e := range l.Items {
+			wait := ""
+			if len(e.Pending) > 0 {
+				wait = fmt.Sprintf("  (%d version(s) waiting)", len(e.Pending))
+			}
+			fmt.Fprintf(stdout, "%-28s %.12s  %s%s\n", e.Ref(), e.Digest, e.Description, wait)
+		}
+		if len(l.Items) == 0 {
+			fmt.Fprintln(stdout, "the Library is empty")
+		}
+		return nil
+	case "show":
+		p, err := ref(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		var it struct {
+			library.Entry
+			Content map[string]string
+			Waiting []struct{ Digest, Diff string }
+		}
+		if err := c.Do(ctx, "GET", p, nil, &it); err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(it)
+		}
+		return paged(stdout, func(w io.Writer) error {
+			fmt.Fprintf(w, "%s@%s\n%s\n", it.Ref(), it.Digest, it.Description)
+			for _, f := range it.Paths {
+				fmt.Fprintf(w, "\n== %s\n%s", f, it.Content[f])
+			}
+			for _, v := range it.Waiting {
+				fmt.Fprintf(w, "\n== waiting: %s (accept: taosagent library accept %s %s)\n%s", v.Digest, it.Ref(), v.Digest, v.Diff)
+			}
+			return nil
+		})
+	case "accept":
+		p, err := ref(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := c.Do(ctx, "POST", p+"/accept", map[string]string{"digest": fs.Arg(1)}, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s is now %.12s\n", fs.Arg(0), fs.Arg(1))
+		return nil
+	default: // rm
+		p, err := ref(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := c.Do(ctx, "DELETE", p, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s removed\n", fs.Arg(0))
+		return nil
+	}
+}

@@ -1,0 +1,100 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/library"
+)
+
+// LibraryItem is an item as a person reviews it: its current version and
+// each version that waits, with the diff from the current one.
+type LibraryItem struct {
+	library.Entry
+	Files   map[string]string `json:"content"` // the current version's files
+	Waiting []LibraryVersion  `json:"waiting,omitempty"`
+}
+
+// LibraryVersion is a version of an item that waits for a person.
+type LibraryVersion struct {
+	Digest string `json:"digest"`
+	Diff   string `json:"diff"`
+}
+
+func (s *Service) library() *library.Store {
+	return &library.Store{Dir: home.Home{Dir: s.Home}.Library()}
+}
+
+// LibraryAdd checks files as an item and stores it: a new item is current
+// at once; a new version of one waits for a person (LibraryAccept). A
+// person or the daemon's own tools only: what an agent offers is a
+// proposal (a later issue's library_propose), never added by this.
+func (s *Service) LibraryAdd(ctx context.Context, a Actor, files map[string][]byte) (it library.Item, created, current bool, err error) {
+	it, cerr := library.Check(files)
+	c := Call{Actor: a, Tool: "library.add", Target: it.Ref(), Args: map[string]string{"item": it.Ref(), "digest": it.Digest}}
+	switch {
+	case !a.Person():
+		return it, false, false, s.Refuse(ctx, c, fmt.Errorf("%w: only a person adds to the Library; %s cannot", ErrForbidden, a))
+	case cerr != nil:
+		return it, false, false, s.Refuse(ctx, c, Invalidf("%v", cerr))
+	}
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		created, current, err = s.library().Add(it)
+		return "", err
+	})
+	return it, created, current, err
+}
+
+// Library lists the Library's items.
+func (s *Service) Library() ([]library.Entry, error) {
+	es, err := s.library().List()
+	if es == nil {
+		es = []library.Entry{}
+	}
+	return es, err
+}
+
+// LibraryShow is kind/name for review: its files and each waiting version's
+// diff from the current one.
+func (s *Service) LibraryShow(kind library.Kind, name string) (LibraryItem, error) {
+	st := s.library()
+	es, err := st.List()
+	if err != nil {
+		return LibraryItem{}, err
+	}
+	for _, e := range es {
+		if e.Kind != kind || e.Name != name {
+			continue
+		}
+		out := LibraryItem{Entry: e, Files: map[string]string{}}
+		for p, b := range e.Files {
+			out.Files[p] = string(b)
+		}
+		for _, d := range e.Pending {
+			v, err := st.Version(kind, name, d)
+			if err != nil {
+				return LibraryItem{}, err
+			}
+			out.Waiting = append(out.Waiting, LibraryVersion{Digest: d, Diff: library.Diff(e.Item, v)})
+		}
+		return out, nil
+	}
+	return LibraryItem{}, fmt.Errorf("%s/%s: %w", kind, name, ErrNotFoundLibrary)
+}
+
+// ErrNotFoundLibrary is an item or version the Library does not have.
+var ErrNotFoundLibrary = library.ErrNotFound
+
+// LibraryAccept makes a waiting version of kind/name current: agents get
+// it from their next start. A destructive change: a person's.
+func (s *Service) LibraryAccept(ctx context.Context, a Actor, kind library.Kind, name, digest string) error {
+	return s.Do(ctx, Call{Actor: a, Tool: "library.accept", Target: string(kind) + "/" + name, Args: map[string]string{"item": string(kind) + "/" + name, "digest": digest}},
+		func(ctx context.Context) (string, error) { return "", s.library().Accept(kind, name, digest) })
+}
+
+// LibraryRemove removes kind/name and its versions. Destructive.
+func (s *Service) LibraryRemove(ctx context.Context, a Actor, kind library.Kind, name string) error {
+	return s.Do(ctx, Call{Actor: a, Tool: "library.remove", Target: string(kind) + "/" + name, Args: map[string]string{"item": string(kind) + "/" + name}},
+		func(ctx context.Context) (string, error) { return "", s.library().Remove(kind, name) })
+}

@@ -1,0 +1,161 @@
+package library
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func skill(body string) map[string][]byte {
+	return map[string][]byte{
+		ManifestFile:       []byte(`{"kind":"skill","name":"release-notes","description":"Writes release notes from the git log."}`),
+		"SKILL.md":         []byte("---\nname: release-notes\ndescription: Writes release notes\n---\n" + body),
+		"templates/set.md": []byte("## Changes\n"),
+	}
+}
+
+// A good item is its files and a digest of them; a bad one is refused
+// with every problem named, and nothing of it is kept.
+func TestAnItemIsCheckedBeforeAnyoneIsAsked(t *testing.T) {
+	it, err := Check(skill("Read the log.\n"))
+	if err != nil || it.Ref() != "skill/release-notes" || len(it.Digest) != 64 || len(it.Paths) != 3 {
+		t.Fatalf("a good skill: %+v %v", it, err)
+	}
+	again, _ := Check(skill("Read the log.\n"))
+	other, _ := Check(skill("Read the log twice.\n"))
+	if again.Digest != it.Digest || other.Digest == it.Digest {
+		t.Errorf("digests: the same files must give the same, others another")
+	}
+	with := func(change func(map[string][]byte)) map[string][]byte {
+		f := skill("x\n")
+		change(f)
+		return f
+	}
+	for _, c := range []struct {
+		name  string
+		files map[string][]byte
+		rule  string
+	}{
+		{"no manifest", with(func(f map[string][]byte) { delete(f, ManifestFile) }), "manifest.missing"},
+		{"bad JSON", with(func(f map[string][]byte) { f[ManifestFile] = []byte(`{"kind":`) }), "manifest.json"},
+		{"unknown field", with(func(f map[string][]byte) {
+			f[ManifestFile] = []byte(`{"kind":"skill","name":"a","description":"d","run":"x"}`)
+		}), "manifest.json"},
+		{"unknown kind", with(func(f map[string][]byte) { f[ManifestFile] = []byte(`{"kind":"plugin","name":"a","description":"d"}`) }), "manifest.kind"},
+		{"bad name", with(func(f map[string][]byte) {
+			f[ManifestFile] = []byte(`{"kind":"skill","name":"../x","description":"d"}`)
+		}), "manifest.name"},
+		{"no description", with(func(f map[string][]byte) { f[ManifestFile] = []byte(`{"kind":"skill","name":"a","description":" "}`) }), "manifest.description"},
+		{"no main file", with(func(f map[string][]byte) { delete(f, "SKILL.md") }), "item.main"},
+		{"a path out", with(func(f map[string][]byte) { f["../escape.md"] = []byte("x") }), "item.path"},
+		{"an absolute path", with(func(f map[string][]byte) { f["/etc/x"] = []byte("x") }), "item.path"},
+		{"binary", with(func(f map[string][]byte) { f["a.bin"] = []byte{0, 1, 2} }), "item.binary"},
+		{"a secret", with(func(f map[string][]byte) { f["notes.md"] = []byte("token ghp_0123456789abcdefghijABCDEFGHIJ012345") }), "secret.api-key"},
+		{"too big", with(func(f map[string][]byte) { f["big.md"] = []byte(strings.Repeat("x", MaxBytes)) }), "item.size"},
+		{"an mcp without a server", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d"}`)}, "manifest.mcp"},
+		{"a server in a skill", with(func(f map[string][]byte) {
+			f[ManifestFile] = []byte(`{"kind":"skill","name":"a","description":"d","mcp":{"url":"https://x"}}`)
+		}), "manifest.mcp"},
+		{"a secret's value where its name goes", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"command":["npx","x"],"env":["TOKEN=abc"]}}`)}, "manifest.mcp"},
+	} {
+		_, err := Check(c.files)
+		var inv *Invalid
+		if !errors.As(err, &inv) {
+			t.Errorf("%s: %v, want refused", c.name, err)
+			continue
+		}
+		found := false
+		for _, f := range inv.Findings {
+			found = found || f.Rule == c.rule
+		}
+		if !found {
+			t.Errorf("%s: %v, want a %s finding", c.name, err, c.rule)
+		}
+		if strings.Contains(err.Error(), "0123456789abcdefghij") {
+			t.Errorf("%s: the refusal repeats the secret", c.name)
+		}
+	}
+	if _, err := Check(map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"memory","description":"d","mcp":{"command":["npx","-y","@modelcontextprotocol/server-memory"],"env":["MEMORY_FILE_PATH"]}}`)}); err != nil {
+		t.Errorf("a good mcp item: %v", err)
+	}
+}
+
+// A new item is current at once; a new version of it waits for a person
+// and the current one stays until it is accepted; a version on disk that
+// was changed behind the store's back is refused when read.
+func TestAnUpdateWaitsForAPerson(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	v1, _ := Check(skill("one\n"))
+	v2, _ := Check(skill("one\ntwo\n"))
+	if created, current, err := s.Add(v1); err != nil || !created || !current {
+		t.Fatalf("first add: %v %v %v", created, current, err)
+	}
+	if created, _, err := s.Add(v1); err != nil || created {
+		t.Fatalf("the same again stores nothing: %v %v", created, err)
+	}
+	if created, current, err := s.Add(v2); err != nil || !created || current {
+		t.Fatalf("an update: %v %v %v", created, current, err)
+	}
+	if got, _ := s.Get(Skill, "release-notes"); got.Digest != v1.Digest {
+		t.Fatalf("the current version changed before a person accepted: %.12s", got.Digest)
+	}
+	es, err := s.List()
+	if err != nil || len(es) != 1 || es[0].Digest != v1.Digest || len(es[0].Pending) != 1 || es[0].Pending[0] != v2.Digest {
+		t.Fatalf("list: %+v %v", es, err)
+	}
+	d := Diff(v1, v2)
+	if !strings.Contains(d, "changed SKILL.md") || !strings.Contains(d, "\n one\n") || !strings.Contains(d, "\n+two\n") {
+		t.Errorf("diff:\n%s", d)
+	}
+	if err := s.Accept(Skill, "release-notes", strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("accepting a version that does not exist: %v", err)
+	}
+	if err := s.Accept(Skill, "release-notes", v2.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(Skill, "release-notes"); got.Digest != v2.Digest || string(got.Files["SKILL.md"]) != string(v2.Files["SKILL.md"]) {
+		t.Fatalf("after accepting: %.12s", got.Digest)
+	}
+	// Tampered on disk: refused when read.
+	if err := os.WriteFile(filepath.Join(s.Dir, "skill", "release-notes", v2.Digest, "SKILL.md"), []byte("---\nname: x\n---\nchanged\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(Skill, "release-notes"); err == nil || !strings.Contains(err.Error(), "other content") {
+		t.Errorf("a changed version: %v", err)
+	}
+	if err := s.Remove(Skill, "release-notes"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(Skill, "release-notes"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after remove: %v", err)
+	}
+	if err := s.Remove(Skill, "../../etc"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("remove of a name out of the store: %v", err)
+	}
+}
+
+// Read takes plain files only: a link in an item is refused by name.
+func TestReadRefusesLinks(t *testing.T) {
+	dir := t.TempDir()
+	for p, b := range skill("x\n") {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(dir, p), b, 0o644)
+	}
+	files, err := Read(dir)
+	if err != nil || len(files) != 3 {
+		t.Fatalf("read: %d files, %v", len(files), err)
+	}
+	if _, err := Check(files); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/shadow", filepath.Join(dir, "templates", "shadow.md")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Read(dir)
+	var inv *Invalid
+	if !errors.As(err, &inv) || inv.Findings[0].Rule != "item.link" || inv.Findings[0].Path != "templates/shadow.md" {
+		t.Fatalf("a link: %v", err)
+	}
+}

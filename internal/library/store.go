@@ -1,0 +1,245 @@
+package library
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/taosagent/taosagent/internal/atomicfile"
+)
+
+// Store is the Library on disk: DIR/KIND/NAME/DIGEST/ holds each version's
+// files, DIR/KIND/NAME/current names the version agents get, and
+// DIR/KIND/NAME/waiting the versions offered and not yet accepted (earlier
+// versions stay, for what is pinned to them). Only the daemon writes it
+// (0700, root's in a system install); a version is never changed once
+// written.
+type Store struct{ Dir string }
+
+// Entry is an item in the Library: its current version and the versions
+// waiting for a person to accept them.
+type Entry struct {
+	Item
+	Pending []string `json:"pending,omitempty"` // digests
+}
+
+// ErrNotFound is an item or a waiting version the Library does not have.
+var ErrNotFound = errors.New("not in the Library")
+
+// Add stores it. A new item becomes current at once (a person added it);
+// a new version of an item already there waits (pending) until a person
+// accepts it, and agents keep the current one meanwhile. It reports
+// whether it stored anything and whether the version is current.
+func (s *Store) Add(it Item) (created, current bool, err error) {
+	if it.Digest == "" {
+		return false, false, errors.New("library: an item that was not checked")
+	}
+	dir := s.itemDir(it.Kind, it.Name)
+	cur, _ := s.current(it.Kind, it.Name)
+	vdir := filepath.Join(dir, it.Digest)
+	if _, err := os.Stat(vdir); err == nil {
+		return false, cur == it.Digest, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false, false, err
+	}
+	tmp, err := os.MkdirTemp(dir, ".add-")
+	if err != nil {
+		return false, false, err
+	}
+	defer os.RemoveAll(tmp)
+	for _, p := range it.Paths {
+		f := filepath.Join(tmp, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			return false, false, err
+		}
+		if err := os.WriteFile(f, it.Files[p], 0o600); err != nil {
+			return false, false, err
+		}
+	}
+	if err := os.Rename(tmp, vdir); err != nil {
+		return false, false, err
+	}
+	if cur == "" {
+		if err := s.setCurrent(it.Kind, it.Name, it.Digest); err != nil {
+			return true, false, err
+		}
+		return true, true, nil
+	}
+	w := s.waiting(it.Kind, it.Name)
+	return true, false, s.setWaiting(it.Kind, it.Name, append(w, it.Digest))
+}
+
+// waiting is kind/name's versions that wait for a person, oldest first.
+func (s *Store) waiting(kind Kind, name string) []string {
+	b, _ := os.ReadFile(filepath.Join(s.itemDir(kind, name), "waiting"))
+	var out []string
+	for _, d := range strings.Fields(string(b)) {
+		if hexRE(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (s *Store) setWaiting(kind Kind, name string, ds []string) error {
+	return atomicfile.Write(filepath.Join(s.itemDir(kind, name), "waiting"), []byte(strings.Join(ds, "\n")+"\n"), 0o600)
+}
+
+// Accept makes the waiting version digest of kind/name current.
+func (s *Store) Accept(kind Kind, name, digest string) error {
+	w := s.waiting(kind, name)
+	if !slices.Contains(w, digest) {
+		return fmt.Errorf("%s/%s@%.12s: %w", kind, name, digest, ErrNotFound)
+	}
+	if _, err := s.Version(kind, name, digest); err != nil {
+		return err
+	}
+	if err := s.setCurrent(kind, name, digest); err != nil {
+		return err
+	}
+	return s.setWaiting(kind, name, slices.DeleteFunc(w, func(d string) bool { return d == digest }))
+}
+
+// Get returns kind/name's current version.
+func (s *Store) Get(kind Kind, name string) (Item, error) {
+	cur, err := s.current(kind, name)
+	if err != nil {
+		return Item{}, err
+	}
+	return s.Version(kind, name, cur)
+}
+
+// Version returns version digest of kind/name, checked again as it is
+// read (a version on disk is data like any other).
+func (s *Store) Version(kind Kind, name, digest string) (Item, error) {
+	if !slices.Contains(Kinds, kind) || !nameRE.MatchString(name) || !hexRE(digest) {
+		return Item{}, fmt.Errorf("%s/%s@%s: %w", kind, name, digest, ErrNotFound)
+	}
+	files, err := Read(filepath.Join(s.itemDir(kind, name), digest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Item{}, fmt.Errorf("%s/%s@%.12s: %w", kind, name, digest, ErrNotFound)
+	}
+	if err != nil {
+		return Item{}, err
+	}
+	it, err := Check(files)
+	if err != nil {
+		return Item{}, err
+	}
+	if it.Digest != digest {
+		return Item{}, fmt.Errorf("library: %s/%s@%.12s holds other content (%.12s)", kind, name, digest, it.Digest)
+	}
+	return it, nil
+}
+
+// List is every item, by kind then name, with the versions that wait.
+func (s *Store) List() ([]Entry, error) {
+	var out []Entry
+	for _, k := range Kinds {
+		names, err := os.ReadDir(filepath.Join(s.Dir, string(k)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if !n.IsDir() || !nameRE.MatchString(n.Name()) {
+				continue
+			}
+			it, err := s.Get(k, n.Name())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, Entry{Item: it, Pending: s.waiting(k, n.Name())})
+		}
+	}
+	return out, nil
+}
+
+// Remove removes kind/name and every version of it.
+func (s *Store) Remove(kind Kind, name string) error {
+	if _, err := s.current(kind, name); err != nil {
+		return err
+	}
+	return os.RemoveAll(s.itemDir(kind, name))
+}
+
+func (s *Store) itemDir(kind Kind, name string) string {
+	return filepath.Join(s.Dir, string(kind), name)
+}
+
+func (s *Store) current(kind Kind, name string) (string, error) {
+	if !slices.Contains(Kinds, kind) || !nameRE.MatchString(name) {
+		return "", fmt.Errorf("%s/%s: %w", kind, name, ErrNotFound)
+	}
+	b, err := os.ReadFile(filepath.Join(s.itemDir(kind, name), "current"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s/%s: %w", kind, name, ErrNotFound)
+	}
+	d := strings.TrimSpace(string(b))
+	if err == nil && !hexRE(d) {
+		err = fmt.Errorf("library: %s/%s: its current version is unreadable", kind, name)
+	}
+	return d, err
+}
+
+func (s *Store) setCurrent(kind Kind, name, digest string) error {
+	return atomicfile.Write(filepath.Join(s.itemDir(kind, name), "current"), []byte(digest+"\n"), 0o600)
+}
+
+func hexRE(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Read reads the item in dir: regular files only, through an os.Root (no
+// path out of dir), at most MaxFiles of them and MaxBytes in all; a link,
+// a device or anything else that is not a plain file or directory is
+// refused by name.
+func Read(dir string) (map[string][]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	files := map[string][]byte{}
+	var total int64
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case p == ".":
+			return nil
+		case d.IsDir():
+			return nil
+		case !d.Type().IsRegular():
+			return &Invalid{[]Finding{{Rule: "item.link", Path: p, Message: "not a regular file (a link, a device…): an item holds plain files only"}}}
+		case len(files) >= MaxFiles:
+			return &Invalid{[]Finding{{Rule: "item.files", Message: fmt.Sprintf("more than %d files", MaxFiles)}}}
+		}
+		b, err := root.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if total += int64(len(b)); total > MaxBytes {
+			return &Invalid{[]Finding{{Rule: "item.size", Message: fmt.Sprintf("more than %d bytes", MaxBytes)}}}
+		}
+		files[p] = b
+		return nil
+	})
+	return files, err
+}
