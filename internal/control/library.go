@@ -59,32 +59,23 @@ func (s *Service) Library() ([]library.Entry, error) {
 // diff from the current one.
 func (s *Service) LibraryShow(kind library.Kind, name string) (LibraryItem, error) {
 	st := s.library()
-	es, err := st.List()
+	e, err := st.Entry(kind, name)
 	if err != nil {
 		return LibraryItem{}, err
 	}
-	for _, e := range es {
-		if e.Kind != kind || e.Name != name {
-			continue
-		}
-		out := LibraryItem{Entry: e, Files: map[string]string{}}
-		for p, b := range e.Files {
-			out.Files[p] = string(b)
-		}
-		for _, d := range e.Pending {
-			v, err := st.Version(kind, name, d)
-			if err != nil {
-				return LibraryItem{}, err
-			}
-			out.Waiting = append(out.Waiting, LibraryVersion{Digest: d, Diff: library.Diff(e.Item, v)})
-		}
-		return out, nil
+	out := LibraryItem{Entry: e, Files: map[string]string{}}
+	for p, b := range e.Files {
+		out.Files[p] = string(b)
 	}
-	return LibraryItem{}, fmt.Errorf("%s/%s: %w", kind, name, ErrNotFoundLibrary)
+	for _, d := range e.Pending {
+		v, err := st.Version(kind, name, d)
+		if err != nil {
+			return LibraryItem{}, err
+		}
+		out.Waiting = append(out.Waiting, LibraryVersion{Digest: d, Diff: library.Diff(e.Item, v)})
+	}
+	return out, nil
 }
-
-// ErrNotFoundLibrary is an item or version the Library does not have.
-var ErrNotFoundLibrary = library.ErrNotFound
 
 // LibraryAccept makes a waiting version of kind/name current: agents get
 // it from their next start. A destructive change: a person's.

@@ -137,6 +137,15 @@ func (s *Store) Version(kind Kind, name, digest string) (Item, error) {
 	return it, nil
 }
 
+// Entry is kind/name's current version with the versions that wait.
+func (s *Store) Entry(kind Kind, name string) (Entry, error) {
+	it, err := s.Get(kind, name)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Item: it, Pending: s.waiting(kind, name)}, nil
+}
+
 // List is every item, by kind then name, with the versions that wait.
 func (s *Store) List() ([]Entry, error) {
 	var out []Entry
@@ -152,11 +161,11 @@ func (s *Store) List() ([]Entry, error) {
 			if !n.IsDir() || !nameRE.MatchString(n.Name()) {
 				continue
 			}
-			it, err := s.Get(k, n.Name())
+			e, err := s.Entry(k, n.Name())
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Entry{Item: it, Pending: s.waiting(k, n.Name())})
+			out = append(out, e)
 		}
 	}
 	return out, nil

@@ -480,7 +480,7 @@ function render(chat, kind, e) {
         el("a", { href: "#/approvals" }, "approvals")), t.answer);
       break;
     case "permission.resolved":
-      running(chat, e);
+      running(chat);
       break;
     case "question.asked": {
       waiting(chat, d.call_id, "waiting for your answer");
@@ -493,7 +493,7 @@ function render(chat, kind, e) {
       const card = chat.asks.get(d.question);
       if (card) card.replaceWith(questionCard({ id: d.question, state: d.expired ? "expired" : d.rejected ? "rejected" : "answered",
         answers: d.answers, by: d.by, message: d.message, questions: [] }));
-      running(chat, e);
+      running(chat);
       break;
     }
     case "final":
