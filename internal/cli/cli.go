@@ -7,13 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/taosagent/taosagent/internal/render"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/taosagent/taosagent/internal/daemon"
+	"github.com/taosagent/taosagent/internal/render"
 )
 
 // Version is taosagent's own version.
@@ -102,8 +102,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
+		stop := onStop()
+		defer stop.release()
 		if !rawOutput[c.name] {
 			// What agents and models wrote reaches the person's terminal
 			// only as visible text.
@@ -112,7 +112,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			defer e.Flush()
 			stdout, stderr = o, e
 		}
-		err := c.run(ctx, args[1:], stdout, stderr)
+		err := c.run(stop.ctx, args[1:], stdout, stderr)
+		if ho := (*daemon.Handover)(nil); errors.As(err, &ho) {
+			// A planned restart: the daemon's binary runs again in this
+			// process, told whether a stop came meanwhile.
+			err = ho.Exec(stop.release())
+		}
 		var status exitStatus
 		switch {
 		case err == nil:

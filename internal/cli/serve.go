@@ -26,7 +26,8 @@ func defaultListen() string {
 }
 
 // runServe runs the daemon until SIGINT or SIGTERM; on SIGHUP it hands
-// over to the daemon's binary as it is now (a planned restart).
+// over to the daemon's binary as it is now (a planned restart): it returns
+// the *daemon.Handover that Main execs.
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("serve", stderr)
 	homeDir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
@@ -94,12 +95,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	cfg.Handover = handover
-	err := daemon.Run(ctx, cfg)
-	var ho *daemon.Handover
-	if errors.As(err, &ho) {
-		return ho.Exec()
-	}
-	return err
+	return daemon.Run(ctx, cfg) // a *daemon.Handover is Main's to exec
 }
 
 // exposure refuses a daemon that other machines could reach without TLS,

@@ -89,17 +89,6 @@ type Config struct {
 }
 
 // group runs goroutines and waits for them.
-type group struct{ sync.WaitGroup }
-
-// Go runs f on a goroutine of the group.
-func (g *group) Go(f func()) {
-	g.Add(1)
-	go func() {
-		defer g.Done()
-		f()
-	}()
-}
-
 // Run runs the daemon until ctx ends or its listener fails, and returns
 // when everything it started has stopped: the listeners served, the
 // workers (retention, model sync), the instances.
@@ -114,7 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 	logger := cfg.Logger
 	// The listeners' goroutines end when their servers close (deferred
 	// below, each where its server is made); they are waited for last.
-	var servers group
+	var servers sync.WaitGroup
 	defer servers.Wait()
 	h := home.Home{Dir: cfg.Home}
 	if err := h.Create(); err != nil {
@@ -256,17 +245,19 @@ func Run(ctx context.Context, cfg Config) error {
 		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)
-	srv.RegisterOnShutdown(api.EndStreams)
 	var pln *net.TCPListener // the public listener, if any
+	var psrv *httpapi.Served
+	var publicLn net.Listener
 	if cfg.PublicListen != "" {
-		var stop func()
-		pln, stop, err = servePublic(cfg, handler, &servers)
+		pln, publicLn, psrv, err = servePublic(cfg, handler, &servers)
 		if err != nil {
 			return err
 		}
-		defer stop()
+		defer psrv.Close()
 	}
 	os.Unsetenv(listenFDsEnv) // taken: nothing started from here inherits it
+	stopping := os.Getenv(stopEnv) != ""
+	os.Unsetenv(stopEnv)
 	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: cfg.Version, Started: time.Now().UTC()}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
 	}
@@ -290,7 +281,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The workers end, and are waited for, before anything they use closes.
 	wctx, stopWorkers := context.WithCancel(ctx)
-	var workers group
+	var workers sync.WaitGroup
 	defer func() { stopWorkers(); workers.Wait() }()
 	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
 	if cfg.ModelsSync > 0 {
@@ -303,19 +294,26 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	case <-ctx.Done():
 		logger.Info("stopping")
+	case <-stopAtOnce(stopping):
+		logger.Info("stopping: a stop came as the earlier program handed over")
 	case <-cfg.Handover:
 		if handover, err = handOver(cfg, mgr, tln, pln); err != nil {
 			logger.Error("the hand-over failed; stopping instead", "err", err)
 			handover = nil
 		}
 	}
-	// Requests under way are answered (event streams end at once: their
-	// clients resume by cursor); a hand-over's listeners stay open meanwhile.
+	// Requests under way are answered, none is dropped (event streams end
+	// at once: their clients resume by cursor); a hand-over's listeners
+	// stay open meanwhile, new connections waiting in their backlog.
+	api.EndStreams()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
+	var ends sync.WaitGroup
+	ends.Go(func() { srv.End(sctx, ln) })
+	if psrv != nil {
+		ends.Go(func() { psrv.End(sctx, publicLn) })
 	}
+	ends.Wait()
 	if handover != nil && ctx.Err() != nil {
 		// A stop came during the hand-over: it wins, and stops everything.
 		logger.Info("stopping: a stop came during the hand-over")
@@ -336,6 +334,9 @@ func Run(ctx context.Context, cfg Config) error {
 // meanwhile.
 func handOver(cfg Config, mgr *runner.Manager, lns ...*net.TCPListener) (*Handover, error) {
 	cfg.Logger.Info("a planned restart: finishing the running turns, then handing over", "wait", cfg.HandoverWait)
+	if err := ignoreHangups(); err != nil {
+		return nil, fmt.Errorf("ignoring SIGHUP across the hand-over: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.HandoverWait)
 	defer cancel()
 	if err := mgr.Quiesce(ctx); err != nil {
@@ -506,7 +507,7 @@ func confine(ctx context.Context, cfg Config, sup *supervisor.Supervisor) (agent
 
 // demoModel serves the scripted model on a loopback port of its own, on
 // a goroutine of servers, until stop.
-func demoModel(servers *group) (url string, stop func(), err error) {
+func demoModel(servers *sync.WaitGroup) (url string, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -517,14 +518,15 @@ func demoModel(servers *group) (url string, stop func(), err error) {
 }
 
 // servePublic serves handler on cfg.PublicListen (TLS, or plain HTTP when
-// the operator said so), on a goroutine of servers, until stop.
-func servePublic(cfg Config, handler http.Handler, servers *group) (tln *net.TCPListener, stop func(), err error) {
+// the operator said so), on a goroutine of servers, until psrv ends: tln
+// is the socket (a hand-over keeps it), pln the listener psrv serves.
+func servePublic(cfg Config, handler http.Handler, servers *sync.WaitGroup) (tln *net.TCPListener, pln net.Listener, psrv *httpapi.Served, err error) {
 	tln, err = listen(cfg.PublicListen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", cfg.PublicListen, err)
 	}
-	pln := netutil.LimitListener(tln, cfg.MaxConns)
-	psrv := httpapi.HTTPServer(handler, cfg.Logger)
+	pln = netutil.LimitListener(tln, cfg.MaxConns)
+	psrv = httpapi.HTTPServer(handler, cfg.Logger)
 	if cfg.TLSCert != "" {
 		servers.Go(func() {
 			if err := psrv.ServeTLS(pln, cfg.TLSCert, cfg.TLSKey); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -537,5 +539,5 @@ func servePublic(cfg Config, handler http.Handler, servers *group) (tln *net.TCP
 		cfg.Logger.Warn("the panel and the API are served WITHOUT TLS on an address other machines may reach: --insecure-public-http", "addr", pln.Addr().String())
 		fmt.Fprintf(cfg.Stdout, "taosagent also serving the panel and the API on http://%s (NO TLS: --insecure-public-http)\n", pln.Addr())
 	}
-	return tln, func() { psrv.Close() }, nil
+	return tln, pln, psrv, nil
 }

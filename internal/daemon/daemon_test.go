@@ -78,3 +78,22 @@ func TestRunJoinsEverythingItStarts(t *testing.T) {
 	stream.Body.Close()
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// A stop that came as the earlier program handed over (Exec's stopping)
+// stops the new one once it has taken over the instances: Run returns by
+// itself, with nothing left of the record it keeps while it runs.
+func TestAStopAtTheHandOverStopsTheNextProgram(t *testing.T) {
+	t.Setenv(stopEnv, "1")
+	home := t.TempDir()
+	pinned := func(context.Context, string) (string, string, error) { return "/bin/false", opencode.Version, nil }
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := Run(ctx, Config{Home: home, Listen: "127.0.0.1:0", Version: "test", Stdout: io.Discard, Opencode: pinned, Release: pinned,
+		Retention: time.Hour, RawRetention: time.Hour, ModelsSync: time.Hour})
+	if err != nil || ctx.Err() != nil {
+		t.Fatalf("Run: %v, its context: %v (want it to stop by itself)", err, ctx.Err())
+	}
+	if _, ok := os.LookupEnv(stopEnv); ok {
+		t.Errorf("%s is left for what the daemon starts", stopEnv)
+	}
+}

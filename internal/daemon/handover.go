@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +25,20 @@ import (
 // listenFDsEnv passes the listening sockets across the exec: "ADDR=FD"
 // pairs, separated by ";", ADDR as the daemon was configured with it.
 const listenFDsEnv = "TAOSAGENT_LISTEN_FDS"
+
+// stopEnv tells the next program that a stop (SIGTERM, SIGINT) came as
+// this one handed over: it takes over the instances, then stops them.
+const stopEnv = "TAOSAGENT_HANDOVER_STOP"
+
+// stopAtOnce is a channel closed when stopping, else nil (never ready).
+func stopAtOnce(stopping bool) <-chan struct{} {
+	if !stopping {
+		return nil
+	}
+	c := make(chan struct{})
+	close(c)
+	return c
+}
 
 // Handover is what Run returns when it handed over: the caller execs the
 // daemon's binary again (Exec), after everything Run made has closed.
@@ -81,7 +95,14 @@ func (h *Handover) keep(addr string, ln *net.TCPListener) error {
 
 // Exec replaces the program with the daemon's binary, same arguments,
 // the listening sockets kept open. It returns only on failure.
-func (h *Handover) Exec() error {
+//
+// The caller stops taking SIGINT and SIGTERM first, and says whether one
+// came (stopping): the new program then stops, once it has taken over the
+// instances. One that comes later takes its default action and ends the
+// process (the instances stay, and the next start adopts them); none is
+// lost, as one taken by this program and never acted on would be.
+// SIGHUP is ignored since the hand-over began (ignoreHangups).
+func (h *Handover) Exec(stopping bool) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -97,17 +118,32 @@ func (h *Handover) Exec() error {
 		pairs = append(pairs, fmt.Sprintf("%s=%d", addr, f.Fd()))
 	}
 	env := []string{listenFDsEnv + "=" + strings.Join(pairs, ";")}
+	if stopping {
+		env = append(env, stopEnv+"=1")
+	}
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, listenFDsEnv+"=") {
+		if !strings.HasPrefix(kv, listenFDsEnv+"=") && !strings.HasPrefix(kv, stopEnv+"=") {
 			env = append(env, kv)
 		}
 	}
-	// A second SIGHUP that comes before the new program listens for it
-	// would end it (the default action): ignored across the exec (the Go
-	// runtime keeps an inherited SIG_IGN of SIGHUP until Notify), it is
-	// lost instead, and the new program runs.
-	signal.Ignore(syscall.SIGHUP)
-	err = syscall.Exec(exe, os.Args, env)
-	signal.Reset(syscall.SIGHUP)
-	return err
+	return syscall.Exec(exe, os.Args, env)
+}
+
+// ignoreHangups has the kernel discard SIGHUP from now on and across the
+// exec: a hand-over has begun, and a SIGHUP that comes before the next
+// program listens for it would end that program (its default action);
+// the Go runtime keeps an inherited SIG_IGN of SIGHUP until Notify.
+//
+// Not signal.Ignore: it stops the runtime's handling a moment before it
+// sets SIG_IGN, and a SIGHUP in that moment takes the default action (a
+// burst of them ended the daemon 1 time in 15 here). Nor signal.Stop
+// later: SIGHUP is then fatal until the exec. The runtime still counts
+// SIGHUP as its own; the program execs or ends.
+func ignoreHangups() error {
+	// The kernel's struct sigaction: handler, flags, restorer, mask.
+	act := [4]uintptr{1} // SIG_IGN
+	if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGHUP), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0); errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -177,8 +177,14 @@ func (d *daemon) stop() {
 	select {
 	case <-d.done:
 	case <-time.After(30 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.done
+		// Its goroutines, in the log, say where it is stuck.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.done
+		}
 		d.t.Errorf("daemon did not stop on SIGTERM")
 	}
 }

@@ -151,11 +151,12 @@ func TestABurstOfSIGHUPsLeavesTheDaemonServing(t *testing.T) {
 	var handed time.Time
 	for handed.IsZero() || time.Since(handed) < 200*time.Millisecond {
 		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatalf("the daemon is gone during the burst: %v", err)
+			<-d.done
+			t.Fatalf("the daemon is gone during the burst (%v): %v", d.cmd.ProcessState, err)
 		}
 		select {
 		case <-d.done:
-			t.Fatalf("the daemon ended during a burst of SIGHUPs:\n%s", d.log.String())
+			t.Fatalf("the daemon ended during a burst of SIGHUPs (%v):\n%s", d.cmd.ProcessState, d.log.String())
 		case <-ctx.Done():
 			t.Fatal("no hand-over")
 		case <-time.After(time.Millisecond):
@@ -167,7 +168,7 @@ func TestABurstOfSIGHUPsLeavesTheDaemonServing(t *testing.T) {
 	waitFor(t, ctx, func() bool { _, err := d.c.Health(ctx); return err == nil })
 	select {
 	case <-d.done:
-		t.Fatalf("the daemon ended after a burst of SIGHUPs:\n%s", d.log.String())
+		t.Fatalf("the daemon ended after a burst of SIGHUPs (%v):\n%s", d.cmd.ProcessState, d.log.String())
 	default:
 	}
 	// A last hand-over may still be under way: a request sent on a

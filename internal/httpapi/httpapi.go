@@ -198,15 +198,6 @@ func (s *Server) Handler() http.Handler {
 	return s.checkHost(mux)
 }
 
-// HTTPServer returns the http.Server the daemon serves h with: bounded
-// header, body and idle times (an idle keep-alive connection is closed
-// after two minutes). Event streams bound each write instead (WriteWait).
-func HTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
-		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-}
-
 // checkHost refuses a request whose Host header names anything but an IP
 // literal, localhost, or one of Hosts.
 func (s *Server) checkHost(h http.Handler) http.Handler {
