@@ -1,5 +1,5 @@
 # taosagent. `make run` and `make test` install what they need on a fresh
-# Debian machine with Go and Node: `run` only npm and bubblewrap (apt) and
+# Debian machine with Go and Node: `run` only npm, bubblewrap and ripgrep (apt) and
 # the pinned opencode (npm); `test` also tmux, chromium, procps and iproute2 (apt)
 # and the official MCP and OpenAI clients (npm).
 
@@ -14,7 +14,7 @@ build:
 
 # What the daemon needs, and what the tests need besides, as COMMAND:PACKAGE
 # pairs: apt-get installs the packages whose command is missing.
-RUN_NEEDS  := npm:nodejs npm:npm bwrap:bubblewrap
+RUN_NEEDS  := npm:nodejs npm:npm bwrap:bubblewrap rg:ripgrep
 TEST_NEEDS := $(RUN_NEEDS) tmux:tmux chromium:chromium ps:procps ip:iproute2
 apt_install = @missing=$$(for n in $(1); do command -v $${n%%:*} >/dev/null || echo $${n\#*:}; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/egress"
+	"github.com/taosagent/taosagent/internal/library"
 	"github.com/taosagent/taosagent/internal/permission"
 )
 
@@ -214,6 +215,10 @@ type Agent struct {
 	// the daemon's egress proxy; nil: nowhere (egress.None). The host
 	// agent's is always none.
 	Egress *egress.Policy `json:"egress,omitempty"`
+	// Library names the Library's items the agent is given, each pinned
+	// to a version ("kind/name@digest"; library.Pin): rendered into its
+	// read-only opencode config, where opencode loads them.
+	Library []string `json:"library,omitempty"`
 	// UpstreamKey is the agent's own key at its provider, for a LiteLLM
 	// provider (its virtual key). Like a provider's key it is only read
 	// from a request: stored apart (mode 0600), never shown, never in
@@ -318,6 +323,24 @@ func (a Agent) Validate(providers Lookup) error {
 		if _, ok := p.Model(mid); !ok {
 			return invalid("fallback", "provider %q has no model %q", pid, mid)
 		}
+	}
+	if len(a.Library) > 64 {
+		return invalid("library", "at most 64 items")
+	}
+	given := map[string]bool{}
+	for i, ref := range a.Library {
+		p, err := library.ParseRef(ref)
+		if err != nil {
+			return invalid(fmt.Sprintf("library[%d]", i), "%v", err)
+		}
+		if p.Digest == "" {
+			return invalid(fmt.Sprintf("library[%d]", i), "%s is not pinned to a version", ref)
+		}
+		k := string(p.Kind) + "/" + p.Name
+		if given[k] {
+			return invalid(fmt.Sprintf("library[%d]", i), "%s is named twice", k)
+		}
+		given[k] = true
 	}
 	if len(a.MayRead) > 64 {
 		return invalid("may_read", "at most 64 agents")

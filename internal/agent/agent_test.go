@@ -37,3 +37,25 @@ func TestHostPermission(t *testing.T) {
 		}
 	}
 }
+
+// An agent's Library items are pinned refs of kinds it can be given, each
+// named once.
+func TestAnAgentsLibraryIsPinned(t *testing.T) {
+	providers := func(id string) (Provider, bool) { return Provider{ID: id, Models: []Model{{ID: "m"}}}, id == "p" }
+	d := strings.Repeat("a", 64)
+	for refs, want := range map[string]string{
+		"skill/notes@" + d:                       "",
+		"skill/notes@" + d + " command/sum@" + d: "",
+		"skill/notes":                            "not pinned",
+		"rule/style@" + d:                        "kinds",
+		"skill/notes@" + d + " skill/notes@" + d: "named twice",
+		"skill/../x@" + d:                        "is not kind/name",
+	} {
+		a := Agent{Name: "a", Model: "p/m", Library: strings.Fields(refs)}
+		a.Normalize()
+		err := a.Validate(providers)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("library %v: %v, want %q", a.Library, err, want)
+		}
+	}
+}

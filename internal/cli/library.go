@@ -81,7 +81,11 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			if len(e.Pending) > 0 {
 				wait = fmt.Sprintf("  (%d version(s) waiting)", len(e.Pending))
 			}
-			fmt.Fprintf(stdout, "%-28s %.12s  %s%s\n", e.Ref(), e.Digest, e.Description, wait)
+			cur := fmt.Sprintf("%.12s", e.Digest)
+			if e.Digest == "" {
+				cur = "(proposed)  " // no version current yet
+			}
+			fmt.Fprintf(stdout, "%-28s %s  %s%s\n", e.Ref(), cur, e.Description, wait)
 		}
 		if len(l.Items) == 0 {
 			fmt.Fprintln(stdout, "the Library is empty")
@@ -104,7 +108,11 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return json.NewEncoder(stdout).Encode(it)
 		}
 		return paged(stdout, func(w io.Writer) error {
-			fmt.Fprintf(w, "%s@%s\n%s\n", it.Ref(), it.Digest, it.Description)
+			if it.Digest == "" {
+				fmt.Fprintf(w, "%s: proposed, no version is current yet\n", it.Ref())
+			} else {
+				fmt.Fprintf(w, "%s@%s\n%s\n", it.Ref(), it.Digest, it.Description)
+			}
 			for _, f := range it.Paths {
 				fmt.Fprintf(w, "\n== %s\n%s", f, it.Content[f])
 			}

@@ -177,6 +177,7 @@ type Agent struct {
 	Fallback   string          `json:"fallback,omitempty"`
 	MayRead    []string        `json:"may_read,omitempty"`
 	Egress     *egress.Policy  `json:"egress,omitempty"`
+	Library    []string        `json:"library,omitempty"` // kind/name@digest
 	// UpstreamKey is write-only: the agent's own key at its LiteLLM proxy.
 	UpstreamKey    string       `json:"upstream_key,omitempty"`
 	HasUpstreamKey bool         `json:"has_upstream_key,omitempty"`

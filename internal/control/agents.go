@@ -66,6 +66,10 @@ type AgentPatch struct {
 	Fallback   *string          `json:"fallback,omitempty"`
 	MayRead    *[]string        `json:"may_read,omitempty"`
 	Egress     *egress.Policy   `json:"egress,omitempty"`
+	// Library replaces the items the agent is given: "kind/name" (pinned
+	// to the current version as the change is asked for, so that what a
+	// person approves is what runs) or "kind/name@digest".
+	Library *[]string `json:"library,omitempty"`
 	// UpstreamKey replaces the agent's own key at its LiteLLM proxy; ""
 	// removes it. Write-only: never shown, never audited.
 	UpstreamKey *string `json:"upstream_key,omitempty"`
@@ -85,14 +89,14 @@ func (p AgentPatch) redacted() AgentPatch {
 
 // Widens reports whether p, asked for by a on agent name, could widen
 // what any agent can do: its permissions, tools, permitted models,
-// limits, budget, fallback, upstream key, egress policy or the agents it may read, or the persona of an agent
-// other than a itself. Asked for through MCP or by an agent, such a
-// change is destructive: a person approves the exact change. What is left
-// is switching among the models already permitted, and an agent's own
-// persona.
+// limits, budget, fallback, upstream key, egress policy, Library items or
+// the agents it may read, or the persona of an agent other than a itself.
+// Asked for through MCP or by an agent, such a change is destructive: a
+// person approves the exact change. What is left is switching among the
+// models already permitted, and an agent's own persona.
 func (p AgentPatch) Widens(a Actor, name string) bool {
 	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil || p.Egress != nil ||
-		p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
+		p.Library != nil || p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
 }
 
 // DenyAll is the permission map of an agent created through MCP or by an
@@ -124,6 +128,13 @@ func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (A
 	var out agent.Agent
 	args := spec
 	args.UpstreamKey, args.HasUpstreamKey = "", spec.UpstreamKey != ""
+	if len(spec.Library) > 0 {
+		pinned, err := s.pinLibrary(spec.Library)
+		if err != nil {
+			return AgentView{}, s.Refuse(ctx, Call{Actor: a, Tool: "agent.create", Tier: tier, Target: spec.Name, Args: args}, err)
+		}
+		spec.Library, args.Library = pinned, pinned
+	}
 	err := s.Do(ctx, Call{Actor: a, Tool: "agent.create", Tier: tier, Target: spec.Name, Args: args}, func(ctx context.Context) (string, error) {
 		s.agentMu.Lock()
 		defer s.agentMu.Unlock()
@@ -163,6 +174,14 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		// decides (another agent could otherwise rewrite the host's, or
 		// steer the builder's).
 		tier = Destructive
+	}
+	if p.Library != nil {
+		// Pinned now: what a person approves is what the agent gets.
+		pinned, err := s.pinLibrary(*p.Library)
+		if err != nil {
+			return AgentView{}, s.Refuse(ctx, Call{Actor: a, Tool: "agent.update", Tier: tier, Target: name, Args: p.redacted()}, err)
+		}
+		p.Library = &pinned
 	}
 	var out agent.Agent
 	err := s.Do(ctx, Call{Actor: a, Tool: "agent.update", Tier: tier, Target: name, Args: p.redacted()}, func(ctx context.Context) (string, error) {
@@ -212,6 +231,9 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		if p.Egress != nil {
 			cur.Egress = p.Egress
 		}
+		if p.Library != nil {
+			cur.Library = *p.Library
+		}
 		if p.UpstreamKey != nil {
 			// The new key's scope is the agent's permitted set from now on;
 			// on any failure the old key stays.
@@ -239,6 +261,20 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		return AgentView{}, err
 	}
 	return s.View(ctx, out), nil
+}
+
+// pinLibrary pins each of refs to a version the Library holds: an
+// unpinned one to its current version.
+func (s *Service) pinLibrary(refs []string) ([]string, error) {
+	out := make([]string, 0, len(refs))
+	for i, ref := range refs {
+		p, err := s.library().Resolve(ref)
+		if err != nil {
+			return nil, Invalidf("library[%d]: %v", i, err)
+		}
+		out = append(out, p.String())
+	}
+	return out, nil
 }
 
 // putUpstreamKey stores (or, "", removes) agent name's key at its proxy.

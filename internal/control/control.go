@@ -122,6 +122,7 @@ var Actions = map[string]Tier{
 	"app_validate":      Read,
 	"app_run":           Write,
 	"app_submit":        Write,
+	"library_propose":   Write,
 	// The API's operations (and those the MCP tools above call).
 	"provider.create":           Write,
 	"provider.delete":           Destructive,
@@ -141,6 +142,7 @@ var Actions = map[string]Tier{
 	"question.answer":           Write,
 	"question.reject":           Write,
 	"library.add":               Write,
+	"library.propose":           Write,
 	"library.accept":            Destructive,
 	"library.remove":            Destructive,
 	"app.submit":                Write,

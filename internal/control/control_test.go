@@ -316,6 +316,37 @@ func TestWideningAgentsThroughMCPWaitsForAPerson(t *testing.T) {
 	if a, _ := f.Log.Agent(ctx, "made"); len(a.Models) > 1 {
 		t.Errorf("rejected, but made may use %v", a.Models)
 	}
+
+	// A Library item too: the approval shows the version pinned, and that
+	// version is what the agent gets.
+	it, _, _, err := f.Svc.LibraryAdd(ctx, controltest.Operator, map[string][]byte{
+		"item.json": []byte(`{"kind":"skill","name":"notes","description":"Takes notes."}`),
+		"SKILL.md":  []byte("---\nname: notes\ndescription: Takes notes\n---\nTake notes.\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := []string{"skill/notes"}
+	go func() {
+		_, err := f.Svc.UpdateAgent(ctx, controltest.ViaMCP, "made", control.AgentPatch{Library: &lib})
+		done <- err
+	}()
+	ap = f.Pending(t)
+	if !strings.Contains(string(ap.Ask), "skill/notes@"+it.Digest) {
+		t.Errorf("the approval does not show the version pinned: %s", ap.Ask)
+	}
+	if _, err := f.Svc.Decide(ctx, controltest.Operator, ap.ID, "once", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := f.Log.Agent(ctx, "made"); !slices.Equal(a.Library, []string{"skill/notes@" + it.Digest}) {
+		t.Errorf("made's library: %v", a.Library)
+	}
+	bad := []string{"skill/absent"}
+	if _, err := f.Svc.UpdateAgent(ctx, controltest.Operator, "made", control.AgentPatch{Library: &bad}); !agent.IsInvalid(err) {
+		t.Errorf("an item the Library does not have: %v, want invalid", err)
+	}
 }
 
 // An action no table gives a tier is never run, whoever asks; the refusal

@@ -28,8 +28,7 @@ func (s *Service) library() *library.Store {
 
 // LibraryAdd checks files as an item and stores it: a new item is current
 // at once; a new version of one waits for a person (LibraryAccept). A
-// person or the daemon's own tools only: what an agent offers is a
-// proposal (a later issue's library_propose), never added by this.
+// person only: what an agent offers is a proposal (LibraryPropose).
 func (s *Service) LibraryAdd(ctx context.Context, a Actor, files map[string][]byte) (it library.Item, created, current bool, err error) {
 	it, cerr := library.Check(files)
 	c := Call{Actor: a, Tool: "library.add", Target: it.Ref(), Args: map[string]string{"item": it.Ref(), "digest": it.Digest}}
@@ -44,6 +43,23 @@ func (s *Service) LibraryAdd(ctx context.Context, a Actor, files map[string][]by
 		return "", err
 	})
 	return it, created, current, err
+}
+
+// LibraryPropose checks files as an item and stores it as a version that
+// waits for a person, a new item too (library.Store.Propose): what an
+// agent offers is data until a person accepts it, and no agent gets it
+// before someone pins it. Audited, refusals too.
+func (s *Service) LibraryPropose(ctx context.Context, a Actor, files map[string][]byte) (it library.Item, created bool, err error) {
+	it, cerr := library.Check(files)
+	c := Call{Actor: a, Tool: "library.propose", Target: it.Ref(), Args: map[string]string{"item": it.Ref(), "digest": it.Digest}}
+	if cerr != nil {
+		return it, false, s.Refuse(ctx, c, Invalidf("%v", cerr))
+	}
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		created, err = s.library().Propose(it)
+		return "", err
+	})
+	return it, created, err
 }
 
 // Library lists the Library's items.
@@ -77,8 +93,10 @@ func (s *Service) LibraryShow(kind library.Kind, name string) (LibraryItem, erro
 	return out, nil
 }
 
-// LibraryAccept makes a waiting version of kind/name current: agents get
-// it from their next start. A destructive change: a person's.
+// LibraryAccept makes a waiting version of kind/name current: what an
+// agent given kind/name unpinned gets from now on (an agent pinned to
+// another version keeps it until its pin is moved). A destructive change:
+// a person's.
 func (s *Service) LibraryAccept(ctx context.Context, a Actor, kind library.Kind, name, digest string) error {
 	return s.Do(ctx, Call{Actor: a, Tool: "library.accept", Target: string(kind) + "/" + name, Args: map[string]string{"item": string(kind) + "/" + name, "digest": digest}},
 		func(ctx context.Context) (string, error) { return "", s.library().Accept(kind, name, digest) })

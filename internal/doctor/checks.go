@@ -413,6 +413,20 @@ func restoreRecipe(store snapshot.Store, path string) string {
 	return ""
 }
 
+// checkRipgrep looks for rg on the PATH confined instances get: opencode's
+// grep, glob and skill tools run it, and without it opencode downloads it
+// at first use, which a confined instance cannot (no network).
+func checkRipgrep(ctx context.Context, e *Env) []Finding {
+	const id = "ripgrep"
+	for _, dir := range []string{"/usr/local/bin", "/usr/bin", "/bin"} {
+		if fi, err := os.Stat(filepath.Join(dir, "rg")); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return ok(id, "ripgrep: "+filepath.Join(dir, "rg"))
+		}
+	}
+	return []Finding{{ID: id, Severity: Warning, Summary: "ripgrep (rg) is not installed: agents' grep, glob and skill tools fail",
+		Details: "opencode runs rg for them, and a confined agent cannot download it; install it: apt-get install ripgrep"}}
+}
+
 func checkSandbox(ctx context.Context, e *Env) []Finding {
 	const id = "sandbox"
 	if err := sandbox.New().Check(ctx); err != nil {

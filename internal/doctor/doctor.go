@@ -158,6 +158,7 @@ func Checks() []Check {
 		{"providers", "every provider answers with its key", checkProviders},
 		{"services", "every managed service is up, healthy, and its config parses", checkServices},
 		{"sandbox", "the sandbox works (bubblewrap, user namespaces)", checkSandbox},
+		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
 		{"service-unit", "taosagent's systemd unit is installed and enabled", checkUnit},
 	}
 }

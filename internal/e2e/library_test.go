@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestTheLibraryInTheCLI: a person adds an item from a directory, sees it
@@ -68,5 +70,120 @@ func TestTheLibraryInTheCLI(t *testing.T) {
 	run("rm", "skill/release-notes")
 	if out := run("list"); !strings.Contains(out, "empty") {
 		t.Fatalf("after rm: %s", out)
+	}
+}
+
+// An agent given a skill from the Library loads it through opencode's own
+// skill tool, at the version it is pinned to: an update waits for a
+// person, and the agent keeps the old version until its pin is moved.
+func TestAnAgentUsesASkillFromTheLibrary(t *testing.T) {
+	t.Parallel()
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("item.json", `{"kind":"skill","name":"release-notes","description":"Writes release notes from the git log."}`)
+	write("SKILL.md", "---\nname: release-notes\ndescription: Writes release notes from the git log\n---\nRead the log since the last tag.\n")
+	if out, errOut, code := d.run("library", "add", dir); code != 0 {
+		t.Fatalf("library add (%d): %s %s", code, out, errOut)
+	}
+	d.agent(ctx, "writer", `{"*":"allow"}`)
+	patch := func(body string) (int, string) {
+		return request(t, "PATCH", d.addr+"/v1/agents/writer", d.c.Token, body)
+	}
+	if code, body := patch(`{"library":["skill/release-notes"]}`); code != 200 || !strings.Contains(body, `"skill/release-notes@`) {
+		t.Fatalf("give the skill (%d): %s", code, body)
+	}
+	skill := func() string {
+		t.Helper()
+		acc := d.send(ctx, "writer", `call skill {"name":"release-notes"}`, "")
+		evs := d.turnOf(ctx, "writer", 0, acc.Input)
+		for _, e := range evs {
+			if e.Kind == "tool_result" && e.Field("tool") == "skill" {
+				return e.Field("output") + e.Field("error")
+			}
+		}
+		t.Fatalf("no skill tool result: %v", kinds(evs))
+		return ""
+	}
+	if out := skill(); !strings.Contains(out, "Read the log since the last tag.") {
+		t.Fatalf("the skill as loaded: %q", out)
+	}
+
+	// An update waits for a person; the agent keeps what it has.
+	write("SKILL.md", "---\nname: release-notes\ndescription: Writes release notes from the git log\n---\nRead the log since the last tag.\nGroup the changes by type.\n")
+	out, errOut, code := d.run("library", "add", dir)
+	if code != 0 || !strings.Contains(out, "waits for you") {
+		t.Fatalf("an update (%d): %s %s", code, out, errOut)
+	}
+	if out := skill(); strings.Contains(out, "Group the changes") {
+		t.Fatalf("an update no one accepted reached the agent: %q", out)
+	}
+	digest := strings.Fields(out[strings.Index(out, "library accept"):])[3]
+	if out, errOut, code := d.run("library", "accept", "skill/release-notes", digest); code != 0 {
+		t.Fatalf("accept (%d): %s %s", code, out, errOut)
+	}
+	if code, body := patch(`{"library":["skill/release-notes@` + digest + `"]}`); code != 200 {
+		t.Fatalf("move the pin (%d): %s", code, body)
+	}
+	if out := skill(); !strings.Contains(out, "Group the changes by type.") {
+		t.Fatalf("the skill after the pin moved: %q", out)
+	}
+
+	// Refused, and nothing changes: an item the Library does not have, a
+	// kind not given to agents yet, a version it does not hold.
+	for _, bad := range []string{`["skill/nope"]`, `["rule/house-style"]`, `["skill/release-notes@` + strings.Repeat("0", 64) + `"]`} {
+		if code, body := patch(`{"library":` + bad + `}`); code != 422 || !strings.Contains(body, "library[0]") {
+			t.Errorf("library %s: %d %s, want 422 naming the field", bad, code, body)
+		}
+	}
+	if code, body := get(t, d.addr+"/v1/agents/writer", d.c.Token); code != 200 || !strings.Contains(body, digest) {
+		t.Errorf("after the refusals: %d %s", code, body)
+	}
+}
+
+// What an agent proposes through its tools waits for a person, a new item
+// too: it is in the Library's list as waiting, with no version current,
+// until a person accepts it.
+func TestAnAgentsProposalWaitsForAPerson(t *testing.T) {
+	t.Parallel()
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	files, _ := json.Marshal(map[string]any{"files": map[string]string{
+		"item.json":  `{"kind":"command","name":"summarize","description":"Sums up a file."}`,
+		"command.md": "---\ndescription: Sums up a file\n---\nSum up $ARGUMENTS in three lines.\n",
+	}})
+	acc := d.send(ctx, "host", "call taos_library_propose "+string(files), "")
+	var out string
+	for _, e := range d.turnOf(ctx, "host", 0, acc.Input) {
+		if e.Kind == "tool_result" && e.Field("tool") == "taos_library_propose" {
+			out = e.Field("output") + e.Field("error")
+		}
+	}
+	if !strings.Contains(out, `"waiting":true`) || !strings.Contains(out, "command/summarize") {
+		t.Fatalf("the proposal: %q", out)
+	}
+	list, errOut, code := d.run("library", "list")
+	if code != 0 || !strings.Contains(list, "command/summarize") || !strings.Contains(list, "waiting") {
+		t.Fatalf("library list (%d): %s %s", code, list, errOut)
+	}
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/host", d.c.Token, `{"library":["command/summarize"]}`); code != 422 {
+		t.Fatalf("an agent given a proposal no one accepted: %d %s", code, body)
+	}
+	show, _, _ := d.run("library", "show", "command/summarize")
+	if !strings.Contains(show, "+Sum up $ARGUMENTS in three lines.") {
+		t.Fatalf("library show: %s", show)
+	}
+	digest := strings.TrimSuffix(strings.Fields(show[strings.Index(show, "library accept"):])[3], ")")
+	if out, errOut, code := d.run("library", "accept", "command/summarize", digest); code != 0 {
+		t.Fatalf("accept (%d): %s %s", code, out, errOut)
+	}
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/host", d.c.Token, `{"library":["command/summarize"]}`); code != 200 || !strings.Contains(body, digest) {
+		t.Fatalf("after a person accepted it: %d %s", code, body)
 	}
 }

@@ -118,10 +118,11 @@ type agentSpec struct {
 	Fallback   string          `json:"fallback,omitempty"`
 	MayRead    []string        `json:"may_read,omitempty"`
 	Egress     *egress.Policy  `json:"egress,omitempty"`
+	Library    []string        `json:"library,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library})
 	return string(b)
 }
 
@@ -239,7 +240,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.Egress
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.Egress, s.Library
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

@@ -56,6 +56,7 @@ type agentBody struct {
 	Fallback   string          `json:"fallback"`
 	MayRead    []string        `json:"may_read"`
 	Egress     *egress.Policy  `json:"egress"`
+	Library    []string        `json:"library"`
 	// UpstreamKey is the agent's own key at its LiteLLM proxy (write-only).
 	UpstreamKey string `json:"upstream_key"`
 }
@@ -67,7 +68,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
 		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
-		MayRead: b.MayRead, Egress: b.Egress, UpstreamKey: b.UpstreamKey})
+		MayRead: b.MayRead, Egress: b.Egress, Library: b.Library, UpstreamKey: b.UpstreamKey})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -159,3 +159,75 @@ func TestReadRefusesLinks(t *testing.T) {
 		t.Fatalf("a link: %v", err)
 	}
 }
+
+// An agent names an item by kind/name, pinned to a version: Resolve pins
+// an unpinned ref to the current version, and refuses a version the
+// Library does not hold or a kind agents are not given; Render lays the
+// version out as opencode loads it.
+func TestAPinNamesOneVersion(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	v1, _ := Check(skill("one\n"))
+	v2, _ := Check(skill("one\ntwo\n"))
+	s.Add(v1)
+	s.Add(v2) // waits
+	p, err := s.Resolve("skill/release-notes")
+	if err != nil || p.Digest != v1.Digest || p.String() != "skill/release-notes@"+v1.Digest {
+		t.Fatalf("an unpinned ref: %v %v; want the current version", p, err)
+	}
+	if p, err := s.Resolve("skill/release-notes@" + v2.Digest); err != nil || p.Digest != v2.Digest {
+		t.Fatalf("a pin to a version that waits: %v %v", p, err)
+	}
+	for _, bad := range []string{"skill/other", "skill/release-notes@" + strings.Repeat("0", 64), "rule/release-notes",
+		"skill/release-notes@abc", "skill/../etc", "release-notes", ""} {
+		if _, err := s.Resolve(bad); err == nil {
+			t.Errorf("Resolve(%q) succeeded", bad)
+		}
+	}
+	files, err := Render(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || string(files["skills/release-notes/SKILL.md"]) != string(v2.Files["SKILL.md"]) || files["skills/release-notes/templates/set.md"] == nil {
+		t.Errorf("a skill rendered: %q", files)
+	}
+	cmd, err := Check(map[string][]byte{ManifestFile: []byte(`{"kind":"command","name":"summarize","description":"Sums up."}`),
+		"command.md": []byte("---\ndescription: Sums up\n---\nSum up $ARGUMENTS.\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files, err := Render(cmd); err != nil || len(files) != 1 || string(files["commands/summarize.md"]) != string(cmd.Files["command.md"]) {
+		t.Errorf("a command rendered: %q %v", files, err)
+	}
+}
+
+// What an agent proposes waits for a person, a new item too: no version
+// of it is current, and a person's accept makes it so.
+func TestAProposalWaits(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	v1, _ := Check(skill("one\n"))
+	if created, err := s.Propose(v1); err != nil || !created {
+		t.Fatalf("propose: %v %v", created, err)
+	}
+	if _, err := s.Get(Skill, "release-notes"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a proposed item is current: %v", err)
+	}
+	if _, err := s.Resolve("skill/release-notes"); err == nil {
+		t.Fatal("an unpinned ref resolved to a proposal")
+	}
+	es, err := s.List()
+	if err != nil || len(es) != 1 || es[0].Digest != "" || len(es[0].Pending) != 1 || es[0].Pending[0] != v1.Digest {
+		t.Fatalf("list: %+v %v", es, err)
+	}
+	if err := s.Accept(Skill, "release-notes", v1.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(Skill, "release-notes"); err != nil || got.Digest != v1.Digest {
+		t.Fatalf("accepted: %v %v", got.Digest, err)
+	}
+	// An update proposed waits like one a person added.
+	v2, _ := Check(skill("one\ntwo\n"))
+	s.Propose(v2)
+	if e, _ := s.Entry(Skill, "release-notes"); e.Digest != v1.Digest || len(e.Pending) != 1 {
+		t.Errorf("after a proposed update: %+v", e)
+	}
+}

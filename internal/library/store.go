@@ -35,47 +35,72 @@ var ErrNotFound = errors.New("not in the Library")
 // accepts it, and agents keep the current one meanwhile. It reports
 // whether it stored anything and whether the version is current.
 func (s *Store) Add(it Item) (created, current bool, err error) {
+	cur, _ := s.current(it.Kind, it.Name)
+	if created, err = s.put(it); err != nil || !created {
+		return created, err == nil && cur == it.Digest, err
+	}
+	if cur == "" {
+		return true, true, s.setCurrent(it.Kind, it.Name, it.Digest)
+	}
+	return true, false, s.offer(it)
+}
+
+// Propose stores it as a version that waits for a person, whether or not
+// the item is there yet: what an agent offers (library_propose) reaches
+// no agent until a person accepts it. It reports whether it stored
+// anything.
+func (s *Store) Propose(it Item) (created bool, err error) {
+	if created, err = s.put(it); err != nil || !created {
+		return created, err
+	}
+	return true, s.offer(it)
+}
+
+// put writes it's version directory, unless it is there; it reports
+// whether it wrote it.
+func (s *Store) put(it Item) (bool, error) {
 	if it.Digest == "" {
-		return false, false, errors.New("library: an item that was not checked")
+		return false, errors.New("library: an item that was not checked")
 	}
 	dir := s.itemDir(it.Kind, it.Name)
-	cur, _ := s.current(it.Kind, it.Name)
 	vdir := filepath.Join(dir, it.Digest)
 	if _, err := os.Stat(vdir); err == nil {
-		return false, cur == it.Digest, nil
+		return false, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, false, err
+		return false, err
 	}
 	tmp, err := os.MkdirTemp(dir, ".add-")
 	if err != nil {
-		return false, false, err
+		return false, err
 	}
 	defer os.RemoveAll(tmp)
 	for _, p := range it.Paths {
 		f := filepath.Join(tmp, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
-			return false, false, err
+			return false, err
 		}
 		if err := os.WriteFile(f, it.Files[p], 0o600); err != nil {
-			return false, false, err
+			return false, err
 		}
 	}
-	if err := os.Rename(tmp, vdir); err != nil {
-		return false, false, err
-	}
-	if cur == "" {
-		if err := s.setCurrent(it.Kind, it.Name, it.Digest); err != nil {
-			return true, false, err
-		}
-		return true, true, nil
-	}
+	return true, os.Rename(tmp, vdir)
+}
+
+// offer adds it to the versions of its item that wait.
+func (s *Store) offer(it Item) error {
 	w := s.waiting(it.Kind, it.Name)
-	return true, false, s.setWaiting(it.Kind, it.Name, append(w, it.Digest))
+	if slices.Contains(w, it.Digest) {
+		return nil
+	}
+	return s.setWaiting(it.Kind, it.Name, append(w, it.Digest))
 }
 
 // waiting is kind/name's versions that wait for a person, oldest first.
 func (s *Store) waiting(kind Kind, name string) []string {
+	if !slices.Contains(Kinds, kind) || !nameRE.MatchString(name) {
+		return nil
+	}
 	b, _ := os.ReadFile(filepath.Join(s.itemDir(kind, name), "waiting"))
 	var out []string
 	for _, d := range strings.Fields(string(b)) {
@@ -139,11 +164,19 @@ func (s *Store) Version(kind Kind, name, digest string) (Item, error) {
 
 // Entry is kind/name's current version with the versions that wait.
 func (s *Store) Entry(kind Kind, name string) (Entry, error) {
+	if !slices.Contains(Kinds, kind) || !nameRE.MatchString(name) {
+		return Entry{}, fmt.Errorf("%s/%s: %w", kind, name, ErrNotFound)
+	}
+	w := s.waiting(kind, name)
 	it, err := s.Get(kind, name)
+	if errors.Is(err, ErrNotFound) && len(w) > 0 {
+		// Only proposed: no version is current yet.
+		return Entry{Item: Item{Manifest: Manifest{Kind: kind, Name: name}}, Pending: w}, nil
+	}
 	if err != nil {
 		return Entry{}, err
 	}
-	return Entry{Item: it, Pending: s.waiting(kind, name)}, nil
+	return Entry{Item: it, Pending: w}, nil
 }
 
 // List is every item, by kind then name, with the versions that wait.
@@ -173,8 +206,8 @@ func (s *Store) List() ([]Entry, error) {
 
 // Remove removes kind/name and every version of it.
 func (s *Store) Remove(kind Kind, name string) error {
-	if _, err := s.current(kind, name); err != nil {
-		return err
+	if _, err := s.current(kind, name); err != nil && (!errors.Is(err, ErrNotFound) || len(s.waiting(kind, name)) == 0) {
+		return err // current() refuses a kind or name out of the store
 	}
 	return os.RemoveAll(s.itemDir(kind, name))
 }
@@ -251,4 +284,23 @@ func Read(dir string) (map[string][]byte, error) {
 		return nil
 	})
 	return files, err
+}
+
+// Resolve pins ref ("kind/name", or "kind/name@digest"): an unpinned ref
+// to the version current now; a pinned one must be a version the Library
+// holds.
+func (s *Store) Resolve(ref string) (Pin, error) {
+	p, err := ParseRef(ref)
+	if err != nil {
+		return Pin{}, err
+	}
+	if p.Digest == "" {
+		if p.Digest, err = s.current(p.Kind, p.Name); err != nil {
+			return Pin{}, fmt.Errorf("%s: %w", p, ErrNotFound)
+		}
+	}
+	if _, err := s.Version(p.Kind, p.Name, p.Digest); err != nil {
+		return Pin{}, err
+	}
+	return p, nil
 }

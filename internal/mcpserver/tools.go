@@ -327,6 +327,29 @@ func (s *Server) addFactoryTools() {
 			rep, err := s.Apps.SubmitWorkspace(ctx, a, in.Dir)
 			return reportOf(rep), err
 		})
+	add(s, hostSet, "library_propose", "Propose an item for taosagent's Library (a skill: item.json and SKILL.md; a command: item.json and command.md; see the Library's docs), or a new version of one: it is checked like any item and then waits for a person, who reviews it and decides. No agent gets it before a person accepts it and gives it to an agent.",
+		func(ctx context.Context, a control.Actor, in proposeIn) (proposeOut, error) {
+			files := make(map[string][]byte, len(in.Files))
+			for p, c := range in.Files {
+				files[p] = []byte(c)
+			}
+			it, _, err := s.Control.LibraryPropose(ctx, a, files)
+			if err != nil {
+				return proposeOut{}, err
+			}
+			return proposeOut{Item: it.Ref(), Digest: it.Digest, Waiting: true,
+				Next: "a person reviews it (taosagent library show " + it.Ref() + ") and accepts it or not"}, nil
+		})
+}
+
+type proposeIn struct {
+	Files map[string]string `json:"files" jsonschema:"the item's files: path (relative, / separated) to its text; item.json is its manifest: {\"kind\",\"name\",\"description\"}"`
+}
+type proposeOut struct {
+	Item    string `json:"item"`
+	Digest  string `json:"digest"`
+	Waiting bool   `json:"waiting"`
+	Next    string `json:"next"`
 }
 
 type newIn struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostid"
+	"github.com/taosagent/taosagent/internal/library"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/randid"
 	"github.com/taosagent/taosagent/internal/reply"
@@ -634,7 +636,11 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		return supervisor.Spec{}, err
 	}
 	h := home.Home{Dir: m.cfg.Home}
-	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg,
+	files, err := libraryFiles(h, a.Library)
+	if err != nil {
+		return supervisor.Spec{}, err
+	}
+	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg, Files: files,
 		Limits: SandboxLimits(m.EffectiveLimits(a.Limits))}
 	if m.cfg.UIDs != nil {
 		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)
@@ -644,6 +650,33 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		sp.UID, sp.GID = uid, uid
 	}
 	return sp, nil
+}
+
+// libraryFiles renders the Library items pinned in refs as files of the
+// instance's config directory (library.Render), each version read and
+// checked again.
+func libraryFiles(h home.Home, refs []string) (map[string][]byte, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	store := library.Store{Dir: h.Library()}
+	files := map[string][]byte{}
+	for _, ref := range refs {
+		p, err := library.ParseRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		it, err := store.Version(p.Kind, p.Name, p.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("the agent's library item %s: %w", ref, err)
+		}
+		rendered, err := library.Render(it)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(files, rendered)
+	}
+	return files, nil
 }
 
 // EffectiveLimits returns l (nil: all defaults) with every zero field set

@@ -35,10 +35,11 @@ func (s *Supervisor) sum(sp Spec) string {
 	cfg, _ := sp.Config.ConfigJSON()
 	b, _ := json.Marshal(struct {
 		Config               json.RawMessage
+		Files                map[string][]byte
 		Limits               any
 		UID, GID             int
 		Dir, RunDir, Workdir string
-	}{cfg, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir})
+	}{cfg, sp.Files, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,10 @@ type Spec struct {
 	RunDir  string
 	Workdir string          // opencode's project directory; default Dir/work
 	Config  opencode.Config // written as the instance's opencode.json at every start
+	// Files are more of the config directory, written at every start (what
+	// an earlier start wrote there is removed first): paths relative to
+	// it, "/" separated, under ConfigDirs ("skills/NAME/SKILL.md").
+	Files map[string][]byte
 	// Limits bound the confined instance; zero fields take the sandbox's
 	// defaults. Unconfined instances have none.
 	Limits sandbox.ServiceLimits
@@ -586,6 +591,9 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 	if err != nil {
 		return nil, "", nil, err
 	}
+	if err := writeConfigFiles(ids, cfgDir, i.spec.Files); err != nil {
+		return nil, "", nil, err
+	}
 	empty := filepath.Join(run, "empty") // what the masks bind (masks)
 	for path, b := range map[string][]byte{
 		filepath.Join(cfgDir, "opencode.json"): cfg,
@@ -778,6 +786,47 @@ func daemonDir(ids *hostIDs, dir string) error {
 		return os.Chmod(dir, 0o700)
 	}
 	return daemonShare(ids, dir, 0o750)
+}
+
+// ConfigDirs are the directories of an instance's config directory that
+// Spec.Files fill: opencode loads skills and commands from them.
+var ConfigDirs = []string{"skills", "commands"}
+
+// writeConfigFiles replaces ConfigDirs in cfgDir, the daemon's own, with
+// files.
+func writeConfigFiles(ids *hostIDs, cfgDir string, files map[string][]byte) error {
+	for _, d := range ConfigDirs {
+		if err := os.RemoveAll(filepath.Join(cfgDir, d)); err != nil {
+			return err
+		}
+	}
+	for rel, b := range files {
+		top, _, _ := strings.Cut(rel, "/")
+		if !filepath.IsLocal(rel) || !slices.Contains(ConfigDirs, top) {
+			return fmt.Errorf("a config file %q out of %v", rel, ConfigDirs)
+		}
+		p := filepath.Join(cfgDir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := daemonFile(ids, p, b); err != nil {
+			return err
+		}
+	}
+	// The directories made, readable to the instance's group as the
+	// files are.
+	for _, d := range ConfigDirs {
+		err := filepath.WalkDir(filepath.Join(cfgDir, d), func(p string, e fs.DirEntry, err error) error {
+			if err != nil || !e.IsDir() {
+				return err
+			}
+			return daemonShare(ids, p, 0o750)
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // daemonShare gives path, the daemon's own, to root:GID with mode (root

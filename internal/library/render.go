@@ -1,0 +1,66 @@
+package library
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+)
+
+// Pin is an agent's use of an item: "kind/name@digest", one version, so
+// that an update reaches the agent only when a person moves the pin (a
+// new pin of the current version, or a version accepted).
+type Pin struct {
+	Kind   Kind
+	Name   string
+	Digest string // "" in a ref still to be pinned (ParseRef)
+}
+
+func (p Pin) String() string {
+	s := string(p.Kind) + "/" + p.Name
+	if p.Digest != "" {
+		s += "@" + p.Digest
+	}
+	return s
+}
+
+// Given are the kinds an agent can be given today: opencode loads them
+// from its config directory (Render). The others are kept in the Library
+// and not yet given (tools run inside opencode's process; MCP servers
+// need the daemon to run them; templates and rules are for later).
+var Given = []Kind{Skill, Command}
+
+// ParseRef parses "kind/name" or "kind/name@digest", of a kind an agent
+// can be given.
+func ParseRef(s string) (Pin, error) {
+	ref, digest, pinned := strings.Cut(s, "@")
+	kind, name, ok := strings.Cut(ref, "/")
+	if !ok || !nameRE.MatchString(name) || (pinned && !hexRE(digest)) {
+		return Pin{}, fmt.Errorf("%q is not kind/name or kind/name@digest (the digest as the Library shows it, 64 hex digits)", s)
+	}
+	if !slices.Contains(Given, Kind(kind)) {
+		return Pin{}, fmt.Errorf("%q: an agent can be given items of kinds %v", s, Given)
+	}
+	return Pin{Kind: Kind(kind), Name: name, Digest: digest}, nil
+}
+
+// Render lays out it as opencode loads it from its config directory:
+// a skill as skills/NAME/ (SKILL.md and its files), a command as
+// commands/NAME.md. The manifest stays behind. Paths are relative to the
+// config directory, "/" separated.
+func Render(it Item) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	switch it.Kind {
+	case Skill:
+		for _, p := range it.Paths {
+			if p != ManifestFile {
+				out[path.Join("skills", it.Name, p)] = it.Files[p]
+			}
+		}
+	case Command:
+		out[path.Join("commands", it.Name+".md")] = it.Files["command.md"]
+	default:
+		return nil, fmt.Errorf("%s: an agent cannot be given a %s yet", it.Ref(), it.Kind)
+	}
+	return out, nil
+}
