@@ -16,13 +16,7 @@ import (
 func TestTheLibraryInTheCLI(t *testing.T) {
 	t.Parallel()
 	d := start(t, "")
-	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, write := itemDir(t)
 	write("item.json", `{"kind":"skill","name":"release-notes","description":"Writes release notes from the git log."}`)
 	write("SKILL.md", "---\nname: release-notes\ndescription: Writes release notes\n---\nRead the log.\n")
 	run := func(args ...string) string {
@@ -80,13 +74,7 @@ func TestAnAgentUsesASkillFromTheLibrary(t *testing.T) {
 	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 3*time.Minute)
-	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, write := itemDir(t)
 	write("item.json", `{"kind":"skill","name":"release-notes","description":"Writes release notes from the git log."}`)
 	write("SKILL.md", "---\nname: release-notes\ndescription: Writes release notes from the git log\n---\nRead the log since the last tag.\n")
 	if out, errOut, code := d.run("library", "add", dir); code != 0 {
@@ -185,5 +173,17 @@ func TestAnAgentsProposalWaitsForAPerson(t *testing.T) {
 	}
 	if code, body := request(t, "PATCH", d.addr+"/v1/agents/host", d.c.Token, `{"library":["command/summarize"]}`); code != 200 || !strings.Contains(body, digest) {
 		t.Fatalf("after a person accepted it: %d %s", code, body)
+	}
+}
+
+// itemDir is a new directory for a Library item, and a function that
+// writes one of its files.
+func itemDir(t *testing.T) (string, func(name, content string)) {
+	dir := t.TempDir()
+	return dir, func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
