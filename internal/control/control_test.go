@@ -347,6 +347,10 @@ func TestWideningAgentsThroughMCPWaitsForAPerson(t *testing.T) {
 	if _, err := f.Svc.UpdateAgent(ctx, controltest.Operator, "made", control.AgentPatch{Library: &bad}); !agent.IsInvalid(err) {
 		t.Errorf("an item the Library does not have: %v, want invalid", err)
 	}
+	refusals, _ := f.Log.AuditSearch(ctx, eventlog.AuditQuery{Outcome: "refused", Action: "agent.update"})
+	if len(refusals) == 0 || !strings.Contains(refusals[len(refusals)-1].Detail, "skill/absent") {
+		t.Errorf("the refusal's audit: %+v", refusals)
+	}
 }
 
 // An action no table gives a tier is never run, whoever asks; the refusal
