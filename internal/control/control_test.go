@@ -22,6 +22,7 @@ import (
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostops"
+	"github.com/taosagent/taosagent/internal/library"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )
 
@@ -346,6 +347,9 @@ func TestWideningAgentsThroughMCPWaitsForAPerson(t *testing.T) {
 	bad := []string{"skill/absent"}
 	if _, err := f.Svc.UpdateAgent(ctx, controltest.Operator, "made", control.AgentPatch{Library: &bad}); !agent.IsInvalid(err) {
 		t.Errorf("an item the Library does not have: %v, want invalid", err)
+	}
+	if err := f.Svc.LibraryRemove(ctx, controltest.Operator, library.Skill, "notes"); !errors.Is(err, eventlog.ErrInUse) || !strings.Contains(err.Error(), "made") {
+		t.Errorf("removing an item an agent is given: %v, want in use, naming the agent", err)
 	}
 	refusals, _ := f.Log.AuditSearch(ctx, eventlog.AuditQuery{Outcome: "refused", Action: "agent.update"})
 	if len(refusals) == 0 || !strings.Contains(refusals[len(refusals)-1].Detail, "skill/absent") {

@@ -3,7 +3,9 @@ package control
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/library"
 )
@@ -102,8 +104,29 @@ func (s *Service) LibraryAccept(ctx context.Context, a Actor, kind library.Kind,
 		func(ctx context.Context) (string, error) { return "", s.library().Accept(kind, name, digest) })
 }
 
-// LibraryRemove removes kind/name and its versions. Destructive.
+// LibraryRemove removes kind/name and its versions. Destructive. Refused
+// (in use) while an agent is given it: its next start would fail.
 func (s *Service) LibraryRemove(ctx context.Context, a Actor, kind library.Kind, name string) error {
-	return s.Do(ctx, Call{Actor: a, Tool: "library.remove", Target: string(kind) + "/" + name, Args: map[string]string{"item": string(kind) + "/" + name}},
-		func(ctx context.Context) (string, error) { return "", s.library().Remove(kind, name) })
+	ref := string(kind) + "/" + name
+	return s.Do(ctx, Call{Actor: a, Tool: "library.remove", Target: ref, Args: map[string]string{"item": ref}},
+		func(ctx context.Context) (string, error) {
+			s.agentMu.Lock() // no agent is given it meanwhile
+			defer s.agentMu.Unlock()
+			agents, err := s.Log.Agents(ctx)
+			if err != nil {
+				return "", err
+			}
+			var users []string
+			for _, ag := range agents {
+				for _, pin := range ag.Library {
+					if p, err := library.ParseRef(pin); err == nil && p.Kind == kind && p.Name == name {
+						users = append(users, ag.Name)
+					}
+				}
+			}
+			if len(users) > 0 {
+				return "", fmt.Errorf("%s is given to agents %s; take it from them first (PATCH their library): %w", ref, strings.Join(users, ", "), eventlog.ErrInUse)
+			}
+			return "", s.library().Remove(kind, name)
+		})
 }
