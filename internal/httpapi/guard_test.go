@@ -167,17 +167,7 @@ func TestStrictInput(t *testing.T) {
 	if _, err := l.CreateAgent(context.Background(), agent.Agent{Name: "a", Model: "p/m"}); err != nil {
 		t.Fatal(err)
 	}
-	do := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	do := func(method, path, body string) (int, string) { return call(t, addr, method, path, body) }
 	if code, body := do("POST", "/v1/providers", `{"id":"p","base_url":"https://x.example/v1","api_key":"A","API_KEY":"B","models":["m"]}`); code != 400 || !strings.Contains(body, "twice") {
 		t.Errorf("case-variant keys: %d %s", code, body)
 	}
@@ -224,4 +214,22 @@ func TestEveryKindCanBeFiltered(t *testing.T) {
 			t.Errorf("kinds=egress: %s", body)
 		}
 	}
+}
+
+// call makes a request with the token "tok", and a JSON body unless body
+// is "", and returns the answer's status and body.
+func call(t *testing.T, addr, method, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer tok")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

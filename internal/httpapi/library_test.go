@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -18,21 +16,6 @@ func TestTheLibraryThroughTheAPI(t *testing.T) {
 	s := &Server{}
 	l, addr := guarded(t, s)
 	s.Control.Home = t.TempDir()
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok")
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 	item := func(body string) string {
 		files := map[string]string{
 			"item.json":  `{"kind":"command","name":"summarize","description":"Summarize a file."}`,
@@ -41,21 +24,21 @@ func TestTheLibraryThroughTheAPI(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"files": files})
 		return string(b)
 	}
-	if code, body := call("POST", "/v1/library", item("Summarize $ARGUMENTS.\n")); code != 201 || !strings.Contains(body, `"current":true`) {
+	if code, body := call(t, addr, "POST", "/v1/library", item("Summarize $ARGUMENTS.\n")); code != 201 || !strings.Contains(body, `"current":true`) {
 		t.Fatalf("add: %d %s", code, body)
 	}
-	if code, body := call("POST", "/v1/library", item("Summarize $ARGUMENTS.\n")); code != 200 || !strings.Contains(body, `"created":false`) {
+	if code, body := call(t, addr, "POST", "/v1/library", item("Summarize $ARGUMENTS.\n")); code != 200 || !strings.Contains(body, `"created":false`) {
 		t.Fatalf("the same again: %d %s", code, body)
 	}
 	bad := `{"files":{"item.json":"{\"kind\":\"command\",\"name\":\"x\",\"description\":\"d\"}","command.md":"use ghp_0123456789abcdefghijABCDEFGHIJ012345","../out.md":"x"}}`
-	code, body := call("POST", "/v1/library", bad)
+	code, body := call(t, addr, "POST", "/v1/library", bad)
 	if code != 422 || !strings.Contains(body, "item.path") || !strings.Contains(body, "secret.api-key") || strings.Contains(body, "0123456789abcdefghij") {
 		t.Fatalf("a bad item: %d %s", code, body)
 	}
-	if code, body := call("POST", "/v1/library", item("Summarize $ARGUMENTS in two lines.\n")); code != 201 || !strings.Contains(body, `"current":false`) {
+	if code, body := call(t, addr, "POST", "/v1/library", item("Summarize $ARGUMENTS in two lines.\n")); code != 201 || !strings.Contains(body, `"current":false`) {
 		t.Fatalf("an update: %d %s", code, body)
 	}
-	code, body = call("GET", "/v1/library/command/summarize", "")
+	code, body = call(t, addr, "GET", "/v1/library/command/summarize", "")
 	var shown struct {
 		Digest  string
 		Content map[string]string
@@ -66,23 +49,23 @@ func TestTheLibraryThroughTheAPI(t *testing.T) {
 		strings.Contains(shown.Content["command.md"], "two lines") {
 		t.Fatalf("show: %d %s", code, body)
 	}
-	if code, body := call("GET", "/v1/library", ""); code != 200 || strings.Count(body, `"name":`) != 1 {
+	if code, body := call(t, addr, "GET", "/v1/library", ""); code != 200 || strings.Count(body, `"name":`) != 1 {
 		t.Fatalf("list: %d %s", code, body)
 	}
-	if code, body := call("POST", "/v1/library/command/summarize/accept", `{"digest":"`+strings.Repeat("a", 64)+`"}`); code != 404 {
+	if code, body := call(t, addr, "POST", "/v1/library/command/summarize/accept", `{"digest":"`+strings.Repeat("a", 64)+`"}`); code != 404 {
 		t.Fatalf("accepting a version that does not wait: %d %s", code, body)
 	}
-	if code, body := call("POST", "/v1/library/command/summarize/accept", `{"digest":"`+shown.Waiting[0].Digest+`"}`); code != 200 {
+	if code, body := call(t, addr, "POST", "/v1/library/command/summarize/accept", `{"digest":"`+shown.Waiting[0].Digest+`"}`); code != 200 {
 		t.Fatalf("accept: %d %s", code, body)
 	}
-	if _, body := call("GET", "/v1/library/command/summarize", ""); !strings.Contains(body, "two lines") || strings.Contains(body, `"waiting"`) {
+	if _, body := call(t, addr, "GET", "/v1/library/command/summarize", ""); !strings.Contains(body, "two lines") || strings.Contains(body, `"waiting"`) {
 		t.Fatalf("after accepting: %s", body)
 	}
-	if code, _ := call("DELETE", "/v1/library/command/summarize", ""); code != 204 {
+	if code, _ := call(t, addr, "DELETE", "/v1/library/command/summarize", ""); code != 204 {
 		t.Fatalf("remove: %d", code)
 	}
 	for _, p := range []string{"/v1/library/command/summarize", "/v1/library/plugin/x"} {
-		if code, _ := call("GET", p, ""); code != 404 {
+		if code, _ := call(t, addr, "GET", p, ""); code != 404 {
 			t.Errorf("GET %s: %d, want 404", p, code)
 		}
 	}
