@@ -68,12 +68,27 @@ type Manifest struct {
 	MCP *MCPServer `json:"mcp,omitempty"`
 }
 
-// MCPServer is an mcp item's server.
+// MCPServer is an mcp item's server: a local one (Package, run by the
+// daemon in a sandbox of its own) or a remote one (URL). Env and Headers
+// name the secrets the server needs; their values are stored by taosagent,
+// never in the item.
 type MCPServer struct {
-	Command []string `json:"command,omitempty"`
-	Env     []string `json:"env,omitempty"` // names of secrets given to the process
-	URL     string   `json:"url,omitempty"`
-	Headers []string `json:"headers,omitempty"` // names of secret headers
+	// Package is the npm package of a local server, at one exact version
+	// ("@scope/name@1.2.3"): installed by the daemon with its
+	// dependencies (no install scripts), its bin run by node.
+	Package string `json:"package,omitempty"`
+	// Args are the bin's arguments; Environment, settings of its
+	// environment that are not secrets. Both may say {workspace} (the
+	// agent's working directory) and {state} (the server's own directory,
+	// kept between runs).
+	Args        []string          `json:"args,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	// Workspace is what the server sees of the agent's working
+	// directory: nothing ("") or all of it read-only ("ro").
+	Workspace string   `json:"workspace,omitempty"`
+	Env       []string `json:"env,omitempty"` // names of secrets given to the process
+	URL       string   `json:"url,omitempty"`
+	Headers   []string `json:"headers,omitempty"` // names of secret headers
 }
 
 // Item is one version of an item: its manifest, its files, and the digest
@@ -118,6 +133,8 @@ var (
 	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	partRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 	envRE  = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
+	// packageRE is an npm package name (scoped or not) at an exact version.
+	packageRE = regexp.MustCompile(`^(@[a-z0-9][a-z0-9._-]{0,99}/)?[a-z0-9][a-z0-9._-]{0,99}@[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]{1,64})?$`)
 )
 
 // Check validates files (paths relative to the item's root, "/"
@@ -177,7 +194,7 @@ func Check(files map[string][]byte) (Item, error) {
 	}
 	switch {
 	case m.Kind == MCP && m.MCP == nil:
-		add("manifest.mcp", ManifestFile, "an mcp item describes its server (mcp: command or url)")
+		add("manifest.mcp", ManifestFile, "an mcp item describes its server (mcp: package or url)")
 	case m.Kind != MCP && m.MCP != nil:
 		add("manifest.mcp", ManifestFile, "only an mcp item describes a server")
 	case m.MCP != nil:
@@ -190,22 +207,45 @@ func Check(files map[string][]byte) (Item, error) {
 	return it, nil
 }
 
-// checkServer checks an mcp item's server: exactly one of a command and a
-// URL; secrets named, never given.
+// checkServer checks an mcp item's server: exactly one of a package and a
+// URL; settings bounded; secrets named, never given.
 func checkServer(s MCPServer, add func(string, ...any)) {
 	switch {
-	case len(s.Command) > 0 && s.URL != "":
-		add("mcp: a server is local (command) or remote (url), not both")
-	case len(s.Command) == 0 && s.URL == "":
-		add("mcp: a command or a url")
+	case s.Package != "" && s.URL != "":
+		add("mcp: a server is local (package) or remote (url), not both")
+	case s.Package == "" && s.URL == "":
+		add("mcp: a package or a url")
+	case s.Package != "" && !packageRE.MatchString(s.Package):
+		add("mcp.package %q: an npm package at one exact version, like @scope/name@1.2.3", s.Package)
 	case s.URL != "" && !strings.HasPrefix(s.URL, "https://") && !strings.HasPrefix(s.URL, "http://"):
 		add("mcp.url %q: http or https", s.URL)
-	case len(s.Command) > 32:
-		add("mcp.command: at most 32 arguments")
+	case s.URL != "" && (len(s.Args) > 0 || len(s.Environment) > 0 || s.Workspace != ""):
+		add("mcp: args, environment and workspace are a local server's")
+	case len(s.Args) > 32 || len(s.Environment) > 32:
+		add("mcp: at most 32 args and 32 environment settings")
+	case s.Workspace != "" && s.Workspace != "ro":
+		add("mcp.workspace %q: \"\" (none) or \"ro\" (read-only)", s.Workspace)
 	}
-	for _, n := range append(slices.Clone(s.Env), s.Headers...) {
-		if !envRE.MatchString(n) && !partRE.MatchString(n) {
-			add("mcp: %q is not a secret's name (env: LIKE_THIS; headers: a header name)", n)
+	for k, v := range s.Environment {
+		if !envRE.MatchString(k) || len(v) > 4096 {
+			add("mcp.environment %q: a name LIKE_THIS and a value of at most 4096 bytes", k)
+		}
+	}
+	for _, a := range s.Args {
+		if len(a) > 4096 {
+			add("mcp.args: an argument of at most 4096 bytes")
+		}
+	}
+	for _, n := range s.Env {
+		if !envRE.MatchString(n) {
+			add("mcp.env: %q is not a secret's name (LIKE_THIS)", n)
+		} else if _, ok := s.Environment[n]; ok {
+			add("mcp.env: %q is both a setting and a secret", n)
+		}
+	}
+	for _, n := range s.Headers {
+		if !partRE.MatchString(n) {
+			add("mcp.headers: %q is not a header's name", n)
 		}
 	}
 }

@@ -58,7 +58,11 @@ func TestAnItemIsCheckedBeforeAnyoneIsAsked(t *testing.T) {
 		{"a server in a skill", with(func(f map[string][]byte) {
 			f[ManifestFile] = []byte(`{"kind":"skill","name":"a","description":"d","mcp":{"url":"https://x"}}`)
 		}), "manifest.mcp"},
-		{"a secret's value where its name goes", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"command":["npx","x"],"env":["TOKEN=abc"]}}`)}, "manifest.mcp"},
+		{"a secret's value where its name goes", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","env":["TOKEN=abc"]}}`)}, "manifest.mcp"},
+		{"a package at no exact version", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"@modelcontextprotocol/server-memory@latest"}}`)}, "manifest.mcp"},
+		{"a package and a url", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","url":"https://x"}}`)}, "manifest.mcp"},
+		{"a writable workspace", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","workspace":"rw"}}`)}, "manifest.mcp"},
+		{"a command instead of a package", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"command":["npx","-y","x"]}}`)}, "manifest.json"},
 	} {
 		_, err := Check(c.files)
 		var inv *Invalid
@@ -77,7 +81,7 @@ func TestAnItemIsCheckedBeforeAnyoneIsAsked(t *testing.T) {
 			t.Errorf("%s: the refusal repeats the secret", c.name)
 		}
 	}
-	if _, err := Check(map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"memory","description":"d","mcp":{"command":["npx","-y","@modelcontextprotocol/server-memory"],"env":["MEMORY_FILE_PATH"]}}`)}); err != nil {
+	if _, err := Check(map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"memory","description":"d","mcp":{"package":"@modelcontextprotocol/server-memory@2026.8.31","environment":{"MEMORY_FILE_PATH":"{state}/memory.jsonl"},"env":["API_TOKEN"]}}`)}); err != nil {
 		t.Errorf("a good mcp item: %v", err)
 	}
 }

@@ -24,11 +24,12 @@ func (p Pin) String() string {
 	return s
 }
 
-// Given are the kinds an agent can be given today: opencode loads them
-// from its config directory (Render). The others are kept in the Library
-// and not yet given (tools run inside opencode's process; MCP servers
-// need the daemon to run them; templates and rules are for later).
-var Given = []Kind{Skill, Command}
+// Given are the kinds an agent can be given today: opencode loads skills
+// and commands from its config directory (Render); the daemon runs a local
+// MCP server and bridges it through the agent's door (mcpbridge). The
+// others are kept in the Library and not yet given (tools run inside
+// opencode's process; templates and rules are for later).
+var Given = []Kind{Skill, Command, MCP}
 
 // ParseRef parses "kind/name" or "kind/name@digest", of a kind an agent
 // can be given.
@@ -42,6 +43,16 @@ func ParseRef(s string) (Pin, error) {
 		return Pin{}, fmt.Errorf("%q: an agent can be given items of kinds %v", s, Given)
 	}
 	return Pin{Kind: Kind(kind), Name: name, Digest: digest}, nil
+}
+
+// givable refuses an item an agent cannot be given yet although its kind
+// can: a remote MCP server (its reach through the egress proxy is a later
+// step).
+func givable(it Item) error {
+	if it.Kind == MCP && it.MCP != nil && it.MCP.URL != "" {
+		return fmt.Errorf("%s: an agent cannot be given a remote MCP server yet (local ones only: package)", it.Ref())
+	}
+	return nil
 }
 
 // Render lays out it as opencode loads it from its config directory:
@@ -59,6 +70,9 @@ func Render(it Item) (map[string][]byte, error) {
 		}
 	case Command:
 		out[path.Join("commands", it.Name+".md")] = it.Files["command.md"]
+	case MCP:
+		// No file: opencode reaches the server at the door (the runner
+		// names it in the config), and the daemon runs it.
 	default:
 		return nil, fmt.Errorf("%s: an agent cannot be given a %s yet", it.Ref(), it.Kind)
 	}

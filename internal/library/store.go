@@ -299,8 +299,9 @@ func (s *Store) Resolve(ref string) (Pin, error) {
 			return Pin{}, fmt.Errorf("%s: %w", p, ErrNotFound)
 		}
 	}
-	if _, err := s.Version(p.Kind, p.Name, p.Digest); err != nil {
+	it, err := s.Version(p.Kind, p.Name, p.Digest)
+	if err != nil {
 		return Pin{}, err
 	}
-	return p, nil
+	return p, givable(it)
 }
