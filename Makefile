@@ -7,7 +7,7 @@ HOME_DIR ?= $(CURDIR)/.cache/home
 BIN      := bin/taosagent
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: build deps testdeps opencode run demo test check bench fuzz openapi mcpsdk openaijs
+.PHONY: build deps testdeps opencode run demo test check bench fuzz openapi mcpsdk openaijs mcpservers
 
 build:
 	go build -o $(BIN) ./cmd/taosagent
@@ -52,11 +52,18 @@ OPENAIJS := .cache/openai/node_modules
 openaijs: testdeps
 	[ -d $(OPENAIJS)/openai ] || (mkdir -p .cache/openai && cd .cache/openai && npm install --silent --no-audit --no-fund openai@7.59.0)
 
+# Two MCP servers from the npm registry (the versions the e2e tests pin):
+# installed here only to fill npm's cache, from which the daemon under test
+# installs them (npmpkg, --prefer-offline).
+MCPSERVERS := .cache/mcpservers/node_modules
+mcpservers: testdeps
+	[ -d $(MCPSERVERS)/@modelcontextprotocol/server-filesystem ] || (mkdir -p .cache/mcpservers && cd .cache/mcpservers && npm install --silent --no-audit --no-fund --ignore-scripts @modelcontextprotocol/server-memory@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31)
+
 # The packages that run longest (they drive the real opencode) are named
 # first, so that they start first: go test runs two packages at a time
 # here, in the order given.
 SLOW_PKGS := ./internal/e2e ./internal/runner ./internal/supervisor
-test: testdeps build check mcpsdk openaijs
+test: testdeps build check mcpsdk openaijs mcpservers
 	TAOSAGENT_OPENAI_JS=$(CURDIR)/$(OPENAIJS) TAOSAGENT_MCP_SDK=$(CURDIR)/$(MCPSDK) TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -race -timeout 25m $(SLOW_PKGS) ./...
 	$(MAKE) fuzz FUZZSCALE=1
 	$(MAKE) openapi

@@ -59,6 +59,19 @@ func (t *Tree) MkdirAll(rel string, perm fs.FileMode) error {
 	return t.root.MkdirAll(rel, perm)
 }
 
+// AddMode adds the permission bits add to the directory rel (never a
+// link: refused).
+func (t *Tree) AddMode(rel string, add fs.FileMode) error {
+	fi, err := t.root.Lstat(rel)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", rel)
+	}
+	return t.root.Chmod(rel, fi.Mode().Perm()|add)
+}
+
 // Lstat describes rel inside the tree without following a link at its end
 // (a link in the middle that leads out of the tree is an error).
 func (t *Tree) Lstat(rel string) (fs.FileInfo, error) { return t.root.Lstat(rel) }

@@ -241,6 +241,11 @@ type Service struct {
 	// Opencode, when set, switches the daemon to the opencode release its
 	// home records (verified), and returns its version.
 	Opencode func(ctx context.Context) (version string, err error)
+	// Packages installs the npm package of a local MCP server of the
+	// Library (npmpkg) when a person adds or accepts its version, so
+	// that its first start is quick and a package npm cannot install is
+	// refused there; nil: installed at the server's first start.
+	Packages func(ctx context.Context, spec string) error
 
 	started  time.Time
 	agentMu  sync.Mutex // serializes read-modify-write of agents

@@ -41,10 +41,24 @@ func (s *Service) LibraryAdd(ctx context.Context, a Actor, files map[string][]by
 		return it, false, false, s.Refuse(ctx, c, Invalidf("%v", cerr))
 	}
 	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		if err := s.installPackage(ctx, it); err != nil {
+			return "", err
+		}
 		created, current, err = s.library().Add(it)
 		return "", err
 	})
 	return it, created, current, err
+}
+
+// installPackage installs the npm package of it, a local MCP server.
+func (s *Service) installPackage(ctx context.Context, it library.Item) error {
+	if it.MCP == nil || it.MCP.Package == "" || s.Packages == nil {
+		return nil
+	}
+	if err := s.Packages(ctx, it.MCP.Package); err != nil {
+		return Invalidf("mcp.package: %v", err)
+	}
+	return nil
 }
 
 // LibraryPropose checks files as an item and stores it as a version that
@@ -101,7 +115,14 @@ func (s *Service) LibraryShow(kind library.Kind, name string) (LibraryItem, erro
 // a person's.
 func (s *Service) LibraryAccept(ctx context.Context, a Actor, kind library.Kind, name, digest string) error {
 	return s.Do(ctx, Call{Actor: a, Tool: "library.accept", Target: string(kind) + "/" + name, Args: map[string]string{"item": string(kind) + "/" + name, "digest": digest}},
-		func(ctx context.Context) (string, error) { return "", s.library().Accept(kind, name, digest) })
+		func(ctx context.Context) (string, error) {
+			if it, err := s.library().Version(kind, name, digest); err == nil {
+				if err := s.installPackage(ctx, it); err != nil {
+					return "", err
+				}
+			}
+			return "", s.library().Accept(kind, name, digest)
+		})
 }
 
 // LibraryRemove removes kind/name and its versions. Destructive. Refused

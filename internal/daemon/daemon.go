@@ -28,6 +28,7 @@ import (
 	"github.com/taosagent/taosagent/internal/control"
 	"github.com/taosagent/taosagent/internal/doctor"
 	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/home"
@@ -35,7 +36,10 @@ import (
 	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/hostops"
 	"github.com/taosagent/taosagent/internal/httpapi"
+	"github.com/taosagent/taosagent/internal/mcpbridge"
 	"github.com/taosagent/taosagent/internal/mcpserver"
+	"github.com/taosagent/taosagent/internal/npmpkg"
+	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/sandbox"
@@ -168,12 +172,30 @@ func Run(ctx context.Context, cfg Config) error {
 	// own; the upstreams' keys stay with the daemon.
 	keyring := &gateway.Keyring{Log: log, Home: h}
 	llmURL := loopbackURL(ln.Addr()) + "/llm/v1"
+	// Agents' own MCP servers run only where each has a door to be
+	// reached at and a host uid of its own: a confined daemon as root.
+	var bridge *mcpbridge.Bridge
+	var serverURL func(agent, name string) opencode.MCPServer
+	ms := &mcpServers{home: h, log: log, keys: keys, sandbox: sup.Sandbox, packages: &npmpkg.Installer{Root: h.Packages()}, logger: logger}
+	if sup.Sandbox != nil && agentUIDs != nil {
+		ms.uids = *agentUIDs
+		bridge = &mcpbridge.Bridge{Lookup: ms.lookup, Failed: ms.failed, Idle: cfg.IdleTimeout, Logger: logger}
+		defer bridge.Close()
+		serverURL = func(_, name string) opencode.MCPServer {
+			// The first request starts the server, its package installed
+			// if it is not yet.
+			return opencode.MCPServer{URL: loopbackURL(ln.Addr()) + "/mcp/" + name, TimeoutMS: 30000}
+		}
+	}
 	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys,
-		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs,
+		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs, MCPServers: serverURL,
 		Gateway: func(ctx context.Context, agent string) (string, string, error) {
 			key, err := keyring.Ensure(ctx, agent)
 			return llmURL, key, err
 		}})
+	ms.event = func(name string, kind event.Kind, data any) {
+		log.AppendAsync([]event.Event{mgr.TurnEvent(context.Background(), name, kind, data)}, nil)
+	}
 	gw := &gateway.Gateway{Log: log, Keys: keys, DemoURL: demoURL, Logger: logger,
 		ConnectTimeout: cfg.LLMConnectTimeout, HeaderTimeout: cfg.LLMHeaderTimeout, StallTimeout: cfg.LLMStallTimeout}
 	keyring.Issued = gw.Invalidate
@@ -186,6 +208,9 @@ func Run(ctx context.Context, cfg Config) error {
 	ctl := &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
 		Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
+	if bridge != nil {
+		ctl.Packages = func(ctx context.Context, spec string) error { _, err := ms.packages.Ensure(ctx, spec); return err }
+	}
 	ctl.WatchGateway(gw)
 	ctl.WatchRunner()
 	if cfg.DefaultDailyTokens > 0 {
@@ -217,7 +242,11 @@ func Run(ctx context.Context, cfg Config) error {
 			// Each instance in a network namespace of its own; its door
 			// serves the gateway, the MCP tools and the egress proxy.
 			proxy := ctl.EgressProxy()
-			sup.Doors = &supervisor.Doors{Handler: door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}.For, DaemonURL: loopbackURL(ln.Addr())}
+			routes := door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}
+			if bridge != nil {
+				routes.Servers = bridge.Handler(func(r *http.Request) (string, bool) { return door.Agent(r.Context()) })
+			}
+			sup.Doors = &supervisor.Doors{Handler: routes.For, DaemonURL: loopbackURL(ln.Addr())}
 		} else {
 			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
 		}

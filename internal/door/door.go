@@ -1,7 +1,8 @@
 // Package door is what a confined instance reaches of the daemon: one
 // listener per instance, inside the instance's own network namespace
 // (netns), that serves only the routes an agent needs: the model gateway
-// (/llm/v1/), taosagent's MCP tools (/mcp), and the egress proxy (a
+// (/llm/v1/), taosagent's MCP tools (/mcp), the agent's own MCP servers
+// (/mcp/NAME), and the egress proxy (a
 // CONNECT, or a request for an absolute URL). Everything else is 404. A
 // request carries the agent whose door it came through (Agent): handlers
 // refuse a key or a token of any other agent.
@@ -26,8 +27,9 @@ const URL = "http://" + Addr
 // Routes are the handlers a door serves.
 type Routes struct {
 	LLM   http.Handler // /llm/v1/
-	MCP   http.Handler // /mcp
-	Proxy http.Handler // the egress proxy
+	MCP     http.Handler // /mcp
+	Servers http.Handler // /mcp/NAME: the agent's own MCP servers (mcpbridge)
+	Proxy   http.Handler // the egress proxy
 }
 
 // For returns the handler of agent's door.
@@ -42,6 +44,8 @@ func (r Routes) For(agent string) http.Handler {
 			serve(w, req, r.LLM)
 		case req.URL.Path == "/mcp":
 			serve(w, req, r.MCP)
+		case strings.HasPrefix(req.URL.Path, "/mcp/"):
+			serve(w, req, r.Servers)
 		default:
 			http.NotFound(w, req)
 		}

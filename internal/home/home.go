@@ -103,6 +103,14 @@ func (h Home) Instance(name string) string { return filepath.Join(h.Instances(),
 // Instances holds every agent's Instance directory.
 func (h Home) Instances() string { return filepath.Join(h.Dir, "instances") }
 
+// MCPServer is the own directory of agent's local MCP server name (its
+// {state}), outside the agent's tree, owned by the server's uid.
+func (h Home) MCPServer(agent, name string) string { return filepath.Join(h.Dir, "mcp", agent, name) }
+
+// Packages holds the npm packages of the Library's local MCP servers
+// (npmpkg), read-only to the servers.
+func (h Home) Packages() string { return filepath.Join(h.Dir, "packages") }
+
 // AgentConfig is the opencode.json the supervisor writes for agent name at
 // every start of its instance (in its XDG config home, in Instance).
 func (h Home) AgentConfig(name string) string {

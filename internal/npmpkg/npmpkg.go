@@ -75,7 +75,7 @@ func (in *Installer) Ensure(ctx context.Context, spec string) (Installed, error)
 		npm = "npm"
 	}
 	cmd := exec.CommandContext(ctx, npm, "install", "--prefix", tmp, "--ignore-scripts", "--no-audit", "--no-fund",
-		"--omit=dev", "--no-save", "--loglevel=error", spec)
+		"--omit=dev", "--no-save", "--prefer-offline", "--loglevel=error", spec)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Installed{}, fmt.Errorf("npm install %s: %v: %s", spec, err, lastLines(string(out), 5))
 	}

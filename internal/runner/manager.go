@@ -42,6 +42,10 @@ type Config struct {
 	// TaosTools, when set, gives an agent whose tools include "taos" the
 	// MCP server of taosagent's own tools (with a token of that agent's).
 	TaosTools func(agent string) opencode.MCPServer
+	// MCPServers, when set, is where agent's opencode reaches its local
+	// MCP server name of the Library (the daemon runs it); unset, an
+	// agent given one cannot start.
+	MCPServers func(agent, name string) opencode.MCPServer
 	// Gateway, when set, is how agents reach their models: the gateway's
 	// base URL and the agent's own key. The upstream's key is then never
 	// written into an agent's config.
@@ -632,6 +636,9 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	if a.Tools[agent.TaosTools] && m.cfg.TaosTools != nil {
 		cfg.MCP = map[string]opencode.MCPServer{agent.TaosTools: m.cfg.TaosTools(a.Name)}
 	}
+	if err := m.mcpServers(a, &cfg); err != nil {
+		return supervisor.Spec{}, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return supervisor.Spec{}, err
 	}
@@ -650,6 +657,28 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		sp.UID, sp.GID = uid, uid
 	}
 	return sp, nil
+}
+
+// mcpServers names in cfg the local MCP servers of the Library that a is
+// given, each where the daemon serves it.
+func (m *Manager) mcpServers(a agent.Agent, cfg *opencode.Config) error {
+	for _, ref := range a.Library {
+		p, err := library.ParseRef(ref)
+		if err != nil || p.Kind != library.MCP {
+			continue
+		}
+		if m.cfg.MCPServers == nil {
+			return fmt.Errorf("the agent's MCP server %s runs only on a confined daemon running as root (each server has a host uid of its own and is reached at the agent's door)", p.Name)
+		}
+		if p.Name == agent.TaosTools {
+			return fmt.Errorf("the agent's MCP server %s: the name is taosagent's own tools'", p.Name)
+		}
+		if cfg.MCP == nil {
+			cfg.MCP = map[string]opencode.MCPServer{}
+		}
+		cfg.MCP[p.Name] = m.cfg.MCPServers(a.Name, p.Name)
+	}
+	return nil
 }
 
 // libraryFiles renders the Library items pinned in refs as files of the

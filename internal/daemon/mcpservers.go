@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/agenttree"
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/hostid"
+	"github.com/taosagent/taosagent/internal/library"
+	"github.com/taosagent/taosagent/internal/mcpbridge"
+	"github.com/taosagent/taosagent/internal/npmpkg"
+	"github.com/taosagent/taosagent/internal/sandbox"
+)
+
+// mcpServers runs the local MCP servers of the Library that agents are
+// given (mcpbridge): each confined as a service of its own (its own host
+// uid, no network, a private /tmp, its package and, when the item says
+// so, the agent's working directory read-only; its own directory its only
+// writable place), with its settings and its secrets (from keys, 0600)
+// in its environment and nowhere else. A server that fails is an
+// instance event in its agent's log.
+type mcpServers struct {
+	home     home.Home
+	log      *eventlog.Log
+	keys     agent.Keys
+	sandbox  *sandbox.Sandbox
+	uids     hostid.Range
+	packages *npmpkg.Installer
+	logger   *slog.Logger
+	event    func(agent string, kind event.Kind, data any) // an event in agent's log
+}
+
+// mcpSecretID is where the value of secret env of the mcp item name is kept.
+func mcpSecretID(name, env string) string { return "mcpsecret." + name + "." + env }
+
+// lookup is agent's server name, if the agent is given it.
+func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbridge.Spec, error) {
+	a, err := m.log.Agent(ctx, agentName)
+	if err != nil {
+		return mcpbridge.Spec{}, mcpbridge.ErrNoServer
+	}
+	var pin library.Pin
+	for _, ref := range a.Library {
+		if p, err := library.ParseRef(ref); err == nil && p.Kind == library.MCP && p.Name == name {
+			pin = p
+		}
+	}
+	if pin.Digest == "" {
+		return mcpbridge.Spec{}, mcpbridge.ErrNoServer
+	}
+	store := library.Store{Dir: m.home.Library()}
+	it, err := store.Version(pin.Kind, pin.Name, pin.Digest)
+	if err != nil {
+		return mcpbridge.Spec{}, err
+	}
+	srv := it.MCP
+	if srv == nil || srv.Package == "" {
+		return mcpbridge.Spec{}, mcpbridge.ErrNoServer
+	}
+	// Its own uid; the agent's gid, through which it reads what the agent
+	// shares with its group (a workspace "ro").
+	uid, err := m.log.HostUID(ctx, agentName+"/mcp/"+name, m.uids)
+	if err != nil {
+		return mcpbridge.Spec{}, err
+	}
+	gid, err := m.log.HostUID(ctx, agentName, m.uids)
+	if err != nil {
+		return mcpbridge.Spec{}, err
+	}
+	return mcpbridge.Spec{Key: fmt.Sprint(pin, uid, gid), Command: func() (*exec.Cmd, func(), error) {
+		return m.command(agentName, name, *srv, uid, gid)
+	}}, nil
+}
+
+// command is the confined command of a server.
+func (m *mcpServers) command(agentName, name string, srv library.MCPServer, uid, gid int) (*exec.Cmd, func(), error) {
+	ctx := context.Background()
+	workdir := filepath.Join(m.home.Agent(agentName), "work")
+	pkg, err := m.packages.Ensure(ctx, srv.Package)
+	if err != nil {
+		return nil, nil, err
+	}
+	node, err := nodeBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	state := m.home.MCPServer(agentName, name)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := m.sandbox.OwnDir(state, uid, gid); err != nil {
+		return nil, nil, err
+	}
+	expand := strings.NewReplacer("{workspace}", workdir, "{state}", state).Replace
+	env := []string{"PATH=/usr/bin:/bin", "HOME=" + state, "LANG=C.UTF-8", "TMPDIR=/tmp"}
+	for k, v := range srv.Environment {
+		env = append(env, k+"="+expand(v))
+	}
+	for _, n := range srv.Env {
+		v, err := m.keys.Get(mcpSecretID(name, n))
+		if err != nil || v == "" {
+			return nil, nil, fmt.Errorf("its secret %s is not set (a person sets it: taosagent library secret mcp/%s %s)", n, name, n)
+		}
+		env = append(env, n+"="+v)
+	}
+	args := []string{node, pkg.Bin}
+	for _, a := range srv.Args {
+		args = append(args, expand(a))
+	}
+	ro := []string{pkg.Dir}
+	if srv.Workspace == "ro" {
+		// The agent's group may read its working directory (what is in
+		// it, as its modes say: opencode writes 0644 files).
+		if err := groupReadable(m.home.Agent(agentName), "work"); err != nil {
+			return nil, nil, fmt.Errorf("the agent's workspace: %w", err)
+		}
+		ro = append(ro, workdir)
+	}
+	cmd, err := m.sandbox.Command(ctx, sandbox.Service{Command: args, Dir: state, Workdir: state, ReadOnly: ro,
+		Env: env, UID: uid, GID: gid, Limits: sandbox.ServiceLimits{Memory: 2 << 30, Processes: 256}})
+	if err != nil {
+		return nil, nil, err
+	}
+	// Its stdout is MCP; what it says on stderr goes to its log, the
+	// daemon's file (written afresh at each start).
+	logFile, err := os.OpenFile(filepath.Join(filepath.Dir(state), name+".log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stderr = logFile
+	return cmd, func() { sandbox.CloseFiles(cmd); logFile.Close() }, nil
+}
+
+// groupReadable lets the group of the agent's tree at dir read and search
+// its directory rel (through agenttree: a link there is refused).
+func groupReadable(dir, rel string) error {
+	t, err := agenttree.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	return t.AddMode(rel, 0o050)
+}
+
+// nodeBinary is the host's node, resolved to its file under /usr (which
+// every sandbox has, read-only).
+func nodeBinary() (string, error) {
+	p, err := exec.LookPath("node")
+	if err == nil {
+		p, err = filepath.EvalSymlinks(p)
+	}
+	if err != nil || !strings.HasPrefix(p, "/usr/") {
+		return "", errors.New("node is not installed under /usr (Debian's nodejs): a local MCP server needs it")
+	}
+	return p, nil
+}
+
+// failed records a server that could not start or ended.
+func (m *mcpServers) failed(agentName, name string, err error) {
+	msg := fmt.Sprintf("the MCP server %s: %v", name, err)
+	m.event(agentName, event.Instance, event.InstanceData{State: "mcp_failed", Message: msg})
+}
+
