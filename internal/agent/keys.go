@@ -72,5 +72,9 @@ func UpstreamKeyID(name string) string { return "agent." + name }
 // MCP server is kept (no provider id has a dot).
 func MCPTokenID(name string) string { return MCPTokenPrefix + name }
 
+// MCPSecretID is where the value of secret env of the Library's MCP
+// server name is kept: given to that server's process only.
+func MCPSecretID(name, env string) string { return "mcpsecret." + name + "." + env }
+
 // MCPTokenPrefix begins every MCPTokenID.
 const MCPTokenPrefix = "mcp."

@@ -1,33 +1,38 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/taosagent/taosagent/internal/library"
 )
 
-// runLibrary is `taosagent library add|list|show|accept|rm`: the Library
+// runLibrary is `taosagent library add|list|show|accept|rm|secret`: the Library
 // of vetted items a person gives agents (docs/LIBRARY.md).
 func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME", errUsage)
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flags("library "+sub, stderr)
 	mk := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	remove := fs.Bool("remove", false, "secret: remove it")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
-	want := map[string]int{"add": 1, "list": 0, "show": 1, "accept": 2, "rm": 1}
+	want := map[string]int{"add": 1, "list": 0, "show": 1, "accept": 2, "rm": 1, "secret": 2}
 	n, ok := want[sub]
 	if !ok || fs.NArg() != n {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME", errUsage)
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
 	}
 	ref := func(s string) (string, error) {
 		kind, name, ok := strings.Cut(s, "/")
@@ -100,6 +105,7 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			library.Entry
 			Content map[string]string
 			Waiting []struct{ Digest, Diff string }
+			Secrets map[string]bool
 		}
 		if err := c.Do(ctx, "GET", p, nil, &it); err != nil {
 			return err
@@ -112,6 +118,13 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				fmt.Fprintf(w, "%s: proposed, no version is current yet\n", it.Ref())
 			} else {
 				fmt.Fprintf(w, "%s@%s\n%s\n", it.Ref(), it.Digest, it.Description)
+			}
+			for _, n := range slices.Sorted(maps.Keys(it.Secrets)) {
+				state := "set"
+				if !it.Secrets[n] {
+					state = fmt.Sprintf("NOT SET (taosagent library secret %s %s)", it.Ref(), n)
+				}
+				fmt.Fprintf(w, "secret %s: %s\n", n, state)
 			}
 			for _, f := range it.Paths {
 				fmt.Fprintf(w, "\n== %s\n%s", f, it.Content[f])
@@ -130,6 +143,33 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		fmt.Fprintf(stdout, "%s is now %.12s\n", fs.Arg(0), fs.Arg(1))
+		return nil
+	case "secret":
+		kind, name, _ := strings.Cut(fs.Arg(0), "/")
+		if kind != "mcp" || name == "" {
+			return fmt.Errorf("%w: %q: secrets are an mcp item's (mcp/NAME)", errUsage, fs.Arg(0))
+		}
+		p := "/v1/library/mcp/" + url.PathEscape(name) + "/secrets/" + url.PathEscape(fs.Arg(1))
+		if *remove {
+			if err := c.Do(ctx, "DELETE", p, nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: secret %s removed\n", fs.Arg(0), fs.Arg(1))
+			return nil
+		}
+		// From standard input, never the command line (which other
+		// users see in ps).
+		if isTerminal(os.Stdin) {
+			fmt.Fprintf(stderr, "the value of %s (one line): ", fs.Arg(1))
+		}
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return fmt.Errorf("no value on standard input: %w", err)
+		}
+		if err := c.Do(ctx, "PUT", p, map[string]string{"value": strings.TrimRight(line, "\r\n")}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: secret %s set; the agents given it start afresh at their next message\n", fs.Arg(0), fs.Arg(1))
 		return nil
 	default: // rm
 		p, err := ref(fs.Arg(0))

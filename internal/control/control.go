@@ -145,6 +145,7 @@ var Actions = map[string]Tier{
 	"library.propose":           Write,
 	"library.accept":            Destructive,
 	"library.remove":            Destructive,
+	"library.secret":            Write,
 	"app.submit":                Write,
 	"app.approve":               Write,
 	"app.reject":                Write,

@@ -2,9 +2,12 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/library"
@@ -16,6 +19,9 @@ type LibraryItem struct {
 	library.Entry
 	Files   map[string]string `json:"content"` // the current version's files
 	Waiting []LibraryVersion  `json:"waiting,omitempty"`
+	// Secrets are the secrets an mcp item's current version names, and
+	// whether each is set (never its value).
+	Secrets map[string]bool `json:"secrets,omitempty"`
 }
 
 // LibraryVersion is a version of an item that waits for a person.
@@ -96,6 +102,15 @@ func (s *Service) LibraryShow(kind library.Kind, name string) (LibraryItem, erro
 		return LibraryItem{}, err
 	}
 	out := LibraryItem{Entry: e, Files: map[string]string{}}
+	if e.MCP != nil {
+		for _, n := range append(slices.Clone(e.MCP.Env), e.MCP.Headers...) {
+			if out.Secrets == nil {
+				out.Secrets = map[string]bool{}
+			}
+			v, _ := s.Keys.Get(agent.MCPSecretID(name, n))
+			out.Secrets[n] = v != ""
+		}
+	}
 	for p, b := range e.Files {
 		out.Files[p] = string(b)
 	}
@@ -125,6 +140,59 @@ func (s *Service) LibraryAccept(ctx context.Context, a Actor, kind library.Kind,
 		})
 }
 
+// LibrarySecret sets (value "": removes) the secret env of the mcp item
+// name, one its current version names: kept by taosagent (0600), given to
+// that server's process only, never shown again, never in an event or the
+// audit (which names the secret, not its value). A person's; the agents
+// given the server start afresh (as after a change of theirs), and the
+// server with them.
+func (s *Service) LibrarySecret(ctx context.Context, a Actor, name, env, value string) error {
+	ref := string(library.MCP) + "/" + name
+	c := Call{Actor: a, Tool: "library.secret", Target: ref, Args: map[string]string{"item": ref, "secret": env, "set": fmt.Sprint(value != "")}}
+	if !a.Person() {
+		return s.Refuse(ctx, c, fmt.Errorf("%w: only a person sets a server's secrets; %s cannot", ErrForbidden, a))
+	}
+	e, err := s.library().Entry(library.MCP, name)
+	if err != nil {
+		return s.Refuse(ctx, c, err)
+	}
+	if e.MCP == nil || !slices.Contains(append(slices.Clone(e.MCP.Env), e.MCP.Headers...), env) {
+		return s.Refuse(ctx, c, Invalidf("%s names no secret %q", ref, env))
+	}
+	if len(value) > 16<<10 || strings.ContainsAny(value, "\x00\r\n") {
+		return s.Refuse(ctx, c, Invalidf("value: at most 16 KiB, one line"))
+	}
+	return s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		if err := s.Keys.Put(agent.MCPSecretID(name, env), value); err != nil {
+			return "", errors.New("the secret could not be stored")
+		}
+		// Its agents start afresh at their next input, as after any
+		// change of theirs: opencode connects to the server again.
+		users, err := s.givenTo(ctx, library.MCP, name)
+		for _, u := range users {
+			s.Runner.Forget(u)
+		}
+		return "", err
+	})
+}
+
+// givenTo names the agents given kind/name, at any version.
+func (s *Service) givenTo(ctx context.Context, kind library.Kind, name string) ([]string, error) {
+	agents, err := s.Log.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, ag := range agents {
+		for _, pin := range ag.Library {
+			if p, err := library.ParseRef(pin); err == nil && p.Kind == kind && p.Name == name {
+				users = append(users, ag.Name)
+			}
+		}
+	}
+	return users, nil
+}
+
 // LibraryRemove removes kind/name and its versions. Destructive. Refused
 // (in use) while an agent is given it: its next start would fail.
 func (s *Service) LibraryRemove(ctx context.Context, a Actor, kind library.Kind, name string) error {
@@ -133,17 +201,9 @@ func (s *Service) LibraryRemove(ctx context.Context, a Actor, kind library.Kind,
 		func(ctx context.Context) (string, error) {
 			s.agentMu.Lock() // no agent is given it meanwhile
 			defer s.agentMu.Unlock()
-			agents, err := s.Log.Agents(ctx)
+			users, err := s.givenTo(ctx, kind, name)
 			if err != nil {
 				return "", err
-			}
-			var users []string
-			for _, ag := range agents {
-				for _, pin := range ag.Library {
-					if p, err := library.ParseRef(pin); err == nil && p.Kind == kind && p.Name == name {
-						users = append(users, ag.Name)
-					}
-				}
 			}
 			if len(users) > 0 {
 				return "", fmt.Errorf("%s is given to agents %s; take it from them first (PATCH their library): %w", ref, strings.Join(users, ", "), eventlog.ErrInUse)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,9 +41,6 @@ type mcpServers struct {
 	event    func(agent string, kind event.Kind, data any) // an event in agent's log
 }
 
-// mcpSecretID is where the value of secret env of the mcp item name is kept.
-func mcpSecretID(name, env string) string { return "mcpsecret." + name + "." + env }
-
 // lookup is agent's server name, if the agent is given it.
 func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbridge.Spec, error) {
 	a, err := m.log.Agent(ctx, agentName)
@@ -77,7 +75,13 @@ func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbri
 	if err != nil {
 		return mcpbridge.Spec{}, err
 	}
-	return mcpbridge.Spec{Key: fmt.Sprint(pin, uid, gid), Command: func() (*exec.Cmd, func(), error) {
+	// A secret set anew restarts it (only a sum of the values is kept).
+	sum := sha256.New()
+	for _, n := range srv.Env {
+		v, _ := m.keys.Get(agent.MCPSecretID(name, n))
+		fmt.Fprintf(sum, "%d:%s;", len(v), v)
+	}
+	return mcpbridge.Spec{Key: fmt.Sprintf("%s %d %d %x", pin, uid, gid, sum.Sum(nil)), Command: func() (*exec.Cmd, func(), error) {
 		return m.command(agentName, name, *srv, uid, gid)
 	}}, nil
 }
@@ -107,7 +111,7 @@ func (m *mcpServers) command(agentName, name string, srv library.MCPServer, uid,
 		env = append(env, k+"="+expand(v))
 	}
 	for _, n := range srv.Env {
-		v, err := m.keys.Get(mcpSecretID(name, n))
+		v, err := m.keys.Get(agent.MCPSecretID(name, n))
 		if err != nil || v == "" {
 			return nil, nil, fmt.Errorf("its secret %s is not set (a person sets it: taosagent library secret mcp/%s %s)", n, name, n)
 		}
@@ -170,4 +174,3 @@ func (m *mcpServers) failed(agentName, name string, err error) {
 	msg := fmt.Sprintf("the MCP server %s: %v", name, err)
 	m.event(agentName, event.Instance, event.InstanceData{State: "mcp_failed", Message: msg})
 }
-

@@ -26,7 +26,7 @@ const URL = "http://" + Addr
 
 // Routes are the handlers a door serves.
 type Routes struct {
-	LLM   http.Handler // /llm/v1/
+	LLM     http.Handler // /llm/v1/
 	MCP     http.Handler // /mcp
 	Servers http.Handler // /mcp/NAME: the agent's own MCP servers (mcpbridge)
 	Proxy   http.Handler // the egress proxy

@@ -278,11 +278,16 @@ func (d *daemon) agent(ctx context.Context, name, permission string) {
 }
 
 func (d *daemon) run(args ...string) (stdout, stderr string, code int) {
+	return d.runWith("", args...)
+}
+
+// runWith runs the CLI with stdin on its standard input.
+func (d *daemon) runWith(stdin string, args ...string) (stdout, stderr string, code int) {
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "TAOSAGENT_HOME="+d.home, "TAOSAGENT_ADDR="+d.addr)
 	var o, e strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &e
-	cmd.Stdin = strings.NewReader("")
+	cmd.Stdin = strings.NewReader(stdin)
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

@@ -23,7 +23,9 @@ const (
 // the agent's workspace, read-only) calls their tools through the real
 // opencode; the daemon runs each in a sandbox of its own (its own uid, no
 // network, no sight of opencode's process or its password) and bridges it
-// at the agent's door.
+// at the agent's door. A server whose secret is not set is an event, not a
+// silent absence; once a person sets it, the secret is in that server's
+// environment and in no file of the agent, no config and no event.
 func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 	t.Parallel()
 	d := start(t, "")
@@ -37,7 +39,7 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 		}
 	}
 	add(`{"kind":"mcp","name":"memory","description":"A knowledge graph kept between turns.","mcp":{"package":"` + memoryServer +
-		`","environment":{"MEMORY_FILE_PATH":"{state}/memory.jsonl"}}}`)
+		`","environment":{"MEMORY_FILE_PATH":"{state}/memory.jsonl"},"env":["MEMORY_TOKEN"]}}`)
 	add(`{"kind":"mcp","name":"files","description":"The agent's workspace, read-only.","mcp":{"package":"` + filesServer +
 		`","args":["{workspace}"],"workspace":"ro"}}`)
 	d.agent(ctx, "keeper", `{"*":"allow"}`)
@@ -59,6 +61,29 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 		t.Fatalf("%s: no result: %v (last: %s)", tool, kinds(evs), last(evs).Data)
 		return "", ""
 	}
+	// Its secret is not set: the server does not start, and the agent's
+	// log says why.
+	acc := d.send(ctx, "keeper", "call memory_read_graph {}", "")
+	d.turnOf(ctx, "keeper", 0, acc.Input)
+	evs, err := d.c.Events(ctx, "keeper", 0, 1000, "instance")
+	if err != nil {
+		t.Fatal(err)
+	}
+	told := false
+	for _, e := range evs {
+		told = told || e.Field("state") == "mcp_failed" && strings.Contains(e.Field("message"), "MEMORY_TOKEN")
+	}
+	if !told {
+		t.Fatalf("no event of the server that could not start: %v", evs)
+	}
+	if show, _, _ := d.run("library", "show", "mcp/memory"); !strings.Contains(show, "secret MEMORY_TOKEN: NOT SET") {
+		t.Fatalf("library show: %s", show)
+	}
+	const token = "mem-7f3a9c1e5b2d8046"
+	if out, errOut, code := d.runWith(token+"\n", "library", "secret", "mcp/memory", "MEMORY_TOKEN"); code != 0 {
+		t.Fatalf("library secret (%d): %s %s", code, out, errOut)
+	}
+
 	if out, errText := call("memory_create_entities", `{"entities":[{"name":"Ada","entityType":"person","observations":["wrote the first program"]}]}`); errText != "" || !strings.Contains(out, "Ada") {
 		t.Fatalf("create_entities: %q %q", out, errText)
 	}
@@ -67,7 +92,7 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 	}
 
 	// The agent writes a file; the files server reads it, and cannot write.
-	acc := d.send(ctx, "keeper", `call write {"filePath":"`+work+`/notes.txt","content":"the key is under the mat"}`, "")
+	acc = d.send(ctx, "keeper", `call write {"filePath":"`+work+`/notes.txt","content":"the key is under the mat"}`, "")
 	if e := last(d.turnOf(ctx, "keeper", 0, acc.Input)); e.Kind != "final" {
 		t.Fatalf("write: %s %s", e.Kind, e.Data)
 	}
@@ -99,6 +124,9 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 		if strings.Contains(string(env), "OPENCODE_SERVER_PASSWORD") {
 			t.Errorf("%s has opencode's password in its environment", name)
 		}
+		if has := strings.Contains(string(env), "MEMORY_TOKEN="+token); has != (name == "server-memory") {
+			t.Errorf("%s: its secret in its environment: %v", name, has)
+		}
 		dev, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/dev", pid))
 		for _, line := range strings.Split(string(dev), "\n")[2:] {
 			if f := strings.Fields(line); len(f) > 0 && f[0] != "lo:" {
@@ -108,6 +136,22 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 		if link(t, pid, "ns/mnt") == link(t, os.Getpid(), "ns/mnt") || (oc != 0 && link(t, pid, "ns/pid") == link(t, oc, "ns/pid")) {
 			t.Errorf("%s shares the host's mounts or opencode's processes", name)
 		}
+	}
+
+	// The secret is in no file of the agent, its instance's config, or any
+	// event.
+	for _, dir := range []string{filepath.Join(d.home, "agents", "keeper"), filepath.Join(d.home, "instances", "keeper")} {
+		filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+			if err == nil && e.Type().IsRegular() {
+				if b, _ := os.ReadFile(p); strings.Contains(string(b), token) {
+					t.Errorf("the secret is in %s", p)
+				}
+			}
+			return nil
+		})
+	}
+	if _, body := get(t, d.addr+"/v1/agents/keeper/events?limit=5000", d.c.Token); strings.Contains(body, token) || !strings.Contains(body, "wrote the first program") {
+		t.Errorf("the secret is in the agent's events, or the events are not all there")
 	}
 }
 

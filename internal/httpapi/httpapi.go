@@ -140,6 +140,8 @@ func (s *Server) routes() []route {
 		{"GET /v1/library/{kind}/{name}", s.showLibraryItem, false},
 		{"POST /v1/library/{kind}/{name}/accept", s.acceptLibraryItem, false},
 		{"DELETE /v1/library/{kind}/{name}", s.removeLibraryItem, false},
+		{"PUT /v1/library/mcp/{name}/secrets/{secret}", s.putLibrarySecret, false},
+		{"DELETE /v1/library/mcp/{name}/secrets/{secret}", s.putLibrarySecret, false},
 		{"GET /v1/audit", s.listAudit, false},
 		{"GET /metrics", s.metrics, false},
 	}

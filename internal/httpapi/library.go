@@ -80,3 +80,26 @@ func (s *Server) removeLibraryItem(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// putLibrarySecret sets (PUT, {"value": …}) or removes (DELETE) a secret
+// of an mcp item. Its value is never answered back.
+func (s *Server) putLibrarySecret(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Value string `json:"value"`
+	}
+	if r.Method == http.MethodPut {
+		if !s.decode(w, r, &b) {
+			return
+		}
+		if b.Value == "" {
+			writeError(w, http.StatusBadRequest, "bad_request", "value: required (DELETE removes a secret)")
+			return
+		}
+	}
+	name, secret := r.PathValue("name"), r.PathValue("secret")
+	if err := s.Control.LibrarySecret(r.Context(), actor(r), name, secret, b.Value); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
