@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/library"
+	"github.com/taosagent/taosagent/internal/npmpkg"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
 	"github.com/taosagent/taosagent/internal/snapshot"
@@ -425,6 +428,62 @@ func checkRipgrep(ctx context.Context, e *Env) []Finding {
 	}
 	return []Finding{{ID: id, Severity: Warning, Summary: "ripgrep (rg) is not installed: agents' grep, glob and skill tools fail",
 		Details: "opencode runs rg for them, and a confined agent cannot download it; install it: apt-get install ripgrep"}}
+}
+
+// checkMCPServers looks, for every local MCP server of the Library an
+// agent is given, at what its start needs (daemon.mcpServers): the pinned
+// version, its npm package installed, node under /usr, and each secret it
+// names set. A server that cannot start is otherwise only an event at the
+// agent's next turn.
+func checkMCPServers(ctx context.Context, e *Env) []Finding {
+	const id = "mcp-servers"
+	db, _, err := e.DB()
+	if err != nil {
+		return ok(id, "not checked: the database cannot be read (see database)")
+	}
+	as, err := db.Agents(ctx)
+	if err != nil {
+		return ok(id, "not checked: the agents cannot be read (see database)")
+	}
+	store := library.Store{Dir: e.Home.Library()}
+	pkgs := npmpkg.Installer{Root: e.Home.Packages()}
+	keys := agent.Keys{Dir: e.Home.Keys()}
+	var out []Finding
+	n := 0
+	for _, a := range as {
+		for _, ref := range a.Library {
+			p, err := library.ParseRef(ref)
+			if err != nil || p.Kind != library.MCP {
+				continue
+			}
+			n++
+			what := fmt.Sprintf("agent %s's MCP server %s", a.Name, p.Name)
+			it, err := store.Version(p.Kind, p.Name, p.Digest)
+			if err != nil || it.MCP == nil {
+				out = append(out, Finding{ID: id, Severity: Error, Summary: what + ": its pinned version cannot be read", Details: fmt.Sprint(err)})
+				continue
+			}
+			if _, err := pkgs.Find(it.MCP.Package); err != nil {
+				out = append(out, Finding{ID: id, Severity: Warning, Summary: what + ": its package " + it.MCP.Package + " is not installed",
+					Details: "the daemon installs it at the server's first start (npm, from the registry); until then the agent's first turn may go without its tools"})
+			}
+			for _, s := range it.MCP.Env {
+				if v, _ := keys.Get(agent.MCPSecretID(p.Name, s)); v == "" {
+					out = append(out, Finding{ID: id, Severity: Error, Summary: what + ": its secret " + s + " is not set: it cannot start",
+						Details: fmt.Sprintf("a person sets it: taosagent library secret mcp/%s %s (the value on standard input)", p.Name, s)})
+				}
+			}
+		}
+	}
+	if n > 0 {
+		if node, err := exec.LookPath("node"); err != nil || !strings.HasPrefix(node, "/usr/") {
+			out = append(out, Finding{ID: id, Severity: Error, Summary: "node is not installed under /usr: no local MCP server can start", Details: "apt-get install nodejs"})
+		}
+	}
+	if len(out) == 0 {
+		return ok(id, plural(n, "MCP server given to agents can start", "MCP servers given to agents can start"))
+	}
+	return out
 }
 
 func checkSandbox(ctx context.Context, e *Env) []Finding {

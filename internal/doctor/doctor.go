@@ -159,6 +159,7 @@ func Checks() []Check {
 		{"services", "every managed service is up, healthy, and its config parses", checkServices},
 		{"sandbox", "the sandbox works (bubblewrap, user namespaces)", checkSandbox},
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
+		{"mcp-servers", "every MCP server an agent is given can start: its version, its package, node, its secrets", checkMCPServers},
 		{"service-unit", "taosagent's systemd unit is installed and enabled", checkUnit},
 	}
 }

@@ -79,11 +79,17 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 	if show, _, _ := d.run("library", "show", "mcp/memory"); !strings.Contains(show, "secret MEMORY_TOKEN: NOT SET") {
 		t.Fatalf("library show: %s", show)
 	}
+	if out, _, code := d.run("doctor", "mcp-servers"); code == 0 || !strings.Contains(out, "secret MEMORY_TOKEN is not set") {
+		t.Fatalf("doctor (%d) does not find the server that cannot start: %s", code, out)
+	}
 	const token = "mem-7f3a9c1e5b2d8046"
 	if out, errOut, code := d.runWith(token+"\n", "library", "secret", "mcp/memory", "MEMORY_TOKEN"); code != 0 {
 		t.Fatalf("library secret (%d): %s %s", code, out, errOut)
 	}
 
+	if out, errOut, code := d.run("doctor", "mcp-servers"); code != 0 || !strings.Contains(out, "2 MCP servers given to agents can start") {
+		t.Fatalf("doctor (%d) after the secret: %s %s", code, out, errOut)
+	}
 	if out, errText := call("memory_create_entities", `{"entities":[{"name":"Ada","entityType":"person","observations":["wrote the first program"]}]}`); errText != "" || !strings.Contains(out, "Ada") {
 		t.Fatalf("create_entities: %q %q", out, errText)
 	}

@@ -156,7 +156,7 @@ func (b *Bridge) running(agent, name string, spec Spec) (*server, error) {
 			delete(b.servers, id) // the next request tries again
 		}
 		b.mu.Unlock()
-		b.Logger.Warn("mcp server did not start", "agent", agent, "server", name, "err", err)
+		b.Logger.Error("mcp server did not start", "agent", agent, "server", name, "err", err)
 		if b.Failed != nil {
 			b.Failed(agent, name, err)
 		}

@@ -49,6 +49,9 @@ func (in *Installer) Dir(spec string) string {
 	return filepath.Join(in.Root, hex.EncodeToString(sum[:12]))
 }
 
+// Find is spec's install, or an error when it is not (completely) there.
+func (in *Installer) Find(spec string) (Installed, error) { return found(in.Dir(spec), spec) }
+
 // Ensure installs spec (a package at an exact version; the caller has
 // checked it) unless it is installed, and returns it. A failed install
 // leaves nothing behind and says npm's last words.
