@@ -47,7 +47,7 @@ type fixture struct {
 	fails []string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	f := &fixture{key: "v1"}
 	f.b = &Bridge{
 		Lookup: func(ctx context.Context, agent, name string) (Spec, error) {
@@ -93,7 +93,7 @@ func (h agentHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // connect is an MCP client session (the Go SDK's streamable HTTP client)
 // of agent's server name.
-func (f *fixture) connect(t *testing.T, agent, name string) (*mcp.ClientSession, error) {
+func (f *fixture) connect(t testing.TB, agent, name string) (*mcp.ClientSession, error) {
 	c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
