@@ -69,7 +69,8 @@ func TestTheLibraryInTheCLI(t *testing.T) {
 
 // An agent given a skill from the Library loads it through opencode's own
 // skill tool, at the version it is pinned to: an update waits for a
-// person, and the agent keeps the old version until its pin is moved.
+// person, and the agent keeps the old version until its pin is moved. A
+// rule it is given is in the system prompt of its turns.
 func TestAnAgentUsesASkillFromTheLibrary(t *testing.T) {
 	t.Parallel()
 	d := start(t, "")
@@ -125,13 +126,36 @@ func TestAnAgentUsesASkillFromTheLibrary(t *testing.T) {
 
 	// Refused, and nothing changes: an item the Library does not have, a
 	// kind not given to agents yet, a version it does not hold.
-	for _, bad := range []string{`["skill/nope"]`, `["rule/house-style"]`, `["skill/release-notes@` + strings.Repeat("0", 64) + `"]`} {
+	for _, bad := range []string{`["skill/nope"]`, `["tool/format"]`, `["skill/release-notes@` + strings.Repeat("0", 64) + `"]`} {
 		if code, body := patch(`{"library":` + bad + `}`); code != 422 || !strings.Contains(body, "library[0]") {
 			t.Errorf("library %s: %d %s, want 422 naming the field", bad, code, body)
 		}
 	}
 	if code, body := get(t, d.addr+"/v1/agents/writer", d.c.Token); code != 200 || !strings.Contains(body, digest) {
 		t.Errorf("after the refusals: %d %s", code, body)
+	}
+
+	// A rule is in the system prompt of every turn (opencode's
+	// instructions), once the agent is given it.
+	rules := func() string {
+		t.Helper()
+		acc := d.send(ctx, "writer", "which rules apply?", "")
+		return last(d.turnOf(ctx, "writer", 0, acc.Input)).Field("text")
+	}
+	if got := rules(); strings.Contains(got, "RULE") {
+		t.Fatalf("rules before any was given: %q", got)
+	}
+	rdir, rwrite := itemDir(t)
+	rwrite("item.json", `{"kind":"rule","name":"house-style","description":"How we write."}`)
+	rwrite("rule.md", "# House style\n\nRULE Cite the file you read.\n")
+	if out, errOut, code := d.run("library", "add", rdir); code != 0 {
+		t.Fatalf("library add the rule (%d): %s %s", code, out, errOut)
+	}
+	if code, body := patch(`{"library":["skill/release-notes@` + digest + `","rule/house-style"]}`); code != 200 {
+		t.Fatalf("give the rule (%d): %s", code, body)
+	}
+	if got := rules(); !strings.Contains(got, "RULE Cite the file you read.") {
+		t.Fatalf("the rule is not in the system prompt: %q", got)
 	}
 }
 

@@ -28,8 +28,8 @@ func (p Pin) String() string {
 // and commands from its config directory (Render); the daemon runs a local
 // MCP server and bridges it through the agent's door (mcpbridge). The
 // others are kept in the Library and not yet given (tools run inside
-// opencode's process; templates and rules are for later).
-var Given = []Kind{Skill, Command, MCP}
+// opencode's process; templates are for later).
+var Given = []Kind{Skill, Command, MCP, Rule}
 
 // ParseRef parses "kind/name" or "kind/name@digest", of a kind an agent
 // can be given.
@@ -55,10 +55,28 @@ func givable(it Item) error {
 	return nil
 }
 
-// Render lays out it as opencode loads it from its config directory:
-// a skill as skills/NAME/ (SKILL.md and its files), a command as
-// commands/NAME.md. The manifest stays behind. Paths are relative to the
-// config directory, "/" separated.
+// RulesDir is where rules are rendered, in the config directory.
+const RulesDir = "rules"
+
+// Instructions are the files of rendered (Render's, merged) that opencode
+// adds to every turn's system prompt: the rules, in name order.
+func Instructions(rendered map[string][]byte) []string {
+	var out []string
+	for p := range rendered {
+		if strings.HasPrefix(p, RulesDir+"/") {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Render lays out it as opencode loads it from its config directory: a
+// skill as skills/NAME/ (SKILL.md and its files), a command as
+// commands/NAME.md, a rule as rules/NAME.md (one of Instructions); an MCP
+// server as nothing (the runner names it in the config). The manifest
+// stays behind. Paths are relative to the config directory, "/"
+// separated.
 func Render(it Item) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	switch it.Kind {
@@ -70,6 +88,8 @@ func Render(it Item) (map[string][]byte, error) {
 		}
 	case Command:
 		out[path.Join("commands", it.Name+".md")] = it.Files["command.md"]
+	case Rule:
+		out[RulesDir+"/"+it.Name+".md"] = it.Files["rule.md"]
 	case MCP:
 		// No file: opencode reaches the server at the door (the runner
 		// names it in the config), and the daemon runs it.

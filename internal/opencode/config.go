@@ -36,6 +36,9 @@ type Config struct {
 	// its defaults deny it to any agent but its own: it is allowed here
 	// unless Permission says otherwise (permissionWithQuestion).
 	Questions bool
+	// Instructions are files opencode adds to the system prompt of every
+	// turn (its "instructions"): absolute paths, as the instance sees them.
+	Instructions []string
 }
 
 // Provider is an OpenAI-compatible model provider.
@@ -192,6 +195,9 @@ func (c Config) ConfigJSON() ([]byte, error) {
 	}
 	if len(perm) > 0 {
 		doc["permission"] = perm
+	}
+	if len(c.Instructions) > 0 {
+		doc["instructions"] = c.Instructions
 	}
 	if len(c.MCP) > 0 {
 		mcp := map[string]any{}

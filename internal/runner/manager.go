@@ -647,7 +647,7 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	if err != nil {
 		return supervisor.Spec{}, err
 	}
-	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg, Files: files,
+	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg, Files: files, Instructions: library.Instructions(files),
 		Limits: SandboxLimits(m.EffectiveLimits(a.Limits))}
 	if m.cfg.UIDs != nil {
 		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)

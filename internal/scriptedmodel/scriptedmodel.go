@@ -318,6 +318,20 @@ func (s *Server) plan(req chatRequest) plan {
 		return plan{name: "fail429", status: 429, text: "Rate limit reached (scripted)"}
 	case strings.Contains(u, "fail500"):
 		return plan{name: "fail500", status: 500, text: "The server had an error (scripted)"}
+	case strings.Contains(u, "which rules"):
+		// The lines of the system prompt that begin with "RULE ": what
+		// opencode added to it (its instructions) for this turn.
+		var rules []string
+		for _, m := range req.Messages {
+			if m.Role == "system" {
+				for _, line := range strings.Split(m.text(), "\n") {
+					if strings.HasPrefix(strings.TrimSpace(line), "RULE ") {
+						rules = append(rules, strings.TrimSpace(line))
+					}
+				}
+			}
+		}
+		return plan{name: "rules", chunks: words("Rules: " + strings.Join(rules, " | ") + ".")}
 	case strings.Contains(u, "recall"):
 		// What the conversation holds: every earlier user message of the
 		// request, in order (the history opencode sent).

@@ -36,10 +36,11 @@ func (s *Supervisor) sum(sp Spec) string {
 	b, _ := json.Marshal(struct {
 		Config               json.RawMessage
 		Files                map[string][]byte
+		Instructions         []string
 		Limits               any
 		UID, GID             int
 		Dir, RunDir, Workdir string
-	}{cfg, sp.Files, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir})
+	}{cfg, sp.Files, sp.Instructions, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }

@@ -60,6 +60,10 @@ type Spec struct {
 	// an earlier start wrote there is removed first): paths relative to
 	// it, "/" separated, under ConfigDirs ("skills/NAME/SKILL.md").
 	Files map[string][]byte
+	// Instructions are those of Files that opencode adds to every turn's
+	// system prompt (the Library's rules), in order; part of the spec's
+	// sum, as Files are.
+	Instructions []string
 	// Limits bound the confined instance; zero fields take the sandbox's
 	// defaults. Unconfined instances have none.
 	Limits sandbox.ServiceLimits
@@ -587,6 +591,10 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 	if doors {
 		config = rebase(config, i.sup.Doors.DaemonURL, door.URL)
 	}
+	config.Instructions = slices.Clone(config.Instructions)
+	for _, p := range i.spec.Instructions {
+		config.Instructions = append(config.Instructions, filepath.Join(cfgDir, filepath.FromSlash(p)))
+	}
 	cfg, err := config.ConfigJSON()
 	if err != nil {
 		return nil, "", nil, err
@@ -790,7 +798,7 @@ func daemonDir(ids *hostIDs, dir string) error {
 
 // ConfigDirs are the directories of an instance's config directory that
 // Spec.Files fill: opencode loads skills and commands from them.
-var ConfigDirs = []string{"skills", "commands"}
+var ConfigDirs = []string{"skills", "commands", "rules"}
 
 // writeConfigFiles replaces ConfigDirs in cfgDir, the daemon's own, with
 // files.
