@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -110,6 +111,22 @@ var DenyAll = json.RawMessage(`{"*":"deny"}`)
 // unless the call names one), and it is refused while no default budget
 // is set.
 func (s *Service) CreateAgent(ctx context.Context, a Actor, spec agent.Agent) (AgentView, error) {
+	return s.CreateAgentFrom(ctx, a, spec, "")
+}
+
+// CreateAgentFrom is CreateAgent with the Library's agent template
+// template ("agent/NAME", its current version, or pinned; "": none): the
+// agent takes the template's persona as its prompt and each of its
+// settings (model, models, permission, tools, items) that spec leaves
+// unset, before anything else, so that an approval shows the agent as it
+// will be. The template is a person's vetted item; an agent made from it
+// through MCP waits for a person like any other.
+func (s *Service) CreateAgentFrom(ctx context.Context, a Actor, spec agent.Agent, template string) (AgentView, error) {
+	if template != "" {
+		if err := s.fromTemplate(&spec, template); err != nil {
+			return AgentView{}, s.Refuse(ctx, Call{Actor: a, Tool: "agent.create", Target: spec.Name, Args: map[string]string{"template": template}}, err)
+		}
+	}
 	var tier Tier // the action's (Actions), unless raised below
 	if !a.Person() {
 		tier = Destructive
@@ -261,6 +278,35 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		return AgentView{}, err
 	}
 	return s.View(ctx, out), nil
+}
+
+// fromTemplate fills what spec leaves unset from the agent template ref.
+func (s *Service) fromTemplate(spec *agent.Agent, ref string) error {
+	it, _, persona, err := s.library().Template(ref)
+	if err != nil {
+		return Invalidf("template: %v", err)
+	}
+	if spec.Prompt == "" {
+		spec.Prompt = persona
+	}
+	if t := it.Manifest.Agent; t != nil {
+		if spec.Model == "" {
+			spec.Model = t.Model
+		}
+		if len(spec.Models) == 0 {
+			spec.Models = slices.Clone(t.Models)
+		}
+		if len(spec.Permission) == 0 {
+			spec.Permission = slices.Clone(t.Permission)
+		}
+		if spec.Tools == nil && t.Tools != nil {
+			spec.Tools = maps.Clone(t.Tools)
+		}
+		if len(spec.Library) == 0 {
+			spec.Library = slices.Clone(t.Library)
+		}
+	}
+	return nil
 }
 
 // pinLibrary pins each of refs to a version the Library holds: an

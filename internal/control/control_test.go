@@ -466,3 +466,71 @@ func TestOnlyAPersonAnswersAQuestion(t *testing.T) {
 		t.Error("an approval's state was taken for a question's")
 	}
 }
+
+// TestAnAgentMadeFromATemplate takes the template's persona and settings
+// where its request leaves them unset, its items pinned; through MCP, the
+// approval shows the agent as the template makes it. A template the
+// Library does not have is refused, audited, and makes nothing.
+func TestAnAgentMadeFromATemplate(t *testing.T) {
+	f := controltest.New(t)
+	ctx := t.Context()
+	if err := f.Log.CreateProvider(ctx, agent.Provider{ID: "p", BaseURL: "http://127.0.0.1:9/v1", Models: []agent.Model{{ID: "m"}, {ID: "n"}}}); err != nil {
+		t.Fatal(err)
+	}
+	skill, _, _, err := f.Svc.LibraryAdd(ctx, controltest.Operator, map[string][]byte{
+		"item.json": []byte(`{"kind":"skill","name":"notes","description":"Takes notes."}`),
+		"SKILL.md":  []byte("---\nname: notes\ndescription: Takes notes\n---\nTake notes.\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, _, _, err := f.Svc.LibraryAdd(ctx, controltest.Operator, map[string][]byte{
+		"item.json": []byte(`{"kind":"agent","name":"reviewer","description":"Reviews changes.","agent":{"model":"p/n","models":["p/m","p/n"],` +
+			`"permission":{"edit":"deny","bash":"ask"},"tools":{"webfetch":false},"library":["skill/notes"]}}`),
+		"agent.md": []byte("---\ndescription: Reviews changes\n---\nYou review changes. Be brief.\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Svc.CreateAgentFrom(ctx, controltest.Operator, agent.Agent{Name: "rev", Models: []string{"p/m"}, Model: "p/m"}, "agent/reviewer"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.Log.Agent(ctx, "rev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Prompt != "You review changes. Be brief." || a.Model != "p/m" || !slices.Equal(a.Models, []string{"p/m"}) ||
+		!strings.Contains(string(a.Permission), `"edit"`) || a.Tools["webfetch"] || !slices.Equal(a.Library, []string{"skill/notes@" + skill.Digest}) {
+		t.Fatalf("made from the template: %+v", a)
+	}
+
+	// Through MCP: the approval shows the template's permission and the
+	// pinned item, not a bare request.
+	f.Svc.DefaultBudget = &agent.Budget{DailyTokens: 5000}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Svc.CreateAgentFrom(ctx, controltest.ViaMCP, agent.Agent{Name: "rev2"}, "agent/reviewer@"+tmpl.Digest)
+		done <- err
+	}()
+	ap := f.Pending(t)
+	if !strings.Contains(string(ap.Ask), `\"bash\": \"ask\"`) || !strings.Contains(string(ap.Ask), "skill/notes@"+skill.Digest) {
+		t.Errorf("the approval does not show the agent as the template makes it: %s", ap.Ask)
+	}
+	if _, err := f.Svc.Decide(ctx, controltest.Operator, ap.ID, "reject", "no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Error("a rejected creation went through")
+	}
+
+	for _, bad := range []string{"agent/absent", "skill/notes", "agent/reviewer@" + strings.Repeat("0", 64)} {
+		if _, err := f.Svc.CreateAgentFrom(ctx, controltest.Operator, agent.Agent{Name: "x"}, bad); !agent.IsInvalid(err) {
+			t.Errorf("template %s: %v, want invalid", bad, err)
+		}
+	}
+	if _, err := f.Log.Agent(ctx, "x"); err == nil {
+		t.Error("a refused template made an agent")
+	}
+	refusals, _ := f.Log.AuditSearch(ctx, eventlog.AuditQuery{Outcome: "refused", Action: "agent.create"})
+	if len(refusals) < 3 {
+		t.Errorf("%d refusals audited, want 3", len(refusals))
+	}
+}

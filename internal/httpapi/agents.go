@@ -59,6 +59,9 @@ type agentBody struct {
 	Library    []string        `json:"library"`
 	// UpstreamKey is the agent's own key at its LiteLLM proxy (write-only).
 	UpstreamKey string `json:"upstream_key"`
+	// Template is the Library's agent template the agent is made from
+	// (creation only).
+	Template string `json:"template"`
 }
 
 func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
@@ -66,9 +69,9 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &b) {
 		return
 	}
-	v, err := s.Control.CreateAgent(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
+	v, err := s.Control.CreateAgentFrom(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
 		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
-		MayRead: b.MayRead, Egress: b.Egress, Library: b.Library, UpstreamKey: b.UpstreamKey})
+		MayRead: b.MayRead, Egress: b.Egress, Library: b.Library, UpstreamKey: b.UpstreamKey}, b.Template)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -66,6 +66,20 @@ type Manifest struct {
 	// Headers name the secrets the server needs; their values are stored
 	// by taosagent, never in the item.
 	MCP *MCPServer `json:"mcp,omitempty"`
+	// Agent is what an agent made from an agent item (a template) gets
+	// besides its persona (agent.md, its prompt).
+	Agent *AgentTemplate `json:"agent,omitempty"`
+}
+
+// AgentTemplate is an agent template's settings; an agent made from it
+// takes each one the request that makes it leaves unset. They are checked
+// as any agent's when the agent is made.
+type AgentTemplate struct {
+	Model      string          `json:"model,omitempty"`
+	Models     []string        `json:"models,omitempty"`
+	Permission json.RawMessage `json:"permission,omitempty"`
+	Tools      map[string]bool `json:"tools,omitempty"`
+	Library    []string        `json:"library,omitempty"` // kind/name, pinned when the agent is made
 }
 
 // MCPServer is an mcp item's server: a local one (Package, run by the
@@ -192,6 +206,9 @@ func Check(files map[string][]byte) (Item, error) {
 	if need := mainFiles[m.Kind]; len(need) > 0 && !slices.ContainsFunc(need, func(f string) bool { _, ok := files[f]; return ok }) {
 		add("item.main", "", "a %s item needs %s", m.Kind, strings.Join(need, " or "))
 	}
+	if m.Agent != nil {
+		checkTemplate(m.Kind, *m.Agent, func(format string, args ...any) { add("manifest.agent", ManifestFile, format, args...) })
+	}
 	switch {
 	case m.Kind == MCP && m.MCP == nil:
 		add("manifest.mcp", ManifestFile, "an mcp item describes its server (mcp: package or url)")
@@ -205,6 +222,28 @@ func Check(files map[string][]byte) (Item, error) {
 	}
 	it.Digest = digest(it.Paths, files)
 	return it, nil
+}
+
+// checkTemplate checks an agent template's settings as far as the Library
+// can: an object of permissions, refs of items an agent can be given. The
+// rest is the agent's own check, when one is made from it.
+func checkTemplate(kind Kind, t AgentTemplate, add func(string, ...any)) {
+	if kind != Agent {
+		add("agent: only an agent item is a template")
+		return
+	}
+	var perm map[string]json.RawMessage
+	if len(t.Permission) > 0 && json.Unmarshal(t.Permission, &perm) != nil {
+		add("agent.permission: an object, as an agent's permission")
+	}
+	if len(t.Library) > 64 {
+		add("agent.library: at most 64 items")
+	}
+	for i, ref := range t.Library {
+		if _, err := ParseRef(ref); err != nil {
+			add("agent.library[%d]: %v", i, err)
+		}
+	}
 }
 
 // checkServer checks an mcp item's server: exactly one of a package and a

@@ -286,6 +286,34 @@ func Read(dir string) (map[string][]byte, error) {
 	return files, err
 }
 
+// Template is the agent template ref names ("agent/NAME", its current
+// version, or "agent/NAME@digest"), pinned, and its persona: agent.md
+// without its front matter.
+func (s *Store) Template(ref string) (Item, Pin, string, error) {
+	r, digest, pinned := strings.Cut(ref, "@")
+	name, ok := strings.CutPrefix(r, string(Agent)+"/")
+	if !ok || !nameRE.MatchString(name) || (pinned && !hexRE(digest)) {
+		return Item{}, Pin{}, "", fmt.Errorf("%q is not agent/NAME or agent/NAME@digest", ref)
+	}
+	if !pinned {
+		var err error
+		if digest, err = s.current(Agent, name); err != nil {
+			return Item{}, Pin{}, "", fmt.Errorf("%s: %w", ref, ErrNotFound)
+		}
+	}
+	it, err := s.Version(Agent, name, digest)
+	if err != nil {
+		return Item{}, Pin{}, "", err
+	}
+	persona := strings.ReplaceAll(string(it.Files["agent.md"]), "\r\n", "\n")
+	if rest, ok := strings.CutPrefix(persona, "---\n"); ok {
+		if _, body, ok := strings.Cut(rest, "\n---\n"); ok {
+			persona = body
+		}
+	}
+	return it, Pin{Kind: Agent, Name: name, Digest: digest}, strings.TrimSpace(persona), nil
+}
+
 // Resolve pins ref ("kind/name", or "kind/name@digest"): an unpinned ref
 // to the version current now; a pinned one must be a version the Library
 // holds.
