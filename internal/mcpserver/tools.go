@@ -132,9 +132,10 @@ type snapshotOut struct {
 }
 type createIn struct {
 	Name   string   `json:"name" jsonschema:"the new agent's name: a-z, 0-9 and -"`
-	Model  string   `json:"model" jsonschema:"provider/model"`
-	Models []string `json:"models,omitempty" jsonschema:"its permitted models (provider/model)"`
-	Prompt string   `json:"prompt,omitempty" jsonschema:"its persona"`
+	Model    string   `json:"model,omitempty" jsonschema:"provider/model (the template's when one is named)"`
+	Models   []string `json:"models,omitempty" jsonschema:"its permitted models (provider/model)"`
+	Prompt   string   `json:"prompt,omitempty" jsonschema:"its persona"`
+	Template string   `json:"template,omitempty" jsonschema:"the Library's agent template to make it from: agent/NAME; it fills what is left unset"`
 }
 type updateIn struct {
 	Agent  string        `json:"agent" jsonschema:"the agent's name"`
@@ -229,9 +230,9 @@ func (s *Server) addWriteTools() {
 			sn, err := s.Host.ConfigSnapshot(ctx, a, in.Path)
 			return snapshotOut{sn, "saved as " + sn.ID}, err
 		})
-	add(s, hostSet, "agent_create", "Create an agent with a persona and a model; a person approves it. It starts with every tool denied (a person grants more: agent_permissions) and the daemon's default budget.",
+	add(s, hostSet, "agent_create", "Create an agent with a persona and a model, or from a Library template; a person approves it. Without a template it starts with every tool denied (a person grants more: agent_permissions); it gets the daemon's default budget.",
 		func(ctx context.Context, a control.Actor, in createIn) (control.AgentView, error) {
-			return c.CreateAgent(ctx, a, agent.Agent{Name: in.Name, Model: in.Model, Models: in.Models, Prompt: in.Prompt})
+			return c.CreateAgentFrom(ctx, a, agent.Agent{Name: in.Name, Model: in.Model, Models: in.Models, Prompt: in.Prompt}, in.Template)
 		})
 	add(s, hostSet, "agent_update", "Change an agent's model, permitted models, persona or limits (never its permissions or tools: that is agent_permissions). A person approves any change but a switch among the models it is already permitted and an agent's own persona.",
 		func(ctx context.Context, a control.Actor, in updateIn) (control.AgentView, error) {
