@@ -563,3 +563,79 @@ func TestThePanelManagesAgents(t *testing.T) {
 	}
 	until[bool](t, tab, "the approved app", `!!document.querySelector('#main [data-state="approved"]')`)
 }
+
+// The Library in the panel: the list, an item's files and a waiting
+// version's diff as text, accepting it; an MCP server's secret set and
+// never shown; an item given to an agent in its editor, pinned.
+func TestThePanelShowsTheLibrary(t *testing.T) {
+	t.Parallel()
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	dir, write := itemDir(t)
+	write("item.json", `{"kind":"skill","name":"release-notes","description":"Writes release notes."}`)
+	write("SKILL.md", "---\nname: release-notes\ndescription: Writes release notes\n---\nRead the log.\n")
+	d.run("library", "add", dir)
+	write("SKILL.md", "---\nname: release-notes\ndescription: Writes release notes\n---\nRead the log.\n<script>window.owned=1</script>\n")
+	out, errOut, code := d.run("library", "add", dir)
+	if code != 0 || !strings.Contains(out, "waits for you") {
+		t.Fatalf("an update (%d): %s %s", code, out, errOut)
+	}
+	mdir, mwrite := itemDir(t)
+	mwrite("item.json", `{"kind":"mcp","name":"memory","description":"A knowledge graph.","mcp":{"package":"`+memoryServer+`","env":["MEMORY_TOKEN"]}}`)
+	if out, errOut, code := d.run("library", "add", mdir); code != 0 {
+		t.Fatalf("library add mcp (%d): %s %s", code, out, errOut)
+	}
+	tab := browser(t, ctx)
+	signIn(t, tab, d.addr, d.c.Token)
+
+	visit(t, tab, d.addr, "#/library", `!!document.querySelector('#library tr[data-item="skill/release-notes"]')`)
+	if row := until[string](t, tab, "the row", `document.querySelector('#library tr[data-item="skill/release-notes"]').textContent`); !strings.Contains(row, "1 waiting") {
+		t.Fatalf("the list: %q", row)
+	}
+	visit(t, tab, d.addr, "#/library/skill%2Frelease-notes", `!!document.querySelector('#library-item pre.diff')`)
+	diff := until[string](t, tab, "the diff", `document.querySelector('#library-item pre.diff').textContent`)
+	if !strings.Contains(diff, "<script>window.owned=1</script>") {
+		t.Fatalf("the diff: %q", diff)
+	}
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#library-item button.accept"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "no version waiting", `!!document.querySelector('#library-item') && !document.querySelector('#library-item pre.diff') && !!document.querySelector('#library-item h2')`)
+	if owned := until[bool](t, tab, "window.owned", `window.owned === undefined`); !owned {
+		t.Fatal("the item's text ran as script")
+	}
+	if code, body := get(t, d.addr+"/v1/library/skill/release-notes", d.c.Token); code != 200 || strings.Contains(body, `"pending"`) {
+		t.Fatalf("accepted in the panel, still waiting: %s", body)
+	}
+
+	// A secret: set in the panel, never shown again.
+	const secret = "panel-secret-5f1c2e9a"
+	visit(t, tab, d.addr, "#/library/mcp%2Fmemory", `!!document.querySelector('#secrets [data-secret="MEMORY_TOKEN"]')`)
+	if err := chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS(`#secrets [data-secret="MEMORY_TOKEN"] input`), secret),
+		chromedp.Click(chromedp.CSS(`#secrets [data-secret="MEMORY_TOKEN"] button`))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the secret set", `document.querySelector('#secrets [data-secret="MEMORY_TOKEN"]')?.textContent.includes("set") && !document.querySelector('#secrets [data-secret="MEMORY_TOKEN"]').textContent.includes("not set")`)
+	if html, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); strings.Contains(html, secret) {
+		t.Fatal("the page holds the secret")
+	}
+	if b, err := os.ReadFile(filepath.Join(d.home, "keys", "mcpsecret.memory.MEMORY_TOKEN.key")); err != nil || string(b) != secret {
+		t.Fatalf("the secret kept: %q %v", b, err)
+	}
+
+	// Given to an agent in its editor: pinned to the current version.
+	d.agent(ctx, "notes", "")
+	visit(t, tab, d.addr, "#/agents", `!!document.querySelector('#agents tr[data-agent="notes"] button.edit')`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#agents tr[data-agent="notes"] button.edit`))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the items in the editor", `!!document.querySelector('#agent-library input[value="skill/release-notes"]')`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#agent-library input[value="skill/release-notes"]`)), chromedp.Click(chromedp.CSS("#agent-save"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the saved edit", `!document.querySelector("#agent-form")`)
+	a, err := d.c.Agent(ctx, "notes")
+	if err != nil || len(a.Library) != 1 || !strings.HasPrefix(a.Library[0], "skill/release-notes@") {
+		t.Fatalf("given in the panel: %+v %v", a.Library, err)
+	}
+}

@@ -143,7 +143,7 @@ function route() {
   closeStream();
   clearInterval(state.pageTimer);
   const [, page, arg] = location.hash.split("/");
-  const views = { agents: viewAgents, chat: viewChat, approvals: viewApprovals, apps: viewApps, audit: viewAudit, events: viewEvents, usage: viewUsage };
+  const views = { agents: viewAgents, chat: viewChat, approvals: viewApprovals, apps: viewApps, audit: viewAudit, events: viewEvents, usage: viewUsage, library: viewLibrary };
   (views[page] || viewAgents)(decodeURIComponent(arg || ""))
     .catch((e) => main().replaceChildren(el("p", { className: "card error" }, e.message)));
 }
@@ -155,7 +155,8 @@ function field(label, input) {
 }
 
 async function viewAgents() {
-  const [{ agents }, { providers }] = await Promise.all([api("GET", "/v1/agents"), api("GET", "/v1/providers")]);
+  const [{ agents }, { providers }, { items }] = await Promise.all([api("GET", "/v1/agents"), api("GET", "/v1/providers"), api("GET", "/v1/library")]);
+  state.library = items || [];
   const models = providers.flatMap((p) => (p.models || []).map((m) => p.id + "/" + m.id));
   const rows = agents.map((a) => el("tr", { dataset: { agent: a.name } },
     el("td", {}, el("a", { href: "#/chat/" + encodeURIComponent(a.name) }, a.name), a.builtin ? el("span", { className: "muted" }, " (built in)") : ""),
@@ -183,11 +184,23 @@ function editAgent(a, models) {
     el("input", { type: "checkbox", value: m, checked: !!(a && (a.models || []).includes(m)), className: "permitted" }), " " + m)));
   const prompt = el("textarea", { id: "agent-prompt", value: a ? a.prompt || "" : "" });
   const perm = el("textarea", { id: "agent-permission", value: a && a.permission ? JSON.stringify(a.permission) : "", placeholder: "opencode's permission map, e.g. {\"bash\":\"ask\"} (empty: opencode's defaults)" });
+  // The Library's items an agent can be given; one it has keeps its pin
+  // (its version) unless a person moves it in the Library's page.
+  const pins = new Map(((a && a.library) || []).map((p) => [p.split("@")[0], p]));
+  const givable = (state.library || []).filter((i) => ["skill", "command", "rule", "mcp"].includes(i.kind) && i.digest);
+  const items = el("div", { className: "row", id: "agent-library" }, givable.length ? givable.map((i) => {
+    const ref = i.kind + "/" + i.name;
+    return el("label", { title: pins.get(ref) || "the current version, " + i.digest.slice(0, 12) },
+      el("input", { type: "checkbox", value: ref, checked: pins.has(ref), className: "item" }), " " + ref);
+  }) : el("span", { className: "muted" }, "The Library is empty."));
   const err = el("p", { className: "error", id: "agent-error" });
   const save = async () => {
     err.textContent = "";
     const body = { model: model.value, prompt: prompt.value,
       models: [...permitted.querySelectorAll("input:checked")].map((i) => i.value) };
+    const chosen = [...items.querySelectorAll("input.item:checked")].map((i) => pins.get(i.value) || i.value);
+    const had = [...pins.values()];
+    if (chosen.length !== had.length || chosen.some((r) => !had.includes(r))) body.library = chosen;
     try {
       if (perm.value.trim()) body.permission = JSON.parse(perm.value);
       else if (a && a.permission) body.permission = null;
@@ -209,7 +222,7 @@ function editAgent(a, models) {
   $("#editor").replaceChildren(el("div", { className: "card", id: "agent-form" },
     el("h2", {}, a ? "Agent " + a.name : "New agent"),
     field("name", name), field("model", model), field("permitted models", permitted), field("persona", prompt),
-    field("permissions", perm),
+    field("permissions", perm), field("library items", items),
     el("p", { className: "muted" }, "A change that widens what an agent may do is recorded in the audit; an agent asking for it waits for a person."),
     el("div", { className: "row" }, el("button", { className: "primary", type: "button", id: "agent-save", onclick: save }, a ? "Save" : "Create"), extra),
     err));
@@ -558,6 +571,55 @@ async function viewApprovals() {
   main().replaceChildren(el("h1", {}, "Inbox"),
     el("h2", {}, "Questions"), asked.length ? el("div", { id: "questions" }, asked.map(questionCard)) : el("p", { className: "muted" }, "No agent has asked anything."),
     el("h2", {}, "Approvals"), list.length ? el("div", { id: "approvals" }, list) : el("p", { className: "muted" }, "Nothing has asked for approval."));
+}
+
+// ---- the Library
+
+async function viewLibrary(arg) {
+  const { items } = await api("GET", "/v1/library");
+  const detail = el("div", { id: "library-item" });
+  const rows = (items || []).map((i) => el("tr", { dataset: { item: i.kind + "/" + i.name } },
+    el("td", {}, el("a", { href: "#/library/" + encodeURIComponent(i.kind + "/" + i.name) }, i.kind + "/" + i.name)),
+    el("td", {}, i.digest ? i.digest.slice(0, 12) : el("span", { className: "muted" }, "proposed")),
+    el("td", { className: "hide-narrow" }, i.description),
+    el("td", {}, (i.pending || []).length ? el("span", { className: "badge waiting" }, (i.pending || []).length + " waiting") : "")));
+  main().replaceChildren(el("h1", {}, "Library"),
+    el("p", { className: "muted" }, "Vetted skills, commands, rules, MCP servers and agent templates. Add items with taosagent library add DIR; give them to an agent in its editor."),
+    rows.length ? el("table", { id: "library" }, el("thead", {}, el("tr", {}, el("th", {}, "item"), el("th", {}, "current"),
+      el("th", { className: "hide-narrow" }, "description"), el("th", {}, ""))), el("tbody", {}, rows)) : el("p", { className: "muted" }, "The Library is empty."),
+    detail);
+  if (arg) await showItem(detail, arg);
+}
+
+// showItem shows one item for review: its files and each waiting version's
+// diff, all as text; accepting or removing it, and an MCP server's
+// secrets (write-only: a value is never shown, only whether it is set).
+async function showItem(detail, ref) {
+  const [kind, name] = ref.split("/");
+  const path = "/v1/library/" + encodeURIComponent(kind) + "/" + encodeURIComponent(name);
+  const it = await api("GET", path);
+  const err = el("p", { className: "error", id: "item-error" });
+  const act = async (f) => { err.textContent = ""; try { await f(); await viewLibrary(ref); } catch (e) { err.textContent = e.message; } };
+  const waiting = (it.waiting || []).map((v) => el("div", { className: "card", dataset: { digest: v.digest } },
+    el("div", {}, "waiting: ", el("code", {}, v.digest)),
+    el("pre", { className: "diff" }, v.diff),
+    el("button", { className: "primary accept", type: "button", onclick: () => act(() => api("POST", path + "/accept", { digest: v.digest })) }, "Accept")));
+  const secrets = Object.entries(it.secrets || {}).sort().map(([n, set]) => {
+    const value = el("input", { type: "password", autocomplete: "off", placeholder: "value" });
+    return el("div", { className: "row secret", dataset: { secret: n } }, el("code", {}, n), " ",
+      el("span", { className: set ? "" : "error" }, set ? "set" : "not set"), value,
+      el("button", { type: "button", onclick: () => act(() => api("PUT", path + "/secrets/" + encodeURIComponent(n), { value: value.value })) }, "Set"));
+  });
+  const files = (it.files || []).map((f) => el("div", {}, el("h3", {}, f), el("pre", {}, (it.content || {})[f] || "")));
+  detail.replaceChildren(el("div", { className: "card", dataset: { item: ref } },
+    el("h2", {}, ref), el("p", {}, it.description),
+    el("div", { className: "muted" }, it.digest ? "current: " + it.digest : "proposed: no version is current yet"),
+    secrets.length ? el("div", { id: "secrets" }, el("h3", {}, "Secrets"), secrets) : null,
+    waiting, files,
+    el("div", { className: "row" }, el("button", { className: "danger", type: "button", onclick: () => {
+      if (!confirm("Remove " + ref + " and all its versions?")) return;
+      api("DELETE", path).then(() => { location.hash = "#/library"; }, (e) => { err.textContent = e.message; });
+    } }, "Remove")), err));
 }
 
 // ---- apps
