@@ -138,15 +138,24 @@ type agentConfig struct {
 	DefaultAgent     string   `json:"default_agent"`
 }
 
-func checkAgents(ctx context.Context, e *Env) []Finding {
-	const id = "agents"
+// agentsFor reads the agents for check id, or says why it cannot.
+func (e *Env) agentsFor(ctx context.Context, id string) ([]agent.Agent, []Finding) {
 	db, _, err := e.DB()
 	if err != nil {
-		return ok(id, "not checked: the database cannot be read (see database)")
+		return nil, ok(id, "not checked: the database cannot be read (see database)")
 	}
 	as, err := db.Agents(ctx)
 	if err != nil {
-		return ok(id, "not checked: the agents cannot be read (see database)")
+		return nil, ok(id, "not checked: the agents cannot be read (see database)")
+	}
+	return as, nil
+}
+
+func checkAgents(ctx context.Context, e *Env) []Finding {
+	const id = "agents"
+	as, notChecked := e.agentsFor(ctx, id)
+	if notChecked != nil {
+		return notChecked
 	}
 	var out []Finding
 	known := map[string]bool{}
@@ -437,13 +446,9 @@ func checkRipgrep(ctx context.Context, e *Env) []Finding {
 // agent's next turn.
 func checkMCPServers(ctx context.Context, e *Env) []Finding {
 	const id = "mcp-servers"
-	db, _, err := e.DB()
-	if err != nil {
-		return ok(id, "not checked: the database cannot be read (see database)")
-	}
-	as, err := db.Agents(ctx)
-	if err != nil {
-		return ok(id, "not checked: the agents cannot be read (see database)")
+	as, notChecked := e.agentsFor(ctx, id)
+	if notChecked != nil {
+		return notChecked
 	}
 	store := library.Store{Dir: e.Home.Library()}
 	pkgs := npmpkg.Installer{Root: e.Home.Packages()}
