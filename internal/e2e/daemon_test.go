@@ -304,7 +304,7 @@ func get(t *testing.T, url, token string) (int, string) {
 
 // request makes a request, with a JSON body unless body is "", and returns
 // its status and body.
-func request(t *testing.T, method, url, token, body string) (int, string) {
+func request(t testing.TB, method, url, token, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if body != "" {
