@@ -131,7 +131,7 @@ type snapshotOut struct {
 	Message  string            `json:"message"`
 }
 type createIn struct {
-	Name   string   `json:"name" jsonschema:"the new agent's name: a-z, 0-9 and -"`
+	Name     string   `json:"name" jsonschema:"the new agent's name: a-z, 0-9 and -"`
 	Model    string   `json:"model,omitempty" jsonschema:"provider/model (the template's when one is named)"`
 	Models   []string `json:"models,omitempty" jsonschema:"its permitted models (provider/model)"`
 	Prompt   string   `json:"prompt,omitempty" jsonschema:"its persona"`
