@@ -47,7 +47,8 @@ func TestAnAgentsLibraryIsPinned(t *testing.T) {
 		"skill/notes@" + d:                       "",
 		"skill/notes@" + d + " command/sum@" + d: "",
 		"skill/notes":                            "not pinned",
-		"rule/style@" + d:                        "kinds",
+		"tool/format@" + d:                       "kinds",
+		"rule/style@" + d + " mcp/memory@" + d:   "",
 		"skill/notes@" + d + " skill/notes@" + d: "named twice",
 		"skill/../x@" + d:                        "is not kind/name",
 	} {

@@ -122,6 +122,8 @@ var Actions = map[string]Tier{
 	"app_validate":      Read,
 	"app_run":           Write,
 	"app_submit":        Write,
+	"library_list":      Read,
+	"library_show":      Read,
 	"library_propose":   Write,
 	// The API's operations (and those the MCP tools above call).
 	"provider.create":           Write,

@@ -307,3 +307,32 @@ func TestATokenWorksOnlyThroughItsAgentsDoor(t *testing.T) {
 		}
 	}
 }
+
+// An agent with taosagent's tools reads the Library: its list, and an item
+// with a waiting version's diff.
+func TestTheLibraryIsReadThroughTools(t *testing.T) {
+	e := newEnv(t)
+	person := control.Actor{Kind: control.Operator, Channel: control.API}
+	files := map[string][]byte{"item.json": []byte(`{"kind":"skill","name":"notes","description":"Takes notes."}`),
+		"SKILL.md": []byte("---\nname: notes\ndescription: Takes notes\n---\nTake notes.\n")}
+	if _, _, _, err := e.svc.LibraryAdd(t.Context(), person, files); err != nil {
+		t.Fatal(err)
+	}
+	files["SKILL.md"] = []byte("---\nname: notes\ndescription: Takes notes\n---\nTake short notes.\n")
+	if _, _, _, err := e.svc.LibraryAdd(t.Context(), person, files); err != nil {
+		t.Fatal(err)
+	}
+	cs := e.client(t, "operator-token", nil)
+	r, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "library_list", Arguments: map[string]any{}})
+	if err != nil || r.IsError || !strings.Contains(text(r), `"name":"notes"`) || !strings.Contains(text(r), `"pending"`) {
+		t.Fatalf("library_list: %s %v", text(r), err)
+	}
+	r, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "library_show", Arguments: map[string]any{"kind": "skill", "name": "notes"}})
+	if err != nil || r.IsError || !strings.Contains(text(r), "+Take short notes.") {
+		t.Fatalf("library_show: %s %v", text(r), err)
+	}
+	r, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "library_show", Arguments: map[string]any{"kind": "skill", "name": "absent"}})
+	if err == nil && !r.IsError {
+		t.Fatalf("library_show of an absent item: %s", text(r))
+	}
+}

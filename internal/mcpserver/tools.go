@@ -18,6 +18,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/hostops"
+	"github.com/taosagent/taosagent/internal/library"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )
 
@@ -328,6 +329,15 @@ func (s *Server) addFactoryTools() {
 			rep, err := s.Apps.SubmitWorkspace(ctx, a, in.Dir)
 			return reportOf(rep), err
 		})
+	add(s, hostSet, "library_list", "The items of taosagent's Library (skills, commands, rules, MCP servers, agent templates): each one's current version, its description, and how many versions wait for a person. An agent is given items by a person, pinned to a version.",
+		func(ctx context.Context, _ control.Actor, _ none) (libraryListOut, error) {
+			es, err := s.Control.Library()
+			return libraryListOut{Items: es}, err
+		})
+	add(s, hostSet, "library_show", "One item of the Library: its current files, each waiting version's diff, and, for an MCP server, which of its secrets are set (never a value). Give kind and name.",
+		func(ctx context.Context, _ control.Actor, in libraryRefIn) (control.LibraryItem, error) {
+			return s.Control.LibraryShow(library.Kind(in.Kind), in.Name)
+		})
 	add(s, hostSet, "library_propose", "Propose an item for taosagent's Library (a skill: item.json and SKILL.md; a command: item.json and command.md; see the Library's docs), or a new version of one: it is checked like any item and then waits for a person, who reviews it and decides. No agent gets it before a person accepts it and gives it to an agent.",
 		func(ctx context.Context, a control.Actor, in proposeIn) (proposeOut, error) {
 			files := make(map[string][]byte, len(in.Files))
@@ -343,6 +353,13 @@ func (s *Server) addFactoryTools() {
 		})
 }
 
+type libraryListOut struct {
+	Items []library.Entry `json:"items"`
+}
+type libraryRefIn struct {
+	Kind string `json:"kind" jsonschema:"skill, command, tool, mcp, agent or rule"`
+	Name string `json:"name" jsonschema:"the item's name"`
+}
 type proposeIn struct {
 	Files map[string]string `json:"files" jsonschema:"the item's files: path (relative, / separated) to its text; item.json is its manifest: {\"kind\",\"name\",\"description\"}"`
 }
