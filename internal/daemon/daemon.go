@@ -176,7 +176,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// reached at and a host uid of its own: a confined daemon as root.
 	var bridge *mcpbridge.Bridge
 	var serverURL func(agent, name string) opencode.MCPServer
-	ms := &mcpServers{home: h, log: log, keys: keys, sandbox: sup.Sandbox, packages: &npmpkg.Installer{Root: h.Packages()}, logger: logger}
+	ms := &mcpServers{home: h, log: log, keys: keys, sandbox: sup.Sandbox, packages: &npmpkg.Installer{Root: h.Packages()}}
 	if sup.Sandbox != nil && agentUIDs != nil {
 		ms.uids = *agentUIDs
 		bridge = &mcpbridge.Bridge{Lookup: ms.lookup, Failed: ms.failed, Idle: cfg.IdleTimeout, Logger: logger}

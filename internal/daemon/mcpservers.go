@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +36,6 @@ type mcpServers struct {
 	sandbox  *sandbox.Sandbox
 	uids     hostid.Range
 	packages *npmpkg.Installer
-	logger   *slog.Logger
 	event    func(agent string, kind event.Kind, data any) // an event in agent's log
 }
 
