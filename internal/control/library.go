@@ -78,7 +78,10 @@ func (s *Service) LibraryPropose(ctx context.Context, a Actor, files map[string]
 		return it, false, s.Refuse(ctx, c, Invalidf("%v", cerr))
 	}
 	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
-		created, err = s.library().Propose(it)
+		created, err = s.library().Propose(it, a.Name)
+		if errors.Is(err, library.ErrTooManyProposals) {
+			return "", Invalidf("%s: %v", a, err)
+		}
 		return "", err
 	})
 	return it, created, err

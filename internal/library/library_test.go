@@ -2,6 +2,7 @@ package library
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,7 +210,7 @@ func TestAPinNamesOneVersion(t *testing.T) {
 func TestAProposalWaits(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
 	v1, _ := Check(skill("one\n"))
-	if created, err := s.Propose(v1); err != nil || !created {
+	if created, err := s.Propose(v1, "host"); err != nil || !created {
 		t.Fatalf("propose: %v %v", created, err)
 	}
 	if _, err := s.Get(Skill, "release-notes"); !errors.Is(err, ErrNotFound) {
@@ -230,8 +231,48 @@ func TestAProposalWaits(t *testing.T) {
 	}
 	// An update proposed waits like one a person added.
 	v2, _ := Check(skill("one\ntwo\n"))
-	s.Propose(v2)
+	s.Propose(v2, "host")
 	if e, _ := s.Entry(Skill, "release-notes"); e.Digest != v1.Digest || len(e.Pending) != 1 {
 		t.Errorf("after a proposed update: %+v", e)
+	}
+}
+
+// One proposer leaves at most MaxProposals versions waiting: one more is
+// refused, stores nothing, and is taken again once a person has accepted
+// one; proposing again what waits already is not one more; another
+// proposer is not held back.
+func TestProposalsWaitingAreBoundedPerProposer(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	var first Item
+	for i := range MaxProposals {
+		it, err := Check(skill(fmt.Sprintf("version %d\n", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = it
+		}
+		if _, err := s.Propose(it, "eager"); err != nil {
+			t.Fatalf("proposal %d: %v", i, err)
+		}
+	}
+	if _, err := s.Propose(first, "eager"); err != nil {
+		t.Errorf("proposing again what waits: %v", err)
+	}
+	extra, _ := Check(skill("one too many\n"))
+	if _, err := s.Propose(extra, "eager"); !errors.Is(err, ErrTooManyProposals) {
+		t.Fatalf("proposal past the bound: %v", err)
+	}
+	if _, err := s.Version(Skill, "release-notes", extra.Digest); err == nil {
+		t.Error("the refused proposal was stored")
+	}
+	if _, err := s.Propose(extra, "other"); err != nil {
+		t.Errorf("another proposer: %v", err)
+	}
+	if err := s.Accept(Skill, "release-notes", first.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Propose(extra, "eager"); err != nil {
+		t.Errorf("after a person accepted one: %v", err)
 	}
 }

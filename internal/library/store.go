@@ -45,15 +45,58 @@ func (s *Store) Add(it Item) (created, current bool, err error) {
 	return true, false, s.offer(it)
 }
 
-// Propose stores it as a version that waits for a person, whether or not
-// the item is there yet: what an agent offers (library_propose) reaches
-// no agent until a person accepts it. It reports whether it stored
-// anything.
-func (s *Store) Propose(it Item) (created bool, err error) {
-	if created, err = s.put(it); err != nil || !created {
+// MaxProposals is how many versions one proposer's proposals may leave
+// waiting for a person at once: an agent that a prompt turned against its
+// person cannot bury the Library's review under proposals.
+const MaxProposals = 16
+
+// ErrTooManyProposals is a proposal past MaxProposals.
+var ErrTooManyProposals = fmt.Errorf("%d of its proposals already wait for a person; one more waits until a person accepts or removes some", MaxProposals)
+
+// Propose stores it, proposed by by (an agent's name), as a version that
+// waits for a person, whether or not the item is there yet: what an agent
+// offers (library_propose) reaches no agent until a person accepts it. At
+// most MaxProposals of by's proposals wait at once (ErrTooManyProposals).
+// It reports whether it stored anything.
+func (s *Store) Propose(it Item, by string) (created bool, err error) {
+	if !nameRE.MatchString(by) {
+		by = "-" // not an agent's name: one bucket for all such
+	}
+	ref := it.Ref() + "@" + it.Digest
+	mine := s.proposedWaiting(by)
+	if !slices.Contains(mine, ref) && len(mine) >= MaxProposals {
+		return false, ErrTooManyProposals
+	}
+	if created, err = s.put(it); err != nil {
+		return false, err
+	}
+	if err := s.offer(it); err != nil {
 		return created, err
 	}
-	return true, s.offer(it)
+	if !slices.Contains(mine, ref) {
+		mine = append(mine, ref)
+	}
+	if err := os.MkdirAll(filepath.Join(s.Dir, proposalsDir), 0o700); err != nil {
+		return created, err
+	}
+	return created, atomicfile.Write(filepath.Join(s.Dir, proposalsDir, by), []byte(strings.Join(mine, "\n")+"\n"), 0o600)
+}
+
+// proposalsDir holds, per proposer, its proposals ("kind/name@digest").
+const proposalsDir = ".proposals"
+
+// proposedWaiting is by's proposals that still wait for a person.
+func (s *Store) proposedWaiting(by string) []string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, proposalsDir, by))
+	var out []string
+	for _, ref := range strings.Fields(string(b)) {
+		r, digest, _ := strings.Cut(ref, "@")
+		kind, name, _ := strings.Cut(r, "/")
+		if slices.Contains(s.waiting(Kind(kind), name), digest) {
+			out = append(out, ref)
+		}
+	}
+	return out
 }
 
 // put writes it's version directory, unless it is there; it reports
