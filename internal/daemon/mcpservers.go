@@ -73,19 +73,22 @@ func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbri
 	if err != nil {
 		return mcpbridge.Spec{}, err
 	}
-	// A secret set anew restarts it (only a sum of the values is kept).
+	// Its secrets, read once; one set anew restarts it (the Key keeps only
+	// a sum of the values).
+	secrets := make([]string, len(srv.Env))
 	sum := sha256.New()
-	for _, n := range srv.Env {
-		v, _ := m.keys.Get(agent.MCPSecretID(name, n))
-		fmt.Fprintf(sum, "%d:%s;", len(v), v)
+	for i, n := range srv.Env {
+		secrets[i], _ = m.keys.Get(agent.MCPSecretID(name, n))
+		fmt.Fprintf(sum, "%d:%s;", len(secrets[i]), secrets[i])
 	}
 	return mcpbridge.Spec{Key: fmt.Sprintf("%s %d %d %x", pin, uid, gid, sum.Sum(nil)), Command: func() (*exec.Cmd, func(), error) {
-		return m.command(agentName, name, *srv, uid, gid)
+		return m.command(agentName, name, *srv, secrets, uid, gid)
 	}}, nil
 }
 
-// command is the confined command of a server.
-func (m *mcpServers) command(agentName, name string, srv library.MCPServer, uid, gid int) (*exec.Cmd, func(), error) {
+// command is the confined command of a server; secrets are the values of
+// srv.Env, in order ("": not set).
+func (m *mcpServers) command(agentName, name string, srv library.MCPServer, secrets []string, uid, gid int) (*exec.Cmd, func(), error) {
 	ctx := context.Background()
 	workdir := filepath.Join(m.home.Agent(agentName), "work")
 	pkg, err := m.packages.Ensure(ctx, srv.Package)
@@ -108,12 +111,11 @@ func (m *mcpServers) command(agentName, name string, srv library.MCPServer, uid,
 	for k, v := range srv.Environment {
 		env = append(env, k+"="+expand(v))
 	}
-	for _, n := range srv.Env {
-		v, err := m.keys.Get(agent.MCPSecretID(name, n))
-		if err != nil || v == "" {
+	for i, n := range srv.Env {
+		if secrets[i] == "" {
 			return nil, nil, fmt.Errorf("its secret %s is not set (a person sets it: taosagent library secret mcp/%s %s)", n, name, n)
 		}
-		env = append(env, n+"="+v)
+		env = append(env, n+"="+secrets[i])
 	}
 	args := []string{node, pkg.Bin}
 	for _, a := range srv.Args {

@@ -34,13 +34,19 @@ var Given = []Kind{Skill, Command, MCP, Rule}
 // ParseRef parses "kind/name" or "kind/name@digest", of a kind an agent
 // can be given.
 func ParseRef(s string) (Pin, error) {
+	p, err := parsePin(s)
+	if err == nil && !slices.Contains(Given, p.Kind) {
+		err = fmt.Errorf("%q: an agent can be given items of kinds %v", s, Given)
+	}
+	return p, err
+}
+
+// parsePin parses "kind/name" or "kind/name@digest", of any kind.
+func parsePin(s string) (Pin, error) {
 	ref, digest, pinned := strings.Cut(s, "@")
 	kind, name, ok := strings.Cut(ref, "/")
 	if !ok || !nameRE.MatchString(name) || (pinned && !hexRE(digest)) {
 		return Pin{}, fmt.Errorf("%q is not kind/name or kind/name@digest (the digest as the Library shows it, 64 hex digits)", s)
-	}
-	if !slices.Contains(Given, Kind(kind)) {
-		return Pin{}, fmt.Errorf("%q: an agent can be given items of kinds %v", s, Given)
 	}
 	return Pin{Kind: Kind(kind), Name: name, Digest: digest}, nil
 }

@@ -333,18 +333,14 @@ func Read(dir string) (map[string][]byte, error) {
 // version, or "agent/NAME@digest"), pinned, and its persona: agent.md
 // without its front matter.
 func (s *Store) Template(ref string) (Item, Pin, string, error) {
-	r, digest, pinned := strings.Cut(ref, "@")
-	name, ok := strings.CutPrefix(r, string(Agent)+"/")
-	if !ok || !nameRE.MatchString(name) || (pinned && !hexRE(digest)) {
-		return Item{}, Pin{}, "", fmt.Errorf("%q is not agent/NAME or agent/NAME@digest", ref)
+	p, err := parsePin(ref)
+	if err == nil && p.Kind != Agent {
+		err = fmt.Errorf("%q is not an agent template (agent/NAME)", ref)
 	}
-	if !pinned {
-		var err error
-		if digest, err = s.current(Agent, name); err != nil {
-			return Item{}, Pin{}, "", fmt.Errorf("%s: %w", ref, ErrNotFound)
-		}
+	if err != nil {
+		return Item{}, Pin{}, "", err
 	}
-	it, err := s.Version(Agent, name, digest)
+	it, p, err := s.pin(p)
 	if err != nil {
 		return Item{}, Pin{}, "", err
 	}
@@ -354,7 +350,7 @@ func (s *Store) Template(ref string) (Item, Pin, string, error) {
 			persona = body
 		}
 	}
-	return it, Pin{Kind: Agent, Name: name, Digest: digest}, strings.TrimSpace(persona), nil
+	return it, p, strings.TrimSpace(persona), nil
 }
 
 // Resolve pins ref ("kind/name", or "kind/name@digest"): an unpinned ref
@@ -365,14 +361,22 @@ func (s *Store) Resolve(ref string) (Pin, error) {
 	if err != nil {
 		return Pin{}, err
 	}
-	if p.Digest == "" {
-		if p.Digest, err = s.current(p.Kind, p.Name); err != nil {
-			return Pin{}, fmt.Errorf("%s: %w", p, ErrNotFound)
-		}
-	}
-	it, err := s.Version(p.Kind, p.Name, p.Digest)
+	it, p, err := s.pin(p)
 	if err != nil {
 		return Pin{}, err
 	}
 	return p, givable(it)
+}
+
+// pin is p pinned (an unpinned p to the version current now) and that
+// version, read back and checked.
+func (s *Store) pin(p Pin) (Item, Pin, error) {
+	if p.Digest == "" {
+		var err error
+		if p.Digest, err = s.current(p.Kind, p.Name); err != nil {
+			return Item{}, Pin{}, fmt.Errorf("%s: %w", p, ErrNotFound)
+		}
+	}
+	it, err := s.Version(p.Kind, p.Name, p.Digest)
+	return it, p, err
 }
