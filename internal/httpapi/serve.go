@@ -16,10 +16,31 @@ import (
 type Served struct {
 	*http.Server
 
-	serving sync.WaitGroup // Serve and ServeTLS under way
 	mu      sync.Mutex
+	serving int           // Serve and ServeTLS under way
+	served  chan struct{} // closed when serving drops to 0, once End waits for it
+	ended   bool          // End began: a Serve that starts now returns at once
 	open    map[net.Conn]bool
 	empty   chan struct{} // closed when open empties, once End waits for it
+}
+
+// begin counts a Serve in, unless End began (a Serve started on its own
+// goroutine may come after End); the func counts it out.
+func (s *Served) begin() (func(), bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil, false
+	}
+	s.serving++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.serving--; s.serving == 0 && s.served != nil {
+			close(s.served)
+			s.served = nil
+		}
+	}, true
 }
 
 // HTTPServer returns the server the daemon serves h with: bounded header,
@@ -36,15 +57,21 @@ func HTTPServer(h http.Handler, logger *slog.Logger) *Served {
 
 // Serve serves ln until End (or Close).
 func (s *Served) Serve(ln net.Listener) error {
-	s.serving.Add(1)
-	defer s.serving.Done()
+	done, ok := s.begin()
+	if !ok {
+		return http.ErrServerClosed
+	}
+	defer done()
 	return s.Server.Serve(ln)
 }
 
 // ServeTLS serves ln over TLS until End (or Close).
 func (s *Served) ServeTLS(ln net.Listener, cert, key string) error {
-	s.serving.Add(1)
-	defer s.serving.Done()
+	done, ok := s.begin()
+	if !ok {
+		return http.ErrServerClosed
+	}
+	defer done()
 	return s.Server.ServeTLS(ln, cert, key)
 }
 
@@ -77,7 +104,17 @@ func (s *Served) End(ctx context.Context, lns ...io.Closer) {
 		ln.Close()
 	}
 	// Once Serve has returned, every connection it accepted is counted.
-	s.serving.Wait()
+	s.mu.Lock()
+	s.ended = true
+	var served chan struct{}
+	if s.serving > 0 {
+		s.served = make(chan struct{})
+		served = s.served
+	}
+	s.mu.Unlock()
+	if served != nil {
+		<-served
+	}
 	s.SetKeepAlivesEnabled(false) // closes the idle connections
 	s.mu.Lock()
 	var empty chan struct{}
