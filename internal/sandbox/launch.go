@@ -61,7 +61,11 @@ exit $rc`
 // launchCopy is launch as uid:gid; with wc (root only), the run works on a
 // bounded copy of its workspace (copyScript). Detached, the sandbox does
 // not die with its parent (Service.Detached).
-func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *copyBack, detached bool) *exec.Cmd {
+//
+// With built > 0 (root only), the outer layer writes a byte to that
+// descriptor once its mounts are made, and closes it, before it drops
+// its privileges.
+func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *copyBack, detached bool, built int) *exec.Cmd {
 	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if detached {
 		attr.Pdeathsig = 0
@@ -112,6 +116,9 @@ func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *
 			outer = append(outer, "--perms", "0755", "--dir", parents[i])
 		}
 		op, src := "--ro-bind", p.path
+		if p.src != "" {
+			src = p.src
+		}
 		if p.rw {
 			op = "--bind"
 		}
@@ -123,7 +130,12 @@ func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *
 	if wc != nil {
 		outer = append(outer, "--perms", "0777", "--size", strconv.FormatInt(wc.size, 10), "--tmpfs", copyDir)
 	}
-	outer = append(outer, "--chdir", "/", "--",
+	outer = append(outer, "--chdir", "/", "--")
+	if built > 0 {
+		n := strconv.Itoa(built)
+		outer = append(outer, "/bin/sh", "-c", "echo >&"+n+"; exec "+n+">&-; exec \"$@\"", "sh")
+	}
+	outer = append(outer,
 		// --pdeathsig: the kernel clears the parent-death signal bwrap set
 		// when setpriv changes the uid; set it again, so the inner layer
 		// dies with the outer one.
@@ -141,7 +153,10 @@ func (s *Sandbox) launchCopy(uid, gid int, host []hostPath, inner []string, wc *
 // mounted writable.
 type hostPath struct {
 	path string
-	rw   bool
+	// src, when set, is what the outer layer binds at path instead of
+	// path itself (a staged Bind).
+	src string
+	rw  bool
 	// fd, when not 0, is the directory itself, opened without following
 	// a link (wsFD): the outer layer binds that directory, whatever the
 	// path names by the time bwrap looks.

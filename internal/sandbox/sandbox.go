@@ -320,7 +320,7 @@ func (s *Sandbox) run(ctx context.Context, spec Spec) (*Result, error) {
 		wsCopy = &copyBack{ws: ws, size: lim.Disk}
 	}
 	inner, host := s.bwrapArgs(ws, wsDir != nil, spec, lim, wsCopy != nil)
-	cmd := s.launchCopy(uid, gid, host, inner, wsCopy, false)
+	cmd := s.launchCopy(uid, gid, host, inner, wsCopy, false, 0)
 	cmd.Env = sandboxEnv(spec.Env)
 	cmd.Dir = "/"
 	cmd.Stdin = spec.Stdin

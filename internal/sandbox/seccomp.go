@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // Denied lists the system calls a build never needs. Inside the sandbox
@@ -32,9 +34,28 @@ var Denied = []string{
 	"io_uring_setup", "io_uring_enter", "io_uring_register",
 }
 
+// setidGuard refuses (EPERM) every call that would set a set-user-ID or
+// set-group-ID bit on a file: a chmod, or a file made with one. A sandbox
+// writes into a person's directory as its owner (Bind); a set-ID program
+// left there would run as that owner for whoever starts it on the host.
+func setidGuard() []seccomp.NameWithConditions {
+	const setid = unix.S_ISUID | unix.S_ISGID
+	mode := map[string]uint32{ // the argument that holds the mode
+		"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2,
+		"open": 2, "openat": 3, "creat": 1, "mknod": 1, "mknodat": 2,
+	}
+	var out []seccomp.NameWithConditions
+	for _, n := range slices.Sorted(maps.Keys(mode)) {
+		out = append(out, seccomp.NameWithConditions{Name: n,
+			Conditions: seccomp.ArgumentConditions{{Argument: mode[n], Operation: seccomp.BitsSet, Value: setid}}})
+	}
+	return out
+}
+
 // seccompProgram returns the filter bwrap installs before it executes the
 // command, as struct sock_filter records in host byte order: every call of
-// Denied but those named in allow returns EPERM.
+// Denied but those named in allow returns EPERM, and so does every call
+// that would set a set-ID bit (setidGuard); openat2 returns ENOSYS.
 //
 // The library's own program allows every call made under a foreign
 // architecture (it only filters the native one), which would let a 32-bit
@@ -46,8 +67,14 @@ func seccompProgram(allow ...string) ([]byte, error) {
 	}
 	policy := seccomp.Policy{
 		DefaultAction: seccomp.ActionAllow,
-		Syscalls: []seccomp.SyscallGroup{{Action: seccomp.ActionErrno,
-			Names: slices.DeleteFunc(slices.Clone(Denied), func(n string) bool { return slices.Contains(allow, n) })}},
+		Syscalls: []seccomp.SyscallGroup{
+			{Action: seccomp.ActionErrno,
+				Names: slices.DeleteFunc(slices.Clone(Denied), func(n string) bool { return slices.Contains(allow, n) })},
+			{Action: seccomp.ActionErrno, NamesWithCondtions: setidGuard()},
+			// Its mode is in a struct the filter cannot read; C libraries
+			// fall back to openat on ENOSYS.
+			{Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS), Names: []string{"openat2"}},
+		},
 	}
 	insns, err := policy.Assemble()
 	if err != nil {

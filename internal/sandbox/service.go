@@ -39,9 +39,13 @@ type Service struct {
 	// Dir is the service's own host directory, mounted read-write at the
 	// same path.
 	Dir string
-	// Workdir is the working directory, inside Dir. Tools see it, and
-	// nothing else of Dir.
+	// Workdir is the working directory: inside Dir, or the Dst of one of
+	// Binds. Tools see it, and nothing else of Dir.
 	Workdir string
+	// Binds are host directories the service and its tools see at other
+	// paths, read-only or read-write (see Bind). They are mounted after
+	// Dir and ReadOnly.
+	Binds []Bind
 	// ReadOnly lists host paths mounted read-only at the same path after
 	// Dir: the service's configuration, which it must not rewrite. When
 	// the caller is root they must be readable by UID:GID.
@@ -135,8 +139,8 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	if len(svc.Command) == 0 || !filepath.IsAbs(svc.Command[0]) {
 		return nil, errors.New("sandbox service: the command must be an absolute host path")
 	}
-	if !filepath.IsAbs(svc.Dir) || !filepath.IsAbs(svc.Workdir) || !under(filepath.Clean(svc.Workdir), filepath.Clean(svc.Dir)) {
-		return nil, errors.New("sandbox service: dir and workdir must be absolute, the workdir inside the dir")
+	if !filepath.IsAbs(svc.Dir) || !filepath.IsAbs(svc.Workdir) || (!under(filepath.Clean(svc.Workdir), filepath.Clean(svc.Dir)) && bindAt(svc.Binds, svc.Workdir) == nil) {
+		return nil, errors.New("sandbox service: dir and workdir must be absolute, the workdir inside the dir or one of its binds")
 	}
 	lim := svc.Limits.WithDefaults()
 	svcFilter, err := seccompProgram(serviceAllowed...)
@@ -153,7 +157,7 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 			f.Close()
 		}
 	}
-	for _, data := range [][]byte{svcFilter, []byte(s.toolShell(svc.Workdir)), toolFilter} {
+	for _, data := range [][]byte{svcFilter, []byte(s.toolShell(svc.Workdir, svc.Binds)), toolFilter} {
 		f, err := memFile("taosagent-service", data)
 		if err != nil {
 			closeAll()
@@ -178,9 +182,21 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 			host = append(host, hostPath{path: p})
 		}
 	}
-	masks, err := maskArgs(svc.Dir, svc.Masks, svc.Empty)
+	uid, gid := s.UID, s.GID
+	if svc.UID > 0 {
+		uid, gid = svc.UID, svc.GID
+	}
+	bindArgs, bindHost, staged, err := binds(svc.Binds, uid, gid)
 	if err != nil {
 		closeAll()
+		return nil, err
+	}
+	a = append(a, bindArgs...)
+	host = append(host, bindHost...)
+	masks, err := maskArgs(svc.Dir, svc.Binds, svc.Masks, svc.Empty)
+	if err != nil {
+		closeAll()
+		release(staged)
 		return nil, err
 	}
 	if len(masks) > 0 {
@@ -207,11 +223,25 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	a = append(a, s.prlimitArgs(0, lim.Memory, lim.Processes, lim.FileSize)...)
 	a = append(a, svc.Command...)
 
-	uid, gid := s.UID, s.GID
-	if svc.UID > 0 {
-		uid, gid = svc.UID, svc.GID
+	built := 0
+	if len(staged) > 0 {
+		// The staged mounts go once the outer layer has bound them: it
+		// says so on a pipe (or the pipe ends with it).
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			release(staged)
+			return nil, err
+		}
+		files = append(files, w)
+		built = 2 + len(files)
+		go func() {
+			r.Read(make([]byte, 1))
+			r.Close()
+			release(staged)
+		}()
 	}
-	cmd := s.launchCopy(uid, gid, host, a, nil, svc.Detached)
+	cmd := s.launchCopy(uid, gid, host, a, nil, svc.Detached, built)
 	env := slices.DeleteFunc(slices.Clone(svc.Env), func(kv string) bool { return strings.HasPrefix(kv, "SHELL=") })
 	cmd.Env = append(env, "SHELL="+ToolShell)
 	cmd.Dir = "/"
@@ -219,26 +249,54 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// maskArgs covers each of masks, paths inside dir, with an empty
-// read-only file or directory, by what the path is now (looked at through
-// agenttree: a planted link is not followed).
-func maskArgs(dir string, masks []string, empty string) ([]string, error) {
+// bindAt is the bind of bs whose Dst is path, or nil.
+func bindAt(bs []Bind, path string) *Bind {
+	for i := range bs {
+		if bs[i].Dst == filepath.Clean(path) {
+			return &bs[i]
+		}
+	}
+	return nil
+}
+
+// maskArgs covers each of masks, paths inside dir or inside a bind of bs,
+// with an empty read-only file or directory, by what the path is now
+// (looked at through agenttree: a planted link is not followed).
+func maskArgs(dir string, bs []Bind, masks []string, empty string) ([]string, error) {
 	if len(masks) == 0 {
 		return nil, nil
 	}
 	if fi, err := os.Lstat(empty); err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 || under(empty, dir) {
 		return nil, errors.New("sandbox service: masks need an empty regular file outside the service's directory")
 	}
-	t, err := agenttree.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
+	trees := map[string]*agenttree.Tree{} // by host directory
+	defer func() {
+		for _, t := range trees {
+			t.Close()
+		}
+	}()
 	var a []string
 	for _, m := range masks {
-		rel, err := filepath.Rel(dir, m)
-		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
-			return nil, fmt.Errorf("sandbox service: mask %s is not inside %s", m, dir)
+		// The directory m is in, as the service sees it and on the host.
+		root, hostRoot := "", ""
+		if under(m, dir) {
+			root, hostRoot = dir, dir
+		}
+		for _, b := range bs {
+			if under(m, b.Dst) && len(b.Dst) > len(root) {
+				root, hostRoot = b.Dst, b.Src
+			}
+		}
+		rel, err := filepath.Rel(root, m)
+		if root == "" || err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			return nil, fmt.Errorf("sandbox service: mask %s is not inside %s or a bind", m, dir)
+		}
+		t := trees[hostRoot]
+		if t == nil {
+			if t, err = agenttree.Open(hostRoot); err != nil {
+				return nil, err
+			}
+			trees[hostRoot] = t
 		}
 		fi, err := t.Lstat(rel)
 		switch {
@@ -263,14 +321,24 @@ func CloseFiles(cmd *exec.Cmd) {
 }
 
 // toolShell is the script a service runs as its shell: `SHELL -c CMD`
-// runs CMD with bash in a nested sandbox (see Service).
-func (s *Sandbox) toolShell(workdir string) string {
+// runs CMD with bash in a nested sandbox (see Service). The tools see the
+// service's binds as the service does.
+func (s *Sandbox) toolShell(workdir string, bs []Bind) string {
 	a := namespaceArgs(false, false)
 	fsArgs, _ := baseFS(etcAllowed, 0)
 	a = append(a, fsArgs...)
+	a = append(a, "--bind", "/tmp", "/tmp")
+	if bindAt(bs, workdir) == nil {
+		a = append(a, "--bind", workdir, workdir)
+	}
+	for _, b := range bs {
+		op := "--ro-bind"
+		if b.RW {
+			op = "--bind"
+		}
+		a = append(a, op, b.Dst, b.Dst)
+	}
 	a = append(a,
-		"--bind", "/tmp", "/tmp",
-		"--bind", workdir, workdir,
 		"--remount-ro", "/",
 		"--chdir", workdir,
 		"--clearenv",
