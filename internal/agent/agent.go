@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -219,6 +220,13 @@ type Agent struct {
 	// to a version ("kind/name@digest"; library.Pin): rendered into its
 	// read-only opencode config, where opencode loads them.
 	Library []string `json:"library,omitempty"`
+	// Workspaces are host directories a person gives the agent, bound
+	// into its sandbox, its tools' and its MCP servers' at
+	// /workspaces/NAME (Workspace).
+	Workspaces []Workspace `json:"workspaces,omitempty"`
+	// Workdir names the workspace that is the agent's working directory
+	// (opencode's project); "": its own directory.
+	Workdir string `json:"workdir,omitempty"`
 	// UpstreamKey is the agent's own key at its provider, for a LiteLLM
 	// provider (its virtual key). Like a provider's key it is only read
 	// from a request: stored apart (mode 0600), never shown, never in
@@ -229,6 +237,73 @@ type Agent struct {
 	Session        string    `json:"session,omitempty"` // the pinned opencode session
 	Created        time.Time `json:"created"`
 	Updated        time.Time `json:"updated"`
+}
+
+// Workspace is a host directory a person gives an agent: its project.
+// The agent sees it at Dst, read-only or read-write; when the daemon is
+// root it works there as the directory's owner (sandbox.Bind).
+type Workspace struct {
+	Name string `json:"name"`
+	Path string `json:"path"` // on the host, absolute, no link in it
+	Mode string `json:"mode"` // "ro" (the default) or "rw"
+}
+
+// WorkspacesDir is where an agent sees its workspaces.
+const WorkspacesDir = "/workspaces"
+
+// Dst is where the agent sees w.
+func (w Workspace) Dst() string { return WorkspacesDir + "/" + w.Name }
+
+// RW reports whether the agent may write w.
+func (w Workspace) RW() bool { return w.Mode == "rw" }
+
+// MaxWorkspaces bounds an agent's workspaces.
+const MaxWorkspaces = 8
+
+// systemDirs are host directories no workspace is, or is inside: the
+// system itself, and what the kernel serves.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/run", "/sbin", "/sys", "/usr"}
+
+// WorkspaceAt is the workspace of a named name, or nil.
+func (a Agent) WorkspaceAt(name string) *Workspace {
+	for i := range a.Workspaces {
+		if a.Workspaces[i].Name == name {
+			return &a.Workspaces[i]
+		}
+	}
+	return nil
+}
+
+func validateWorkspaces(a Agent) error {
+	if len(a.Workspaces) > MaxWorkspaces {
+		return invalid("workspaces", "at most %d", MaxWorkspaces)
+	}
+	seen := map[string]bool{}
+	for i, w := range a.Workspaces {
+		field := fmt.Sprintf("workspaces[%d]", i)
+		switch {
+		case !nameRE.MatchString(w.Name):
+			return invalid(field+".name", "must be 1-32 of a-z, 0-9 and '-', starting with a letter or digit")
+		case seen[w.Name]:
+			return invalid(field+".name", "%q is named twice", w.Name)
+		case !filepath.IsAbs(w.Path) || filepath.Clean(w.Path) != w.Path:
+			return invalid(field+".path", "%q is not an absolute, clean path", w.Path)
+		case w.Path == "/":
+			return invalid(field+".path", "the root directory is not a workspace")
+		case w.Mode != "ro" && w.Mode != "rw":
+			return invalid(field+".mode", "must be ro or rw")
+		}
+		for _, d := range systemDirs {
+			if w.Path == d || strings.HasPrefix(w.Path, d+"/") {
+				return invalid(field+".path", "%s is a system directory", d)
+			}
+		}
+		seen[w.Name] = true
+	}
+	if a.Workdir != "" && !seen[a.Workdir] {
+		return invalid("workdir", "%q is not one of its workspaces", a.Workdir)
+	}
+	return nil
 }
 
 // EgressPolicy is a's egress policy, normalized (None when unset).
@@ -255,6 +330,11 @@ type Lookup func(id string) (Provider, bool)
 
 // Normalize fills defaults: Models holds Model.
 func (a *Agent) Normalize() {
+	for i := range a.Workspaces {
+		if a.Workspaces[i].Mode == "" {
+			a.Workspaces[i].Mode = "ro"
+		}
+	}
 	if a.Egress != nil {
 		e := a.Egress.Normalized()
 		a.Egress = &e
@@ -341,6 +421,9 @@ func (a Agent) Validate(providers Lookup) error {
 			return invalid(fmt.Sprintf("library[%d]", i), "%s is named twice", k)
 		}
 		given[k] = true
+	}
+	if err := validateWorkspaces(a); err != nil {
+		return err
 	}
 	if len(a.MayRead) > 64 {
 		return invalid("may_read", "at most 64 agents")

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
@@ -90,6 +92,9 @@ func (m *Catalog) CreateAgent(ctx context.Context, a agent.Agent) (out agent.Age
 	if err := a.Validate(m.lookup(ctx)); err != nil {
 		return a, err
 	}
+	if err := m.checkWorkspaces(a); err != nil {
+		return a, err
+	}
 	return m.Log.CreateAgent(ctx, a)
 }
 
@@ -112,7 +117,44 @@ func (m *Catalog) UpdateAgent(ctx context.Context, a agent.Agent) (out agent.Age
 	if err := a.Validate(m.lookup(ctx)); err != nil {
 		return a, err
 	}
+	if err := m.checkWorkspaces(a); err != nil {
+		return a, err
+	}
 	return m.Log.UpdateAgent(ctx, a)
+}
+
+// checkWorkspaces checks a's workspaces against the host: each is a
+// directory, named without a link (what a person names is what is
+// bound), and neither inside taosagent's home nor holding it.
+func (m *Catalog) checkWorkspaces(a agent.Agent) error {
+	home, err := filepath.EvalSymlinks(m.Home)
+	if err != nil {
+		home = m.Home
+	}
+	for i, w := range a.Workspaces {
+		field := fmt.Sprintf("workspaces[%d].path", i)
+		fi, err := os.Lstat(w.Path)
+		switch {
+		case err != nil:
+			return &agent.InvalidError{Field: field, Reason: fmt.Sprintf("%s: %v", w.Path, errors.Unwrap(err))}
+		case fi.Mode()&os.ModeSymlink != 0:
+			return &agent.InvalidError{Field: field, Reason: fmt.Sprintf("%s is a symbolic link: name the directory itself", w.Path)}
+		case !fi.IsDir():
+			return &agent.InvalidError{Field: field, Reason: fmt.Sprintf("%s is not a directory", w.Path)}
+		}
+		if real, err := filepath.EvalSymlinks(w.Path); err != nil || real != w.Path {
+			return &agent.InvalidError{Field: field, Reason: fmt.Sprintf("%s leads through a symbolic link (name %s)", w.Path, real)}
+		}
+		if within(w.Path, home) || within(home, w.Path) {
+			return &agent.InvalidError{Field: field, Reason: fmt.Sprintf("%s overlaps taosagent's home %s", w.Path, home)}
+		}
+	}
+	return nil
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
 // DeleteAgent stops and removes agent name; its events stay in the log.

@@ -93,8 +93,29 @@ func runAgents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if !st.Confined {
 				box = "UNCONFINED"
 			}
-			return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", a.Name, a.Model, st.State, st.Queued, box, strings.Join(a.Models, ","))
+			row := fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", a.Name, a.Model, st.State, st.Queued, box, strings.Join(a.Models, ","))
+			return row + agentDetails(a)
 		})
+}
+
+// agentDetails are the lines under an agent's row that say what it can
+// reach: its workspaces, its egress and its Library items.
+func agentDetails(a client.Agent) string {
+	var b strings.Builder
+	for _, w := range a.Workspaces {
+		note := w.Mode
+		if w.Name == a.Workdir {
+			note += ", workdir"
+		}
+		fmt.Fprintf(&b, "\n  %s = %s (%s)", w.Dst(), w.Path, note)
+	}
+	if a.Egress != nil {
+		fmt.Fprintf(&b, "\n  egress: %s", a.Egress)
+	}
+	if len(a.Library) > 0 {
+		fmt.Fprintf(&b, "\n  library: %s", strings.Join(a.Library, " "))
+	}
+	return b.String()
 }
 
 func runProviders(ctx context.Context, args []string, stdout, stderr io.Writer) error {

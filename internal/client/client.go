@@ -166,18 +166,20 @@ func (c *Client) DeleteProvider(ctx context.Context, id string) error {
 // one). A test holds it to the server's view: every field the server sends
 // has its place here.
 type Agent struct {
-	Name       string          `json:"name"`
-	Model      string          `json:"model"`
-	Models     []string        `json:"models,omitempty"`
-	Prompt     string          `json:"prompt,omitempty"`
-	Permission json.RawMessage `json:"permission,omitempty"`
-	Tools      map[string]bool `json:"tools,omitempty"`
-	Limits     *agent.Limits   `json:"limits,omitempty"`
-	Budget     *agent.Budget   `json:"budget,omitempty"`
-	Fallback   string          `json:"fallback,omitempty"`
-	MayRead    []string        `json:"may_read,omitempty"`
-	Egress     *egress.Policy  `json:"egress,omitempty"`
-	Library    []string        `json:"library,omitempty"` // kind/name@digest
+	Name       string            `json:"name"`
+	Model      string            `json:"model"`
+	Models     []string          `json:"models,omitempty"`
+	Prompt     string            `json:"prompt,omitempty"`
+	Permission json.RawMessage   `json:"permission,omitempty"`
+	Tools      map[string]bool   `json:"tools,omitempty"`
+	Limits     *agent.Limits     `json:"limits,omitempty"`
+	Budget     *agent.Budget     `json:"budget,omitempty"`
+	Fallback   string            `json:"fallback,omitempty"`
+	MayRead    []string          `json:"may_read,omitempty"`
+	Egress     *egress.Policy    `json:"egress,omitempty"`
+	Library    []string          `json:"library,omitempty"` // kind/name@digest
+	Workspaces []agent.Workspace `json:"workspaces,omitempty"`
+	Workdir    string            `json:"workdir,omitempty"` // a workspace's name
 	// UpstreamKey is write-only: the agent's own key at its LiteLLM proxy.
 	UpstreamKey    string       `json:"upstream_key,omitempty"`
 	HasUpstreamKey bool         `json:"has_upstream_key,omitempty"`

@@ -71,6 +71,10 @@ type AgentPatch struct {
 	// to the current version as the change is asked for, so that what a
 	// person approves is what runs) or "kind/name@digest".
 	Library *[]string `json:"library,omitempty"`
+	// Workspaces replaces the host directories the agent is given;
+	// Workdir names the one that is its working directory ("": its own).
+	Workspaces *[]agent.Workspace `json:"workspaces,omitempty"`
+	Workdir    *string            `json:"workdir,omitempty"`
 	// UpstreamKey replaces the agent's own key at its LiteLLM proxy; ""
 	// removes it. Write-only: never shown, never audited.
 	UpstreamKey *string `json:"upstream_key,omitempty"`
@@ -90,14 +94,14 @@ func (p AgentPatch) redacted() AgentPatch {
 
 // Widens reports whether p, asked for by a on agent name, could widen
 // what any agent can do: its permissions, tools, permitted models,
-// limits, budget, fallback, upstream key, egress policy, Library items or
-// the agents it may read, or the persona of an agent other than a itself.
+// limits, budget, fallback, upstream key, egress policy, Library items,
+// workspaces or the agents it may read, or the persona of an agent other than a itself.
 // Asked for through MCP or by an agent, such a change is destructive: a
 // person approves the exact change. What is left is switching among the
 // models already permitted, and an agent's own persona.
 func (p AgentPatch) Widens(a Actor, name string) bool {
 	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil || p.Egress != nil ||
-		p.Library != nil || p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
+		p.Library != nil || p.Workspaces != nil || p.Workdir != nil || p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
 }
 
 // DenyAll is the permission map of an agent created through MCP or by an
@@ -250,6 +254,12 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		if p.Library != nil {
 			cur.Library = *p.Library
+		}
+		if p.Workspaces != nil {
+			cur.Workspaces = *p.Workspaces
+		}
+		if p.Workdir != nil {
+			cur.Workdir = *p.Workdir
 		}
 		if p.UpstreamKey != nil {
 			// The new key's scope is the agent's permitted set from now on;

@@ -147,6 +147,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer sup.Close()
+	if sup.Sandbox != nil {
+		// The idmapped mounts of workspaces are staged in the home; what a
+		// daemon that died while staging left there goes now, and the
+		// staging directory's own mount when this daemon ends.
+		sup.Sandbox.StageDir = h.Binds()
+		if err := sup.Sandbox.SweepBinds(); err != nil {
+			cfg.Logger.Error("release staged workspace mounts", "err", err)
+		}
+		defer sup.Sandbox.SweepBinds()
+	}
 
 	// The demo provider: the scripted model on a loopback port of its own.
 	demoURL := ""

@@ -19,6 +19,7 @@ import (
 	"github.com/taosagent/taosagent/internal/library"
 	"github.com/taosagent/taosagent/internal/mcpbridge"
 	"github.com/taosagent/taosagent/internal/npmpkg"
+	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
@@ -81,16 +82,30 @@ func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbri
 		secrets[i], _ = m.keys.Get(agent.MCPSecretID(name, n))
 		fmt.Fprintf(sum, "%d:%s;", len(secrets[i]), secrets[i])
 	}
-	return mcpbridge.Spec{Key: fmt.Sprintf("%s %d %d %x", pin, uid, gid, sum.Sum(nil)), Command: func() (*exec.Cmd, func(), error) {
-		return m.command(agentName, name, *srv, secrets, uid, gid)
+	// The agent's workspaces, when the server sees them: read-only, or
+	// as the agent does ("rw").
+	var binds []sandbox.Bind
+	if srv.Workspace != "" {
+		for _, b := range runner.Binds(a) {
+			b.RW = b.RW && srv.Workspace == "rw"
+			binds = append(binds, b)
+		}
+	}
+	workdir := filepath.Join(m.home.Agent(agentName), "work")
+	if w := a.WorkspaceAt(a.Workdir); w != nil {
+		workdir = w.Dst()
+	}
+	return mcpbridge.Spec{Key: fmt.Sprintf("%s %d %d %x %v %s", pin, uid, gid, sum.Sum(nil), binds, workdir), Command: func() (*exec.Cmd, func(), error) {
+		return m.command(agentName, name, *srv, secrets, uid, gid, binds, workdir)
 	}}, nil
 }
 
 // command is the confined command of a server; secrets are the values of
-// srv.Env, in order ("": not set).
-func (m *mcpServers) command(agentName, name string, srv library.MCPServer, secrets []string, uid, gid int) (*exec.Cmd, func(), error) {
+// srv.Env, in order ("": not set); binds are the agent's workspaces it
+// sees, and workdir the agent's working directory (its {workspace}).
+func (m *mcpServers) command(agentName, name string, srv library.MCPServer, secrets []string, uid, gid int, binds []sandbox.Bind, workdir string) (*exec.Cmd, func(), error) {
 	ctx := context.Background()
-	workdir := filepath.Join(m.home.Agent(agentName), "work")
+	own := filepath.Join(m.home.Agent(agentName), "work")
 	pkg, err := m.packages.Ensure(ctx, srv.Package)
 	if err != nil {
 		return nil, nil, err
@@ -122,15 +137,15 @@ func (m *mcpServers) command(agentName, name string, srv library.MCPServer, secr
 		args = append(args, expand(a))
 	}
 	ro := []string{pkg.Dir}
-	if srv.Workspace == "ro" {
-		// The agent's group may read its working directory (what is in
-		// it, as its modes say: opencode writes 0644 files).
+	if srv.Workspace != "" {
+		// The agent's group may read its own working directory (what is
+		// in it, as its modes say: opencode writes 0644 files).
 		if err := groupReadable(m.home.Agent(agentName), "work"); err != nil {
 			return nil, nil, fmt.Errorf("the agent's workspace: %w", err)
 		}
-		ro = append(ro, workdir)
+		ro = append(ro, own)
 	}
-	cmd, err := m.sandbox.Command(ctx, sandbox.Service{Command: args, Dir: state, Workdir: state, ReadOnly: ro,
+	cmd, err := m.sandbox.Command(ctx, sandbox.Service{Command: args, Dir: state, Workdir: state, ReadOnly: ro, Binds: binds,
 		Env: env, UID: uid, GID: gid, Limits: sandbox.ServiceLimits{Memory: 2 << 30, Processes: 256}})
 	if err != nil {
 		return nil, nil, err

@@ -108,21 +108,23 @@ func (l *Log) DeleteProvider(ctx context.Context, id string) error {
 // ---- agents
 
 type agentSpec struct {
-	Model      string          `json:"model"`
-	Models     []string        `json:"models"`
-	Prompt     string          `json:"prompt,omitempty"`
-	Permission json.RawMessage `json:"permission,omitempty"`
-	Tools      map[string]bool `json:"tools,omitempty"`
-	Limits     *agent.Limits   `json:"limits,omitempty"`
-	Budget     *agent.Budget   `json:"budget,omitempty"`
-	Fallback   string          `json:"fallback,omitempty"`
-	MayRead    []string        `json:"may_read,omitempty"`
-	Egress     *egress.Policy  `json:"egress,omitempty"`
-	Library    []string        `json:"library,omitempty"`
+	Model      string            `json:"model"`
+	Models     []string          `json:"models"`
+	Prompt     string            `json:"prompt,omitempty"`
+	Permission json.RawMessage   `json:"permission,omitempty"`
+	Tools      map[string]bool   `json:"tools,omitempty"`
+	Limits     *agent.Limits     `json:"limits,omitempty"`
+	Budget     *agent.Budget     `json:"budget,omitempty"`
+	Fallback   string            `json:"fallback,omitempty"`
+	MayRead    []string          `json:"may_read,omitempty"`
+	Egress     *egress.Policy    `json:"egress,omitempty"`
+	Library    []string          `json:"library,omitempty"`
+	Workspaces []agent.Workspace `json:"workspaces,omitempty"`
+	Workdir    string            `json:"workdir,omitempty"`
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library, a.Workspaces, a.Workdir})
 	return string(b)
 }
 
@@ -240,7 +242,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.Egress, s.Library
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library, a.Workspaces, a.Workdir = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.Egress, s.Library, s.Workspaces, s.Workdir
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}

@@ -44,6 +44,7 @@ func (h Home) Agent(name string) string { return filepath.Join(h.Dir, "agents", 
 func (h Home) Snapshots() string        { return filepath.Join(h.Dir, "snapshots") }
 func (h Home) HostFile() string         { return filepath.Join(h.Dir, "host.json") }
 func (h Home) Run() string              { return filepath.Join(h.Dir, "run") }
+func (h Home) Binds() string            { return filepath.Join(h.Dir, "binds") } // sandbox.Sandbox.StageDir
 func (h Home) Library() string          { return filepath.Join(h.Dir, "library") }
 func (h Home) TUI() string              { return filepath.Join(h.Dir, "tui") }
 func (h Home) RecoveryAudit() string    { return filepath.Join(h.Dir, "recovery-audit.jsonl") }

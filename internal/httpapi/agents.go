@@ -45,18 +45,20 @@ func (s *Server) deleteProvider(w http.ResponseWriter, r *http.Request) {
 // ---- agents
 
 type agentBody struct {
-	Name       string          `json:"name"`
-	Model      string          `json:"model"`
-	Models     []string        `json:"models"`
-	Prompt     string          `json:"prompt"`
-	Permission json.RawMessage `json:"permission"`
-	Tools      map[string]bool `json:"tools"`
-	Limits     *agent.Limits   `json:"limits"`
-	Budget     *agent.Budget   `json:"budget"`
-	Fallback   string          `json:"fallback"`
-	MayRead    []string        `json:"may_read"`
-	Egress     *egress.Policy  `json:"egress"`
-	Library    []string        `json:"library"`
+	Name       string            `json:"name"`
+	Model      string            `json:"model"`
+	Models     []string          `json:"models"`
+	Prompt     string            `json:"prompt"`
+	Permission json.RawMessage   `json:"permission"`
+	Tools      map[string]bool   `json:"tools"`
+	Limits     *agent.Limits     `json:"limits"`
+	Budget     *agent.Budget     `json:"budget"`
+	Fallback   string            `json:"fallback"`
+	MayRead    []string          `json:"may_read"`
+	Egress     *egress.Policy    `json:"egress"`
+	Library    []string          `json:"library"`
+	Workspaces []agent.Workspace `json:"workspaces"`
+	Workdir    string            `json:"workdir"`
 	// UpstreamKey is the agent's own key at its LiteLLM proxy (write-only).
 	UpstreamKey string `json:"upstream_key"`
 	// Template is the Library's agent template the agent is made from
@@ -71,7 +73,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.Control.CreateAgentFrom(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
 		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
-		MayRead: b.MayRead, Egress: b.Egress, Library: b.Library, UpstreamKey: b.UpstreamKey}, b.Template)
+		MayRead: b.MayRead, Egress: b.Egress, Library: b.Library, Workspaces: b.Workspaces, Workdir: b.Workdir, UpstreamKey: b.UpstreamKey}, b.Template)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -64,6 +64,7 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"ReplyDict":      {v: replyDict{}},
 		"App":            {v: api.App{}},
 		"EgressPolicy":   {v: egress.Policy{}},
+		"Workspace":      {v: agent.Workspace{}},
 	}
 	for name, s := range doc.Components.Schemas {
 		ty, ok := types[name]

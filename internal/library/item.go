@@ -97,8 +97,11 @@ type MCPServer struct {
 	// kept between runs).
 	Args        []string          `json:"args,omitempty"`
 	Environment map[string]string `json:"environment,omitempty"`
-	// Workspace is what the server sees of the agent's working
-	// directory: nothing ("") or all of it read-only ("ro").
+	// Workspace is what the server sees of the agent's directories:
+	// nothing (""); its working directory and its workspaces, read-only
+	// ("ro"); or those, with the workspaces as the agent has them
+	// ("rw": a read-write workspace is written as its owner, see
+	// agent.Workspace).
 	Workspace string   `json:"workspace,omitempty"`
 	Env       []string `json:"env,omitempty"` // names of secrets given to the process
 	URL       string   `json:"url,omitempty"`
@@ -262,8 +265,8 @@ func checkServer(s MCPServer, add func(string, ...any)) {
 		add("mcp: args, environment and workspace are a local server's")
 	case len(s.Args) > 32 || len(s.Environment) > 32:
 		add("mcp: at most 32 args and 32 environment settings")
-	case s.Workspace != "" && s.Workspace != "ro":
-		add("mcp.workspace %q: \"\" (none) or \"ro\" (read-only)", s.Workspace)
+	case s.Workspace != "" && s.Workspace != "ro" && s.Workspace != "rw":
+		add("mcp.workspace %q: \"\" (none), \"ro\" (read-only) or \"rw\" (the agent's workspaces as the agent has them)", s.Workspace)
 	}
 	for k, v := range s.Environment {
 		if !envRE.MatchString(k) || len(v) > 4096 {

@@ -648,7 +648,10 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		return supervisor.Spec{}, err
 	}
 	sp := supervisor.Spec{Name: a.Name, Dir: h.Agent(a.Name), RunDir: h.Instance(a.Name), Config: cfg, Files: files, Instructions: library.Instructions(files),
-		Limits: SandboxLimits(m.EffectiveLimits(a.Limits))}
+		Limits: SandboxLimits(m.EffectiveLimits(a.Limits)), Binds: Binds(a)}
+	if w := a.WorkspaceAt(a.Workdir); w != nil {
+		sp.Workdir = w.Dst()
+	}
 	if m.cfg.UIDs != nil {
 		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)
 		if err != nil {
@@ -657,6 +660,15 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		sp.UID, sp.GID = uid, uid
 	}
 	return sp, nil
+}
+
+// Binds are a's workspaces as its sandbox binds them.
+func Binds(a agent.Agent) []sandbox.Bind {
+	var out []sandbox.Bind
+	for _, w := range a.Workspaces {
+		out = append(out, sandbox.Bind{Src: w.Path, Dst: w.Dst(), RW: w.RW()})
+	}
+	return out
 }
 
 // mcpServers names in cfg the local MCP servers of the Library that a is

@@ -43,14 +43,20 @@ type Bind struct {
 	RW  bool   // writable; otherwise read-only
 }
 
-// StageDir is where root's sandboxes stage their idmapped mounts: a
-// private mount, mode 0700, outside every agent's reach.
-var StageDir = "/run/taosagent/binds"
+// DefaultStageDir is Sandbox.StageDir's default.
+const DefaultStageDir = "/run/taosagent/binds"
+
+func (s *Sandbox) stageDir() string {
+	if s.StageDir == "" {
+		return DefaultStageDir
+	}
+	return s.StageDir
+}
 
 // binds returns the sandbox arguments and host paths of bs for a service
 // running as uid:gid (root's case: each staged as an idmapped mount), and
 // the staged mounts to release once the sandbox is built.
-func binds(bs []Bind, uid, gid int) (args []string, host []hostPath, staged []string, err error) {
+func (s *Sandbox) binds(bs []Bind, uid, gid int) (args []string, host []hostPath, staged []string, err error) {
 	for _, b := range bs {
 		if !filepath.IsAbs(b.Src) || !filepath.IsAbs(b.Dst) || filepath.Clean(b.Dst) != b.Dst || b.Dst == "/" {
 			release(staged)
@@ -62,7 +68,7 @@ func binds(bs []Bind, uid, gid int) (args []string, host []hostPath, staged []st
 		}
 		src := b.Src
 		if os.Geteuid() == 0 {
-			p, err := stage(b.Src, uid, gid, b.RW)
+			p, err := stage(s.stageDir(), b.Src, uid, gid, b.RW)
 			if err != nil {
 				release(staged)
 				return nil, nil, nil, fmt.Errorf("sandbox: bind %s: %w", b.Src, err)
@@ -78,8 +84,9 @@ func binds(bs []Bind, uid, gid int) (args []string, host []hostPath, staged []st
 
 // stage makes an idmapped mount of dir (opened without following a link
 // at its end) in which dir's owner and group are uid and gid, nosuid,
-// nodev, read-only unless rw, and attaches it under StageDir.
-func stage(dir string, uid, gid int, rw bool) (string, error) {
+// nodev, read-only unless rw, and attaches it under the staging
+// directory at.
+func stage(at, dir string, uid, gid int, rw bool) (string, error) {
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("open: %w", err)
@@ -106,10 +113,10 @@ func stage(dir string, uid, gid int, rw bool) (string, error) {
 	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		return "", fmt.Errorf("an idmapped mount of %s is not possible here (%w): it needs Linux 5.12 or later and a file system that supports it (ext4, xfs, btrfs; tmpfs from 6.3)", dir, err)
 	}
-	if err := stageDir(); err != nil {
+	if err := privateDir(at); err != nil {
 		return "", err
 	}
-	p := filepath.Join(StageDir, randid.Hex(8))
+	p := filepath.Join(at, randid.Hex(8))
 	if err := os.Mkdir(p, 0o700); err != nil {
 		return "", err
 	}
@@ -120,21 +127,22 @@ func stage(dir string, uid, gid int, rw bool) (string, error) {
 	return p, nil
 }
 
-// stageDir makes StageDir a private mount of its own, so that nothing
-// mounted there propagates to (or from) any other mount namespace.
-func stageDir() error {
-	if err := os.MkdirAll(StageDir, 0o700); err != nil {
+// privateDir makes dir, mode 0700, a private mount of its own, so that
+// nothing mounted there propagates to (or from) any other mount
+// namespace.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := os.Chmod(StageDir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
 	}
-	if !isMountPoint(StageDir) {
-		if err := unix.Mount(StageDir, StageDir, "", unix.MS_BIND, ""); err != nil {
+	if !isMountPoint(dir) {
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("stage: %w", err)
 		}
 	}
-	return unix.Mount("", StageDir, "", unix.MS_PRIVATE, "")
+	return unix.Mount("", dir, "", unix.MS_PRIVATE, "")
 }
 
 func isMountPoint(p string) bool {
@@ -190,14 +198,16 @@ func release(staged []string) error {
 	return errors.Join(errs...)
 }
 
-// SweepBinds releases every staged mount left under StageDir by a daemon
-// that ended while a sandbox was being built. The sandboxes built keep
-// their own mounts. Root only; elsewhere it does nothing.
-func SweepBinds() error {
+// SweepBinds releases every staged mount left in s.StageDir by a daemon
+// that ended while a sandbox was being built, and the staging directory's
+// own mount. The sandboxes built keep their own mounts. Root only;
+// elsewhere it does nothing.
+func (s *Sandbox) SweepBinds() error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	ents, err := os.ReadDir(StageDir)
+	dir := s.stageDir()
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
@@ -206,7 +216,11 @@ func SweepBinds() error {
 	}
 	var staged []string
 	for _, e := range ents {
-		staged = append(staged, filepath.Join(StageDir, e.Name()))
+		staged = append(staged, filepath.Join(dir, e.Name()))
 	}
-	return release(staged)
+	err = release(staged)
+	if isMountPoint(dir) {
+		err = errors.Join(err, unix.Unmount(dir, unix.MNT_DETACH))
+	}
+	return err
 }

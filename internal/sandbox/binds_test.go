@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestABindIsWorkedOnAsItsOwner: a service given a person's directories
@@ -22,8 +20,12 @@ func TestABindIsWorkedOnAsItsOwner(t *testing.T) {
 		t.Skip("idmapped binds are made by root")
 	}
 	s := newSandbox(t)
-	StageDir = filepath.Join(t.TempDir(), "binds")
-	t.Cleanup(func() { unix.Unmount(StageDir, unix.MNT_DETACH) })
+	s.StageDir = filepath.Join(t.TempDir(), "binds")
+	t.Cleanup(func() {
+		if err := s.SweepBinds(); err != nil {
+			t.Error(err)
+		}
+	})
 	mk := func(name string, uid int) string {
 		d := filepath.Join(base, name+strings.ReplaceAll(t.Name(), "/", "-"))
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -66,7 +68,7 @@ id -u
 `
 	cmd, err := s.Command(context.Background(), Service{Command: []string{"/bin/sh", "-c", script}, Dir: dir, Workdir: "/ws/user",
 		Binds: []Bind{{Src: user, Dst: "/ws/user", RW: true}, {Src: rootOwned, Dst: "/ws/root", RW: true}, {Src: ro, Dst: "/ws/ro"}},
-		Env: []string{"PATH=/usr/bin:/bin"}, UID: uid, GID: uid})
+		Env:   []string{"PATH=/usr/bin:/bin"}, UID: uid, GID: uid})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,9 +119,9 @@ id -u
 	}
 	// The staged mounts go once the sandbox is built.
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		ents, _ := os.ReadDir(StageDir)
+		ents, _ := os.ReadDir(s.StageDir)
 		mounts, _ := os.ReadFile("/proc/self/mountinfo")
-		if len(ents) == 0 && !strings.Contains(string(mounts), StageDir+"/") {
+		if len(ents) == 0 && !strings.Contains(string(mounts), s.StageDir+"/") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -182,6 +182,10 @@ type Sandbox struct {
 	// each run's. An id is handed out again only when the run's workspace
 	// was handed back whole.
 	BuildIDs *hostid.Pool
+	// StageDir is where root stages the idmapped mounts of services'
+	// binds (Bind) while their sandboxes are built; one per daemon, as
+	// SweepBinds clears it. Default DefaultStageDir.
+	StageDir string
 
 	mu      sync.Mutex
 	checked bool // guarded by mu: Check has succeeded once

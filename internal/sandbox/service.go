@@ -186,7 +186,7 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	if svc.UID > 0 {
 		uid, gid = svc.UID, svc.GID
 	}
-	bindArgs, bindHost, staged, err := binds(svc.Binds, uid, gid)
+	bindArgs, bindHost, staged, err := s.binds(svc.Binds, uid, gid)
 	if err != nil {
 		closeAll()
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
 // Instances outlive the daemon: they run detached (no parent-death signal,
@@ -40,7 +41,10 @@ func (s *Supervisor) sum(sp Spec) string {
 		Limits               any
 		UID, GID             int
 		Dir, RunDir, Workdir string
-	}{cfg, sp.Files, sp.Instructions, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir})
+		// Only when set: a spec without keeps the sum it had before
+		// workspaces were.
+		Binds []sandbox.Bind `json:",omitempty"`
+	}{cfg, sp.Files, sp.Instructions, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir, sp.Binds})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }

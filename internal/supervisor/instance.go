@@ -54,8 +54,12 @@ type Spec struct {
 	// empty, also its working directory) and the log. Default
 	// Dir+".instance".
 	RunDir  string
-	Workdir string          // opencode's project directory; default Dir/work
-	Config  opencode.Config // written as the instance's opencode.json at every start
+	Workdir string // opencode's project directory; default Dir/work, or the Dst of one of Binds
+	// Binds are host directories (the agent's workspaces) the confined
+	// instance and its tools see at other paths (sandbox.Bind). An
+	// unconfined instance cannot have any.
+	Binds  []sandbox.Bind
+	Config opencode.Config // written as the instance's opencode.json at every start
 	// Files are more of the config directory, written at every start (what
 	// an earlier start wrote there is removed first): paths relative to
 	// it, "/" separated, under ConfigDirs ("skills/NAME/SKILL.md").
@@ -557,6 +561,21 @@ func checkVersion(ctx context.Context, c *opencode.Client, version string) error
 // logPath is the instance's log, in the daemon's directory.
 func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log") }
 
+// ownWorkdir is the working directory inside Dir: Workdir, unless that is
+// a workspace (then Dir/work, made all the same).
+func (sp Spec) ownWorkdir() string {
+	if under(sp.Workdir, sp.Dir) {
+		return sp.Workdir
+	}
+	return filepath.Join(sp.Dir, "work")
+}
+
+// under reports whether path is dir or inside it.
+func under(path, dir string) bool {
+	path, dir = filepath.Clean(path), filepath.Clean(dir)
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
 // prepare lays out the agent's directories, writes its config and builds
 // the command. opencode gets a fresh password, loopback only, nothing of
 // the daemon's environment but PATH and locale, and reads configuration
@@ -579,7 +598,10 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 	}
 	sb := i.sup.Sandbox // nil: unconfined
 	ids := i.hostIDs()
-	if err := agentDirs(d, i.spec.Workdir, xdg); err != nil {
+	if sb == nil && len(i.spec.Binds) > 0 {
+		return nil, "", nil, errors.New("workspaces are bound only into a confined instance's sandbox")
+	}
+	if err := agentDirs(d, i.spec.ownWorkdir(), xdg); err != nil {
 		return nil, "", nil, err
 	}
 	for _, p := range []string{run, cfgHome, cfgDir, home} {
@@ -640,7 +662,7 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 			log.Close()
 			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)
 		}
-		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir,
+		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir, Binds: i.spec.Binds,
 			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
 			Env: env, Network: true, Limits: i.spec.Limits, Detached: i.sup.Detached}
 		if ids != nil {
@@ -728,13 +750,16 @@ func confineEnv() []string {
 //     exist then needs no cover;
 //   - its cache's bin/ (it runs rg from there when none is in PATH) and
 //     node_modules/ (plugins and provider packages it imports).
+//
+// A workdir that is a workspace is covered alone: the directories above
+// it in the sandbox are the sandbox's own, read-only.
 func masks(dir, workdir, cache string) []string {
 	var out []string
 	for d := filepath.Clean(workdir); ; d = filepath.Dir(d) {
 		for _, n := range []string{"opencode.json", "opencode.jsonc", ".opencode"} {
 			out = append(out, filepath.Join(d, n))
 		}
-		if d == filepath.Clean(dir) || d == filepath.Dir(d) {
+		if d == filepath.Clean(dir) || d == filepath.Dir(d) || !under(d, dir) {
 			break
 		}
 	}
