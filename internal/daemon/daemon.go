@@ -257,6 +257,13 @@ func Run(ctx context.Context, cfg Config) error {
 				routes.Servers = bridge.Handler(func(r *http.Request) (string, bool) { return door.Agent(r.Context()) })
 			}
 			sup.Doors = &supervisor.Doors{Handler: routes.For, DaemonURL: loopbackURL(ln.Addr())}
+			// The agents' tools reach the proxy alone, through a relay
+			// that is this binary.
+			if self, err := os.Executable(); err == nil {
+				sup.Doors.ToolProxy, sup.Doors.Relay = routes.ToolsFor, self
+			} else {
+				logger.Warn("agents' tools get no network: this binary's path is unknown", "err", err)
+			}
 		} else {
 			logger.Warn("opencode instances share the host's network: a network namespace of their own needs the daemon to run as root")
 		}

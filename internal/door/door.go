@@ -52,6 +52,19 @@ func (r Routes) For(agent string) http.Handler {
 	})
 }
 
+// ToolsFor returns the handler of the way out of agent's tools: the
+// egress proxy alone (the same policy as the door's); every other request
+// is 404, so a tool reaches neither the gateway nor the MCP tools.
+func (r Routes) ToolsFor(agent string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !egress.IsProxyRequest(req) {
+			http.NotFound(w, req)
+			return
+		}
+		serve(w, req.WithContext(WithAgent(req.Context(), agent)), r.Proxy)
+	})
+}
+
 func serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	if h == nil {
 		http.NotFound(w, r)

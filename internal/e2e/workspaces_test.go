@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/taosagent/taosagent/internal/client"
 )
 
 // TestAnAgentWorksInItsWorkspaces: a person gives an agent three host
@@ -134,5 +136,56 @@ func TestAnAgentWorksInItsWorkspaces(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(docs, "z")); err == nil {
 		t.Error("the read-only workspace was written")
+	}
+}
+
+// TestAToolsInstallsStayAndGoOutThroughTheProxy: an agent whose egress
+// policy allows the npm registry installs a package with its bash tool
+// (npm install -g, from the real registry, through the daemon's egress
+// proxy: the tool's sandbox has no other way out); the package is still
+// there at the next turn, in the agent's own toolchain home. The tool's
+// request is an egress event, and one to a host the policy does not name
+// is refused.
+func TestAToolsInstallsStayAndGoOutThroughTheProxy(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("the tools' proxy is the door's, which needs root")
+	}
+	d := start(t, "")
+	ctx := ctxT(t, 4*time.Minute)
+	d.agent(ctx, "builder2", `{"*":"allow"}`)
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/builder2", d.c.Token, `{"egress":{"mode":"hosts","hosts":["registry.npmjs.org"]}}`); code != 200 {
+		t.Fatalf("PATCH egress: %d %s", code, body)
+	}
+	run := func(cmd string) string {
+		t.Helper()
+		acc := d.send(ctx, "builder2", "run: "+cmd, "")
+		evs := d.turnOf(ctx, "builder2", 0, acc.Input)
+		for _, e := range evs {
+			if e.Kind == "tool_result" {
+				return e.Field("output") + e.Field("error")
+			}
+		}
+		t.Fatalf("%s: no tool result: %v %s", cmd, kinds(evs), last(evs).Data)
+		return ""
+	}
+	out := run("npm install -g --no-audit --no-fund is-number@7.0.0 2>&1 | tail -2; echo HOME=$HOME; " +
+		"npm view left-pad version --registry https://example.com/ 2>&1 | grep -c -i -E 'refused|403|ECONNRESET|E[A-Z]+' || true")
+	if !strings.Contains(out, "HOME="+filepath.Join(d.home, "agents", "builder2", "toolhome")) || !strings.Contains(out, "added 1 package") {
+		t.Fatalf("npm install -g: %q", out)
+	}
+	if out := run("npm ls -g --depth=0"); !strings.Contains(out, "is-number@7.0.0") {
+		t.Fatalf("the package did not stay: %q", out)
+	}
+	var allowed, refused bool
+	err := d.c.Stream(ctx, "builder2", 0, func(e client.Event) bool {
+		if e.Kind == "egress" {
+			allowed = allowed || e.Field("host") == "registry.npmjs.org" && e.Field("allowed") == "true"
+			refused = refused || e.Field("host") == "example.com" && e.Field("allowed") != "true"
+		}
+		return !allowed || !refused
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -62,7 +62,7 @@ func TestAnItemIsCheckedBeforeAnyoneIsAsked(t *testing.T) {
 		{"a secret's value where its name goes", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","env":["TOKEN=abc"]}}`)}, "manifest.mcp"},
 		{"a package at no exact version", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"@modelcontextprotocol/server-memory@latest"}}`)}, "manifest.mcp"},
 		{"a package and a url", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","url":"https://x"}}`)}, "manifest.mcp"},
-		{"a writable workspace", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","workspace":"rw"}}`)}, "manifest.mcp"},
+		{"a workspace mode that is not one", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","workspace":"all"}}`)}, "manifest.mcp"},
 		{"a command instead of a package", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"command":["npx","-y","x"]}}`)}, "manifest.json"},
 	} {
 		_, err := Check(c.files)

@@ -46,6 +46,16 @@ type Service struct {
 	// paths, read-only or read-write (see Bind). They are mounted after
 	// Dir and ReadOnly.
 	Binds []Bind
+	// ToolHome, inside Dir, is its tools' HOME, kept between runs: what
+	// they install with npm -g, pip --user or go install stays, and is on
+	// their PATH. "": their HOME is Workdir.
+	ToolHome string
+	// ToolProxy is a host directory (the daemon's, not the agent's) that
+	// holds ProxySocket, the agent's egress proxy, and Relay the host path
+	// of taosagent's binary: with both, each tool runs behind a relay
+	// (RunRelay) that is its one way out, named by its HTTPS_PROXY. The
+	// proxy judges each request by the agent's egress policy.
+	ToolProxy, Relay string
 	// ReadOnly lists host paths mounted read-only at the same path after
 	// Dir: the service's configuration, which it must not rewrite. When
 	// the caller is root they must be readable by UID:GID.
@@ -82,6 +92,10 @@ type Service struct {
 	// caller then answers for stopping it (its process group).
 	Detached bool
 }
+
+// systemCAs is Debian's bundle of the certificate authorities the host
+// trusts (/etc/ssl is in every sandbox).
+const systemCAs = "/etc/ssl/certs/ca-certificates.crt"
 
 // ToolShell is where a service finds the tool shell (its SHELL).
 const ToolShell = "/run/taosagent/toolshell"
@@ -142,6 +156,9 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 	if !filepath.IsAbs(svc.Dir) || !filepath.IsAbs(svc.Workdir) || (!under(filepath.Clean(svc.Workdir), filepath.Clean(svc.Dir)) && bindAt(svc.Binds, svc.Workdir) == nil) {
 		return nil, errors.New("sandbox service: dir and workdir must be absolute, the workdir inside the dir or one of its binds")
 	}
+	if svc.ToolHome != "" && (!filepath.IsAbs(svc.ToolHome) || !under(filepath.Clean(svc.ToolHome), filepath.Clean(svc.Dir))) {
+		return nil, errors.New("sandbox service: the tools' home must be inside the dir")
+	}
 	lim := svc.Limits.WithDefaults()
 	svcFilter, err := seccompProgram(serviceAllowed...)
 	if err != nil {
@@ -157,7 +174,7 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 			f.Close()
 		}
 	}
-	for _, data := range [][]byte{svcFilter, []byte(s.toolShell(svc.Workdir, svc.Binds)), toolFilter} {
+	for _, data := range [][]byte{svcFilter, []byte(s.toolShell(svc)), toolFilter} {
 		f, err := memFile("taosagent-service", data)
 		if err != nil {
 			closeAll()
@@ -211,8 +228,12 @@ func (s *Sandbox) Command(ctx context.Context, svc Service) (*exec.Cmd, error) {
 		a = append(a, "--ro-bind", svc.Command[0], svc.Command[0])
 		host = append(host, hostPath{path: svc.Command[0]})
 	}
+	a = append(a, "--dir", filepath.Dir(ToolShell))
+	if svc.ToolProxy != "" && svc.Relay != "" {
+		a = append(a, "--ro-bind", svc.Relay, relayBin, "--ro-bind", svc.ToolProxy, relayDir)
+		host = append(host, hostPath{path: svc.Relay}, hostPath{path: svc.ToolProxy})
+	}
 	a = append(a,
-		"--dir", filepath.Dir(ToolShell),
 		"--perms", "0555", "--ro-bind-data", "4", ToolShell,
 		"--perms", "0444", "--ro-bind-data", "5", filepath.Dir(ToolShell)+"/tools.bpf",
 		"--remount-ro", "/",
@@ -323,32 +344,59 @@ func CloseFiles(cmd *exec.Cmd) {
 // toolShell is the script a service runs as its shell: `SHELL -c CMD`
 // runs CMD with bash in a nested sandbox (see Service). The tools see the
 // service's binds as the service does.
-func (s *Sandbox) toolShell(workdir string, bs []Bind) string {
+func (s *Sandbox) toolShell(svc Service) string {
+	workdir := svc.Workdir
 	a := namespaceArgs(false, false)
 	fsArgs, _ := baseFS(etcAllowed, 0)
 	a = append(a, fsArgs...)
 	a = append(a, "--bind", "/tmp", "/tmp")
-	if bindAt(bs, workdir) == nil {
+	if bindAt(svc.Binds, workdir) == nil {
 		a = append(a, "--bind", workdir, workdir)
 	}
-	for _, b := range bs {
+	for _, b := range svc.Binds {
 		op := "--ro-bind"
 		if b.RW {
 			op = "--bind"
 		}
 		a = append(a, op, b.Dst, b.Dst)
 	}
+	home, path := workdir, "/usr/local/bin:/usr/bin:/bin"
+	var env []string
+	if th := svc.ToolHome; th != "" {
+		home = th
+		path = th + "/.local/bin:" + th + "/.npm-global/bin:" + th + "/go/bin:" + path
+		a = append(a, "--bind", th, th)
+		env = append(env, "NPM_CONFIG_PREFIX", th+"/.npm-global", "GOPATH", th+"/go")
+	}
+	if _, err := os.Stat(systemCAs); err == nil {
+		// node trusts its own list, not the system's, unless told.
+		env = append(env, "NODE_EXTRA_CA_CERTS", systemCAs)
+	}
+	relay := svc.ToolProxy != "" && svc.Relay != ""
+	if relay {
+		a = append(a, "--ro-bind", relayBin, relayBin, "--ro-bind", relayDir, relayDir)
+		for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"} {
+			env = append(env, k, relayProxy)
+		}
+		env = append(env, "NO_PROXY", "127.0.0.1,localhost", "no_proxy", "127.0.0.1,localhost")
+	}
 	a = append(a,
 		"--remount-ro", "/",
 		"--chdir", workdir,
 		"--clearenv",
-		"--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
-		"--setenv", "HOME", workdir,
+		"--setenv", "PATH", path,
+		"--setenv", "HOME", home,
 		"--setenv", "TMPDIR", "/tmp",
 		"--setenv", "LANG", "C.UTF-8",
-		"--seccomp", "9",
-		"--", "/bin/bash",
 	)
+	for i := 0; i < len(env); i += 2 {
+		a = append(a, "--setenv", env[i], env[i+1])
+	}
+	a = append(a, "--seccomp", "9", "--")
+	if relay {
+		a = append(a, relayBin, RelayArg, relayAddr, relayDir+"/"+ProxySocket)
+	}
+	a = append(a, "/bin/bash")
 	var b strings.Builder
 	// env -i: bwrap itself must not hold the service's environment either,
 	// as the tool could read it from /proc/1/environ.

@@ -155,7 +155,7 @@ func (i *Instance) adoptOnce(rec procRecord) (exit error, err error) {
 	}
 	var nw *instanceNet
 	if rec.Doors {
-		if nw, err = i.sup.openNet(i.spec.Name, rec.PID); err != nil {
+		if nw, err = i.sup.openNet(i.spec.Name, i.spec.RunDir, nil, rec.PID); err != nil {
 			unix.Close(fd)
 			return fail(err)
 		}

@@ -368,7 +368,7 @@ func (i *Instance) start() (*process, error) {
 	port := 0           // on the host's network opencode picks one, and says which in its log
 	var err error
 	if s.Sandbox != nil && s.Doors != nil {
-		if nw, err = s.openNet(i.spec.Name, 0); err != nil {
+		if nw, err = s.openNet(i.spec.Name, i.spec.RunDir, i.hostIDs(), 0); err != nil {
 			return nil, fmt.Errorf("the instance's network: %w", err)
 		}
 		port = innerPort
@@ -561,6 +561,10 @@ func checkVersion(ctx context.Context, c *opencode.Client, version string) error
 // logPath is the instance's log, in the daemon's directory.
 func (sp Spec) logPath() string { return filepath.Join(sp.RunDir, "opencode.log") }
 
+// toolHome is the agent's tools' HOME in its directory dir, kept between
+// runs (sandbox.Service.ToolHome).
+func toolHome(dir string) string { return filepath.Join(dir, "toolhome") }
+
 // ownWorkdir is the working directory inside Dir: Workdir, unless that is
 // a workspace (then Dir/work, made all the same).
 func (sp Spec) ownWorkdir() string {
@@ -662,11 +666,14 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 			log.Close()
 			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)
 		}
-		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir, Binds: i.spec.Binds,
+		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir, Binds: i.spec.Binds, ToolHome: toolHome(d),
 			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
 			Env: env, Network: true, Limits: i.spec.Limits, Detached: i.sup.Detached}
 		if ids != nil {
 			svc.UID, svc.GID = ids.uid, ids.gid
+		}
+		if doors && i.sup.Doors.ToolProxy != nil && i.sup.Doors.Relay != "" {
+			svc.ToolProxy, svc.Relay = toolProxyDir(run), i.sup.Doors.Relay
 		}
 		cmd, err = sb.Command(context.Background(), svc)
 		if err != nil {
@@ -780,7 +787,7 @@ func agentDirs(dir, workdir string, xdg map[string]string) error {
 	// The cache's bin/ and node_modules/ too, so that they are masked
 	// from the first start (masks).
 	cache := filepath.Join(xdg["XDG_CACHE_HOME"], "opencode")
-	for _, p := range []string{workdir, xdg["XDG_DATA_HOME"], filepath.Join(cache, "bin"), filepath.Join(cache, "node_modules"), xdg["XDG_STATE_HOME"]} {
+	for _, p := range []string{workdir, toolHome(dir), xdg["XDG_DATA_HOME"], filepath.Join(cache, "bin"), filepath.Join(cache, "node_modules"), xdg["XDG_STATE_HOME"]} {
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 			return fmt.Errorf("prepare %s: outside the agent's directory", p)
