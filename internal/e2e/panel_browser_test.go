@@ -638,4 +638,25 @@ func TestThePanelShowsTheLibrary(t *testing.T) {
 	if err != nil || len(a.Library) != 1 || !strings.HasPrefix(a.Library[0], "skill/release-notes@") {
 		t.Fatalf("given in the panel: %+v %v", a.Library, err)
 	}
+
+	// A workspace, its working directory and its egress, given in the
+	// editor and shown in the list.
+	project := t.TempDir()
+	visit(t, tab, d.addr, "#/agents", `!!document.querySelector('#agents tr[data-agent="notes"] button.edit')`)
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(`#agents tr[data-agent="notes"] button.edit`)),
+		chromedp.SendKeys(chromedp.CSS("#agent-workspaces"), "proj "+project+" rw"),
+		chromedp.SendKeys(chromedp.CSS("#agent-workdir"), "proj"),
+		chromedp.SetValue(chromedp.CSS("#agent-egress"), "hosts: registry.npmjs.org"),
+		chromedp.Click(chromedp.CSS("#agent-save"))); err != nil {
+		t.Fatal(err)
+	}
+	until[bool](t, tab, "the saved edit", `!document.querySelector("#agent-form")`)
+	row := until[string](t, tab, "the agent's reach", `document.querySelector('#agents tr[data-agent="notes"] .reach')?.textContent || ""`)
+	if !strings.Contains(row, "/workspaces/proj = "+project+" (rw, workdir)") || !strings.Contains(row, "egress: hosts: registry.npmjs.org") {
+		t.Fatalf("the list shows: %q", row)
+	}
+	if a, err = d.c.Agent(ctx, "notes"); err != nil || len(a.Workspaces) != 1 || a.Workspaces[0].Path != project || a.Workdir != "proj" ||
+		a.Egress == nil || len(a.Egress.Hosts) != 1 || len(a.Library) != 1 {
+		t.Fatalf("given in the panel: %+v %v", a, err)
+	}
 }

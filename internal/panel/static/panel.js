@@ -159,7 +159,8 @@ async function viewAgents() {
   state.library = items || [];
   const models = providers.flatMap((p) => (p.models || []).map((m) => p.id + "/" + m.id));
   const rows = agents.map((a) => el("tr", { dataset: { agent: a.name } },
-    el("td", {}, el("a", { href: "#/chat/" + encodeURIComponent(a.name) }, a.name), a.builtin ? el("span", { className: "muted" }, " (built in)") : ""),
+    el("td", {}, el("a", { href: "#/chat/" + encodeURIComponent(a.name) }, a.name), a.builtin ? el("span", { className: "muted" }, " (built in)") : "",
+      reach(a)),
     el("td", {}, a.status.state, a.status.queued ? " · " + a.status.queued + " queued" : "",
       a.status.last_error ? el("div", { className: "error last-error", title: new Date(a.status.last_error.time).toLocaleString() },
         "last error: " + a.status.last_error.code + ": " + a.status.last_error.message) : null),
@@ -174,6 +175,35 @@ async function viewAgents() {
       el("th", { className: "hide-narrow" }, "model"), el("th", { className: "hide-narrow" }, "instance"), el("th", {}, ""))), el("tbody", {}, rows)),
     el("div", { className: "row" }, el("button", { type: "button", id: "new-agent", onclick: () => editAgent(null, models) }, "New agent")),
     editor, providersSection(providers));
+}
+
+// reach says what an agent can reach beyond its own directory: its
+// workspaces and where it may connect.
+function reach(a) {
+  const parts = (a.workspaces || []).map((w) => "/workspaces/" + w.name + " = " + w.path + " (" + w.mode + (w.name === a.workdir ? ", workdir" : "") + ")");
+  if (a.egress && a.egress.mode && a.egress.mode !== "none") parts.push("egress: " + egressText(a.egress));
+  return parts.length ? el("div", { className: "muted reach" }, parts.map((p) => el("div", {}, p))) : null;
+}
+
+function egressText(e) {
+  return !e || !e.mode ? "none" : e.mode === "hosts" ? "hosts: " + (e.hosts || []).join(", ") : e.mode;
+}
+
+// parseEgress reads "none", "public" or "hosts: a.example, b.example".
+function parseEgress(text) {
+  const t = text.trim();
+  const m = /^hosts\s*:(.*)$/.exec(t);
+  if (m) return { mode: "hosts", hosts: m[1].split(",").map((h) => h.trim()).filter(Boolean) };
+  return { mode: t || "none" };
+}
+
+// parseWorkspaces reads one workspace a line: NAME PATH [ro|rw].
+function parseWorkspaces(text) {
+  return text.split("\n").map((l) => l.trim()).filter(Boolean).map((l) => {
+    const f = l.split(/\s+/);
+    const mode = ["ro", "rw"].includes(f[f.length - 1]) && f.length > 2 ? f.pop() : "ro";
+    return { name: f[0], path: f.slice(1).join(" "), mode };
+  });
 }
 
 // editAgent shows the form that creates an agent (a null) or changes one.
@@ -193,11 +223,18 @@ function editAgent(a, models) {
     return el("label", { title: pins.get(ref) || "the current version, " + i.digest.slice(0, 12) },
       el("input", { type: "checkbox", value: ref, checked: pins.has(ref), className: "item" }), " " + ref);
   }) : el("span", { className: "muted" }, "The Library is empty."));
+  const wsText = ((a && a.workspaces) || []).map((w) => w.name + " " + w.path + " " + w.mode).join("\n");
+  const workspaces = el("textarea", { id: "agent-workspaces", value: wsText, placeholder: "host directories, one a line: NAME /path/on/host ro|rw (seen at /workspaces/NAME)" });
+  const workdir = el("input", { id: "agent-workdir", value: a ? a.workdir || "" : "", placeholder: "the workspace that is its working directory (empty: its own)" });
+  const egressIn = el("input", { id: "agent-egress", value: egressText(a && a.egress), placeholder: "none, public, or hosts: a.example, b.example" });
   const err = el("p", { className: "error", id: "agent-error" });
   const save = async () => {
     err.textContent = "";
     const body = { model: model.value, prompt: prompt.value,
       models: [...permitted.querySelectorAll("input:checked")].map((i) => i.value) };
+    if (workspaces.value.trim() !== wsText.trim()) body.workspaces = parseWorkspaces(workspaces.value);
+    if (workdir.value.trim() !== ((a && a.workdir) || "")) body.workdir = workdir.value.trim();
+    if (egressIn.value.trim() !== egressText(a && a.egress)) body.egress = parseEgress(egressIn.value);
     const chosen = [...items.querySelectorAll("input.item:checked")].map((i) => pins.get(i.value) || i.value);
     const had = [...pins.values()];
     if (chosen.length !== had.length || chosen.some((r) => !had.includes(r))) body.library = chosen;
@@ -222,7 +259,8 @@ function editAgent(a, models) {
   $("#editor").replaceChildren(el("div", { className: "card", id: "agent-form" },
     el("h2", {}, a ? "Agent " + a.name : "New agent"),
     field("name", name), field("model", model), field("permitted models", permitted), field("persona", prompt),
-    field("permissions", perm), field("library items", items),
+    field("permissions", perm), field("library items", items), field("workspaces", workspaces), field("working directory", workdir),
+    field("egress", egressIn),
     el("p", { className: "muted" }, "A change that widens what an agent may do is recorded in the audit; an agent asking for it waits for a person."),
     el("div", { className: "row" }, el("button", { className: "primary", type: "button", id: "agent-save", onclick: save }, a ? "Save" : "Create"), extra),
     err));
