@@ -15,8 +15,9 @@ import (
 // TestAnAgentWorksInItsWorkspaces: a person gives an agent three host
 // directories: root's project read-write (its working directory), a user's
 // project (uid 1000) read-write and a read-only one. Through the real
-// opencode (its write tool) and its tools (bash), the agent writes in the
-// first two as their owners under its own uid, changes no existing file's
+// opencode (its write tool), its tools (bash) and its MCP server (npm's
+// server-filesystem), the agent writes in the first two as their owners
+// under its own uid (the server under its own), changes no existing file's
 // owner or mode, cannot write the third, and can set no set-ID bit. A
 // workspace that is missing, a link, a system directory or taosagent's
 // home is refused with a 422 that names it, and changes nothing.
@@ -136,6 +137,40 @@ func TestAnAgentWorksInItsWorkspaces(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(docs, "z")); err == nil {
 		t.Error("the read-only workspace was written")
+	}
+
+	// Its MCP server (npm's server-filesystem) sees the workspaces as the
+	// agent does ("rw"), under its own uid, and writes as their owner.
+	dir, write := itemDir(t)
+	write("item.json", `{"kind":"mcp","name":"files","description":"The agent's workspaces.","mcp":{"package":"`+filesServer+
+		`","args":["/workspaces/user","/workspaces/docs"],"workspace":"rw"}}`)
+	if out, errOut, code := d.run("library", "add", dir); code != 0 {
+		t.Fatalf("library add (%d): %s %s", code, out, errOut)
+	}
+	if code, body := request(t, "PATCH", url, d.c.Token, `{"library":["mcp/files"]}`); code != 200 {
+		t.Fatalf("give the server (%d): %s", code, body)
+	}
+	call := func(tool, args string) string {
+		t.Helper()
+		acc := d.send(ctx, "worker", "call "+tool+" "+args, "")
+		evs := d.turnOf(ctx, "worker", 0, acc.Input)
+		for _, e := range evs {
+			if e.Kind == "tool_result" && e.Field("tool") == tool {
+				return e.Field("output") + e.Field("error")
+			}
+		}
+		t.Fatalf("%s: no result: %v (last: %s)", tool, kinds(evs), last(evs).Data)
+		return ""
+	}
+	call("files_write_file", `{"path":"/workspaces/user/by-mcp.txt","content":"from the server\n"}`)
+	if fi, err := os.Lstat(filepath.Join(user, "by-mcp.txt")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1000 {
+		t.Errorf("the server's file: %v %v, want it uid 1000's", fi, err)
+	}
+	if out := call("files_write_file", `{"path":"/workspaces/docs/by-mcp.txt","content":"x"}`); !strings.Contains(strings.ToLower(out), "read-only") {
+		t.Errorf("the server wrote the read-only workspace: %q", out)
+	}
+	if _, err := os.Lstat(filepath.Join(docs, "by-mcp.txt")); err == nil {
+		t.Error("the read-only workspace was written by the server")
 	}
 }
 
