@@ -19,7 +19,7 @@ import (
 // of vetted items a person gives agents (docs/LIBRARY.md).
 func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flags("library "+sub, stderr)
@@ -29,10 +29,10 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
-	want := map[string]int{"add": 1, "list": 0, "show": 1, "accept": 2, "rm": 1, "secret": 2}
+	want := map[string]int{"add": 1, "list": 0, "show": 1, "diff": 1, "accept": 2, "rm": 1, "secret": 2}
 	n, ok := want[sub]
 	if !ok || fs.NArg() != n {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
 	}
 	ref := func(s string) (string, error) {
 		kind, name, ok := strings.Cut(s, "/")
@@ -96,7 +96,7 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintln(stdout, "the Library is empty")
 		}
 		return nil
-	case "show":
+	case "show", "diff":
 		p, err := ref(fs.Arg(0))
 		if err != nil {
 			return err
@@ -112,6 +112,20 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if *asJSON {
 			return json.NewEncoder(stdout).Encode(it)
+		}
+		if sub == "diff" {
+			// What each waiting version changes against the current one,
+			// and nothing else.
+			if len(it.Waiting) == 0 {
+				fmt.Fprintf(stdout, "%s: no version waits\n", it.Ref())
+				return nil
+			}
+			return paged(stdout, func(w io.Writer) error {
+				for _, v := range it.Waiting {
+					fmt.Fprintf(w, "== %s@%s (accept: taosagent library accept %s %s)\n%s", it.Ref(), v.Digest, it.Ref(), v.Digest, v.Diff)
+				}
+				return nil
+			})
 		}
 		return paged(stdout, func(w io.Writer) error {
 			if it.Digest == "" {

@@ -192,6 +192,10 @@ func TestAnAgentsProposalWaitsForAPerson(t *testing.T) {
 		t.Fatalf("library show: %s", show)
 	}
 	digest := strings.TrimSuffix(strings.Fields(show[strings.Index(show, "library accept"):])[3], ")")
+	if diff, _, code := d.run("library", "diff", "command/summarize"); code != 0 || !strings.Contains(diff, "+Sum up $ARGUMENTS in three lines.") ||
+		!strings.Contains(diff, "command/summarize@"+digest) {
+		t.Fatalf("library diff (%d): %s", code, diff)
+	}
 	if out, errOut, code := d.run("library", "accept", "command/summarize", digest); code != 0 {
 		t.Fatalf("accept (%d): %s %s", code, out, errOut)
 	}
