@@ -106,6 +106,7 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			Content map[string]string
 			Waiting []struct{ Digest, Diff string }
 			Secrets map[string]bool
+			Note    string
 		}
 		if err := c.Do(ctx, "GET", p, nil, &it); err != nil {
 			return err
@@ -132,6 +133,9 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				fmt.Fprintf(w, "%s: proposed, no version is current yet\n", it.Ref())
 			} else {
 				fmt.Fprintf(w, "%s@%s\n%s\n", it.Ref(), it.Digest, it.Description)
+			}
+			if it.Note != "" {
+				fmt.Fprintf(w, "NOTE: %s\n", it.Note)
 			}
 			for _, n := range slices.Sorted(maps.Keys(it.Secrets)) {
 				state := "set"

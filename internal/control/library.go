@@ -11,6 +11,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/library"
+	"github.com/taosagent/taosagent/internal/opencode"
 )
 
 // LibraryItem is an item as a person reviews it: its current version and
@@ -22,6 +23,9 @@ type LibraryItem struct {
 	// Secrets are the secrets an mcp item's current version names, and
 	// whether each is set (never its value).
 	Secrets map[string]bool `json:"secrets,omitempty"`
+	// Note is what a person must know before giving the item (its kind's:
+	// library.Kind.Note), shown with it wherever it is shown.
+	Note string `json:"note,omitempty"`
 }
 
 // LibraryVersion is a version of an item that waits for a person.
@@ -56,13 +60,21 @@ func (s *Service) LibraryAdd(ctx context.Context, a Actor, files map[string][]by
 	return it, created, current, err
 }
 
-// installPackage installs the npm package of it, a local MCP server.
+// installPackage installs the npm package it needs: a local MCP server's,
+// or a tool's imports (opencode.PluginPackage).
 func (s *Service) installPackage(ctx context.Context, it library.Item) error {
-	if it.MCP == nil || it.MCP.Package == "" || s.Packages == nil {
+	if s.Packages == nil {
 		return nil
 	}
-	if err := s.Packages(ctx, it.MCP.Package); err != nil {
-		return Invalidf("mcp.package: %v", err)
+	switch {
+	case it.Kind == library.Tool:
+		if err := s.Packages(ctx, opencode.PluginPackage); err != nil {
+			return Invalidf("a tool imports %s, which could not be installed: %v", opencode.PluginPackage, err)
+		}
+	case it.MCP != nil && it.MCP.Package != "":
+		if err := s.Packages(ctx, it.MCP.Package); err != nil {
+			return Invalidf("mcp.package: %v", err)
+		}
 	}
 	return nil
 }
@@ -104,7 +116,7 @@ func (s *Service) LibraryShow(kind library.Kind, name string) (LibraryItem, erro
 	if err != nil {
 		return LibraryItem{}, err
 	}
-	out := LibraryItem{Entry: e, Files: map[string]string{}}
+	out := LibraryItem{Entry: e, Files: map[string]string{}, Note: e.Kind.Note()}
 	if e.MCP != nil {
 		for _, n := range append(slices.Clone(e.MCP.Env), e.MCP.Headers...) {
 			if out.Secrets == nil {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,6 +200,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys,
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs, MCPServers: serverURL,
+		ToolModules: func() (string, error) {
+			// Installed when a person adds or accepts a tool.
+			p, err := ms.packages.Find(opencode.PluginPackage)
+			if err != nil {
+				return "", fmt.Errorf("not installed (it is when a person adds or accepts a tool item): %w", err)
+			}
+			return filepath.Join(p.Dir, "node_modules"), nil
+		},
 		Gateway: func(ctx context.Context, agent string) (string, string, error) {
 			key, err := keyring.Ensure(ctx, agent)
 			return llmURL, key, err
@@ -218,9 +227,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctl := &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
 		Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
-	if bridge != nil {
-		ctl.Packages = func(ctx context.Context, spec string) error { _, err := ms.packages.Ensure(ctx, spec); return err }
-	}
+	ctl.Packages = func(ctx context.Context, spec string) error { _, err := ms.packages.Ensure(ctx, spec); return err }
 	ctl.WatchGateway(gw)
 	ctl.WatchRunner()
 	if cfg.DefaultDailyTokens > 0 {

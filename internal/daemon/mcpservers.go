@@ -110,6 +110,9 @@ func (m *mcpServers) command(agentName, name string, srv library.MCPServer, secr
 	if err != nil {
 		return nil, nil, err
 	}
+	if pkg.Bin == "" {
+		return nil, nil, pkg.NoBin
+	}
 	node, err := nodeBinary()
 	if err != nil {
 		return nil, nil, err

@@ -215,3 +215,53 @@ func itemDir(t *testing.T) (string, func(name, content string)) {
 		}
 	}
 }
+
+// TestAnAgentUsesAToolFromTheLibrary: a tool item (opencode's own tool
+// format, importing @opencode-ai/plugin) given to an agent is loaded by
+// the real opencode from its read-only config directory and called by the
+// model; its note (it runs inside opencode's process) is shown before a
+// person gives it. A program it runs with $SHELL runs in the tool sandbox.
+func TestAnAgentUsesAToolFromTheLibrary(t *testing.T) {
+	t.Parallel()
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	dir, write := itemDir(t)
+	write("item.json", `{"kind":"tool","name":"sum","description":"Adds two numbers, and says where its program ran."}`)
+	write("tool.ts", `import { tool } from "@opencode-ai/plugin"
+import { execFileSync } from "node:child_process"
+
+export default tool({
+  description: "Adds two numbers",
+  args: { a: tool.schema.number(), b: tool.schema.number() },
+  async execute(args) {
+    // A program a tool runs goes through the tool sandbox: $SHELL -c.
+    const host = execFileSync(process.env.SHELL!, ["-c", "echo processes: $(cat /proc/[0-9]*/comm | sort -u); echo password=$OPENCODE_SERVER_PASSWORD"]).toString().trim()
+    return "sum=" + (args.a + args.b) + " ran in: " + host
+  },
+})
+`)
+	if out, errOut, code := d.run("library", "add", dir); code != 0 {
+		t.Fatalf("library add (%d): %s %s", code, out, errOut)
+	}
+	if show, _, _ := d.run("library", "show", "tool/sum"); !strings.Contains(show, "NOTE: A tool runs inside the agent's opencode process") {
+		t.Errorf("library show says nothing of where a tool runs: %s", show)
+	}
+	d.agent(ctx, "adder", `{"*":"allow"}`)
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/adder", d.c.Token, `{"library":["tool/sum"]}`); code != 200 {
+		t.Fatalf("give the tool (%d): %s", code, body)
+	}
+	acc := d.send(ctx, "adder", `call sum {"a":2,"b":3}`, "")
+	evs := d.turnOf(ctx, "adder", 0, acc.Input)
+	var out string
+	for _, e := range evs {
+		if e.Kind == "tool_result" && e.Field("tool") == "sum" {
+			out = e.Field("output") + e.Field("error")
+		}
+	}
+	// In the tool sandbox, opencode's process and its password are out of
+	// sight.
+	if !strings.Contains(out, "sum=5 ran in: processes: ") || !strings.Contains(out, "bwrap") || strings.Contains(out, "opencode") ||
+		!strings.HasSuffix(strings.TrimSpace(out), "password=") {
+		t.Fatalf("the tool's result: %q (%v, last %s)", out, kinds(evs), last(evs).Data)
+	}
+}

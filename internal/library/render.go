@@ -24,12 +24,25 @@ func (p Pin) String() string {
 	return s
 }
 
-// Given are the kinds an agent can be given today: opencode loads skills
-// and commands from its config directory (Render); the daemon runs a local
-// MCP server and bridges it through the agent's door (mcpbridge). The
-// others are kept in the Library and not yet given (tools run inside
-// opencode's process; templates are for later).
-var Given = []Kind{Skill, Command, MCP, Rule}
+// Given are the kinds an agent can be given: opencode loads skills,
+// commands, rules and tools from its config directory (Render); the daemon
+// runs a local MCP server and bridges it through the agent's door
+// (mcpbridge). Agent templates are for making agents (Store.Template).
+var Given = []Kind{Skill, Command, Tool, MCP, Rule}
+
+// ToolsDir is where opencode finds the tools of its config directory.
+const ToolsDir = "tool"
+
+// Note is what a person must know of an item of kind k before giving it
+// to an agent, beyond its files: "" for most.
+func (k Kind) Note() string {
+	if k == Tool {
+		return "A tool runs inside the agent's opencode process (that is how opencode loads tools), with what that process holds: " +
+			"its server password, its gateway key and every file it reads. A program it starts runs in opencode's sandbox, " +
+			"unless it runs it as `$SHELL -c …`, which is the tool sandbox."
+	}
+	return ""
+}
 
 // ParseRef parses "kind/name" or "kind/name@digest", of a kind an agent
 // can be given.
@@ -96,6 +109,14 @@ func Render(it Item) (map[string][]byte, error) {
 		out[path.Join("commands", it.Name+".md")] = it.Files["command.md"]
 	case Rule:
 		out[RulesDir+"/"+it.Name+".md"] = it.Files["rule.md"]
+	case Tool:
+		// opencode names the tool after its file.
+		for _, f := range mainFiles[Tool] {
+			if b, ok := it.Files[f]; ok {
+				out[ToolsDir+"/"+it.Name+path.Ext(f)] = b
+				break // one file, one tool
+			}
+		}
 	case MCP:
 		// No file: opencode reaches the server at the door (the runner
 		// names it in the config), and the daemon runs it.

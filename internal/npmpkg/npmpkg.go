@@ -23,7 +23,10 @@ import (
 // Installed is a package installed under Root.
 type Installed struct {
 	Dir string // the install's root: bind it read-only
-	Bin string // the package's bin file, inside Dir: run it with node
+	// Bin is the package's bin file, inside Dir: run it with node. ""
+	// for a package that declares none (a library), and NoBin says why.
+	Bin   string
+	NoBin error
 }
 
 // Installer installs packages under Root, with NPM (default "npm" on
@@ -98,16 +101,19 @@ func (in *Installer) Ensure(ctx context.Context, spec string) (Installed, error)
 }
 
 // found is spec's install in dir, if it is complete: the spec recorded
-// last, and the package's bin.
+// last, and the package itself (its bin, when it has one).
 func found(dir, spec string) (Installed, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "spec"))
 	if err != nil || strings.TrimSpace(string(b)) != spec {
 		return Installed{}, errors.New("not installed")
 	}
 	pkg := filepath.Join(dir, "node_modules", filepath.FromSlash(name(spec)))
+	if _, err := os.Stat(filepath.Join(pkg, "package.json")); err != nil {
+		return Installed{}, fmt.Errorf("%s: %w", spec, err)
+	}
 	bin, err := binOf(pkg)
 	if err != nil {
-		return Installed{}, fmt.Errorf("%s: %w", spec, err)
+		return Installed{Dir: dir, NoBin: fmt.Errorf("%s: %w", spec, err)}, nil
 	}
 	return Installed{Dir: dir, Bin: bin}, nil
 }

@@ -48,21 +48,29 @@ func TestAPackageIsInstalledOnceWithItsBin(t *testing.T) {
 }
 
 func TestAFailedInstallLeavesNothing(t *testing.T) {
+	root := t.TempDir()
+	in := &Installer{Root: root, NPM: fakeNPM(t, "fail")}
+	if _, err := in.Ensure(context.Background(), "x@1.0.0"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("%v, want npm's words", err)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("left %v", ents)
+	}
+}
+
+// TestAPackageWithoutABinToRunIsALibrary: a package whose bin is missing,
+// ambiguous or outside it installs (a library, such as opencode's plugin
+// package), with no bin to run and the reason.
+func TestAPackageWithoutABinToRunIsALibrary(t *testing.T) {
 	for name, pkg := range map[string]string{
-		"npm fails":          "fail",
 		"no bin":             `{"name":"x"}`,
 		"a bin out of it":    `{"name":"x","bin":"../../../etc/passwd"}`,
 		"two bins, none its": `{"name":"x","bin":{"a":"a.js","b":"b.js"}}`,
 	} {
-		root := t.TempDir()
-		in := &Installer{Root: root, NPM: fakeNPM(t, pkg)}
-		if _, err := in.Ensure(context.Background(), "x@1.0.0"); err == nil {
-			t.Errorf("%s: installed", name)
-		} else if name == "npm fails" && !strings.Contains(err.Error(), "404") {
-			t.Errorf("%s: %v, want npm's words", name, err)
-		}
-		if ents, _ := os.ReadDir(root); len(ents) != 0 {
-			t.Errorf("%s: left %v", name, ents)
+		in := &Installer{Root: t.TempDir(), NPM: fakeNPM(t, pkg)}
+		it, err := in.Ensure(context.Background(), "x@1.0.0")
+		if err != nil || it.Bin != "" || it.NoBin == nil {
+			t.Errorf("%s: %+v %v, want installed with no bin, and why", name, it, err)
 		}
 	}
 }

@@ -13,6 +13,10 @@ import "runtime"
 // checked against it at start (`--version` and GET /global/health).
 const Version = "1.18.33"
 
+// PluginPackage is the npm package a tool of opencode's imports ("import
+// { tool } from \"@opencode-ai/plugin\""), at the release's version.
+const PluginPackage = "@opencode-ai/plugin@" + Version
+
 // npmPackage is the platform package that carries the opencode binary for
 // this machine; installing it alone avoids opencode-ai's postinstall script
 // and the duplicate "baseline" package (177 MB instead of 354 MB).

@@ -46,6 +46,11 @@ type Config struct {
 	// MCP server name of the Library (the daemon runs it); unset, an
 	// agent given one cannot start.
 	MCPServers func(agent, name string) opencode.MCPServer
+	// ToolModules, when set, is the node_modules directory of the
+	// daemon's install of opencode.PluginPackage, which the Library's
+	// tools import; unset (or failing), an agent given a tool cannot
+	// start.
+	ToolModules func() (string, error)
 	// Gateway, when set, is how agents reach their models: the gateway's
 	// base URL and the agent's own key. The upstream's key is then never
 	// written into an agent's config.
@@ -652,6 +657,14 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 	if w := a.WorkspaceAt(a.Workdir); w != nil {
 		sp.Workdir = w.Dst()
 	}
+	if hasTools(a) {
+		if m.cfg.ToolModules == nil {
+			return supervisor.Spec{}, fmt.Errorf("the agent's tools need %s, which this daemon cannot give", opencode.PluginPackage)
+		}
+		if sp.Modules, err = m.cfg.ToolModules(); err != nil {
+			return supervisor.Spec{}, fmt.Errorf("the agent's tools need %s: %w", opencode.PluginPackage, err)
+		}
+	}
 	if m.cfg.UIDs != nil {
 		uid, err := m.log.HostUID(ctx, a.Name, *m.cfg.UIDs)
 		if err != nil {
@@ -660,6 +673,16 @@ func (m *Manager) spec(ctx context.Context, a agent.Agent) (supervisor.Spec, err
 		sp.UID, sp.GID = uid, uid
 	}
 	return sp, nil
+}
+
+// hasTools reports whether a is given a tool of the Library.
+func hasTools(a agent.Agent) bool {
+	for _, ref := range a.Library {
+		if p, err := library.ParseRef(ref); err == nil && p.Kind == library.Tool {
+			return true
+		}
+	}
+	return false
 }
 
 // Binds are a's workspaces as its sandbox binds them.

@@ -43,8 +43,9 @@ func (s *Supervisor) sum(sp Spec) string {
 		Dir, RunDir, Workdir string
 		// Only when set: a spec without keeps the sum it had before
 		// workspaces were.
-		Binds []sandbox.Bind `json:",omitempty"`
-	}{cfg, sp.Files, sp.Instructions, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir, sp.Binds})
+		Binds   []sandbox.Bind `json:",omitempty"`
+		Modules string         `json:",omitempty"`
+	}{cfg, sp.Files, sp.Instructions, sp.Limits, sp.UID, sp.GID, sp.Dir, sp.RunDir, sp.Workdir, sp.Binds, sp.Modules})
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }

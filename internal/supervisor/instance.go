@@ -58,8 +58,13 @@ type Spec struct {
 	// Binds are host directories (the agent's workspaces) the confined
 	// instance and its tools see at other paths (sandbox.Bind). An
 	// unconfined instance cannot have any.
-	Binds  []sandbox.Bind
-	Config opencode.Config // written as the instance's opencode.json at every start
+	Binds []sandbox.Bind
+	// Modules is a node_modules directory of the daemon's (the plugin
+	// package's install, opencode.PluginPackage) that the tools of the
+	// config directory import from: linked there as node_modules, and
+	// bound read-only. "": none.
+	Modules string
+	Config  opencode.Config // written as the instance's opencode.json at every start
 	// Files are more of the config directory, written at every start (what
 	// an earlier start wrote there is removed first): paths relative to
 	// it, "/" separated, under ConfigDirs ("skills/NAME/SKILL.md").
@@ -628,6 +633,18 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 	if err := writeConfigFiles(ids, cfgDir, i.spec.Files); err != nil {
 		return nil, "", nil, err
 	}
+	// The tools' imports: a link the daemon makes in its own directory,
+	// to its own install (opencode installs nothing in a directory it
+	// cannot write).
+	modules := filepath.Join(cfgDir, "node_modules")
+	if err := os.RemoveAll(modules); err != nil {
+		return nil, "", nil, err
+	}
+	if i.spec.Modules != "" {
+		if err := os.Symlink(i.spec.Modules, modules); err != nil {
+			return nil, "", nil, err
+		}
+	}
 	empty := filepath.Join(run, "empty") // what the masks bind (masks)
 	for path, b := range map[string][]byte{
 		filepath.Join(cfgDir, "opencode.json"): cfg,
@@ -666,8 +683,12 @@ func (i *Instance) prepare(binary, token string, port int, doors bool) (*exec.Cm
 			log.Close()
 			return nil, "", nil, fmt.Errorf("hand %s to the sandbox user: %w", d, err)
 		}
+		ro := []string{cfgHome, home}
+		if i.spec.Modules != "" {
+			ro = append(ro, i.spec.Modules)
+		}
 		svc := sandbox.Service{Command: args, Dir: d, Workdir: i.spec.Workdir, Binds: i.spec.Binds, ToolHome: toolHome(d),
-			ReadOnly: []string{cfgHome, home}, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
+			ReadOnly: ro, Cwd: home, Masks: masks(d, i.spec.Workdir, xdg["XDG_CACHE_HOME"]), Empty: empty,
 			Env: env, Network: true, Limits: i.spec.Limits, Detached: i.sup.Detached}
 		if ids != nil {
 			svc.UID, svc.GID = ids.uid, ids.gid
@@ -830,7 +851,7 @@ func daemonDir(ids *hostIDs, dir string) error {
 
 // ConfigDirs are the directories of an instance's config directory that
 // Spec.Files fill: opencode loads skills and commands from them.
-var ConfigDirs = []string{"skills", "commands", "rules"}
+var ConfigDirs = []string{"skills", "commands", "rules", "tool"}
 
 // writeConfigFiles replaces ConfigDirs in cfgDir, the daemon's own, with
 // files.

@@ -217,7 +217,7 @@ function editAgent(a, models) {
   // The Library's items an agent can be given; one it has keeps its pin
   // (its version) unless a person moves it in the Library's page.
   const pins = new Map(((a && a.library) || []).map((p) => [p.split("@")[0], p]));
-  const givable = (state.library || []).filter((i) => ["skill", "command", "rule", "mcp"].includes(i.kind) && i.digest);
+  const givable = (state.library || []).filter((i) => ["skill", "command", "tool", "rule", "mcp"].includes(i.kind) && i.digest);
   const items = el("div", { className: "row", id: "agent-library" }, givable.length ? givable.map((i) => {
     const ref = i.kind + "/" + i.name;
     return el("label", { title: pins.get(ref) || "the current version, " + i.digest.slice(0, 12) },
@@ -622,7 +622,7 @@ async function viewLibrary(arg) {
     el("td", { className: "hide-narrow" }, i.description),
     el("td", {}, (i.pending || []).length ? el("span", { className: "badge waiting" }, (i.pending || []).length + " waiting") : "")));
   main().replaceChildren(el("h1", {}, "Library"),
-    el("p", { className: "muted" }, "Vetted skills, commands, rules, MCP servers and agent templates. Add items with taosagent library add DIR; give them to an agent in its editor."),
+    el("p", { className: "muted" }, "Vetted skills, commands, tools, rules, MCP servers and agent templates. Add items with taosagent library add DIR; give them to an agent in its editor."),
     rows.length ? el("table", { id: "library" }, el("thead", {}, el("tr", {}, el("th", {}, "item"), el("th", {}, "current"),
       el("th", { className: "hide-narrow" }, "description"), el("th", {}, ""))), el("tbody", {}, rows)) : el("p", { className: "muted" }, "The Library is empty."),
     detail);
@@ -651,6 +651,7 @@ async function showItem(detail, ref) {
   const files = (it.files || []).map((f) => el("div", {}, el("h3", {}, f), el("pre", {}, (it.content || {})[f] || "")));
   detail.replaceChildren(el("div", { className: "card", dataset: { item: ref } },
     el("h2", {}, ref), el("p", {}, it.description),
+    it.note ? el("p", { className: "error note" }, it.note) : null,
     el("div", { className: "muted" }, it.digest ? "current: " + it.digest : "proposed: no version is current yet"),
     secrets.length ? el("div", { id: "secrets" }, el("h3", {}, "Secrets"), secrets) : null,
     waiting, files,
