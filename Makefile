@@ -52,13 +52,13 @@ OPENAIJS := .cache/openai/node_modules
 openaijs: testdeps
 	[ -d $(OPENAIJS)/openai ] || (mkdir -p .cache/openai && cd .cache/openai && npm install --silent --no-audit --no-fund openai@7.59.0)
 
-# Two MCP servers from the npm registry and the package opencode's tools
+# Three MCP servers from the npm registry and the package opencode's tools
 # import (the versions the e2e tests pin):
 # installed here only to fill npm's cache, from which the daemon under test
 # installs them (npmpkg, --prefer-offline).
 MCPSERVERS := .cache/mcpservers/node_modules
 mcpservers: testdeps
-	[ -d $(MCPSERVERS)/@opencode-ai/plugin ] || (mkdir -p .cache/mcpservers && cd .cache/mcpservers && npm install --silent --no-audit --no-fund --ignore-scripts @modelcontextprotocol/server-memory@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31 @opencode-ai/plugin@1.18.33)
+	[ -d $(MCPSERVERS)/@modelcontextprotocol/server-everything ] || (mkdir -p .cache/mcpservers && cd .cache/mcpservers && npm install --silent --no-audit --no-fund --ignore-scripts @modelcontextprotocol/server-memory@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31 @opencode-ai/plugin@1.18.33)
 
 # The packages that run longest (they drive the real opencode) are named
 # first, so that they start first: go test runs two packages at a time

@@ -259,6 +259,7 @@ func Run(ctx context.Context, cfg Config) error {
 			// Each instance in a network namespace of its own; its door
 			// serves the gateway, the MCP tools and the egress proxy.
 			proxy := ctl.EgressProxy()
+			ms.egress = proxy
 			routes := door.Routes{LLM: gw, MCP: mcpHandler, Proxy: proxy}
 			if bridge != nil {
 				routes.Servers = bridge.Handler(func(r *http.Request) (string, bool) { return door.Agent(r.Context()) })

@@ -5,13 +5,19 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/agenttree"
+	"github.com/taosagent/taosagent/internal/egress"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
@@ -38,6 +44,9 @@ type mcpServers struct {
 	uids     hostid.Range
 	packages *npmpkg.Installer
 	event    func(agent string, kind event.Kind, data any) // an event in agent's log
+	// egress carries the daemon's connections to an agent's remote
+	// servers, by the agent's policy (its door's proxy).
+	egress *egress.Proxy
 }
 
 // lookup is agent's server name, if the agent is given it.
@@ -61,6 +70,9 @@ func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbri
 		return mcpbridge.Spec{}, err
 	}
 	srv := it.MCP
+	if srv != nil && srv.URL != "" {
+		return m.remote(agentName, name, pin, *srv), nil
+	}
 	if srv == nil || srv.Package == "" {
 		return mcpbridge.Spec{}, mcpbridge.ErrNoServer
 	}
@@ -98,6 +110,51 @@ func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbri
 	return mcpbridge.Spec{Key: fmt.Sprintf("%s %d %d %x %v %s", pin, uid, gid, sum.Sum(nil), binds, workdir), Command: func() (*exec.Cmd, func(), error) {
 		return m.command(agentName, name, *srv, secrets, uid, gid, binds, workdir)
 	}}, nil
+}
+
+// remote is agent's remote server name: the bridge reaches it over
+// streamable HTTP, dialled where the agent's egress policy allows (each
+// connection an egress event of the agent's), with its secret headers,
+// which never reach the agent.
+func (m *mcpServers) remote(agentName, name string, pin library.Pin, srv library.MCPServer) mcpbridge.Spec {
+	headers := http.Header{}
+	sum := sha256.New()
+	for _, h := range srv.Headers {
+		v, _ := m.keys.Get(agent.MCPSecretID(name, h))
+		fmt.Fprintf(sum, "%d:%s;", len(v), v)
+		if v != "" {
+			headers.Set(h, v)
+		}
+	}
+	who := egress.Principal{Kind: "agent", Name: agentName}
+	return mcpbridge.Spec{Key: fmt.Sprintf("%s %s %x", pin, srv.URL, sum.Sum(nil)), Remote: func() (mcp.Transport, error) {
+		for _, h := range srv.Headers {
+			if headers.Get(h) == "" {
+				return nil, fmt.Errorf("its secret %s is not set (a person sets it: taosagent library secret mcp/%s %s)", h, name, h)
+			}
+		}
+		if m.egress == nil {
+			return nil, errors.New("a remote server is reached through the agent's egress proxy, which this daemon does not run")
+		}
+		base := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return m.egress.Dial(ctx, who, network, addr)
+		}, ForceAttemptHTTP2: true, ResponseHeaderTimeout: 5 * time.Minute}
+		return &mcp.StreamableClientTransport{Endpoint: srv.URL, HTTPClient: &http.Client{Transport: withHeaders{base, headers}}}, nil
+	}}
+}
+
+// withHeaders adds a remote server's secret headers to each request.
+type withHeaders struct {
+	base    http.RoundTripper
+	headers http.Header
+}
+
+func (t withHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range t.headers {
+		r.Header[k] = v
+	}
+	return t.base.RoundTrip(r)
 }
 
 // command is the confined command of a server; secrets are the values of

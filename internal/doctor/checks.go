@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -468,11 +469,11 @@ func checkMCPServers(ctx context.Context, e *Env) []Finding {
 				out = append(out, Finding{ID: id, Severity: Error, Summary: what + ": its pinned version cannot be read", Details: fmt.Sprint(err)})
 				continue
 			}
-			if _, err := pkgs.Find(it.MCP.Package); err != nil {
+			if _, err := pkgs.Find(it.MCP.Package); it.MCP.Package != "" && err != nil {
 				out = append(out, Finding{ID: id, Severity: Warning, Summary: what + ": its package " + it.MCP.Package + " is not installed",
 					Details: "the daemon installs it at the server's first start (npm, from the registry); until then the agent's first turn may go without its tools"})
 			}
-			for _, s := range it.MCP.Env {
+			for _, s := range append(slices.Clone(it.MCP.Env), it.MCP.Headers...) {
 				if v, _ := keys.Get(agent.MCPSecretID(p.Name, s)); v == "" {
 					out = append(out, Finding{ID: id, Severity: Error, Summary: what + ": its secret " + s + " is not set: it cannot start",
 						Details: fmt.Sprintf("a person sets it: taosagent library secret mcp/%s %s (the value on standard input)", p.Name, s)})

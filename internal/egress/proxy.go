@@ -149,6 +149,38 @@ func (x *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.Copy(flushWriter{w}, resp.Body)
 }
 
+// Dial connects to addr ("host:port") for p, where p's policy allows, as
+// a CONNECT through the proxy would: the name judged, resolved by the
+// proxy and each address judged, the decision recorded. The daemon dials
+// this way for an agent (a remote MCP server it is given), so that what
+// the agent reaches through the daemon obeys the same policy.
+func (x *Proxy) Dial(ctx context.Context, p Principal, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	n, _ := strconv.Atoi(port)
+	d := Decision{Principal: p, Method: http.MethodConnect, Host: host, Port: n}
+	pol, err := x.Policy(ctx, p)
+	pol = pol.Normalized()
+	if err == nil {
+		err = pol.allowsName(host)
+	}
+	if err == nil {
+		var c net.Conn
+		c, err = x.dialChecked(context.WithValue(ctx, requestKey{}, &request{d: &d, pol: pol}), network, addr)
+		var re refusal
+		if !errors.As(err, &re) {
+			x.record(&d, true)
+			return c, err
+		}
+		err = re.err
+	}
+	d.Reason = err.Error()
+	x.record(&d, false)
+	return nil, fmt.Errorf("taosagent egress: refused: %w", err)
+}
+
 // tunnel connects d and joins the client's connection to it.
 func (x *Proxy) tunnel(ctx context.Context, w http.ResponseWriter, d *Decision) {
 	up, err := x.dialChecked(ctx, "tcp", net.JoinHostPort(d.Host, strconv.Itoa(d.Port)))

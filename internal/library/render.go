@@ -64,16 +64,6 @@ func parsePin(s string) (Pin, error) {
 	return Pin{Kind: Kind(kind), Name: name, Digest: digest}, nil
 }
 
-// givable refuses an item an agent cannot be given yet although its kind
-// can: a remote MCP server (its reach through the egress proxy is a later
-// step).
-func givable(it Item) error {
-	if it.Kind == MCP && it.MCP != nil && it.MCP.URL != "" {
-		return fmt.Errorf("%s: an agent cannot be given a remote MCP server yet (local ones only: package)", it.Ref())
-	}
-	return nil
-}
-
 // RulesDir is where rules are rendered, in the config directory.
 const RulesDir = "rules"
 

@@ -361,11 +361,8 @@ func (s *Store) Resolve(ref string) (Pin, error) {
 	if err != nil {
 		return Pin{}, err
 	}
-	it, p, err := s.pin(p)
-	if err != nil {
-		return Pin{}, err
-	}
-	return p, givable(it)
+	_, p, err = s.pin(p)
+	return p, err
 }
 
 // pin is p pinned (an unpinned p to the version current now) and that

@@ -1,6 +1,7 @@
-// Package mcpbridge serves an agent's own local MCP servers (the Library's
-// mcp items it is given) to its opencode as remote MCP servers, at
-// /mcp/NAME of its door.
+// Package mcpbridge serves an agent's own MCP servers (the Library's mcp
+// items it is given) to its opencode as remote MCP servers, at /mcp/NAME
+// of its door: local ones the daemon runs, and remote ones it reaches
+// (Spec.Remote), so that a remote server's secrets stay with the daemon.
 //
 // The daemon runs each server, never opencode: a server is a process of
 // its own, in a sandbox of its own (the caller's Spec.Command builds it),
@@ -37,6 +38,10 @@ type Spec struct {
 	// Command builds the server's confined command, not started, and
 	// what to do once it has started (close the sandbox's files).
 	Command func() (*exec.Cmd, func(), error)
+	// Remote, instead of Command, reaches a remote server: the transport
+	// of the bridge's client (the caller's HTTP client goes where the
+	// agent's egress policy allows, and adds the server's secrets).
+	Remote func() (mcp.Transport, error)
 }
 
 // Bridge runs and serves agents' servers.
@@ -188,19 +193,27 @@ const startTimeout = 30 * time.Second
 
 // start runs spec's command and builds the server that bridges its tools.
 func (s *server) start(name string, spec Spec) error {
-	cmd, after, err := spec.Command()
+	var tr mcp.Transport
+	var cmd *exec.Cmd
+	var after func()
+	var err error
+	if spec.Remote != nil {
+		tr, err = spec.Remote()
+	} else if cmd, after, err = spec.Command(); err == nil {
+		tr = &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
+	}
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	client := mcp.NewClient(&mcp.Implementation{Name: "taosagent-bridge", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}, nil)
+	cs, err := client.Connect(ctx, tr, nil)
 	if after != nil {
 		after()
 	}
 	if err != nil {
-		if cmd.Process != nil {
+		if cmd != nil && cmd.Process != nil {
 			cmd.Process.Kill()
 		}
 		return err
