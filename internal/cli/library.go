@@ -19,20 +19,21 @@ import (
 // of vetted items a person gives agents (docs/LIBRARY.md).
 func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input) | sync GIT-URL [--ref REF]", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flags("library "+sub, stderr)
 	mk := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	remove := fs.Bool("remove", false, "secret: remove it")
+	gitRef := fs.String("ref", "", "sync: the branch or tag (default: the repository's default branch)")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
-	want := map[string]int{"add": 1, "list": 0, "show": 1, "diff": 1, "accept": 2, "rm": 1, "secret": 2}
+	want := map[string]int{"add": 1, "list": 0, "show": 1, "diff": 1, "accept": 2, "rm": 1, "secret": 2, "sync": 1}
 	n, ok := want[sub]
 	if !ok || fs.NArg() != n {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input)", errUsage)
+		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input) | sync GIT-URL [--ref REF]", errUsage)
 	}
 	ref := func(s string) (string, error) {
 		kind, name, ok := strings.Cut(s, "/")
@@ -94,6 +95,24 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if len(l.Items) == 0 {
 			fmt.Fprintln(stdout, "the Library is empty")
+		}
+		return nil
+	case "sync":
+		var res library.SyncResult
+		if err := c.Do(ctx, "POST", "/v1/library/sync", map[string]string{"url": fs.Arg(0), "ref": *gitRef}, &res); err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		fmt.Fprintf(stdout, "%s at %.12s: %d new version(s) wait for you, %d unchanged, %d refused\n",
+			res.Source.URL, res.Source.Commit, len(res.Offered), res.Unchanged, len(res.Refused))
+		for _, o := range res.Offered {
+			ref, digest, _ := strings.Cut(o, "@")
+			fmt.Fprintf(stdout, "  waits: %s@%.12s (taosagent library diff %s, then library accept %s %s)\n", ref, digest, ref, ref, digest)
+		}
+		for _, r := range res.Refused {
+			fmt.Fprintf(stdout, "  refused: %s: %s\n", r.Path, r.Error)
 		}
 		return nil
 	case "show", "diff":

@@ -144,6 +144,7 @@ var Actions = map[string]Tier{
 	"question.answer":           Write,
 	"question.reject":           Write,
 	"library.add":               Write,
+	"library.sync":              Write,
 	"library.propose":           Write,
 	"library.accept":            Destructive,
 	"library.remove":            Destructive,

@@ -60,6 +60,32 @@ func (s *Service) LibraryAdd(ctx context.Context, a Actor, files map[string][]by
 	return it, created, current, err
 }
 
+// LibrarySync pulls the git repository at url (ref: a branch or tag, ""
+// for the default) and offers each of its items whose version is new as a
+// version that waits for a person (library.Store.Sync): nothing of it
+// reaches an agent before a person accepts it. A person only; audited,
+// refusals too.
+func (s *Service) LibrarySync(ctx context.Context, a Actor, url, ref string) (res library.SyncResult, err error) {
+	c := Call{Actor: a, Tool: "library.sync", Target: url, Args: map[string]string{"url": url, "ref": ref}}
+	switch err := library.CheckSource(url, ref); {
+	case !a.Person():
+		return res, s.Refuse(ctx, c, fmt.Errorf("%w: only a person names the Library's sources; %s cannot", ErrForbidden, a))
+	case err != nil:
+		return res, s.Refuse(ctx, c, Invalidf("%v", err))
+	}
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		var err error
+		if res, err = s.library().Sync(ctx, url, ref); err != nil {
+			return "", Invalidf("%v", err)
+		}
+		return fmt.Sprintf("commit %s: %d offered, %d unchanged, %d refused", res.Source.Commit, len(res.Offered), res.Unchanged, len(res.Refused)), nil
+	})
+	return res, err
+}
+
+// LibrarySources are the repositories the Library has synced from.
+func (s *Service) LibrarySources() ([]library.Source, error) { return s.library().Sources() }
+
 // installPackage installs the npm package it needs: a local MCP server's,
 // or a tool's imports (opencode.PluginPackage).
 func (s *Service) installPackage(ctx context.Context, it library.Item) error {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -263,5 +264,94 @@ export default tool({
 	if !strings.Contains(out, "sum=5 ran in: processes: ") || !strings.Contains(out, "bwrap") || strings.Contains(out, "opencode") ||
 		!strings.HasSuffix(strings.TrimSpace(out), "password=") {
 		t.Fatalf("the tool's result: %q (%v, last %s)", out, kinds(evs), last(evs).Data)
+	}
+}
+
+// TestTheLibrarySyncsFromAGitRepository: a person names a git repository
+// of items; a sync offers each item as a version that waits for a person
+// (a bad one is named and stored nowhere), an accepted one is given to an
+// agent, and a later commit's change waits again while the agent keeps
+// its version. An agent cannot name a source.
+func TestTheLibrarySyncsFromAGitRepository(t *testing.T) {
+	t.Parallel()
+	d := start(t, "")
+	ctx := ctxT(t, 3*time.Minute)
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	put := func(p, content string) {
+		t.Helper()
+		f := filepath.Join(repo, p)
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	put("skills/notes/item.json", `{"kind":"skill","name":"notes","description":"Writes notes."}`)
+	put("skills/notes/SKILL.md", "---\nname: notes\ndescription: Writes notes\n---\nBe brief.\n")
+	put("commands/hello/item.json", `{"kind":"command","name":"hello","description":"Says hello."}`)
+	put("commands/hello/command.md", "Say hello to $ARGUMENTS.\n")
+	put("broken/item.json", `{"kind":"spell","name":"x","description":"Not a kind."}`)
+	git("add", ".")
+	git("commit", "-q", "-m", "items")
+
+	out, errOut, code := d.run("library", "sync", repo)
+	if code != 0 || !strings.Contains(out, "2 new version(s) wait for you, 0 unchanged, 1 refused") || !strings.Contains(out, "refused: broken:") {
+		t.Fatalf("library sync (%d): %s %s", code, out, errOut)
+	}
+	if list, _, _ := d.run("library", "list"); !strings.Contains(list, "skill/notes") || strings.Contains(list, "spell") {
+		t.Fatalf("library list: %s", list)
+	}
+	// Nothing of it is current before a person accepts it.
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/host", d.c.Token, `{"library":["skill/notes"]}`); code != 422 {
+		t.Fatalf("an item synced and not accepted given: %d %s", code, body)
+	}
+	accept := func(ref string) string {
+		t.Helper()
+		diff, _, _ := d.run("library", "diff", ref)
+		i := strings.Index(diff, "library accept "+ref+" ")
+		if i < 0 {
+			t.Fatalf("library diff %s: %s", ref, diff)
+		}
+		digest := strings.TrimSuffix(strings.Fields(diff[i:])[3], ")")
+		if out, errOut, code := d.run("library", "accept", ref, digest); code != 0 {
+			t.Fatalf("accept (%d): %s %s", code, out, errOut)
+		}
+		return digest
+	}
+	first := accept("skill/notes")
+	d.agent(ctx, "noter", "")
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/noter", d.c.Token, `{"library":["skill/notes"]}`); code != 200 || !strings.Contains(body, first) {
+		t.Fatalf("give the skill (%d): %s", code, body)
+	}
+
+	// A later commit: its change waits; the agent keeps its version.
+	put("skills/notes/SKILL.md", "---\nname: notes\ndescription: Writes notes\n---\nBe briefer.\n")
+	git("commit", "-q", "-am", "briefer")
+	if out, _, code := d.run("library", "sync", repo); code != 0 || !strings.Contains(out, "1 new version(s) wait for you, 1 unchanged, 1 refused") {
+		t.Fatalf("the second sync (%d): %s", code, out)
+	}
+	if diff, _, _ := d.run("library", "diff", "skill/notes"); !strings.Contains(diff, "+Be briefer.") {
+		t.Fatalf("the change's diff: %s", diff)
+	}
+	if a, err := d.c.Agent(ctx, "noter"); err != nil || len(a.Library) != 1 || !strings.HasSuffix(a.Library[0], first) {
+		t.Fatalf("the agent's pin moved: %+v %v", a.Library, err)
+	}
+	if _, body := get(t, d.addr+"/v1/library/sources", d.c.Token); !strings.Contains(body, repo) {
+		t.Errorf("the sources: %s", body)
+	}
+
+	// Only a person names a source; a bad one is a 422.
+	if code, body := request(t, "POST", d.addr+"/v1/library/sync", d.c.Token, `{"url":"ssh://example.com/x.git"}`); code != 422 {
+		t.Errorf("an ssh source: %d %s", code, body)
+	}
+	if code, body := request(t, "POST", d.addr+"/v1/library/sync", d.c.Token, `{"url":"`+repo+`","ref":"--upload-pack=touch /tmp/x"}`); code != 422 {
+		t.Errorf("a ref that is an option: %d %s", code, body)
 	}
 }

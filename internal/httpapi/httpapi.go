@@ -137,6 +137,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/questions/{id}", s.answerQuestion, false},
 		{"GET /v1/library", s.listLibrary, false},
 		{"POST /v1/library", s.addLibraryItem, false},
+		{"POST /v1/library/sync", s.syncLibrary, false},
+		{"GET /v1/library/sources", s.librarySources, false},
 		{"GET /v1/library/{kind}/{name}", s.showLibraryItem, false},
 		{"POST /v1/library/{kind}/{name}/accept", s.acceptLibraryItem, false},
 		{"DELETE /v1/library/{kind}/{name}", s.removeLibraryItem, false},

@@ -39,6 +39,34 @@ func (s *Server) addLibraryItem(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, libraryAdded{Item: it, Created: created, Current: current})
 }
 
+// librarySyncInput names a git repository to sync the Library from.
+type librarySyncInput struct {
+	URL string `json:"url"`
+	Ref string `json:"ref"`
+}
+
+func (s *Server) syncLibrary(w http.ResponseWriter, r *http.Request) {
+	var b librarySyncInput
+	if !s.decode(w, r, &b) {
+		return
+	}
+	res, err := s.Control.LibrarySync(r.Context(), actor(r), b.URL, b.Ref)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) librarySources(w http.ResponseWriter, r *http.Request) {
+	srcs, err := s.Control.LibrarySources()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sources": srcs})
+}
+
 func (s *Server) listLibrary(w http.ResponseWriter, r *http.Request) {
 	es, err := s.Control.Library()
 	if err != nil {
