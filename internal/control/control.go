@@ -249,7 +249,7 @@ type Service struct {
 	// Library (npmpkg) when a person adds or accepts its version, so
 	// that its first start is quick and a package npm cannot install is
 	// refused there; nil: installed at the server's first start.
-	Packages func(ctx context.Context, spec string) error
+	Packages func(ctx context.Context, spec string, lock []byte) error
 
 	started  time.Time
 	agentMu  sync.Mutex // serializes read-modify-write of agents

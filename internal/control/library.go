@@ -94,11 +94,15 @@ func (s *Service) installPackage(ctx context.Context, it library.Item) error {
 	}
 	switch {
 	case it.Kind == library.Tool:
-		if err := s.Packages(ctx, opencode.PluginPackage); err != nil {
+		if err := s.Packages(ctx, opencode.PluginPackage, nil); err != nil {
 			return Invalidf("a tool imports %s, which could not be installed: %v", opencode.PluginPackage, err)
 		}
 	case it.MCP != nil && it.MCP.Package != "":
-		if err := s.Packages(ctx, it.MCP.Package); err != nil {
+		var lock []byte
+		if b, ok := it.Files[library.LockFile]; ok {
+			lock = b
+		}
+		if err := s.Packages(ctx, it.MCP.Package, lock); err != nil {
 			return Invalidf("mcp.package: %v", err)
 		}
 	}

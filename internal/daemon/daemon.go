@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs, MCPServers: serverURL,
 		ToolModules: func() (string, error) {
 			// Installed when a person adds or accepts a tool.
-			p, err := ms.packages.Find(opencode.PluginPackage)
+			p, err := ms.packages.Find(opencode.PluginPackage, nil)
 			if err != nil {
 				return "", fmt.Errorf("not installed (it is when a person adds or accepts a tool item): %w", err)
 			}
@@ -227,7 +227,10 @@ func Run(ctx context.Context, cfg Config) error {
 	ctl := &control.Service{Log: log, Runner: mgr, Catalog: cat, Home: h.Dir, Keys: keys,
 		Version: cfg.Version, Logger: logger, Secrets: []string{token},
 		Deleted: mcpSrv.Revoke, Keyring: keyring, Changed: gw.Invalidate, Scope: gw.Scope}
-	ctl.Packages = func(ctx context.Context, spec string) error { _, err := ms.packages.Ensure(ctx, spec); return err }
+	ctl.Packages = func(ctx context.Context, spec string, lock []byte) error {
+		_, err := ms.packages.Ensure(ctx, spec, lock)
+		return err
+	}
 	ctl.WatchGateway(gw)
 	ctl.WatchRunner()
 	if cfg.DefaultDailyTokens > 0 {

@@ -108,7 +108,7 @@ func (m *mcpServers) lookup(ctx context.Context, agentName, name string) (mcpbri
 		workdir = w.Dst()
 	}
 	return mcpbridge.Spec{Key: fmt.Sprintf("%s %d %d %x %v %s", pin, uid, gid, sum.Sum(nil), binds, workdir), Command: func() (*exec.Cmd, func(), error) {
-		return m.command(agentName, name, *srv, secrets, uid, gid, binds, workdir)
+		return m.command(agentName, name, *srv, it.Files[library.LockFile], secrets, uid, gid, binds, workdir)
 	}}, nil
 }
 
@@ -157,13 +157,14 @@ func (t withHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.base.RoundTrip(r)
 }
 
-// command is the confined command of a server; secrets are the values of
-// srv.Env, in order ("": not set); binds are the agent's workspaces it
+// command is the confined command of a server (its package installed
+// with lock, its item's lockfile, when it has one); secrets are the values
+// of srv.Env, in order ("": not set); binds are the agent's workspaces it
 // sees, and workdir the agent's working directory (its {workspace}).
-func (m *mcpServers) command(agentName, name string, srv library.MCPServer, secrets []string, uid, gid int, binds []sandbox.Bind, workdir string) (*exec.Cmd, func(), error) {
+func (m *mcpServers) command(agentName, name string, srv library.MCPServer, lock []byte, secrets []string, uid, gid int, binds []sandbox.Bind, workdir string) (*exec.Cmd, func(), error) {
 	ctx := context.Background()
 	own := filepath.Join(m.home.Agent(agentName), "work")
-	pkg, err := m.packages.Ensure(ctx, srv.Package)
+	pkg, err := m.packages.Ensure(ctx, srv.Package, lock)
 	if err != nil {
 		return nil, nil, err
 	}

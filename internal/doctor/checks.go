@@ -469,7 +469,7 @@ func checkMCPServers(ctx context.Context, e *Env) []Finding {
 				out = append(out, Finding{ID: id, Severity: Error, Summary: what + ": its pinned version cannot be read", Details: fmt.Sprint(err)})
 				continue
 			}
-			if _, err := pkgs.Find(it.MCP.Package); it.MCP.Package != "" && err != nil {
+			if _, err := pkgs.Find(it.MCP.Package, lockOf(it)); it.MCP.Package != "" && err != nil {
 				out = append(out, Finding{ID: id, Severity: Warning, Summary: what + ": its package " + it.MCP.Package + " is not installed",
 					Details: "the daemon installs it at the server's first start (npm, from the registry); until then the agent's first turn may go without its tools"})
 			}
@@ -510,4 +510,12 @@ func checkUnit(ctx context.Context, e *Env) []Finding {
 		return []Finding{{ID: id, Severity: Warning, Summary: e.unit() + " is not installed: nothing restarts taosagent after a crash or a reboot", Recipe: "install-service"}}
 	}
 	return ok(id, e.unit()+" is installed ("+st.ActiveState+")")
+}
+
+// lockOf is the lockfile an item holds, or nil.
+func lockOf(it library.Item) []byte {
+	if b, ok := it.Files[library.LockFile]; ok {
+		return b
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,18 +31,36 @@ func TestAnAgentsOwnMCPServersRunConfined(t *testing.T) {
 	t.Parallel()
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
-	add := func(manifest string) {
+	add := func(manifest, lock string) {
 		t.Helper()
 		dir, write := itemDir(t)
 		write("item.json", manifest)
+		if lock != "" {
+			write("package-lock.json", lock)
+		}
 		if out, errOut, code := d.run("library", "add", dir); code != 0 {
 			t.Fatalf("library add (%d): %s %s", code, out, errOut)
 		}
 	}
-	add(`{"kind":"mcp","name":"memory","description":"A knowledge graph kept between turns.","mcp":{"package":"` + memoryServer +
-		`","environment":{"MEMORY_FILE_PATH":"{state}/memory.jsonl"},"env":["MEMORY_TOKEN"]}}`)
-	add(`{"kind":"mcp","name":"files","description":"The agent's workspace, read-only.","mcp":{"package":"` + filesServer +
-		`","args":["{workspace}"],"workspace":"ro"}}`)
+	// The memory server comes with its lockfile: the daemon installs
+	// exactly that tree (npm ci).
+	lockDir := t.TempDir()
+	npm := exec.Command("npm", "install", "--package-lock-only", "--ignore-scripts", "--prefer-offline", "--save-exact", "--no-audit", "--no-fund", memoryServer)
+	npm.Dir = lockDir
+	if out, err := npm.CombinedOutput(); err != nil {
+		t.Fatalf("npm: %v: %s", err, out)
+	}
+	lock, err := os.ReadFile(filepath.Join(lockDir, "package-lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(`{"kind":"mcp","name":"memory","description":"A knowledge graph kept between turns.","mcp":{"package":"`+memoryServer+
+		`","environment":{"MEMORY_FILE_PATH":"{state}/memory.jsonl"},"env":["MEMORY_TOKEN"]}}`, string(lock))
+	add(`{"kind":"mcp","name":"files","description":"The agent's workspace, read-only.","mcp":{"package":"`+filesServer+
+		`","args":["{workspace}"],"workspace":"ro"}}`, "")
+	if installs, _ := filepath.Glob(filepath.Join(d.home, "packages", "*", "package-lock.json")); len(installs) != 1 {
+		t.Errorf("the memory server was not installed from its lockfile: %v", installs)
+	}
 	d.agent(ctx, "keeper", `{"*":"allow"}`)
 	if code, body := request(t, "PATCH", d.addr+"/v1/agents/keeper", d.c.Token, `{"library":["mcp/memory","mcp/files"]}`); code != 200 {
 		t.Fatalf("give the servers (%d): %s", code, body)

@@ -37,7 +37,7 @@ func TestAnAgentReachesARemoteMCPServerThroughItsPolicy(t *testing.T) {
 
 	// The remote machine: server-everything on its loopback, and in front
 	// of it, on its public address, a host that wants a token.
-	pkg, err := (&npmpkg.Installer{Root: t.TempDir()}).Ensure(ctx, everythingServer)
+	pkg, err := (&npmpkg.Installer{Root: t.TempDir()}).Ensure(ctx, everythingServer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

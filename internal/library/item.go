@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"regexp"
@@ -220,6 +221,11 @@ func Check(files map[string][]byte) (Item, error) {
 	case m.MCP != nil:
 		checkServer(*m.MCP, func(format string, args ...any) { add("manifest.mcp", ManifestFile, format, args...) })
 	}
+	if lock, ok := files[LockFile]; ok {
+		if err := checkLock(m, lock); err != nil {
+			add("mcp.lock", LockFile, "%v", err)
+		}
+	}
 	if len(fs) > 0 {
 		return it, &Invalid{fs}
 	}
@@ -247,6 +253,40 @@ func checkTemplate(kind Kind, t AgentTemplate, add func(string, ...any)) {
 			add("agent.library[%d]: %v", i, err)
 		}
 	}
+}
+
+// LockFile, in a local MCP server's item, pins the whole tree of its
+// package's dependencies: npm's package-lock.json (lockfile version 2 or
+// 3), whose root depends on the package alone, at its version. The daemon
+// then installs exactly that tree (npm ci), each tarball checked against
+// the lock's integrity; without one, npm resolves the dependencies at
+// install time.
+const LockFile = "package-lock.json"
+
+// checkLock checks a lockfile against the item's package.
+func checkLock(m Manifest, lock []byte) error {
+	if m.MCP == nil || m.MCP.Package == "" {
+		return errors.New("only a local MCP server's item (package) holds a lockfile")
+	}
+	var l struct {
+		LockfileVersion int `json:"lockfileVersion"`
+		Packages        map[string]struct {
+			Dependencies map[string]string `json:"dependencies"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(lock, &l); err != nil {
+		return fmt.Errorf("not JSON: %v", err)
+	}
+	if l.LockfileVersion < 2 {
+		return errors.New("npm's lockfile version 2 or 3 (npm 7 or later)")
+	}
+	i := strings.LastIndexByte(m.MCP.Package, '@')
+	name, version := m.MCP.Package[:i], m.MCP.Package[i+1:]
+	root := l.Packages[""].Dependencies
+	if len(root) != 1 || root[name] != version {
+		return fmt.Errorf("its root must depend on %s at %s alone (npm install --package-lock-only %s in an empty directory makes one)", name, version, m.MCP.Package)
+	}
+	return nil
 }
 
 // checkServer checks an mcp item's server: exactly one of a package and a

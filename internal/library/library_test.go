@@ -63,6 +63,12 @@ func TestAnItemIsCheckedBeforeAnyoneIsAsked(t *testing.T) {
 		{"a package at no exact version", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"@modelcontextprotocol/server-memory@latest"}}`)}, "manifest.mcp"},
 		{"a package and a url", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","url":"https://x"}}`)}, "manifest.mcp"},
 		{"a workspace mode that is not one", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0","workspace":"all"}}`)}, "manifest.mcp"},
+		{"a lockfile of another package", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0"}}`),
+			LockFile: []byte(`{"lockfileVersion":3,"packages":{"":{"dependencies":{"y":"1.0.0"}}}}`)}, "mcp.lock"},
+		{"a lockfile of npm 6", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"package":"x@1.0.0"}}`),
+			LockFile: []byte(`{"lockfileVersion":1,"dependencies":{"x":{"version":"1.0.0"}}}`)}, "mcp.lock"},
+		{"a lockfile in a remote server's item", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"url":"https://x"}}`),
+			LockFile: []byte(`{"lockfileVersion":3,"packages":{"":{"dependencies":{"x":"1.0.0"}}}}`)}, "mcp.lock"},
 		{"a command instead of a package", map[string][]byte{ManifestFile: []byte(`{"kind":"mcp","name":"m","description":"d","mcp":{"command":["npx","-y","x"]}}`)}, "manifest.json"},
 	} {
 		_, err := Check(c.files)

@@ -46,20 +46,31 @@ func name(spec string) string {
 	return spec[:i]
 }
 
-// Dir is where spec is (or would be) installed.
-func (in *Installer) Dir(spec string) string {
-	sum := sha256.Sum256([]byte(spec))
+// Dir is where spec is (or would be) installed, with lock (npm's
+// package-lock.json of it; nil: none).
+func (in *Installer) Dir(spec string, lock []byte) string {
+	key := []byte(spec)
+	if lock != nil {
+		key = append(append(key, '\n'), lock...)
+	}
+	sum := sha256.Sum256(key)
 	return filepath.Join(in.Root, hex.EncodeToString(sum[:12]))
 }
 
-// Find is spec's install, or an error when it is not (completely) there.
-func (in *Installer) Find(spec string) (Installed, error) { return found(in.Dir(spec), spec) }
+// Find is spec's install (with lock), or an error when it is not
+// (completely) there.
+func (in *Installer) Find(spec string, lock []byte) (Installed, error) {
+	return found(in.Dir(spec, lock), spec)
+}
 
 // Ensure installs spec (a package at an exact version; the caller has
-// checked it) unless it is installed, and returns it. A failed install
-// leaves nothing behind and says npm's last words.
-func (in *Installer) Ensure(ctx context.Context, spec string) (Installed, error) {
-	dir := in.Dir(spec)
+// checked it) unless it is installed, and returns it. With lock (npm's
+// package-lock.json, whose root depends on spec alone), it installs
+// exactly the tree the lock names (npm ci); without, npm resolves the
+// dependencies now. A failed install leaves nothing behind and says npm's
+// last words.
+func (in *Installer) Ensure(ctx context.Context, spec string, lock []byte) (Installed, error) {
+	dir := in.Dir(spec, lock)
 	if it, err := found(dir, spec); err == nil {
 		return it, nil
 	}
@@ -80,8 +91,21 @@ func (in *Installer) Ensure(ctx context.Context, spec string) (Installed, error)
 	if npm == "" {
 		npm = "npm"
 	}
-	cmd := exec.CommandContext(ctx, npm, "install", "--prefix", tmp, "--ignore-scripts", "--no-audit", "--no-fund",
-		"--omit=dev", "--no-save", "--prefer-offline", "--loglevel=error", spec)
+	args := []string{"install", "--prefix", tmp, "--ignore-scripts", "--no-audit", "--no-fund",
+		"--omit=dev", "--no-save", "--prefer-offline", "--loglevel=error", spec}
+	if lock != nil {
+		i := strings.LastIndexByte(spec, '@')
+		pkg, _ := json.Marshal(map[string]any{"name": "taosagent-install", "private": true,
+			"dependencies": map[string]string{spec[:i]: spec[i+1:]}})
+		for f, b := range map[string][]byte{"package.json": pkg, "package-lock.json": lock} {
+			if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
+				return Installed{}, err
+			}
+		}
+		args = []string{"ci", "--prefix", tmp, "--ignore-scripts", "--no-audit", "--no-fund",
+			"--omit=dev", "--prefer-offline", "--loglevel=error"}
+	}
+	cmd := exec.CommandContext(ctx, npm, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Installed{}, fmt.Errorf("npm install %s: %v: %s", spec, err, lastLines(string(out), 5))
 	}

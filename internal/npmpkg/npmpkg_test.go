@@ -29,7 +29,7 @@ echo "$@" > "$prefix/args"
 
 func TestAPackageIsInstalledOnceWithItsBin(t *testing.T) {
 	in := &Installer{Root: t.TempDir(), NPM: fakeNPM(t, `{"name":"@scope/server-x","bin":{"mcp-server-x":"dist/index.js"}}`)}
-	it, err := in.Ensure(context.Background(), "@scope/server-x@1.2.3")
+	it, err := in.Ensure(context.Background(), "@scope/server-x@1.2.3", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestAPackageIsInstalledOnceWithItsBin(t *testing.T) {
 	}
 	// A second Ensure finds it: npm does not run again.
 	in.NPM = fakeNPM(t, "fail")
-	if again, err := in.Ensure(context.Background(), "@scope/server-x@1.2.3"); err != nil || again != it {
+	if again, err := in.Ensure(context.Background(), "@scope/server-x@1.2.3", nil); err != nil || again != it {
 		t.Errorf("again: %+v %v", again, err)
 	}
 }
@@ -50,7 +50,7 @@ func TestAPackageIsInstalledOnceWithItsBin(t *testing.T) {
 func TestAFailedInstallLeavesNothing(t *testing.T) {
 	root := t.TempDir()
 	in := &Installer{Root: root, NPM: fakeNPM(t, "fail")}
-	if _, err := in.Ensure(context.Background(), "x@1.0.0"); err == nil || !strings.Contains(err.Error(), "404") {
+	if _, err := in.Ensure(context.Background(), "x@1.0.0", nil); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("%v, want npm's words", err)
 	}
 	if ents, _ := os.ReadDir(root); len(ents) != 0 {
@@ -68,7 +68,7 @@ func TestAPackageWithoutABinToRunIsALibrary(t *testing.T) {
 		"two bins, none its": `{"name":"x","bin":{"a":"a.js","b":"b.js"}}`,
 	} {
 		in := &Installer{Root: t.TempDir(), NPM: fakeNPM(t, pkg)}
-		it, err := in.Ensure(context.Background(), "x@1.0.0")
+		it, err := in.Ensure(context.Background(), "x@1.0.0", nil)
 		if err != nil || it.Bin != "" || it.NoBin == nil {
 			t.Errorf("%s: %+v %v, want installed with no bin, and why", name, it, err)
 		}
