@@ -492,6 +492,39 @@ func checkMCPServers(ctx context.Context, e *Env) []Finding {
 	return out
 }
 
+// checkWorkspaces finds the workspaces that would stop their agent's
+// start: gone, no longer a directory, or now reached through a link (the
+// sandbox binds only what a person named).
+func checkWorkspaces(ctx context.Context, e *Env) []Finding {
+	const id = "workspaces"
+	as, notChecked := e.agentsFor(ctx, id)
+	if notChecked != nil {
+		return notChecked
+	}
+	var out []Finding
+	n := 0
+	for _, a := range as {
+		for _, w := range a.Workspaces {
+			n++
+			what := fmt.Sprintf("agent %s's workspace %s (%s)", a.Name, w.Name, w.Path)
+			fi, err := os.Lstat(w.Path)
+			real, rerr := filepath.EvalSymlinks(w.Path)
+			switch {
+			case err != nil:
+				out = append(out, Finding{ID: id, Severity: Error, Summary: what + " is gone: the agent cannot start", Details: err.Error() +
+					"; make the directory again, or give the agent its workspaces anew (PATCH /v1/agents/" + a.Name + ")"})
+			case !fi.IsDir() || rerr != nil || real != w.Path:
+				out = append(out, Finding{ID: id, Severity: Error, Summary: what + " is no longer a directory reached with no link: the agent cannot start",
+					Details: "give the agent its workspaces anew, naming the directory itself"})
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ok(id, plural(n, "workspace given to agents is there", "workspaces given to agents are there"))
+	}
+	return out
+}
+
 func checkSandbox(ctx context.Context, e *Env) []Finding {
 	const id = "sandbox"
 	if err := sandbox.New().Check(ctx); err != nil {

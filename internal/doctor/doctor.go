@@ -160,6 +160,7 @@ func Checks() []Check {
 		{"sandbox", "the sandbox works (bubblewrap, user namespaces)", checkSandbox},
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
 		{"mcp-servers", "every MCP server an agent is given can start: its version, its package, node, its secrets", checkMCPServers},
+		{"workspaces", "every workspace an agent is given is a directory, reached with no link", checkWorkspaces},
 		{"service-unit", "taosagent's systemd unit is installed and enabled", checkUnit},
 	}
 }

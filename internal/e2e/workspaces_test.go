@@ -172,6 +172,17 @@ func TestAnAgentWorksInItsWorkspaces(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(docs, "by-mcp.txt")); err == nil {
 		t.Error("the read-only workspace was written by the server")
 	}
+
+	// A workspace that goes away is a finding of doctor's.
+	if out, _, code := d.run("doctor", "workspaces"); code != 0 || !strings.Contains(out, "3 workspaces given to agents are there") {
+		t.Errorf("doctor workspaces (%d): %s", code, out)
+	}
+	if err := os.Rename(docs, docs+"-moved"); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := d.run("doctor", "workspaces"); code == 0 || !strings.Contains(out, "agent worker's workspace docs ("+docs+") is gone") {
+		t.Errorf("doctor workspaces, one gone (%d): %s", code, out)
+	}
 }
 
 // TestAToolsInstallsStayAndGoOutThroughTheProxy: an agent whose egress
