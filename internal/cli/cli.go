@@ -35,7 +35,7 @@ func commands() []command {
 		{"approve", "answer a pending approval (approve ID once|always|reject [--message …])", runApprove},
 		{"questions", "list what agents ask a person (pending ones by default)", runQuestions},
 		{"answer", "answer an agent's question (answer ID ANSWER… one per question, or ID --reject)", runAnswer},
-		{"library", "the Library of vetted items for agents (library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET | sync GIT-URL)", runLibrary},
+		{"library", "the Library of vetted items for agents (library add DIR|ARCHIVE | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET | sync GIT-URL)", runLibrary},
 		{"conversations", "list an agent's conversations, the current one marked (conversations AGENT)", runConversations},
 		{"resume", "make an earlier conversation the agent's current one (resume AGENT CONVERSATION)", runResume},
 		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},

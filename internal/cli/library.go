@@ -19,7 +19,7 @@ import (
 // of vetted items a person gives agents (docs/LIBRARY.md).
 func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input) | sync GIT-URL [--ref REF]", errUsage)
+		return fmt.Errorf("%w: want library add DIR|ARCHIVE | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input) | sync GIT-URL [--ref REF]", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flags("library "+sub, stderr)
@@ -33,7 +33,7 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	want := map[string]int{"add": 1, "list": 0, "show": 1, "diff": 1, "accept": 2, "rm": 1, "secret": 2, "sync": 1}
 	n, ok := want[sub]
 	if !ok || fs.NArg() != n {
-		return fmt.Errorf("%w: want library add DIR | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input) | sync GIT-URL [--ref REF]", errUsage)
+		return fmt.Errorf("%w: want library add DIR|ARCHIVE | list | show KIND/NAME | diff KIND/NAME | accept KIND/NAME DIGEST | rm KIND/NAME | secret mcp/NAME SECRET [--remove] (the value on standard input) | sync GIT-URL [--ref REF]", errUsage)
 	}
 	ref := func(s string) (string, error) {
 		kind, name, ok := strings.Cut(s, "/")
@@ -49,7 +49,12 @@ func runLibrary(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var out json.RawMessage
 	switch sub {
 	case "add":
-		files, err := library.Read(fs.Arg(0))
+		// A directory, or a tar archive of one (gzipped or not).
+		read := library.Read
+		if fi, err := os.Stat(fs.Arg(0)); err == nil && fi.Mode().IsRegular() {
+			read = library.ReadArchive
+		}
+		files, err := read(fs.Arg(0))
 		if err != nil {
 			return err
 		}

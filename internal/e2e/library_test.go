@@ -66,6 +66,18 @@ func TestTheLibraryInTheCLI(t *testing.T) {
 	if out := run("list"); !strings.Contains(out, "empty") {
 		t.Fatalf("after rm: %s", out)
 	}
+
+	// An archive of an item, as tar makes one, adds as its directory does.
+	cdir, cwrite := itemDir(t)
+	cwrite("item.json", `{"kind":"command","name":"greet","description":"Greets."}`)
+	cwrite("command.md", "Greet $ARGUMENTS.\n")
+	archive := filepath.Join(t.TempDir(), "greet.tar.gz")
+	if out, err := exec.Command("tar", "czf", archive, "-C", filepath.Dir(cdir), filepath.Base(cdir)).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	if out := run("add", archive); !strings.Contains(out, "command/greet@") || !strings.Contains(out, "added") {
+		t.Fatalf("add an archive: %s", out)
+	}
 }
 
 // An agent given a skill from the Library loads it through opencode's own

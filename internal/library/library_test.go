@@ -1,6 +1,8 @@
 package library
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"os"
@@ -280,5 +282,54 @@ func TestProposalsWaitingAreBoundedPerProposer(t *testing.T) {
 	}
 	if _, err := s.Propose(extra, "eager"); err != nil {
 		t.Errorf("after a person accepted one: %v", err)
+	}
+}
+
+// TestAnItemIsReadFromAnArchive: a tar.gz of an item's directory (its one
+// top directory its root) reads as the directory does; a link in one is
+// refused by name.
+func TestAnItemIsReadFromAnArchive(t *testing.T) {
+	write := func(entries func(tw *tar.Writer)) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "item.tar.gz")
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gz := gzip.NewWriter(f)
+		tw := tar.NewWriter(gz)
+		entries(tw)
+		tw.Close()
+		gz.Close()
+		f.Close()
+		return p
+	}
+	file := func(tw *tar.Writer, name, content string) {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(content))
+	}
+	good := write(func(tw *tar.Writer) {
+		tw.WriteHeader(&tar.Header{Name: "notes/", Mode: 0o755, Typeflag: tar.TypeDir})
+		file(tw, "notes/item.json", `{"kind":"command","name":"notes","description":"d"}`)
+		file(tw, "notes/command.md", "Take notes.\n")
+	})
+	files, err := ReadArchive(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, err := Check(files); err != nil || it.Ref() != "command/notes" {
+		t.Fatalf("%v %v (files %v)", it.Ref(), err, len(files))
+	}
+	bad := write(func(tw *tar.Writer) {
+		file(tw, "item.json", `{"kind":"command","name":"notes","description":"d"}`)
+		tw.WriteHeader(&tar.Header{Name: "command.md", Linkname: "/etc/shadow", Typeflag: tar.TypeSymlink})
+	})
+	var inv *Invalid
+	if _, err := ReadArchive(bad); !errors.As(err, &inv) || !strings.Contains(err.Error(), "command.md") {
+		t.Fatalf("a link: %v", err)
+	}
+	out := write(func(tw *tar.Writer) { file(tw, "../x/item.json", "{}") })
+	if _, err := ReadArchive(out); !errors.As(err, &inv) {
+		t.Fatalf("a path out of it: %v", err)
 	}
 }
