@@ -82,14 +82,18 @@ func (s *Sandbox) binds(bs []Bind, uid, gid int) (args []string, host []hostPath
 	return args, host, staged, nil
 }
 
-// stage makes an idmapped mount of dir (opened without following a link
-// at its end) in which dir's owner and group are uid and gid, nosuid,
-// nodev, read-only unless rw, and attaches it under the staging
+// stage makes an idmapped mount of dir (opened following no link
+// anywhere in its path) in which dir's owner and group are uid and gid,
+// nosuid, nodev, read-only unless rw, and attaches it under the staging
 // directory at.
+//
+// No link anywhere: a workspace inside another that an agent writes (as
+// its owner, root for root's project) could otherwise be made to lead
+// elsewhere, /etc say, by a link the agent put in its path.
 func stage(at, dir string, uid, gid int, rw bool) (string, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat2(unix.AT_FDCWD, dir, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
 	if err != nil {
-		return "", fmt.Errorf("open: %w", err)
+		return "", fmt.Errorf("open (no link may lead there): %w", err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t

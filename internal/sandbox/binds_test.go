@@ -130,3 +130,31 @@ id -u
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestABindThroughALinkIsRefused: a bind whose path leads through a link
+// anywhere (one an agent could have put inside another workspace) is
+// refused, and nothing is staged.
+func TestABindThroughALinkIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("idmapped binds are made by root")
+	}
+	s := newSandbox(t)
+	s.StageDir = filepath.Join(t.TempDir(), "binds")
+	t.Cleanup(func() { s.SweepBinds() })
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "elsewhere", "ssl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(base, "elsewhere"), filepath.Join(base, "proj")); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	_, err := s.Command(context.Background(), Service{Command: []string{"/bin/true"}, Dir: dir, Workdir: dir,
+		Binds: []Bind{{Src: filepath.Join(base, "proj", "ssl"), Dst: "/ws/ssl", RW: true}}, UID: 61235, GID: 61235})
+	if err == nil || !strings.Contains(err.Error(), "no link") {
+		t.Fatalf("a bind through a link: %v", err)
+	}
+	if ents, _ := os.ReadDir(s.StageDir); len(ents) != 0 {
+		t.Fatalf("staged: %v", ents)
+	}
+}
