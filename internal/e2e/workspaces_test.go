@@ -191,7 +191,8 @@ func TestAnAgentWorksInItsWorkspaces(t *testing.T) {
 // proxy: the tool's sandbox has no other way out); the package is still
 // there at the next turn, in the agent's own toolchain home. The tool's
 // request is an egress event, and one to a host the policy does not name
-// is refused.
+// is refused. (The agent's long name makes its proxy socket's path longer
+// than a socket's address holds: the daemon binds it all the same.)
 func TestAToolsInstallsStayAndGoOutThroughTheProxy(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
@@ -199,14 +200,14 @@ func TestAToolsInstallsStayAndGoOutThroughTheProxy(t *testing.T) {
 	}
 	d := start(t, "")
 	ctx := ctxT(t, 4*time.Minute)
-	d.agent(ctx, "builder2", `{"*":"allow"}`)
-	if code, body := request(t, "PATCH", d.addr+"/v1/agents/builder2", d.c.Token, `{"egress":{"mode":"hosts","hosts":["registry.npmjs.org"]}}`); code != 200 {
+	d.agent(ctx, "toolchain-builder-with-long-name", `{"*":"allow"}`)
+	if code, body := request(t, "PATCH", d.addr+"/v1/agents/toolchain-builder-with-long-name", d.c.Token, `{"egress":{"mode":"hosts","hosts":["registry.npmjs.org"]}}`); code != 200 {
 		t.Fatalf("PATCH egress: %d %s", code, body)
 	}
 	run := func(cmd string) string {
 		t.Helper()
-		acc := d.send(ctx, "builder2", "run: "+cmd, "")
-		evs := d.turnOf(ctx, "builder2", 0, acc.Input)
+		acc := d.send(ctx, "toolchain-builder-with-long-name", "run: "+cmd, "")
+		evs := d.turnOf(ctx, "toolchain-builder-with-long-name", 0, acc.Input)
 		for _, e := range evs {
 			if e.Kind == "tool_result" {
 				return e.Field("output") + e.Field("error")
@@ -217,14 +218,14 @@ func TestAToolsInstallsStayAndGoOutThroughTheProxy(t *testing.T) {
 	}
 	out := run("npm install -g --no-audit --no-fund is-number@7.0.0 2>&1 | tail -2; echo HOME=$HOME; " +
 		"npm view left-pad version --registry https://example.com/ 2>&1 | grep -c -i -E 'refused|403|ECONNRESET|E[A-Z]+' || true")
-	if !strings.Contains(out, "HOME="+filepath.Join(d.home, "agents", "builder2", "toolhome")) || !strings.Contains(out, "added 1 package") {
+	if !strings.Contains(out, "HOME="+filepath.Join(d.home, "agents", "toolchain-builder-with-long-name", "toolhome")) || !strings.Contains(out, "added 1 package") {
 		t.Fatalf("npm install -g: %q", out)
 	}
 	if out := run("npm ls -g --depth=0"); !strings.Contains(out, "is-number@7.0.0") {
 		t.Fatalf("the package did not stay: %q", out)
 	}
 	var allowed, refused bool
-	err := d.c.Stream(ctx, "builder2", 0, func(e client.Event) bool {
+	err := d.c.Stream(ctx, "toolchain-builder-with-long-name", 0, func(e client.Event) bool {
 		if e.Kind == "egress" {
 			allowed = allowed || e.Field("host") == "registry.npmjs.org" && e.Field("allowed") == "true"
 			refused = refused || e.Field("host") == "example.com" && e.Field("allowed") != "true"

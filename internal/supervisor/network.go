@@ -76,9 +76,9 @@ func (s *Supervisor) openNet(agent, runDir string, ids *hostIDs, pid int) (*inst
 	go srv.Serve(ln)
 	n := &instanceNet{ns: ns, door: srv}
 	if s.Doors.ToolProxy != nil && s.Doors.Relay != "" {
+		// Without it the tools have no way out, and the agent still works.
 		if n.tools, err = s.serveToolProxy(agent, runDir, ids); err != nil {
-			n.close()
-			return nil, err
+			s.Logger.Error("the agent's tools get no network", "agent", agent, "err", err)
 		}
 	}
 	return n, nil
@@ -109,7 +109,7 @@ func (s *Supervisor) serveToolProxy(agent, runDir string, ids *hostIDs) (*http.S
 	if err != nil {
 		return nil, fmt.Errorf("the tools' proxy: %w", err)
 	}
-	ln, err := net.Listen("unix", sock)
+	ln, err := listenUnix(dir, sandbox.ProxySocket)
 	if err != nil {
 		return nil, fmt.Errorf("the tools' proxy: %w", err)
 	}
@@ -190,6 +190,25 @@ func (n *instanceNet) close() {
 		n.api.Close()
 	}
 	n.ns.Close()
+}
+
+// listenUnix listens on the unix socket name in dir, however long dir's
+// path (a socket's address holds 107 bytes): it names dir by a descriptor
+// (/proc/self/fd/N). The socket stays when the listener closes (its
+// address would name another directory by then); the next listen
+// removes it.
+func listenUnix(dir, name string) (net.Listener, error) {
+	fd, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer fd.Close()
+	ln, err := net.Listen("unix", fmt.Sprintf("/proc/self/fd/%d/%s", fd.Fd(), name))
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	return ln, nil
 }
 
 // share gives path to root and group gid with mode (gid < 0: the
