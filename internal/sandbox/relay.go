@@ -3,12 +3,13 @@ package sandbox
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"syscall"
+
+	"github.com/taosagent/taosagent/internal/joinconn"
 )
 
 // RelayArg, as the first argument of taosagent's binary, makes it a tool
@@ -56,7 +57,7 @@ func RunRelay(args []string) int {
 					c.Close()
 					return
 				}
-				relayJoin(c, up)
+				joinconn.Join(c, up)
 			}()
 		}
 	}()
@@ -85,23 +86,4 @@ func RunRelay(args []string) int {
 		return ee.ExitCode()
 	}
 	return 1
-}
-
-// relayJoin copies a and b into each other until both ends are done.
-func relayJoin(a, b net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		io.Copy(b, a)
-		if c, ok := b.(interface{ CloseWrite() error }); ok {
-			c.CloseWrite()
-		}
-		close(done)
-	}()
-	io.Copy(a, b)
-	if c, ok := a.(interface{ CloseWrite() error }); ok {
-		c.CloseWrite()
-	}
-	<-done
-	a.Close()
-	b.Close()
 }

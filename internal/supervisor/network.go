@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/door"
+	"github.com/taosagent/taosagent/internal/joinconn"
 	"github.com/taosagent/taosagent/internal/netns"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/sandbox"
@@ -148,32 +148,11 @@ func (n *instanceNet) forward(target string) (string, error) {
 					c.Close()
 					return
 				}
-				join(c, up)
+				joinconn.Join(c, up)
 			}()
 		}
 	}()
 	return "http://" + ln.Addr().String(), nil
-}
-
-// join copies a and b into each other until both ends are done.
-func join(a, b net.Conn) {
-	done := make(chan struct{})
-	go func() {
-		io.Copy(b, a)
-		closeWrite(b)
-		close(done)
-	}()
-	io.Copy(a, b)
-	closeWrite(a)
-	<-done
-	a.Close()
-	b.Close()
-}
-
-func closeWrite(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
 }
 
 // close ends the door, the forwarder and the daemon's hold on the
