@@ -52,6 +52,8 @@ func commands() []command {
 		{"install", "install taosagent as a system service, non-interactively and idempotently (--uninstall [--purge] removes it)", runInstall},
 		{"install-service", "write and enable taosagent's systemd unit ([--user] [--print])", runInstallService},
 		{"setup", "install the pinned opencode into the home directory", runSetup},
+		{"backup", "write a consistent backup of the home, the daemon running or not (backup FILE: a new 0600 archive)", runBackup},
+		{"restore", "bring a backup back into a new, empty home, no daemon running (restore FILE --home DIR)", runRestore},
 		{"demo", "run one turn against the scripted demo model and print its events", runDemo},
 		{"sandbox", "run a command in a disposable bubblewrap sandbox (sandbox run --help)", runSandbox},
 		{"app", "create, validate and package .taosapp web apps (app new|validate|package)", runApp},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/agent"
+	"github.com/taosagent/taosagent/internal/backup"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/library"
@@ -523,6 +524,25 @@ func checkWorkspaces(ctx context.Context, e *Env) []Finding {
 		return ok(id, plural(n, "workspace given to agents is there", "workspaces given to agents are there"))
 	}
 	return out
+}
+
+// BackupStale is the age past which the last backup is a warning.
+const BackupStale = 7 * 24 * time.Hour
+
+// checkBackup reports the age of the home's last backup: none is said
+// plainly (not every home needs one), an old one is a warning.
+func checkBackup(ctx context.Context, e *Env) []Finding {
+	const id = "backup"
+	file, m, made := backup.Last(e.Home)
+	if !made {
+		return ok(id, "no backup has been made of this home (taosagent backup FILE makes one, the daemon running or not)")
+	}
+	age := time.Since(m.Created).Round(time.Minute)
+	what := fmt.Sprintf("the last backup, %s, is %s old (the event log up to event %d)", file, age, m.Head)
+	if age > BackupStale {
+		return []Finding{{ID: id, Severity: Warning, Summary: what, Details: "taosagent backup FILE makes a new one"}}
+	}
+	return ok(id, what)
 }
 
 func checkSandbox(ctx context.Context, e *Env) []Finding {

@@ -161,6 +161,7 @@ func Checks() []Check {
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
 		{"mcp-servers", "every MCP server an agent is given can start: its version, its package, node, its secrets", checkMCPServers},
 		{"workspaces", "every workspace an agent is given is a directory, reached with no link", checkWorkspaces},
+		{"backup", "the age of the home's last backup (taosagent backup FILE)", checkBackup},
 		{"service-unit", "taosagent's systemd unit is installed and enabled", checkUnit},
 	}
 }

@@ -599,3 +599,26 @@ func (l *Log) QuickCheck(ctx context.Context) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// Copy writes a consistent copy of the database at src to dst (which must
+// not exist, mode 0600): SQLite's VACUUM INTO, a snapshot of one instant
+// taken beside a running daemon's writer. It reads src only (SQLite's
+// read-only mode forbids VACUUM INTO itself, so its connection is an
+// ordinary one that never writes). A backup's event log.
+func Copy(ctx context.Context, src, dst string) error {
+	if _, err := os.Stat(src); err != nil {
+		return fmt.Errorf("eventlog: %w", err)
+	}
+	q := url.Values{}
+	q.Add("mode", "rw")
+	q.Add("_pragma", "busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+src+"?"+q.Encode())
+	if err != nil {
+		return fmt.Errorf("eventlog: %w", err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
+		return fmt.Errorf("eventlog: copy %s: %w", src, err)
+	}
+	return os.Chmod(dst, 0o600)
+}
