@@ -1,7 +1,10 @@
 package backup
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +100,44 @@ func TestABackupComesBackWhole(t *testing.T) {
 	defer r.Close()
 	if as, err := r.Agents(ctx); err != nil || len(as) != 1 || r.Head() != 50 {
 		t.Fatalf("the restored log: %v %v head %d", as, err, r.Head())
+	}
+}
+
+// TestAnArchiveOfANewerSchemaIsRefused: nothing is written from an
+// archive whose event log is newer than this build knows, or that is not
+// a backup at all.
+func TestAnArchiveOfANewerSchemaIsRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	mk := func(name string, first string, body []byte) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gz := gzip.NewWriter(f)
+		tw := tar.NewWriter(gz)
+		tw.WriteHeader(&tar.Header{Name: first, Mode: 0o600, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write(body)
+		tw.WriteHeader(&tar.Header{Name: "token", Mode: 0o600, Size: 1, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x"))
+		tw.Close()
+		gz.Close()
+		f.Close()
+		return p
+	}
+	newer, _ := json.Marshal(Manifest{Format: Format, Schema: eventlog.SchemaVersion + 1})
+	for file, want := range map[string]string{
+		mk("newer.tar.gz", ManifestName, newer):               "newer than this taosagent knows",
+		mk("other.tar.gz", "token", []byte("not a manifest")): "not a taosagent backup",
+	} {
+		to := home.Home{Dir: filepath.Join(t.TempDir(), "h")}
+		if _, _, err := Restore(ctx, file, to); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", filepath.Base(file), err, want)
+		}
+		if _, err := os.Stat(filepath.Join(to.Dir, "token")); err == nil {
+			t.Errorf("%s: a file was written", filepath.Base(file))
+		}
 	}
 }
