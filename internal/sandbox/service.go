@@ -366,7 +366,9 @@ func (s *Sandbox) toolShell(svc Service) string {
 		home = th
 		path = th + "/.local/bin:" + th + "/.npm-global/bin:" + th + "/go/bin:" + path
 		a = append(a, "--bind", th, th)
-		env = append(env, "NPM_CONFIG_PREFIX", th+"/.npm-global", "GOPATH", th+"/go")
+		// npm's check of its own version would be one more request out,
+		// and a notice in every install's output.
+		env = append(env, "NPM_CONFIG_PREFIX", th+"/.npm-global", "GOPATH", th+"/go", "NPM_CONFIG_UPDATE_NOTIFIER", "false")
 	}
 	if _, err := os.Stat(systemCAs); err == nil {
 		// node trusts its own list, not the system's, unless told.
