@@ -18,6 +18,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/containers"
 )
 
 // Service is one managed service.
@@ -35,15 +38,81 @@ type ConfigFile struct {
 	Format string `json:"format"` // json, yaml, toml, ini or none
 }
 
+// Container is one managed container, reached through the container
+// runtime's API (package containers): one container by its exact name, or
+// those a label marks. Never "any container".
+type Container struct {
+	Name      string `json:"name"`                // what the tools and recipes call it
+	Container string `json:"container,omitempty"` // the container's exact name
+	Label     string `json:"label,omitempty"`     // or a label that marks it, key=value
+	// Image, when set, is the image it must run: an image id (sha256:…)
+	// or a repository digest (repo@sha256:…).
+	Image     string `json:"image,omitempty"`
+	HealthURL string `json:"health_url,omitempty"` // a loopback http(s) URL answering 2xx when healthy
+	// Unit is the systemd unit that creates the container, when one does
+	// (podman generate systemd, quadlet, compose): unwedge-container
+	// restarts the unit rather than starting the container itself.
+	Unit string `json:"unit,omitempty"`
+	// RemoveLeftover lets unwedge-container remove a stopped container of
+	// this declaration before the unit makes it again (a leftover of a
+	// container run without --rm blocks its name). Only with Unit.
+	RemoveLeftover bool `json:"remove_leftover,omitempty"`
+	// StopSeconds is how long a stop waits before it kills; default 10.
+	StopSeconds int `json:"stop_seconds,omitempty"`
+}
+
+// Selector is what the runtime is asked for.
+func (c Container) Selector() containers.Selector {
+	return containers.Selector{Name: c.Container, Label: c.Label}
+}
+
+// StopGrace is how long a stop of c waits before it kills.
+func (c Container) StopGrace() time.Duration {
+	if c.StopSeconds <= 0 {
+		return 10 * time.Second
+	}
+	return time.Duration(c.StopSeconds) * time.Second
+}
+
 // Config is the managed-host file (HOME/host.json).
 type Config struct {
-	Services []Service `json:"services"`
+	Services   []Service   `json:"services"`
+	Containers []Container `json:"containers,omitempty"`
+	// ContainerSocket is the container runtime's API socket; default
+	// Podman's (/run/podman/podman.sock) where it exists, else Docker's.
+	ContainerSocket string `json:"container_socket,omitempty"`
+}
+
+// Runtime is the client of the declared container runtime.
+func (c Config) Runtime() containers.Client {
+	sock := c.ContainerSocket
+	if sock == "" {
+		sock = "/var/run/docker.sock"
+		if _, err := os.Stat("/run/podman/podman.sock"); err == nil {
+			sock = "/run/podman/podman.sock"
+		}
+	}
+	return containers.Client{Socket: sock}
+}
+
+// Container returns the container declared as name.
+func (c Config) Container(name string) (Container, bool) {
+	for _, k := range c.Containers {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return Container{}, false
 }
 
 var (
 	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
-	unitPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,200}\.service$`)
-	formats     = map[string]bool{"json": true, "yaml": true, "toml": true, "ini": true, "none": true}
+	// The runtimes' own rule for a container's name.
+	containerPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	labelPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}=[^\x00-\x1f\x7f]{0,256}$`)
+	imagePattern     = regexp.MustCompile(`^([a-z0-9][a-z0-9._/:-]{0,254}@)?sha256:[0-9a-f]{64}$`)
+	unitPattern      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9@._:\\-]{0,200}\.service$`)
+	formats          = map[string]bool{"json": true, "yaml": true, "toml": true, "ini": true, "none": true}
 )
 
 // Self is taosagent's own service; it is always managed.
@@ -106,10 +175,50 @@ func Parse(b []byte) (Config, error) {
 			}
 		}
 	}
+	if err := c.checkContainers(); err != nil {
+		return Config{}, err
+	}
+	if c.ContainerSocket != "" && (!filepath.IsAbs(c.ContainerSocket) || filepath.Clean(c.ContainerSocket) != c.ContainerSocket) {
+		return Config{}, fmt.Errorf("container_socket %q is not a clean absolute path", c.ContainerSocket)
+	}
 	if !seen[Self.Name] {
 		c.Services = append([]Service{Self}, c.Services...)
 	}
 	return c, nil
+}
+
+func (c Config) checkContainers() error {
+	seen := map[string]bool{}
+	for i, k := range c.Containers {
+		where := fmt.Sprintf("containers[%d]", i)
+		switch {
+		case !namePattern.MatchString(k.Name):
+			return fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, k.Name)
+		case seen[k.Name]:
+			return fmt.Errorf("%s: the name %q appears twice", where, k.Name)
+		case (k.Container == "") == (k.Label == ""):
+			return fmt.Errorf("%s: give exactly one of container (its name) or label (key=value)", where)
+		case k.Container != "" && !containerPattern.MatchString(k.Container):
+			return fmt.Errorf("%s: container %q is not a container name", where, k.Container)
+		case k.Label != "" && !labelPattern.MatchString(k.Label):
+			return fmt.Errorf("%s: label %q: want key=value", where, k.Label)
+		case k.Image != "" && !imagePattern.MatchString(k.Image):
+			return fmt.Errorf("%s: image %q: want an image id (sha256:…) or a digest (repo@sha256:…)", where, k.Image)
+		case k.Unit != "" && !unitPattern.MatchString(k.Unit):
+			return fmt.Errorf("%s: unit %q is not a systemd service unit name", where, k.Unit)
+		case k.RemoveLeftover && k.Unit == "":
+			return fmt.Errorf("%s: remove_leftover needs the unit that makes the container again", where)
+		case k.StopSeconds < 0 || k.StopSeconds > 600:
+			return fmt.Errorf("%s: stop_seconds %d: want 0 to 600", where, k.StopSeconds)
+		}
+		if k.HealthURL != "" {
+			if err := loopbackURL(k.HealthURL); err != nil {
+				return fmt.Errorf("%s: health_url: %w", where, err)
+			}
+		}
+		seen[k.Name] = true
+	}
+	return nil
 }
 
 // loopbackURL accepts an http(s) URL of a loopback address only: a health

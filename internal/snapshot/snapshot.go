@@ -42,6 +42,9 @@ type Snapshot struct {
 	GID    int         `json:"gid"`
 	Time   time.Time   `json:"time"`
 	Reason string      `json:"reason,omitempty"` // why it was taken, e.g. "before config_write"
+	// Record is set for a record of something that is not a file (Path
+	// then names it, "container:web"): kept to read, never restored.
+	Record bool `json:"record,omitempty"`
 }
 
 // Store is a snapshot directory.
@@ -81,30 +84,53 @@ func (s Store) Take(path, reason string) (Snapshot, error) {
 		if err != nil {
 			return Snapshot{}, err
 		}
-		sum := sha256.Sum256(b)
-		sn.Exists, sn.SHA256, sn.Size, sn.Mode = true, hex.EncodeToString(sum[:]), int64(len(b)), st.Mode().Perm()
+		sn.Mode = st.Mode().Perm()
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			sn.UID, sn.GID = int(sys.Uid), int(sys.Gid)
 		}
-		obj := filepath.Join(s.Dir, "objects", sn.SHA256)
-		if _, err := os.Stat(obj); err != nil {
-			if err := os.MkdirAll(filepath.Dir(obj), 0o700); err != nil {
-				return Snapshot{}, err
-			}
-			if err := atomicfile.Write(obj, b, 0o600); err != nil {
-				return Snapshot{}, err
-			}
+		if err := s.store(&sn, b); err != nil {
+			return Snapshot{}, err
 		}
 	}
+	return sn, s.index(sn)
+}
+
+// Record keeps b as a snapshot of something that is not a file, called
+// name ("container:web": its settings before a recipe changed it). Restore
+// refuses it.
+func (s Store) Record(name string, b []byte, reason string) (Snapshot, error) {
+	if len(b) > MaxSize {
+		return Snapshot{}, fmt.Errorf("snapshot: %s is larger than %d bytes", name, MaxSize)
+	}
+	sn := Snapshot{ID: newID(), Path: name, Time: time.Now().UTC().Truncate(time.Millisecond), Reason: reason, Record: true, Mode: 0o600}
+	if err := s.store(&sn, b); err != nil {
+		return Snapshot{}, err
+	}
+	return sn, s.index(sn)
+}
+
+// store keeps b as sn's contents.
+func (s Store) store(sn *Snapshot, b []byte) error {
+	sum := sha256.Sum256(b)
+	sn.Exists, sn.SHA256, sn.Size = true, hex.EncodeToString(sum[:]), int64(len(b))
+	obj := filepath.Join(s.Dir, "objects", sn.SHA256)
+	if _, err := os.Stat(obj); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(obj), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(obj, b, 0o600)
+}
+
+// index writes sn's record.
+func (s Store) index(sn Snapshot) error {
 	meta, _ := json.MarshalIndent(sn, "", "  ")
 	idx := filepath.Join(s.Dir, "index", sn.ID+".json")
 	if err := os.MkdirAll(filepath.Dir(idx), 0o700); err != nil {
-		return Snapshot{}, err
+		return err
 	}
-	if err := atomicfile.Write(idx, meta, 0o600); err != nil {
-		return Snapshot{}, err
-	}
-	return sn, nil
+	return atomicfile.Write(idx, meta, 0o600)
 }
 
 // Get returns snapshot id.
@@ -181,6 +207,9 @@ func (s Store) Restore(id string) (before Snapshot, err error) {
 	sn, err := s.Get(id)
 	if err != nil {
 		return Snapshot{}, err
+	}
+	if sn.Record {
+		return Snapshot{}, fmt.Errorf("snapshot %s is a record of %s, not of a file: it is kept to read, not restored", sn.ID, sn.Path)
 	}
 	b, err := s.Content(sn)
 	if err != nil {
