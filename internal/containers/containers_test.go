@@ -42,7 +42,7 @@ func TestTheEngineAPIOfARealPodman(t *testing.T) {
 	web := p.Container(t, "web", []string{"--label", "taos.app=web", "--health-cmd", "test -e /tmp/ok", "--health-interval", "0", "--health-retries", "1"},
 		"sh", "-c", "echo started; echo to-stderr >&2; touch /tmp/ok; exec sleep 1000")
 	p.Container(t, "web-2", nil, "sleep", "1000") // a name that contains "web"
-	p.Container(t, "loop", []string{"--restart", "always"}, "sh", "-c", "echo boom; exit 3")
+	p.Container(t, "loop", []string{"--restart", "on-failure:3"}, "sh", "-c", "echo boom; exit 3")
 	p.Container(t, "done", nil, "sh", "-c", "exit 4")
 	p.Run(t, "wait", "done")
 

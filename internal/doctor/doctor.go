@@ -96,6 +96,9 @@ type Env struct {
 	// UnitDir is where install-service writes the unit; default the
 	// system's (or the user's, when not root).
 	UnitDir string
+	// ContainerWait is how long unwedge-container waits for the container
+	// to run and be healthy; default a minute.
+	ContainerWait time.Duration
 
 	once  sync.Once
 	db    *eventlog.Log
@@ -157,6 +160,7 @@ func Checks() []Check {
 		{"daemon-log", "no recent errors in the daemon's log", checkDaemonLog},
 		{"providers", "every provider answers with its key", checkProviders},
 		{"services", "every managed service is up, healthy, and its config parses", checkServices},
+		{"containers", "every managed container runs, is healthy, does not restart in a loop, and runs its pinned image", checkContainers},
 		{"sandbox", "the sandbox works (bubblewrap, user namespaces)", checkSandbox},
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
 		{"mcp-servers", "every MCP server an agent is given can start: its version, its package, node, its secrets", checkMCPServers},
@@ -272,5 +276,5 @@ func joinMax(items []string, n int) string {
 // yet: for checking again after a fix.
 func (e *Env) Fresh() *Env {
 	return &Env{Home: e.Home, Addr: e.Addr, Opencode: e.Opencode, OpencodeVersion: e.OpencodeVersion, OpencodeErr: e.OpencodeErr, OpencodeStamp: e.OpencodeStamp,
-		Systemd: e.Systemd, Unit: e.Unit, Timeout: e.Timeout, Self: e.Self, UnitDir: e.UnitDir}
+		Systemd: e.Systemd, Unit: e.Unit, Timeout: e.Timeout, Self: e.Self, UnitDir: e.UnitDir, ContainerWait: e.ContainerWait}
 }

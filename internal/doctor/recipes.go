@@ -46,6 +46,7 @@ func Recipes() []Recipe {
 		{"restore-host-file", "restore the managed-host file from its last good snapshot", true, restoreHostFile},
 		{"restore-config", "restore a managed service's config file from its last good snapshot", true, restoreConfig},
 		{"restart-service", "restart a managed service through systemd", true, restartService},
+		{"unwedge-container", "stop (then kill) a managed container, remove its leftover where declared, start it again and wait for its health; its settings kept first", true, unwedgeContainer},
 		{"install-service", "install and enable taosagent's systemd unit", false, installService},
 		{"restart-daemon", "restart the daemon (through its systemd unit when installed)", true, restartDaemon},
 		{"start-daemon", "start the daemon (through its systemd unit when installed)", false, startDaemon},

@@ -104,3 +104,44 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// A container is declared by exact name or by label, never as "any";
+// each fault is named.
+func TestParseManagedContainers(t *testing.T) {
+	pin := "sha256:" + strings.Repeat("ab", 32)
+	c, err := hostctl.Parse([]byte(`{"services":[],"container_socket":"/run/podman/podman.sock","containers":[
+		{"name":"web","label":"taos.role=web","image":"` + pin + `"},
+		{"name":"api","container":"taos-api","unit":"taos-api.service","remove_leftover":true,"stop_seconds":3}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := c.Container("api"); !ok || k.Selector().Name != "taos-api" || k.StopGrace() != 3*time.Second || c.Runtime().Socket != "/run/podman/podman.sock" {
+		t.Fatalf("%+v", c)
+	}
+	if k, _ := c.Container("web"); k.StopGrace() != 10*time.Second || k.Selector().Label != "taos.role=web" {
+		t.Fatalf("%+v", k)
+	}
+	for doc, want := range map[string]string{
+		`{"name":"web"}`: "exactly one of container",
+		`{"name":"web","container":"a","label":"k=v"}`:                   "exactly one of container",
+		`{"name":"web","container":"a b"}`:                               "not a container name",
+		`{"name":"web","label":"k"}`:                                     "want key=value",
+		`{"name":"web","container":"a","image":"busybox:latest"}`:        "want an image id",
+		`{"name":"web","container":"a","remove_leftover":true}`:          "needs the unit",
+		`{"name":"web","container":"a","unit":"x"}`:                      "not a systemd service unit",
+		`{"name":"web","container":"a","stop_seconds":-1}`:               "stop_seconds",
+		`{"name":"web","container":"a","health_url":"http://10.0.0.1/"}`: "not a loopback",
+		`{"name":"Web","container":"a"}`:                                 "lower-case",
+		`{"name":"web","container":"a","privileged":true}`:               "unknown field",
+	} {
+		if _, err := hostctl.Parse([]byte(`{"services":[],"containers":[` + doc + `]}`)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+	if _, err := hostctl.Parse([]byte(`{"services":[],"containers":[{"name":"a","container":"a"},{"name":"a","container":"b"}]}`)); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("twice: %v", err)
+	}
+	if _, err := hostctl.Parse([]byte(`{"services":[],"container_socket":"run/docker.sock"}`)); err == nil {
+		t.Error("a relative socket was accepted")
+	}
+}

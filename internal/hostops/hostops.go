@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,9 +50,11 @@ type HostStatus struct {
 	Daemon   DaemonStatus    `json:"daemon"`
 	Agents   []AgentBrief    `json:"agents"`
 	Services []ServiceStatus `json:"services"`
-	Disk     DiskStatus      `json:"disk"`
-	Memory   MemoryStatus    `json:"memory"`
-	Load     [3]float64      `json:"load"`
+	// Containers are the managed containers; absent when none is declared.
+	Containers []hostctl.ContainerState `json:"containers,omitempty"`
+	Disk       DiskStatus               `json:"disk"`
+	Memory     MemoryStatus             `json:"memory"`
+	Load       [3]float64               `json:"load"`
 }
 
 // DaemonStatus is taosagent's own state.
@@ -133,6 +136,9 @@ func (o *Ops) Status(ctx context.Context) (HostStatus, error) {
 		}
 		st.Services = append(st.Services, ss)
 	}
+	for _, k := range host.Containers {
+		st.Containers = append(st.Containers, host.LookContainer(ctx, k, time.Now()))
+	}
 	var fs syscall.Statfs_t
 	if syscall.Statfs(o.Control.Home, &fs) == nil {
 		st.Disk = DiskStatus{Path: o.Control.Home, FreeBytes: fs.Bavail * uint64(fs.Bsize), TotalBytes: fs.Blocks * uint64(fs.Bsize)}
@@ -189,14 +195,15 @@ func meminfo() MemoryStatus {
 	return m
 }
 
-// LogsRequest selects log lines: of a managed service, or of an agent's
-// opencode (exactly one of the two).
+// LogsRequest selects log lines: of a managed service, of a managed
+// container, or of an agent's opencode (exactly one of the three).
 type LogsRequest struct {
-	Service string `json:"service,omitempty"`
-	Agent   string `json:"agent,omitempty"`
-	Lines   int    `json:"lines,omitempty"`   // default 100, at most MaxLogLines
-	Pattern string `json:"pattern,omitempty"` // only lines that contain it
-	Since   string `json:"since,omitempty"`   // RFC 3339 time, or a duration back from now ("15m")
+	Service   string `json:"service,omitempty"`
+	Container string `json:"container,omitempty"` // a declared container
+	Agent     string `json:"agent,omitempty"`
+	Lines     int    `json:"lines,omitempty"`   // default 100, at most MaxLogLines
+	Pattern   string `json:"pattern,omitempty"` // only lines that contain it
+	Since     string `json:"since,omitempty"`   // RFC 3339 time, or a duration back from now ("15m")
 }
 
 // Logs is what a log read returns: bounded, redacted, and marked as
@@ -211,8 +218,8 @@ type Logs struct {
 //
 // An agent reads only the logs of agents it may read (see Events).
 func (o *Ops) Logs(ctx context.Context, a control.Actor, r LogsRequest) (Logs, error) {
-	if (r.Service == "") == (r.Agent == "") {
-		return Logs{}, control.Invalidf("service: give exactly one of service or agent")
+	if n := len(slices.DeleteFunc([]string{r.Service, r.Container, r.Agent}, func(s string) bool { return s == "" })); n != 1 {
+		return Logs{}, control.Invalidf("service: give exactly one of service, container or agent")
 	}
 	if r.Lines <= 0 {
 		r.Lines = 100
@@ -241,6 +248,34 @@ func (o *Ops) Logs(ctx context.Context, a control.Actor, r LogsRequest) (Logs, e
 			return Logs{}, err
 		}
 		lines = afterTime(lines, since)
+	case r.Container != "":
+		host, err := o.Host()
+		if err != nil {
+			return Logs{}, err
+		}
+		k, ok := host.Container(r.Container)
+		if !ok {
+			return Logs{}, notDeclared("container", r.Container)
+		}
+		rt := host.Runtime()
+		ids, err := rt.Find(ctx, k.Selector())
+		if err != nil {
+			return Logs{}, err
+		}
+		out.Source = "container " + k.Name + " (" + k.Selector().String() + ")"
+		for _, id := range ids {
+			ls, err := rt.Logs(ctx, id, r.Lines, since)
+			if err != nil {
+				return Logs{}, err
+			}
+			if pattern := r.Pattern; pattern != "" {
+				ls = slices.DeleteFunc(ls, func(l string) bool { return !strings.Contains(l, pattern) })
+			}
+			lines = append(lines, ls...)
+		}
+		if len(lines) > r.Lines {
+			lines = lines[len(lines)-r.Lines:]
+		}
 	default:
 		host, err := o.Host()
 		if err != nil {
@@ -432,6 +467,65 @@ func (o *Ops) ServiceRestart(ctx context.Context, a control.Actor, name string) 
 		return "", err
 	})
 	return st, err
+}
+
+// ContainersList reports every managed container as its runtime shows it.
+func (o *Ops) ContainersList(ctx context.Context) ([]hostctl.ContainerState, error) {
+	host, err := o.Host()
+	if err != nil {
+		return nil, err
+	}
+	out := []hostctl.ContainerState{}
+	for _, k := range host.Containers {
+		out = append(out, host.LookContainer(ctx, k, time.Now()))
+	}
+	return out, nil
+}
+
+// ContainerRestart restarts a managed container (destructive): each
+// container its declaration matches is stopped (killed after its grace)
+// and started. The settings of each are kept in a snapshot record first.
+func (o *Ops) ContainerRestart(ctx context.Context, a control.Actor, name string) (hostctl.ContainerState, error) {
+	c := control.Call{Actor: a, Tool: "container_restart", Target: name, Args: map[string]string{"container": name}}
+	host, err := o.Host()
+	if err != nil {
+		return hostctl.ContainerState{}, o.Control.Refuse(ctx, c, err)
+	}
+	k, ok := host.Container(name)
+	if !ok {
+		return hostctl.ContainerState{}, o.Control.Refuse(ctx, c, notDeclared("container", name))
+	}
+	c.Target = name + " (" + k.Selector().String() + ")"
+	rt := host.Runtime()
+	err = o.Control.Do(ctx, c, func(ctx context.Context) (string, error) {
+		ids, err := rt.Find(ctx, k.Selector())
+		if err != nil {
+			return "", err
+		}
+		if len(ids) == 0 {
+			return "", control.Invalidf("container: no container matches %s's %s", name, k.Selector())
+		}
+		var snaps []string
+		for _, id := range ids {
+			d, err := rt.Inspect(ctx, id)
+			if err != nil {
+				return "", err
+			}
+			sn, err := o.Snapshots.Record("container:"+name, d.Raw, "before container_restart by "+a.String())
+			if err != nil {
+				return "", err
+			}
+			snaps = append(snaps, sn.ID)
+			if err := rt.Restart(ctx, id, k.StopGrace()); err != nil {
+				return strings.Join(snaps, " "), err
+			}
+		}
+		return strings.Join(snaps, " "), nil
+	})
+	if err != nil {
+		return hostctl.ContainerState{}, err
+	}
+	return host.LookContainer(ctx, k, time.Now()), nil
 }
 
 // AgentRestart stops a non-host agent's opencode (write tier); it starts

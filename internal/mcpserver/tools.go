@@ -87,6 +87,19 @@ type agentIn struct {
 type serviceIn struct {
 	Service string `json:"service" jsonschema:"a managed service's name (see status)"`
 }
+type containerIn struct {
+	Container string `json:"container" jsonschema:"a managed container's name, as declared (see containers_list)"`
+}
+type containerLogsIn struct {
+	Container string `json:"container" jsonschema:"a managed container's name, as declared (see containers_list)"`
+	Lines     int    `json:"lines,omitempty" jsonschema:"how many of the last lines (default 100, at most 500)"`
+	Pattern   string `json:"pattern,omitempty" jsonschema:"only lines that contain this text"`
+	Since     string `json:"since,omitempty" jsonschema:"an RFC 3339 time, or a duration back from now (15m)"`
+}
+type containersOut struct {
+	Note       string                   `json:"note"`
+	Containers []hostctl.ContainerState `json:"containers"`
+}
 type eventsIn struct {
 	Agent string   `json:"agent" jsonschema:"the agent's name"`
 	After int64    `json:"after,omitempty" jsonschema:"only events after this seq (0: from the oldest kept)"`
@@ -183,6 +196,15 @@ func (s *Server) addReadTools() {
 		func(ctx context.Context, a control.Actor, in hostops.LogsRequest) (hostops.Logs, error) {
 			return s.Host.Logs(ctx, a, in)
 		})
+	add(s, hostSet, "containers_list", "The managed containers, as their runtime shows them: state, health, restarts, image, ports, and what is wrong with each.",
+		func(ctx context.Context, _ control.Actor, _ none) (containersOut, error) {
+			cs, err := s.Host.ContainersList(ctx)
+			return containersOut{Note: control.UntrustedNote, Containers: cs}, err
+		})
+	add(s, hostSet, "container_logs", "Recent lines of a managed container's output (stdout and stderr); secrets redacted.",
+		func(ctx context.Context, a control.Actor, in containerLogsIn) (hostops.Logs, error) {
+			return s.Host.Logs(ctx, a, hostops.LogsRequest{Container: in.Container, Lines: in.Lines, Pattern: in.Pattern, Since: in.Since})
+		})
 	add(s, hostSet, "config_show", "A managed service's config file, secrets redacted.",
 		func(ctx context.Context, _ control.Actor, in pathIn) (hostops.ConfigFile, error) {
 			return s.Host.ConfigShow(ctx, in.Path)
@@ -254,6 +276,10 @@ func (s *Server) addDestructiveTools() {
 		func(ctx context.Context, a control.Actor, in serviceIn) (unitOut, error) {
 			st, err := s.Host.ServiceRestart(ctx, a, in.Service)
 			return unitOut{in.Service, st}, err
+		})
+	add(s, hostSet, "container_restart", "Restart a managed container (stopped, killed after its grace, started); its settings are kept in a snapshot record first.",
+		func(ctx context.Context, a control.Actor, in containerIn) (hostctl.ContainerState, error) {
+			return s.Host.ContainerRestart(ctx, a, in.Container)
 		})
 	add(s, hostSet, "config_write", "Replace a managed service's config file; it is snapshotted first.",
 		func(ctx context.Context, a control.Actor, in writeIn) (snapshotOut, error) {

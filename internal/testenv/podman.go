@@ -141,9 +141,16 @@ func (p *Podman) Try(args ...string) (string, error) {
 // command after. It returns the container's id.
 func (p *Podman) Container(t testing.TB, name string, opts []string, command ...string) string {
 	t.Helper()
-	args := append([]string{"run", "-d", "--name", name, "--network", "none",
-		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=512:512"}, opts...)
-	return lastLine(p.Run(t, append(append(args, PodmanImage), command...)...))
+	argv := p.RunArgv(name, opts, command...)
+	return lastLine(p.Run(t, argv[len(p.global())+1:]...))
+}
+
+// RunArgv is the whole command line that Container runs: what a systemd
+// unit that makes the container would run.
+func (p *Podman) RunArgv(name string, opts []string, command ...string) []string {
+	argv := append(append([]string{"podman"}, p.global()...), "run", "-d", "--name", name, "--network", "none",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=512:512")
+	return append(append(append(argv, opts...), PodmanImage), command...)
 }
 
 func (p *Podman) close(t testing.TB) {

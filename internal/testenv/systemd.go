@@ -69,6 +69,16 @@ func (f *FakeSystemd) Unit(t testing.TB, unit string, failRestart bool, journal 
 	}
 }
 
+// ExecUnit declares unit, inactive, whose start runs argv (detached): a
+// unit whose process is a real program.
+func (f *FakeSystemd) ExecUnit(t testing.TB, unit string, argv ...string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"active": "inactive", "sub": "dead", "exec": argv})
+	if err := os.WriteFile(filepath.Join(f.Dir, "units", unit), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Calls returns every command the stand-in was run with, in order.
 func (f *FakeSystemd) Calls() []string {
 	b, _ := os.ReadFile(filepath.Join(f.Dir, "calls"))
