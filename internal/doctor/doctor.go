@@ -160,6 +160,7 @@ func Checks() []Check {
 		{"daemon-log", "no recent errors in the daemon's log", checkDaemonLog},
 		{"providers", "every provider answers with its key", checkProviders},
 		{"services", "every managed service is up, healthy, and its config parses", checkServices},
+		{"ports", "who holds each port a managed service or container declares: its owner, a stale process of it, or another program", checkPorts},
 		{"containers", "every managed container runs, is healthy, does not restart in a loop, and runs its pinned image", checkContainers},
 		{"sandbox", "the sandbox works (bubblewrap, user namespaces)", checkSandbox},
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},

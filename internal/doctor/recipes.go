@@ -36,7 +36,7 @@ func Recipes() []Recipe {
 	// In the order fix runs them: what blocks a start first, the start last.
 	return []Recipe{
 		{"clear-stale-lock", "remove the record of a daemon that died", false, clearStaleLock},
-		{"free-port", "stop a stale taosagent holding the daemon's port (never another program)", true, freePort},
+		{"free-port", "stop a stale taosagent holding the daemon's port, or (free-port:PORT) a stale process of the managed service that declares PORT; never another program", true, freePort},
 		{"stop-leftovers", "stop the opencode processes a dead daemon left (and nothing else)", true, stopLeftovers},
 		{"repair-permissions", "make the home and its secrets private again", false, repairPermissions},
 		{"reinstall-opencode", "install the pinned opencode " + opencode.Version + " again", false, reinstallOpencode},
@@ -196,7 +196,10 @@ func clearStaleLock(ctx context.Context, e *Env, _ string, dry bool, step func(s
 	return "", os.Remove(e.Home.DaemonFile())
 }
 
-func freePort(ctx context.Context, e *Env, _ string, dry bool, step func(string)) (string, error) {
+func freePort(ctx context.Context, e *Env, arg string, dry bool, step func(string)) (string, error) {
+	if arg != "" {
+		return freeDeclaredPort(ctx, e, arg, dry, step)
+	}
 	port, _ := strconv.Atoi(e.port())
 	p, held := Listener(port)
 	if !held {

@@ -30,6 +30,7 @@ type Service struct {
 	HealthURL string       `json:"health_url,omitempty"` // a loopback http(s) URL answering 2xx when healthy
 	Logs      []string     `json:"logs,omitempty"`       // log files; none means the unit's journal
 	Configs   []ConfigFile `json:"configs,omitempty"`
+	Ports     []int        `json:"ports,omitempty"` // the TCP ports it listens on
 }
 
 // ConfigFile is a config file of a service, with its format for validation.
@@ -58,7 +59,8 @@ type Container struct {
 	// container run without --rm blocks its name). Only with Unit.
 	RemoveLeftover bool `json:"remove_leftover,omitempty"`
 	// StopSeconds is how long a stop waits before it kills; default 10.
-	StopSeconds int `json:"stop_seconds,omitempty"`
+	StopSeconds int   `json:"stop_seconds,omitempty"`
+	Ports       []int `json:"ports,omitempty"` // the host's TCP ports it publishes
 }
 
 // Selector is what the runtime is asked for.
@@ -178,6 +180,9 @@ func Parse(b []byte) (Config, error) {
 	if err := c.checkContainers(); err != nil {
 		return Config{}, err
 	}
+	if err := c.checkPorts(); err != nil {
+		return Config{}, err
+	}
 	if c.ContainerSocket != "" && (!filepath.IsAbs(c.ContainerSocket) || filepath.Clean(c.ContainerSocket) != c.ContainerSocket) {
 		return Config{}, fmt.Errorf("container_socket %q is not a clean absolute path", c.ContainerSocket)
 	}
@@ -185,6 +190,61 @@ func Parse(b []byte) (Config, error) {
 		c.Services = append([]Service{Self}, c.Services...)
 	}
 	return c, nil
+}
+
+// PortOwner is who a declared port belongs to: a service or a container.
+type PortOwner struct {
+	Port      int
+	Service   string // the service's name, or
+	Container string // the container's
+}
+
+func (o PortOwner) String() string {
+	if o.Service != "" {
+		return "service " + o.Service
+	}
+	return "container " + o.Container
+}
+
+// Ports lists every declared port with its owner, in declaration order.
+func (c Config) Ports() []PortOwner {
+	var out []PortOwner
+	for _, s := range c.Services {
+		for _, p := range s.Ports {
+			out = append(out, PortOwner{Port: p, Service: s.Name})
+		}
+	}
+	for _, k := range c.Containers {
+		for _, p := range k.Ports {
+			out = append(out, PortOwner{Port: p, Container: k.Name})
+		}
+	}
+	return out
+}
+
+// Port returns the owner of a declared port.
+func (c Config) Port(port int) (PortOwner, bool) {
+	for _, o := range c.Ports() {
+		if o.Port == port {
+			return o, true
+		}
+	}
+	return PortOwner{}, false
+}
+
+// checkPorts: each port is in 1–65535 and has one owner.
+func (c Config) checkPorts() error {
+	seen := map[int]PortOwner{}
+	for _, o := range c.Ports() {
+		if o.Port < 1 || o.Port > 65535 {
+			return fmt.Errorf("%s: port %d: want 1 to 65535", o, o.Port)
+		}
+		if was, ok := seen[o.Port]; ok {
+			return fmt.Errorf("port %d is declared for %s and for %s: a port has one owner", o.Port, was, o)
+		}
+		seen[o.Port] = o
+	}
+	return nil
 }
 
 func (c Config) checkContainers() error {

@@ -18,7 +18,9 @@ func TestParseShow(t *testing.T) {
 	b, _ := os.ReadFile("testdata/systemctl-show-litellm.txt")
 	st := hostctl.ParseShow(b)
 	want := hostctl.UnitStatus{Unit: "litellm.service", LoadState: "loaded", ActiveState: "active", SubState: "running",
-		MainPID: 41877, Restarts: 2, Since: time.Date(2026, 11, 29, 7, 12, 45, 0, time.UTC), MemoryBytes: 318767104}
+		MainPID: 41877, Restarts: 2, Since: time.Date(2026, 11, 29, 7, 12, 45, 0, time.UTC), MemoryBytes: 318767104,
+		ControlGroup: "/system.slice/litellm.service", ExecPath: "/opt/litellm/venv/bin/litellm",
+		ExecArgv: "/opt/litellm/venv/bin/litellm --config /etc/litellm/config.yaml --port 4000"}
 	if st != want {
 		t.Errorf("got %+v\nwant %+v", st, want)
 	}

@@ -31,9 +31,16 @@ type UnitStatus struct {
 	Restarts    int       `json:"restarts"`
 	Since       time.Time `json:"since,omitzero"`
 	MemoryBytes int64     `json:"memory_bytes,omitempty"`
+	// ControlGroup is the unit's cgroup ("/system.slice/NAME.service"):
+	// its processes, the main one and any it left.
+	ControlGroup string `json:"control_group,omitempty"`
+	// ExecPath is the program its ExecStart runs, and ExecArgv its
+	// command line as systemd shows it (the arguments joined by spaces).
+	ExecPath string `json:"exec_path,omitempty"`
+	ExecArgv string `json:"exec_argv,omitempty"`
 }
 
-var showProps = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestamp,MemoryCurrent"
+var showProps = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestamp,MemoryCurrent,ControlGroup,ExecStart"
 
 func (s Systemd) run(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	t := s.Timeout
@@ -110,6 +117,16 @@ func ParseShow(out []byte) UnitStatus {
 			st.MainPID, _ = strconv.Atoi(v)
 		case "NRestarts":
 			st.Restarts, _ = strconv.Atoi(v)
+		case "ControlGroup":
+			st.ControlGroup = v
+		case "ExecStart":
+			// "{ path=/usr/bin/x ; argv[]=/usr/bin/x -f ; … }"
+			if _, rest, ok := strings.Cut(v, "path="); ok {
+				st.ExecPath, _, _ = strings.Cut(rest, " ;")
+			}
+			if _, rest, ok := strings.Cut(v, "argv[]="); ok {
+				st.ExecArgv, _, _ = strings.Cut(rest, " ;")
+			}
 		case "MemoryCurrent":
 			st.MemoryBytes, _ = strconv.ParseInt(v, 10, 64) // "[not set]" stays 0
 		case "ActiveEnterTimestamp":

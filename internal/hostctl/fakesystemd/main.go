@@ -133,6 +133,11 @@ func systemctl(dir string, args []string) int {
 		}
 		fmt.Printf("Id=%s\nLoadState=loaded\nActiveState=%s\nSubState=%s\nMainPID=%d\nNRestarts=%d\nActiveEnterTimestamp=%s\nMemoryCurrent=%d\n",
 			name, u.Active, u.Sub, u.PID, u.Restarts, u.Since, 12<<20)
+		fmt.Printf("ControlGroup=/system.slice/%s\n", name)
+		if len(u.Exec) > 0 {
+			fmt.Printf("ExecStart={ path=%s ; argv[]=%s ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=%d ; code=(null) ; status=0/0 }\n",
+				u.Exec[0], strings.Join(u.Exec, " "), u.Proc)
+		}
 		return 0
 	case "enable":
 		if !ok {
@@ -194,7 +199,7 @@ func systemctl(dir string, args []string) int {
 		journal(dir, name, "Stopping "+name+"...")
 		u.Active, u.Sub, u.PID = "active", "running", u.PID+1
 		if len(u.Exec) > 0 {
-			if u.Proc > 1 {
+			if u.Proc > 1 && runs(u.Proc, u.Exec[0]) {
 				syscall.Kill(u.Proc, syscall.SIGTERM) // the unit's previous process, ours
 			}
 			cmd := exec.Command(u.Exec[0], u.Exec[1:]...)
@@ -261,4 +266,12 @@ func journalctl(dir string, args []string) int {
 		fmt.Println(l)
 	}
 	return 0
+}
+
+// runs reports whether pid still runs prog (a pid is reused once its
+// process is gone: a unit whose process exited must not kill a stranger).
+func runs(pid int, prog string) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	argv0, _, _ := strings.Cut(string(b), "\x00")
+	return err == nil && argv0 == prog
 }
