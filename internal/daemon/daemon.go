@@ -551,7 +551,7 @@ func confine(ctx context.Context, cfg Config, sup *supervisor.Supervisor) (agent
 			}
 			uids := hostid.Agents(cfg.UIDBase)
 			agentUIDs = &uids
-			buildIDs = &hostid.Pool{Range: hostid.Builds(cfg.UIDBase)}
+			buildIDs = &hostid.Pool{Range: hostid.DaemonBuilds(cfg.UIDBase)}
 		}
 		if err := sup.Sandbox.Check(ctx); err != nil {
 			// Not fatal: the API, the log and the recovery tools still

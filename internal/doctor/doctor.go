@@ -24,6 +24,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
 // Severity is how bad a finding is.
@@ -99,6 +100,9 @@ type Env struct {
 	// ContainerWait is how long unwedge-container waits for the container
 	// to run and be healthy; default a minute.
 	ContainerWait time.Duration
+	// Sandbox runs rebuild-spa's builds; default a new one, with the
+	// recovery CLI's build uid when root (hostid.RecoveryBuilds).
+	Sandbox *sandbox.Sandbox
 
 	once  sync.Once
 	db    *eventlog.Log
@@ -162,6 +166,7 @@ func Checks() []Check {
 		{"services", "every managed service is up, healthy, and its config parses", checkServices},
 		{"ports", "who holds each port a managed service or container declares: its owner, a stale process of it, or another program", checkPorts},
 		{"containers", "every managed container runs, is healthy, does not restart in a loop, and runs its pinned image", checkContainers},
+		{"spa", "every web app serves the last build of its source", checkSPAs},
 		{"sandbox", "the sandbox works (bubblewrap, user namespaces)", checkSandbox},
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
 		{"mcp-servers", "every MCP server an agent is given can start: its version, its package, node, its secrets", checkMCPServers},
@@ -277,5 +282,5 @@ func joinMax(items []string, n int) string {
 // yet: for checking again after a fix.
 func (e *Env) Fresh() *Env {
 	return &Env{Home: e.Home, Addr: e.Addr, Opencode: e.Opencode, OpencodeVersion: e.OpencodeVersion, OpencodeErr: e.OpencodeErr, OpencodeStamp: e.OpencodeStamp,
-		Systemd: e.Systemd, Unit: e.Unit, Timeout: e.Timeout, Self: e.Self, UnitDir: e.UnitDir, ContainerWait: e.ContainerWait}
+		Systemd: e.Systemd, Unit: e.Unit, Timeout: e.Timeout, Self: e.Self, UnitDir: e.UnitDir, ContainerWait: e.ContainerWait, Sandbox: e.Sandbox}
 }

@@ -47,6 +47,7 @@ func Recipes() []Recipe {
 		{"restore-config", "restore a managed service's config file from its last good snapshot", true, restoreConfig},
 		{"restart-service", "restart a managed service through systemd", true, restartService},
 		{"unwedge-container", "stop (then kill) a managed container, remove its leftover where declared, start it again and wait for its health; its settings kept first", true, unwedgeContainer},
+		{"rebuild-spa", "build a web app in the build sandbox and serve the result in one swap, the build it replaces kept; rolled back when the page does not answer", true, rebuildSPA},
 		{"install-service", "install and enable taosagent's systemd unit", false, installService},
 		{"restart-daemon", "restart the daemon (through its systemd unit when installed)", true, restartDaemon},
 		{"start-daemon", "start the daemon (through its systemd unit when installed)", false, startDaemon},

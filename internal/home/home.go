@@ -42,12 +42,16 @@ func (h Home) Keys() string             { return filepath.Join(h.Dir, "keys") }
 func (h Home) Agents() string           { return filepath.Join(h.Dir, "agents") }
 func (h Home) Agent(name string) string { return filepath.Join(h.Dir, "agents", name) }
 func (h Home) Snapshots() string        { return filepath.Join(h.Dir, "snapshots") }
-func (h Home) HostFile() string         { return filepath.Join(h.Dir, "host.json") }
-func (h Home) Run() string              { return filepath.Join(h.Dir, "run") }
-func (h Home) Binds() string            { return filepath.Join(h.Dir, "binds") } // sandbox.Sandbox.StageDir
-func (h Home) Library() string          { return filepath.Join(h.Dir, "library") }
-func (h Home) TUI() string              { return filepath.Join(h.Dir, "tui") }
-func (h Home) RecoveryAudit() string    { return filepath.Join(h.Dir, "recovery-audit.jsonl") }
+
+// SPA is taosagent's own directory for the web app name: its build
+// workspaces and the record of the build it serves.
+func (h Home) SPA(name string) string { return filepath.Join(h.Dir, "spa", name) }
+func (h Home) HostFile() string       { return filepath.Join(h.Dir, "host.json") }
+func (h Home) Run() string            { return filepath.Join(h.Dir, "run") }
+func (h Home) Binds() string          { return filepath.Join(h.Dir, "binds") } // sandbox.Sandbox.StageDir
+func (h Home) Library() string        { return filepath.Join(h.Dir, "library") }
+func (h Home) TUI() string            { return filepath.Join(h.Dir, "tui") }
+func (h Home) RecoveryAudit() string  { return filepath.Join(h.Dir, "recovery-audit.jsonl") }
 
 // OpencodeDir is where setup installs the pinned opencode.
 func (h Home) OpencodeDir() string { return filepath.Join(h.Dir, "opencode") }

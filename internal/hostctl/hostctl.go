@@ -76,10 +76,25 @@ func (c Container) StopGrace() time.Duration {
 	return time.Duration(c.StopSeconds) * time.Second
 }
 
+// SPA is a declared single-page web app: where its source is, how it is
+// built, and where the built files are served from.
+type SPA struct {
+	Name   string   `json:"name"`
+	Source string   `json:"source"` // the source directory (absolute)
+	Build  []string `json:"build"`  // the build command, run in a copy of the source
+	Output string   `json:"output"` // where the build writes, relative to the source ("dist")
+	// Serve is the directory the web server serves: rebuild-spa replaces
+	// it whole, keeping the build it replaced as Serve+".previous".
+	Serve   string `json:"serve"`
+	Service string `json:"service,omitempty"` // the managed service that serves it
+	URL     string `json:"url,omitempty"`     // a loopback URL of the served page
+}
+
 // Config is the managed-host file (HOME/host.json).
 type Config struct {
 	Services   []Service   `json:"services"`
 	Containers []Container `json:"containers,omitempty"`
+	SPAs       []SPA       `json:"spas,omitempty"`
 	// ContainerSocket is the container runtime's API socket; default
 	// Podman's (/run/podman/podman.sock) where it exists, else Docker's.
 	ContainerSocket string `json:"container_socket,omitempty"`
@@ -183,6 +198,9 @@ func Parse(b []byte) (Config, error) {
 	if err := c.checkPorts(); err != nil {
 		return Config{}, err
 	}
+	if err := c.checkSPAs(seen); err != nil {
+		return Config{}, err
+	}
 	if c.ContainerSocket != "" && (!filepath.IsAbs(c.ContainerSocket) || filepath.Clean(c.ContainerSocket) != c.ContainerSocket) {
 		return Config{}, fmt.Errorf("container_socket %q is not a clean absolute path", c.ContainerSocket)
 	}
@@ -190,6 +208,51 @@ func Parse(b []byte) (Config, error) {
 		c.Services = append([]Service{Self}, c.Services...)
 	}
 	return c, nil
+}
+
+// SPA returns the web app declared as name.
+func (c Config) SPA(name string) (SPA, bool) {
+	for _, a := range c.SPAs {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return SPA{}, false
+}
+
+func cleanAbs(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }
+
+// checkSPAs: services names the declared services.
+func (c Config) checkSPAs(services map[string]bool) error {
+	seen := map[string]bool{}
+	for i, a := range c.SPAs {
+		where := fmt.Sprintf("spas[%d]", i)
+		switch {
+		case !namePattern.MatchString(a.Name):
+			return fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, a.Name)
+		case seen[a.Name]:
+			return fmt.Errorf("%s: the name %q appears twice", where, a.Name)
+		case !cleanAbs(a.Source) || a.Source == "/":
+			return fmt.Errorf("%s: source %q is not a clean absolute directory", where, a.Source)
+		case !cleanAbs(a.Serve) || strings.Count(a.Serve, "/") < 2:
+			return fmt.Errorf("%s: serve %q: want a clean absolute directory at least two levels down (it is replaced whole)", where, a.Serve)
+		case a.Serve == a.Source || strings.HasPrefix(a.Serve, a.Source+"/") || strings.HasPrefix(a.Source, a.Serve+"/"):
+			return fmt.Errorf("%s: serve %q and source %q overlap", where, a.Serve, a.Source)
+		case a.Output == "" || filepath.IsAbs(a.Output) || filepath.Clean(a.Output) != a.Output || a.Output == "." || a.Output == ".." || strings.HasPrefix(a.Output, "../"):
+			return fmt.Errorf("%s: output %q: want a directory inside the source, relative to it (dist)", where, a.Output)
+		case len(a.Build) == 0 || a.Build[0] == "":
+			return fmt.Errorf("%s: build: give the command, e.g. [\"npm\", \"run\", \"build\"]", where)
+		case a.Service != "" && !services[a.Service]:
+			return fmt.Errorf("%s: service %q is not a declared service", where, a.Service)
+		}
+		if a.URL != "" {
+			if err := loopbackURL(a.URL); err != nil {
+				return fmt.Errorf("%s: url: %w", where, err)
+			}
+		}
+		seen[a.Name] = true
+	}
+	return nil
 }
 
 // PortOwner is who a declared port belongs to: a service or a container.

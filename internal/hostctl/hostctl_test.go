@@ -147,3 +147,31 @@ func TestParseManagedContainers(t *testing.T) {
 		t.Error("a relative socket was accepted")
 	}
 }
+
+// A web app's declaration: its directories apart, its output inside its
+// source, its service declared.
+func TestParseManagedSPAs(t *testing.T) {
+	ok := `{"name":"web","source":"/opt/taos/web","build":["npm","run","build"],"output":"dist","serve":"/var/lib/taos/www","service":"taos","url":"http://127.0.0.1:8080/"}`
+	svc := `{"name":"taos","unit":"taos.service"}`
+	if c, err := hostctl.Parse([]byte(`{"services":[` + svc + `],"spas":[` + ok + `]}`)); err != nil {
+		t.Fatal(err)
+	} else if a, found := c.SPA("web"); !found || a.Output != "dist" {
+		t.Fatalf("%+v", c.SPAs)
+	}
+	for bad, want := range map[string]string{
+		`"serve":"/var/lib/taos/www"`:    `"serve":"/opt/taos/web/dist"`,
+		`"output":"dist"`:                `"output":"../dist"`,
+		`"build":["npm","run","build"]`:  `"build":[]`,
+		`"service":"taos"`:               `"service":"nginx"`,
+		`"source":"/opt/taos/web"`:       `"source":"opt/web"`,
+		`"url":"http://127.0.0.1:8080/"`: `"url":"http://example.com/"`,
+	} {
+		doc := strings.Replace(ok, bad, want, 1)
+		if _, err := hostctl.Parse([]byte(`{"services":[` + svc + `],"spas":[` + doc + `]}`)); err == nil {
+			t.Errorf("accepted: %s", doc)
+		}
+	}
+	if _, err := hostctl.Parse([]byte(`{"services":[` + svc + `],"spas":[` + strings.Replace(ok, `"/var/lib/taos/www"`, `"/www"`, 1) + `]}`)); err == nil {
+		t.Error("a served directory one level down was accepted")
+	}
+}

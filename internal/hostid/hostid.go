@@ -39,6 +39,16 @@ func Agents(base int) Range { return Range{base, AgentCount} }
 // Builds is the builds' range of base.
 func Builds(base int) Range { return Range{base + AgentCount, BuildCount} }
 
+// DaemonBuilds is the part of Builds the daemon's builds take: all but
+// the last id, which is RecoveryBuilds', so that a build of the recovery
+// CLI (taosagent fix, the daemon running or not) never shares a uid with
+// one of the daemon's.
+func DaemonBuilds(base int) Range { return Range{base + AgentCount, BuildCount - 1} }
+
+// RecoveryBuilds is the last id of Builds: the recovery CLI's builds, one
+// at a time.
+func RecoveryBuilds(base int) Range { return Range{base + AgentCount + BuildCount - 1, 1} }
+
 // Contains reports whether id is in r.
 func (r Range) Contains(id int) bool { return id >= r.First && id < r.First+r.Count }
 
