@@ -49,6 +49,7 @@ func commands() []command {
 		}},
 		{"doctor", "check the whole install, with no daemon and no model (doctor [--json] [--list] [CHECK…])", runDoctor},
 		{"fix", "repair what doctor finds with vetted recipes (fix [--dry-run] [--yes] [--all] [RECIPE…])", runFix},
+		{"discover", "find the taOS install on this box and propose its managed-host declaration, written with your yes (discover [--yes])", runDiscover},
 		{"install", "install taosagent as a system service, non-interactively and idempotently (--uninstall [--purge] removes it)", runInstall},
 		{"install-service", "write and enable taosagent's systemd unit ([--user] [--print])", runInstallService},
 		{"setup", "install the pinned opencode into the home directory", runSetup},

@@ -72,6 +72,15 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if in.changed == 0 {
 		in.step("nothing to change: taosagent is installed as asked")
 	}
+	// With no managed-host declaration yet, show what discover would
+	// declare; the installer writes none (taosagent discover does, with a
+	// person's yes).
+	if _, err := os.Stat(in.home.HostFile()); errors.Is(err, os.ErrNotExist) {
+		in.step("no managed-host declaration yet; what `taosagent discover` finds:")
+		if err := discoverHost(ctx, in.home, discoverOptions{systemd: in.sysd}, stdout); err != nil {
+			in.step("discover: %v", err)
+		}
+	}
 	return nil
 }
 

@@ -150,6 +150,25 @@ func (c Client) Find(ctx context.Context, sel Selector) ([]string, error) {
 	return ids, nil
 }
 
+// Names lists every container's name, running or not.
+func (c Client) Names(ctx context.Context) ([]string, error) {
+	b, _, err := c.call(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}}, 0, 16<<20)
+	if err != nil {
+		return nil, err
+	}
+	var list []summary
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("the container runtime's list: %w", err)
+	}
+	var names []string
+	for _, s := range list {
+		for _, n := range s.Names {
+			names = append(names, strings.TrimPrefix(n, "/"))
+		}
+	}
+	return names, nil
+}
+
 // Details is what Inspect reads of a container.
 type Details struct {
 	ID           string `json:"Id"`

@@ -16,11 +16,11 @@ import (
 	"github.com/taosagent/taosagent/internal/home"
 )
 
-// appendAudit appends e to the home's recovery audit: a file of JSON lines
+// AppendAudit appends e to the home's recovery audit: a file of JSON lines
 // (mode 0600), written and synced before and after each step, that needs
 // no database (which may be the broken thing). The daemon merges it into
 // its audit when it starts (ImportAudit).
-func appendAudit(h home.Home, e eventlog.AuditEntry) error {
+func AppendAudit(h home.Home, e eventlog.AuditEntry) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/backup"
+	"github.com/taosagent/taosagent/internal/discover"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/library"
@@ -198,6 +199,13 @@ func checkHostFile(ctx context.Context, e *Env) []Finding {
 	c, err := hostctl.Load(e.Home.HostFile())
 	if err != nil {
 		return []Finding{{ID: id, Severity: Error, Summary: "the managed-host file is not valid: the host assistant cannot manage services", Details: err.Error(), Recipe: "restore-host-file"}}
+	}
+	if _, err := os.Stat(e.Home.HostFile()); errors.Is(err, fs.ErrNotExist) {
+		f := &discover.Finder{Systemd: e.Systemd}
+		if p, err := f.Find(ctx, c); err == nil && len(p.Found) > 0 {
+			return []Finding{{ID: id, Severity: Warning, Summary: "no managed-host declaration, and discover finds " + plural(len(p.Found), "thing", "things") + " to manage",
+				Details: joinMax(p.Found, 5) + ". Run `taosagent discover` to see the proposal and write it."}}
+		}
 	}
 	return ok(id, fmt.Sprintf("%s managed", plural(len(c.Services), "service", "services")))
 }

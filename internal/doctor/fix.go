@@ -80,7 +80,7 @@ func (f *Fixer) audit(id, phase, outcome, detail, snap string, d time.Duration) 
 	if r.Destructive {
 		tier = "destructive"
 	}
-	return appendAudit(f.Env.Home, eventlog.AuditEntry{Actor: actor, Action: "fix." + r.ID, Tier: tier, Target: arg, Phase: phase,
+	return AppendAudit(f.Env.Home, eventlog.AuditEntry{Actor: actor, Action: "fix." + r.ID, Tier: tier, Target: arg, Phase: phase,
 		Outcome: outcome, Detail: detail, Snapshot: snap, DurationMS: d.Milliseconds()})
 }
 

@@ -3,6 +3,7 @@ package hostctl_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -20,8 +21,12 @@ func TestParseShow(t *testing.T) {
 	want := hostctl.UnitStatus{Unit: "litellm.service", LoadState: "loaded", ActiveState: "active", SubState: "running",
 		MainPID: 41877, Restarts: 2, Since: time.Date(2026, 11, 29, 7, 12, 45, 0, time.UTC), MemoryBytes: 318767104,
 		ControlGroup: "/system.slice/litellm.service", ExecPath: "/opt/litellm/venv/bin/litellm",
-		ExecArgv: "/opt/litellm/venv/bin/litellm --config /etc/litellm/config.yaml --port 4000"}
-	if st != want {
+		ExecArgv: "/opt/litellm/venv/bin/litellm --config /etc/litellm/config.yaml --port 4000", WorkingDirectory: "/opt/litellm"}
+	if !slices.Equal(st.EnvironmentFiles, []string{"/etc/litellm/litellm.env"}) {
+		t.Errorf("environment files: %q", st.EnvironmentFiles)
+	}
+	st.EnvironmentFiles = nil
+	if !reflect.DeepEqual(st, want) {
 		t.Errorf("got %+v\nwant %+v", st, want)
 	}
 	b, _ = os.ReadFile("testdata/systemctl-show-missing.txt")

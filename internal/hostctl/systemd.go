@@ -38,9 +38,13 @@ type UnitStatus struct {
 	// command line as systemd shows it (the arguments joined by spaces).
 	ExecPath string `json:"exec_path,omitempty"`
 	ExecArgv string `json:"exec_argv,omitempty"`
+	// WorkingDirectory and EnvironmentFiles are the unit's settings of
+	// those names: where discovery looks for what the service reads.
+	WorkingDirectory string   `json:"working_directory,omitempty"`
+	EnvironmentFiles []string `json:"environment_files,omitempty"`
 }
 
-var showProps = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestamp,MemoryCurrent,ControlGroup,ExecStart"
+var showProps = "Id,LoadState,ActiveState,SubState,MainPID,NRestarts,ActiveEnterTimestamp,MemoryCurrent,ControlGroup,ExecStart,WorkingDirectory,EnvironmentFiles"
 
 func (s Systemd) run(ctx context.Context, bin string, args ...string) ([]byte, error) {
 	t := s.Timeout
@@ -119,6 +123,13 @@ func ParseShow(out []byte) UnitStatus {
 			st.Restarts, _ = strconv.Atoi(v)
 		case "ControlGroup":
 			st.ControlGroup = v
+		case "WorkingDirectory":
+			st.WorkingDirectory = v
+		case "EnvironmentFiles":
+			// "/etc/x.env (ignore_errors=no)", a line each
+			if f, _, _ := strings.Cut(v, " ("); f != "" {
+				st.EnvironmentFiles = append(st.EnvironmentFiles, f)
+			}
 		case "ExecStart":
 			// "{ path=/usr/bin/x ; argv[]=/usr/bin/x -f ; … }"
 			if _, rest, ok := strings.Cut(v, "path="); ok {
@@ -139,6 +150,22 @@ func ParseShow(out []byte) UnitStatus {
 		}
 	}
 	return st
+}
+
+// ServiceUnits lists the service units systemd knows from their files.
+func (s Systemd) ServiceUnits(ctx context.Context) ([]string, error) {
+	out, err := s.run(ctx, s.systemctl(), "list-unit-files", "--type=service", "--no-legend", "--no-pager")
+	if err != nil {
+		return nil, err
+	}
+	var units []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 && unitPattern.MatchString(f[0]) {
+			units = append(units, f[0])
+		}
+	}
+	return units, nil
 }
 
 // Restart restarts unit and reports its state after.

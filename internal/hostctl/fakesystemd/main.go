@@ -32,7 +32,9 @@ type unit struct {
 	FailRestart bool   `json:"fail_restart,omitempty"`
 	Enabled     bool   `json:"enabled,omitempty"`
 	// Exec, when set, is run (detached) at each start: the unit's process.
-	Exec []string `json:"exec,omitempty"`
+	Exec     []string `json:"exec,omitempty"`
+	WorkDir  string   `json:"workdir,omitempty"`   // its WorkingDirectory
+	EnvFiles []string `json:"env_files,omitempty"` // its EnvironmentFile lines
 	// Reload: the unit file has ExecReload=/bin/kill -HUP $MAINPID, the
 	// one reload the stand-in speaks.
 	Reload bool `json:"reload,omitempty"`
@@ -119,6 +121,20 @@ func systemctl(dir string, args []string) int {
 	if len(args) == 1 && args[0] == "daemon-reload" {
 		return 0
 	}
+	if len(args) > 0 && args[0] == "list-unit-files" {
+		// As systemd prints it with --no-legend: UNIT STATE PRESET.
+		ents, _ := os.ReadDir(filepath.Join(dir, "units"))
+		for _, e := range ents {
+			if u, ok := load(dir, e.Name()); ok {
+				state := "disabled"
+				if u.Enabled {
+					state = "enabled"
+				}
+				fmt.Printf("%s %s enabled\n", e.Name(), state)
+			}
+		}
+		return 0
+	}
 	if len(args) < 2 {
 		fmt.Fprintln(os.Stderr, "Too few arguments.")
 		return 1
@@ -133,7 +149,10 @@ func systemctl(dir string, args []string) int {
 		}
 		fmt.Printf("Id=%s\nLoadState=loaded\nActiveState=%s\nSubState=%s\nMainPID=%d\nNRestarts=%d\nActiveEnterTimestamp=%s\nMemoryCurrent=%d\n",
 			name, u.Active, u.Sub, u.PID, u.Restarts, u.Since, 12<<20)
-		fmt.Printf("ControlGroup=/system.slice/%s\n", name)
+		fmt.Printf("ControlGroup=/system.slice/%s\nWorkingDirectory=%s\n", name, u.WorkDir)
+		for _, f := range u.EnvFiles {
+			fmt.Printf("EnvironmentFiles=%s (ignore_errors=no)\n", f)
+		}
 		if len(u.Exec) > 0 {
 			fmt.Printf("ExecStart={ path=%s ; argv[]=%s ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=%d ; code=(null) ; status=0/0 }\n",
 				u.Exec[0], strings.Join(u.Exec, " "), u.Proc)
