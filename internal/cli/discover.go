@@ -30,17 +30,27 @@ func runDiscover(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	dir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	yes := fs.Bool("yes", false, "write the proposal without asking (for scripts; questions are left out)")
 	sock := fs.String("container-socket", "", "a container runtime's API socket to look through (default: Podman's, then Docker's)")
-	sysd := systemdFlags(fs)
+	root := fs.String("root", "", "read the box's files under this directory (a copy of a box)")
+	layout := fs.String("layout", "", "read the install's layout from this file (default: taOS's, built in; docs/examples/taos-layout.json)")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
-	interactive := isTerminal(os.Stdin) && !*yes
-	in := bufio.NewReader(os.Stdin)
-	return discoverHost(ctx, home.Home{Dir: *dir}, discoverOptions{systemd: sysd(), socket: *sock, yes: *yes, interactive: interactive, in: in}, stdout)
+	o := discoverOptions{root: *root, socket: *sock, yes: *yes, interactive: isTerminal(os.Stdin) && !*yes, in: bufio.NewReader(os.Stdin)}
+	if *layout != "" {
+		b, err := os.ReadFile(*layout)
+		if err != nil {
+			return err
+		}
+		if o.layout, err = discover.ParseLayout(b); err != nil {
+			return err
+		}
+	}
+	return discoverHost(ctx, home.Home{Dir: *dir}, o, stdout)
 }
 
 type discoverOptions struct {
-	systemd     hostctl.Systemd
+	root        string
+	layout      discover.Layout
 	socket      string
 	yes         bool
 	interactive bool
@@ -54,7 +64,7 @@ func discoverHost(ctx context.Context, h home.Home, o discoverOptions, out io.Wr
 	if err != nil {
 		return fmt.Errorf("%v: repair it first (taosagent fix restore-host-file)", err)
 	}
-	f := &discover.Finder{Systemd: o.systemd}
+	f := &discover.Finder{Root: o.root, Layout: o.layout}
 	if o.socket != "" {
 		f.Sockets = []string{o.socket}
 	}
@@ -169,7 +179,7 @@ func providerChange(h home.Home, pr *discover.Provider, out io.Writer) func(cont
 	}
 	fmt.Fprintf(out, "Found the model provider litellm: %s, %s, models: %s\n", pr.BaseURL, key, strings.Join(pr.Models, ", "))
 	return func(ctx context.Context) error {
-		p := client.Provider{ID: "litellm", Name: "LiteLLM on this box", Kind: "litellm", BaseURL: pr.BaseURL, APIKey: pr.Key}
+		p := client.Provider{ID: pr.ID, Name: "LiteLLM on this box", Kind: "litellm", BaseURL: pr.BaseURL, APIKey: pr.Key}
 		for _, m := range pr.Models {
 			p.Models = append(p.Models, client.Model{ID: m})
 		}

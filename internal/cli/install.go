@@ -55,6 +55,7 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: --purge goes with --uninstall", errUsage)
 	}
 	in := installer{
+		root:   *root,
 		bin:    filepath.Join(*root, *binDir, "taosagent"),
 		home:   home.Home{Dir: filepath.Join(*root, *homeDir)},
 		unit:   filepath.Join(*root, *unitDir, unitName),
@@ -77,7 +78,7 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// person's yes).
 	if _, err := os.Stat(in.home.HostFile()); errors.Is(err, os.ErrNotExist) {
 		in.step("no managed-host declaration yet; what `taosagent discover` finds:")
-		if err := discoverHost(ctx, in.home, discoverOptions{systemd: in.sysd}, stdout); err != nil {
+		if err := discoverHost(ctx, in.home, discoverOptions{root: in.root}, stdout); err != nil {
 			in.step("discover: %v", err)
 		}
 	}
@@ -86,6 +87,7 @@ func runInstall(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // installer installs (or removes) taosagent on this host.
 type installer struct {
+	root      string // where the box's files are ("" or "/": this box)
 	bin, unit string
 	home      home.Home
 	listen    string

@@ -1,14 +1,17 @@
 // Package discover finds a taOS install on the box and proposes its
 // managed-host declaration: taOS's and LiteLLM's systemd units (their
-// health URLs, ports, config and environment files, read off the units
-// themselves), taOS's containers (through the container runtime's API),
-// its web app, and the LiteLLM proxy as a model provider. It proposes; it
-// never writes. What it cannot tell from the box it asks (Finder.Ask), or,
-// with no one to ask, leaves out and names (Proposal.Unsure).
+// health URLs, ports, config and environment files, read off the unit
+// files themselves), taOS's containers (through the container runtime's
+// API), its web app, and the LiteLLM proxy as a model provider. Where
+// taOS keeps what is the Layout, data (taos-layout.json, built in), not
+// code. It proposes; it never writes. What it cannot tell from the box it
+// asks (Finder.Ask), or, with no one to ask, leaves out and names
+// (Proposal.Unsure).
 package discover
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,17 +31,74 @@ import (
 	"github.com/taosagent/taosagent/internal/hostctl"
 )
 
-// Units are the service units of a taOS install, by name.
-var (
-	taosUnit    = regexp.MustCompile(`^(taos|tinyagentos)[A-Za-z0-9@._-]*\.service$`)
-	litellmUnit = regexp.MustCompile(`^litellm[A-Za-z0-9@._-]*\.service$`)
-	taosName    = regexp.MustCompile(`^[a-zA-Z0-9_.-]*(taos|tinyagentos)[a-zA-Z0-9_.-]*$`)
-	badName     = regexp.MustCompile(`[^a-z0-9_-]+`)
-)
+var badName = regexp.MustCompile(`[^a-z0-9_-]+`)
+
+//go:embed taos-layout.json
+var taosLayout []byte
+
+// Layout is where an install keeps what taosagent manages.
+type Layout struct {
+	UnitDirs       []string     `json:"unit_dirs"`
+	Units          []UnitLayout `json:"units"`
+	ContainerMatch string       `json:"container_match"` // a container whose name matches is the install's
+
+	containers *regexp.Regexp
+}
+
+// UnitLayout is one kind of the install's services.
+type UnitLayout struct {
+	Kind        string   `json:"kind"`
+	Match       string   `json:"match"` // the unit's name
+	HealthPath  string   `json:"health_path"`
+	DefaultPort int      `json:"default_port,omitempty"`
+	Configs     []string `json:"configs,omitempty"`      // its config files, where they are found
+	WebAppDirs  []string `json:"web_app_dirs,omitempty"` // where under its working directory a web app may be
+	Provider    *struct {
+		ID     string `json:"id"`
+		Path   string `json:"path"`    // of its OpenAI-compatible API
+		KeyEnv string `json:"key_env"` // the variable of its environment files that holds its key
+	} `json:"provider,omitempty"`
+
+	match *regexp.Regexp
+}
+
+// TaOS is the layout of a taOS install (taos-layout.json).
+func TaOS() Layout {
+	l, err := ParseLayout(taosLayout)
+	if err != nil {
+		panic(err) // the built-in file is tested
+	}
+	return l
+}
+
+// ParseLayout reads a layout.
+func ParseLayout(b []byte) (Layout, error) {
+	var l Layout
+	if err := json.Unmarshal(b, &l); err != nil {
+		return l, fmt.Errorf("a layout: %w", err)
+	}
+	for i := range l.Units {
+		re, err := regexp.Compile(l.Units[i].Match)
+		if err != nil {
+			return l, fmt.Errorf("a layout: units[%d].match: %w", i, err)
+		}
+		l.Units[i].match = re
+	}
+	re, err := regexp.Compile(l.ContainerMatch)
+	if err != nil || l.ContainerMatch == "" {
+		return l, fmt.Errorf("a layout: container_match %q: want a regular expression", l.ContainerMatch)
+	}
+	l.containers = re
+	return l, nil
+}
 
 // Finder looks at the box.
 type Finder struct {
-	Systemd hostctl.Systemd
+	Layout Layout // default TaOS()
+	// Root is where the box's files are read: "" for /, a directory for a
+	// copy of a box (a test's synthetic install). What is declared names
+	// the box's own paths.
+	Root string
 	// Sockets are the container runtime sockets to try, in order; default
 	// Podman's and Docker's.
 	Sockets []string
@@ -51,6 +111,7 @@ type Finder struct {
 
 // Provider is the box's LiteLLM proposed as a model provider.
 type Provider struct {
+	ID      string   `json:"id"`
 	BaseURL string   `json:"base_url"`
 	KeyFrom string   `json:"key_from,omitempty"` // where the key was read (never the key)
 	Key     string   `json:"-"`
@@ -72,53 +133,93 @@ type Proposal struct {
 // Find proposes the declaration: current with what the box has that it
 // lacks. Nothing already declared is changed.
 func (f *Finder) Find(ctx context.Context, current hostctl.Config) (Proposal, error) {
-	p := Proposal{Host: current}
-	units, err := f.Systemd.ServiceUnits(ctx)
-	if err != nil {
-		return p, fmt.Errorf("systemd's units: %w", err)
+	if f.Layout.Units == nil {
+		f.Layout = TaOS()
 	}
-	for _, unit := range units {
-		isTaos, isLiteLLM := taosUnit.MatchString(unit), litellmUnit.MatchString(unit)
-		if !isTaos && !isLiteLLM {
-			continue
-		}
-		st, err := f.Systemd.Status(ctx, unit)
-		if err != nil {
-			p.Unsure = append(p.Unsure, unit+": "+err.Error())
-			continue
-		}
-		if isLiteLLM && p.Provider == nil {
-			p.Provider = f.provider(ctx, st)
-		}
-		if slices.ContainsFunc(p.Host.Services, func(s hostctl.Service) bool { return s.Unit == unit }) {
-			continue
-		}
-		svc := f.service(st, isLiteLLM, &p)
-		p.Host.Services = append(p.Host.Services, svc)
-		p.Found = append(p.Found, describe(svc))
-		if isTaos {
-			f.webApp(st, svc, &p)
+	p := Proposal{Host: current}
+	seen := map[string]bool{}
+	for _, dir := range f.Layout.UnitDirs {
+		ents, _ := os.ReadDir(f.path(dir))
+		for _, e := range ents {
+			unit := e.Name()
+			var ul *UnitLayout
+			for i := range f.Layout.Units {
+				if f.Layout.Units[i].match.MatchString(unit) {
+					ul = &f.Layout.Units[i]
+					break
+				}
+			}
+			if ul == nil || seen[unit] {
+				continue
+			}
+			seen[unit] = true // the first directory's file is the one systemd reads
+			st, err := readUnit(f.path(filepath.Join(dir, unit)))
+			if err != nil {
+				p.Unsure = append(p.Unsure, unit+": "+err.Error())
+				continue
+			}
+			st.Unit = unit
+			if ul.Provider != nil && p.Provider == nil {
+				p.Provider = f.provider(ctx, st, *ul)
+			}
+			if slices.ContainsFunc(p.Host.Services, func(s hostctl.Service) bool { return s.Unit == unit }) {
+				continue
+			}
+			svc := f.service(st, *ul, &p)
+			p.Host.Services = append(p.Host.Services, svc)
+			p.Found = append(p.Found, describe(svc))
+			f.webApp(st, *ul, svc, &p)
 		}
 	}
 	f.containers(ctx, &p)
 	return p, nil
 }
 
-// service makes a managed service of a unit, from what the unit says.
-func (f *Finder) service(st hostctl.UnitStatus, litellm bool, p *Proposal) hostctl.Service {
-	svc := hostctl.Service{Name: p.freeName(strings.TrimSuffix(st.Unit, ".service")), Unit: st.Unit}
-	args := strings.Fields(st.ExecArgv)
-	port := flag(args, "--port")
-	if litellm && port == "" {
-		port = "4000" // LiteLLM's own default
+// path is where the box's path is read.
+func (f *Finder) path(p string) string {
+	if f.Root == "" {
+		return p
 	}
+	return filepath.Join(f.Root, p)
+}
+
+// readUnit reads what discover needs of a unit file: ExecStart (its
+// first), WorkingDirectory and EnvironmentFile.
+func readUnit(path string) (hostctl.UnitStatus, error) {
+	b, err := hostctl.ReadFile(path, 1<<20)
+	if err != nil {
+		return hostctl.UnitStatus{}, err
+	}
+	var st hostctl.UnitStatus
+	text := strings.ReplaceAll(string(b), "\\\n", " ") // continued lines
+	for _, l := range strings.Split(text, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), "=")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "ExecStart":
+			if st.ExecArgv == "" {
+				st.ExecArgv = strings.Join(strings.Fields(strings.TrimLeft(v, "@-:+!")), " ")
+				st.ExecPath, _, _ = strings.Cut(st.ExecArgv, " ")
+			}
+		case "WorkingDirectory":
+			st.WorkingDirectory = strings.TrimPrefix(v, "-")
+		case "EnvironmentFile":
+			st.EnvironmentFiles = append(st.EnvironmentFiles, v)
+		}
+	}
+	return st, nil
+}
+
+// service makes a managed service of a unit, from what the unit says.
+func (f *Finder) service(st hostctl.UnitStatus, ul UnitLayout, p *Proposal) hostctl.Service {
+	svc := hostctl.Service{Name: p.freeName(strings.TrimSuffix(st.Unit, ".service")), Unit: st.Unit}
+	port := unitPort(st, ul)
 	if n, err := strconv.Atoi(port); err == nil && n > 0 && n < 65536 && !p.portTaken(n) {
 		svc.Ports = []int{n}
-		path := "/api/health"
-		if litellm {
-			path = "/health/liveliness"
-		}
-		svc.HealthURL = "http://127.0.0.1:" + port + path
+		svc.HealthURL = "http://127.0.0.1:" + port + ul.HealthPath
 	} else {
 		q := "What is the health URL of " + st.Unit + " (a loopback http URL; empty for none)?"
 		switch a := f.ask(q); {
@@ -128,18 +229,40 @@ func (f *Finder) service(st hostctl.UnitStatus, litellm bool, p *Proposal) hostc
 			svc.HealthURL = *a
 		}
 	}
+	args := strings.Fields(st.ExecArgv)
+	add := func(path, format string) {
+		path = filepath.Clean(path)
+		if !filepath.IsAbs(path) || slices.ContainsFunc(svc.Configs, func(c hostctl.ConfigFile) bool { return c.Path == path }) {
+			return
+		}
+		if format == "" {
+			format = f.format(path, p)
+		}
+		svc.Configs = append(svc.Configs, hostctl.ConfigFile{Path: path, Format: format})
+	}
 	for _, c := range []string{flag(args, "--config"), flag(args, "-c")} {
-		if c != "" && filepath.IsAbs(c) {
-			svc.Configs = append(svc.Configs, hostctl.ConfigFile{Path: filepath.Clean(c), Format: f.format(c, p)})
+		if c != "" {
+			add(c, "")
 		}
 	}
 	for _, e := range st.EnvironmentFiles {
-		e = strings.TrimPrefix(e, "-") // systemd's "may be missing"
-		if filepath.IsAbs(e) {
-			svc.Configs = append(svc.Configs, hostctl.ConfigFile{Path: filepath.Clean(e), Format: "ini"})
+		add(strings.TrimPrefix(e, "-"), "ini") // "-": systemd's "may be missing"
+	}
+	for _, c := range ul.Configs {
+		if _, err := os.Stat(f.path(c)); err == nil {
+			add(c, "")
 		}
 	}
 	return svc
+}
+
+// unitPort is the port on the unit's command line, else its kind's own.
+func unitPort(st hostctl.UnitStatus, ul UnitLayout) string {
+	port := flag(strings.Fields(st.ExecArgv), "--port")
+	if port == "" && ul.DefaultPort > 0 {
+		port = strconv.Itoa(ul.DefaultPort)
+	}
+	return port
 }
 
 // format is a config file's format by its name; asked when unknown.
@@ -166,17 +289,13 @@ func (f *Finder) format(path string, p *Proposal) string {
 
 // webApp looks for the web app in the taOS unit's working directory: a
 // package.json with a build script, at its top or one level down.
-func (f *Finder) webApp(st hostctl.UnitStatus, svc hostctl.Service, p *Proposal) {
-	if st.WorkingDirectory == "" {
+func (f *Finder) webApp(st hostctl.UnitStatus, ul UnitLayout, svc hostctl.Service, p *Proposal) {
+	if st.WorkingDirectory == "" || !filepath.IsAbs(st.WorkingDirectory) {
 		return
 	}
 	var dirs []string
-	if hasBuild(st.WorkingDirectory) {
-		dirs = append(dirs, st.WorkingDirectory)
-	}
-	ents, _ := os.ReadDir(st.WorkingDirectory)
-	for _, e := range ents {
-		if d := filepath.Join(st.WorkingDirectory, e.Name()); e.IsDir() && e.Name() != "node_modules" && hasBuild(d) {
+	for _, sub := range ul.WebAppDirs {
+		if d := filepath.Join(st.WorkingDirectory, sub); hasBuild(f.path(d)) {
 			dirs = append(dirs, d)
 		}
 	}
@@ -195,8 +314,8 @@ func (f *Finder) webApp(st hostctl.UnitStatus, svc hostctl.Service, p *Proposal)
 		}
 		app := hostctl.SPA{Name: p.freeName(svc.Name + "-web"), Source: src, Build: []string{"npm", "run", "build"}, Output: "dist",
 			Serve: filepath.Clean(*a), Service: svc.Name}
-		if root, ok := strings.CutSuffix(svc.HealthURL, "/api/health"); ok {
-			app.URL = root + "/" // taOS serves its page at its root
+		if root, ok := strings.CutSuffix(svc.HealthURL, ul.HealthPath); ok && svc.HealthURL != "" {
+			app.URL = root + "/" // the service serves its page at its root
 		}
 		p.Host.SPAs = append(p.Host.SPAs, app)
 		p.Found = append(p.Found, fmt.Sprintf("web app %s: %s, built with npm run build into dist, served from %s", app.Name, src, app.Serve))
@@ -237,7 +356,7 @@ func (f *Finder) containers(ctx context.Context, p *Proposal) {
 			p.Host.ContainerSocket = sock
 		}
 		for _, n := range names {
-			if !taosName.MatchString(n) || slices.ContainsFunc(p.Host.Containers, func(k hostctl.Container) bool { return k.Container == n }) {
+			if !f.Layout.containers.MatchString(n) || slices.ContainsFunc(p.Host.Containers, func(k hostctl.Container) bool { return k.Container == n }) {
 				continue
 			}
 			k := hostctl.Container{Name: p.freeName(n), Container: n}
@@ -250,29 +369,28 @@ func (f *Finder) containers(ctx context.Context, p *Proposal) {
 
 // provider proposes LiteLLM as a model provider: its URL, its master key
 // (from its config or its environment files), and the models it serves.
-func (f *Finder) provider(ctx context.Context, st hostctl.UnitStatus) *Provider {
+func (f *Finder) provider(ctx context.Context, st hostctl.UnitStatus, ul UnitLayout) *Provider {
 	args := strings.Fields(st.ExecArgv)
-	port := flag(args, "--port")
-	if port == "" {
-		port = "4000"
-	}
-	pr := &Provider{BaseURL: "http://127.0.0.1:" + port + "/v1", Models: []string{}}
+	pr := &Provider{ID: ul.Provider.ID, BaseURL: "http://127.0.0.1:" + unitPort(st, ul) + ul.Provider.Path, Models: []string{}}
+	keyEnv := ul.Provider.KeyEnv
 	env := map[string]string{}
 	for _, e := range st.EnvironmentFiles {
 		e = strings.TrimPrefix(e, "-")
-		if b, err := hostctl.ReadFile(e, 1<<20); err == nil {
+		if b, err := hostctl.ReadFile(f.path(e), 1<<20); err == nil {
 			for _, l := range strings.Split(string(b), "\n") {
 				if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok && !strings.HasPrefix(k, "#") {
 					env[strings.TrimPrefix(strings.TrimSpace(k), "export ")] = strings.Trim(strings.TrimSpace(v), `"'`)
 				}
 			}
-			if v := env["LITELLM_MASTER_KEY"]; v != "" && pr.Key == "" {
-				pr.Key, pr.KeyFrom = v, e+" (LITELLM_MASTER_KEY)"
+			if v := env[keyEnv]; v != "" && pr.Key == "" {
+				pr.Key, pr.KeyFrom = v, e+" ("+keyEnv+")"
 			}
 		}
 	}
 	if c := flag(args, "--config"); c != "" && pr.Key == "" {
-		if b, err := hostctl.ReadFile(c, 1<<20); err == nil {
+		if b, err := hostctl.ReadFile(f.path(c), 1<<20); err == nil {
+			// LiteLLM's own: general_settings.master_key, a key or
+			// os.environ/NAME.
 			var cfg struct {
 				General struct {
 					MasterKey string `yaml:"master_key"`

@@ -201,7 +201,7 @@ func checkHostFile(ctx context.Context, e *Env) []Finding {
 		return []Finding{{ID: id, Severity: Error, Summary: "the managed-host file is not valid: the host assistant cannot manage services", Details: err.Error(), Recipe: "restore-host-file"}}
 	}
 	if _, err := os.Stat(e.Home.HostFile()); errors.Is(err, fs.ErrNotExist) {
-		f := &discover.Finder{Systemd: e.Systemd}
+		f := &discover.Finder{}
 		if p, err := f.Find(ctx, c); err == nil && len(p.Found) > 0 {
 			return []Finding{{ID: id, Severity: Warning, Summary: "no managed-host declaration, and discover finds " + plural(len(p.Found), "thing", "things") + " to manage",
 				Details: joinMax(p.Found, 5) + ". Run `taosagent discover` to see the proposal and write it."}}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -23,59 +22,52 @@ import (
 func TestDiscoverFindsATaOSInstall(t *testing.T) {
 	t.Parallel()
 	ctx := ctxT(t, 3*time.Minute)
-	sysd := testenv.NewFakeSystemd(t)
 	p := testenv.NewPodman(t)
 	p.Container(t, "taos-desktop", nil, "sleep", "100000")
 	p.Container(t, "postgres", nil, "sleep", "100000") // not taOS's
 
-	// LiteLLM: its stand-in, its key in its environment file, named by
-	// its config.
+	// A synthetic taOS box: its units, LiteLLM's config and key (the
+	// LiteLLM stand-in listening where its unit says), taOS's config and
+	// its desktop web app.
 	proxy := &scriptedmodel.LiteLLM{Model: &scriptedmodel.Server{}}
 	srv := httptest.NewServer(proxy)
 	t.Cleanup(srv.Close)
 	const master = "sk-litellm-master-discovered-0123456789"
 	proxy.SetKey(master, "qwen3-8b", "llama3-70b")
 	port := srv.Listener.Addr().String()[strings.LastIndexByte(srv.Listener.Addr().String(), ':')+1:]
-	etc := t.TempDir()
-	cfg, env := filepath.Join(etc, "config.yaml"), filepath.Join(etc, "litellm.env")
-	os.WriteFile(cfg, []byte("general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n"), 0o600)
-	os.WriteFile(env, []byte("LITELLM_MASTER_KEY="+master+"\n"), 0o600)
-	opt := filepath.Join(t.TempDir(), "taos")
-	os.MkdirAll(filepath.Join(opt, "desktop"), 0o755)
-	os.WriteFile(filepath.Join(opt, "desktop", "package.json"), []byte(`{"scripts":{"build":"vite build"}}`), 0o644)
-	unit := func(name string, u map[string]any) {
-		b, _ := json.Marshal(u)
-		os.WriteFile(filepath.Join(sysd.Dir, "units", name), b, 0o600)
+	root := t.TempDir()
+	put := func(path, content string) {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(path)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, path), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	unit("taos.service", map[string]any{"active": "active", "sub": "running", "workdir": opt,
-		"exec": []string{"/usr/bin/python3", "-m", "uvicorn", "tinyagentos.app:app", "--port", "6969"}})
-	unit("litellm.service", map[string]any{"active": "active", "sub": "running", "env_files": []string{env},
-		"exec": []string{"/opt/litellm/bin/litellm", "--config", cfg, "--port", port}})
-	unit("cron.service", map[string]any{"active": "active", "sub": "running"})
+	put("/etc/systemd/system/taos.service", "[Service]\nWorkingDirectory=/opt/taos\nExecStart=/opt/taos/venv/bin/python -m uvicorn tinyagentos.app:app --host 0.0.0.0 --port 6969\n")
+	put("/etc/systemd/system/litellm.service", "[Service]\nEnvironmentFile=/etc/litellm/litellm.env\nExecStart=/opt/litellm/bin/litellm --config /etc/litellm/config.yaml --port "+port+"\n")
+	put("/lib/systemd/system/cron.service", "[Service]\nExecStart=/usr/sbin/cron -f\n")
+	put("/etc/litellm/config.yaml", "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n")
+	put("/etc/litellm/litellm.env", "LITELLM_MASTER_KEY="+master+"\n")
+	put("/etc/taos/config.yaml", "port: 6969\n")
+	put("/opt/taos/desktop/package.json", `{"scripts":{"build":"vite build"}}`)
 
 	d := start(t, "")
 	discover := func(extra ...string) string {
 		t.Helper()
-		args := append([]string{"discover", "--home", d.home, "--systemctl", sysd.Systemd.Systemctl, "--journalctl", sysd.Systemd.Journalctl,
-			"--container-socket", p.Socket}, extra...)
-		cmd := exec.Command(binary, args...)
-		cmd.Env = append(os.Environ(), "FAKE_SYSTEMD_DIR="+sysd.Dir)
-		b, err := cmd.CombinedOutput()
+		args := append([]string{"discover", "--home", d.home, "--root", root, "--container-socket", p.Socket}, extra...)
+		b, err := exec.Command(binary, args...).CombinedOutput()
 		out := string(b)
-		if code := cmd.ProcessState.ExitCode(); err != nil && code <= 0 {
-			t.Fatal(err)
-		} else if code != 0 {
-			t.Fatalf("discover %v: exit %d\n%s", extra, code, out)
+		if err != nil {
+			t.Fatalf("discover %v: %v\n%s", extra, err, out)
 		}
 		return out
 	}
 
 	// No terminal: the proposal is shown, and nothing is written.
 	out := discover()
-	for _, want := range []string{"service taos (taos.service), health http://127.0.0.1:6969/api/health",
-		"service litellm (litellm.service), health http://127.0.0.1:" + port + "/health/liveliness, config " + cfg + " (yaml), config " + env + " (ini)",
-		"container taos-desktop", "Found the model provider litellm: http://127.0.0.1:" + port + "/v1, its key from " + env + " (LITELLM_MASTER_KEY), models: qwen3-8b, llama3-70b",
-		"not sure: " + filepath.Join(opt, "desktop") + ": a web app", "Nothing was written (no terminal to ask)", `+      "unit": "litellm.service",`} {
+	for _, want := range []string{"service taos (taos.service), health http://127.0.0.1:6969/api/health, config /etc/taos/config.yaml (yaml)",
+		"service litellm (litellm.service), health http://127.0.0.1:" + port + "/health/liveliness, config /etc/litellm/config.yaml (yaml), config /etc/litellm/litellm.env (ini)",
+		"container taos-desktop", "Found the model provider litellm: http://127.0.0.1:" + port + "/v1, its key from /etc/litellm/litellm.env (LITELLM_MASTER_KEY), models: qwen3-8b, llama3-70b",
+		"not sure: /opt/taos/desktop: a web app", "Nothing was written (no terminal to ask)", `+      "unit": "litellm.service",`} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("discover lacks %q:\n%s", want, out)
 		}

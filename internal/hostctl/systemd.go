@@ -152,22 +152,6 @@ func ParseShow(out []byte) UnitStatus {
 	return st
 }
 
-// ServiceUnits lists the service units systemd knows from their files.
-func (s Systemd) ServiceUnits(ctx context.Context) ([]string, error) {
-	out, err := s.run(ctx, s.systemctl(), "list-unit-files", "--type=service", "--no-legend", "--no-pager")
-	if err != nil {
-		return nil, err
-	}
-	var units []string
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) > 0 && unitPattern.MatchString(f[0]) {
-			units = append(units, f[0])
-		}
-	}
-	return units, nil
-}
-
 // Restart restarts unit and reports its state after.
 func (s Systemd) Restart(ctx context.Context, unit string) (UnitStatus, error) {
 	if !unitPattern.MatchString(unit) {

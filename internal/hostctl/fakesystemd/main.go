@@ -121,20 +121,6 @@ func systemctl(dir string, args []string) int {
 	if len(args) == 1 && args[0] == "daemon-reload" {
 		return 0
 	}
-	if len(args) > 0 && args[0] == "list-unit-files" {
-		// As systemd prints it with --no-legend: UNIT STATE PRESET.
-		ents, _ := os.ReadDir(filepath.Join(dir, "units"))
-		for _, e := range ents {
-			if u, ok := load(dir, e.Name()); ok {
-				state := "disabled"
-				if u.Enabled {
-					state = "enabled"
-				}
-				fmt.Printf("%s %s enabled\n", e.Name(), state)
-			}
-		}
-		return 0
-	}
 	if len(args) < 2 {
 		fmt.Fprintln(os.Stderr, "Too few arguments.")
 		return 1
