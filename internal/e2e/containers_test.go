@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -170,4 +172,57 @@ func TestTheHostAssistantManagesContainersOnARealPodman(t *testing.T) {
 			t.Fatalf("after the fixes: %+v", f)
 		}
 	}
+}
+
+// The bare `taosagent` at a terminal, the daemon down and no model to
+// reach: the recovery takes over, lists doctor's findings (a managed
+// container stopped), the person picks unwedge-container from the menu
+// and confirms it; it runs, and it is audited.
+func TestBareTaosagentRecoversAContainerUnderTmux(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is not installed (make deps installs it)")
+	}
+	ctx := ctxT(t, 3*time.Minute)
+	p := testenv.NewPodman(t)
+	web := p.Container(t, "taos-web", nil, "sleep", "100000")
+	p.Run(t, "stop", "--time", "0", "taos-web")
+	d := start(t, "")
+	os.WriteFile(filepath.Join(d.home, "host.json"), []byte(`{"services":[],"container_socket":"`+p.Socket+
+		`","containers":[{"name":"web","container":"taos-web","stop_seconds":1}]}`), 0o600)
+	addr := d.addr
+	d.stop()
+
+	x := tmux{t: t, socket: fmt.Sprintf("taosagent-bare-%d", os.Getpid())}
+	cmd := fmt.Sprintf("env TAOSAGENT_HOME=%s TAOSAGENT_ADDR=%s TAOSAGENT_OPENCODE=%s %s; sleep 60", d.home, addr, testenv.Opencode(t), binary)
+	x.run("new-session", "-d", "-s", "tui", "-x", "220", "-y", "60", cmd)
+	t.Cleanup(func() { exec.Command("tmux", "-L", x.socket, "kill-server").Run() })
+	x.screen("The taosagent daemon is down", 30*time.Second)
+	s := x.screen("Run which (number, or q)?", time.Minute)
+	if !strings.Contains(s, "container web (taos-web): not running: exited") {
+		t.Fatalf("the findings:\n%s", s)
+	}
+	choice := ""
+	for _, l := range strings.Split(s, "\n") {
+		if n, r, ok := strings.Cut(strings.TrimSpace(l), ". "); ok && r == "unwedge-container:web" {
+			choice = n
+		}
+	}
+	if choice == "" {
+		t.Fatalf("the menu lacks unwedge-container:web:\n%s", s)
+	}
+	x.run("send-keys", "-t", "tui", "-l", choice)
+	x.run("send-keys", "-t", "tui", "Enter")
+	x.screen("Go ahead? [y/N]", time.Minute)
+	x.run("send-keys", "-t", "tui", "y", "Enter")
+	x.screen("web runs and is healthy", time.Minute)
+	rt := containers.Client{Socket: p.Socket}
+	if st, _, err := rt.Look(ctx, web, "", time.Now()); err != nil || st.State != "running" {
+		t.Fatalf("web: %+v %v", st, err)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.home, "recovery-audit.jsonl"))
+	if !strings.Contains(string(b), `"action":"fix.unwedge-container"`) || !strings.Contains(string(b), `"outcome":"ok"`) {
+		t.Errorf("recovery audit:\n%s", b)
+	}
+	x.run("send-keys", "-t", "tui", "q", "Enter")
 }
