@@ -100,5 +100,5 @@ bench: testdeps build
 	go test -run '^$$' -bench 'AddedLatency|Replay' -benchtime 1x ./internal/httpapi
 	go test -run '^$$' -bench ReadToolRoundTrip -benchtime 1x ./internal/mcpserver
 	go test -run '^$$' -bench GatewayAddedLatency -benchtime 1x ./internal/gateway
-	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench FullDoctor -benchtime 1x ./internal/doctor
+	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench 'FullDoctor|DoctorOfATaOSBox' -benchtime 1x ./internal/doctor
 	TAOSAGENT_OPENCODE="$$($(BIN) setup --home $(HOME_DIR) --quiet)" go test -run '^$$' -bench 'IdleRSS|TimeToFirstOutput|SoakUnderCap|PanelChatUnderLoad' -benchtime 1x ./internal/e2e

@@ -113,38 +113,53 @@ func (s Selector) String() string {
 	return "label " + s.Label
 }
 
-type summary struct {
-	ID    string   `json:"Id"`
-	Names []string `json:"Names"`
+// Summary is a container as the runtime's list shows it.
+type Summary struct {
+	ID     string            `json:"Id"`
+	Names  []string          `json:"Names"` // "/web" in Docker's list, "web" in Podman's
+	Labels map[string]string `json:"Labels"`
 }
 
-// Find returns the ids of the containers sel names, running or not,
-// in the runtime's order. A name matches exactly (the API's own name
-// filter matches any part of a name, and an id's prefix would match too).
-func (c Client) Find(ctx context.Context, sel Selector) ([]string, error) {
-	q := url.Values{"all": {"1"}}
+// Matches reports whether sel names the container.
+func (sel Selector) Matches(s Summary) bool {
 	if sel.Label != "" {
-		f, _ := json.Marshal(map[string][]string{"label": {sel.Label}})
-		q.Set("filters", string(f))
+		k, v, _ := strings.Cut(sel.Label, "=")
+		got, ok := s.Labels[k]
+		return ok && got == v
 	}
-	b, _, err := c.call(ctx, http.MethodGet, "/containers/json", q, 0, 16<<20)
+	for _, n := range s.Names {
+		if strings.TrimPrefix(n, "/") == sel.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// List lists every container, running or not, in the runtime's order.
+func (c Client) List(ctx context.Context) ([]Summary, error) {
+	b, _, err := c.call(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}}, 0, 16<<20)
 	if err != nil {
 		return nil, err
 	}
-	var list []summary
+	var list []Summary
 	if err := json.Unmarshal(b, &list); err != nil {
 		return nil, fmt.Errorf("the container runtime's list: %w", err)
 	}
+	return list, nil
+}
+
+// Find returns the ids of the containers sel names, running or not, in
+// the runtime's order. A name matches exactly (the API's own name filter
+// matches any part of a name, and an id's prefix would match too).
+func (c Client) Find(ctx context.Context, sel Selector) ([]string, error) {
+	list, err := c.List(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
 	for _, s := range list {
-		if sel.Label != "" {
+		if sel.Matches(s) {
 			ids = append(ids, s.ID)
-			continue
-		}
-		for _, n := range s.Names {
-			if strings.TrimPrefix(n, "/") == sel.Name {
-				ids = append(ids, s.ID)
-			}
 		}
 	}
 	return ids, nil
@@ -152,13 +167,9 @@ func (c Client) Find(ctx context.Context, sel Selector) ([]string, error) {
 
 // Names lists every container's name, running or not.
 func (c Client) Names(ctx context.Context) ([]string, error) {
-	b, _, err := c.call(ctx, http.MethodGet, "/containers/json", url.Values{"all": {"1"}}, 0, 16<<20)
+	list, err := c.List(ctx)
 	if err != nil {
 		return nil, err
-	}
-	var list []summary
-	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, fmt.Errorf("the container runtime's list: %w", err)
 	}
 	var names []string
 	for _, s := range list {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -375,53 +376,74 @@ func checkServices(ctx context.Context, e *Env) []Finding {
 		return ok(id, "not checked: the managed-host file is not valid (see host-file)")
 	}
 	store := snapshot.Store{Dir: e.Home.Snapshots()}
-	var out []Finding
-	n := 0
+	var svcs []hostctl.Service
 	for _, s := range c.Services {
-		if s.Name == hostctl.Self.Name {
-			continue // the daemon checks cover it
+		if s.Name != hostctl.Self.Name { // the daemon checks cover it
+			svcs = append(svcs, s)
 		}
-		n++
-		st, err := e.Systemd.Status(ctx, s.Unit)
-		switch {
-		case err != nil:
-			out = append(out, Finding{ID: id, Severity: Warning, Summary: "service " + s.Name + ": its state cannot be read", Details: err.Error()})
-		case st.LoadState == "not-found":
-			out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + ": the unit " + s.Unit + " is not installed"})
-		case st.ActiveState != "active":
-			f := Finding{ID: id, Severity: Error, Summary: fmt.Sprintf("service %s is %s (%s)", s.Name, st.ActiveState, st.SubState), Recipe: "restart-service:" + s.Name}
-			if ls, _ := e.Systemd.Journal(ctx, s.Unit, 3, time.Now().Add(-time.Hour), ""); len(ls) > 0 {
-				f.Details = "its journal: " + joinMax(ls, 3)
-			}
-			out = append(out, f)
-		case s.HealthURL != "":
-			if code, err := e.probe(ctx, s.HealthURL); err != nil || code/100 != 2 {
-				d := fmt.Sprintf("%s answered %d", s.HealthURL, code)
-				if err != nil {
-					d = s.HealthURL + ": no answer"
-				}
-				out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + " runs but is not healthy", Details: d, Recipe: "restart-service:" + s.Name})
-			}
-		}
-		for _, f := range s.Configs {
-			b, err := hostctl.ReadFile(f.Path, 16<<20)
-			if errors.Is(err, fs.ErrNotExist) {
-				out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + ": its config " + f.Path + " is missing", Recipe: restoreRecipe(store, f.Path)})
-				continue
-			}
-			if err == nil {
-				err = hostctl.Validate(f.Format, b)
-			}
-			if err != nil {
-				out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + ": its config " + f.Path + " does not parse", Details: err.Error(), Recipe: restoreRecipe(store, f.Path)})
-			}
-		}
+	}
+	n := len(svcs)
+	found := make([][]Finding, n)
+	var wg sync.WaitGroup
+	for i, s := range svcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			found[i] = e.checkService(ctx, store, s)
+		}()
+	}
+	wg.Wait()
+	var out []Finding
+	for _, f := range found {
+		out = append(out, f...)
 	}
 	if len(out) == 0 && n == 0 {
 		return ok(id, "no managed service declared besides taosagent ("+e.Home.HostFile()+")")
 	}
 	if len(out) == 0 {
 		return ok(id, plural(n, "managed service is up", "managed services are up")+", healthy, configs valid")
+	}
+	return out
+}
+
+// checkService checks one managed service: its unit, its health, its
+// config files.
+func (e *Env) checkService(ctx context.Context, store snapshot.Store, s hostctl.Service) []Finding {
+	const id = "services"
+	var out []Finding
+	st, err := e.Systemd.Status(ctx, s.Unit)
+	switch {
+	case err != nil:
+		out = append(out, Finding{ID: id, Severity: Warning, Summary: "service " + s.Name + ": its state cannot be read", Details: err.Error()})
+	case st.LoadState == "not-found":
+		out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + ": the unit " + s.Unit + " is not installed"})
+	case st.ActiveState != "active":
+		f := Finding{ID: id, Severity: Error, Summary: fmt.Sprintf("service %s is %s (%s)", s.Name, st.ActiveState, st.SubState), Recipe: "restart-service:" + s.Name}
+		if ls, _ := e.Systemd.Journal(ctx, s.Unit, 3, time.Now().Add(-time.Hour), ""); len(ls) > 0 {
+			f.Details = "its journal: " + joinMax(ls, 3)
+		}
+		out = append(out, f)
+	case s.HealthURL != "":
+		if code, err := e.probe(ctx, s.HealthURL); err != nil || code/100 != 2 {
+			d := fmt.Sprintf("%s answered %d", s.HealthURL, code)
+			if err != nil {
+				d = s.HealthURL + ": no answer"
+			}
+			out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + " runs but is not healthy", Details: d, Recipe: "restart-service:" + s.Name})
+		}
+	}
+	for _, f := range s.Configs {
+		b, err := hostctl.ReadFile(f.Path, 16<<20)
+		if errors.Is(err, fs.ErrNotExist) {
+			out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + ": its config " + f.Path + " is missing", Recipe: restoreRecipe(store, f.Path)})
+			continue
+		}
+		if err == nil {
+			err = hostctl.Validate(f.Format, b)
+		}
+		if err != nil {
+			out = append(out, Finding{ID: id, Severity: Error, Summary: "service " + s.Name + ": its config " + f.Path + " does not parse", Details: err.Error(), Recipe: restoreRecipe(store, f.Path)})
+		}
 	}
 	return out
 }

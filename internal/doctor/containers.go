@@ -25,8 +25,9 @@ func checkContainers(ctx context.Context, e *Env) []Finding {
 		return ok(id, "no managed container declared ("+e.Home.HostFile()+")")
 	}
 	var out []Finding
-	for _, k := range c.Containers {
-		st := c.LookContainer(ctx, k, time.Now())
+	states := c.LookContainers(ctx, c.Containers, time.Now())
+	for i, k := range c.Containers {
+		st := states[i]
 		fix := "unwedge-container:" + k.Name
 		if st.Problem != "" {
 			f := Finding{ID: id, Severity: Error, Summary: "container " + k.Name + ": " + st.Problem}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/hostctl"
@@ -38,14 +39,19 @@ type portUse struct {
 // process is one of the service (in its control group, or running its
 // ExecStart's command line) that is not the owner: left by a unit that stopped or
 // failed, or started beside it. Anything else is a stranger.
-func (e *Env) usePort(ctx context.Context, c hostctl.Config, o hostctl.PortOwner) portUse {
+//
+// held is who listens on the port (Listeners), nil to look now.
+func (e *Env) usePort(ctx context.Context, c hostctl.Config, o hostctl.PortOwner, held map[int]Process) portUse {
 	u := portUse{owner: o, whose: heldByNone}
-	p, held := Listener(o.Port)
+	if held == nil {
+		held = Listeners(o.Port)
+	}
+	p, isHeld := held[o.Port]
 	if o.Service != "" {
 		svc, _ := c.Service(o.Service)
 		st, err := e.Systemd.Status(ctx, svc.Unit)
 		u.active = err == nil && st.ActiveState == "active"
-		if !held {
+		if !isHeld {
 			return u
 		}
 		u.holder, u.whose = p, heldByStranger
@@ -62,7 +68,7 @@ func (e *Env) usePort(ctx context.Context, c hostctl.Config, o hostctl.PortOwner
 		}
 		return u
 	}
-	if !held {
+	if !isHeld {
 		return u
 	}
 	u.holder, u.whose = p, heldByStranger
@@ -140,9 +146,24 @@ func checkPorts(ctx context.Context, e *Env) []Finding {
 	if len(owners) == 0 {
 		return ok(id, "no port declared for a managed service or container")
 	}
+	ports := make([]int, len(owners))
+	for i, o := range owners {
+		ports[i] = o.Port
+	}
+	held := Listeners(ports...)
+	uses := make([]portUse, len(owners))
+	var wg sync.WaitGroup
+	for i, o := range owners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			uses[i] = e.usePort(ctx, c, o, held)
+		}()
+	}
+	wg.Wait()
 	var out []Finding
-	for _, o := range owners {
-		u := e.usePort(ctx, c, o)
+	for i, o := range owners {
+		u := uses[i]
 		switch u.whose {
 		case heldByStale:
 			out = append(out, Finding{ID: id, Severity: Error, Summary: fmt.Sprintf("port %d of %s is held by a stale process of it: %s", o.Port, o, u.holder.Name),
@@ -178,7 +199,7 @@ func freeDeclaredPort(ctx context.Context, e *Env, arg string, dry bool, step fu
 	if !declared {
 		return "", fmt.Errorf("port %d is not declared for a managed service or container in %s: taosagent frees only those", port, e.Home.HostFile())
 	}
-	u := e.usePort(ctx, c, o)
+	u := e.usePort(ctx, c, o, nil)
 	switch u.whose {
 	case heldByNone:
 		step(fmt.Sprintf("port %d is free", port))

@@ -53,7 +53,18 @@ func alive(pid int) bool {
 // false when nothing listens. A listener whose process cannot be seen
 // (another user's, without privilege) has PID 0.
 func Listener(port int) (Process, bool) {
-	inodes := map[string]bool{}
+	p, ok := Listeners(port)[port]
+	return p, ok
+}
+
+// Listeners finds the processes listening on the TCP ports, in one pass
+// over /proc: the ports nothing listens on are absent.
+func Listeners(ports ...int) map[int]Process {
+	want := map[int]bool{}
+	for _, p := range ports {
+		want[p] = true
+	}
+	inodes := map[string]int{} // a listening socket's inode: its port
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -67,13 +78,14 @@ func Listener(port int) (Process, bool) {
 				continue
 			}
 			_, hexPort, _ := strings.Cut(fl[1], ":")
-			if p, err := strconv.ParseInt(hexPort, 16, 32); err == nil && int(p) == port {
-				inodes[fl[9]] = true
+			if p, err := strconv.ParseInt(hexPort, 16, 32); err == nil && want[int(p)] {
+				inodes[fl[9]] = int(p)
 			}
 		}
 	}
+	out := map[int]Process{}
 	if len(inodes) == 0 {
-		return Process{}, false
+		return out
 	}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -87,14 +99,23 @@ func Listener(port int) (Process, bool) {
 		}
 		for _, fd := range fds {
 			l, err := os.Readlink(filepath.Join("/proc", e.Name(), "fd", fd.Name()))
-			if err == nil && strings.HasPrefix(l, "socket:[") && inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
+			if err != nil || !strings.HasPrefix(l, "socket:[") {
+				continue
+			}
+			port, ok := inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")]
+			if _, seen := out[port]; ok && !seen {
 				if p, ok := readProcess(pid); ok {
-					return p, true
+					out[port] = p
 				}
 			}
 		}
 	}
-	return Process{Name: "an unknown process"}, true
+	for _, port := range inodes {
+		if _, seen := out[port]; !seen {
+			out[port] = Process{Name: "an unknown process"}
+		}
+	}
+	return out
 }
 
 // isDaemonOf reports whether p is a `taosagent serve` of home dir.

@@ -2,6 +2,7 @@ package hostctl
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/containers"
@@ -33,22 +34,49 @@ func (s ContainerState) Bad() bool {
 
 // LookContainer finds and inspects the containers k declares.
 func (c Config) LookContainer(ctx context.Context, k Container, now time.Time) ContainerState {
+	return c.LookContainers(ctx, []Container{k}, now)[0]
+}
+
+// LookContainers finds and inspects the containers of each declaration
+// of ks, in their order: the runtime's list read once, the containers
+// inspected concurrently.
+func (c Config) LookContainers(ctx context.Context, ks []Container, now time.Time) []ContainerState {
 	rt := c.Runtime()
-	st := ContainerState{Name: k.Name, Selector: k.Selector().String(), Containers: []containers.State{}}
-	ids, err := rt.Find(ctx, k.Selector())
-	if err != nil {
-		st.Problem = err.Error()
-		return st
-	}
-	if len(ids) == 0 {
-		st.Problem = "no container matches its " + st.Selector
-	}
-	for _, id := range ids {
-		cs, _, err := rt.Look(ctx, id, k.Image, now)
+	out := make([]ContainerState, len(ks))
+	list, err := rt.List(ctx)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, k := range ks {
+		st := ContainerState{Name: k.Name, Selector: k.Selector().String(), Containers: []containers.State{}}
 		if err != nil {
-			cs = containers.State{ID: id, Problems: []string{err.Error()}} // gone since the list
+			st.Problem = err.Error()
+			out[i] = st
+			continue
 		}
-		st.Containers = append(st.Containers, cs)
+		for _, s := range list {
+			if k.Selector().Matches(s) {
+				st.Containers = append(st.Containers, containers.State{ID: s.ID})
+			}
+		}
+		if len(st.Containers) == 0 {
+			st.Problem = "no container matches its " + st.Selector
+		}
+		out[i] = st
+		for j := range st.Containers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				id := out[i].Containers[j].ID
+				cs, _, err := rt.Look(ctx, id, k.Image, now)
+				if err != nil {
+					cs = containers.State{ID: id, Problems: []string{err.Error()}} // gone since the list
+				}
+				out[i].Containers[j] = cs
+			}()
+		}
 	}
-	return st
+	wg.Wait()
+	return out
 }

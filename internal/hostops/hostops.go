@@ -136,8 +136,8 @@ func (o *Ops) Status(ctx context.Context) (HostStatus, error) {
 		}
 		st.Services = append(st.Services, ss)
 	}
-	for _, k := range host.Containers {
-		st.Containers = append(st.Containers, host.LookContainer(ctx, k, time.Now()))
+	if len(host.Containers) > 0 {
+		st.Containers = host.LookContainers(ctx, host.Containers, time.Now())
 	}
 	var fs syscall.Statfs_t
 	if syscall.Statfs(o.Control.Home, &fs) == nil {
@@ -475,11 +475,7 @@ func (o *Ops) ContainersList(ctx context.Context) ([]hostctl.ContainerState, err
 	if err != nil {
 		return nil, err
 	}
-	out := []hostctl.ContainerState{}
-	for _, k := range host.Containers {
-		out = append(out, host.LookContainer(ctx, k, time.Now()))
-	}
-	return out, nil
+	return append([]hostctl.ContainerState{}, host.LookContainers(ctx, host.Containers, time.Now())...), nil
 }
 
 // ContainerRestart restarts a managed container (destructive): each
