@@ -173,10 +173,8 @@ func Parse(b []byte) (Config, error) {
 			return Config{}, fmt.Errorf("%s: unit %q is not a systemd service unit name", where, s.Unit)
 		}
 		seen[s.Name] = true
-		if s.HealthURL != "" {
-			if err := loopbackURL(s.HealthURL); err != nil {
-				return Config{}, fmt.Errorf("%s: health_url: %w", where, err)
-			}
+		if err := optionalURL(where, "health_url", s.HealthURL); err != nil {
+			return Config{}, err
 		}
 		for _, l := range s.Logs {
 			if !filepath.IsAbs(l) {
@@ -245,10 +243,8 @@ func (c Config) checkSPAs(services map[string]bool) error {
 		case a.Service != "" && !services[a.Service]:
 			return fmt.Errorf("%s: service %q is not a declared service", where, a.Service)
 		}
-		if a.URL != "" {
-			if err := loopbackURL(a.URL); err != nil {
-				return fmt.Errorf("%s: url: %w", where, err)
-			}
+		if err := optionalURL(where, "url", a.URL); err != nil {
+			return err
 		}
 		seen[a.Name] = true
 	}
@@ -334,12 +330,22 @@ func (c Config) checkContainers() error {
 		case k.StopSeconds < 0 || k.StopSeconds > 600:
 			return fmt.Errorf("%s: stop_seconds %d: want 0 to 600", where, k.StopSeconds)
 		}
-		if k.HealthURL != "" {
-			if err := loopbackURL(k.HealthURL); err != nil {
-				return fmt.Errorf("%s: health_url: %w", where, err)
-			}
+		if err := optionalURL(where, "health_url", k.HealthURL); err != nil {
+			return err
 		}
 		seen[k.Name] = true
+	}
+	return nil
+}
+
+// optionalURL checks the field of a declaration at where: empty, or a
+// loopback URL.
+func optionalURL(where, field, raw string) error {
+	if raw == "" {
+		return nil
+	}
+	if err := loopbackURL(raw); err != nil {
+		return fmt.Errorf("%s: %s: %w", where, field, err)
 	}
 	return nil
 }

@@ -94,23 +94,8 @@ func Digest(dir string, skip func(rel string) bool) (string, int, error) {
 	}
 	defer root.Close()
 	h := sha256.New()
-	n, size := 0, int64(0)
-	err = fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
-		if skip != nil && skip(rel) {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if n++; n > MaxFiles {
-			return fmt.Errorf("%s: more than %d files", dir, MaxFiles)
-		}
+	size := int64(0)
+	n, err := walk(root, skip, func(rel string, d fs.DirEntry) error {
 		switch {
 		case d.IsDir():
 			fmt.Fprintf(h, "d %s\x00", rel)
@@ -126,7 +111,7 @@ func Digest(dir string, skip func(rel string) bool) (string, int, error) {
 				return err
 			}
 			if size += fi.Size(); size > MaxBytes {
-				return fmt.Errorf("%s: more than %d bytes", dir, MaxBytes)
+				return fmt.Errorf("more than %d bytes", MaxBytes)
 			}
 			f, err := root.Open(rel)
 			if err != nil {
@@ -144,17 +129,17 @@ func Digest(dir string, skip func(rel string) bool) (string, int, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		err = fmt.Errorf("%s: %w", dir, err)
+	}
 	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
-// copyTree copies src into dst (an empty directory), through os.Root on
-// both sides. With links false a link, a device or a socket in src is an
-// error; with links true a link is copied as a link, never followed. Files
-// are written 0644 (0755 when executable), directories 0755: no set-ID
-// bit is carried over.
-func copyTree(src, dst *os.Root, skip func(rel string) bool, links bool) (int, error) {
-	n, size := 0, int64(0)
-	err := fs.WalkDir(src.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
+// walk visits the tree of root but the entries skip leaves out, and
+// counts them; more than MaxFiles is an error.
+func walk(root *os.Root, skip func(rel string) bool, visit func(rel string, d fs.DirEntry) error) (int, error) {
+	n := 0
+	err := fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -170,6 +155,19 @@ func copyTree(src, dst *os.Root, skip func(rel string) bool, links bool) (int, e
 		if n++; n > MaxFiles {
 			return fmt.Errorf("more than %d files", MaxFiles)
 		}
+		return visit(rel, d)
+	})
+	return n, err
+}
+
+// copyTree copies src into dst (an empty directory), through os.Root on
+// both sides. With links false a link, a device or a socket in src is an
+// error; with links true a link is copied as a link, never followed. Files
+// are written 0644 (0755 when executable), directories 0755: no set-ID
+// bit is carried over.
+func copyTree(src, dst *os.Root, skip func(rel string) bool, links bool) (int, error) {
+	size := int64(0)
+	return walk(src, skip, func(rel string, d fs.DirEntry) error {
 		switch {
 		case d.IsDir():
 			return dst.Mkdir(rel, 0o755)
@@ -217,7 +215,6 @@ func copyTree(src, dst *os.Root, skip func(rel string) bool, links bool) (int, e
 		}
 		return nil // a socket or a fifo of the source: not part of a build
 	})
-	return n, err
 }
 
 // Rebuilder rebuilds web apps.
