@@ -221,6 +221,8 @@ type InputData struct {
 	// ("" for the agent's current one); on turn.started, the one the turn
 	// runs in (its session, which every event of the turn carries).
 	Conversation string `json:"conversation,omitempty"`
+	// Schedule: the schedule whose slot sent the message ("" for none).
+	Schedule string `json:"schedule,omitempty"`
 }
 
 // QuestionAskedData is the data of QuestionAsked.

@@ -98,6 +98,17 @@ type AppStore interface {
 	ApprovedApp(ctx context.Context, id string) (App, error)
 }
 
+// Schedules is the agents' schedules and the slots they fired: a slot
+// fires at most once, its one input committed with it.
+type Schedules interface {
+	CreateSchedule(ctx context.Context, s Schedule) error
+	Schedules(ctx context.Context, agent string) ([]Schedule, error)
+	DeleteSchedule(ctx context.Context, agent, id string) error
+	FireSlot(ctx context.Context, id string, slot time.Time, in Input) (_ Input, fired bool, err error)
+	PassSlot(ctx context.Context, id string, slot time.Time) error
+	InputState(ctx context.Context, agent string, id int64) (string, error)
+}
+
 // Store is the whole contract.
 type Store interface {
 	Events
@@ -107,6 +118,7 @@ type Store interface {
 	AuditTrail
 	Metering
 	AppStore
+	Schedules
 	// QuickCheck reports what is damaged in the store, nothing when sound.
 	QuickCheck(ctx context.Context) ([]string, error)
 	Close() error

@@ -186,9 +186,11 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 		if _, err = tx.Exec(`UPDATE inputs SET state='done' WHERE agent=? AND state='queued'`, name); err != nil {
 			return err
 		}
-		// Its gateway key ends with it.
-		if _, err = tx.Exec(`DELETE FROM agent_keys WHERE agent=?`, name); err != nil {
-			return err
+		// Its gateway key and its schedules end with it.
+		for _, table := range []string{"agent_keys", "schedules"} {
+			if _, err = tx.Exec(`DELETE FROM `+table+` WHERE agent=?`, name); err != nil {
+				return err
+			}
 		}
 		// Its history keeps an identity of its own: a new agent of the
 		// same name starts with none of it.
@@ -262,11 +264,13 @@ type Input struct {
 	TraceID  string `json:"trace_id,omitempty"` // the caller's trace (taOS's), carried by every event of its turn
 	// Conversation is the conversation (opencode session) the message names
 	// for its turn; "" for the agent's current one.
-	Conversation string    `json:"conversation,omitempty"`
-	State        string    `json:"state"` // queued, running, steered, done
-	Turn         string    `json:"turn,omitempty"`
-	Created      time.Time `json:"created"`
-	Seq          int64     `json:"seq,omitempty"` // of its input.accepted event
+	Conversation string `json:"conversation,omitempty"`
+	// Schedule is the schedule whose slot sent it ("" for none).
+	Schedule string    `json:"schedule,omitempty"`
+	State    string    `json:"state"` // queued, running, steered, done
+	Turn     string    `json:"turn,omitempty"`
+	Created  time.Time `json:"created"`
+	Seq      int64     `json:"seq,omitempty"` // of its input.accepted event
 }
 
 // AddInput stores in in its agent's inbox and appends input.accepted. With
@@ -324,8 +328,8 @@ func (l *Log) AddAndStart(ctx context.Context, in Input, start func(Input) event
 func addInput(tx *Tx, in Input) (Input, bool, error) {
 	var old Input
 	var c int64
-	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, conversation, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
-		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.Conversation, &old.State, &old.Turn, &c)
+	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, conversation, schedule, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
+		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.Conversation, &old.Schedule, &old.State, &old.Turn, &c)
 	if err == nil {
 		if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID || old.Conversation != in.Conversation {
 			return in, false, fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
@@ -342,14 +346,14 @@ func addInput(tx *Tx, in Input) (Input, bool, error) {
 		return in, false, notFound("agent " + in.Agent)
 	}
 	in.Created, in.State = now(), "queued"
-	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, state, created) VALUES (?,?,?,?,?,?,?,?,?)`,
-		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.State, ms(in.Created))
+	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, schedule, state, created) VALUES (?,?,?,?,?,?,?,?,?,?)`,
+		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.Schedule, in.State, ms(in.Created))
 	if err != nil {
 		return in, false, err
 	}
 	in.ID, _ = res.LastInsertId()
 	e := event.New("", event.InputAccepted, in.Created,
-		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: in.Conversation})
+		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: in.Conversation, Schedule: in.Schedule})
 	e.Agent, e.TraceID = in.Agent, in.TraceID
 	e, err = tx.Append(e)
 	in.Seq = e.Seq
@@ -382,7 +386,7 @@ func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...an
 	if withSeq {
 		seq = `(SELECT seq FROM events WHERE agent=inputs.agent AND kind='input.accepted' AND json_extract(body, '$.data.input')=inputs.id)`
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, state, turn, created, `+seq+` FROM inputs `+where, args...)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, schedule, state, turn, created, `+seq+` FROM inputs `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -392,7 +396,7 @@ func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...an
 		var in Input
 		var c int64
 		var seq sql.NullInt64
-		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.Conversation, &in.State, &in.Turn, &c, &seq); err != nil {
+		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.Conversation, &in.Schedule, &in.State, &in.Turn, &c, &seq); err != nil {
 			return nil, err
 		}
 		in.Created, in.Seq = fromMS(c), seq.Int64

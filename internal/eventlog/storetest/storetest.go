@@ -45,6 +45,7 @@ func Run(t *testing.T, b Backend) {
 		{"AddAndStart", testAddAndStart},
 		{"AHostUIDIsAnAgentsForGood", testAHostUIDIsAnAgentsForGood},
 		{"AnAgentsEgressIsStored", testAnAgentsEgressIsStored},
+		{"ASlotFiresOnceWithItsInput", testASlotFiresOnceWithItsInput},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -565,5 +566,70 @@ func testAnAgentsEgressIsStored(t *testing.T, open Backend) {
 	got, err := l.Agent(ctx, "a")
 	if err != nil || got.EgressPolicy().String() != "hosts: example.com" {
 		t.Fatalf("stored egress: %v %v", got.Egress, err)
+	}
+}
+
+// A schedule's slot fires once, its input committed with it, whoever
+// tries again (a restart, a second writer); passed-over slots never fire;
+// the schedule goes with its agent.
+func testASlotFiresOnceWithItsInput(t *testing.T, open Backend) {
+	ctx := context.Background()
+	l := open(t, "db")
+	withAgentA(t, l)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	must(t, l.CreateSchedule(ctx, eventlog.Schedule{ID: "sch_1", Agent: "a", Every: time.Minute, Message: "tick", Missed: "once", Overlap: "queue",
+		CreatedBy: "operator (api)", Created: t0, LastSlot: t0}))
+	if err := l.CreateSchedule(ctx, eventlog.Schedule{ID: "sch_2", Agent: "nobody", Message: "x", Created: t0, LastSlot: t0}); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("a schedule of no agent: %v", err)
+	}
+	slot := t0.Add(time.Minute)
+	in := eventlog.Input{Agent: "a", ClientID: "schedule:sch_1:" + fmt.Sprint(slot.UnixMilli()), Text: "tick", Mode: "queue", Schedule: "sch_1"}
+	// Concurrent writers of the same slot: one input.
+	var fired int
+	results := make(chan bool, 4)
+	for range 4 {
+		go func() {
+			_, ok, err := l.FireSlot(ctx, "sch_1", slot, in)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- ok
+		}()
+	}
+	for range 4 {
+		if <-results {
+			fired++
+		}
+	}
+	if fired != 1 {
+		t.Fatalf("the slot fired %d times", fired)
+	}
+	l.Close()
+	l = open(t, "db")
+	if _, ok, _ := l.FireSlot(ctx, "sch_1", slot, in); ok {
+		t.Fatal("the slot fired again after a reopen")
+	}
+	ins, _ := l.Inputs(ctx, "a", "queued")
+	if len(ins) != 1 || ins[0].Schedule != "sch_1" || ins[0].Text != "tick" {
+		t.Fatalf("inputs: %+v", ins)
+	}
+	ss, _ := l.Schedules(ctx, "a")
+	if len(ss) != 1 || !ss[0].LastSlot.Equal(slot) || ss[0].LastInput != ins[0].ID || ss[0].Every != time.Minute {
+		t.Fatalf("schedule: %+v", ss)
+	}
+	if st, _ := l.InputState(ctx, "a", ins[0].ID); st != "queued" {
+		t.Fatalf("state %q", st)
+	}
+	must(t, l.PassSlot(ctx, "sch_1", slot.Add(3*time.Minute)))
+	must(t, l.PassSlot(ctx, "sch_1", slot)) // never back
+	if ss, _ := l.Schedules(ctx, ""); !ss[0].LastSlot.Equal(slot.Add(3 * time.Minute)) {
+		t.Fatalf("passed: %+v", ss)
+	}
+	must(t, l.DeleteAgent(ctx, "a"))
+	if ss, _ := l.Schedules(ctx, ""); len(ss) != 0 {
+		t.Fatalf("the schedule outlived its agent: %+v", ss)
+	}
+	if err := l.DeleteSchedule(ctx, "a", "sch_1"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("delete: %v", err)
 	}
 }
