@@ -231,3 +231,34 @@ func CheckOutcome(o string) error {
 	}
 	return fmt.Errorf("outcome: must be %s, %s, %s or %s", OutcomePending, OutcomeOK, OutcomeRefused, OutcomeFailed)
 }
+
+// ScheduleRequest is a schedule as a person asks for it: exactly one of a
+// cron expression (in tz, default UTC) and an interval (every, a Go
+// duration: "90m").
+type ScheduleRequest struct {
+	Cron         string `json:"cron,omitempty"`
+	TZ           string `json:"tz,omitempty"`
+	Every        string `json:"every,omitempty"`
+	Message      string `json:"message"`
+	Conversation string `json:"conversation,omitempty"` // "" for the agent's current one
+	Missed       string `json:"missed,omitempty"`       // once (default): a missed slot runs once, late; skip
+	Overlap      string `json:"overlap,omitempty"`      // skip (default): a slot whose previous run goes on is skipped; queue
+}
+
+// Schedule is a schedule as the API shows it, with its next three slots.
+type Schedule struct {
+	ID           string      `json:"id"`
+	Agent        string      `json:"agent"`
+	Cron         string      `json:"cron,omitempty"`
+	TZ           string      `json:"tz,omitempty"`
+	Every        string      `json:"every,omitempty"`
+	Message      string      `json:"message"`
+	Conversation string      `json:"conversation,omitempty"`
+	Missed       string      `json:"missed"`
+	Overlap      string      `json:"overlap"`
+	CreatedBy    string      `json:"created_by"`
+	Created      time.Time   `json:"created"`
+	LastSlot     time.Time   `json:"last_slot"` // the newest slot fired or passed over (at first, its creation)
+	LastInput    int64       `json:"last_input,omitempty"`
+	Next         []time.Time `json:"next"`
+}

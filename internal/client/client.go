@@ -529,3 +529,35 @@ func (c *Client) Apps(ctx context.Context) ([]App, error) {
 	err := c.Do(ctx, "GET", "/v1/apps", nil, &out)
 	return out.Apps, err
 }
+
+// Schedule is a schedule as the API shows it.
+type Schedule = api.Schedule
+
+// ScheduleRequest is a schedule as asked for.
+type ScheduleRequest = api.ScheduleRequest
+
+// CreateSchedule gives agent a schedule.
+func (c *Client) CreateSchedule(ctx context.Context, agent string, r ScheduleRequest) (Schedule, error) {
+	var out Schedule
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/schedules", r, &out)
+	return out, err
+}
+
+// Schedules lists agent's schedules.
+func (c *Client) Schedules(ctx context.Context, agent string) ([]Schedule, error) {
+	var out struct{ Schedules []Schedule }
+	err := c.Do(ctx, "GET", "/v1/agents/"+url.PathEscape(agent)+"/schedules", nil, &out)
+	return out.Schedules, err
+}
+
+// DeleteSchedule removes one of agent's schedules.
+func (c *Client) DeleteSchedule(ctx context.Context, agent, id string) error {
+	return c.Do(ctx, "DELETE", "/v1/agents/"+url.PathEscape(agent)+"/schedules/"+url.PathEscape(id), nil, nil)
+}
+
+// RunSchedule sends a schedule's message now.
+func (c *Client) RunSchedule(ctx context.Context, agent, id string) (Accepted, error) {
+	var out Accepted
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/schedules/"+url.PathEscape(id)+"/run", nil, &out)
+	return out, err
+}

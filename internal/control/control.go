@@ -27,6 +27,7 @@ import (
 	"github.com/taosagent/taosagent/internal/gateway"
 	"github.com/taosagent/taosagent/internal/render"
 	"github.com/taosagent/taosagent/internal/runner"
+	"github.com/taosagent/taosagent/internal/schedule"
 	"github.com/taosagent/taosagent/internal/snapshot"
 )
 
@@ -130,6 +131,9 @@ var Actions = map[string]Tier{
 	"library_propose":   Write,
 	// The API's operations (and those the MCP tools above call).
 	"provider.create":           Write,
+	"schedule.create":           Write,
+	"schedule.delete":           Write,
+	"schedule.run":              Write,
 	"provider.delete":           Destructive,
 	"agent.create":              Write,
 	"agent.update":              Write,
@@ -214,13 +218,18 @@ var (
 // Service is the control service. Set the fields, then use it; it is safe
 // for concurrent use.
 type Service struct {
-	Log     eventlog.Store
-	Runner  *runner.Manager
-	Catalog *catalog.Catalog // providers and agents
-	Home    string
-	Keys    agent.Keys // for redaction: no provider key leaves in a tool's output
-	Version string
-	Logger  *slog.Logger
+	Log    eventlog.Store
+	Runner *runner.Manager
+	// Scheduler fires the schedules' slots (woken when one is added);
+	// ScheduleFloor is the shortest time between a schedule's slots
+	// (default schedule.DefaultFloor, a minute; tests lower it).
+	Scheduler     *schedule.Scheduler
+	ScheduleFloor time.Duration
+	Catalog       *catalog.Catalog // providers and agents
+	Home          string
+	Keys          agent.Keys // for redaction: no provider key leaves in a tool's output
+	Version       string
+	Logger        *slog.Logger
 	// Secrets are redacted from every output besides the provider keys
 	// (the operator token, for one).
 	Secrets []string

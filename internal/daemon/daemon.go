@@ -44,6 +44,7 @@ import (
 	"github.com/taosagent/taosagent/internal/panel"
 	"github.com/taosagent/taosagent/internal/runner"
 	"github.com/taosagent/taosagent/internal/sandbox"
+	"github.com/taosagent/taosagent/internal/schedule"
 	"github.com/taosagent/taosagent/internal/scriptedmodel"
 	"github.com/taosagent/taosagent/internal/snapshot"
 	"github.com/taosagent/taosagent/internal/supervisor"
@@ -66,9 +67,12 @@ type Config struct {
 	// Handover, when it receives, starts a planned restart (handover.go):
 	// Run returns a *Handover to exec. HandoverWait bounds how long the
 	// running turns are waited for first (default 2 min).
-	Handover           <-chan struct{}
-	HandoverWait       time.Duration
-	Retention          time.Duration // keep events this long (0: forever)
+	Handover     <-chan struct{}
+	HandoverWait time.Duration
+	Retention    time.Duration // keep events this long (0: forever)
+	// ScheduleFloor is the shortest time between a schedule's slots
+	// (default a minute; tests lower it).
+	ScheduleFloor      time.Duration
 	RawRetention       time.Duration // keep raw opencode events this long
 	NoDemo             bool          // never offer the scripted demo provider
 	DefaultDailyTokens int64         // the budget of an agent created through MCP (0: none may be)
@@ -231,6 +235,8 @@ func Run(ctx context.Context, cfg Config) error {
 		_, err := ms.packages.Ensure(ctx, spec, lock)
 		return err
 	}
+	ctl.Scheduler = &schedule.Scheduler{Store: log, Queued: mgr.Queued, Logger: logger}
+	ctl.ScheduleFloor = cfg.ScheduleFloor
 	ctl.WatchGateway(gw)
 	ctl.WatchRunner()
 	if cfg.DefaultDailyTokens > 0 {
@@ -341,6 +347,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var workers sync.WaitGroup
 	defer func() { stopWorkers(); workers.Wait() }()
 	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
+	workers.Go(func() { ctl.Scheduler.Run(wctx) })
 	if cfg.ModelsSync > 0 {
 		workers.Go(func() { syncModels(wctx, ctl, cfg.ModelsSync, logger) })
 	}

@@ -247,3 +247,46 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 }
 
 // ---- events
+
+// createSchedule gives an agent a schedule: 201 with its next slots.
+func (s *Server) createSchedule(w http.ResponseWriter, r *http.Request) {
+	var req api.ScheduleRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	sc, err := s.Control.CreateSchedule(r.Context(), actor(r), r.PathValue("name"), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sc)
+}
+
+// listSchedules lists an agent's schedules, each with its next three slots.
+func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) {
+	ss, err := s.Control.Schedules(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"schedules": ss})
+}
+
+// deleteSchedule removes one of an agent's schedules.
+func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) {
+	if err := s.Control.DeleteSchedule(r.Context(), actor(r), r.PathValue("name"), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// runSchedule sends a schedule's message now: 202, as a message is.
+func (s *Server) runSchedule(w http.ResponseWriter, r *http.Request) {
+	in, err := s.Control.RunSchedule(r.Context(), actor(r), r.PathValue("name"), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.Accepted{Input: in.ID, ID: in.ClientID, Seq: in.Seq, State: in.State})
+}

@@ -68,6 +68,8 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"LibrarySyncInput": {v: librarySyncInput{}},
 		"LibrarySource":    {v: library.Source{}},
 		"LibrarySync":      {v: library.SyncResult{}},
+		"ScheduleInput":    {v: api.ScheduleRequest{}},
+		"Schedule":         {v: api.Schedule{}},
 	}
 	for name, s := range doc.Components.Schemas {
 		ty, ok := types[name]

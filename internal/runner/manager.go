@@ -413,6 +413,14 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 	return in, created, err
 }
 
+// Queued tells agent name's runner that an input was added to its inbox
+// straight through the store (a schedule's slot).
+func (m *Manager) Queued(name string) {
+	r := m.runner(name)
+	r.noteQueued()
+	r.poke()
+}
+
 // hasConversation is nil if id is one of agent name's conversations, else
 // an ErrInvalid naming the field.
 func (m *Manager) hasConversation(ctx context.Context, name, id string) error {
