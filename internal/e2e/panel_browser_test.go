@@ -530,10 +530,36 @@ func TestThePanelManagesAgents(t *testing.T) {
 		t.Fatalf("the three turns ran in %d sessions", len(sessions))
 	}
 
+	// Schedules: a bad one is refused with its reason and nothing made;
+	// one added is listed with its next slot; run now sends its message
+	// as a turn marked with it; remove removes it.
+	chromedp.Do(tab, chromedp.SendKeys(chromedp.CSS("#schedule-when"), "61 * * * *"), chromedp.SendKeys(chromedp.CSS("#schedule-message"), "good morning"),
+		chromedp.Click(chromedp.CSS("#schedule-add")))
+	until[bool](t, tab, "the refusal", `document.querySelector("#schedule-error").textContent.includes("61")`)
+	if ss, _ := d.c.Schedules(ctx, "scribe"); len(ss) != 0 {
+		t.Fatalf("a refused schedule was made: %+v", ss)
+	}
+	chromedp.Do(tab, chromedp.Evaluate[chromedp.Void](`document.querySelector("#schedule-when").value = ""`),
+		chromedp.SendKeys(chromedp.CSS("#schedule-when"), "0 9 * * *"), chromedp.SendKeys(chromedp.CSS("#schedule-tz"), "Europe/Paris"),
+		chromedp.Click(chromedp.CSS("#schedule-add")))
+	until[bool](t, tab, "the schedule's row", `!!document.querySelector("#schedules tr[data-schedule] td.next")`)
+	ss, err := d.c.Schedules(ctx, "scribe")
+	if err != nil || len(ss) != 1 || ss[0].Cron != "0 9 * * *" || ss[0].TZ != "Europe/Paris" || ss[0].Message != "good morning" || ss[0].CreatedBy != "operator (panel)" {
+		t.Fatalf("made: %+v %v", ss, err)
+	}
+	chromedp.Do(tab, chromedp.Click(chromedp.CSS("#schedules tr[data-schedule] button")))
+	until[bool](t, tab, "the scheduled turn", `!!document.querySelector('#log .turn[data-ended="final"] .scheduled[data-schedule="`+ss[0].ID+`"]')`)
+	shoot(t, tab, shots, "schedules")
+	chromedp.Do(tab, chromedp.Click(chromedp.CSS("#schedules tr[data-schedule] button.danger")))
+	until[bool](t, tab, "no schedule", `!document.querySelector("#schedules tr[data-schedule]")`)
+	if ss, _ := d.c.Schedules(ctx, "scribe"); len(ss) != 0 {
+		t.Fatalf("removed, still: %+v", ss)
+	}
+
 	// Events by kind, a page at a time.
 	visit(t, tab, d.addr, "#/events/scribe/?kinds=final", `!!document.querySelector("#events tr")`)
 	kinds, _ := chromedp.Run(tab, chromedp.Evaluate[string](`[...document.querySelectorAll("#events tr td:nth-child(3)")].map(td => td.textContent).join(",")`))
-	if kinds != "final,final,final" {
+	if kinds != "final,final,final,final" { // three messages and the scheduled run
 		t.Fatalf("final events only: %q", kinds)
 	}
 	shoot(t, tab, shots, "events")

@@ -105,8 +105,19 @@ func (in *Installer) Ensure(ctx context.Context, spec string, lock []byte) (Inst
 		args = []string{"ci", "--prefix", tmp, "--ignore-scripts", "--no-audit", "--no-fund",
 			"--omit=dev", "--prefer-offline", "--loglevel=error"}
 	}
-	cmd := exec.CommandContext(ctx, npm, args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := exec.CommandContext(ctx, npm, args...).CombinedOutput()
+	if err != nil && strings.Contains(string(out), "ETARGET") {
+		// --prefer-offline trusts the npm cache's metadata however old:
+		// a version published since is "not found" (ETARGET) although the
+		// registry has it. Once more, the metadata asked for afresh.
+		for i, a := range args {
+			if a == "--prefer-offline" {
+				args[i] = "--prefer-online"
+			}
+		}
+		out, err = exec.CommandContext(ctx, npm, args...).CombinedOutput()
+	}
+	if err != nil {
 		return Installed{}, fmt.Errorf("npm install %s: %v: %s", spec, err, lastLines(string(out), 5))
 	}
 	if err := os.WriteFile(filepath.Join(tmp, "spec"), []byte(spec+"\n"), 0o644); err != nil {

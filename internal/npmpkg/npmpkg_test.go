@@ -17,6 +17,7 @@ func fakeNPM(t *testing.T, pkgJSON string) string {
 	script := `#!/bin/sh
 prefix=$3; for a; do spec=$a; done
 [ '` + pkgJSON + `' = fail ] && { echo "npm error 404 Not Found - $spec" >&2; exit 1; }
+case " $* " in *" --prefer-offline "*) [ -n "$STALE_CACHE" ] && { echo "npm error code ETARGET" >&2; echo "npm error notarget No matching version found for dep@5.0.2." >&2; exit 1; };; esac
 name=${spec%@*}
 mkdir -p "$prefix/node_modules/$name/dist" && printf '%s' '` + pkgJSON + `' > "$prefix/node_modules/$name/package.json"
 echo "$@" > "$prefix/args"
@@ -72,5 +73,20 @@ func TestAPackageWithoutABinToRunIsALibrary(t *testing.T) {
 		if err != nil || it.Bin != "" || it.NoBin == nil {
 			t.Errorf("%s: %+v %v, want installed with no bin, and why", name, it, err)
 		}
+	}
+}
+
+// npm's cache may hold metadata older than a version the registry has
+// (ETARGET under --prefer-offline): the install asks for it afresh.
+func TestAStaleCacheIsAskedAgainOnline(t *testing.T) {
+	t.Setenv("STALE_CACHE", "1")
+	in := &Installer{Root: t.TempDir(), NPM: fakeNPM(t, `{"name":"server-y","bin":"index.js"}`)}
+	got, err := in.Ensure(context.Background(), "server-y@1.0.0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, _ := os.ReadFile(filepath.Join(got.Dir, "args"))
+	if !strings.Contains(string(args), "--prefer-online") {
+		t.Fatalf("the second install's arguments: %s", args)
 	}
 }

@@ -341,8 +341,40 @@ async function viewChat(name) {
     conversations.length ? el("div", { className: "row" }, el("label", { htmlFor: "conversation" }, "Conversation"), pick) : null,
     log,
     el("div", { className: "composer" }, text,
-      el("div", { className: "row" }, el("button", { id: "send", className: "primary", type: "button", onclick: send }, "Send"), mode, stop, fresh, sendErr)));
+      el("div", { className: "row" }, el("button", { id: "send", className: "primary", type: "button", onclick: send }, "Send"), mode, stop, fresh, sendErr)),
+    await schedulesSection(name));
   const chat = follow(name, log, current ? current.id : NEXT, conversations.map((c) => c.id));
+}
+
+// schedulesSection lists agent name's schedules, each with its next slot
+// and a remove button, and a form that adds one.
+async function schedulesSection(name) {
+  const path = "/v1/agents/" + encodeURIComponent(name) + "/schedules";
+  const { schedules } = await api("GET", path);
+  const err = el("span", { className: "error", id: "schedule-error" });
+  const rows = schedules.map((sc) => el("tr", { dataset: { schedule: sc.id } },
+    el("td", {}, sc.cron ? sc.cron + (sc.tz ? " (" + sc.tz + ")" : "") : "every " + sc.every),
+    el("td", {}, sc.message),
+    el("td", { className: "next" }, sc.next.length ? new Date(sc.next[0]).toLocaleString() : "—"),
+    el("td", {}, el("button", { type: "button", onclick: async () => {
+      try { await api("POST", path + "/" + encodeURIComponent(sc.id) + "/run"); } catch (e) { err.textContent = e.message; }
+    } }, "Run now"), el("button", { type: "button", className: "danger", onclick: async () => {
+      try { await api("DELETE", path + "/" + encodeURIComponent(sc.id)); viewChat(name); } catch (e) { err.textContent = e.message; }
+    } }, "Remove"))));
+  const when = el("input", { id: "schedule-when", placeholder: "cron (0 9 * * 1-5) or an interval (90m)" });
+  const tz = el("input", { id: "schedule-tz", placeholder: "time zone (Europe/Paris; default UTC)" });
+  const msg = el("input", { id: "schedule-message", placeholder: "the message each run sends" });
+  const add = async () => {
+    err.textContent = "";
+    const w = when.value.trim();
+    const body = /\s|^@/.test(w) ? { cron: w, tz: tz.value.trim() || undefined } : { every: w };
+    body.message = msg.value;
+    try { await api("POST", path, body); viewChat(name); } catch (e) { err.textContent = e.message; }
+  };
+  return el("section", { id: "schedules" }, el("h2", {}, "Schedules"),
+    schedules.length ? el("table", {}, el("tr", {}, el("th", {}, "when"), el("th", {}, "message"), el("th", {}, "next"), el("th", {})), ...rows)
+      : el("p", { className: "muted" }, "No schedules: each slot of one sends its message as a turn, once."),
+    el("div", { className: "row" }, when, tz, msg, el("button", { id: "schedule-add", type: "button", onclick: add }, "Add schedule"), err));
 }
 
 // NEXT as the conversation a chat shows: the one the next turn starts.
@@ -493,6 +525,7 @@ function render(chat, kind, e) {
     case "turn.started":
     case "input.steered":
       t.box.insertBefore(el("div", { className: "you" }, d.text || ""), t.answer);
+      if (d.schedule) t.box.insertBefore(el("div", { className: "muted scheduled", dataset: { schedule: d.schedule } }, "sent by schedule " + d.schedule), t.answer);
       break;
     case "delta":
       t.text += d.text;
