@@ -100,14 +100,7 @@ func TestTheHostAssistantManagesContainersOnARealPodman(t *testing.T) {
 	// A restart waits for a person, then runs; its settings are kept first.
 	before, _ := rt.Inspect(ctx, web)
 	acc := d.send(ctx, "host", `call taos_container_restart {"container":"web"}`, "")
-	var ap client.Approval
-	waitFor(t, ctx, func() bool {
-		aps, _ := d.c.Approvals(ctx, "pending")
-		if len(aps) == 1 {
-			ap = aps[0]
-		}
-		return len(aps) == 1
-	})
+	ap := d.onePending(t, ctx)
 	if !strings.Contains(string(ap.Ask), `"container_restart"`) || !strings.Contains(string(ap.Ask), `"web"`) {
 		t.Fatalf("approval: %s", ap.Ask)
 	}

@@ -332,3 +332,17 @@ func agentConfig(homeDir, name string) string { return taohome.Home{Dir: homeDir
 
 // instanceDir is the daemon's own directory of agent name's instance.
 func instanceDir(homeDir, name string) string { return taohome.Home{Dir: homeDir}.Instance(name) }
+
+// onePending waits until exactly one approval is pending, and returns it.
+func (d *daemon) onePending(t *testing.T, ctx context.Context) client.Approval {
+	t.Helper()
+	var ap client.Approval
+	waitFor(t, ctx, func() bool {
+		aps, _ := d.c.Approvals(ctx, "pending")
+		if len(aps) == 1 {
+			ap = aps[0]
+		}
+		return len(aps) == 1
+	})
+	return ap
+}

@@ -436,14 +436,7 @@ func TestApprovalsThroughTheAPI(t *testing.T) {
 		{"reject", "not on this machine", "not on this machine"},
 	} {
 		acc := d.send(ctx, "asker", "use a tool", "")
-		var ap client.Approval
-		waitFor(t, ctx, func() bool {
-			aps, _ := d.c.Approvals(ctx, "pending")
-			if len(aps) == 1 {
-				ap = aps[0]
-			}
-			return len(aps) == 1
-		})
+		ap := d.onePending(t, ctx)
 		got, err := d.c.Approve(ctx, ap.ID, c.decision, c.message)
 		if err != nil || got.State != c.decision || got.Message != c.message || got.By == "" {
 			t.Fatalf("answer %s: %+v %v", c.decision, got, err)

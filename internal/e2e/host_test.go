@@ -70,14 +70,7 @@ func TestHostAgentActsThroughTaosTools(t *testing.T) {
 
 	// Destructive: waits for a person, then runs.
 	acc = d.send(ctx, "host", `call taos_service_restart {"service":"app"}`, "")
-	var ap client.Approval
-	waitFor(t, ctx, func() bool {
-		aps, _ := d.c.Approvals(ctx, "pending")
-		if len(aps) == 1 {
-			ap = aps[0]
-		}
-		return len(aps) == 1
-	})
+	ap := d.onePending(t, ctx)
 	if ap.Source != "taosagent" || ap.Agent != "host" || !strings.Contains(string(ap.Ask), `"service_restart"`) {
 		t.Fatalf("approval %+v %s", ap, ap.Ask)
 	}
@@ -109,13 +102,7 @@ func TestHostAgentActsThroughTaosTools(t *testing.T) {
 	// Rejected: an error result for the model, and nothing changed.
 	before, _ := os.ReadFile(conf)
 	acc = d.send(ctx, "host", `call taos_config_write {"path":"`+conf+`","content":"{\"workers\": 64}"}`, "")
-	waitFor(t, ctx, func() bool {
-		aps, _ := d.c.Approvals(ctx, "pending")
-		if len(aps) == 1 {
-			ap = aps[0]
-		}
-		return len(aps) == 1
-	})
+	ap = d.onePending(t, ctx)
 	if _, err := d.c.Approve(ctx, ap.ID, "reject", "64 workers would exhaust memory"); err != nil {
 		t.Fatal(err)
 	}

@@ -164,11 +164,10 @@ func Parse(b []byte) (Config, error) {
 	seen := map[string]bool{}
 	for i, s := range c.Services {
 		where := fmt.Sprintf("services[%d]", i)
+		if err := checkName(where, s.Name, seen); err != nil {
+			return Config{}, err
+		}
 		switch {
-		case !namePattern.MatchString(s.Name):
-			return Config{}, fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, s.Name)
-		case seen[s.Name]:
-			return Config{}, fmt.Errorf("%s: the name %q appears twice", where, s.Name)
 		case !unitPattern.MatchString(s.Unit):
 			return Config{}, fmt.Errorf("%s: unit %q is not a systemd service unit name", where, s.Unit)
 		}
@@ -218,6 +217,17 @@ func (c Config) SPA(name string) (SPA, bool) {
 	return SPA{}, false
 }
 
+// checkName checks the name of a declaration at where, among those seen.
+func checkName(where, name string, seen map[string]bool) error {
+	switch {
+	case !namePattern.MatchString(name):
+		return fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, name)
+	case seen[name]:
+		return fmt.Errorf("%s: the name %q appears twice", where, name)
+	}
+	return nil
+}
+
 func cleanAbs(p string) bool { return filepath.IsAbs(p) && filepath.Clean(p) == p }
 
 // checkSPAs: services names the declared services.
@@ -225,11 +235,10 @@ func (c Config) checkSPAs(services map[string]bool) error {
 	seen := map[string]bool{}
 	for i, a := range c.SPAs {
 		where := fmt.Sprintf("spas[%d]", i)
+		if err := checkName(where, a.Name, seen); err != nil {
+			return err
+		}
 		switch {
-		case !namePattern.MatchString(a.Name):
-			return fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, a.Name)
-		case seen[a.Name]:
-			return fmt.Errorf("%s: the name %q appears twice", where, a.Name)
 		case !cleanAbs(a.Source) || a.Source == "/":
 			return fmt.Errorf("%s: source %q is not a clean absolute directory", where, a.Source)
 		case !cleanAbs(a.Serve) || strings.Count(a.Serve, "/") < 2:
@@ -310,11 +319,10 @@ func (c Config) checkContainers() error {
 	seen := map[string]bool{}
 	for i, k := range c.Containers {
 		where := fmt.Sprintf("containers[%d]", i)
+		if err := checkName(where, k.Name, seen); err != nil {
+			return err
+		}
 		switch {
-		case !namePattern.MatchString(k.Name):
-			return fmt.Errorf("%s: name %q: want lower-case letters, digits, - and _", where, k.Name)
-		case seen[k.Name]:
-			return fmt.Errorf("%s: the name %q appears twice", where, k.Name)
 		case (k.Container == "") == (k.Label == ""):
 			return fmt.Errorf("%s: give exactly one of container (its name) or label (key=value)", where)
 		case k.Container != "" && !containerPattern.MatchString(k.Container):
