@@ -262,3 +262,20 @@ type Schedule struct {
 	LastInput    int64       `json:"last_input,omitempty"`
 	Next         []time.Time `json:"next"`
 }
+
+// Hook is an agent's webhook as the API shows it; Secret only in the
+// answer that created it.
+type Hook struct {
+	ID        string    `json:"id"`
+	Agent     string    `json:"agent"`
+	Template  string    `json:"template"`
+	URL       string    `json:"url"` // the path deliveries are posted to
+	CreatedBy string    `json:"created_by"`
+	Created   time.Time `json:"created"`
+	Secret    string    `json:"secret,omitempty"`
+}
+
+// HookRequest is a webhook as a person asks for it.
+type HookRequest struct {
+	Template string `json:"template"`
+}

@@ -4,9 +4,10 @@
 // A backup is a gzipped tar archive, mode 0600, whose first entry is its
 // manifest. It holds the event log as SQLite's own consistent copy (VACUUM
 // INTO, a snapshot at one instant, taken beside the running writer), and
-// the home's other state as it is: the keys and the token (0600, as they
-// were), the agents' own directories, the Library, the MCP servers' state,
-// the snapshots, the managed-host declaration and the recovery audit.
+// the home's other state as it is: the keys, the webhooks' secrets and the
+// token (0600, as they were), the agents' own directories, the Library, the
+// MCP servers' state, the snapshots, the managed-host declaration, the
+// record of each web app's served build and the recovery audit.
 // What the daemon makes again by itself is left out: the instances' run
 // directories (configs, logs, gateway keys, written at each start), the
 // installed opencode and npm packages, and the records of running
@@ -58,7 +59,7 @@ type Manifest struct {
 }
 
 // included are the home's entries a backup holds (the database apart).
-var included = []string{"token", "keys", "agents", "library", "mcp", "snapshots", "host.json", "recovery-audit.jsonl", "tui"}
+var included = []string{"token", "keys", "hooks", "agents", "library", "mcp", "snapshots", "host.json", "spa", "recovery-audit.jsonl", "tui"}
 
 // dbName is the event log's name in the archive.
 const dbName = "taosagent.db"

@@ -39,6 +39,7 @@ func commands() []command {
 		{"conversations", "list an agent's conversations, the current one marked (conversations AGENT)", runConversations},
 		{"resume", "make an earlier conversation the agent's current one (resume AGENT CONVERSATION)", runResume},
 		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},
+		{"hook", "an agent's webhooks: add AGENT TEMPLATE (its secret shown once), list AGENT, rm AGENT ID", runHook},
 		{"schedule", "an agent's schedules: add AGENT MESSAGE (--cron EXPR [--tz TZ] | --every DUR), list AGENT, rm AGENT ID, run AGENT ID", runSchedule},
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
 		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},

@@ -561,3 +561,25 @@ func (c *Client) RunSchedule(ctx context.Context, agent, id string) (Accepted, e
 	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/schedules/"+url.PathEscape(id)+"/run", nil, &out)
 	return out, err
 }
+
+// Hook is a webhook as the API shows it.
+type Hook = api.Hook
+
+// CreateHook gives agent a webhook; the answer holds its secret, once.
+func (c *Client) CreateHook(ctx context.Context, agent, template string) (Hook, error) {
+	var out Hook
+	err := c.Do(ctx, "POST", "/v1/agents/"+url.PathEscape(agent)+"/hooks", api.HookRequest{Template: template}, &out)
+	return out, err
+}
+
+// Hooks lists agent's webhooks.
+func (c *Client) Hooks(ctx context.Context, agent string) ([]Hook, error) {
+	var out struct{ Hooks []Hook }
+	err := c.Do(ctx, "GET", "/v1/agents/"+url.PathEscape(agent)+"/hooks", nil, &out)
+	return out.Hooks, err
+}
+
+// DeleteHook removes one of agent's webhooks.
+func (c *Client) DeleteHook(ctx context.Context, agent, id string) error {
+	return c.Do(ctx, "DELETE", "/v1/agents/"+url.PathEscape(agent)+"/hooks/"+url.PathEscape(id), nil, nil)
+}

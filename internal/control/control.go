@@ -43,6 +43,9 @@ const (
 	// Daemon is taosagent itself, acting on what it observed (a model
 	// switch opencode reported, a sync of a key's scope).
 	Daemon Kind = "daemon"
+	// Webhook is a delivery of one of an agent's webhooks, by its id: an
+	// outside sender that knows the hook's secret, never a person.
+	Webhook Kind = "webhook"
 )
 
 // Channels an actor comes through.
@@ -69,6 +72,8 @@ func (a Actor) String() string {
 		s = "agent " + a.Name
 	case CLIUser:
 		s = "cli uid " + a.Name
+	case Webhook:
+		s = "webhook " + a.Name
 	}
 	if a.Channel != "" {
 		s += " (" + a.Channel + ")"
@@ -79,7 +84,9 @@ func (a Actor) String() string {
 // Person reports whether a speaks for a person: only a person answers
 // approvals. An agent never does, nor does anything that comes through MCP,
 // where a model may be at the wheel.
-func (a Actor) Person() bool { return a.Kind != Agent && a.Kind != Daemon && a.Channel != MCP }
+func (a Actor) Person() bool {
+	return a.Kind != Agent && a.Kind != Daemon && a.Kind != Webhook && a.Channel != MCP
+}
 
 // Tier is how much an action may change.
 type Tier string
@@ -132,6 +139,9 @@ var Actions = map[string]Tier{
 	// The API's operations (and those the MCP tools above call).
 	"provider.create":           Write,
 	"schedule.create":           Write,
+	"hook.create":               Write,
+	"hook.delete":               Write,
+	"hook.deliver":              Write,
 	"schedule.delete":           Write,
 	"schedule.run":              Write,
 	"provider.delete":           Destructive,
@@ -225,6 +235,8 @@ type Service struct {
 	// (default schedule.DefaultFloor, a minute; tests lower it).
 	Scheduler     *schedule.Scheduler
 	ScheduleFloor time.Duration
+
+	hooks hookLimits // each webhook's rate
 	Catalog       *catalog.Catalog // providers and agents
 	Home          string
 	Keys          agent.Keys // for redaction: no provider key leaves in a tool's output

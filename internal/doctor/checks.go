@@ -70,6 +70,22 @@ func private(path string, secret bool) (string, bool) {
 	return "", true
 }
 
+// privateFiles are the home's files only its owner may read: the token,
+// the database and the recovery audit, the providers' keys, the webhooks'
+// secrets, the agents' opencode configs (their MCP tokens).
+func (e *Env) privateFiles() []string {
+	paths := []string{e.Home.TokenFile(), e.Home.DB(), e.Home.RecoveryAudit()}
+	ks, _ := filepath.Glob(filepath.Join(e.Home.Keys(), "*.key"))
+	hs, _ := filepath.Glob(filepath.Join(e.Home.Hooks(), "hook_*"))
+	paths = append(append(paths, ks...), hs...)
+	if as, err := os.ReadDir(e.Home.Agents()); err == nil {
+		for _, a := range as {
+			paths = append(paths, e.Home.AgentConfig(a.Name()))
+		}
+	}
+	return paths
+}
+
 func checkHome(ctx context.Context, e *Env) []Finding {
 	const id = "home"
 	st, err := os.Stat(e.Home.Dir)
@@ -83,16 +99,7 @@ func checkHome(ctx context.Context, e *Env) []Finding {
 	if m := st.Mode().Perm(); m&0o077 != 0 {
 		bad = append(bad, fmt.Sprintf("%s is open to others (%04o; want 0700)", e.Home.Dir, m))
 	}
-	paths := []string{e.Home.TokenFile(), e.Home.DB(), e.Home.RecoveryAudit()}
-	if ks, err := filepath.Glob(filepath.Join(e.Home.Keys(), "*.key")); err == nil {
-		paths = append(paths, ks...)
-	}
-	if as, err := os.ReadDir(e.Home.Agents()); err == nil {
-		for _, a := range as {
-			paths = append(paths, e.Home.AgentConfig(a.Name()))
-		}
-	}
-	for _, p := range paths {
+	for _, p := range e.privateFiles() {
 		if why, good := private(p, true); !good {
 			bad = append(bad, why)
 		}

@@ -258,21 +258,16 @@ func repairPermissions(ctx context.Context, e *Env, _ string, dry bool, step fun
 	if err := fix(e.Home.Dir, 0o700); err != nil {
 		return "", err
 	}
-	paths := []string{e.Home.TokenFile(), e.Home.DB(), e.Home.DB() + "-wal", e.Home.DB() + "-shm", e.Home.RecoveryAudit(), e.Home.DaemonLog()}
-	ks, _ := filepath.Glob(filepath.Join(e.Home.Keys(), "*.key"))
-	paths = append(paths, ks...)
-	if as, err := os.ReadDir(e.Home.Agents()); err == nil {
-		for _, a := range as {
-			paths = append(paths, e.Home.AgentConfig(a.Name()))
-		}
-	}
+	paths := append(e.privateFiles(), e.Home.DB()+"-wal", e.Home.DB()+"-shm", e.Home.DaemonLog())
 	for _, p := range paths {
 		if err := fix(p, 0o600); err != nil {
 			return "", err
 		}
 	}
-	if err := fix(e.Home.Keys(), 0o700); err != nil {
-		return "", err
+	for _, d := range []string{e.Home.Keys(), e.Home.Hooks()} {
+		if err := fix(d, 0o700); err != nil {
+			return "", err
+		}
 	}
 	return "", nil
 }

@@ -109,6 +109,15 @@ type Schedules interface {
 	InputState(ctx context.Context, agent string, id int64) (string, error)
 }
 
+// Hooks is the agents' webhooks and the deliveries they took: a
+// delivery's signature starts at most one turn.
+type Hooks interface {
+	CreateHook(ctx context.Context, h Hook) error
+	Hooks(ctx context.Context, agent string) ([]Hook, error)
+	DeleteHook(ctx context.Context, agent, id string) error
+	Deliver(ctx context.Context, hook, signature string, in Input) (_ Input, fresh bool, err error)
+}
+
 // Store is the whole contract.
 type Store interface {
 	Events
@@ -119,6 +128,7 @@ type Store interface {
 	Metering
 	AppStore
 	Schedules
+	Hooks
 	// QuickCheck reports what is damaged in the store, nothing when sound.
 	QuickCheck(ctx context.Context) ([]string, error)
 	Close() error

@@ -186,8 +186,8 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 		if _, err = tx.Exec(`UPDATE inputs SET state='done' WHERE agent=? AND state='queued'`, name); err != nil {
 			return err
 		}
-		// Its gateway key and its schedules end with it.
-		for _, table := range []string{"agent_keys", "schedules"} {
+		// Its gateway key, its schedules and its hooks end with it.
+		for _, table := range []string{"agent_keys", "schedules", "hooks"} {
 			if _, err = tx.Exec(`DELETE FROM `+table+` WHERE agent=?`, name); err != nil {
 				return err
 			}

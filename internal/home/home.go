@@ -37,8 +37,11 @@ func (h Home) LockFile() string  { return filepath.Join(h.Dir, "daemon.lock") }
 func (h Home) DaemonFile() string {
 	return filepath.Join(h.Dir, "daemon.json")
 }
-func (h Home) DB() string               { return filepath.Join(h.Dir, "taosagent.db") }
-func (h Home) Keys() string             { return filepath.Join(h.Dir, "keys") }
+func (h Home) DB() string   { return filepath.Join(h.Dir, "taosagent.db") }
+func (h Home) Keys() string { return filepath.Join(h.Dir, "keys") }
+
+// Hooks is where the webhooks' secrets are, a file each (0600).
+func (h Home) Hooks() string            { return filepath.Join(h.Dir, "hooks") }
 func (h Home) Agents() string           { return filepath.Join(h.Dir, "agents") }
 func (h Home) Agent(name string) string { return filepath.Join(h.Dir, "agents", name) }
 func (h Home) Snapshots() string        { return filepath.Join(h.Dir, "snapshots") }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 
@@ -284,6 +285,56 @@ func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) {
 // runSchedule sends a schedule's message now: 202, as a message is.
 func (s *Server) runSchedule(w http.ResponseWriter, r *http.Request) {
 	in, err := s.Control.RunSchedule(r.Context(), actor(r), r.PathValue("name"), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, api.Accepted{Input: in.ID, ID: in.ClientID, Seq: in.Seq, State: in.State})
+}
+
+// createHook gives an agent a webhook: 201 with its secret, shown once.
+func (s *Server) createHook(w http.ResponseWriter, r *http.Request) {
+	var req api.HookRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	h, err := s.Control.CreateHook(r.Context(), actor(r), r.PathValue("name"), req.Template)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusCreated, h)
+}
+
+// listHooks lists an agent's webhooks, without their secrets.
+func (s *Server) listHooks(w http.ResponseWriter, r *http.Request) {
+	hs, err := s.Control.Hooks(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"hooks": hs})
+}
+
+// deleteHook removes one of an agent's webhooks.
+func (s *Server) deleteHook(w http.ResponseWriter, r *http.Request) {
+	if err := s.Control.DeleteHook(r.Context(), actor(r), r.PathValue("name"), r.PathValue("id")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deliver takes a delivery of a webhook: no token, its HMAC signature
+// instead (control.Verify), its body bounded.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, control.MaxHookBody+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "the body could not be read")
+		return
+	}
+	in, err := s.Control.Deliver(r.Context(), r.PathValue("id"), r.Header.Get(control.HookSignatureHeader), body)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -122,6 +122,10 @@ func (s *Server) routes() []route {
 		{"GET /v1/agents/{name}/schedules", s.listSchedules, false},
 		{"DELETE /v1/agents/{name}/schedules/{id}", s.deleteSchedule, false},
 		{"POST /v1/agents/{name}/schedules/{id}/run", s.runSchedule, false},
+		{"POST /v1/agents/{name}/hooks", s.createHook, false},
+		{"GET /v1/agents/{name}/hooks", s.listHooks, false},
+		{"DELETE /v1/agents/{name}/hooks/{id}", s.deleteHook, false},
+		{"POST /hooks/{id}", s.deliver, true}, // the one open route besides /healthz: its signature authenticates it
 		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},
 		{"POST /v1/agents/{name}/models/sync", s.syncModels, false},
@@ -327,6 +331,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusForbidden, "forbidden", err.Error())
 	case errors.Is(err, control.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.Is(err, control.ErrSignature):
+		writeError(w, http.StatusUnauthorized, "bad_signature", err.Error())
+	case errors.Is(err, control.ErrRateLimited):
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusTooManyRequests, "rate_limited", err.Error())
 	case errors.Is(err, control.ErrUpstream):
 		writeError(w, http.StatusBadGateway, "upstream", strings.TrimPrefix(err.Error(), "upstream: "))
 	case errors.Is(err, context.Canceled):

@@ -70,6 +70,8 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"LibrarySync":      {v: library.SyncResult{}},
 		"ScheduleInput":    {v: api.ScheduleRequest{}},
 		"Schedule":         {v: api.Schedule{}},
+		"HookInput":        {v: api.HookRequest{}},
+		"Hook":             {v: api.Hook{}},
 	}
 	for name, s := range doc.Components.Schemas {
 		ty, ok := types[name]
