@@ -236,12 +236,12 @@ type Service struct {
 	Scheduler     *schedule.Scheduler
 	ScheduleFloor time.Duration
 
-	hooks hookLimits // each webhook's rate
-	Catalog       *catalog.Catalog // providers and agents
-	Home          string
-	Keys          agent.Keys // for redaction: no provider key leaves in a tool's output
-	Version       string
-	Logger        *slog.Logger
+	hooks   hookLimits       // each webhook's rate
+	Catalog *catalog.Catalog // providers and agents
+	Home    string
+	Keys    agent.Keys // for redaction: no provider key leaves in a tool's output
+	Version string
+	Logger  *slog.Logger
 	// Secrets are redacted from every output besides the provider keys
 	// (the operator token, for one).
 	Secrets []string
