@@ -235,13 +235,11 @@ type Service struct {
 	// (default schedule.DefaultFloor, a minute; tests lower it).
 	Scheduler     *schedule.Scheduler
 	ScheduleFloor time.Duration
-
-	hooks   hookLimits       // each webhook's rate
-	Catalog *catalog.Catalog // providers and agents
-	Home    string
-	Keys    agent.Keys // for redaction: no provider key leaves in a tool's output
-	Version string
-	Logger  *slog.Logger
+	Catalog       *catalog.Catalog // providers and agents
+	Home          string
+	Keys          agent.Keys // for redaction: no provider key leaves in a tool's output
+	Version       string
+	Logger        *slog.Logger
 	// Secrets are redacted from every output besides the provider keys
 	// (the operator token, for one).
 	Secrets []string
@@ -277,6 +275,7 @@ type Service struct {
 
 	started  time.Time
 	agentMu  sync.Mutex // serializes read-modify-write of agents
+	hooks    hookLimits // each webhook's rate
 	mu       sync.Mutex
 	waits    map[string]*wait
 	initOnce sync.Once

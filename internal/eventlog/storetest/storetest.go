@@ -46,6 +46,7 @@ func Run(t *testing.T, b Backend) {
 		{"AHostUIDIsAnAgentsForGood", testAHostUIDIsAnAgentsForGood},
 		{"AnAgentsEgressIsStored", testAnAgentsEgressIsStored},
 		{"ASlotFiresOnceWithItsInput", testASlotFiresOnceWithItsInput},
+		{"ADeliveryStartsOneInput", testADeliveryStartsOneInput},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -631,5 +632,35 @@ func testASlotFiresOnceWithItsInput(t *testing.T, open Backend) {
 	}
 	if err := l.DeleteSchedule(ctx, "a", "sch_1"); !errors.Is(err, eventlog.ErrNotFound) {
 		t.Fatalf("delete: %v", err)
+	}
+}
+
+// A webhook's delivery commits one input with the record of its
+// signature: the same signature again (a replay) commits nothing; the
+// hook goes with its agent.
+func testADeliveryStartsOneInput(t *testing.T, open Backend) {
+	ctx := context.Background()
+	l := open(t, "")
+	withAgentA(t, l)
+	must(t, l.CreateHook(ctx, eventlog.Hook{ID: "hook_1", Agent: "a", Template: "t {{body}}", CreatedBy: "operator (api)", Created: time.Now()}))
+	if err := l.CreateHook(ctx, eventlog.Hook{ID: "hook_2", Agent: "nobody", Template: "t", Created: time.Now()}); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("a hook of no agent: %v", err)
+	}
+	in := eventlog.Input{Agent: "a", ClientID: "hook:hook_1:abc", Text: "t body", Mode: "queue"}
+	if got, fresh, err := l.Deliver(ctx, "hook_1", "sig-abc", in); err != nil || !fresh || got.ID == 0 {
+		t.Fatalf("delivered: %+v %v %v", got, fresh, err)
+	}
+	if _, fresh, err := l.Deliver(ctx, "hook_1", "sig-abc", in); err != nil || fresh {
+		t.Fatalf("a replay: fresh %v %v", fresh, err)
+	}
+	if ins, _ := l.Inputs(ctx, "a", "queued"); len(ins) != 1 {
+		t.Fatalf("inputs: %+v", ins)
+	}
+	if hs, _ := l.Hooks(ctx, ""); len(hs) != 1 || hs[0].Template != "t {{body}}" {
+		t.Fatalf("hooks: %+v", hs)
+	}
+	must(t, l.DeleteAgent(ctx, "a"))
+	if hs, _ := l.Hooks(ctx, ""); len(hs) != 0 {
+		t.Fatalf("the hook outlived its agent: %+v", hs)
 	}
 }
