@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -137,10 +136,6 @@ func (e *Env) Close() {
 	}
 }
 
-func (e *Env) client() *http.Client {
-	return &http.Client{Timeout: e.timeout(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
-
 // Check is one check.
 type Check struct {
 	ID    string
@@ -226,21 +221,7 @@ func ok(id, summary string) []Finding { return []Finding{{ID: id, Severity: OK, 
 
 // probe GETs url and returns the status code (0 when nothing answered).
 func (e *Env) probe(ctx context.Context, url string, header ...string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.timeout())
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := e.client().Do(req)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return hostctl.Probe(ctx, url, e.timeout(), header...)
 }
 
 // port is the daemon's port.

@@ -8,11 +8,13 @@ package hostctl
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -440,4 +442,26 @@ func Tail(path string, n int, pattern string, max int64) ([]string, error) {
 		}
 	}
 	return lines, sc.Err()
+}
+
+// Probe GETs url (a health URL, a provider's models), within timeout,
+// following no redirect, with header's name and value pairs set; it
+// returns the status code, 0 when nothing answered.
+func Probe(ctx context.Context, url string, timeout time.Duration, header ...string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

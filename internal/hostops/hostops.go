@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -155,20 +154,12 @@ func (o *Ops) Status(ctx context.Context) (HostStatus, error) {
 
 // probe asks a loopback health URL, briefly.
 func probe(ctx context.Context, url string) string {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "failing: " + err.Error()
-	}
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
+	code, err := hostctl.Probe(ctx, url, 3*time.Second)
+	switch {
+	case err != nil:
 		return "failing: no answer"
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return "failing: HTTP " + strconv.Itoa(resp.StatusCode)
+	case code/100 != 2:
+		return "failing: HTTP " + strconv.Itoa(code)
 	}
 	return "ok"
 }

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,7 +223,6 @@ type Rebuilder struct {
 	// its build workspaces and the record of the served build.
 	State  string
 	Limits sandbox.Limits
-	Client *http.Client // for the check of the served page; default a 5 s one
 }
 
 // Rebuild builds a and serves the result; step reports each stage. When
@@ -331,21 +329,12 @@ func (r *Rebuilder) Rebuild(ctx context.Context, a hostctl.SPA, step func(string
 }
 
 func (r *Rebuilder) check(ctx context.Context, url string) error {
-	c := r.Client
-	if c == nil {
-		c = &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
+	code, err := hostctl.Probe(ctx, url, 5*time.Second)
+	switch {
+	case err != nil:
 		return fmt.Errorf("%s does not answer after the swap", url)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s answered %d after the swap", url, resp.StatusCode)
+	case code/100 != 2:
+		return fmt.Errorf("%s answered %d after the swap", url, code)
 	}
 	return nil
 }
