@@ -5,8 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
+
+// checkVerb checks that verb is one of cmd's (usage names each one's
+// arguments: "AGENT ID") and that it was given n of them.
+func checkVerb(cmd, verb string, n int, usage map[string]string) error {
+	want, ok := usage[verb]
+	if !ok {
+		verbs := slices.Sorted(maps.Keys(usage))
+		return fmt.Errorf("%w: %s %s, not %q", errUsage, cmd, strings.Join(verbs, "|"), verb)
+	}
+	if n != len(strings.Fields(want)) {
+		return fmt.Errorf("%w: %s %s %s", errUsage, cmd, verb, want)
+	}
+	return nil
+}
 
 // runHook is `taosagent hook add|list|rm`.
 func runHook(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,12 +36,8 @@ func runHook(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
-	want := map[string]string{"add": "AGENT TEMPLATE", "list": "AGENT", "rm": "AGENT HOOK"}[verb]
-	if want == "" {
-		return fmt.Errorf("%w: hook add|list|rm, not %q", errUsage, verb)
-	}
-	if fs.NArg() != len(strings.Fields(want)) {
-		return fmt.Errorf("%w: hook %s %s", errUsage, verb, want)
+	if err := checkVerb("hook", verb, fs.NArg(), map[string]string{"add": "AGENT TEMPLATE", "list": "AGENT", "rm": "AGENT HOOK"}); err != nil {
+		return err
 	}
 	c, err := mk()
 	if err != nil {

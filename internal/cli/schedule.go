@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/taosagent/taosagent/internal/client"
 )
@@ -31,12 +30,8 @@ func runSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
-	want := map[string]string{"add": "AGENT MESSAGE", "list": "AGENT", "rm": "AGENT SCHEDULE", "run": "AGENT SCHEDULE"}[verb]
-	if want == "" {
-		return fmt.Errorf("%w: schedule add|list|rm|run, not %q", errUsage, verb)
-	}
-	if fs.NArg() != len(strings.Fields(want)) {
-		return fmt.Errorf("%w: schedule %s %s", errUsage, verb, want)
+	if err := checkVerb("schedule", verb, fs.NArg(), map[string]string{"add": "AGENT MESSAGE", "list": "AGENT", "rm": "AGENT SCHEDULE", "run": "AGENT SCHEDULE"}); err != nil {
+		return err
 	}
 	c, err := mk()
 	if err != nil {
