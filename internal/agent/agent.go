@@ -212,6 +212,9 @@ type Agent struct {
 	// read through taosagent's tools (a person grants it). An agent always
 	// reads its own; host reads every agent's.
 	MayRead []string `json:"may_read,omitempty"`
+	// MayTask names the agents this agent may hand tasks to (task_start):
+	// a person's setting; none by default, for host too.
+	MayTask []string `json:"may_task,omitempty"`
 	// Egress is where its instance may connect beyond the daemon, through
 	// the daemon's egress proxy; nil: nowhere (egress.None). The host
 	// agent's is always none.
@@ -317,6 +320,12 @@ func (a Agent) EgressPolicy() egress.Policy {
 // MayReadOf reports whether agent a may read other's events and logs.
 func (a Agent) MayReadOf(other string) bool {
 	return a.Name == other || a.Name == Host || slices.Contains(a.MayRead, other)
+}
+
+// MayTaskTo reports whether agent a may hand a task to other: never to
+// itself, otherwise only as a person allowed (MayTask).
+func (a Agent) MayTaskTo(other string) bool {
+	return a.Name != other && slices.Contains(a.MayTask, other)
 }
 
 // SplitModel splits "provider/model".
@@ -439,6 +448,17 @@ func (a Agent) Validate(providers Lookup) error {
 	for _, n := range a.MayRead {
 		if !nameRE.MatchString(n) {
 			return invalid("may_read", "%q is not an agent's name", n)
+		}
+	}
+	if len(a.MayTask) > 64 {
+		return invalid("may_task", "at most 64 agents")
+	}
+	for _, n := range a.MayTask {
+		switch {
+		case !nameRE.MatchString(n):
+			return invalid("may_task", "%q is not an agent's name", n)
+		case n == a.Name:
+			return invalid("may_task", "an agent does not hand tasks to itself")
 		}
 	}
 	if b := a.Budget; b != nil && (b.DailyTokens < 0 || b.MonthlyTokens < 0 || b.DailyCost < 0 || b.MonthlyCost < 0 || b.SoftPercent < 0 || b.SoftPercent > 100) {

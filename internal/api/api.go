@@ -263,6 +263,24 @@ type Schedule struct {
 	Next         []time.Time `json:"next"`
 }
 
+// Task is a task one agent handed another (task_start), as the API shows
+// it. State is queued or running while it is open, then done, error or
+// cancelled; Result is the receiver's answer (done) or what went wrong.
+type Task struct {
+	ID           string     `json:"id"`
+	From         string     `json:"from"`
+	To           string     `json:"to"`
+	Text         string     `json:"text"`
+	State        string     `json:"state"`
+	Input        int64      `json:"input"`          // the receiver's
+	Turn         string     `json:"turn,omitempty"` // the receiver's
+	Conversation string     `json:"conversation,omitempty"`
+	Result       string     `json:"result,omitempty"`
+	ResultInput  int64      `json:"result_input,omitempty"` // the caller's
+	Created      time.Time  `json:"created"`
+	Ended        *time.Time `json:"ended,omitempty"`
+}
+
 // Hook is an agent's webhook as the API shows it; Secret only in the
 // answer that created it.
 type Hook struct {

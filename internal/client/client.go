@@ -176,6 +176,7 @@ type Agent struct {
 	Budget     *agent.Budget     `json:"budget,omitempty"`
 	Fallback   string            `json:"fallback,omitempty"`
 	MayRead    []string          `json:"may_read,omitempty"`
+	MayTask    []string          `json:"may_task,omitempty"`
 	Egress     *egress.Policy    `json:"egress,omitempty"`
 	Library    []string          `json:"library,omitempty"` // kind/name@digest
 	Workspaces []agent.Workspace `json:"workspaces,omitempty"`
@@ -242,6 +243,25 @@ func (c *Client) Send(ctx context.Context, agent string, m Message) (Accepted, e
 
 // Conversation is one of an agent's conversations (api.Conversation).
 type Conversation = api.Conversation
+
+// Task is a task one agent handed another.
+type Task = api.Task
+
+// Tasks lists the newest tasks agent handed or was handed ("" for all).
+func (c *Client) Tasks(ctx context.Context, agent string) ([]Task, error) {
+	var out struct {
+		Tasks []Task `json:"tasks"`
+	}
+	err := c.Do(ctx, "GET", "/v1/tasks?agent="+url.QueryEscape(agent), nil, &out)
+	return out.Tasks, err
+}
+
+// Task returns task id.
+func (c *Client) Task(ctx context.Context, id string) (Task, error) {
+	var out Task
+	err := c.Do(ctx, "GET", "/v1/tasks/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
 
 // Conversations lists an agent's conversations, the latest first.
 func (c *Client) Conversations(ctx context.Context, agent string) ([]Conversation, error) {

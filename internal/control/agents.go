@@ -66,6 +66,7 @@ type AgentPatch struct {
 	Budget     *agent.Budget    `json:"budget,omitempty"`
 	Fallback   *string          `json:"fallback,omitempty"`
 	MayRead    *[]string        `json:"may_read,omitempty"`
+	MayTask    *[]string        `json:"may_task,omitempty"`
 	Egress     *egress.Policy   `json:"egress,omitempty"`
 	// Library replaces the items the agent is given: "kind/name" (pinned
 	// to the current version as the change is asked for, so that what a
@@ -95,12 +96,12 @@ func (p AgentPatch) redacted() AgentPatch {
 // Widens reports whether p, asked for by a on agent name, could widen
 // what any agent can do: its permissions, tools, permitted models,
 // limits, budget, fallback, upstream key, egress policy, Library items,
-// workspaces or the agents it may read, or the persona of an agent other than a itself.
+// workspaces, the agents it may read or hand tasks to, or the persona of an agent other than a itself.
 // Asked for through MCP or by an agent, such a change is destructive: a
 // person approves the exact change. What is left is switching among the
 // models already permitted, and an agent's own persona.
 func (p AgentPatch) Widens(a Actor, name string) bool {
-	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil || p.Egress != nil ||
+	return p.Permission != nil || p.Tools != nil || p.Budget != nil || p.Fallback != nil || p.Models != nil || p.MayRead != nil || p.MayTask != nil || p.Egress != nil ||
 		p.Library != nil || p.Workspaces != nil || p.Workdir != nil || p.Limits != nil || p.UpstreamKey != nil || (p.Prompt != nil && !(a.Kind == Agent && a.Name == name))
 }
 
@@ -248,6 +249,9 @@ func (s *Service) UpdateAgent(ctx context.Context, a Actor, name string, p Agent
 		}
 		if p.MayRead != nil {
 			cur.MayRead = *p.MayRead
+		}
+		if p.MayTask != nil {
+			cur.MayTask = *p.MayTask
 		}
 		if p.Egress != nil {
 			cur.Egress = p.Egress

@@ -136,6 +136,9 @@ var Actions = map[string]Tier{
 	"library_list":      Read,
 	"library_show":      Read,
 	"library_propose":   Write,
+	"task_start":        Write,
+	"task_status":       Read,
+	"task_cancel":       Write,
 	// The API's operations (and those the MCP tools above call).
 	"provider.create":           Write,
 	"schedule.create":           Write,
@@ -144,6 +147,8 @@ var Actions = map[string]Tier{
 	"hook.deliver":              Write,
 	"schedule.delete":           Write,
 	"schedule.run":              Write,
+	"task.start":                Write,
+	"task.cancel":               Write,
 	"provider.delete":           Destructive,
 	"agent.create":              Write,
 	"agent.update":              Write,

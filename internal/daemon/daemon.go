@@ -348,6 +348,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { stopWorkers(); workers.Wait() }()
 	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
 	workers.Go(func() { ctl.Scheduler.Run(wctx) })
+	workers.Go(func() { ctl.WatchTasks(wctx) })
 	if cfg.ModelsSync > 0 {
 		workers.Go(func() { syncModels(wctx, ctl, cfg.ModelsSync, logger) })
 	}

@@ -28,6 +28,7 @@ const (
 const (
 	InputAccepted      Kind = "input.accepted"   // InputData: stored in the inbox
 	InputSteered       Kind = "input.steered"    // InputData: sent into the running turn
+	InputCancelled     Kind = "input.cancelled"  // InputData: taken out of the inbox before its turn
 	TurnStarted        Kind = "turn.started"     // InputData: a turn began for an input
 	Status             Kind = "status"           // StatusData
 	PermissionAsked    Kind = "permission.asked" // PermissionAskedData
@@ -43,7 +44,7 @@ const (
 // Kinds is every kind, in the order declared above: the one list of them
 // (TestKindsListsEveryKind holds it to the constants).
 var Kinds = []Kind{Delta, Reasoning, ToolCall, ToolResult, Final, Error,
-	InputAccepted, InputSteered, TurnStarted, Status, PermissionAsked, PermissionResolved,
+	InputAccepted, InputSteered, InputCancelled, TurnStarted, Status, PermissionAsked, PermissionResolved,
 	QuestionAsked, QuestionResolved, Usage, ModelSwitched, Instance, Egress}
 
 // Known reports whether k is one of Kinds.
@@ -209,7 +210,7 @@ type EgressData struct {
 	Reason  string `json:"reason,omitempty"` // why it was refused
 }
 
-// InputData is the data of InputAccepted, InputSteered and TurnStarted.
+// InputData is the data of InputAccepted, InputSteered, InputCancelled and TurnStarted.
 type InputData struct {
 	Input    int64  `json:"input"`
 	ClientID string `json:"id,omitempty"`
@@ -223,6 +224,12 @@ type InputData struct {
 	Conversation string `json:"conversation,omitempty"`
 	// Schedule: the schedule whose slot sent the message ("" for none).
 	Schedule string `json:"schedule,omitempty"`
+	// Task: the task the message belongs to ("" for none), handed by the
+	// agent From (input.accepted of the receiver), or its result, from the
+	// agent that did it (input.accepted of the caller). A message from an
+	// agent has less authority than a person's.
+	Task string `json:"task,omitempty"`
+	From string `json:"from,omitempty"`
 }
 
 // QuestionAskedData is the data of QuestionAsked.

@@ -41,6 +41,7 @@ type Inbox interface {
 	Inputs(ctx context.Context, agent, state string) ([]Input, error)
 	InputOfTrace(ctx context.Context, agent, trace string) (Input, error)
 	RunningTurns(ctx context.Context) ([]Turn, error)
+	TurnEvents(ctx context.Context, agent, turn string) ([]event.Event, error)
 	LastError(ctx context.Context, agent string) (LastError, bool, error)
 	TurnCounts(ctx context.Context) ([]TurnCount, error)
 	Conversations(ctx context.Context, agent string) ([]Conversation, error)
@@ -118,6 +119,17 @@ type Hooks interface {
 	Deliver(ctx context.Context, hook, signature string, in Input) (_ Input, fresh bool, err error)
 }
 
+// Tasks is the tasks agents hand each other: each one's input, and its
+// end with its result's input, each committed once.
+type Tasks interface {
+	StartTask(ctx context.Context, t Task, in Input) (Task, Input, error)
+	Tasks(ctx context.Context, agent string, limit int) ([]Task, error)
+	OpenTasks(ctx context.Context) ([]Task, error)
+	Task(ctx context.Context, id string) (Task, error)
+	EndTask(ctx context.Context, id, state, result string, res *Input) (_ Task, ended bool, err error)
+	CancelInput(ctx context.Context, agent string, id int64) (cancelled bool, err error)
+}
+
 // Store is the whole contract.
 type Store interface {
 	Events
@@ -129,6 +141,7 @@ type Store interface {
 	AppStore
 	Schedules
 	Hooks
+	Tasks
 	// QuickCheck reports what is damaged in the store, nothing when sound.
 	QuickCheck(ctx context.Context) ([]string, error)
 	Close() error

@@ -21,6 +21,12 @@ func project(t *Tx, e event.Event) error {
 			e.Turn, e.Agent, d.Input, e.Session, ms); err == nil {
 			_, err = t.Exec(`UPDATE inputs SET state='running', turn=? WHERE id=?`, e.Turn, d.Input)
 		}
+	case event.InputCancelled:
+		var d event.InputData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return fmt.Errorf("eventlog: input.cancelled: %w", err)
+		}
+		_, err = t.Exec(`UPDATE inputs SET state='cancelled' WHERE id=? AND state='queued'`, d.Input)
 	case event.InputSteered:
 		var d event.InputData
 		if err := json.Unmarshal(e.Data, &d); err != nil {

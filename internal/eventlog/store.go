@@ -117,6 +117,7 @@ type agentSpec struct {
 	Budget     *agent.Budget     `json:"budget,omitempty"`
 	Fallback   string            `json:"fallback,omitempty"`
 	MayRead    []string          `json:"may_read,omitempty"`
+	MayTask    []string          `json:"may_task,omitempty"`
 	Egress     *egress.Policy    `json:"egress,omitempty"`
 	Library    []string          `json:"library,omitempty"`
 	Workspaces []agent.Workspace `json:"workspaces,omitempty"`
@@ -124,7 +125,7 @@ type agentSpec struct {
 }
 
 func specOf(a agent.Agent) string {
-	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library, a.Workspaces, a.Workdir})
+	b, _ := json.Marshal(agentSpec{a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.MayTask, a.Egress, a.Library, a.Workspaces, a.Workdir})
 	return string(b)
 }
 
@@ -244,7 +245,7 @@ func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 		}
 		var s agentSpec
 		json.Unmarshal([]byte(spec), &s)
-		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.Egress, a.Library, a.Workspaces, a.Workdir = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.Egress, s.Library, s.Workspaces, s.Workdir
+		a.Model, a.Models, a.Prompt, a.Permission, a.Tools, a.Limits, a.Budget, a.Fallback, a.MayRead, a.MayTask, a.Egress, a.Library, a.Workspaces, a.Workdir = s.Model, s.Models, s.Prompt, s.Permission, s.Tools, s.Limits, s.Budget, s.Fallback, s.MayRead, s.MayTask, s.Egress, s.Library, s.Workspaces, s.Workdir
 		a.Created, a.Updated = fromMS(created), fromMS(updated)
 		out = append(out, a)
 	}
@@ -266,11 +267,16 @@ type Input struct {
 	// for its turn; "" for the agent's current one.
 	Conversation string `json:"conversation,omitempty"`
 	// Schedule is the schedule whose slot sent it ("" for none).
-	Schedule string    `json:"schedule,omitempty"`
-	State    string    `json:"state"` // queued, running, steered, done
-	Turn     string    `json:"turn,omitempty"`
-	Created  time.Time `json:"created"`
-	Seq      int64     `json:"seq,omitempty"` // of its input.accepted event
+	Schedule string `json:"schedule,omitempty"`
+	// Task is the task it belongs to ("" for none): a task an agent handed
+	// this one, or the result of one this agent handed another. From is the
+	// agent it came from then.
+	Task    string    `json:"task,omitempty"`
+	From    string    `json:"from,omitempty"`
+	State   string    `json:"state"` // queued, running, steered, done, cancelled
+	Turn    string    `json:"turn,omitempty"`
+	Created time.Time `json:"created"`
+	Seq     int64     `json:"seq,omitempty"` // of its input.accepted event
 }
 
 // AddInput stores in in its agent's inbox and appends input.accepted. With
@@ -328,8 +334,8 @@ func (l *Log) AddAndStart(ctx context.Context, in Input, start func(Input) event
 func addInput(tx *Tx, in Input) (Input, bool, error) {
 	var old Input
 	var c int64
-	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, conversation, schedule, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
-		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.Conversation, &old.Schedule, &old.State, &old.Turn, &c)
+	err := tx.QueryRow(`SELECT id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, turn, created FROM inputs WHERE agent=? AND client_id=?`, in.Agent, in.ClientID).
+		Scan(&old.ID, &old.Text, &old.Mode, &old.Model, &old.TraceID, &old.Conversation, &old.Schedule, &old.Task, &old.From, &old.State, &old.Turn, &c)
 	if err == nil {
 		if old.Text != in.Text || old.Mode != in.Mode || old.Model != in.Model || old.TraceID != in.TraceID || old.Conversation != in.Conversation {
 			return in, false, fmt.Errorf("input id %q was already used for another message: %w", in.ClientID, ErrConflict)
@@ -346,14 +352,14 @@ func addInput(tx *Tx, in Input) (Input, bool, error) {
 		return in, false, notFound("agent " + in.Agent)
 	}
 	in.Created, in.State = now(), "queued"
-	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, schedule, state, created) VALUES (?,?,?,?,?,?,?,?,?,?)`,
-		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.Schedule, in.State, ms(in.Created))
+	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.Schedule, in.Task, in.From, in.State, ms(in.Created))
 	if err != nil {
 		return in, false, err
 	}
 	in.ID, _ = res.LastInsertId()
 	e := event.New("", event.InputAccepted, in.Created,
-		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: in.Conversation, Schedule: in.Schedule})
+		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: in.Conversation, Schedule: in.Schedule, Task: in.Task, From: in.From})
 	e.Agent, e.TraceID = in.Agent, in.TraceID
 	e, err = tx.Append(e)
 	in.Seq = e.Seq
@@ -386,7 +392,7 @@ func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...an
 	if withSeq {
 		seq = `(SELECT seq FROM events WHERE agent=inputs.agent AND kind='input.accepted' AND json_extract(body, '$.data.input')=inputs.id)`
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, schedule, state, turn, created, `+seq+` FROM inputs `+where, args...)
+	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, turn, created, `+seq+` FROM inputs `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +402,7 @@ func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...an
 		var in Input
 		var c int64
 		var seq sql.NullInt64
-		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.Conversation, &in.Schedule, &in.State, &in.Turn, &c, &seq); err != nil {
+		if err := rows.Scan(&in.ID, &in.Agent, &in.ClientID, &in.Text, &in.Mode, &in.Model, &in.TraceID, &in.Conversation, &in.Schedule, &in.Task, &in.From, &in.State, &in.Turn, &c, &seq); err != nil {
 			return nil, err
 		}
 		in.Created, in.Seq = fromMS(c), seq.Int64

@@ -56,6 +56,7 @@ type agentBody struct {
 	Budget     *agent.Budget     `json:"budget"`
 	Fallback   string            `json:"fallback"`
 	MayRead    []string          `json:"may_read"`
+	MayTask    []string          `json:"may_task"`
 	Egress     *egress.Policy    `json:"egress"`
 	Library    []string          `json:"library"`
 	Workspaces []agent.Workspace `json:"workspaces"`
@@ -74,7 +75,7 @@ func (s *Server) createAgent(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := s.Control.CreateAgentFrom(r.Context(), actor(r), agent.Agent{Name: b.Name, Model: b.Model, Models: b.Models,
 		Prompt: b.Prompt, Permission: b.Permission, Tools: b.Tools, Limits: b.Limits, Budget: b.Budget, Fallback: b.Fallback,
-		MayRead: b.MayRead, Egress: b.Egress, Library: b.Library, Workspaces: b.Workspaces, Workdir: b.Workdir, UpstreamKey: b.UpstreamKey}, b.Template)
+		MayRead: b.MayRead, MayTask: b.MayTask, Egress: b.Egress, Library: b.Library, Workspaces: b.Workspaces, Workdir: b.Workdir, UpstreamKey: b.UpstreamKey}, b.Template)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -340,4 +341,35 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, api.Accepted{Input: in.ID, ID: in.ClientID, Seq: in.Seq, State: in.State})
+}
+
+// listTasks lists the newest tasks agents handed each other (?agent= for
+// those one handed or was handed).
+func (s *Server) listTasks(w http.ResponseWriter, r *http.Request) {
+	ts, err := s.Control.Tasks(r.Context(), actor(r), r.URL.Query().Get("agent"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": ts})
+}
+
+// getTask shows one task.
+func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
+	t, err := s.Control.Task(r.Context(), actor(r), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// cancelTask cancels an open task.
+func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request) {
+	t, err := s.Control.CancelTask(r.Context(), actor(r), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
 }

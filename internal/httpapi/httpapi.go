@@ -125,6 +125,9 @@ func (s *Server) routes() []route {
 		{"POST /v1/agents/{name}/hooks", s.createHook, false},
 		{"GET /v1/agents/{name}/hooks", s.listHooks, false},
 		{"DELETE /v1/agents/{name}/hooks/{id}", s.deleteHook, false},
+		{"GET /v1/tasks", s.listTasks, false},
+		{"GET /v1/tasks/{id}", s.getTask, false},
+		{"POST /v1/tasks/{id}/cancel", s.cancelTask, false},
 		{"POST /hooks/{id}", s.deliver, true}, // the one open route besides /healthz: its signature authenticates it
 		{"POST /v1/agents/{name}/attach", s.attach, false},
 		{"POST /v1/agents/{name}/key", s.rotateKey, false},

@@ -72,6 +72,7 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"Schedule":         {v: api.Schedule{}},
 		"HookInput":        {v: api.HookRequest{}},
 		"Hook":             {v: api.Hook{}},
+		"Task":             {v: api.Task{}},
 	}
 	for name, s := range doc.Components.Schemas {
 		ty, ok := types[name]

@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
+	"github.com/taosagent/taosagent/internal/api"
 	"os"
 	"strconv"
 	"strings"
@@ -183,6 +184,7 @@ func (s *Server) addTools() {
 	s.addWriteTools()
 	s.addDestructiveTools()
 	s.addFactoryTools()
+	s.addTaskTools()
 }
 
 // addReadTools adds the tools that only read.
@@ -266,6 +268,46 @@ func (s *Server) addWriteTools() {
 			was, err := s.Host.AgentRestart(ctx, a, in.Agent)
 			return restartOut{in.Agent, was, "it starts afresh at its next turn"}, err
 		})
+}
+
+// addTaskTools adds the tools by which agents hand each other tasks.
+func (s *Server) addTaskTools() {
+	c := s.Control
+	add(s, hostSet, "task_start", "Hand a task to another agent without waiting: it runs as that agent's input (marked as yours, an agent's, never a person's), and its id comes back at once. When it ends, its result arrives in this conversation as a new message. You may hand tasks only to the agents a person allowed (may_task).",
+		func(ctx context.Context, a control.Actor, in taskStartIn) (taskOut, error) {
+			t, err := c.StartTask(ctx, a, in.Agent, in.Text)
+			return taskOut{Task: t, Next: "its result arrives in this conversation when it ends; task_status {\"task\": \"" + t.ID + "\"} checks it"}, err
+		})
+	add(s, hostSet, "task_status", "A task you handed or were handed: its state (queued, running, done, error, cancelled) and, once it ended, its result. Without a task, your newest tasks.",
+		func(ctx context.Context, a control.Actor, in taskIn) (tasksOut, error) {
+			if in.Task == "" {
+				ts, err := c.Tasks(ctx, a, "")
+				return tasksOut{Note: control.UntrustedNote, Tasks: ts}, err
+			}
+			t, err := c.Task(ctx, a, in.Task)
+			return tasksOut{Note: control.UntrustedNote, Tasks: []api.Task{t}}, err
+		})
+	add(s, hostSet, "task_cancel", "Cancel a task you handed: it leaves the other agent's inbox, or its turn is stopped; no result comes back.",
+		func(ctx context.Context, a control.Actor, in taskIn) (taskOut, error) {
+			t, err := c.CancelTask(ctx, a, in.Task)
+			return taskOut{Task: t}, err
+		})
+}
+
+type taskStartIn struct {
+	Agent string `json:"agent" jsonschema:"the agent to hand the task to"`
+	Text  string `json:"text" jsonschema:"the task, with everything the other agent needs to know"`
+}
+type taskIn struct {
+	Task string `json:"task,omitempty" jsonschema:"the task's id (task_...)"`
+}
+type taskOut struct {
+	Task api.Task `json:"task"`
+	Next string   `json:"next,omitempty"`
+}
+type tasksOut struct {
+	Note  string     `json:"note"` // control.UntrustedNote: results are other agents' words
+	Tasks []api.Task `json:"tasks"`
 }
 
 // addDestructiveTools adds the tools that wait for a person's approval of

@@ -178,7 +178,7 @@ func approvalOf(e event.Event) string {
 // it is stored as it is, through store or straight into the log.
 func (r *agentRunner) turnStarted(in eventlog.Input, turn, session string) event.Event {
 	e := withTurn(event.New(session, event.TurnStarted, time.Now(), event.InputData{
-		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: session, Schedule: in.Schedule}), turn)
+		Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: session, Schedule: in.Schedule, Task: in.Task, From: in.From}), turn)
 	e.Agent, e.TraceID = r.name, in.TraceID
 	return e
 }

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +49,7 @@ func Run(t *testing.T, b Backend) {
 		{"AnAgentsEgressIsStored", testAnAgentsEgressIsStored},
 		{"ASlotFiresOnceWithItsInput", testASlotFiresOnceWithItsInput},
 		{"ADeliveryStartsOneInput", testADeliveryStartsOneInput},
+		{"ATaskEndsOnceWithOneResult", testATaskEndsOnceWithOneResult},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -662,5 +665,87 @@ func testADeliveryStartsOneInput(t *testing.T, open Backend) {
 	must(t, l.DeleteAgent(ctx, "a"))
 	if hs, _ := l.Hooks(ctx, ""); len(hs) != 0 {
 		t.Fatalf("the hook outlived its agent: %+v", hs)
+	}
+}
+
+func testATaskEndsOnceWithOneResult(t *testing.T, open Backend) {
+	ctx := context.Background()
+	l := open(t, "")
+	withAgentA(t, l)
+	if _, err := l.CreateAgent(ctx, agent.Agent{Name: "b", Model: "p/m", Models: []string{"p/m"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string) eventlog.Task {
+		t.Helper()
+		tk, in, err := l.StartTask(ctx, eventlog.Task{ID: id, From: "a", To: "b", Text: "sum it", Conversation: "ses_a"},
+			eventlog.Input{ClientID: "task:" + id, Text: "from a: sum it", Mode: "queue"})
+		if err != nil || in.Agent != "b" || in.Task != id || in.From != "a" || tk.Input != in.ID || tk.State != eventlog.TaskOpen || tk.InputState != "queued" {
+			t.Fatalf("started: %+v %+v %v", tk, in, err)
+		}
+		return tk
+	}
+	t1 := start("task_1")
+	if _, _, err := l.StartTask(ctx, eventlog.Task{ID: "task_x", From: "a", To: "nobody", Text: "x"}, eventlog.Input{ClientID: "task:task_x", Text: "x", Mode: "queue"}); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("a task for no agent: %v", err)
+	}
+	if ts, _ := l.Tasks(ctx, "", 10); len(ts) != 1 {
+		t.Fatalf("a refused task was stored: %+v", ts)
+	}
+
+	// Four enders race: one ends it, with one result in a's inbox.
+	var wg sync.WaitGroup
+	var ended atomic.Int32
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := eventlog.Input{ClientID: "task:task_1:result", Text: "b says 42", Mode: "queue", Conversation: "ses_a"}
+			if _, ok, err := l.EndTask(ctx, t1.ID, eventlog.TaskDone, fmt.Sprint("42 #", i), &res); err != nil {
+				t.Error(err)
+			} else if ok {
+				ended.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := l.Task(ctx, t1.ID)
+	ins, _ := l.Inputs(ctx, "a", "queued")
+	if err != nil || ended.Load() != 1 || got.State != eventlog.TaskDone || got.Ended.IsZero() || len(ins) != 1 || got.ResultInput != ins[0].ID ||
+		ins[0].Task != t1.ID || ins[0].From != "b" || ins[0].Conversation != "ses_a" {
+		t.Fatalf("ended %d times: %+v; a's inbox %+v (%v)", ended.Load(), got, ins, err)
+	}
+
+	// A queued task's input is taken out of the inbox, once.
+	t2 := start("task_2")
+	if ok, err := l.CancelInput(ctx, "b", t2.Input); err != nil || !ok {
+		t.Fatalf("cancel: %v %v", ok, err)
+	}
+	if ok, _ := l.CancelInput(ctx, "b", t2.Input); ok {
+		t.Fatal("cancelled twice")
+	}
+	if got, _ := l.Task(ctx, t2.ID); got.InputState != "cancelled" {
+		t.Fatalf("the input after a cancel: %+v", got)
+	}
+	if q, _ := l.Inputs(ctx, "b", "queued"); len(q) != 1 || q[0].ID != t1.Input {
+		t.Fatalf("b's inbox: %+v", q)
+	}
+	var kinds []event.Kind
+	l.Scan(ctx, eventlog.Query{Agent: "b"}, func(r eventlog.Record) error { kinds = append(kinds, r.Kind); return nil })
+	if !slices.Contains(kinds, event.InputCancelled) {
+		t.Fatalf("b's events: %v", kinds)
+	}
+
+	// The caller deleted: the task ends with no result input.
+	t3 := start("task_3")
+	must(t, l.DeleteAgent(ctx, "a"))
+	res := eventlog.Input{ClientID: "task:task_3:result", Text: "late", Mode: "queue"}
+	if got, ok, err := l.EndTask(ctx, t3.ID, eventlog.TaskError, "late", &res); err != nil || !ok || got.ResultInput != 0 {
+		t.Fatalf("ended for a deleted caller: %+v %v %v", got, ok, err)
+	}
+	if open, _ := l.OpenTasks(ctx); len(open) != 1 || open[0].ID != t2.ID {
+		t.Fatalf("open: %+v", open)
+	}
+	if ts, _ := l.Tasks(ctx, "b", 10); len(ts) != 3 || ts[0].ID != t3.ID {
+		t.Fatalf("b's tasks, newest first: %+v", ts)
 	}
 }

@@ -293,7 +293,7 @@ function providersSection(providers) {
 
 // ---- chat
 
-const KINDS = ["input.accepted", "input.steered", "turn.started", "status", "delta", "reasoning", "tool_call", "tool_result",
+const KINDS = ["input.accepted", "input.steered", "input.cancelled", "turn.started", "status", "delta", "reasoning", "tool_call", "tool_result",
   "permission.asked", "permission.resolved", "question.asked", "question.resolved", "usage", "model.switched", "instance", "final", "error", "reset"];
 
 async function viewChat(name) {
@@ -526,6 +526,10 @@ function render(chat, kind, e) {
     case "input.steered":
       t.box.insertBefore(el("div", { className: "you" }, d.text || ""), t.answer);
       if (d.schedule) t.box.insertBefore(el("div", { className: "muted scheduled", dataset: { schedule: d.schedule } }, "sent by schedule " + d.schedule), t.answer);
+      // A message from an agent (a task it handed, or a task's result):
+      // never a person's words.
+      if (d.from) t.box.insertBefore(el("div", { className: "muted from-agent", dataset: { task: d.task || "", from: d.from } },
+        "sent by agent " + d.from + (d.task ? " (task " + d.task + ")" : "")), t.answer);
       break;
     case "delta":
       t.text += d.text;
