@@ -61,3 +61,27 @@ func TestAnAgentsLibraryIsPinned(t *testing.T) {
 		}
 	}
 }
+
+func TestAnAgentHandsTasksOnlyWhereAPersonAllowed(t *testing.T) {
+	providers := func(id string) (Provider, bool) { return Provider{ID: id, Models: []Model{{ID: "m"}}}, id == "p" }
+	for list, want := range map[string]string{
+		"":           "",
+		"worker":     "",
+		"worker ops": "",
+		"a":          "to itself",
+		"../x":       "not an agent's name",
+	} {
+		a := Agent{Name: "a", Model: "p/m", MayTask: strings.Fields(list)}
+		a.Normalize()
+		err := a.Validate(providers)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("may_task %v: %v, want %q", a.MayTask, err, want)
+		}
+	}
+	if (Agent{Name: Host}).MayTaskTo("worker") {
+		t.Error("host hands tasks by default")
+	}
+	if a := (Agent{Name: "a", MayTask: []string{"worker"}}); !a.MayTaskTo("worker") || a.MayTaskTo("ops") || a.MayTaskTo("a") {
+		t.Error("MayTaskTo does not follow the list")
+	}
+}

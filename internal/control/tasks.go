@@ -59,36 +59,44 @@ func resultText(t eventlog.Task, state, result string) string {
 // hands tasks, and only to the agents a person allowed it (may_task).
 func (s *Service) StartTask(ctx context.Context, a Actor, to, text string) (api.Task, error) {
 	c := Call{Actor: a, Tool: "task.start", Target: to, Args: map[string]string{"from": a.Name, "to": to, "text": Bound(text, 1024)}}
-	from, err := func() (string, error) {
+	err := func() error {
 		switch {
 		case a.Kind != Agent:
-			return "", Invalidf("an agent hands tasks to another (task_start); a person sends it a message")
+			return Invalidf("an agent hands tasks to another (task_start); a person sends it a message")
 		case text == "":
-			return "", Invalidf("text: say what the task is")
+			return Invalidf("text: say what the task is")
 		case len(text) > MaxText:
-			return "", fmt.Errorf("%w: text: longer than %d bytes", ErrTooLarge, MaxText)
+			return fmt.Errorf("%w: text: longer than %d bytes", ErrTooLarge, MaxText)
 		}
 		caller, err := s.Log.Agent(ctx, a.Name)
 		if err != nil {
-			return "", err
+			return err
 		}
 		if _, err := s.Log.Agent(ctx, to); err != nil {
-			return "", err
+			return err
 		}
 		if !caller.MayTaskTo(to) {
-			return "", fmt.Errorf("%w: %s may not hand tasks to %s (a person can allow it: may_task)", ErrForbidden, a.Name, to)
+			return fmt.Errorf("%w: %s may not hand tasks to %s (a person can allow it: may_task)", ErrForbidden, a.Name, to)
 		}
-		return caller.Name, nil
+		return nil
 	}()
 	if err != nil {
 		return api.Task{}, s.Refuse(ctx, c, err)
 	}
+	return s.HandOver(ctx, c, to, text)
+}
+
+// HandOver runs call c, an agent's hand-over of a task to agent to that
+// its caller checked (StartTask: may_task; the App Builder's: app.build):
+// the task and its input for to, marked as c's agent's, committed as one,
+// and to's runner woken.
+func (s *Service) HandOver(ctx context.Context, c Call, to, text string) (api.Task, error) {
 	var t eventlog.Task
-	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+	err := s.Do(ctx, c, func(ctx context.Context) (string, error) {
 		id := randid.ID("task")
 		var err error
-		t, _, err = s.Log.StartTask(ctx, eventlog.Task{ID: id, From: from, To: to, Text: text, Conversation: a.Session},
-			eventlog.Input{ClientID: "task:" + id, Text: taskText(from, id, text), Mode: api.ModeQueue})
+		t, _, err = s.Log.StartTask(ctx, eventlog.Task{ID: id, From: c.Actor.Name, To: to, Text: text, Conversation: c.Actor.Session},
+			eventlog.Input{ClientID: "task:" + id, Text: taskText(c.Actor.Name, id, text), Mode: api.ModeQueue})
 		if err != nil {
 			return "", err
 		}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -60,14 +59,43 @@ func TestTheHostHandsAnAppToTheBuilder(t *testing.T) {
 	acc := d.send(ctx, "host", "call taos_app_build "+string(req), "")
 	evs := d.turnOf(ctx, "host", acc.Seq, acc.Input)
 	tool, out := resultOf(t, evs, 0)
-	sha := regexp.MustCompile(`"sha256":"([0-9a-f]{64})"`).FindStringSubmatch(out)
-	if tool != "taos_app_build" || sha == nil || !strings.Contains(out, `"state":"pending"`) || !strings.Contains(out, "All 6 steps done") ||
-		!strings.Contains(out, "UNTRUSTED CONTENT") {
+	var handed struct {
+		Task client.Task `json:"task"`
+	}
+	if json.Unmarshal([]byte(out), &handed); tool != "taos_app_build" || handed.Task.To != "builder" || handed.Task.From != "host" {
 		t.Fatalf("the host's build result (%s): %s", tool, out)
 	}
 	if f := last(evs); f.Kind != "final" {
 		t.Fatalf("the host's turn ended %s %s", f.Kind, f.Data)
 	}
+	// The host's turn ended at once; the builder's answer comes back to
+	// it as a message of its own, marked as the builder's.
+	var answer client.Event
+	waitFor(t, ctx, func() bool {
+		evs, _ := d.c.Events(ctx, "host", acc.Seq, 0, "turn.started")
+		for _, e := range evs {
+			if e.Field("task") == handed.Task.ID && e.Field("from") == "builder" {
+				answer = e
+			}
+		}
+		return answer.Turn != ""
+	})
+	if text := answer.Field("text"); !strings.Contains(text, "ended: done.") || !strings.Contains(text, "All 6 steps done") || !strings.Contains(text, "not a person's instructions") {
+		t.Fatalf("the builder's answer, to the host: %s", text)
+	}
+	var gate struct {
+		Apps []struct {
+			SHA256 string `json:"sha256"`
+			State  string `json:"state"`
+			By     string `json:"submitted_by"`
+		} `json:"apps"`
+	}
+	d.c.Do(ctx, "GET", "/v1/apps", nil, &gate)
+	apps := gate.Apps
+	if len(apps) != 1 || apps[0].State != "pending" || apps[0].By != "agent builder (mcp)" {
+		t.Fatalf("the gate: %+v", apps)
+	}
+	sha := []string{"", apps[0].SHA256}
 
 	// The builder's own turn, in its own instance: each step as it went.
 	bevs, err := d.c.Events(ctx, "builder", 0, 1000)

@@ -375,7 +375,7 @@ func (s *Server) addFactoryTools() {
 			}
 			return newOut{Dir: in.Dir, ID: m.ID, Files: files, Next: "edit the files, then app_validate {\"dir\": " + strconv.Quote(in.Dir) + "}"}, nil
 		})
-	add(s, hostSet, "app_build", "Hand a request for a web app to the App Builder, an agent of its own that works in a confined workspace, and wait for it: progress is reported as it works; the result is its answer and the packages it submitted to the gate (where a person decides whether they are shared). Use it whenever the person asks for an app.",
+	add(s, hostSet, "app_build", "Hand a request for a web app to the App Builder, an agent of its own that works in a confined workspace, as a task: this returns at once with the task's id; the builder's answer arrives in this conversation as a new message when it ends, and the packages it submits wait at the gate (where a person decides whether they are shared). Use it whenever the person asks for an app.",
 		func(ctx context.Context, a control.Actor, in buildIn) (appgate.Build, error) {
 			return s.Apps.BuildApp(ctx, a, in.Request)
 		})

@@ -260,7 +260,8 @@ func (s *Server) plan(req chatRequest) plan {
 		if m := stepsRE.FindStringSubmatch(firstUser); m != nil {
 			var steps []string
 			for _, l := range strings.Split(m[1], "\n") {
-				if l = strings.TrimSpace(l); l != "" {
+				// A fence around the steps (a task's text) is not a step.
+				if l = strings.TrimSpace(l); l != "" && strings.Trim(l, "`") != "" {
 					steps = append(steps, l)
 				}
 			}
