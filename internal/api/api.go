@@ -281,6 +281,56 @@ type Task struct {
 	Ended        *time.Time `json:"ended,omitempty"`
 }
 
+// Pending is what waits for a person: the frames of /v1/pending/stream.
+type Pending struct {
+	Approvals int `json:"approvals"`
+	Questions int `json:"questions"`
+}
+
+// ChannelRequest is a channel for notifications as a person asks for it:
+// ntfy (URL, the topic's; Token, optional), a webhook (URL; its signing
+// key is made and shown once) or Web Push (Subscription, as the browser's
+// PushSubscription.toJSON gives it).
+type ChannelRequest struct {
+	Kind         string            `json:"kind"`
+	URL          string            `json:"url,omitempty"`
+	Token        string            `json:"token,omitempty"` // write-only
+	Subscription *PushSubscription `json:"subscription,omitempty"`
+	Link         string            `json:"link,omitempty"`   // the panel's URL, for the notifications' links
+	Agents       []string          `json:"agents,omitempty"` // none: every agent
+	Kinds        []string          `json:"kinds,omitempty"`  // none: every kind (approval, question, error)
+	Details      bool              `json:"details,omitempty"`
+}
+
+// PushSubscription is a browser's Web Push subscription.
+type PushSubscription struct {
+	Endpoint       string   `json:"endpoint"`
+	ExpirationTime *float64 `json:"expirationTime,omitempty"`
+	Keys           struct {
+		P256dh string `json:"p256dh"`
+		Auth   string `json:"auth"`
+	} `json:"keys"`
+}
+
+// Channel is a channel for notifications as the API shows it, with how
+// its deliveries fare; Secret only in the answer that created a webhook's.
+type Channel struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	URL       string     `json:"url"`
+	Link      string     `json:"link,omitempty"`
+	Agents    []string   `json:"agents"`
+	Kinds     []string   `json:"kinds"`
+	Details   bool       `json:"details"`
+	CreatedBy string     `json:"created_by"`
+	Created   time.Time  `json:"created"`
+	Secret    string     `json:"secret,omitempty"`
+	Pending   int        `json:"pending"`
+	Failed    int        `json:"failed"` // given up on, of the newest 100
+	LastError string     `json:"last_error,omitempty"`
+	LastSent  *time.Time `json:"last_sent,omitempty"`
+}
+
 // Hook is an agent's webhook as the API shows it; Secret only in the
 // answer that created it.
 type Hook struct {

@@ -34,6 +34,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
 	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; others wait in line for a slot")
+	notifyBackoff := fs.Duration("notify-backoff", 5*time.Second, "the wait after a notification's first failed delivery, doubled after each (lower it for tests only)")
 	scheduleFloor := fs.Duration("schedule-floor", time.Minute, "the shortest time between two slots of a schedule (lower it for tests only)")
 	quantum := fs.Duration("quantum", 60*time.Second, "over --max-running, how long an agent with work keeps its instance's slot while others wait")
 	memBudget := fs.Int64("memory-budget-mb", 0, "what all opencode instances may hold together, MiB; a start past it, or past what the machine has available, waits for a slot (0: half the machine's memory)")
@@ -70,7 +71,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg := daemon.Config{Home: *homeDir, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor,
+	cfg := daemon.Config{Home: *homeDir, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
 		RawRetention: *rawRetention, NoDemo: *noDemo, DefaultDailyTokens: *defaultTokens, Unconfined: *unconfined, MaxConns: *maxConns,
 		Systemctl: *systemctl, Journalctl: *journalctl, ModelsSync: *modelsSync, LLMConnectTimeout: *llmConnect,
 		LLMHeaderTimeout: *llmHeader, LLMStallTimeout: *llmStall, AllowHosts: *hosts, PublicListen: *public, TLSCert: *tlsCert,

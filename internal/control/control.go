@@ -20,6 +20,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/taosagent/taosagent/internal/notify"
+
 	"github.com/taosagent/taosagent/internal/agent"
 	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/catalog"
@@ -148,6 +150,8 @@ var Actions = map[string]Tier{
 	"schedule.delete":           Write,
 	"schedule.run":              Write,
 	"task.start":                Write,
+	"notify.create":             Write,
+	"notify.delete":             Write,
 	"task.cancel":               Write,
 	"provider.delete":           Destructive,
 	"agent.create":              Write,
@@ -240,11 +244,14 @@ type Service struct {
 	// (default schedule.DefaultFloor, a minute; tests lower it).
 	Scheduler     *schedule.Scheduler
 	ScheduleFloor time.Duration
-	Catalog       *catalog.Catalog // providers and agents
-	Home          string
-	Keys          agent.Keys // for redaction: no provider key leaves in a tool's output
-	Version       string
-	Logger        *slog.Logger
+	// Notifier delivers the notifications (woken when a channel is added);
+	// its VAPID public key is what a browser subscribes with.
+	Notifier *notify.Notifier
+	Catalog  *catalog.Catalog // providers and agents
+	Home     string
+	Keys     agent.Keys // for redaction: no provider key leaves in a tool's output
+	Version  string
+	Logger   *slog.Logger
 	// Secrets are redacted from every output besides the provider keys
 	// (the operator token, for one).
 	Secrets []string

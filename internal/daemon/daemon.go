@@ -39,6 +39,7 @@ import (
 	"github.com/taosagent/taosagent/internal/httpapi"
 	"github.com/taosagent/taosagent/internal/mcpbridge"
 	"github.com/taosagent/taosagent/internal/mcpserver"
+	"github.com/taosagent/taosagent/internal/notify"
 	"github.com/taosagent/taosagent/internal/npmpkg"
 	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/panel"
@@ -70,6 +71,9 @@ type Config struct {
 	Handover     <-chan struct{}
 	HandoverWait time.Duration
 	Retention    time.Duration // keep events this long (0: forever)
+	// NotifyBackoff is the wait after a notification's first failed
+	// delivery, doubled after each (default 5 s; tests lower it).
+	NotifyBackoff time.Duration
 	// ScheduleFloor is the shortest time between a schedule's slots
 	// (default a minute; tests lower it).
 	ScheduleFloor      time.Duration
@@ -237,6 +241,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ctl.Scheduler = &schedule.Scheduler{Store: log, Queued: mgr.Queued, Logger: logger}
 	ctl.ScheduleFloor = cfg.ScheduleFloor
+	vapid, err := notify.LoadVAPID(h.Dir)
+	if err != nil {
+		return fmt.Errorf("the Web Push keys: %w", err)
+	}
+	ctl.Notifier = &notify.Notifier{Store: log, Home: h.Dir, VAPID: vapid, Logger: logger, Redact: ctl.Redact, Backoff: cfg.NotifyBackoff}
 	ctl.WatchGateway(gw)
 	ctl.WatchRunner()
 	if cfg.DefaultDailyTokens > 0 {
@@ -349,6 +358,7 @@ func Run(ctx context.Context, cfg Config) error {
 	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
 	workers.Go(func() { ctl.Scheduler.Run(wctx) })
 	workers.Go(func() { ctl.WatchTasks(wctx) })
+	workers.Go(func() { ctl.Notifier.Run(wctx) })
 	if cfg.ModelsSync > 0 {
 		workers.Go(func() { syncModels(wctx, ctl, cfg.ModelsSync, logger) })
 	}

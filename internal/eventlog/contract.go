@@ -130,6 +130,21 @@ type Tasks interface {
 	CancelInput(ctx context.Context, agent string, id int64) (cancelled bool, err error)
 }
 
+// Notifications is the channels a person is told on and the outbox: each
+// notification enqueued once per (channel, source) with the notifier's
+// cursor, and delivered at least once.
+type Notifications interface {
+	CreateChannel(ctx context.Context, c Channel) error
+	Channels(ctx context.Context) ([]Channel, error)
+	DeleteChannel(ctx context.Context, id string) error
+	NotifyCursor(ctx context.Context) (seq int64, ok bool, err error)
+	Enqueue(ctx context.Context, cursor int64, ns []Notification) error
+	DueNotifications(ctx context.Context, now time.Time, limit int) ([]Notification, error)
+	Notifications(ctx context.Context, channel string, limit int) ([]Notification, error)
+	NotificationSent(ctx context.Context, id string, at time.Time) error
+	NotificationFailed(ctx context.Context, id, why string, next time.Time, final bool) error
+}
+
 // Store is the whole contract.
 type Store interface {
 	Events
@@ -142,6 +157,7 @@ type Store interface {
 	Schedules
 	Hooks
 	Tasks
+	Notifications
 	// QuickCheck reports what is damaged in the store, nothing when sound.
 	QuickCheck(ctx context.Context) ([]string, error)
 	Close() error

@@ -73,6 +73,10 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"HookInput":        {v: api.HookRequest{}},
 		"Hook":             {v: api.Hook{}},
 		"Task":             {v: api.Task{}},
+		"ChannelInput":     {v: api.ChannelRequest{}},
+		"Channel":          {v: api.Channel{}},
+		"PushSubscription": {v: api.PushSubscription{}},
+		"Pending":          {v: api.Pending{}},
 	}
 	for name, s := range doc.Components.Schemas {
 		ty, ok := types[name]

@@ -50,6 +50,7 @@ func Run(t *testing.T, b Backend) {
 		{"ASlotFiresOnceWithItsInput", testASlotFiresOnceWithItsInput},
 		{"ADeliveryStartsOneInput", testADeliveryStartsOneInput},
 		{"ATaskEndsOnceWithOneResult", testATaskEndsOnceWithOneResult},
+		{"ANotificationIsEnqueuedOncePerChannel", testANotificationIsEnqueuedOncePerChannel},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -747,5 +748,53 @@ func testATaskEndsOnceWithOneResult(t *testing.T, open Backend) {
 	}
 	if ts, _ := l.Tasks(ctx, "b", 10); len(ts) != 3 || ts[0].ID != t3.ID {
 		t.Fatalf("b's tasks, newest first: %+v", ts)
+	}
+}
+
+func testANotificationIsEnqueuedOncePerChannel(t *testing.T, open Backend) {
+	ctx := context.Background()
+	l := open(t, "")
+	now := time.Now().Truncate(time.Millisecond)
+	for _, id := range []string{"ch_1", "ch_2"} {
+		must(t, l.CreateChannel(ctx, eventlog.Channel{ID: id, Kind: "ntfy", URL: "http://x/t", Agents: []string{"a"}, Created: now}))
+	}
+	if cs, _ := l.Channels(ctx); len(cs) != 2 || cs[0].Agents[0] != "a" || cs[1].Kinds == nil {
+		t.Fatalf("channels: %+v", cs)
+	}
+	if _, ok, err := l.NotifyCursor(ctx); ok || err != nil {
+		t.Fatalf("a cursor before any read: %v %v", ok, err)
+	}
+	note := func(id, ch string) eventlog.Notification {
+		return eventlog.Notification{ID: id, Channel: ch, Source: "event:7", Kind: "approval", Agent: "a", Title: "t", Created: now}
+	}
+	must(t, l.Enqueue(ctx, 7, []eventlog.Notification{note("n1", "ch_1"), note("n2", "ch_2")}))
+	// A second enqueuer of the same event (a restart that read it again).
+	must(t, l.Enqueue(ctx, 5, []eventlog.Notification{note("n3", "ch_1")}))
+	if seq, ok, _ := l.NotifyCursor(ctx); !ok || seq != 7 {
+		t.Fatalf("the cursor went back: %d", seq)
+	}
+	due, _ := l.DueNotifications(ctx, now, 10)
+	if len(due) != 2 || due[0].ID != "n1" || due[1].ID != "n2" {
+		t.Fatalf("due: %+v", due)
+	}
+	must(t, l.NotificationFailed(ctx, "n1", "503", now.Add(time.Minute), false))
+	must(t, l.NotificationSent(ctx, "n2", now))
+	if due, _ := l.DueNotifications(ctx, now, 10); len(due) != 0 {
+		t.Fatalf("due after a failure and a delivery: %+v", due)
+	}
+	due, _ = l.DueNotifications(ctx, now.Add(time.Minute), 10)
+	if len(due) != 1 || due[0].Attempts != 1 || due[0].LastError != "503" {
+		t.Fatalf("due again: %+v", due)
+	}
+	must(t, l.NotificationFailed(ctx, "n1", "gone", now, true))
+	if ns, _ := l.Notifications(ctx, "ch_1", 10); len(ns) != 1 || ns[0].State != "failed" || ns[0].Attempts != 2 {
+		t.Fatalf("ch_1's: %+v", ns)
+	}
+	must(t, l.DeleteChannel(ctx, "ch_1"))
+	if ns, _ := l.Notifications(ctx, "", 10); len(ns) != 1 || ns[0].ID != "n2" || ns[0].State != "sent" {
+		t.Fatalf("left: %+v", ns)
+	}
+	if err := l.DeleteChannel(ctx, "ch_1"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("deleted twice: %v", err)
 	}
 }
