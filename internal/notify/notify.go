@@ -353,18 +353,22 @@ func (n *Notifier) deliverAll(ctx context.Context, due []eventlog.Notification) 
 			continue // removed meanwhile, its outbox with it
 		}
 		err := n.Send(ctx, c, note)
-		if ctx.Err() != nil {
-			return
-		}
+		// What was sent is recorded even as the daemon stops: it would be
+		// sent again otherwise (a receiver drops a repeat by its id, but
+		// needs not see one).
+		rec := context.WithoutCancel(ctx)
 		if err == nil {
-			n.Store.NotificationSent(ctx, note.ID, time.Now())
+			n.Store.NotificationSent(rec, note.ID, time.Now())
 			continue
+		}
+		if ctx.Err() != nil {
+			return // stopped mid-send: tried again at the next start
 		}
 		final := note.Attempts+1 >= n.MaxAttempts
 		wait := min(n.Backoff<<min(note.Attempts, 20), time.Hour)
 		why := bound(n.Redact(err.Error()), 300)
 		n.Logger.Warn("notify: delivery failed", "channel", c.ID, "kind", c.Kind, "attempt", note.Attempts+1, "final", final, "err", why)
-		n.Store.NotificationFailed(ctx, note.ID, why, time.Now().Add(wait), final)
+		n.Store.NotificationFailed(rec, note.ID, why, time.Now().Add(wait), final)
 	}
 }
 
