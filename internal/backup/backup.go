@@ -4,8 +4,8 @@
 // A backup is a gzipped tar archive, mode 0600, whose first entry is its
 // manifest. It holds the event log as SQLite's own consistent copy (VACUUM
 // INTO, a snapshot at one instant, taken beside the running writer), and
-// the home's other state as it is: the keys, the webhooks' secrets and the
-// token (0600, as they were), the agents' own directories, the Library, the
+// the home's other state as it is: the keys, the webhooks' and the notification
+// channels' secrets, the Web Push keys and the token (0600, as they were), the agents' own directories, the Library, the
 // MCP servers' state, the snapshots, the managed-host declaration, the
 // record of each web app's served build and the recovery audit.
 // What the daemon makes again by itself is left out: the instances' run
@@ -59,7 +59,7 @@ type Manifest struct {
 }
 
 // included are the home's entries a backup holds (the database apart).
-var included = []string{"token", "keys", "hooks", "agents", "library", "mcp", "snapshots", "host.json", "spa", "recovery-audit.jsonl", "tui"}
+var included = []string{"token", "keys", "hooks", "notify", "vapid.json", "agents", "library", "mcp", "snapshots", "host.json", "spa", "recovery-audit.jsonl", "tui"}
 
 // dbName is the event log's name in the archive.
 const dbName = "taosagent.db"

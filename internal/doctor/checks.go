@@ -72,12 +72,16 @@ func private(path string, secret bool) (string, bool) {
 
 // privateFiles are the home's files only its owner may read: the token,
 // the database and the recovery audit, the providers' keys, the webhooks'
-// secrets, the agents' opencode configs (their MCP tokens).
+// and the notification channels' secrets, the Web Push keys, the agents' opencode configs (their MCP tokens).
 func (e *Env) privateFiles() []string {
 	paths := []string{e.Home.TokenFile(), e.Home.DB(), e.Home.RecoveryAudit()}
 	ks, _ := filepath.Glob(filepath.Join(e.Home.Keys(), "*.key"))
 	hs, _ := filepath.Glob(filepath.Join(e.Home.Hooks(), "hook_*"))
-	paths = append(append(paths, ks...), hs...)
+	ns, _ := filepath.Glob(filepath.Join(e.Home.Notify(), "ch_*"))
+	paths = append(append(append(paths, ks...), hs...), ns...)
+	if _, err := os.Stat(e.Home.VAPID()); err == nil {
+		paths = append(paths, e.Home.VAPID())
+	}
 	if as, err := os.ReadDir(e.Home.Agents()); err == nil {
 		for _, a := range as {
 			paths = append(paths, e.Home.AgentConfig(a.Name()))

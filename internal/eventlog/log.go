@@ -49,7 +49,7 @@ var ErrClosed = errors.New("eventlog: closed")
 var ErrReadOnly = errors.New("eventlog: opened read-only")
 
 // SchemaVersion is the schema this build writes (its newest migration).
-const SchemaVersion = 12
+const SchemaVersion = 14
 
 // OpenReadOnly opens the database at path for reading only, as the
 // recovery tools do while the daemon may be down or broken: it creates

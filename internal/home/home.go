@@ -40,6 +40,11 @@ func (h Home) DaemonFile() string {
 func (h Home) DB() string   { return filepath.Join(h.Dir, "taosagent.db") }
 func (h Home) Keys() string { return filepath.Join(h.Dir, "keys") }
 
+// Notify is where the notification channels' secrets are, a file each
+// (0600); VAPID is the daemon's Web Push key pair (0600).
+func (h Home) Notify() string { return filepath.Join(h.Dir, "notify") }
+func (h Home) VAPID() string  { return filepath.Join(h.Dir, "vapid.json") }
+
 // Hooks is where the webhooks' secrets are, a file each (0600).
 func (h Home) Hooks() string            { return filepath.Join(h.Dir, "hooks") }
 func (h Home) Agents() string           { return filepath.Join(h.Dir, "agents") }

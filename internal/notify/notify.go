@@ -34,6 +34,7 @@ import (
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/randid"
 )
 
@@ -105,11 +106,11 @@ type Secrets struct {
 }
 
 // SecretsPath is where channel id keeps its secrets under home.
-func SecretsPath(home, id string) string { return filepath.Join(home, "notify", id) }
+func SecretsPath(dir, id string) string { return filepath.Join(home.Home{Dir: dir}.Notify(), id) }
 
 // SaveSecrets writes channel id's secrets (0600).
 func SaveSecrets(home, id string, s Secrets) error {
-	if err := os.MkdirAll(filepath.Join(home, "notify"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(SecretsPath(home, id)), 0o700); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(s)
@@ -124,8 +125,8 @@ type VAPID struct {
 }
 
 // LoadVAPID reads the home's VAPID keys, making them first if need be.
-func LoadVAPID(home string) (VAPID, error) {
-	p := filepath.Join(home, "vapid.json")
+func LoadVAPID(dir string) (VAPID, error) {
+	p := home.Home{Dir: dir}.VAPID()
 	var v VAPID
 	b, err := os.ReadFile(p)
 	if err == nil {
