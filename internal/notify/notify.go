@@ -384,7 +384,7 @@ func (n *Notifier) Send(ctx context.Context, c eventlog.Channel, note eventlog.N
 	}
 	m := Message{ID: note.ID, Kind: note.Kind, Agent: note.Agent, Title: note.Title, Body: note.Body, Ref: note.Ref, Time: note.Created}
 	if c.Link != "" {
-		m.URL = strings.TrimRight(c.Link, "/") + "/panel/" + pageOf(note)
+		m.URL = strings.TrimRight(c.Link, "/") + "/" + pageOf(note)
 	}
 	switch c.Kind {
 	case Ntfy:

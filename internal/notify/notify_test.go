@@ -191,8 +191,8 @@ func TestEachChannelIsToldOnce(t *testing.T) {
 	// ntfy: the title, the link, no detail.
 	r := ntfy.reqs[0]
 	if r.Header.Get("Title") != "Agent a asks to use bash" || r.Header.Get("Authorization") != "Bearer tk_ntfy" ||
-		r.Header.Get("Click") != "https://box.example/panel/#/approvals/per_1" || r.Header.Get("X-Sequence-ID") == "" ||
-		!strings.Contains(r.Header.Get("Actions"), "view, Approve, https://box.example/panel/#/approvals/per_1") ||
+		r.Header.Get("Click") != "https://box.example/#/approvals/per_1" || r.Header.Get("X-Sequence-ID") == "" ||
+		!strings.Contains(r.Header.Get("Actions"), "view, Approve, https://box.example/#/approvals/per_1") ||
 		strings.Contains(string(ntfy.body[0]), "rm -rf") {
 		t.Fatalf("ntfy: %v %q", r.Header, ntfy.body[0])
 	}
@@ -216,7 +216,7 @@ func TestEachChannelIsToldOnce(t *testing.T) {
 	plain := decrypt(t, ua, auth, push.body[0])
 	var pm notify.Message
 	if err := json.Unmarshal(plain, &pm); err != nil || pm.Kind != notify.Approval || pm.Agent != "a" || pm.Ref != "per_1" || pm.Body != "" ||
-		pm.URL != "https://box.example/panel/#/approvals/per_1" {
+		pm.URL != "https://box.example/#/approvals/per_1" {
 		t.Fatalf("push payload: %s %v", plain, err)
 	}
 	if pr.Header.Get("Content-Encoding") != "aes128gcm" || !strings.HasPrefix(pr.Header.Get("Authorization"), "vapid t=") ||

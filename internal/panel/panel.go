@@ -45,7 +45,7 @@ const CSRFHeader = "X-CSRF-Token"
 // scripts and styles only, no inline script, frames only from this origin
 // (an app's preview, itself an opaque sandbox), never framed itself.
 const Policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-	"frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+	"frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; manifest-src 'self'; worker-src 'self'"
 
 // Sessions are the panel's sign-ins, kept in memory: a daemon restart
 // signs everyone out. The zero value with Token set is ready.

@@ -80,7 +80,7 @@ async function api(method, path, body) {
 
 function signedOut() {
   closeStream();
-  clearInterval(state.timer);
+  if (state.pendingSource) { state.pendingSource.close(); state.pendingSource = null; }
   clearInterval(state.pageTimer);
   const was = state.csrf !== "" || !$("#signin");
   state.csrf = "";
@@ -121,9 +121,26 @@ async function start() {
   // page twice, and a click between the two landed on a node that was gone.
   if (!location.hash) location.hash = "#/agents";
   else route();
-  refreshPending();
-  clearInterval(state.timer);
-  state.timer = setInterval(refreshPending, 5000);
+  followPending();
+  // The service worker shows Web Push notifications (a secure context
+  // only: HTTPS, or this machine's loopback).
+  if ("serviceWorker" in navigator && window.isSecureContext) {
+    navigator.serviceWorker.register("/panel/sw.js").catch(() => { /* the Notifications section says so */ });
+  }
+}
+
+// followPending follows what waits for a person, live: the badge, and the
+// Inbox while it is shown (state.onPending), from /v1/pending/stream.
+function followPending() {
+  if (state.pendingSource) state.pendingSource.close();
+  const src = new EventSource("/v1/pending/stream");
+  state.pendingSource = src;
+  src.addEventListener("pending", (m) => {
+    const p = JSON.parse(m.data);
+    const n = p.approvals + p.questions;
+    $("#pending").textContent = n ? String(n) : "";
+    if (state.onPending) state.onPending();
+  });
 }
 
 // refreshPending counts what waits for a person: approvals and questions.
@@ -142,6 +159,7 @@ function closeStream() {
 function route() {
   closeStream();
   clearInterval(state.pageTimer);
+  state.onPending = null;
   const [, page, arg] = location.hash.split("/");
   const views = { agents: viewAgents, chat: viewChat, approvals: viewApprovals, apps: viewApps, audit: viewAudit, events: viewEvents, usage: viewUsage, library: viewLibrary };
   (views[page] || viewAgents)(decodeURIComponent(arg || ""))
@@ -600,20 +618,20 @@ function render(chat, kind, e) {
 
 // The inbox: what waits for a person (questions, approvals), then what
 // was decided.
-async function viewApprovals() {
+async function viewApprovals(focus) {
   const inbox = async () => Promise.all([api("GET", "/v1/approvals"), api("GET", "/v1/questions")]);
   const [{ approvals }, { questions }] = await inbox();
-  // Live: read again every few seconds; drawn again only when something
-  // changed (a message being typed is kept otherwise).
+  // Live: read again when the pending stream says something was asked or
+  // resolved; drawn again only when something changed (a message being
+  // typed is kept otherwise).
   const signature = (as, qs) => as.map((a) => a.id + a.state).join() + "|" + qs.map((q) => q.id + q.state).join();
   const sig = signature(approvals, questions);
-  clearInterval(state.pageTimer);
-  state.pageTimer = setInterval(async () => {
+  state.onPending = async () => {
     try {
       const [{ approvals: as }, { questions: qs }] = await inbox();
-      if (signature(as, qs) !== sig) viewApprovals();
+      if (signature(as, qs) !== sig) viewApprovals(focus);
     } catch (e) { /* shown by the connection state */ }
-  }, 3000);
+  };
   questions.reverse(); // newest first
   const asked = questions.filter((q) => q.state === "pending").concat(questions.filter((q) => q.state !== "pending"));
   approvals.reverse(); // newest first
@@ -633,7 +651,7 @@ async function viewApprovals() {
       el("button", { className: "primary", type: "button", onclick: decide("once"), dataset: { decision: "once" } }, "Approve once"),
       a.source !== "taosagent" ? el("button", { type: "button", onclick: decide("always"), dataset: { decision: "always" } }, "Always") : null,
       msg, el("button", { className: "danger", type: "button", onclick: decide("reject"), dataset: { decision: "reject" } }, "Reject"), err) : null;
-    return el("div", { className: "card", dataset: { approval: a.id, state: a.state } },
+    return el("div", { className: "card" + (a.id === focus ? " focus" : ""), dataset: { approval: a.id, state: a.state } },
       el("div", {}, el("strong", {}, ask.tool || "?"), " · agent ", a.agent, " · ", el("span", { className: "state-" + a.state }, a.state),
         a.by ? " by " + a.by : ""),
       el("div", { className: "muted" }, "session ", a.session || "—", " · ", new Date(a.created).toLocaleString()),
@@ -643,9 +661,52 @@ async function viewApprovals() {
       a.message ? el("div", {}, "message: ", a.message) : null,
       buttons);
   });
+  const notes = await notifySection();
   main().replaceChildren(el("h1", {}, "Inbox"),
     el("h2", {}, "Questions"), asked.length ? el("div", { id: "questions" }, asked.map(questionCard)) : el("p", { className: "muted" }, "No agent has asked anything."),
-    el("h2", {}, "Approvals"), list.length ? el("div", { id: "approvals" }, list) : el("p", { className: "muted" }, "Nothing has asked for approval."));
+    el("h2", {}, "Approvals"), list.length ? el("div", { id: "approvals" }, list) : el("p", { className: "muted" }, "Nothing has asked for approval."),
+    notes);
+  // A notification's link names the approval: shown, for the person to
+  // decide here (the notification alone decides nothing).
+  if (focus) document.querySelector('[data-approval="' + CSS.escape(focus) + '"]')?.scrollIntoView();
+}
+
+// notifySection lists the channels a person is told on (what waits for
+// them, a turn that failed), each with how its deliveries fare, and adds
+// one: this browser (Web Push) or an ntfy topic.
+async function notifySection() {
+  const { channels } = await api("GET", "/v1/notify/channels");
+  const err = el("span", { className: "error", id: "notify-error" });
+  const again = () => viewApprovals();
+  const add = async (body) => {
+    try {
+      await api("POST", "/v1/notify/channels", Object.assign({ link: location.origin }, body));
+      again();
+    } catch (e) { err.textContent = e.message; }
+  };
+  const rows = channels.map((c) => el("tr", { dataset: { channel: c.id } },
+    el("td", {}, c.kind), el("td", {}, c.url), el("td", {}, c.agents.length ? c.agents.join(", ") : "every agent"),
+    el("td", {}, c.failed ? el("span", { className: "error" }, c.failed + " failed: " + (c.last_error || "")) : c.pending ? c.pending + " waiting" + (c.last_error ? ": " + c.last_error : "") : c.last_sent ? "sent " + new Date(c.last_sent).toLocaleString() : "nothing yet"),
+    el("td", {}, el("button", { type: "button", onclick: async () => {
+      try { await api("DELETE", "/v1/notify/channels/" + encodeURIComponent(c.id)); again(); } catch (e) { err.textContent = e.message; }
+    } }, "Remove"))));
+  const topic = el("input", { id: "ntfy-url", placeholder: "ntfy topic URL (https://ntfy.example/a-secret-topic)" });
+  const token = el("input", { id: "ntfy-token", type: "password", placeholder: "access token (optional)" });
+  const push = el("button", { id: "push-subscribe", type: "button", onclick: async () => {
+    try {
+      const reg = await navigator.serviceWorker.ready;
+      const { public_key } = await api("GET", "/v1/notify/vapid");
+      const raw = atob(public_key.replace(/-/g, "+").replace(/_/g, "/"));
+      const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: Uint8Array.from(raw, (ch) => ch.charCodeAt(0)) });
+      await add({ kind: "webpush", subscription: sub.toJSON() });
+    } catch (e) { err.textContent = "Web Push: " + e.message; }
+  } }, "Notify this browser");
+  const secure = window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window;
+  return el("section", { id: "notify" }, el("h2", {}, "Notifications"),
+    el("p", { className: "muted" }, "Where you are told that an approval or a question waits, or that a turn failed: the agent, the kind and a short title, with a link here."),
+    rows.length ? el("table", {}, el("tr", {}, ["kind", "to", "agents", "deliveries", ""].map((h) => el("th", {}, h))), ...rows) : el("p", { className: "muted" }, "No channels yet."),
+    el("div", { className: "row" }, secure ? push : el("span", { className: "muted", id: "push-needs-https" }, "Web Push needs the panel over HTTPS (or on this machine's loopback); ntfy works without."),
+      topic, token, el("button", { id: "ntfy-add", type: "button", onclick: () => add({ kind: "ntfy", url: topic.value, token: token.value }) }, "Add ntfy topic"), err));
 }
 
 // ---- the Library
