@@ -192,6 +192,11 @@ func (s *Sessions) Handler() http.Handler {
 		fileServer.ServeHTTP(w, r)
 	}
 	mux.HandleFunc("GET /panel/{file}", serve)
+	mux.HandleFunc("GET /panel/sw.js", func(w http.ResponseWriter, r *http.Request) {
+		// The service worker serves the panel's page, at /: its scope.
+		w.Header().Set("Service-Worker-Allowed", "/")
+		serve(w, r)
+	})
 	mux.HandleFunc("GET /panel/vendor/{file}", serve) // the pinned libraries (static/vendor)
 	mux.HandleFunc("POST /panel/login", s.login)
 	mux.HandleFunc("POST /panel/logout", s.logout)

@@ -125,7 +125,7 @@ async function start() {
   // The service worker shows Web Push notifications (a secure context
   // only: HTTPS, or this machine's loopback).
   if ("serviceWorker" in navigator && window.isSecureContext) {
-    navigator.serviceWorker.register("/panel/sw.js").catch(() => { /* the Notifications section says so */ });
+    navigator.serviceWorker.register("/panel/sw.js", { scope: "/" }).catch(() => { /* the Notifications section says so */ });
   }
 }
 
