@@ -166,6 +166,7 @@ func Checks() []Check {
 		{"ripgrep", "ripgrep is on the host for agents' search and skill tools", checkRipgrep},
 		{"mcp-servers", "every MCP server an agent is given can start: its version, its package, node, its secrets", checkMCPServers},
 		{"workspaces", "every workspace an agent is given is a directory, reached with no link", checkWorkspaces},
+		{"notifications", "every channel's notifications are delivered, and Web Push can work", checkNotifications},
 		{"backup", "the age of the home's last backup (taosagent backup FILE)", checkBackup},
 		{"service-unit", "taosagent's systemd unit is installed and enabled", checkUnit},
 	}
