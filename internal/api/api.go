@@ -298,7 +298,7 @@ type ChannelRequest struct {
 	Subscription *PushSubscription `json:"subscription,omitempty"`
 	Link         string            `json:"link,omitempty"`   // the panel's URL, for the notifications' links
 	Agents       []string          `json:"agents,omitempty"` // none: every agent
-	Kinds        []string          `json:"kinds,omitempty"`  // none: every kind (approval, question, error)
+	Kinds        []string          `json:"kinds,omitempty"`  // none: every kind (approval, question, error, budget)
 	Details      bool              `json:"details,omitempty"`
 }
 

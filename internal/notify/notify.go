@@ -43,10 +43,11 @@ const (
 	Approval = "approval" // an approval waits for a person
 	Question = "question" // a question waits for a person
 	Error    = "error"    // a turn (a task's, a schedule's run) ended in error
+	Budget   = "budget"   // an agent passed the soft share of its budget
 )
 
 // Kinds is every kind.
-var Kinds = []string{Approval, Question, Error}
+var Kinds = []string{Approval, Question, Error, Budget}
 
 // The kinds of channel.
 const (
@@ -61,6 +62,7 @@ type Note struct {
 	Title  string
 	Detail string // what was asked, or the error: only for channels with details
 	Ref    string // the approval's or question's id
+	Turn   string // the turn it happened in
 }
 
 // Of is what the event of record r tells a person, if anything.
@@ -77,15 +79,21 @@ func Of(r eventlog.Record) (Note, bool) {
 		if detail == "" {
 			detail = d.Tool + " " + strings.Join(d.Patterns, " ")
 		}
-		return Note{Approval, "Agent " + e.Agent + " asks to use " + d.Tool, detail, d.Approval}, true
+		return Note{Approval, "Agent " + e.Agent + " asks to use " + d.Tool, detail, d.Approval, e.Turn}, true
 	case event.QuestionAsked:
 		var d event.QuestionAskedData
 		json.Unmarshal(e.Data, &d)
-		return Note{Question, "Agent " + e.Agent + " asks you a question", string(d.Questions), d.Question}, true
+		return Note{Question, "Agent " + e.Agent + " asks you a question", string(d.Questions), d.Question, e.Turn}, true
 	case event.Error:
 		var d event.ErrorData
 		json.Unmarshal(e.Data, &d)
-		return Note{Error, "A turn of agent " + e.Agent + " ended in error", d.Message, ""}, true
+		return Note{Error, "A turn of agent " + e.Agent + " ended in error", d.Message, "", e.Turn}, true
+	case event.Usage:
+		var d event.UsageData
+		if json.Unmarshal(e.Data, &d) != nil || d.Warning == "" {
+			return Note{}, false
+		}
+		return Note{Budget, "Agent " + e.Agent + " passed the soft share of its budget", d.Warning, "", e.Turn}, true
 	}
 	return Note{}, false
 }
@@ -235,7 +243,7 @@ func (n *Notifier) enqueueLoop(ctx context.Context) {
 			return
 		}
 	}
-	sub, err := n.Store.Subscribe("", cursor, false, event.PermissionAsked, event.QuestionAsked, event.Error)
+	sub, err := n.Store.Subscribe("", cursor, false, event.PermissionAsked, event.QuestionAsked, event.Error, event.Usage)
 	if err != nil {
 		return
 	}
@@ -273,6 +281,9 @@ func (n *Notifier) enqueue(ctx context.Context, chans []eventlog.Channel, recs [
 		if !ok {
 			continue
 		}
+		if note.Kind == Error {
+			note.Title = n.failedTitle(ctx, r.Agent, note)
+		}
 		for _, c := range chans {
 			if !wants(c, r.Agent, note.Kind) {
 				continue
@@ -286,6 +297,31 @@ func (n *Notifier) enqueue(ctx context.Context, chans []eventlog.Channel, recs [
 		}
 	}
 	return n.Store.Enqueue(ctx, last, ns)
+}
+
+// failedTitle names what a failed turn was: a schedule's run, a task, or
+// a turn (its turn.started event says).
+func (n *Notifier) failedTitle(ctx context.Context, agent string, note Note) string {
+	if note.Turn == "" {
+		return note.Title
+	}
+	evs, err := n.Store.TurnEvents(ctx, agent, note.Turn)
+	if err != nil {
+		return note.Title
+	}
+	for _, e := range evs {
+		var d event.InputData
+		if e.Kind != event.TurnStarted || json.Unmarshal(e.Data, &d) != nil {
+			continue
+		}
+		switch {
+		case d.Schedule != "":
+			return "A scheduled run of agent " + agent + " failed (schedule " + d.Schedule + ")"
+		case d.Task != "" && d.From != "":
+			return "Task " + d.Task + " of agent " + agent + " (from " + d.From + ") ended in error"
+		}
+	}
+	return note.Title
 }
 
 func bound(s string, max int) string {
@@ -402,6 +438,8 @@ func pageOf(note eventlog.Notification) string {
 	switch note.Kind {
 	case Approval, Question:
 		return "#/approvals/" + note.Ref
+	case Budget:
+		return "#/usage"
 	}
 	return "#/chat/" + note.Agent
 }

@@ -240,22 +240,39 @@ func TestEachChannelIsToldOnce(t *testing.T) {
 	stop()
 	stop = run()
 	defer stop()
+	// A scheduled run's error, named as such, then a budget's warning.
+	began := event.New("ses_2", event.TurnStarted, time.Now(), event.InputData{Input: 1, Schedule: "sch_9"})
 	fail := event.New("ses_2", event.Error, time.Now(), event.ErrorData{Code: "provider", Message: "upstream 500"})
-	fail.Agent, fail.Turn = "b", "turn_2"
-	if _, err := l.Append(ctx, fail); err != nil {
+	began.Agent, began.Turn, fail.Agent, fail.Turn = "b", "turn_2", "b", "turn_2"
+	if _, err := l.Append(ctx, began, fail); err != nil {
 		t.Fatal(err)
 	}
 	other.wait(t, ctx, 1)
 	ntfy.wait(t, ctx, 2)
-	if got := ntfy.reqs[1].Header.Get("Title"); got != "A turn of agent b ended in error" {
+	if got := ntfy.reqs[1].Header.Get("Title"); got != "A scheduled run of agent b failed (schedule sch_9)" {
 		t.Fatalf("the error's title: %q", got)
+	}
+	warn := event.New("ses_2", event.Usage, time.Now(), event.UsageData{Source: "gateway", Warning: "budget: 80% of the daily tokens"})
+	quiet := event.New("ses_2", event.Usage, time.Now(), event.UsageData{Source: "gateway", Input: 10})
+	warn.Agent, quiet.Agent = "b", "b"
+	if _, err := l.Append(ctx, quiet, warn); err != nil {
+		t.Fatal(err)
+	}
+	other.wait(t, ctx, 2)
+	ntfy.wait(t, ctx, 3)
+	if r := ntfy.reqs[2]; r.Header.Get("Title") != "Agent b passed the soft share of its budget" || r.Header.Get("Click") != "https://box.example/#/usage" {
+		t.Fatalf("the budget's: %v", r.Header)
 	}
 	push.wait(t, ctx, 2)
 	waitFor(allSent)
 	ns, _ := l.Notifications(ctx, "", 100)
-	// 3 for a's approval (not b's channel), 3 for b's error (not the
-	// webhook, a's only); none twice across the restart.
-	if len(ns) != 6 || len(ntfy.reqs) != 2 || len(push.reqs) != 2 || len(other.reqs) != 1 || len(hook.reqs) != 2 {
+	// 3 for a's approval (not b's channel), 3 for b's error and 3 for its
+	// budget (not the webhook, a's only), none for plain usage; none twice
+	// across the restart.
+	push.wait(t, ctx, 3)
+	waitFor(allSent)
+	ns, _ = l.Notifications(ctx, "", 100)
+	if len(ns) != 9 || len(ntfy.reqs) != 3 || len(push.reqs) != 3 || len(other.reqs) != 2 || len(hook.reqs) != 2 {
 		t.Fatalf("%d notifications; ntfy %d, push %d, other %d, hook %d requests", len(ns), len(ntfy.reqs), len(push.reqs), len(other.reqs), len(hook.reqs))
 	}
 }
