@@ -119,15 +119,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	go func() { // the stream ends with the daemon (EndStreams)
-		select {
-		case <-s.ending():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	rc := startStream(w, "text/event-stream")
 	bw := newFrameWriter(w)
 	bw.comment("taosagent events of " + name)
@@ -150,6 +143,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// streamContext is the context of a stream r asked for: it ends when the
+// client leaves or the daemon ends its streams (EndStreams).
+func (s *Server) streamContext(r *http.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(r.Context())
+	go func() {
+		select {
+		case <-s.ending():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // startStream starts a streamed response of content type ct, which no

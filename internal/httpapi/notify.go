@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -61,15 +60,8 @@ func (s *Server) pendingStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := s.streamContext(r)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.ending():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	rc := startStream(w, "text/event-stream")
 	send := func() error {
 		as, err := s.Control.Approvals(ctx, "pending")

@@ -36,6 +36,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/randid"
+	"github.com/taosagent/taosagent/internal/render"
 )
 
 // The kinds of notification.
@@ -63,6 +64,13 @@ type Note struct {
 	Detail string // what was asked, or the error: only for channels with details
 	Ref    string // the approval's or question's id
 	Turn   string // the turn it happened in
+	Time   time.Time
+}
+
+// oneLine is s (an agent's or a tool's words) fit for a title or a
+// header: every character visible, on one line, at most max bytes.
+func oneLine(s string, max int) string {
+	return bound(strings.Join(strings.Fields(render.Visible(s)), " "), max)
 }
 
 // Of is what the event of record r tells a person, if anything.
@@ -79,21 +87,21 @@ func Of(r eventlog.Record) (Note, bool) {
 		if detail == "" {
 			detail = d.Tool + " " + strings.Join(d.Patterns, " ")
 		}
-		return Note{Approval, "Agent " + e.Agent + " asks to use " + d.Tool, detail, d.Approval, e.Turn}, true
+		return Note{Approval, "Agent " + e.Agent + " asks to use " + oneLine(d.Tool, 64), detail, d.Approval, e.Turn, e.Time}, true
 	case event.QuestionAsked:
 		var d event.QuestionAskedData
 		json.Unmarshal(e.Data, &d)
-		return Note{Question, "Agent " + e.Agent + " asks you a question", string(d.Questions), d.Question, e.Turn}, true
+		return Note{Question, "Agent " + e.Agent + " asks you a question", string(d.Questions), d.Question, e.Turn, e.Time}, true
 	case event.Error:
 		var d event.ErrorData
 		json.Unmarshal(e.Data, &d)
-		return Note{Error, "A turn of agent " + e.Agent + " ended in error", d.Message, "", e.Turn}, true
+		return Note{Error, "A turn of agent " + e.Agent + " ended in error", d.Message, "", e.Turn, e.Time}, true
 	case event.Usage:
 		var d event.UsageData
 		if json.Unmarshal(e.Data, &d) != nil || d.Warning == "" {
 			return Note{}, false
 		}
-		return Note{Budget, "Agent " + e.Agent + " passed the soft share of its budget", d.Warning, "", e.Turn}, true
+		return Note{Budget, "Agent " + e.Agent + " passed the soft share of its budget", d.Warning, "", e.Turn, e.Time}, true
 	}
 	return Note{}, false
 }
@@ -285,7 +293,9 @@ func (n *Notifier) enqueue(ctx context.Context, chans []eventlog.Channel, recs [
 			note.Title = n.failedTitle(ctx, r.Agent, note)
 		}
 		for _, c := range chans {
-			if !wants(c, r.Agent, note.Kind) {
+			// A channel is told of what came after it was added, even when
+			// the notifier reads a backlog.
+			if !wants(c, r.Agent, note.Kind) || note.Time.Before(c.Created) {
 				continue
 			}
 			body := ""
@@ -316,9 +326,9 @@ func (n *Notifier) failedTitle(ctx context.Context, agent string, note Note) str
 		}
 		switch {
 		case d.Schedule != "":
-			return "A scheduled run of agent " + agent + " failed (schedule " + d.Schedule + ")"
+			return "A scheduled run of agent " + agent + " failed (schedule " + oneLine(d.Schedule, 40) + ")"
 		case d.Task != "" && d.From != "":
-			return "Task " + d.Task + " of agent " + agent + " (from " + d.From + ") ended in error"
+			return "Task " + oneLine(d.Task, 40) + " of agent " + agent + " (from " + oneLine(d.From, 40) + ") ended in error"
 		}
 	}
 	return note.Title

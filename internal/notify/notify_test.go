@@ -276,3 +276,16 @@ func TestEachChannelIsToldOnce(t *testing.T) {
 		t.Fatalf("%d notifications; ntfy %d, push %d, other %d, hook %d requests", len(ns), len(ntfy.reqs), len(push.reqs), len(other.reqs), len(hook.reqs))
 	}
 }
+
+// A tool's name is an agent's word (an MCP server of its own names its
+// tools): in a title, and so in ntfy's headers, it stays on one line,
+// every character visible, bounded.
+func TestATitleIsOneVisibleLine(t *testing.T) {
+	e := event.New("ses_1", event.PermissionAsked, time.Now(), event.PermissionAskedData{Approval: "per_1", Tool: "evil\r\nX-Injected: 1\x1b[31m" + strings.Repeat("x", 200)})
+	e.Agent = "a"
+	body, _ := json.Marshal(e)
+	n, ok := notify.Of(eventlog.Record{Seq: 1, Agent: "a", Kind: e.Kind, Body: body})
+	if !ok || strings.ContainsAny(n.Title, "\r\n\x1b") || !strings.HasPrefix(n.Title, "Agent a asks to use evil⟦U+000D⟧ X-Injected: 1⟦U+001B⟧") || len(n.Title) > 100 {
+		t.Fatalf("title %q", n.Title)
+	}
+}
