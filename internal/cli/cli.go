@@ -40,6 +40,8 @@ func commands() []command {
 		{"resume", "make an earlier conversation the agent's current one (resume AGENT CONVERSATION)", runResume},
 		{"abort", "stop an agent's running turn (abort AGENT)", runAbort},
 		{"hook", "an agent's webhooks: add AGENT TEMPLATE (its secret shown once), list AGENT, rm AGENT ID", runHook},
+		{"task", "the tasks agents handed each other: list [--agent NAME], show TASK, cancel TASK", runTask},
+		{"notify", "where you are told of what waits or failed: add ntfy|webhook URL [--token --agents --kinds --details], list, rm CHANNEL", runNotify},
 		{"schedule", "an agent's schedules: add AGENT MESSAGE (--cron EXPR [--tz TZ] | --every DUR), list AGENT, rm AGENT ID, run AGENT ID", runSchedule},
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
 		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},

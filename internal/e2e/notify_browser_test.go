@@ -93,6 +93,17 @@ func TestThePanelTellsAPersonWhatWaits(t *testing.T) {
 	if f := last(d.turnOf(ctx, "w", acc.Seq, acc.Input)); f.Kind != "final" && f.Kind != "error" {
 		t.Fatalf("the turn: %s", f.Kind)
 	}
+	// The same from the CLI: the list, a webhook's key shown once, a kind
+	// that is none refused and nothing added.
+	if out, _, code := d.run("notify", "list"); code != 0 || !strings.Contains(out, "ntfy  "+ntfy.URL+"/taos  0 waiting, 0 failed") {
+		t.Fatalf("notify list (exit %d):\n%s", code, out)
+	}
+	if out, _, code := d.run("notify", "add", "webhook", "http://127.0.0.1:9/hook", "--kinds", "error"); code != 0 || !strings.Contains(out, "signing key (shown this once): ") {
+		t.Fatalf("notify add webhook (exit %d):\n%s", code, out)
+	}
+	if _, errOut, code := d.run("notify", "add", "pigeon", "http://127.0.0.1:9/coo"); code == 0 || !strings.Contains(errOut, "want ntfy, webhook or webpush") {
+		t.Fatalf("notify add pigeon (exit %d): %s", code, errOut)
+	}
 	var channels struct {
 		Channels []struct {
 			Kind     string `json:"kind"`
@@ -101,7 +112,7 @@ func TestThePanelTellsAPersonWhatWaits(t *testing.T) {
 		} `json:"channels"`
 	}
 	d.c.Do(ctx, "GET", "/v1/notify/channels", nil, &channels)
-	if len(channels.Channels) != 1 || channels.Channels[0].LastSent == "" || channels.Channels[0].Link != d.addr {
+	if len(channels.Channels) != 2 || channels.Channels[0].LastSent == "" || channels.Channels[0].Link != d.addr {
 		t.Fatalf("the channels: %+v", channels)
 	}
 }

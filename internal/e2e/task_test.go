@@ -150,6 +150,12 @@ func TestAHostHandsATaskToAnotherAgent(t *testing.T) {
 		}
 		return n == 1
 	})
+	if out, _, code := d.run("task", "list", "--agent", "worker"); code != 0 || strings.Count(out, "host → worker") != 3 || !strings.Contains(out, queued.ID+"  host → worker  cancelled") {
+		t.Fatalf("task list (exit %d):\n%s", code, out)
+	}
+	if out, _, code := d.run("task", "show", kept.ID); code != 0 || !strings.Contains(out, "result (worker's words, data):\nstill here") {
+		t.Fatalf("task show (exit %d):\n%s", code, out)
+	}
 	audit, _ := d.c.AuditSearch(ctx, client.AuditQuery{Tool: "task.start"})
 	if len(audit) < 4 {
 		t.Fatalf("task.start audited %d times", len(audit))
