@@ -15,7 +15,7 @@ build:
 # What the daemon needs, and what the tests need besides, as COMMAND:PACKAGE
 # pairs: apt-get installs the packages whose command is missing.
 RUN_NEEDS  := npm:nodejs npm:npm bwrap:bubblewrap rg:ripgrep
-TEST_NEEDS := $(RUN_NEEDS) tmux:tmux chromium:chromium ps:procps ip:iproute2 podman:podman runc:runc busybox:busybox-static
+TEST_NEEDS := $(RUN_NEEDS) tmux:tmux chromium:chromium ps:procps ip:iproute2 podman:podman runc:runc busybox:busybox-static pg_ctlcluster:postgresql
 apt_install = @missing=$$(for n in $(1); do command -v $${n%%:*} >/dev/null || echo $${n\#*:}; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 

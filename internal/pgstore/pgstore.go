@@ -1,0 +1,248 @@
+// Package pgstore is the event log on PostgreSQL, for several daemons
+// sharing one database (issue 32): so far its events, appended durably
+// and read by cursor, with seqs given out in commit order so that a
+// reader following by cursor never skips an event committed after it
+// read. The rest of the store's contract (eventlog.Store) comes next; this
+// package is not wired into the daemon yet.
+package pgstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// channel is the LISTEN/NOTIFY channel a commit wakes readers on; a
+// notification is only a wake-up: readers read by cursor.
+const channel = "taosagent_events"
+
+// Log is the event log in one PostgreSQL database.
+type Log struct {
+	pool *pgxpool.Pool
+}
+
+// ConnectTimeout bounds how long Open waits for the database.
+const ConnectTimeout = 10 * time.Second
+
+// Open connects to the database of dsn (a postgres:// URL or key=value
+// pairs) and brings its schema up to date. A wrong or unreachable
+// database is an error naming what failed, within ConnectTimeout.
+func Open(ctx context.Context, dsn string) (*Log, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the database's address: %w", err)
+	}
+	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(cctx, cfg)
+	if err == nil {
+		err = pool.Ping(cctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, fmt.Errorf("pgstore: cannot reach the database at %s: %w", where(cfg), err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrate(cctx, db); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: the schema of %s: %w", where(cfg), err)
+	}
+	return &Log{pool: pool}, nil
+}
+
+// where names the database of cfg, without its password.
+func where(cfg *pgxpool.Config) string {
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s:%d/%s (user %s)", c.Host, c.Port, c.Database, c.User)
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// Close closes the connections.
+func (l *Log) Close() { l.pool.Close() }
+
+// Append stores evs, in order, in one transaction, each given the next
+// seq, and returns them with their seqs once committed (durable before
+// visible: no reader sees an event before its commit).
+func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	out := make([]event.Event, len(evs))
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		// The head's row stays locked until this transaction ends: the
+		// next writer takes its seqs after this one committed.
+		var last int64
+		if err := tx.QueryRow(ctx, `UPDATE head SET seq = seq + $1 WHERE id = 1 RETURNING seq`, len(evs)).Scan(&last); err != nil {
+			return err
+		}
+		batch := &pgx.Batch{}
+		for i, e := range evs {
+			e.Seq = last - int64(len(evs)-1-i)
+			body, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			batch.Queue(`INSERT INTO events(seq, agent, turn, kind, time, body) VALUES ($1,$2,$3,$4,$5,$6)`,
+				e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body)
+			out[i] = e
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, strconv.FormatInt(last, 10))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: append: %w", err)
+	}
+	return out, nil
+}
+
+// Head is the seq of the last event committed.
+func (l *Log) Head(ctx context.Context) (int64, error) {
+	var seq int64
+	err := l.pool.QueryRow(ctx, `SELECT seq FROM head WHERE id = 1`).Scan(&seq)
+	return seq, err
+}
+
+// Scan calls fn for every stored event matching q, oldest first.
+func (l *Log) Scan(ctx context.Context, q eventlog.Query, fn func(eventlog.Record) error) error {
+	sql, args := `SELECT seq, agent, kind, body FROM events WHERE seq > $1`, []any{q.After}
+	if q.Agent != "" {
+		sql += ` AND agent = $2`
+		args = append(args, q.Agent)
+	}
+	if len(q.Kinds) > 0 {
+		kinds := make([]string, len(q.Kinds))
+		for i, k := range q.Kinds {
+			kinds[i] = string(k)
+		}
+		sql += fmt.Sprintf(` AND kind = ANY($%d)`, len(args)+1)
+		args = append(args, kinds)
+	}
+	sql += ` ORDER BY seq`
+	if q.Limit > 0 {
+		sql += fmt.Sprintf(` LIMIT %d`, q.Limit)
+	}
+	rows, err := l.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r eventlog.Record
+		var kind string
+		if err := rows.Scan(&r.Seq, &r.Agent, &kind, &r.Body); err != nil {
+			return err
+		}
+		r.Kind = event.Kind(kind)
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Follow calls fn with every event of agent ("" for all) after seq
+// after, in order, each once, as they are committed, until ctx ends or fn
+// fails. A commit's notification wakes it; it also reads every poll
+// (default a second) and after each reconnect, so that no event depends on
+// a notification arriving.
+func (l *Log) Follow(ctx context.Context, agent string, after int64, poll time.Duration, fn func([]eventlog.Record) error) error {
+	if poll <= 0 {
+		poll = time.Second
+	}
+	for {
+		err := l.follow(ctx, agent, &after, poll, fn)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var stop stopped
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		// The connection broke: connect again, read again from the cursor.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// stopped is fn's own error: Follow ends with it.
+type stopped struct{ err error }
+
+func (s stopped) Error() string { return s.err.Error() }
+
+func (l *Log) follow(ctx context.Context, agent string, after *int64, poll time.Duration, fn func([]eventlog.Record) error) error {
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
+		return err
+	}
+	// Whatever happens, the connection goes back without its LISTEN.
+	defer conn.Exec(context.WithoutCancel(ctx), `UNLISTEN `+channel)
+	for {
+		// Registered first, then read: a commit after the read wakes the
+		// wait below.
+		var recs []eventlog.Record
+		if err := l.Scan(ctx, eventlog.Query{Agent: agent, After: *after, Limit: 1000}, func(r eventlog.Record) error {
+			recs = append(recs, r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(recs) > 0 {
+			*after = recs[len(recs)-1].Seq
+			if err := fn(recs); err != nil {
+				return stopped{err}
+			}
+			if len(recs) == 1000 {
+				continue
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, poll)
+		_, err := conn.Conn().WaitForNotification(wctx)
+		cancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+}

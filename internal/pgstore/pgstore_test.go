@@ -1,0 +1,216 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/pgstore"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+func ev(agent string, i int) event.Event {
+	e := event.New("ses_1", event.Delta, time.Now(), event.DeltaData{Text: fmt.Sprint(i)})
+	e.Agent = agent
+	return e
+}
+
+// One throwaway cluster (Debian's PostgreSQL), a database per part.
+func TestTheEventLogOnPostgreSQL(t *testing.T) {
+	pg := testenv.NewPostgres(t)
+	t.Run("AFollowerByCursorSkipsNothingUnderConcurrentWriters", func(t *testing.T) { followerSkipsNothing(t, pg) })
+	t.Run("WhatWasCommittedOutlivesACrashOfTheDatabase", func(t *testing.T) { committedOutlivesACrash(t, pg) })
+	t.Run("AWrongDatabaseIsAClearError", func(t *testing.T) { wrongDatabase(t, pg) })
+}
+
+// Eight writers append at once, in transactions of one to four events; a
+// follower reading by cursor all along sees every seq once, in order,
+// with no gap: seqs are given out in commit order, so it never passes one
+// still in flight.
+func followerSkipsNothing(t *testing.T, pg *testenv.Postgres) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	l, err := pgstore.Open(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const writers, appends = 8, 60
+	var seen []int64
+	var mu sync.Mutex
+	fctx, stop := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() {
+		followed <- l.Follow(fctx, "", 0, 20*time.Millisecond, func(recs []eventlog.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				seen = append(seen, r.Seq)
+			}
+			return nil
+		})
+	}()
+	var wg sync.WaitGroup
+	total := 0
+	for w := range writers {
+		for i := range appends {
+			total += 1 + (w+i)%4
+		}
+		wg.Go(func() {
+			for i := range appends {
+				evs := make([]event.Event, 1+(w+i)%4)
+				for j := range evs {
+					evs[j] = ev(fmt.Sprintf("a%d", w), i)
+				}
+				out, err := l.Append(ctx, evs...)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for j := 1; j < len(out); j++ {
+					if out[j].Seq != out[j-1].Seq+1 {
+						t.Errorf("one append's seqs are not contiguous: %d after %d", out[j].Seq, out[j-1].Seq)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	head, err := l.Head(ctx)
+	if err != nil || head != int64(total) {
+		t.Fatalf("head %d after %d events (%v)", head, total, err)
+	}
+	// The follower reaches the head; what it saw on the way is the test.
+	for {
+		mu.Lock()
+		at := int64(0)
+		if len(seen) > 0 {
+			at = seen[len(seen)-1]
+		}
+		mu.Unlock()
+		if at >= head {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the follower is at %d, the head at %d", at, head)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-followed
+	if len(seen) != total {
+		t.Fatalf("the follower saw %d events of %d", len(seen), total)
+	}
+	for i, s := range seen {
+		if s != int64(i+1) {
+			t.Fatalf("the follower saw seq %d at %d: skipped or repeated (%v…)", s, i, seen[max(0, i-3):min(len(seen), i+3)])
+		}
+	}
+	// One agent's, by cursor, from the middle.
+	n := 0
+	l.Scan(ctx, eventlog.Query{Agent: "a3", After: int64(total / 2)}, func(r eventlog.Record) error {
+		if r.Agent != "a3" || r.Seq <= int64(total/2) {
+			t.Errorf("scan: %+v", r)
+		}
+		n++
+		return nil
+	})
+	if n == 0 {
+		t.Error("scan: nothing of a3's after the middle")
+	}
+}
+
+// The cluster is killed (immediate: no checkpoint) while writers append;
+// once it is back, every append that returned is there, and the seqs have
+// no hole.
+func committedOutlivesACrash(t *testing.T, pg *testenv.Postgres) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	dsn := pg.Database(t)
+	l, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var committed []int64
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	var once sync.Once
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				out, err := l.Append(ctx, ev(fmt.Sprint("w", w), i), ev(fmt.Sprint("w", w), i))
+				if err != nil {
+					return // the database went away
+				}
+				mu.Lock()
+				committed = append(committed, out[0].Seq, out[1].Seq)
+				if len(committed) >= 200 {
+					once.Do(func() { close(started) })
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	writing := make(chan struct{})
+	go func() { wg.Wait(); close(writing) }()
+	select {
+	case <-started:
+	case <-writing:
+		t.Fatalf("the writers stopped before the crash (%d events)", len(committed))
+	}
+	pg.Kill(t)
+	<-writing
+	l.Close()
+	pg.Start(t)
+
+	l, err = pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	stored := map[int64]bool{}
+	var last int64
+	l.Scan(ctx, eventlog.Query{}, func(r eventlog.Record) error {
+		if r.Seq != last+1 {
+			t.Errorf("a hole: %d after %d", r.Seq, last)
+		}
+		last = r.Seq
+		stored[r.Seq] = true
+		return nil
+	})
+	for _, s := range committed {
+		if !stored[s] {
+			t.Fatalf("seq %d was committed and is gone after the crash", s)
+		}
+	}
+	if head, _ := l.Head(ctx); head != last {
+		t.Fatalf("head %d, last event %d", head, last)
+	}
+	// And it takes appends again, after what it kept.
+	if out, err := l.Append(ctx, ev("w0", -1)); err != nil || out[0].Seq != last+1 {
+		t.Fatalf("after the crash: %+v %v", out, err)
+	}
+}
+
+// A database that is not there is an error naming it, not a hang.
+func wrongDatabase(t *testing.T, pg *testenv.Postgres) {
+	ctx := t.Context()
+	for dsn, want := range map[string]string{
+		pg.DSN("nonesuch"):                                  "cannot reach the database at " + pg.Dir,
+		"host=/nonexistent user=postgres dbname=x":          "cannot reach the database at /nonexistent",
+		"postgres://postgres@127.0.0.1:1/x?sslmode=disable": "cannot reach the database at 127.0.0.1:1/x",
+		"postgres://%zz":                                    "the database's address",
+	} {
+		start := time.Now()
+		_, err := pgstore.Open(ctx, dsn)
+		if err == nil || !strings.Contains(err.Error(), want) || time.Since(start) > pgstore.ConnectTimeout+5*time.Second {
+			t.Errorf("%s: %v, want %q", dsn, err, want)
+		}
+	}
+}
