@@ -2,7 +2,8 @@
 // sharing one database (issue 32): so far its events, appended durably
 // and read by cursor, with seqs given out in commit order so that a
 // reader following by cursor never skips an event committed after it
-// read. The rest of the store's contract (eventlog.Store) comes next; this
+// read; and the agents' leases, with fencing tokens that the database
+// checks on each of an owner's writes. The rest of the store's contract (eventlog.Store) comes next; this
 // package is not wired into the daemon yet.
 package pgstore
 
@@ -97,11 +98,21 @@ func (l *Log) Close() { l.pool.Close() }
 // seq, and returns them with their seqs once committed (durable before
 // visible: no reader sees an event before its commit).
 func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, error) {
+	return l.append(ctx, evs, nil)
+}
+
+// append is Append, with check run first in the transaction (a fence).
+func (l *Log) append(ctx context.Context, evs []event.Event, check func(context.Context, pgx.Tx) error) ([]event.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
 	out := make([]event.Event, len(evs))
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		if check != nil {
+			if err := check(ctx, tx); err != nil {
+				return err
+			}
+		}
 		// The head's row stays locked until this transaction ends: the
 		// next writer takes its seqs after this one committed.
 		var last int64
@@ -125,6 +136,9 @@ func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, er
 		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, strconv.FormatInt(last, 10))
 		return err
 	})
+	if errors.Is(err, ErrFenced) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: append: %w", err)
 	}

@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ func TestTheEventLogOnPostgreSQL(t *testing.T) {
 	t.Run("AFollowerByCursorSkipsNothingUnderConcurrentWriters", func(t *testing.T) { followerSkipsNothing(t, pg) })
 	t.Run("WhatWasCommittedOutlivesACrashOfTheDatabase", func(t *testing.T) { committedOutlivesACrash(t, pg) })
 	t.Run("AWrongDatabaseIsAClearError", func(t *testing.T) { wrongDatabase(t, pg) })
+	t.Run("AnAgentIsLeasedToOneDaemonAndAnOldOwnerIsFenced", func(t *testing.T) { leasesFence(t, pg) })
 }
 
 // Eight writers append at once, in transactions of one to four events; a
@@ -212,5 +214,95 @@ func wrongDatabase(t *testing.T, pg *testenv.Postgres) {
 		if err == nil || !strings.Contains(err.Error(), want) || time.Since(start) > pgstore.ConnectTimeout+5*time.Second {
 			t.Errorf("%s: %v, want %q", dsn, err, want)
 		}
+	}
+}
+
+// Two daemons share a database: one holds agent a's lease, the other is
+// refused it; the holder, paused past its lease, loses it to the other
+// (a greater token), and then can neither renew nor write: the database
+// refuses its writes. Four daemons racing for a lapsed lease: one wins,
+// the token grows by one. A daemon back within its lease keeps its token.
+func leasesFence(t *testing.T, pg *testenv.Postgres) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	l, err := pgstore.Open(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const ttl = 500 * time.Millisecond
+	d1, err := l.Acquire(ctx, "a", "daemon-1", ttl)
+	if err != nil || d1.Token != 1 {
+		t.Fatalf("d1: %+v %v", d1, err)
+	}
+	if _, err := l.Acquire(ctx, "a", "daemon-2", ttl); !errors.Is(err, pgstore.ErrLeased) || !strings.Contains(err.Error(), "daemon-1") {
+		t.Fatalf("d2 took a held lease: %v", err)
+	}
+	if again, err := l.Acquire(ctx, "a", "daemon-1", ttl); err != nil || again.Token != d1.Token {
+		t.Fatalf("d1 back within its lease: %+v %v", again, err)
+	}
+	if _, err := l.AppendFenced(ctx, d1, ev("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.AppendFenced(ctx, d1, ev("b", 1)); err == nil {
+		t.Fatal("an event of b under a's lease")
+	}
+	if d1, err = l.Renew(ctx, d1, ttl); err != nil {
+		t.Fatal(err)
+	}
+
+	// d1 pauses past its lease; d2 takes the agent.
+	var d2 pgstore.Lease
+	for {
+		if d2, err = l.Acquire(ctx, "a", "daemon-2", ttl); err == nil {
+			break
+		}
+		if !errors.Is(err, pgstore.ErrLeased) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d2.Token != d1.Token+1 {
+		t.Fatalf("the new lease's token: %d after %d", d2.Token, d1.Token)
+	}
+	head, _ := l.Head(ctx)
+	if _, err := l.AppendFenced(ctx, d1, ev("a", 2)); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("the old owner wrote after losing the agent: %v", err)
+	}
+	if h, _ := l.Head(ctx); h != head {
+		t.Fatalf("a fenced write moved the head: %d → %d", head, h)
+	}
+	if _, err := l.Renew(ctx, d1, ttl); !errors.Is(err, pgstore.ErrLost) {
+		t.Fatalf("the old owner renewed: %v", err)
+	}
+	if _, err := l.AppendFenced(ctx, d2, ev("a", 3)); err != nil {
+		t.Fatal(err)
+	}
+
+	// d2 releases it; four daemons race: one wins, the token one more.
+	if err := l.Release(ctx, d2); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var won []pgstore.Lease
+	for i := range 4 {
+		wg.Go(func() {
+			le, err := l.Acquire(ctx, "a", fmt.Sprint("racer-", i), ttl)
+			if err == nil {
+				mu.Lock()
+				won = append(won, le)
+				mu.Unlock()
+			} else if !errors.Is(err, pgstore.ErrLeased) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(won) != 1 || won[0].Token != d2.Token+1 {
+		t.Fatalf("the race: %+v", won)
+	}
+	if _, err := l.AppendFenced(ctx, d2, ev("a", 4)); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("a released lease wrote: %v", err)
 	}
 }

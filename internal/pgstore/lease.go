@@ -1,0 +1,102 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taosagent/taosagent/internal/event"
+)
+
+// Lease is a daemon's ownership of an agent: only the owner runs the
+// agent and writes for it, with Token; times are the database's.
+type Lease struct {
+	Agent   string
+	Owner   string // the daemon's id
+	Token   int64  // grows with each new owner (or each new lease after one lapsed)
+	Expires time.Time
+}
+
+var (
+	// ErrLeased: another daemon holds the agent's lease.
+	ErrLeased = errors.New("leased by another daemon")
+	// ErrLost: the lease expired or another daemon took it; its owner
+	// stops the agent and writes nothing more for it.
+	ErrLost = errors.New("the lease was lost")
+	// ErrFenced: a write carried a token that is no longer the agent's
+	// (a newer lease exists, or this one expired); nothing was written.
+	ErrFenced = errors.New("fenced: the writer's lease is not the agent's current one")
+)
+
+// Acquire takes agent's lease for owner for ttl: when no daemon holds it,
+// or its lease expired (a new, greater token), or owner already holds it
+// (the same token: a daemon back within its lease re-adopts its agent).
+// Held by another, it is ErrLeased, naming the holder.
+func (l *Log) Acquire(ctx context.Context, agent, owner string, ttl time.Duration) (Lease, error) {
+	le := Lease{Agent: agent, Owner: owner}
+	err := l.pool.QueryRow(ctx, `
+		INSERT INTO leases AS l (agent, owner, token, expires) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+		ON CONFLICT (agent) DO UPDATE SET
+			owner = excluded.owner,
+			token = CASE WHEN l.owner = excluded.owner AND l.expires >= now() THEN l.token ELSE l.token + 1 END,
+			expires = excluded.expires
+		WHERE l.expires < now() OR l.owner = excluded.owner
+		RETURNING token, expires`, agent, owner, ttl.Milliseconds()).Scan(&le.Token, &le.Expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var holder string
+		var until time.Time
+		if err := l.pool.QueryRow(ctx, `SELECT owner, expires FROM leases WHERE agent = $1`, agent).Scan(&holder, &until); err != nil {
+			return Lease{}, fmt.Errorf("pgstore: lease of %s: %w", agent, err)
+		}
+		return Lease{}, fmt.Errorf("agent %s: %w (%s, until %s)", agent, ErrLeased, holder, until.UTC().Format(time.RFC3339))
+	}
+	if err != nil {
+		return Lease{}, fmt.Errorf("pgstore: lease of %s: %w", agent, err)
+	}
+	return le, nil
+}
+
+// Renew extends le by ttl if it is still the agent's and unexpired;
+// otherwise ErrLost (a lapsed lease is never renewed: Acquire again, for a
+// new token).
+func (l *Log) Renew(ctx context.Context, le Lease, ttl time.Duration) (Lease, error) {
+	err := l.pool.QueryRow(ctx, `
+		UPDATE leases SET expires = now() + $4 * interval '1 millisecond'
+		WHERE agent = $1 AND owner = $2 AND token = $3 AND expires >= now()
+		RETURNING expires`, le.Agent, le.Owner, le.Token, ttl.Milliseconds()).Scan(&le.Expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Lease{}, fmt.Errorf("agent %s, token %d: %w", le.Agent, le.Token, ErrLost)
+	}
+	return le, err
+}
+
+// Release gives le up at once (a drain, a clean stop): another daemon may
+// take the agent now.
+func (l *Log) Release(ctx context.Context, le Lease) error {
+	_, err := l.pool.Exec(ctx, `UPDATE leases SET expires = now() - interval '1 millisecond' WHERE agent = $1 AND owner = $2 AND token = $3`,
+		le.Agent, le.Owner, le.Token)
+	return err
+}
+
+// AppendFenced is Append for le's agent, by its owner: in the same
+// transaction it checks, holding the lease's row so that no takeover
+// commits in between, that le is still the agent's unexpired lease;
+// otherwise it writes nothing: ErrFenced.
+func (l *Log) AppendFenced(ctx context.Context, le Lease, evs ...event.Event) ([]event.Event, error) {
+	for _, e := range evs {
+		if e.Agent != le.Agent {
+			return nil, fmt.Errorf("pgstore: an event of %s under the lease of %s", e.Agent, le.Agent)
+		}
+	}
+	return l.append(ctx, evs, func(ctx context.Context, tx pgx.Tx) error {
+		var current bool
+		err := tx.QueryRow(ctx, `SELECT token = $2 AND expires >= now() FROM leases WHERE agent = $1 FOR SHARE`, le.Agent, le.Token).Scan(&current)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && !current) {
+			return fmt.Errorf("agent %s, token %d: %w", le.Agent, le.Token, ErrFenced)
+		}
+		return err
+	})
+}
