@@ -28,6 +28,7 @@ func TestTheEventLogOnPostgreSQL(t *testing.T) {
 	t.Run("WhatWasCommittedOutlivesACrashOfTheDatabase", func(t *testing.T) { committedOutlivesACrash(t, pg) })
 	t.Run("AWrongDatabaseIsAClearError", func(t *testing.T) { wrongDatabase(t, pg) })
 	t.Run("AnAgentIsLeasedToOneDaemonAndAnOldOwnerIsFenced", func(t *testing.T) { leasesFence(t, pg) })
+	t.Run("AFollowerGoesOnAfterTheDatabaseComesBack", func(t *testing.T) { followerOutlivesTheDatabase(t, pg) })
 }
 
 // Eight writers append at once, in transactions of one to four events; a
@@ -305,4 +306,56 @@ func leasesFence(t *testing.T, pg *testenv.Postgres) {
 	if _, err := l.AppendFenced(ctx, d2, ev("a", 4)); !errors.Is(err, pgstore.ErrFenced) {
 		t.Fatalf("a released lease wrote: %v", err)
 	}
+}
+
+// The database goes away under a follower and comes back: the follower
+// connects again, reads from its cursor once, and goes on; appends fail
+// meanwhile with an error and take again after.
+func followerOutlivesTheDatabase(t *testing.T, pg *testenv.Postgres) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	l, err := pgstore.Open(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan int64, 100)
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go l.Follow(fctx, "a", 0, 50*time.Millisecond, func(recs []eventlog.Record) error {
+		for _, r := range recs {
+			got <- r.Seq
+		}
+		return nil
+	})
+	next := func(want int64) {
+		t.Helper()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("followed seq %d, want %d", s, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("seq %d never followed", want)
+		}
+	}
+	if _, err := l.Append(ctx, ev("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	next(1)
+	pg.Kill(t)
+	if _, err := l.Append(ctx, ev("a", 2)); err == nil {
+		t.Fatal("an append with the database down succeeded")
+	}
+	pg.Start(t)
+	for {
+		if _, err := l.Append(ctx, ev("a", 3)); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("appends never took again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	next(2)
 }
