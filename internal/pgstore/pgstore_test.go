@@ -21,6 +21,20 @@ func ev(agent string, i int) event.Event {
 	return e
 }
 
+// open opens a log on a new database of pg, closed when t ends, with a
+// context of limit.
+func open(t *testing.T, pg *testenv.Postgres, limit time.Duration) (context.Context, *pgstore.Log) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	t.Cleanup(cancel)
+	l, err := pgstore.Open(ctx, pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return ctx, l
+}
+
 // One throwaway cluster (Debian's PostgreSQL), a database per part.
 func TestTheEventLogOnPostgreSQL(t *testing.T) {
 	pg := testenv.NewPostgres(t)
@@ -36,13 +50,7 @@ func TestTheEventLogOnPostgreSQL(t *testing.T) {
 // with no gap: seqs are given out in commit order, so it never passes one
 // still in flight.
 func followerSkipsNothing(t *testing.T, pg *testenv.Postgres) {
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	l, err := pgstore.Open(ctx, pg.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	ctx, l := open(t, pg, 2*time.Minute)
 	const writers, appends = 8, 60
 	var seen []int64
 	var mu sync.Mutex
@@ -224,13 +232,7 @@ func wrongDatabase(t *testing.T, pg *testenv.Postgres) {
 // refuses its writes. Four daemons racing for a lapsed lease: one wins,
 // the token grows by one. A daemon back within its lease keeps its token.
 func leasesFence(t *testing.T, pg *testenv.Postgres) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	l, err := pgstore.Open(ctx, pg.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	ctx, l := open(t, pg, time.Minute)
 	const ttl = 500 * time.Millisecond
 	d1, err := l.Acquire(ctx, "a", "daemon-1", ttl)
 	if err != nil || d1.Token != 1 {
@@ -312,13 +314,7 @@ func leasesFence(t *testing.T, pg *testenv.Postgres) {
 // connects again, reads from its cursor once, and goes on; appends fail
 // meanwhile with an error and take again after.
 func followerOutlivesTheDatabase(t *testing.T, pg *testenv.Postgres) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	l, err := pgstore.Open(ctx, pg.Database(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	ctx, l := open(t, pg, time.Minute)
 	got := make(chan int64, 100)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
