@@ -3,6 +3,7 @@ package eventlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,5 +59,25 @@ func TestOpenReadOnlyChangesNothing(t *testing.T) {
 	os.WriteFile(junk, []byte("not a database"), 0o600)
 	if _, _, err := OpenReadOnly(junk); err == nil {
 		t.Error("junk opened")
+	}
+}
+
+// SchemaVersion is the newest migration's: a build that wrote a newer
+// schema than it says would refuse its own database's backups and its
+// read-only opens.
+func TestSchemaVersionIsTheNewestMigration(t *testing.T) {
+	ents, err := migrations.ReadDir("migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := 0
+	for _, e := range ents {
+		var n int
+		if _, err := fmt.Sscanf(e.Name(), "%05d_", &n); err == nil && n > newest {
+			newest = n
+		}
+	}
+	if newest == 0 || int64(newest) != SchemaVersion {
+		t.Fatalf("SchemaVersion is %d, the newest migration %d", SchemaVersion, newest)
 	}
 }
