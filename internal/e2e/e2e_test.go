@@ -54,7 +54,11 @@ func TestChatOverAPIAndCLI(t *testing.T) {
 		}
 	}
 	if f := last(evs); results != 1 || f.Kind != "final" {
-		t.Fatalf("host's refused tool turn: %d results, ended %s %s", results, f.Kind, f.Data)
+		var seen []string
+		for _, e := range evs {
+			seen = append(seen, string(e.Kind)+" "+string(e.Data))
+		}
+		t.Fatalf("host's refused tool turn: %d results, ended %s %s; its events:\n%s", results, f.Kind, f.Data, strings.Join(seen, "\n"))
 	}
 	code, body := patch(t, d.addr+"/v1/agents/host", d.c.Token, `{"permission":{"bash":"allow"}}`)
 	if code != 422 || !strings.Contains(body, "never gets a raw shell") {

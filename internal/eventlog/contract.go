@@ -26,7 +26,7 @@ type Events interface {
 	AddRaw(raws ...Raw)
 	Head() int64
 	Floor() int64
-	Subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (*Sub, error)
+	Subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (Subscription, error)
 	Subscribers() (int, <-chan struct{})
 	Scan(ctx context.Context, q Query, fn func(Record) error) error
 	RecentTurnsStart(ctx context.Context, agent string, n int) (int64, error)

@@ -207,7 +207,7 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 func TestSubscriberKeepingUpPartlyLosesNothing(t *testing.T) {
 	l := open(t, "")
 	ctx := context.Background()
-	sub, _ := l.Subscribe("", 0, false)
+	sub, _ := l.subscribe("", 0, false)
 	defer sub.Close()
 	var got, written int
 	var last int64

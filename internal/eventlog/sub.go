@@ -130,8 +130,24 @@ func (b *bus) closeAll() {
 	b.subs = nil
 }
 
-// Sub is one subscriber's view of the log: every event after its cursor,
-// in seq order, each once, whatever its speed. Use it from one goroutine.
+// Subscription is one subscriber's view of a log: every event after its
+// cursor, in seq order, each once, whatever its speed; with an explicit
+// cursor the log cannot follow, a Reset record first. Use it from one
+// goroutine. Every backend's subscriptions are one.
+type Subscription interface {
+	// Next returns the next records (at least one, at most max), waiting
+	// for them until ctx is done or the log closes.
+	Next(ctx context.Context, max int) ([]Record, error)
+	// Cursor is the seq of the last record returned.
+	Cursor() int64
+	// Close ends the subscription.
+	Close()
+}
+
+var _ Subscription = (*Sub)(nil)
+
+// Sub is the SQLite log's Subscription: a buffer filled as commits
+// publish, and the log read again whenever it fell behind.
 type Sub struct {
 	l        *Log
 	agent    string
@@ -149,7 +165,15 @@ type Sub struct {
 // Subscribe follows the events of agent ("" for all) after seq after, of
 // the given kinds (all if none). explicit says the cursor came from the
 // client: if retention has pruned past it, the first record is a Reset.
-func (l *Log) Subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (*Sub, error) {
+func (l *Log) Subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (Subscription, error) {
+	s, err := l.subscribe(agent, after, explicit, kinds...)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (l *Log) subscribe(agent string, after int64, explicit bool, kinds ...event.Kind) (*Sub, error) {
 	s := &Sub{l: l, agent: agent, ch: make(chan Record, subBuffer), wake: make(chan struct{}, 1),
 		gone: make(chan struct{}), cursor: after, explicit: explicit}
 	if len(kinds) > 0 {

@@ -174,7 +174,7 @@ func startStream(w http.ResponseWriter, ct string) *http.ResponseController {
 // and a keep-alive is due. An error ends the stream: the client left, or
 // the daemon is stopping. Every write after it is bounded by WriteWait
 // (frames may reach the connection before the flush).
-func (s *Server) next(ctx context.Context, sub *eventlog.Sub, rc *http.ResponseController) (recs []eventlog.Record, quiet bool, err error) {
+func (s *Server) next(ctx context.Context, sub eventlog.Subscription, rc *http.ResponseController) (recs []eventlog.Record, quiet bool, err error) {
 	kctx, cancel := context.WithTimeout(ctx, s.KeepAlive)
 	recs, err = sub.Next(kctx, 512)
 	cancel()

@@ -31,12 +31,14 @@ import (
 var migrations embed.FS
 
 // channel is the LISTEN/NOTIFY channel a commit wakes readers on; a
-// notification is only a wake-up: readers read by cursor.
+// notification is only a wake-up: readers read by cursor (sub.go).
 const channel = "taosagent_events"
 
 // Log is the event log in one PostgreSQL database.
 type Log struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	waker  waker
+	closed chan struct{}
 }
 
 // ConnectTimeout bounds how long Open waits for the database.
@@ -69,7 +71,11 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: the schema of %s: %w", where(cfg), err)
 	}
-	return &Log{pool: pool}, nil
+	l := &Log{pool: pool, closed: make(chan struct{})}
+	lctx, stop := context.WithCancel(context.Background())
+	l.waker = waker{ch: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	go l.listen(lctx)
+	return l, nil
 }
 
 // where names the database of cfg, without its password.
@@ -91,8 +97,13 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return err
 }
 
-// Close closes the connections.
-func (l *Log) Close() { l.pool.Close() }
+// Close ends the subscriptions and closes the connections.
+func (l *Log) Close() {
+	close(l.closed)
+	l.waker.stop()
+	<-l.waker.done
+	l.pool.Close()
+}
 
 // Append stores evs, in order, in one transaction, each given the next
 // seq, and returns them with their seqs once committed (durable before
@@ -192,70 +203,19 @@ func (l *Log) Scan(ctx context.Context, q eventlog.Query, fn func(eventlog.Recor
 
 // Follow calls fn with every event of agent ("" for all) after seq
 // after, in order, each once, as they are committed, until ctx ends or fn
-// fails. A commit's notification wakes it; it also reads every poll
-// (default a second) and after each reconnect, so that no event depends on
-// a notification arriving.
-func (l *Log) Follow(ctx context.Context, agent string, after int64, poll time.Duration, fn func([]eventlog.Record) error) error {
-	if poll <= 0 {
-		poll = time.Second
-	}
-	for {
-		err := l.follow(ctx, agent, &after, poll, fn)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var stop stopped
-		if errors.As(err, &stop) {
-			return stop.err
-		}
-		// The connection broke: connect again, read again from the cursor.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(poll):
-		}
-	}
-}
-
-// stopped is fn's own error: Follow ends with it.
-type stopped struct{ err error }
-
-func (s stopped) Error() string { return s.err.Error() }
-
-func (l *Log) follow(ctx context.Context, agent string, after *int64, poll time.Duration, fn func([]eventlog.Record) error) error {
-	conn, err := l.pool.Acquire(ctx)
+// fails (its error is Follow's).
+func (l *Log) Follow(ctx context.Context, agent string, after int64, fn func([]eventlog.Record) error) error {
+	sub, err := l.Subscribe(agent, after, false)
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
-		return err
-	}
-	// Whatever happens, the connection goes back without its LISTEN.
-	defer conn.Exec(context.WithoutCancel(ctx), `UNLISTEN `+channel)
+	defer sub.Close()
 	for {
-		// Registered first, then read: a commit after the read wakes the
-		// wait below.
-		var recs []eventlog.Record
-		if err := l.Scan(ctx, eventlog.Query{Agent: agent, After: *after, Limit: 1000}, func(r eventlog.Record) error {
-			recs = append(recs, r)
-			return nil
-		}); err != nil {
+		recs, err := sub.Next(ctx, pageSize)
+		if err != nil {
 			return err
 		}
-		if len(recs) > 0 {
-			*after = recs[len(recs)-1].Seq
-			if err := fn(recs); err != nil {
-				return stopped{err}
-			}
-			if len(recs) == 1000 {
-				continue
-			}
-		}
-		wctx, cancel := context.WithTimeout(ctx, poll)
-		_, err := conn.Conn().WaitForNotification(wctx)
-		cancel()
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if err := fn(recs); err != nil {
 			return err
 		}
 	}

@@ -43,6 +43,7 @@ func TestTheEventLogOnPostgreSQL(t *testing.T) {
 	t.Run("AWrongDatabaseIsAClearError", func(t *testing.T) { wrongDatabase(t, pg) })
 	t.Run("AnAgentIsLeasedToOneDaemonAndAnOldOwnerIsFenced", func(t *testing.T) { leasesFence(t, pg) })
 	t.Run("AFollowerGoesOnAfterTheDatabaseComesBack", func(t *testing.T) { followerOutlivesTheDatabase(t, pg) })
+	t.Run("ASubscriptionFromACursorThenLive", func(t *testing.T) { subscription(t, pg) })
 }
 
 // Eight writers append at once, in transactions of one to four events; a
@@ -57,7 +58,7 @@ func followerSkipsNothing(t *testing.T, pg *testenv.Postgres) {
 	fctx, stop := context.WithCancel(ctx)
 	followed := make(chan error, 1)
 	go func() {
-		followed <- l.Follow(fctx, "", 0, 20*time.Millisecond, func(recs []eventlog.Record) error {
+		followed <- l.Follow(fctx, "", 0, func(recs []eventlog.Record) error {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range recs {
@@ -318,7 +319,7 @@ func followerOutlivesTheDatabase(t *testing.T, pg *testenv.Postgres) {
 	got := make(chan int64, 100)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go l.Follow(fctx, "a", 0, 50*time.Millisecond, func(recs []eventlog.Record) error {
+	go l.Follow(fctx, "a", 0, func(recs []eventlog.Record) error {
 		for _, r := range recs {
 			got <- r.Seq
 		}
@@ -354,4 +355,56 @@ func followerOutlivesTheDatabase(t *testing.T, pg *testenv.Postgres) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	next(2)
+}
+
+// The contract's subscription (eventlog.Subscription): an agent's events
+// after a cursor, then live as they commit; a client's cursor beyond the
+// head gets a Reset first.
+func subscription(t *testing.T, pg *testenv.Postgres) {
+	ctx, l := open(t, pg, time.Minute)
+	for i := range 3 {
+		if _, err := l.Append(ctx, ev("a", i), ev("b", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var s eventlog.Subscription
+	s, err := l.Subscribe("a", 1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	seqs := func(recs []eventlog.Record) (out []int64) {
+		for _, r := range recs {
+			if r.Agent != "a" {
+				t.Errorf("b's event in a's subscription: %+v", r)
+			}
+			out = append(out, r.Seq)
+		}
+		return out
+	}
+	recs, err := s.Next(ctx, 10)
+	if got := seqs(recs); err != nil || fmt.Sprint(got) != "[3 5]" || s.Cursor() != 5 {
+		t.Fatalf("after 1: %v %v (cursor %d)", got, err, s.Cursor())
+	}
+	live := make(chan []int64)
+	go func() {
+		recs, _ := s.Next(ctx, 10)
+		live <- seqs(recs)
+	}()
+	if _, err := l.Append(ctx, ev("b", 9), ev("a", 9)); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-live; fmt.Sprint(got) != "[8]" {
+		t.Fatalf("live: %v", got)
+	}
+	far, _ := l.Subscribe("", 999, true)
+	defer far.Close()
+	recs, err = far.Next(ctx, 10)
+	if err != nil || len(recs) != 1 || recs[0].Kind != eventlog.Reset || recs[0].Seq != 8 || !strings.Contains(string(recs[0].Body), `"beyond_head"`) {
+		t.Fatalf("a cursor beyond the head: %+v %v", recs, err)
+	}
+	s.Close()
+	if _, err := s.Next(ctx, 10); !errors.Is(err, eventlog.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
 }

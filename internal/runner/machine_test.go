@@ -395,7 +395,7 @@ func newMachine(t *testing.T, opts ...func(*runner.Config)) *machine {
 	return m
 }
 
-func (m *machine) collect(sub *eventlog.Sub) {
+func (m *machine) collect(sub eventlog.Subscription) {
 	defer sub.Close()
 	for {
 		recs, err := sub.Next(m.ctx, 256)
