@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +41,11 @@ type Log struct {
 	pool   *pgxpool.Pool
 	waker  waker
 	closed chan struct{}
+	// head and floor are the newest seq and the retention floor this log
+	// knows of: read at Open, moved by its own commits and prunes, by the
+	// commits other daemons notify, and by what its subscriptions read.
+	head, floor atomic.Int64
+	closing     sync.Once
 }
 
 // ConnectTimeout bounds how long Open waits for the database.
@@ -72,9 +79,24 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 		return nil, fmt.Errorf("pgstore: the schema of %s: %w", where(cfg), err)
 	}
 	l := &Log{pool: pool, closed: make(chan struct{})}
+	var head, floor int64
+	if err := pool.QueryRow(cctx, `SELECT (SELECT seq FROM head WHERE id = 1), (SELECT floor FROM retention WHERE id = 1)`).Scan(&head, &floor); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: the head of %s: %w", where(cfg), err)
+	}
+	l.saw(head)
+	l.floor.Store(floor)
 	lctx, stop := context.WithCancel(context.Background())
-	l.waker = waker{ch: make(chan struct{}), stop: stop, done: make(chan struct{})}
+	l.waker = waker{ch: make(chan struct{}), stop: stop, done: make(chan struct{}), listening: make(chan struct{})}
 	go l.listen(lctx)
+	// Open returns once commits wake its subscriptions (they would poll
+	// meanwhile).
+	select {
+	case <-l.waker.listening:
+	case <-cctx.Done():
+		l.Close()
+		return nil, fmt.Errorf("pgstore: cannot listen on %s: %w", where(cfg), cctx.Err())
+	}
 	return l, nil
 }
 
@@ -97,12 +119,26 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return err
 }
 
-// Close ends the subscriptions and closes the connections.
-func (l *Log) Close() {
-	close(l.closed)
-	l.waker.stop()
-	<-l.waker.done
-	l.pool.Close()
+// Close ends the subscriptions and closes the connections; again, it
+// does nothing.
+func (l *Log) Close() error {
+	l.closing.Do(func() {
+		close(l.closed)
+		l.waker.stop()
+		<-l.waker.done
+		l.pool.Close()
+	})
+	return nil
+}
+
+// saw moves the known head to seq, never back.
+func (l *Log) saw(seq int64) {
+	for {
+		h := l.head.Load()
+		if seq <= h || l.head.CompareAndSwap(h, seq) {
+			return
+		}
+	}
 }
 
 // Append stores evs, in order, in one transaction, each given the next
@@ -153,18 +189,62 @@ func (l *Log) append(ctx context.Context, evs []event.Event, check func(context.
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: append: %w", err)
 	}
+	l.saw(out[len(out)-1].Seq)
 	return out, nil
 }
 
-// Head is the seq of the last event committed.
-func (l *Log) Head(ctx context.Context) (int64, error) {
-	var seq int64
-	err := l.pool.QueryRow(ctx, `SELECT seq FROM head WHERE id = 1`).Scan(&seq)
-	return seq, err
+// Head is the seq of the newest event this log knows to be committed
+// (its own, and other daemons' as they notify or its readers read).
+func (l *Log) Head() int64 { return l.head.Load() }
+
+// Floor is the retention floor: events up to it were pruned.
+func (l *Log) Floor() int64 { return l.floor.Load() }
+
+// Prune removes the events older than before (the oldest seqs, up to the
+// newest of them) and moves the floor there; a subscription with an older
+// explicit cursor gets a Reset. (Raw events are not kept here yet: rawBefore
+// is for the contract.)
+func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, error) {
+	var n, floor int64
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var upto *int64
+		if err := tx.QueryRow(ctx, `SELECT MAX(seq) FROM events WHERE time < $1`, before.UnixNano()).Scan(&upto); err != nil || upto == nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT floor FROM retention WHERE id = 1 FOR UPDATE`).Scan(&floor); err != nil || *upto <= floor {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM events WHERE seq <= $1`, *upto)
+		if err != nil {
+			return err
+		}
+		n, floor = tag.RowsAffected(), *upto
+		_, err = tx.Exec(ctx, `UPDATE retention SET floor = $1 WHERE id = 1`, floor)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: prune: %w", err)
+	}
+	for {
+		f := l.floor.Load()
+		if floor <= f || l.floor.CompareAndSwap(f, floor) {
+			break
+		}
+	}
+	return n, nil
 }
 
 // Scan calls fn for every stored event matching q, oldest first.
 func (l *Log) Scan(ctx context.Context, q eventlog.Query, fn func(eventlog.Record) error) error {
+	return scan(ctx, l.pool, q, fn)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func scan(ctx context.Context, db querier, q eventlog.Query, fn func(eventlog.Record) error) error {
 	sql, args := `SELECT seq, agent, kind, body FROM events WHERE seq > $1`, []any{q.After}
 	if q.Agent != "" {
 		sql += ` AND agent = $2`
@@ -182,7 +262,7 @@ func (l *Log) Scan(ctx context.Context, q eventlog.Query, fn func(eventlog.Recor
 	if q.Limit > 0 {
 		sql += fmt.Sprintf(` LIMIT %d`, q.Limit)
 	}
-	rows, err := l.pool.Query(ctx, sql, args...)
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -23,10 +27,12 @@ const pageSize = 1000
 // each commit's notification, and each reconnect, closes the current
 // channel (every waiting subscription reads again) and opens the next.
 type waker struct {
-	mu   sync.Mutex
-	ch   chan struct{}
-	stop context.CancelFunc
-	done chan struct{}
+	mu        sync.Mutex
+	ch        chan struct{}
+	stop      context.CancelFunc
+	done      chan struct{}
+	listening chan struct{} // closed at the first LISTEN
+	once      sync.Once
 }
 
 func (w *waker) current() <-chan struct{} {
@@ -51,9 +57,13 @@ func (l *Log) listen(ctx context.Context) {
 		if err == nil {
 			if _, err = conn.Exec(ctx, `LISTEN `+channel); err == nil {
 				l.waker.wake() // whatever was missed while it was away
+				l.waker.once.Do(func() { close(l.waker.listening) })
 				for err == nil {
-					_, err = conn.Conn().WaitForNotification(ctx)
-					if err == nil {
+					var n *pgconn.Notification
+					if n, err = conn.Conn().WaitForNotification(ctx); err == nil {
+						if seq, perr := strconv.ParseInt(n.Payload, 10, 64); perr == nil {
+							l.saw(seq)
+						}
 						l.waker.wake()
 					}
 				}
@@ -128,24 +138,22 @@ func (s *sub) Next(ctx context.Context, max int) ([]eventlog.Record, error) {
 	}
 }
 
-// read reads one page after the cursor into pending.
+// read reads one page after the cursor into pending, with the retention
+// floor and the head read in the same snapshot as the page, so that a
+// prune can never remove events between the two reads unseen: a cursor
+// below the floor gets a Reset (retention), as does a client's cursor
+// beyond the head (beyond_head).
 func (s *sub) read(ctx context.Context) error {
-	if s.explicit {
-		// A cursor beyond the head (from another database, say).
-		head, err := s.l.Head(ctx)
-		if err != nil {
+	var floor, head int64
+	var page []eventlog.Record
+	err := pgx.BeginTxFunc(ctx, s.l.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT (SELECT floor FROM retention WHERE id = 1), (SELECT seq FROM head WHERE id = 1)`).Scan(&floor, &head); err != nil {
 			return err
 		}
-		if s.cursor > head {
-			body, _ := json.Marshal(eventlog.ResetData{After: s.cursor, Oldest: 1, Head: head, Reason: "beyond_head"})
-			s.pending = append(s.pending, eventlog.Record{Seq: head, Agent: s.agent, Kind: eventlog.Reset, Body: body})
-			s.cursor = head
-		}
-		s.explicit = false
-	}
-	err := s.l.Scan(ctx, eventlog.Query{Agent: s.agent, After: s.cursor, Kinds: s.kinds, Limit: pageSize}, func(r eventlog.Record) error {
-		s.pending = append(s.pending, r)
-		return nil
+		return scan(ctx, tx, eventlog.Query{Agent: s.agent, After: max(s.cursor, floor), Kinds: s.kinds, Limit: pageSize}, func(r eventlog.Record) error {
+			page = append(page, r)
+			return nil
+		})
 	})
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
@@ -157,6 +165,24 @@ func (s *sub) read(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(Poll):
 		}
+		return nil
 	}
+	s.l.saw(head)
+	reset := func(seq int64, reason string) {
+		body, _ := json.Marshal(eventlog.ResetData{After: s.cursor, Oldest: floor + 1, Head: head, Reason: reason})
+		s.pending = append(s.pending, eventlog.Record{Seq: seq, Agent: s.agent, Kind: eventlog.Reset, Body: body})
+	}
+	switch {
+	case s.cursor < floor:
+		if s.explicit || s.cursor > 0 {
+			reset(floor, "retention")
+		}
+		s.cursor = floor
+	case s.cursor > head && s.explicit:
+		reset(head, "beyond_head")
+		s.cursor = head
+	}
+	s.explicit = false
+	s.pending = append(s.pending, page...)
 	return nil
 }
