@@ -20,12 +20,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -345,60 +347,107 @@ func bound(s string, max int) string {
 	return s + "…"
 }
 
-// deliverLoop delivers what is due, then waits for the next due one or a
-// wake.
+// deliverLoop delivers what is due, each channel's in order on a
+// goroutine of its own (at most MaxSenders at once), so that a slow or
+// dead receiver delays no other channel; then it waits for the next due
+// notification, a wake, or a channel's sender to finish.
 func (n *Notifier) deliverLoop(ctx context.Context) {
+	var senders sync.WaitGroup
+	defer senders.Wait()
+	busy := map[string]bool{} // channels with a sender at work
+	var mu sync.Mutex
 	for {
-		wait := time.Minute
-		due, err := n.Store.DueNotifications(ctx, time.Now(), 64)
+		// The channels at work before the read: their notes read now may
+		// be in flight (still pending), so they wait for the next round,
+		// which the sender's end wakes. Only this loop starts senders.
+		mu.Lock()
+		atWork := maps.Clone(busy)
+		mu.Unlock()
+		due, err := n.Store.DueNotifications(ctx, time.Now(), 256)
 		if err != nil && ctx.Err() == nil {
 			n.Logger.Warn("notify: outbox", "err", err)
 		}
+		var chans map[string]eventlog.Channel
 		if len(due) > 0 {
-			n.deliverAll(ctx, due)
-			wait = 0
-		} else if next, ok := n.nextDue(ctx); ok {
-			wait = min(wait, time.Until(next))
+			chans = n.channels(ctx)
 		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-n.wake:
-			case <-t.C:
+		byChannel := map[string][]eventlog.Notification{}
+		var order []string
+		for _, note := range due {
+			if _, ok := byChannel[note.Channel]; !ok {
+				order = append(order, note.Channel)
 			}
-			t.Stop()
-		} else if ctx.Err() != nil {
-			return
+			byChannel[note.Channel] = append(byChannel[note.Channel], note)
 		}
+		mu.Lock()
+		for _, id := range order {
+			c, ok := chans[id]
+			if !ok || atWork[id] || len(busy) >= MaxSenders {
+				continue // removed meanwhile (its outbox with it), at work, or later
+			}
+			busy[id] = true
+			notes := byChannel[id]
+			senders.Go(func() {
+				n.deliverTo(ctx, c, notes)
+				mu.Lock()
+				delete(busy, id)
+				mu.Unlock()
+				n.Wake()
+			})
+		}
+		mu.Unlock()
+		wait := time.Minute
+		if next, ok := n.nextDue(ctx); ok {
+			wait = min(wait, max(time.Until(next), 0))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-n.wake:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 
-// nextDue is when the first pending notification is due.
-func (n *Notifier) nextDue(ctx context.Context) (time.Time, bool) {
-	due, err := n.Store.DueNotifications(ctx, time.Now().Add(time.Hour), 1)
-	if err != nil || len(due) == 0 {
-		return time.Time{}, false
-	}
-	return due[0].NextAt, true
-}
+// MaxSenders bounds the channels delivered to at once.
+const MaxSenders = 8
 
-func (n *Notifier) deliverAll(ctx context.Context, due []eventlog.Notification) {
-	chans, err := n.Store.Channels(ctx)
+// channels are the channels by id.
+func (n *Notifier) channels(ctx context.Context) map[string]eventlog.Channel {
+	cs, err := n.Store.Channels(ctx)
 	if err != nil {
-		return
+		return nil
 	}
-	byID := map[string]eventlog.Channel{}
-	for _, c := range chans {
+	byID := make(map[string]eventlog.Channel, len(cs))
+	for _, c := range cs {
 		byID[c.ID] = c
 	}
-	for _, note := range due {
-		c, ok := byID[note.Channel]
-		if !ok {
-			continue // removed meanwhile, its outbox with it
+	return byID
+}
+
+// nextDue is when the first pending notification not yet due is (those
+// due now wait for their channel's sender, whose end wakes the loop).
+func (n *Notifier) nextDue(ctx context.Context) (time.Time, bool) {
+	now := time.Now()
+	due, err := n.Store.DueNotifications(ctx, now.Add(time.Hour), 1024)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, d := range due {
+		if d.NextAt.After(now) {
+			return d.NextAt, true
 		}
+	}
+	return time.Time{}, false
+}
+
+// deliverTo delivers notes to channel c, in order, until one fails: that
+// one waits for its backoff, and the rest are tried at the next round.
+func (n *Notifier) deliverTo(ctx context.Context, c eventlog.Channel, notes []eventlog.Notification) {
+	for _, note := range notes {
 		err := n.Send(ctx, c, note)
 		// What was sent is recorded even as the daemon stops: it would be
 		// sent again otherwise (a receiver drops a repeat by its id, but
@@ -416,6 +465,7 @@ func (n *Notifier) deliverAll(ctx context.Context, due []eventlog.Notification) 
 		why := bound(n.Redact(err.Error()), 300)
 		n.Logger.Warn("notify: delivery failed", "channel", c.ID, "kind", c.Kind, "attempt", note.Attempts+1, "final", final, "err", why)
 		n.Store.NotificationFailed(rec, note.ID, why, time.Now().Add(wait), final)
+		return
 	}
 }
 

@@ -289,3 +289,65 @@ func TestATitleIsOneVisibleLine(t *testing.T) {
 		t.Fatalf("title %q", n.Title)
 	}
 }
+
+// A receiver that hangs delays no other channel: each channel has a
+// sender of its own.
+func TestASlowReceiverDelaysNoOther(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	home := t.TempDir()
+	l, err := eventlog.Open(filepath.Join(home, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	release := make(chan struct{})
+	hung := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	var fast received
+	fastSrv := fast.server(t, ok)
+	now := time.Now().Add(-time.Second)
+	for id, c := range map[string]eventlog.Channel{
+		"ch_slow": {Kind: notify.Ntfy, URL: slow.URL + "/s", Agents: []string{"s"}},
+		"ch_fast": {Kind: notify.Ntfy, URL: fastSrv.URL + "/f", Agents: []string{"f"}},
+	} {
+		c.ID, c.Created = id, now
+		if err := l.CreateChannel(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := &notify.Notifier{Store: l, Home: home, Client: &http.Client{Timeout: time.Minute}}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	for {
+		if _, ok, _ := l.NotifyCursor(ctx); ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fail := func(agent string) {
+		e := event.New("ses_1", event.Error, time.Now(), event.ErrorData{Message: "boom"})
+		e.Agent = agent
+		if _, err := l.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail("s")
+	select {
+	case <-hung:
+	case <-ctx.Done():
+		t.Fatal("the slow receiver was never called")
+	}
+	fail("f")
+	fast.wait(t, ctx, 1) // while the slow one still hangs
+}
