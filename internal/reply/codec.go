@@ -105,6 +105,10 @@ type turn struct {
 	from      string // the turn's first user message, once seen
 	idle      bool
 	idleAt    time.Time
+	// earlyIdle is when an idle came to a begun turn before opencode took
+	// it up (no busy, no answer, no error yet): most likely the previous
+	// loop's, late. It ends the turn only MaxWait later, when nothing came.
+	earlyIdle time.Time
 	lastAt    time.Time
 	messages  map[string]bool // assistant message id → completed
 	textParts []string        // text part ids in order of appearance
@@ -216,6 +220,9 @@ func (c *Codec) Deadline() (at time.Time, ok bool) {
 }
 
 func (c *Codec) deadline(t *turn) (time.Time, bool) {
+	if t != nil && !t.idle && !t.earlyIdle.IsZero() {
+		return t.earlyIdle.Add(c.maxWait()), true
+	}
 	if t == nil || !t.idle {
 		return time.Time{}, false
 	}
@@ -545,6 +552,13 @@ func (c *Codec) status(s *session, st opencode.Status, now time.Time, out []even
 func (c *Codec) idle(s *session, now time.Time) {
 	t := s.turn
 	if t == nil {
+		return
+	}
+	if t.state == "" && len(t.messages) == 0 && t.err == nil && t.msgErr == nil {
+		// Nothing of this turn yet: an idle of the loop before.
+		if t.earlyIdle.IsZero() {
+			t.earlyIdle = now
+		}
 		return
 	}
 	t.lastAt = now

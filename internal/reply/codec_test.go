@@ -373,3 +373,42 @@ func TestASpentBudgetEndsTheTurnInsteadOfRetrying(t *testing.T) {
 		t.Fatalf("errors = %+v, want one budget_exceeded", errs)
 	}
 }
+
+// An idle left over from the session's previous loop (opencode says idle
+// more than once, and late) that arrives after a prompt's Begin and before
+// opencode says busy for it does not end the new turn: it ended with an
+// empty final before its answer came (TestChatOverAPIAndCLI, under load).
+func TestAStaleIdleDoesNotEndABegunTurn(t *testing.T) {
+	c := New()
+	first := run(c, status("busy"), msg("m1", "assistant", false), textPart("p1", "m1", "text", "one"), msg("m1", "assistant", true), status("idle"))
+	if f := final(t, first); f.Text != "one" {
+		t.Fatalf("the first turn: %q", f.Text)
+	}
+	t1 := t0.Add(time.Hour * 2)
+	c.Begin("S", t1)
+	out := c.Feed(ev("session.idle", `{"sessionID":"S"}`), t1.Add(time.Millisecond))
+	out = append(out, c.Feed(status("idle"), t1.Add(2*time.Millisecond))...)
+	out = append(out, c.Tick(t1.Add(time.Second))...)
+	if len(out) != 0 {
+		t.Fatalf("the stale idle ended the new turn: %s", kinds(out))
+	}
+	now := t1.Add(2 * time.Second)
+	for _, e := range []opencode.Event{status("busy"), msg("m2", "assistant", false), textPart("p2", "m2", "text", "two"), msg("m2", "assistant", true), status("idle")} {
+		now = now.Add(time.Millisecond)
+		out = append(out, c.Feed(e, now)...)
+	}
+	out = append(out, c.Tick(now.Add(time.Hour))...)
+	if got := kinds(out); got != "status delta final" || final(t, out).Text != "two" {
+		t.Fatalf("the second turn: %s %q", got, final(t, out).Text)
+	}
+	// A prompt opencode never takes up still ends, MaxWait after its idle.
+	t2 := now.Add(time.Hour)
+	c.Begin("S", t2)
+	c.Feed(status("idle"), t2)
+	if d, ok := c.Deadline(); !ok || d != t2.Add(DefaultMaxWait) {
+		t.Fatalf("deadline %v %v, want the idle + MaxWait", d, ok)
+	}
+	if got := kinds(c.Tick(t2.Add(DefaultMaxWait))); got != "final" {
+		t.Fatalf("an ignored prompt: %s", got)
+	}
+}
