@@ -102,9 +102,9 @@ type part struct {
 }
 
 type turn struct {
-	from      string // the turn's first user message, once seen
-	idle      bool
-	idleAt    time.Time
+	from   string // the turn's first user message, once seen
+	idle   bool
+	idleAt time.Time
 	// earlyIdle is when an idle came to a begun turn before opencode took
 	// it up (no busy, no answer, no error yet): most likely the previous
 	// loop's, late. It ends the turn only MaxWait later, when nothing came.
