@@ -10,7 +10,9 @@
 //     assistant messages are answered;
 //   - a tool part repeats running many times; tool_call and tool_result are
 //     emitted once per call id;
-//   - idle arrives repeatedly and final updates can follow it; an unknown
+//   - idle arrives repeatedly and final updates can follow it, and one can
+//     come late, after the next prompt, before opencode takes that up: it
+//     ends a begun turn only when nothing else came for MaxWait; an unknown
 //     model is reported twice, the second time with a stack trace;
 //   - a model switch (made in opencode's TUI, say) is no event of its own
 //     in 1.18: the next prompt names another model, and the assistant
