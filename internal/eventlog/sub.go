@@ -270,25 +270,38 @@ func (s *Sub) catchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reset := func(seq int64, reason string) {
-		body, _ := json.Marshal(ResetData{After: s.cursor, Oldest: floor + 1, Head: head, Reason: reason})
-		s.pending = append(s.pending, Record{Seq: seq, Agent: s.agent, Kind: Reset, Body: body})
-	}
-	switch {
-	case s.cursor < floor:
-		if s.explicit || s.cursor > 0 {
-			reset(floor, "retention")
-		}
-		s.cursor = floor
-	case s.cursor > head && s.explicit:
-		reset(head, "beyond_head")
-		s.cursor, s.explicit = head, false
+	var reset *Record
+	if s.cursor, reset = Follow(s.agent, s.cursor, floor, head, s.explicit); reset != nil {
+		s.pending = append(s.pending, *reset)
+		s.explicit = false
 	}
 	s.pending = append(s.pending, page...)
 	if len(page) == pageSize {
 		s.lagged.Store(true)
 	}
 	return nil
+}
+
+// Follow is where a subscription of agent at cursor goes on, given the
+// retention floor and the head read in the snapshot of its page, and the
+// Reset it is told first, if any: a cursor below the floor (pruned: to a
+// client's cursor, or one already following) or a client's cursor beyond
+// the head. Every backend's subscriptions follow this one rule.
+func Follow(agent string, cursor, floor, head int64, explicit bool) (int64, *Record) {
+	reset := func(seq int64, reason string) *Record {
+		body, _ := json.Marshal(ResetData{After: cursor, Oldest: floor + 1, Head: head, Reason: reason})
+		return &Record{Seq: seq, Agent: agent, Kind: Reset, Body: body}
+	}
+	switch {
+	case cursor < floor:
+		if explicit || cursor > 0 {
+			return floor, reset(floor, "retention")
+		}
+		return floor, nil
+	case cursor > head && explicit:
+		return head, reset(head, "beyond_head")
+	}
+	return cursor, nil
 }
 
 // Query selects stored events.

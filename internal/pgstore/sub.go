@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
@@ -168,19 +167,9 @@ func (s *sub) read(ctx context.Context) error {
 		return nil
 	}
 	s.l.saw(head)
-	reset := func(seq int64, reason string) {
-		body, _ := json.Marshal(eventlog.ResetData{After: s.cursor, Oldest: floor + 1, Head: head, Reason: reason})
-		s.pending = append(s.pending, eventlog.Record{Seq: seq, Agent: s.agent, Kind: eventlog.Reset, Body: body})
-	}
-	switch {
-	case s.cursor < floor:
-		if s.explicit || s.cursor > 0 {
-			reset(floor, "retention")
-		}
-		s.cursor = floor
-	case s.cursor > head && s.explicit:
-		reset(head, "beyond_head")
-		s.cursor = head
+	var reset *eventlog.Record
+	if s.cursor, reset = eventlog.Follow(s.agent, s.cursor, floor, head, s.explicit); reset != nil {
+		s.pending = append(s.pending, *reset)
 	}
 	s.explicit = false
 	s.pending = append(s.pending, page...)
