@@ -15,9 +15,9 @@ type App = api.App
 
 // AddApp stores a submitted package's record; an existing one (the same
 // bytes) is returned as it is, with created false.
-func (l *Log) AddApp(ctx context.Context, a App) (App, bool, error) {
+func (l *Tables) AddApp(ctx context.Context, a App) (App, bool, error) {
 	created := false
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var n int
 		tx.QueryRow(`SELECT COUNT(*) FROM apps WHERE sha256=?`, a.SHA256).Scan(&n)
 		if n > 0 {
@@ -38,8 +38,8 @@ func (l *Log) AddApp(ctx context.Context, a App) (App, bool, error) {
 
 // DecideApp records a person's decision on a pending package: ErrConflict
 // unless it is pending.
-func (l *Log) DecideApp(ctx context.Context, sha, state, by, message string) (App, error) {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) DecideApp(ctx context.Context, sha, state, by, message string) (App, error) {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var cur string
 		if err := tx.QueryRow(`SELECT state FROM apps WHERE sha256=?`, sha).Scan(&cur); errors.Is(err, sql.ErrNoRows) {
 			return notFound("app package " + sha)
@@ -59,7 +59,7 @@ func (l *Log) DecideApp(ctx context.Context, sha, state, by, message string) (Ap
 }
 
 // App returns the package of sha256 sha.
-func (l *Log) App(ctx context.Context, sha string) (App, error) {
+func (l *Tables) App(ctx context.Context, sha string) (App, error) {
 	as, err := l.apps(ctx, `WHERE sha256=?`, sha)
 	if err != nil {
 		return App{}, err
@@ -71,12 +71,12 @@ func (l *Log) App(ctx context.Context, sha string) (App, error) {
 }
 
 // Apps lists the packages, newest first; of one app id if id is not "".
-func (l *Log) Apps(ctx context.Context, id string) ([]App, error) {
+func (l *Tables) Apps(ctx context.Context, id string) ([]App, error) {
 	return l.apps(ctx, `WHERE app_id=? OR ?='' ORDER BY created DESC, sha256`, id, id)
 }
 
 // ApprovedApp returns the latest approved package of app id.
-func (l *Log) ApprovedApp(ctx context.Context, id string) (App, error) {
+func (l *Tables) ApprovedApp(ctx context.Context, id string) (App, error) {
 	as, err := l.apps(ctx, `WHERE app_id=? AND state='approved' ORDER BY decided DESC LIMIT 1`, id)
 	if err != nil {
 		return App{}, err
@@ -87,8 +87,8 @@ func (l *Log) ApprovedApp(ctx context.Context, id string) (App, error) {
 	return as[0], nil
 }
 
-func (l *Log) apps(ctx context.Context, where string, args ...any) ([]App, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT sha256, app_id, version, state, report, submitted_by, decided_by, message, created, decided FROM apps `+where, args...)
+func (l *Tables) apps(ctx context.Context, where string, args ...any) ([]App, error) {
+	rows, err := l.query(ctx, `SELECT sha256, app_id, version, state, report, submitted_by, decided_by, message, created, decided FROM apps `+where, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@ import (
 
 // SetAgentKey records hash as agent's gateway key; the previous one stops
 // working.
-func (l *Log) SetAgentKey(ctx context.Context, agent, hash string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) SetAgentKey(ctx context.Context, agent, hash string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`INSERT INTO agent_keys(agent, hash, created) VALUES (?,?,?)
 			ON CONFLICT(agent) DO UPDATE SET hash=excluded.hash, created=excluded.created`, agent, hash, ms(now()))
 		return err
@@ -21,9 +21,9 @@ func (l *Log) SetAgentKey(ctx context.Context, agent, hash string) error {
 }
 
 // AgentKey returns the hash of agent's gateway key ("" if it has none).
-func (l *Log) AgentKey(ctx context.Context, agent string) (string, error) {
+func (l *Tables) AgentKey(ctx context.Context, agent string) (string, error) {
 	var h string
-	err := l.db.QueryRowContext(ctx, `SELECT hash FROM agent_keys WHERE agent=?`, agent).Scan(&h)
+	err := l.queryRow(ctx, `SELECT hash FROM agent_keys WHERE agent=?`, agent).Scan(&h)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -31,9 +31,9 @@ func (l *Log) AgentKey(ctx context.Context, agent string) (string, error) {
 }
 
 // AgentOfKey returns the agent whose gateway key hashes to hash.
-func (l *Log) AgentOfKey(ctx context.Context, hash string) (string, error) {
+func (l *Tables) AgentOfKey(ctx context.Context, hash string) (string, error) {
 	var a string
-	err := l.db.QueryRowContext(ctx, `SELECT agent FROM agent_keys WHERE hash=?`, hash).Scan(&a)
+	err := l.queryRow(ctx, `SELECT agent FROM agent_keys WHERE hash=?`, hash).Scan(&a)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", notFound("key")
 	}
@@ -44,8 +44,8 @@ func (l *Log) AgentOfKey(ctx context.Context, hash string) (string, error) {
 type UsageRow = api.UsageRow
 
 // AddUsage adds one call's usage to its agent, model and day.
-func (l *Log) AddUsage(ctx context.Context, agent, model string, at time.Time, in, out int64, cost float64) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) AddUsage(ctx context.Context, agent, model string, at time.Time, in, out int64, cost float64) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`INSERT INTO usage(agent, model, day, requests, input_tokens, output_tokens, cost) VALUES (?,?,?,1,?,?,?)
 			ON CONFLICT(agent, model, day) DO UPDATE SET requests=requests+1, input_tokens=input_tokens+excluded.input_tokens,
 			output_tokens=output_tokens+excluded.output_tokens, cost=cost+excluded.cost`,
@@ -57,8 +57,8 @@ func (l *Log) AddUsage(ctx context.Context, agent, model string, at time.Time, i
 
 // Usage lists usage rows of agent and model ("" for all) from day since on
 // ("" for all), by day, agent and model.
-func (l *Log) Usage(ctx context.Context, agent, model, since string) ([]UsageRow, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT agent, model, day, requests, input_tokens, output_tokens, cost FROM usage
+func (l *Tables) Usage(ctx context.Context, agent, model, since string) ([]UsageRow, error) {
+	rows, err := l.query(ctx, `SELECT agent, model, day, requests, input_tokens, output_tokens, cost FROM usage
 		WHERE (agent=? OR ?='') AND (model=? OR ?='') AND day >= ? ORDER BY day, agent, model`, agent, agent, model, model, since)
 	if err != nil {
 		return nil, err
@@ -77,8 +77,8 @@ func (l *Log) Usage(ctx context.Context, agent, model, since string) ([]UsageRow
 
 // UsageSince sums agent's tokens (in and out) and cost from day since
 // (YYYY-MM-DD) on.
-func (l *Log) UsageSince(ctx context.Context, agent, since string) (tokens int64, cost float64, err error) {
-	err = l.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(input_tokens+output_tokens),0), COALESCE(SUM(cost),0) FROM usage WHERE agent=? AND day >= ?`,
+func (l *Tables) UsageSince(ctx context.Context, agent, since string) (tokens int64, cost float64, err error) {
+	err = l.queryRow(ctx, `SELECT COALESCE(SUM(input_tokens+output_tokens),0), COALESCE(SUM(cost),0) FROM usage WHERE agent=? AND day >= ?`,
 		agent, since).Scan(&tokens, &cost)
 	return tokens, cost, err
 }

@@ -16,8 +16,8 @@ type Hook struct {
 }
 
 // CreateHook stores h, for an agent that exists.
-func (l *Log) CreateHook(ctx context.Context, h Hook) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) CreateHook(ctx context.Context, h Hook) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var n int
 		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, h.Agent).Scan(&n)
 		if n == 0 {
@@ -30,8 +30,8 @@ func (l *Log) CreateHook(ctx context.Context, h Hook) error {
 }
 
 // Hooks lists agent's hooks ("" for every agent's), oldest first.
-func (l *Log) Hooks(ctx context.Context, agent string) ([]Hook, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, template, created_by, created FROM hooks WHERE ?='' OR agent=? ORDER BY created, id`, agent, agent)
+func (l *Tables) Hooks(ctx context.Context, agent string) ([]Hook, error) {
+	rows, err := l.query(ctx, `SELECT id, agent, template, created_by, created FROM hooks WHERE ?='' OR agent=? ORDER BY created, id`, agent, agent)
 	if err != nil {
 		return nil, err
 	}
@@ -50,8 +50,8 @@ func (l *Log) Hooks(ctx context.Context, agent string) ([]Hook, error) {
 }
 
 // DeleteHook removes agent's hook id.
-func (l *Log) DeleteHook(ctx context.Context, agent, id string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) DeleteHook(ctx context.Context, agent, id string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`DELETE FROM hooks WHERE id=? AND agent=?`, id, agent)
 		if err != nil {
 			return err
@@ -68,8 +68,8 @@ func (l *Log) DeleteHook(ctx context.Context, agent, id string) error {
 // Deliver records hook's delivery of signature and commits its input in
 // one transaction. A signature delivered before commits nothing: fresh
 // is false (a replay).
-func (l *Log) Deliver(ctx context.Context, hook, signature string, in Input) (_ Input, fresh bool, err error) {
-	_, err = l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) Deliver(ctx context.Context, hook, signature string, in Input) (_ Input, fresh bool, err error) {
+	_, err = l.update(ctx, func(tx *Tx) error {
 		var n int
 		if err := tx.QueryRow(`SELECT COUNT(*) FROM hook_deliveries WHERE hook=? AND signature=?`, hook, signature).Scan(&n); err != nil || n > 0 {
 			return err

@@ -12,16 +12,16 @@ import (
 // HostUID returns agent name's host uid in r, handing it the next one of
 // r the first time (or when its uid is outside r, after r moved). A uid
 // is never handed out twice: rows outlive their agents (DeleteAgent).
-func (l *Log) HostUID(ctx context.Context, name string, r hostid.Range) (int, error) {
+func (l *Tables) HostUID(ctx context.Context, name string, r hostid.Range) (int, error) {
 	var uid int
-	err := l.db.QueryRowContext(ctx, `SELECT uid FROM host_uids WHERE agent=? ORDER BY uid DESC LIMIT 1`, name).Scan(&uid)
+	err := l.queryRow(ctx, `SELECT uid FROM host_uids WHERE agent=? ORDER BY uid DESC LIMIT 1`, name).Scan(&uid)
 	if err == nil && r.Contains(uid) {
 		return uid, nil
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, err
 	}
-	_, err = l.Update(ctx, func(tx *Tx) error {
+	_, err = l.update(ctx, func(tx *Tx) error {
 		if err := tx.QueryRow(`SELECT uid FROM host_uids WHERE agent=? ORDER BY uid DESC LIMIT 1`, name).Scan(&uid); err == nil && r.Contains(uid) {
 			return nil // handed out meanwhile
 		}

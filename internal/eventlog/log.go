@@ -78,7 +78,8 @@ func OpenReadOnly(path string) (*Log, int64, error) {
 		db.Close()
 		return nil, version, fmt.Errorf("eventlog: %s has schema version %d, newer than this taosagent knows (%d)", path, version, SchemaVersion)
 	}
-	l := &Log{path: path, db: db, readOnly: true, closed: true}
+	l := &Log{path: path, readOnly: true, closed: true}
+	l.Tables = NewTables(db, SQLite, l.Update, l.Subscribe)
 	var head, floor int64
 	db.QueryRow(`SELECT COALESCE(MAX(seq),0) FROM events`).Scan(&head)
 	db.QueryRow(`SELECT floor FROM retention WHERE id=1`).Scan(&floor)
@@ -89,8 +90,9 @@ func OpenReadOnly(path string) (*Log, int64, error) {
 
 // Log is the open database. Its methods are safe for concurrent use.
 type Log struct {
+	Tables // the store's tables, read through the readers' database
+
 	path string
-	db   *sql.DB // readers
 	wdb  *sql.DB // the writer's single connection
 	ckdb *sql.DB // the checkpointer's connection
 	w    *sql.Conn
@@ -180,6 +182,7 @@ func Open(path string) (*Log, error) {
 		return fail(err)
 	}
 	l.db.SetMaxOpenConns(8)
+	l.Tables = NewTables(l.db, SQLite, l.Update, l.Subscribe)
 	var head, floor int64
 	if err := l.db.QueryRow(`SELECT COALESCE(MAX(seq),0) FROM events`).Scan(&head); err != nil {
 		return fail(err)
@@ -275,44 +278,17 @@ type Raw struct {
 	Body  []byte
 }
 
-// Tx is the writer's transaction, given to the functions passed to Update.
-// Everything done through it commits or rolls back as one.
-type Tx struct {
-	l    *Log
-	ctx  context.Context
-	out  []event.Event
-	recs []Record
+// sqliteWriter gives the writer's transactions their seqs and rows.
+type sqliteWriter struct{ l *Log }
+
+func (w sqliteWriter) NextSeq(context.Context) (int64, error) { return w.l.nextSeq, nil }
+
+func (w sqliteWriter) InsertEvent(ctx context.Context, e event.Event, body []byte) error {
+	_, err := w.l.ins.ExecContext(ctx, e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body)
+	return err
 }
 
-// Exec runs a statement inside the transaction.
-func (t *Tx) Exec(query string, args ...any) (sql.Result, error) {
-	return t.l.w.ExecContext(t.ctx, query, args...)
-}
-
-// QueryRow runs a query inside the transaction.
-func (t *Tx) QueryRow(query string, args ...any) *sql.Row {
-	return t.l.w.QueryRowContext(t.ctx, query, args...)
-}
-
-// Append assigns e the next seq, stores it and applies it to the
-// projections; it returns e with its seq.
-func (t *Tx) Append(e event.Event) (event.Event, error) {
-	e.Seq = t.l.nextSeq
-	if len(e.Data) > 0 && !json.Valid(e.Data) {
-		return e, fmt.Errorf("eventlog: %s event: data is not JSON", e.Kind)
-	}
-	body := encode(make([]byte, 0, 128+len(e.Data)), e)
-	if _, err := t.l.ins.ExecContext(t.ctx, e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body); err != nil {
-		return e, err
-	}
-	if err := project(t, e); err != nil {
-		return e, err
-	}
-	t.l.nextSeq++
-	t.out = append(t.out, e)
-	t.recs = append(t.recs, Record{Seq: e.Seq, Agent: e.Agent, Kind: e.Kind, Body: body})
-	return e, nil
-}
+func (w sqliteWriter) Kept(event.Event) { w.l.nextSeq++ }
 
 type request struct {
 	then   func([]event.Event, error) // AppendAsync's callback
@@ -446,7 +422,7 @@ func (l *Log) commit(batch []*request) {
 	}
 	l.storeRaw(ctx, raws)
 	for _, r := range batch {
-		tx := &Tx{l: l, ctx: ctx}
+		tx := NewTx(ctx, l.w, SQLite, sqliteWriter{l})
 		if r.fn != nil {
 			r.err = l.savepoint(tx, r.fn)
 		} else if err := l.plain(tx, r); err != nil {

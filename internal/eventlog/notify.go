@@ -42,10 +42,10 @@ type Notification struct {
 }
 
 // CreateChannel stores c.
-func (l *Log) CreateChannel(ctx context.Context, c Channel) error {
+func (l *Tables) CreateChannel(ctx context.Context, c Channel) error {
 	agents, _ := json.Marshal(nonNil(c.Agents))
 	kinds, _ := json.Marshal(nonNil(c.Kinds))
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`INSERT INTO notify_channels(id, kind, url, link, agents, kinds, details, created_by, created) VALUES (?,?,?,?,?,?,?,?,?)`,
 			c.ID, c.Kind, c.URL, c.Link, string(agents), string(kinds), c.Details, c.CreatedBy, ms(c.Created))
 		return err
@@ -61,8 +61,8 @@ func nonNil(s []string) []string {
 }
 
 // Channels lists the channels, oldest first.
-func (l *Log) Channels(ctx context.Context) ([]Channel, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, kind, url, link, agents, kinds, details, created_by, created FROM notify_channels ORDER BY created, id`)
+func (l *Tables) Channels(ctx context.Context) ([]Channel, error) {
+	rows, err := l.query(ctx, `SELECT id, kind, url, link, agents, kinds, details, created_by, created FROM notify_channels ORDER BY created, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -84,8 +84,8 @@ func (l *Log) Channels(ctx context.Context) ([]Channel, error) {
 }
 
 // DeleteChannel removes channel id and what it had still to deliver.
-func (l *Log) DeleteChannel(ctx context.Context, id string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) DeleteChannel(ctx context.Context, id string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`DELETE FROM notify_channels WHERE id=?`, id)
 		if err != nil {
 			return err
@@ -101,8 +101,8 @@ func (l *Log) DeleteChannel(ctx context.Context, id string) error {
 
 // NotifyCursor is the seq up to which the notifier read the log; ok is
 // false before its first read.
-func (l *Log) NotifyCursor(ctx context.Context) (seq int64, ok bool, err error) {
-	err = l.db.QueryRowContext(ctx, `SELECT seq FROM notify_cursor WHERE id=1`).Scan(&seq)
+func (l *Tables) NotifyCursor(ctx context.Context) (seq int64, ok bool, err error) {
+	err = l.queryRow(ctx, `SELECT seq FROM notify_cursor WHERE id=1`).Scan(&seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
@@ -111,8 +111,8 @@ func (l *Log) NotifyCursor(ctx context.Context) (seq int64, ok bool, err error) 
 
 // Enqueue stores ns, each once per (channel, source) (a repeat is left
 // out), and moves the notifier's cursor to cursor, in one transaction.
-func (l *Log) Enqueue(ctx context.Context, cursor int64, ns []Notification) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) Enqueue(ctx context.Context, cursor int64, ns []Notification) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		for _, n := range ns {
 			if _, err := tx.Exec(`INSERT INTO notifications(id, channel, source, kind, agent, title, body, ref, state, next_at, created)
 				VALUES (?,?,?,?,?,?,?,?,'pending',?,?) ON CONFLICT(channel, source) DO NOTHING`,
@@ -120,7 +120,7 @@ func (l *Log) Enqueue(ctx context.Context, cursor int64, ns []Notification) erro
 				return err
 			}
 		}
-		_, err := tx.Exec(`INSERT INTO notify_cursor(id, seq) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET seq=MAX(seq, excluded.seq)`, cursor)
+		_, err := tx.Exec(`INSERT INTO notify_cursor(id, seq) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET seq=CASE WHEN excluded.seq > notify_cursor.seq THEN excluded.seq ELSE notify_cursor.seq END`, cursor)
 		return err
 	})
 	return err
@@ -130,21 +130,21 @@ const notificationCols = `id, channel, source, kind, agent, title, body, ref, st
 
 // DueNotifications lists the pending notifications due at now, oldest
 // first, at most limit.
-func (l *Log) DueNotifications(ctx context.Context, now time.Time, limit int) ([]Notification, error) {
+func (l *Tables) DueNotifications(ctx context.Context, now time.Time, limit int) ([]Notification, error) {
 	return l.notifications(ctx, `WHERE state='pending' AND next_at<=? ORDER BY next_at, id LIMIT ?`, ms(now), limit)
 }
 
 // Notifications lists channel's newest notifications ("" for every
 // channel's), at most limit.
-func (l *Log) Notifications(ctx context.Context, channel string, limit int) ([]Notification, error) {
+func (l *Tables) Notifications(ctx context.Context, channel string, limit int) ([]Notification, error) {
 	if channel == "" {
 		return l.notifications(ctx, `ORDER BY created DESC, id LIMIT ?`, limit)
 	}
 	return l.notifications(ctx, `WHERE channel=? ORDER BY created DESC, id LIMIT ?`, channel, limit)
 }
 
-func (l *Log) notifications(ctx context.Context, where string, args ...any) ([]Notification, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT `+notificationCols+` FROM notifications `+where, args...)
+func (l *Tables) notifications(ctx context.Context, where string, args ...any) ([]Notification, error) {
+	rows, err := l.query(ctx, `SELECT `+notificationCols+` FROM notifications `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -167,8 +167,8 @@ func (l *Log) notifications(ctx context.Context, where string, args ...any) ([]N
 }
 
 // NotificationSent records notification id as delivered at at.
-func (l *Log) NotificationSent(ctx context.Context, id string, at time.Time) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) NotificationSent(ctx context.Context, id string, at time.Time) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`UPDATE notifications SET state='sent', attempts=attempts+1, sent=?, last_error='' WHERE id=? AND state='pending'`, ms(at), id)
 		return err
 	})
@@ -177,12 +177,12 @@ func (l *Log) NotificationSent(ctx context.Context, id string, at time.Time) err
 
 // NotificationFailed records a failed attempt at notification id: tried
 // again at next, or, final, given up (failed).
-func (l *Log) NotificationFailed(ctx context.Context, id, why string, next time.Time, final bool) error {
+func (l *Tables) NotificationFailed(ctx context.Context, id, why string, next time.Time, final bool) error {
 	state := "pending"
 	if final {
 		state = "failed"
 	}
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`UPDATE notifications SET state=?, attempts=attempts+1, next_at=?, last_error=? WHERE id=? AND state='pending'`, state, ms(next), why, id)
 		return err
 	})

@@ -53,7 +53,7 @@ func project(t *Tx, e event.Event) error {
 		if src == "" {
 			src = "opencode"
 		}
-		_, err = t.Exec(`INSERT OR IGNORE INTO approvals(id, agent, turn, session, seq, ask, state, created, source) VALUES (?,?,?,?,?,?,'pending',?,?)`,
+		_, err = t.Exec(`INSERT INTO approvals(id, agent, turn, session, seq, ask, state, created, source) VALUES (?,?,?,?,?,?,'pending',?,?) ON CONFLICT DO NOTHING`,
 			d.Approval, e.Agent, e.Turn, e.Session, e.Seq, string(e.Data), ms, src)
 	case event.PermissionResolved:
 		var d event.PermissionResolvedData
@@ -67,7 +67,7 @@ func project(t *Tx, e event.Event) error {
 		if err := json.Unmarshal(e.Data, &d); err != nil {
 			return fmt.Errorf("eventlog: question.asked: %w", err)
 		}
-		_, err = t.Exec(`INSERT OR IGNORE INTO questions(id, agent, turn, session, seq, call_id, questions, state, created) VALUES (?,?,?,?,?,?,?,'pending',?)`,
+		_, err = t.Exec(`INSERT INTO questions(id, agent, turn, session, seq, call_id, questions, state, created) VALUES (?,?,?,?,?,?,?,'pending',?) ON CONFLICT DO NOTHING`,
 			d.Question, e.Agent, e.Turn, e.Session, e.Seq, d.CallID, string(d.Questions), ms)
 	case event.QuestionResolved:
 		var d event.QuestionResolvedData

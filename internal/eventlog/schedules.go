@@ -32,8 +32,8 @@ type Schedule struct {
 const scheduleCols = `id, agent, cron, tz, every_ms, message, conversation, missed, overlap, created_by, created, last_slot, last_input`
 
 // CreateSchedule stores s, for an agent that exists.
-func (l *Log) CreateSchedule(ctx context.Context, s Schedule) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) CreateSchedule(ctx context.Context, s Schedule) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var n int
 		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, s.Agent).Scan(&n)
 		if n == 0 {
@@ -47,12 +47,12 @@ func (l *Log) CreateSchedule(ctx context.Context, s Schedule) error {
 }
 
 // Schedules lists agent's schedules ("" for every agent's), oldest first.
-func (l *Log) Schedules(ctx context.Context, agent string) ([]Schedule, error) {
+func (l *Tables) Schedules(ctx context.Context, agent string) ([]Schedule, error) {
 	q, args := `SELECT `+scheduleCols+` FROM schedules ORDER BY created, id`, []any{}
 	if agent != "" {
 		q, args = `SELECT `+scheduleCols+` FROM schedules WHERE agent=? ORDER BY created, id`, []any{agent}
 	}
-	rows, err := l.db.QueryContext(ctx, q, args...)
+	rows, err := l.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +71,8 @@ func (l *Log) Schedules(ctx context.Context, agent string) ([]Schedule, error) {
 }
 
 // DeleteSchedule removes agent's schedule id; its slots' inputs stay.
-func (l *Log) DeleteSchedule(ctx context.Context, agent, id string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) DeleteSchedule(ctx context.Context, agent, id string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`DELETE FROM schedules WHERE id=? AND agent=?`, id, agent)
 		if err != nil {
 			return err
@@ -90,8 +90,8 @@ func (l *Log) DeleteSchedule(ctx context.Context, agent, id string) error {
 // (its ClientID the pair's key), in one transaction. A slot fired before
 // (or a schedule gone) commits nothing: fired is false. The schedule's
 // LastSlot moves to slot (never back).
-func (l *Log) FireSlot(ctx context.Context, id string, slot time.Time, in Input) (_ Input, fired bool, err error) {
-	_, err = l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) FireSlot(ctx context.Context, id string, slot time.Time, in Input) (_ Input, fired bool, err error) {
+	_, err = l.update(ctx, func(tx *Tx) error {
 		var last int64
 		if err := tx.QueryRow(`SELECT last_slot FROM schedules WHERE id=?`, id).Scan(&last); errors.Is(err, sql.ErrNoRows) {
 			return nil
@@ -113,7 +113,7 @@ func (l *Log) FireSlot(ctx context.Context, id string, slot time.Time, in Input)
 		if _, err := tx.Exec(`INSERT INTO schedule_slots(schedule, slot, input) VALUES (?,?,?)`, id, ms(slot), in.ID); err != nil {
 			return err
 		}
-		_, err = tx.Exec(`UPDATE schedules SET last_slot=MAX(last_slot, ?), last_input=? WHERE id=?`, ms(slot), in.ID, id)
+		_, err = tx.Exec(`UPDATE schedules SET last_slot=CASE WHEN last_slot > ? THEN last_slot ELSE ? END, last_input=? WHERE id=?`, ms(slot), ms(slot), in.ID, id)
 		fired = err == nil
 		return err
 	})
@@ -122,18 +122,18 @@ func (l *Log) FireSlot(ctx context.Context, id string, slot time.Time, in Input)
 
 // PassSlot records that schedule id passed over every slot up to slot
 // (missed, or skipped while its previous run went on): none of them fires.
-func (l *Log) PassSlot(ctx context.Context, id string, slot time.Time) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
-		_, err := tx.Exec(`UPDATE schedules SET last_slot=MAX(last_slot, ?) WHERE id=?`, ms(slot), id)
+func (l *Tables) PassSlot(ctx context.Context, id string, slot time.Time) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(`UPDATE schedules SET last_slot=CASE WHEN last_slot > ? THEN last_slot ELSE ? END WHERE id=?`, ms(slot), ms(slot), id)
 		return err
 	})
 	return err
 }
 
 // InputState is the state of agent's input id ("" when there is none).
-func (l *Log) InputState(ctx context.Context, agent string, id int64) (string, error) {
+func (l *Tables) InputState(ctx context.Context, agent string, id int64) (string, error) {
 	var st string
-	err := l.db.QueryRowContext(ctx, `SELECT state FROM inputs WHERE id=? AND agent=?`, id, agent).Scan(&st)
+	err := l.queryRow(ctx, `SELECT state FROM inputs WHERE id=? AND agent=?`, id, agent).Scan(&st)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}

@@ -32,9 +32,9 @@ func notFound(what string) error { return fmt.Errorf("%s: %w", what, ErrNotFound
 // ---- providers
 
 // CreateProvider stores p (without its key). ErrExists if the id is taken.
-func (l *Log) CreateProvider(ctx context.Context, p agent.Provider) error {
+func (l *Tables) CreateProvider(ctx context.Context, p agent.Provider) error {
 	models, _ := json.Marshal(p.Models)
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var n int
 		tx.QueryRow(`SELECT COUNT(*) FROM providers WHERE id=?`, p.ID).Scan(&n)
 		if n > 0 {
@@ -48,12 +48,12 @@ func (l *Log) CreateProvider(ctx context.Context, p agent.Provider) error {
 }
 
 // Providers lists the providers by id.
-func (l *Log) Providers(ctx context.Context) ([]agent.Provider, error) {
+func (l *Tables) Providers(ctx context.Context) ([]agent.Provider, error) {
 	return l.providers(ctx, "")
 }
 
 // Provider returns the provider id.
-func (l *Log) Provider(ctx context.Context, id string) (agent.Provider, error) {
+func (l *Tables) Provider(ctx context.Context, id string) (agent.Provider, error) {
 	ps, err := l.providers(ctx, id)
 	if err != nil {
 		return agent.Provider{}, err
@@ -64,8 +64,8 @@ func (l *Log) Provider(ctx context.Context, id string) (agent.Provider, error) {
 	return ps[0], nil
 }
 
-func (l *Log) providers(ctx context.Context, id string) ([]agent.Provider, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, name, base_url, models, demo, kind, created FROM providers WHERE id=? OR ?='' ORDER BY id`, id, id)
+func (l *Tables) providers(ctx context.Context, id string) ([]agent.Provider, error) {
+	rows, err := l.query(ctx, `SELECT id, name, base_url, models, demo, kind, created FROM providers WHERE id=? OR ?='' ORDER BY id`, id, id)
 	if err != nil {
 		return nil, err
 	}
@@ -86,10 +86,10 @@ func (l *Log) providers(ctx context.Context, id string) ([]agent.Provider, error
 }
 
 // DeleteProvider removes provider id; ErrInUse while an agent uses it.
-func (l *Log) DeleteProvider(ctx context.Context, id string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) DeleteProvider(ctx context.Context, id string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var users sql.NullString
-		tx.QueryRow(`SELECT group_concat(name) FROM agents WHERE json_extract(spec, '$.model') LIKE ? || '/%'`, id).Scan(&users)
+		tx.QueryRow(`SELECT string_agg(name, ',') FROM agents WHERE `+tx.d.jsonText("spec", "model")+` LIKE ?`, id+"/%").Scan(&users)
 		if users.Valid && users.String != "" {
 			return fmt.Errorf("provider %q is the model provider of agents %s: %w", id, users.String, ErrInUse)
 		}
@@ -130,10 +130,10 @@ func specOf(a agent.Agent) string {
 }
 
 // CreateAgent stores a; ErrExists if the name is taken.
-func (l *Log) CreateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error) {
+func (l *Tables) CreateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error) {
 	t := now()
 	a.Created, a.Updated = t, t
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var n int
 		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, a.Name).Scan(&n)
 		if n > 0 {
@@ -147,9 +147,9 @@ func (l *Log) CreateAgent(ctx context.Context, a agent.Agent) (agent.Agent, erro
 }
 
 // UpdateAgent replaces the spec of agent a.Name.
-func (l *Log) UpdateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error) {
+func (l *Tables) UpdateAgent(ctx context.Context, a agent.Agent) (agent.Agent, error) {
 	a.Updated = now()
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`UPDATE agents SET spec=?, updated=? WHERE name=?`, specOf(a), ms(a.Updated), a.Name)
 		if err != nil {
 			return err
@@ -163,8 +163,8 @@ func (l *Log) UpdateAgent(ctx context.Context, a agent.Agent) (agent.Agent, erro
 }
 
 // SetSession pins agent name to an opencode session.
-func (l *Log) SetSession(ctx context.Context, name, session string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) SetSession(ctx context.Context, name, session string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`UPDATE agents SET session=? WHERE name=?`, session, name)
 		return err
 	})
@@ -175,8 +175,8 @@ func (l *Log) SetSession(ctx context.Context, name, session string) error {
 // turns, inputs and approvals stay, under the identity
 // "NAME@deleted-UNIXMS", which no agent can take: a new agent of the same
 // name starts with no history.
-func (l *Log) DeleteAgent(ctx context.Context, name string) error {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) DeleteAgent(ctx context.Context, name string) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		res, err := tx.Exec(`DELETE FROM agents WHERE name=?`, name)
 		if err != nil {
 			return err
@@ -207,12 +207,12 @@ func (l *Log) DeleteAgent(ctx context.Context, name string) error {
 }
 
 // Agents lists the agents by name.
-func (l *Log) Agents(ctx context.Context) ([]agent.Agent, error) {
+func (l *Tables) Agents(ctx context.Context) ([]agent.Agent, error) {
 	return l.agents(ctx, "")
 }
 
 // Agent returns agent name.
-func (l *Log) Agent(ctx context.Context, name string) (agent.Agent, error) {
+func (l *Tables) Agent(ctx context.Context, name string) (agent.Agent, error) {
 	as, err := l.agents(ctx, name)
 	if err != nil {
 		return agent.Agent{}, err
@@ -223,14 +223,14 @@ func (l *Log) Agent(ctx context.Context, name string) (agent.Agent, error) {
 	return as[0], nil
 }
 
-func (l *Log) agents(ctx context.Context, name string) ([]agent.Agent, error) {
+func (l *Tables) agents(ctx context.Context, name string) ([]agent.Agent, error) {
 	q := `SELECT name, spec, session, builtin, created, updated FROM agents`
 	var args []any
 	if name != "" {
 		q += ` WHERE name=?`
 		args = append(args, name)
 	}
-	rows, err := l.db.QueryContext(ctx, q+` ORDER BY name`, args...)
+	rows, err := l.query(ctx, q+` ORDER BY name`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -282,9 +282,9 @@ type Input struct {
 // AddInput stores in in its agent's inbox and appends input.accepted. With
 // a ClientID already used by the agent, it stores nothing and returns the
 // first input (created false), or ErrConflict if text or mode differ.
-func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
+func (l *Tables) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 	created := false
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var err error
 		in, created, err = addInput(tx, in)
 		return err
@@ -299,8 +299,8 @@ func (l *Log) AddInput(ctx context.Context, in Input) (Input, bool, error) {
 // says whether the turn was started; if not, the input stays queued. A
 // start that fails is undone alone and reported as startErr: the input is
 // still stored, queued.
-func (l *Log) AddAndStart(ctx context.Context, in Input, start func(Input) event.Event) (_ Input, created, started bool, startErr, err error) {
-	_, err = l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) AddAndStart(ctx context.Context, in Input, start func(Input) event.Event) (_ Input, created, started bool, startErr, err error) {
+	_, err = l.update(ctx, func(tx *Tx) error {
 		var err error
 		if in, created, err = addInput(tx, in); err != nil || !created {
 			return err
@@ -352,12 +352,11 @@ func addInput(tx *Tx, in Input) (Input, bool, error) {
 		return in, false, notFound("agent " + in.Agent)
 	}
 	in.Created, in.State = now(), "queued"
-	res, err := tx.Exec(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
-		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.Schedule, in.Task, in.From, in.State, ms(in.Created))
+	err = tx.QueryRow(`INSERT INTO inputs(agent, client_id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
+		in.Agent, in.ClientID, in.Text, in.Mode, in.Model, in.TraceID, in.Conversation, in.Schedule, in.Task, in.From, in.State, ms(in.Created)).Scan(&in.ID)
 	if err != nil {
 		return in, false, err
 	}
-	in.ID, _ = res.LastInsertId()
 	e := event.New("", event.InputAccepted, in.Created,
 		event.InputData{Input: in.ID, ClientID: in.ClientID, Mode: in.Mode, Text: in.Text, Model: in.Model, TraceID: in.TraceID, Conversation: in.Conversation, Schedule: in.Schedule, Task: in.Task, From: in.From})
 	e.Agent, e.TraceID = in.Agent, in.TraceID
@@ -367,13 +366,13 @@ func addInput(tx *Tx, in Input) (Input, bool, error) {
 }
 
 // Inputs lists agent's inputs in the given state, oldest first.
-func (l *Log) Inputs(ctx context.Context, agentName, state string) ([]Input, error) {
+func (l *Tables) Inputs(ctx context.Context, agentName, state string) ([]Input, error) {
 	return l.inputs(ctx, false, `WHERE agent=? AND state=? ORDER BY id`, agentName, state)
 }
 
 // InputOfTrace returns agent's latest input of trace id trace, with the
 // seq of its input.accepted event.
-func (l *Log) InputOfTrace(ctx context.Context, agentName, trace string) (Input, error) {
+func (l *Tables) InputOfTrace(ctx context.Context, agentName, trace string) (Input, error) {
 	ins, err := l.inputs(ctx, true, `WHERE agent=? AND trace_id=? AND trace_id != '' ORDER BY id DESC LIMIT 1`, agentName, trace)
 	if err != nil {
 		return Input{}, err
@@ -387,12 +386,12 @@ func (l *Log) InputOfTrace(ctx context.Context, agentName, trace string) (Input,
 // inputs reads the inputs where selects. withSeq also finds each one's
 // input.accepted event, a search of the agent's events: only for a lookup
 // of one input, never on the runner's path.
-func (l *Log) inputs(ctx context.Context, withSeq bool, where string, args ...any) ([]Input, error) {
+func (l *Tables) inputs(ctx context.Context, withSeq bool, where string, args ...any) ([]Input, error) {
 	seq := "NULL"
 	if withSeq {
-		seq = `(SELECT seq FROM events WHERE agent=inputs.agent AND kind='input.accepted' AND json_extract(body, '$.data.input')=inputs.id)`
+		seq = `(SELECT seq FROM events WHERE agent=inputs.agent AND kind='input.accepted' AND ` + l.dialect.eventInput("body") + `=inputs.id)`
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, turn, created, `+seq+` FROM inputs `+where, args...)
+	rows, err := l.query(ctx, `SELECT id, agent, client_id, text, mode, model, trace_id, conversation, schedule, task, from_agent, state, turn, created, `+seq+` FROM inputs `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -419,12 +418,12 @@ type Conversation = api.Conversation
 // Conversations lists agent name's conversations, the latest turn first:
 // the opencode sessions its turns ran in, with the first message of each
 // as its title. The agent's current one (its pinned session) is marked.
-func (l *Log) Conversations(ctx context.Context, name string) ([]Conversation, error) {
+func (l *Tables) Conversations(ctx context.Context, name string) ([]Conversation, error) {
 	a, err := l.Agent(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT t.session, MIN(t.started), MAX(t.started), COUNT(*),
+	rows, err := l.query(ctx, `SELECT t.session, MIN(t.started), MAX(t.started), COUNT(*),
 		COALESCE((SELECT i.text FROM turns f JOIN inputs i ON i.id = f.input WHERE f.agent = t.agent AND f.session = t.session ORDER BY f.started LIMIT 1), '')
 		FROM turns t WHERE t.agent=? AND t.session != '' GROUP BY t.session ORDER BY MAX(t.started) DESC`, name)
 	if err != nil {
@@ -458,8 +457,8 @@ type Turn struct {
 }
 
 // RunningTurns lists the turns not ended, as a crash leaves them.
-func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, input, session, state, COALESCE((SELECT trace_id FROM inputs WHERE inputs.id=turns.input), ''), started FROM turns WHERE state='running' ORDER BY started`)
+func (l *Tables) RunningTurns(ctx context.Context) ([]Turn, error) {
+	rows, err := l.query(ctx, `SELECT id, agent, input, session, state, COALESCE((SELECT trace_id FROM inputs WHERE inputs.id=turns.input), ''), started FROM turns WHERE state='running' ORDER BY started`)
 	if err != nil {
 		return nil, err
 	}
@@ -478,8 +477,8 @@ func (l *Log) RunningTurns(ctx context.Context) ([]Turn, error) {
 }
 
 // TurnEvents returns the events of agent's turn, oldest first.
-func (l *Log) TurnEvents(ctx context.Context, agent, turn string) ([]event.Event, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT body FROM events WHERE agent=? AND turn=? ORDER BY seq`, agent, turn)
+func (l *Tables) TurnEvents(ctx context.Context, agent, turn string) ([]event.Event, error) {
+	rows, err := l.query(ctx, `SELECT body FROM events WHERE agent=? AND turn=? ORDER BY seq`, agent, turn)
 	if err != nil {
 		return nil, err
 	}
@@ -505,12 +504,12 @@ func (l *Log) TurnEvents(ctx context.Context, agent, turn string) ([]event.Event
 type Approval = api.Approval
 
 // Approvals lists approvals in state ("" for all), oldest first.
-func (l *Log) Approvals(ctx context.Context, state string) ([]Approval, error) {
+func (l *Tables) Approvals(ctx context.Context, state string) ([]Approval, error) {
 	return l.approvals(ctx, `state=? OR ?=''`, state, state)
 }
 
 // Approval returns approval id.
-func (l *Log) Approval(ctx context.Context, id string) (Approval, error) {
+func (l *Tables) Approval(ctx context.Context, id string) (Approval, error) {
 	as, err := l.approvals(ctx, `id=?`, id)
 	if err != nil {
 		return Approval{}, err
@@ -521,8 +520,8 @@ func (l *Log) Approval(ctx context.Context, id string) (Approval, error) {
 	return as[0], nil
 }
 
-func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Approval, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, source, agent, turn, session, seq, ask, state, message, by, created, resolved FROM approvals WHERE `+where+` ORDER BY created, seq`, args...)
+func (l *Tables) approvals(ctx context.Context, where string, args ...any) ([]Approval, error) {
+	rows, err := l.query(ctx, `SELECT id, source, agent, turn, session, seq, ask, state, message, by, created, resolved FROM approvals WHERE `+where+` ORDER BY created, seq`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -551,12 +550,12 @@ func (l *Log) approvals(ctx context.Context, where string, args ...any) ([]Appro
 type Question = api.Question
 
 // Questions lists question requests in state ("" for all), oldest first.
-func (l *Log) Questions(ctx context.Context, state string) ([]Question, error) {
+func (l *Tables) Questions(ctx context.Context, state string) ([]Question, error) {
 	return l.questions(ctx, `state=? OR ?=''`, state, state)
 }
 
 // Question returns question request id.
-func (l *Log) Question(ctx context.Context, id string) (Question, error) {
+func (l *Tables) Question(ctx context.Context, id string) (Question, error) {
 	qs, err := l.questions(ctx, `id=?`, id)
 	if err != nil {
 		return Question{}, err
@@ -567,8 +566,8 @@ func (l *Log) Question(ctx context.Context, id string) (Question, error) {
 	return qs[0], nil
 }
 
-func (l *Log) questions(ctx context.Context, where string, args ...any) ([]Question, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT id, agent, turn, session, seq, call_id, questions, state, answers, message, by, created, resolved FROM questions WHERE `+where+` ORDER BY created, seq`, args...)
+func (l *Tables) questions(ctx context.Context, where string, args ...any) ([]Question, error) {
+	rows, err := l.query(ctx, `SELECT id, agent, turn, session, seq, call_id, questions, state, answers, message, by, created, resolved FROM questions WHERE `+where+` ORDER BY created, seq`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -607,24 +606,20 @@ func (l *Log) questions(ctx context.Context, where string, args ...any) ([]Quest
 type AuditEntry = api.AuditEntry
 
 // Audit records e; its id is returned.
-func (l *Log) Audit(ctx context.Context, e AuditEntry) error {
+func (l *Tables) Audit(ctx context.Context, e AuditEntry) error {
 	_, err := l.AuditID(ctx, e)
 	return err
 }
 
 // AuditID records e and returns its id.
-func (l *Log) AuditID(ctx context.Context, e AuditEntry) (int64, error) {
+func (l *Tables) AuditID(ctx context.Context, e AuditEntry) (int64, error) {
 	if e.Time.IsZero() {
 		e.Time = now()
 	}
 	var id int64
-	_, err := l.Update(ctx, func(tx *Tx) error {
-		res, err := tx.Exec(`INSERT INTO audit(time, actor, session, action, tier, target, phase, outcome, digest, approval, approver, snapshot, detail, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			ms(e.Time), e.Actor, e.Session, e.Action, e.Tier, e.Target, e.Phase, e.Outcome, e.Digest, e.Approval, e.Approver, e.Snapshot, e.Detail, e.DurationMS)
-		if err == nil {
-			id, err = res.LastInsertId()
-		}
-		return err
+	_, err := l.update(ctx, func(tx *Tx) error {
+		return tx.QueryRow(`INSERT INTO audit(time, actor, session, action, tier, target, phase, outcome, digest, approval, approver, snapshot, detail, duration_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id`,
+			ms(e.Time), e.Actor, e.Session, e.Action, e.Tier, e.Target, e.Phase, e.Outcome, e.Digest, e.Approval, e.Approver, e.Snapshot, e.Detail, e.DurationMS).Scan(&id)
 	})
 	return id, err
 }
@@ -642,12 +637,12 @@ type AuditQuery struct {
 }
 
 // AuditEntries lists audit entries after id, oldest first.
-func (l *Log) AuditEntries(ctx context.Context, after int64, limit int) ([]AuditEntry, error) {
+func (l *Tables) AuditEntries(ctx context.Context, after int64, limit int) ([]AuditEntry, error) {
 	return l.AuditSearch(ctx, AuditQuery{After: after, Limit: limit})
 }
 
 // AuditSearch lists the entries q selects, oldest first.
-func (l *Log) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
+func (l *Tables) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, error) {
 	if q.Limit <= 0 {
 		q.Limit = 1000
 	}
@@ -671,7 +666,7 @@ func (l *Log) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, erro
 	if q.Newest {
 		order = "id DESC"
 	}
-	rows, err := l.db.QueryContext(ctx, `SELECT id, time, actor, session, action, tier, target, phase, outcome, digest, approval, approver, snapshot, detail, duration_ms FROM audit WHERE `+
+	rows, err := l.query(ctx, `SELECT id, time, actor, session, action, tier, target, phase, outcome, digest, approval, approver, snapshot, detail, duration_ms FROM audit WHERE `+
 		strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, append(args, q.Limit)...)
 	if err != nil {
 		return nil, err
@@ -701,7 +696,7 @@ func (l *Log) AuditSearch(ctx context.Context, q AuditQuery) ([]AuditEntry, erro
 // is told with a Reset. It returns how many events it removed.
 func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, error) {
 	var n, floor int64
-	_, err := l.Update(ctx, func(tx *Tx) error {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var upto sql.NullInt64
 		if err := tx.QueryRow(`SELECT MAX(seq) FROM events WHERE time < ?`, before.UnixNano()).Scan(&upto); err != nil {
 			return err
@@ -736,8 +731,8 @@ type TurnCount struct {
 
 // TurnCounts counts the turns in the log by agent and state (running,
 // final, error).
-func (l *Log) TurnCounts(ctx context.Context) ([]TurnCount, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT agent, state, count(*) FROM turns GROUP BY agent, state ORDER BY agent, state`)
+func (l *Tables) TurnCounts(ctx context.Context) ([]TurnCount, error) {
+	rows, err := l.query(ctx, `SELECT agent, state, count(*) FROM turns GROUP BY agent, state ORDER BY agent, state`)
 	if err != nil {
 		return nil, err
 	}
@@ -758,10 +753,10 @@ type LastError = api.LastError
 
 // LastError returns the error of agent's latest turn that ended in one
 // (ok false when none did, of the turns the log keeps).
-func (l *Log) LastError(ctx context.Context, agentName string) (LastError, bool, error) {
+func (l *Tables) LastError(ctx context.Context, agentName string) (LastError, bool, error) {
 	var out LastError
 	var body []byte
-	err := l.db.QueryRowContext(ctx, `SELECT e.turn, e.body FROM events e
+	err := l.queryRow(ctx, `SELECT e.turn, e.body FROM events e
 		WHERE e.seq=(SELECT error_seq FROM turns WHERE agent=? AND state='error' AND error_seq > 0 ORDER BY started DESC LIMIT 1)`,
 		agentName).Scan(&out.Turn, &body)
 	if errors.Is(err, sql.ErrNoRows) {

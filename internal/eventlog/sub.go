@@ -370,9 +370,9 @@ func (l *Log) scan(ctx context.Context, q Query, fn func(Record) error) (floor, 
 // RecentTurnsStart returns the seq of the turn.started event of agent's
 // n-th latest turn (0 when it has had fewer than n turns): where a reader
 // that wants only its recent turns begins.
-func (l *Log) RecentTurnsStart(ctx context.Context, agent string, n int) (int64, error) {
+func (l *Tables) RecentTurnsStart(ctx context.Context, agent string, n int) (int64, error) {
 	var seq int64
-	err := l.db.QueryRowContext(ctx, `SELECT seq FROM events WHERE agent=? AND kind=? ORDER BY seq DESC LIMIT 1 OFFSET ?`,
+	err := l.queryRow(ctx, `SELECT seq FROM events WHERE agent=? AND kind=? ORDER BY seq DESC LIMIT 1 OFFSET ?`,
 		agent, string(event.TurnStarted), n-1).Scan(&seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
@@ -397,8 +397,8 @@ type TurnEvent struct {
 // Whenever quiet passes with nothing new, idle is called with the turn; an
 // error from idle ends the follow with it. An input that ended without
 // ever running ends it with ErrNeverRan.
-func (l *Log) FollowTurn(ctx context.Context, in Input, quiet time.Duration, idle func(turn string) error, each func(turn string, evs []TurnEvent) (done bool)) error {
-	sub, err := l.Subscribe(in.Agent, max(in.Seq-1, 0), false)
+func (l *Tables) FollowTurn(ctx context.Context, in Input, quiet time.Duration, idle func(turn string) error, each func(turn string, evs []TurnEvent) (done bool)) error {
+	sub, err := l.subscribe(in.Agent, max(in.Seq-1, 0), false)
 	if err != nil {
 		return err
 	}

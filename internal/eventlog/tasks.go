@@ -44,8 +44,8 @@ const taskCols = `t.id, t.from_agent, t.to_agent, t.text, t.conversation, t.inpu
 
 // StartTask stores t, open, with its input for the receiver (in, its
 // Task and From set to t's) in one transaction.
-func (l *Log) StartTask(ctx context.Context, t Task, in Input) (Task, Input, error) {
-	_, err := l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) StartTask(ctx context.Context, t Task, in Input) (Task, Input, error) {
+	_, err := l.update(ctx, func(tx *Tx) error {
 		var n int
 		tx.QueryRow(`SELECT COUNT(*) FROM agents WHERE name=?`, t.From).Scan(&n)
 		if n == 0 {
@@ -66,7 +66,7 @@ func (l *Log) StartTask(ctx context.Context, t Task, in Input) (Task, Input, err
 
 // Tasks lists the tasks agent handed or was handed ("" for every
 // agent's), newest first, at most limit.
-func (l *Log) Tasks(ctx context.Context, agent string, limit int) ([]Task, error) {
+func (l *Tables) Tasks(ctx context.Context, agent string, limit int) ([]Task, error) {
 	if agent == "" {
 		return l.tasks(ctx, `ORDER BY t.created DESC, t.id LIMIT ?`, limit)
 	}
@@ -74,12 +74,12 @@ func (l *Log) Tasks(ctx context.Context, agent string, limit int) ([]Task, error
 }
 
 // OpenTasks lists the tasks not ended yet, oldest first.
-func (l *Log) OpenTasks(ctx context.Context) ([]Task, error) {
+func (l *Tables) OpenTasks(ctx context.Context) ([]Task, error) {
 	return l.tasks(ctx, `WHERE t.state='open' ORDER BY t.created, t.id`)
 }
 
 // Task returns task id.
-func (l *Log) Task(ctx context.Context, id string) (Task, error) {
+func (l *Tables) Task(ctx context.Context, id string) (Task, error) {
 	ts, err := l.tasks(ctx, `WHERE t.id=?`, id)
 	if err != nil {
 		return Task{}, err
@@ -90,8 +90,8 @@ func (l *Log) Task(ctx context.Context, id string) (Task, error) {
 	return ts[0], nil
 }
 
-func (l *Log) tasks(ctx context.Context, where string, args ...any) ([]Task, error) {
-	rows, err := l.db.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks t LEFT JOIN inputs i ON i.id=t.input `+where, args...)
+func (l *Tables) tasks(ctx context.Context, where string, args ...any) ([]Task, error) {
+	rows, err := l.query(ctx, `SELECT `+taskCols+` FROM tasks t LEFT JOIN inputs i ON i.id=t.input `+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +117,8 @@ func (l *Log) tasks(ctx context.Context, where string, args ...any) ([]Task, err
 // nil, commits res (the result, for the caller: its Agent, Task and From
 // set from the task) in the same transaction; the caller gone, no input
 // is made. A task ended before is left as it is: ended is false.
-func (l *Log) EndTask(ctx context.Context, id, state, result string, res *Input) (_ Task, ended bool, err error) {
-	_, err = l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) EndTask(ctx context.Context, id, state, result string, res *Input) (_ Task, ended bool, err error) {
+	_, err = l.update(ctx, func(tx *Tx) error {
 		var from, to, st string
 		if err := tx.QueryRow(`SELECT from_agent, to_agent, state FROM tasks WHERE id=?`, id).Scan(&from, &to, &st); errors.Is(err, sql.ErrNoRows) {
 			return notFound("task " + id)
@@ -151,8 +151,8 @@ func (l *Log) EndTask(ctx context.Context, id, state, result string, res *Input)
 
 // CancelInput takes agent's input id out of its inbox, if it is still
 // queued there (an input.cancelled event): cancelled says whether it was.
-func (l *Log) CancelInput(ctx context.Context, agent string, id int64) (cancelled bool, err error) {
-	_, err = l.Update(ctx, func(tx *Tx) error {
+func (l *Tables) CancelInput(ctx context.Context, agent string, id int64) (cancelled bool, err error) {
+	_, err = l.update(ctx, func(tx *Tx) error {
 		var st, task, from string
 		err := tx.QueryRow(`SELECT state, task, from_agent FROM inputs WHERE id=? AND agent=?`, id, agent).Scan(&st, &task, &from)
 		if errors.Is(err, sql.ErrNoRows) || st != "queued" {
