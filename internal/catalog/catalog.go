@@ -25,7 +25,7 @@ import (
 // concurrent use.
 type Catalog struct {
 	Home string // agents live in Home/agents/NAME
-	Log  *eventlog.Log
+	Log  eventlog.Store
 	Keys agent.Keys
 	// Forget stops an agent's runner and instance (runner.Manager.Forget):
 	// the agent is being deleted.

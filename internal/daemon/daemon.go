@@ -135,7 +135,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	log, err := eventlog.Open(h.DB())
+	var log eventlog.Store
+	log, err = eventlog.Open(h.DB())
 	if err != nil {
 		return err
 	}
@@ -495,7 +496,7 @@ func loopbackURL(addr net.Addr) string {
 }
 
 // prune applies retention hourly.
-func prune(ctx context.Context, log *eventlog.Log, keep, keepRaw time.Duration, logger *slog.Logger) {
+func prune(ctx context.Context, log eventlog.Store, keep, keepRaw time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

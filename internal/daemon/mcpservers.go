@@ -38,7 +38,7 @@ import (
 // instance event in its agent's log.
 type mcpServers struct {
 	home     home.Home
-	log      *eventlog.Log
+	log      eventlog.Store
 	keys     agent.Keys
 	sandbox  *sandbox.Sandbox
 	uids     hostid.Range

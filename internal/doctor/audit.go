@@ -42,7 +42,7 @@ func AppendAudit(h home.Home, e eventlog.AuditEntry) error {
 // ImportAudit copies the recovery audit's entries the daemon has not seen
 // yet into its audit (GET /v1/audit), and remembers how far it got. It
 // returns how many it imported.
-func ImportAudit(ctx context.Context, h home.Home, log *eventlog.Log) (int, error) {
+func ImportAudit(ctx context.Context, h home.Home, log eventlog.AuditTrail) (int, error) {
 	mark := h.RecoveryAudit() + ".imported"
 	var done int64
 	if b, err := os.ReadFile(mark); err == nil {

@@ -47,8 +47,8 @@ type UsageRow = api.UsageRow
 func (l *Tables) AddUsage(ctx context.Context, agent, model string, at time.Time, in, out int64, cost float64) error {
 	_, err := l.update(ctx, func(tx *Tx) error {
 		_, err := tx.Exec(`INSERT INTO usage(agent, model, day, requests, input_tokens, output_tokens, cost) VALUES (?,?,?,1,?,?,?)
-			ON CONFLICT(agent, model, day) DO UPDATE SET requests=requests+1, input_tokens=input_tokens+excluded.input_tokens,
-			output_tokens=output_tokens+excluded.output_tokens, cost=cost+excluded.cost`,
+			ON CONFLICT(agent, model, day) DO UPDATE SET requests=usage.requests+1, input_tokens=usage.input_tokens+excluded.input_tokens,
+			output_tokens=usage.output_tokens+excluded.output_tokens, cost=usage.cost+excluded.cost`,
 			agent, model, at.UTC().Format(time.DateOnly), in, out, cost)
 		return err
 	})

@@ -425,7 +425,7 @@ func (l *Tables) Conversations(ctx context.Context, name string) ([]Conversation
 	}
 	rows, err := l.query(ctx, `SELECT t.session, MIN(t.started), MAX(t.started), COUNT(*),
 		COALESCE((SELECT i.text FROM turns f JOIN inputs i ON i.id = f.input WHERE f.agent = t.agent AND f.session = t.session ORDER BY f.started LIMIT 1), '')
-		FROM turns t WHERE t.agent=? AND t.session != '' GROUP BY t.session ORDER BY MAX(t.started) DESC`, name)
+		FROM turns t WHERE t.agent=? AND t.session != '' GROUP BY t.agent, t.session ORDER BY MAX(t.started) DESC`, name)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/eventlog"
 )
 
 // Lease is a daemon's ownership of an agent: only the owner runs the
@@ -91,12 +93,29 @@ func (l *Log) AppendFenced(ctx context.Context, le Lease, evs ...event.Event) ([
 			return nil, fmt.Errorf("pgstore: an event of %s under the lease of %s", e.Agent, le.Agent)
 		}
 	}
-	return l.append(ctx, evs, func(ctx context.Context, tx pgx.Tx) error {
-		var current bool
-		err := tx.QueryRow(ctx, `SELECT token = $2 AND expires >= now() FROM leases WHERE agent = $1 FOR SHARE`, le.Agent, le.Token).Scan(&current)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && !current) {
-			return fmt.Errorf("agent %s, token %d: %w", le.Agent, le.Token, ErrFenced)
-		}
-		return err
-	})
+	return l.appendChecked(ctx, evs, func(tx *eventlog.Tx) error { return checkLease(tx, le) })
 }
+
+// checkLease holds le's row for the rest of tx (FOR SHARE: a takeover's
+// UPDATE waits for tx to end, and tx sees a takeover that committed
+// before it) and fails with ErrFenced unless le is still its agent's
+// unexpired lease.
+func checkLease(tx *eventlog.Tx, le Lease) error {
+	var current bool
+	err := tx.QueryRow(`SELECT token = ? AND expires >= now() FROM leases WHERE agent = ? FOR SHARE`, le.Token, le.Agent).Scan(&current)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !current) {
+		return fmt.Errorf("agent %s, token %d: %w", le.Agent, le.Token, ErrFenced)
+	}
+	return err
+}
+
+// Fence makes every later write of this log carry le: each transaction
+// commits only while le is still its agent's unexpired lease, and
+// otherwise writes nothing and fails with ErrFenced. A daemon that holds
+// the whole database (the lease of Everything) fences its log so: paused
+// or cut off past its lease, it can never write again.
+func (l *Log) Fence(le Lease) { l.fence.Store(&le) }
+
+// Everything is the lease on the whole database: the one daemon that may
+// run agents on it, until agents are leased one by one.
+const Everything = "*"

@@ -11,8 +11,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
@@ -38,7 +36,10 @@ const channel = "taosagent_events"
 
 // Log is the event log in one PostgreSQL database.
 type Log struct {
+	eventlog.Tables // the store's tables, in the SQL both backends run
+
 	pool   *pgxpool.Pool
+	db     *sql.DB // the same pool, through database/sql, for the Tables
 	waker  waker
 	closed chan struct{}
 	// head and floor are the newest seq and the retention floor this log
@@ -46,6 +47,18 @@ type Log struct {
 	// commits other daemons notify, and by what its subscriptions read.
 	head, floor atomic.Int64
 	closing     sync.Once
+
+	async       chan asyncAppend // AppendAsync's queue
+	asyncDone   chan struct{}
+	asyncMu     sync.RWMutex // guards asyncClosed against sends on async
+	asyncClosed bool
+
+	rawMu sync.Mutex
+	raws  []eventlog.Raw // for the next commit
+
+	subs subCount
+
+	fence atomic.Pointer[Lease] // set by Fence: every write checks it
 }
 
 // ConnectTimeout bounds how long Open waits for the database.
@@ -73,12 +86,14 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 		return nil, fmt.Errorf("pgstore: cannot reach the database at %s: %w", where(cfg), err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
 	if err := migrate(cctx, db); err != nil {
+		db.Close()
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: the schema of %s: %w", where(cfg), err)
 	}
-	l := &Log{pool: pool, closed: make(chan struct{})}
+	l := &Log{pool: pool, db: db, closed: make(chan struct{}), async: make(chan asyncAppend, 1024), asyncDone: make(chan struct{})}
+	l.Tables = eventlog.NewTables(db, eventlog.Postgres, l.Update, l.Subscribe)
+	go l.appender()
 	var head, floor int64
 	if err := pool.QueryRow(cctx, `SELECT (SELECT seq FROM head WHERE id = 1), (SELECT floor FROM retention WHERE id = 1)`).Scan(&head, &floor); err != nil {
 		pool.Close()
@@ -99,6 +114,8 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 	}
 	return l, nil
 }
+
+var _ eventlog.Store = (*Log)(nil)
 
 // where names the database of cfg, without its password.
 func where(cfg *pgxpool.Config) string {
@@ -123,9 +140,15 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // does nothing.
 func (l *Log) Close() error {
 	l.closing.Do(func() {
+		l.asyncMu.Lock()
+		l.asyncClosed = true
+		close(l.async)
+		l.asyncMu.Unlock()
+		<-l.asyncDone
 		close(l.closed)
 		l.waker.stop()
 		<-l.waker.done
+		l.db.Close()
 		l.pool.Close()
 	})
 	return nil
@@ -142,55 +165,143 @@ func (l *Log) saw(seq int64) {
 }
 
 // Append stores evs, in order, in one transaction, each given the next
-// seq, and returns them with their seqs once committed (durable before
-// visible: no reader sees an event before its commit).
+// seq and applied to the projections, and returns them with their seqs
+// once committed (durable before visible: no reader sees an event before
+// its commit).
 func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, error) {
-	return l.append(ctx, evs, nil)
-}
-
-// append is Append, with check run first in the transaction (a fence).
-func (l *Log) append(ctx context.Context, evs []event.Event, check func(context.Context, pgx.Tx) error) ([]event.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	out := make([]event.Event, len(evs))
-	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+	return l.appendChecked(ctx, evs, nil)
+}
+
+// appendChecked is Append, with check run first in the transaction (a
+// fence).
+func (l *Log) appendChecked(ctx context.Context, evs []event.Event, check func(*eventlog.Tx) error) ([]event.Event, error) {
+	return l.Update(ctx, func(tx *eventlog.Tx) error {
 		if check != nil {
-			if err := check(ctx, tx); err != nil {
+			if err := check(tx); err != nil {
 				return err
 			}
 		}
-		// The head's row stays locked until this transaction ends: the
-		// next writer takes its seqs after this one committed.
-		var last int64
-		if err := tx.QueryRow(ctx, `UPDATE head SET seq = seq + $1 WHERE id = 1 RETURNING seq`, len(evs)).Scan(&last); err != nil {
-			return err
-		}
-		batch := &pgx.Batch{}
-		for i, e := range evs {
-			e.Seq = last - int64(len(evs)-1-i)
-			body, err := json.Marshal(e)
-			if err != nil {
-				return err
+		for _, e := range evs {
+			if _, err := tx.Append(e); err != nil {
+				return fmt.Errorf("pgstore: append: %w", err)
 			}
-			batch.Queue(`INSERT INTO events(seq, agent, turn, kind, time, body) VALUES ($1,$2,$3,$4,$5,$6)`,
-				e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body)
-			out[i] = e
 		}
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, strconv.FormatInt(last, 10))
-		return err
+		return nil
 	})
-	if errors.Is(err, ErrFenced) {
+}
+
+// AppendAsync queues evs and returns without waiting for the commit; then,
+// if not nil, runs after it with the events and their seqs. Events of
+// successive calls are stored in call order.
+func (l *Log) AppendAsync(evs []event.Event, then func([]event.Event, error)) {
+	l.asyncMu.RLock()
+	defer l.asyncMu.RUnlock()
+	if l.asyncClosed {
+		if then != nil {
+			then(nil, eventlog.ErrClosed)
+		}
+		return
+	}
+	l.async <- asyncAppend{evs: evs, then: then}
+}
+
+type asyncAppend struct {
+	evs  []event.Event
+	then func([]event.Event, error)
+}
+
+// appender commits AppendAsync's requests one after another, in order.
+func (l *Log) appender() {
+	defer close(l.asyncDone)
+	for r := range l.async {
+		out, err := l.Append(context.Background(), r.evs...)
+		if r.then != nil {
+			r.then(out, err)
+		}
+	}
+}
+
+// AddRaw keeps opencode's raw events for the next commit (best effort: a
+// failed commit drops them).
+func (l *Log) AddRaw(raws ...eventlog.Raw) {
+	l.rawMu.Lock()
+	l.raws = append(l.raws, raws...)
+	l.rawMu.Unlock()
+}
+
+// Update runs fn in one transaction; the events it appends (each given
+// the next seq: the head's row stays locked until the commit, so the next
+// writer takes its seqs after this one committed) are committed with it,
+// their readers woken, and returned. If fn fails, nothing it did is kept
+// and its error is returned. Once begun, the transaction commits or fails
+// whatever ctx says, so that the caller's view of what is stored is exact.
+func (l *Log) Update(ctx context.Context, fn func(*eventlog.Tx) error) ([]event.Event, error) {
+	ctx = context.WithoutCancel(ctx)
+	stx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: begin: %w", err)
+	}
+	defer stx.Rollback()
+	tx := eventlog.NewTx(ctx, stx, eventlog.Postgres, writer{stx})
+	if le := l.fence.Load(); le != nil {
+		if err := checkLease(tx, *le); err != nil {
+			return nil, err
+		}
+	}
+	if err := fn(tx); err != nil {
 		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: append: %w", err)
+	out, _ := tx.Appended()
+	l.rawMu.Lock()
+	raws := l.raws
+	l.raws = nil
+	l.rawMu.Unlock()
+	for _, r := range raws {
+		if _, err := stx.ExecContext(ctx, `INSERT INTO raw_events(agent, time, type, body) VALUES ($1,$2,$3,$4)`, r.Agent, r.Time.UnixNano(), r.Type, r.Body); err != nil {
+			break
+		}
 	}
-	l.saw(out[len(out)-1].Seq)
+	if len(out) > 0 {
+		if _, err := stx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, strconv.FormatInt(out[len(out)-1].Seq, 10)); err != nil {
+			return nil, fmt.Errorf("pgstore: notify: %w", err)
+		}
+	}
+	if err := stx.Commit(); err != nil {
+		return nil, fmt.Errorf("pgstore: commit: %w", err)
+	}
+	if len(out) > 0 {
+		l.saw(out[len(out)-1].Seq)
+	}
 	return out, nil
+}
+
+// writer gives a transaction's events their seqs and rows.
+type writer struct{ tx *sql.Tx }
+
+func (w writer) NextSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	err := w.tx.QueryRowContext(ctx, `UPDATE head SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq)
+	return seq, err
+}
+
+func (w writer) InsertEvent(ctx context.Context, e event.Event, body []byte) error {
+	_, err := w.tx.ExecContext(ctx, `INSERT INTO events(seq, agent, turn, kind, time, body) VALUES ($1,$2,$3,$4,$5,$6)`,
+		e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body)
+	return err
+}
+
+func (writer) Kept(event.Event) {}
+
+// QuickCheck reports what is damaged in the store: on PostgreSQL, only
+// whether it answers (the server checks its own pages).
+func (l *Log) QuickCheck(ctx context.Context) ([]string, error) {
+	if err := l.pool.Ping(ctx); err != nil {
+		return []string{"the database does not answer: " + err.Error()}, nil
+	}
+	return nil, nil
 }
 
 // Head is the seq of the newest event this log knows to be committed
@@ -202,24 +313,28 @@ func (l *Log) Floor() int64 { return l.floor.Load() }
 
 // Prune removes the events older than before (the oldest seqs, up to the
 // newest of them) and moves the floor there; a subscription with an older
-// explicit cursor gets a Reset. (Raw events are not kept here yet: rawBefore
-// is for the contract.)
+// explicit cursor gets a Reset; opencode's raw events older than
+// rawBefore go too.
 func (l *Log) Prune(ctx context.Context, before, rawBefore time.Time) (int64, error) {
 	var n, floor int64
-	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		var upto *int64
-		if err := tx.QueryRow(ctx, `SELECT MAX(seq) FROM events WHERE time < $1`, before.UnixNano()).Scan(&upto); err != nil || upto == nil {
+	_, err := l.Update(ctx, func(tx *eventlog.Tx) error {
+		if _, err := tx.Exec(`DELETE FROM raw_events WHERE time < ?`, rawBefore.UnixNano()); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `SELECT floor FROM retention WHERE id = 1 FOR UPDATE`).Scan(&floor); err != nil || *upto <= floor {
+		var upto sql.NullInt64
+		if err := tx.QueryRow(`SELECT MAX(seq) FROM events WHERE time < ?`, before.UnixNano()).Scan(&upto); err != nil || !upto.Valid {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM events WHERE seq <= $1`, *upto)
+		if err := tx.QueryRow(`SELECT floor FROM retention WHERE id = 1 FOR UPDATE`).Scan(&floor); err != nil || upto.Int64 <= floor {
+			return err
+		}
+		res, err := tx.Exec(`DELETE FROM events WHERE seq <= ?`, upto.Int64)
 		if err != nil {
 			return err
 		}
-		n, floor = tag.RowsAffected(), *upto
-		_, err = tx.Exec(ctx, `UPDATE retention SET floor = $1 WHERE id = 1`, floor)
+		n, _ = res.RowsAffected()
+		floor = upto.Int64
+		_, err = tx.Exec(`UPDATE retention SET floor = ? WHERE id = 1`, floor)
 		return err
 	})
 	if err != nil {

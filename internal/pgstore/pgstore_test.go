@@ -2,12 +2,18 @@ package pgstore_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
 
 	"github.com/taosagent/taosagent/internal/event"
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -43,14 +49,16 @@ func TestTheEventLogOnPostgreSQL(t *testing.T) {
 	t.Run("WhatWasCommittedOutlivesACrashOfTheDatabase", func(t *testing.T) { committedOutlivesACrash(t, pg) })
 	t.Run("AWrongDatabaseIsAClearError", func(t *testing.T) { wrongDatabase(t, pg) })
 	t.Run("AnAgentIsLeasedToOneDaemonAndAnOldOwnerIsFenced", func(t *testing.T) { leasesFence(t, pg) })
+	t.Run("AFencedLogWritesNothingOnceItsLeaseIsTaken", func(t *testing.T) { fencedLog(t, pg) })
 	t.Run("AFollowerGoesOnAfterTheDatabaseComesBack", func(t *testing.T) { followerOutlivesTheDatabase(t, pg) })
 	t.Run("ASubscriptionFromACursorThenLive", func(t *testing.T) { subscription(t, pg) })
-	// The conformance suite's part for the events, as the SQLite log
-	// passes it: a name opens the same database again.
+	t.Run("TheSchemaHasTheSQLiteLogsTablesAndColumns", func(t *testing.T) { sameSchema(t, pg) })
+	// The whole conformance suite, as the SQLite log passes it: a name
+	// opens the same database again.
 	t.Run("Conformance", func(t *testing.T) {
 		var mu sync.Mutex
 		dbs := map[string]string{}
-		storetest.RunEvents(t, func(t testing.TB, name string) storetest.EventLog {
+		storetest.Run(t, func(t testing.TB, name string) eventlog.Store {
 			mu.Lock()
 			key := t.Name() + "/" + name
 			dsn, ok := dbs[key]
@@ -429,5 +437,144 @@ func subscription(t *testing.T, pg *testenv.Postgres) {
 	s.Close()
 	if _, err := s.Next(ctx, 10); !errors.Is(err, eventlog.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// The PostgreSQL schema has every table and column of the SQLite log's,
+// and only those besides its own (the head's row and the leases): a
+// migration added on one side and not the other fails here.
+func sameSchema(t *testing.T, pg *testenv.Postgres) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dsn := pg.Database(t)
+	l, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	path := filepath.Join(t.TempDir(), "events.db")
+	sl, err := eventlog.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl.Close()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	columns := func(rows *sql.Rows, err error) map[string][]string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string][]string{}
+		for rows.Next() {
+			var table, column string
+			if err := rows.Scan(&table, &column); err != nil {
+				t.Fatal(err)
+			}
+			out[table] = append(out[table], column)
+		}
+		for _, cs := range out {
+			slices.Sort(cs)
+		}
+		return out
+	}
+	lite := columns(db.QueryContext(ctx, `SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+		WHERE m.type = 'table' AND m.name NOT IN ('sqlite_sequence', 'goose_db_version')`))
+	pgdb, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgdb.Close()
+	post := columns(pgdb.QueryContext(ctx, `SELECT table_name, column_name FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name NOT IN ('goose_db_version', 'head', 'leases')`))
+	if len(lite) < 20 {
+		t.Fatalf("the SQLite log's tables: %v", lite)
+	}
+	for table, cs := range lite {
+		if !slices.Equal(cs, post[table]) {
+			t.Errorf("table %s: SQLite has %v, PostgreSQL %v", table, cs, post[table])
+		}
+	}
+	for table := range post {
+		if _, ok := lite[table]; !ok {
+			t.Errorf("table %s is PostgreSQL's only", table)
+		}
+	}
+}
+
+// Two daemons' logs on one database: the first holds the whole database
+// and fences its log with that lease. It writes while the lease is its;
+// once the lease lapsed and the second took it, no write of the first
+// goes through (events, the tables, retention), and nothing of it shows.
+func fencedLog(t *testing.T, pg *testenv.Postgres) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	dsn := pg.Database(t)
+	logs := make([]*pgstore.Log, 2)
+	for i := range logs {
+		l, err := pgstore.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		logs[i] = l
+	}
+	const ttl = 300 * time.Millisecond
+	le, err := logs[0].Acquire(ctx, pgstore.Everything, "daemon-1", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs[0].Fence(le)
+	if _, err := logs[0].Append(ctx, ev("a", 1)); err != nil {
+		t.Fatalf("the holder's write: %v", err)
+	}
+	var le2 pgstore.Lease
+	for {
+		if le2, err = logs[1].Acquire(ctx, pgstore.Everything, "daemon-2", time.Minute); err == nil {
+			break
+		}
+		if !errors.Is(err, pgstore.ErrLeased) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	logs[1].Fence(le2)
+	if _, err := logs[0].Append(ctx, ev("a", 2)); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("an event after the lease was taken: %v", err)
+	}
+	if err := logs[0].Audit(ctx, eventlog.AuditEntry{Actor: "daemon-1", Action: "x", Target: "y", Outcome: "ok"}); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("an audit entry after the lease was taken: %v", err)
+	}
+	if _, err := logs[0].Prune(ctx, time.Now().Add(time.Hour), time.Now()); !errors.Is(err, pgstore.ErrFenced) {
+		t.Fatalf("a prune after the lease was taken: %v", err)
+	}
+	if _, err := logs[1].Append(ctx, ev("a", 3)); err != nil {
+		t.Fatalf("the new holder's write: %v", err)
+	}
+	var seen []string
+	must(t, logs[1].Scan(ctx, eventlog.Query{Agent: "a"}, func(r eventlog.Record) error {
+		var e event.Event
+		json.Unmarshal(r.Body, &e)
+		var d event.DeltaData
+		json.Unmarshal(e.Data, &d)
+		seen = append(seen, d.Text)
+		return nil
+	}))
+	if fmt.Sprint(seen) != "[1 3]" {
+		t.Fatalf("the events: %v", seen)
+	}
+	if es, err := logs[1].AuditEntries(ctx, 0, 10); err != nil || len(es) != 0 {
+		t.Fatalf("the audit: %+v %v", es, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

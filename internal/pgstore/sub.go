@@ -99,12 +99,18 @@ func (l *Log) Subscribe(agent string, after int64, explicit bool, kinds ...event
 		return nil, eventlog.ErrClosed
 	default:
 	}
+	l.subs.add(1)
 	return &sub{l: l, agent: agent, kinds: kinds, cursor: after, explicit: explicit, closed: make(chan struct{})}, nil
 }
 
 func (s *sub) Cursor() int64 { return s.cursor }
 
-func (s *sub) Close() { s.once.Do(func() { close(s.closed) }) }
+func (s *sub) Close() {
+	s.once.Do(func() {
+		close(s.closed)
+		s.l.subs.add(-1)
+	})
+}
 
 func (s *sub) Next(ctx context.Context, max int) ([]eventlog.Record, error) {
 	for {
@@ -174,4 +180,33 @@ func (s *sub) read(ctx context.Context) error {
 	s.explicit = false
 	s.pending = append(s.pending, page...)
 	return nil
+}
+
+// subCount counts the open subscriptions, for Subscribers.
+type subCount struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{}
+}
+
+func (c *subCount) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+}
+
+// Subscribers returns how many subscriptions are open, and a channel closed
+// at the next change of that number.
+func (l *Log) Subscribers() (int, <-chan struct{}) {
+	c := &l.subs
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.n, c.changed
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,7 @@ func Run(t *testing.T, b Backend) {
 		{"ADeliveryStartsOneInput", testADeliveryStartsOneInput},
 		{"ATaskEndsOnceWithOneResult", testATaskEndsOnceWithOneResult},
 		{"ANotificationIsEnqueuedOncePerChannel", testANotificationIsEnqueuedOncePerChannel},
+		{"TheCatalogKeysUsageAppsAndAuditKeepWhatTheyWereGiven", testTheCatalogKeysUsageAppsAndAuditKeepWhatTheyWereGiven},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -827,5 +829,84 @@ func testANotificationIsEnqueuedOncePerChannel(t *testing.T, open Backend) {
 	}
 	if err := l.DeleteChannel(ctx, "ch_1"); !errors.Is(err, eventlog.ErrNotFound) {
 		t.Fatalf("deleted twice: %v", err)
+	}
+}
+
+// The catalog, the gateway's keys and usage, the gate's apps and the
+// audit's search keep what they were given: a provider in use cannot go,
+// usage adds up per agent, model and day, an app is decided once, and a
+// search by an actor's prefix finds its entries.
+func testTheCatalogKeysUsageAppsAndAuditKeepWhatTheyWereGiven(t *testing.T, open Backend) {
+	l := open(t, "")
+	ctx := context.Background()
+	withAgentA(t, l)
+	must(t, l.CreateProvider(ctx, agent.Provider{ID: "q", BaseURL: "http://y/v1", Demo: true, Models: []agent.Model{{ID: "n"}}}))
+	if err := l.CreateProvider(ctx, agent.Provider{ID: "q", BaseURL: "http://z/v1"}); !errors.Is(err, eventlog.ErrExists) {
+		t.Fatalf("a provider created twice: %v", err)
+	}
+	if p, err := l.Provider(ctx, "q"); err != nil || !p.Demo || p.BaseURL != "http://y/v1" || len(p.Models) != 1 || p.Models[0].ID != "n" {
+		t.Fatalf("provider q: %+v %v", p, err)
+	}
+	if err := l.DeleteProvider(ctx, "p"); !errors.Is(err, eventlog.ErrInUse) || !strings.Contains(err.Error(), "agents a") {
+		t.Fatalf("deleting the provider agent a uses: %v", err)
+	}
+	must(t, l.DeleteProvider(ctx, "q"))
+	if ps, err := l.Providers(ctx); err != nil || len(ps) != 1 || ps[0].ID != "p" {
+		t.Fatalf("providers after a delete: %+v %v", ps, err)
+	}
+
+	must(t, l.SetAgentKey(ctx, "a", "hash1"))
+	must(t, l.SetAgentKey(ctx, "a", "hash2"))
+	if who, err := l.AgentOfKey(ctx, "hash2"); err != nil || who != "a" {
+		t.Fatalf("the agent of its key: %q %v", who, err)
+	}
+	if _, err := l.AgentOfKey(ctx, "hash1"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("a replaced key still names its agent: %v", err)
+	}
+	day := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	must(t, l.AddUsage(ctx, "a", "p/m", day, 100, 10, 0.25))
+	must(t, l.AddUsage(ctx, "a", "p/m", day.Add(time.Hour), 50, 5, 0.5))
+	must(t, l.AddUsage(ctx, "a", "p/m2", day, 1, 1, 0))
+	must(t, l.AddUsage(ctx, "a", "p/m", day.AddDate(0, 0, -2), 1000, 1000, 10))
+	rows, err := l.Usage(ctx, "a", "p/m", "2026-12-03")
+	if err != nil || len(rows) != 1 || rows[0].Requests != 2 || rows[0].InputTokens != 150 || rows[0].OutputTokens != 15 || rows[0].Cost != 0.75 {
+		t.Fatalf("a day's usage: %+v %v", rows, err)
+	}
+	if tokens, cost, err := l.UsageSince(ctx, "a", "2026-12-03"); err != nil || tokens != 167 || cost != 0.75 {
+		t.Fatalf("usage since a day: %d %v %v", tokens, cost, err)
+	}
+
+	app := eventlog.App{SHA256: "sha1", ID: "notes", Version: "1.0.0", State: "pending", Report: json.RawMessage(`{"ok":true}`), SubmittedBy: "builder"}
+	if a, created, err := l.AddApp(ctx, app); err != nil || !created || a.State != "pending" {
+		t.Fatalf("an app submitted: %+v %v %v", a, created, err)
+	}
+	if _, created, err := l.AddApp(ctx, app); err != nil || created {
+		t.Fatalf("the same app again: %v %v", created, err)
+	}
+	if _, err := l.ApprovedApp(ctx, "notes"); !errors.Is(err, eventlog.ErrNotFound) {
+		t.Fatalf("an approved app before the decision: %v", err)
+	}
+	if a, err := l.DecideApp(ctx, "sha1", "approved", "alice", "fine"); err != nil || a.State != "approved" || a.DecidedBy != "alice" {
+		t.Fatalf("decided: %+v %v", a, err)
+	}
+	if _, err := l.DecideApp(ctx, "sha1", "rejected", "bob", ""); !errors.Is(err, eventlog.ErrConflict) {
+		t.Fatalf("decided twice: %v", err)
+	}
+	if a, err := l.ApprovedApp(ctx, "notes"); err != nil || a.SHA256 != "sha1" || string(a.Report) != `{"ok":true}` {
+		t.Fatalf("the approved app: %+v %v", a, err)
+	}
+
+	for _, actor := range []string{"person:alice", "agent:a", "person:bob"} {
+		must(t, l.Audit(ctx, eventlog.AuditEntry{Actor: actor, Action: "file_write", Target: "/x", Outcome: "ok"}))
+	}
+	es, err := l.AuditSearch(ctx, eventlog.AuditQuery{Actor: "person:"})
+	if err != nil || len(es) != 2 || es[0].Actor != "person:alice" || es[1].Actor != "person:bob" || es[0].ID >= es[1].ID {
+		t.Fatalf("the audit by an actor's prefix: %+v %v", es, err)
+	}
+
+	in, _, err := l.AddInput(ctx, eventlog.Input{Agent: "a", ClientID: "c1", Text: "hi", Mode: "queue", TraceID: "trace1"})
+	must(t, err)
+	if got, err := l.InputOfTrace(ctx, "a", "trace1"); err != nil || got.ID != in.ID || got.Seq != in.Seq || got.Seq == 0 {
+		t.Fatalf("the input of a trace: %+v (want id %d, seq %d) %v", got, in.ID, in.Seq, err)
 	}
 }
