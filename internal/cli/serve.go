@@ -32,6 +32,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flags("serve", stderr)
 	homeDir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
+	db := fs.String("db", "", "a PostgreSQL database (postgres://… or key=value pairs) to keep the store in, instead of the home's SQLite file (env TAOSAGENT_DB); one daemon per database")
+	lease := fs.Duration("lease", daemon.LeaseDefault, "with --db, how long this daemon's hold on the database lasts unrenewed: another daemon may take it that long after this one stopped renewing")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
 	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; others wait in line for a slot")
 	notifyBackoff := fs.Duration("notify-backoff", 5*time.Second, "the wait after a notification's first failed delivery, doubled after each (lower it for tests only)")
@@ -64,6 +66,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	if *db == "" {
+		// Not the flag's default: --help would show it, password and all.
+		*db = os.Getenv("TAOSAGENT_DB")
+	}
 	if err := exposure(*listen, *public, *tlsCert, *tlsKey, *insecure); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -71,7 +77,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg := daemon.Config{Home: *homeDir, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
+	cfg := daemon.Config{Home: *homeDir, DB: *db, Lease: *lease, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
 		RawRetention: *rawRetention, NoDemo: *noDemo, DefaultDailyTokens: *defaultTokens, Unconfined: *unconfined, MaxConns: *maxConns,
 		Systemctl: *systemctl, Journalctl: *journalctl, ModelsSync: *modelsSync, LLMConnectTimeout: *llmConnect,
 		LLMHeaderTimeout: *llmHeader, LLMStallTimeout: *llmStall, AllowHosts: *hosts, PublicListen: *public, TLSCert: *tlsCert,

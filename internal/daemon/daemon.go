@@ -53,7 +53,12 @@ import (
 
 // Config is how the daemon runs (taosagent serve's flags).
 type Config struct {
-	Home         string // the taosagent home
+	Home string // the taosagent home
+	// DB is the PostgreSQL database's address (serve --db): "" keeps the
+	// store in the home's SQLite file. Lease is how long the daemon's
+	// hold on that database lasts unrenewed (default LeaseDefault).
+	DB           string
+	Lease        time.Duration
 	Listen       string // the API's address (loopback)
 	PublicListen string // a second address for other machines ("": none)
 	TLSCert      string // PublicListen's certificate and key ("": plain HTTP)
@@ -135,12 +140,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var log eventlog.Store
-	log, err = eventlog.Open(h.DB())
+	st, err := openStore(ctx, cfg, h, logger)
 	if err != nil {
 		return err
 	}
-	defer log.Close()
+	handingOver := false
+	defer func() { st.stop(!handingOver) }()
+	var log eventlog.Store = st
 
 	sup, err := supervisor.New(bin, h.Run())
 	if err != nil {
@@ -365,9 +371,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	var handover *Handover
+	var lost error
 	select {
 	case err := <-serveErr:
 		return err
+	case lost = <-st.lost:
+		logger.Error("stopping: this daemon no longer holds its database", "err", lost)
 	case <-ctx.Done():
 		logger.Info("stopping")
 	case <-stopAtOnce(stopping):
@@ -397,10 +406,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if handover != nil {
 		sup.Detach()
+		handingOver = true // the next program takes the same lease
 		logger.Info("handing over now")
 		return handover
 	}
-	return nil
+	return lost
 }
 
 // handOver prepares a planned restart (handover.go): no turn starts, the
@@ -527,6 +537,9 @@ func UserName() string {
 
 // defaults fills the zero fields that have one.
 func (c *Config) defaults() {
+	if c.Lease <= 0 {
+		c.Lease = LeaseDefault
+	}
 	if c.HandoverWait <= 0 {
 		c.HandoverWait = 2 * time.Minute
 	}

@@ -104,6 +104,17 @@ func startEnv(t testing.TB, env []string, extra ...string) *daemon {
 
 func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 	t.Helper()
+	d, err := launch(t, home, env, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// launch is startIn, with an error for a daemon that exits or does not
+// answer.
+func launch(t testing.TB, home string, env []string, extra ...string) (*daemon, error) {
+	t.Helper()
 	bin := testenv.Opencode(t)
 	if home == "" {
 		home = t.TempDir()
@@ -141,9 +152,10 @@ func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 	select {
 	case d.addr = <-addr:
 	case <-d.done:
-		t.Fatalf("daemon exited:\n%s", d.log)
+		return d, fmt.Errorf("daemon exited:\n%s", d.log)
 	case <-time.After(60 * time.Second):
-		t.Fatalf("daemon did not start:\n%s", d.log)
+		d.kill()
+		return d, fmt.Errorf("daemon did not start:\n%s", d.log)
 	}
 	token, err := os.ReadFile(filepath.Join(home, "token"))
 	if err != nil {
@@ -163,7 +175,7 @@ func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 			t.Logf("daemon log:\n%s", d.log)
 		}
 	})
-	return d
+	return d, nil
 }
 
 // stop ends the daemon with SIGTERM, as a service manager would.

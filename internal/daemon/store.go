@@ -1,0 +1,125 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/eventlog"
+	"github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/pgstore"
+)
+
+// LeaseDefault is how long a daemon's hold on a PostgreSQL database lasts
+// unrenewed (serve --lease): it renews three times in that time, and a
+// daemon that died frees the database that long after its last renewal.
+const LeaseDefault = 15 * time.Second
+
+// store is the daemon's store, and what ends its hold on it.
+type store struct {
+	eventlog.Store
+	// lost gets an error once if the daemon lost its hold on the
+	// database (another daemon took it, or it could not renew in time):
+	// the daemon stops, and its log writes nothing more.
+	lost <-chan error
+	// stop stops renewing and closes the store; with release it also
+	// frees the database at once (a clean stop; a hand-over keeps the
+	// lease for the next program).
+	stop func(release bool)
+}
+
+// openStore opens the home's SQLite log, or with cfg.DB the PostgreSQL
+// database of that address. On PostgreSQL the daemon holds the whole
+// database (the lease pgstore.Everything) while it runs, renewing it; its
+// log is fenced by that lease, so that, paused or cut off past it, the
+// daemon can never write again. A second daemon on the same database is
+// refused at start with the holder's name. A daemon back within its
+// lease (a restart, a crash) takes its own lease again.
+func openStore(ctx context.Context, cfg Config, h home.Home, logger *slog.Logger) (*store, error) {
+	if cfg.DB == "" {
+		l, err := eventlog.Open(h.DB())
+		if err != nil {
+			return nil, err
+		}
+		return &store{Store: l, stop: func(bool) { l.Close() }}, nil
+	}
+	l, err := pgstore.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	owner := daemonID(h)
+	ttl := cfg.Lease
+	le, err := l.Acquire(ctx, pgstore.Everything, owner, ttl)
+	if err != nil {
+		l.Close()
+		if errors.Is(err, pgstore.ErrLeased) {
+			return nil, fmt.Errorf("another daemon runs on this database: %w; one daemon per database for now", err)
+		}
+		return nil, err
+	}
+	l.Fence(le)
+	logger.Info("holding the database", "owner", owner, "token", le.Token, "lease", ttl)
+	lost := make(chan error, 1)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		renew(rctx, l, le, ttl, lost, logger)
+	}()
+	return &store{Store: l, lost: lost, stop: func(release bool) {
+		cancel()
+		<-done
+		if release {
+			if err := l.Release(context.Background(), le); err != nil {
+				logger.Warn("could not free the database's lease; it lapses by itself", "err", err)
+			}
+		}
+		l.Close()
+	}}, nil
+}
+
+// renew keeps le, three times per ttl, until ctx ends. A renewal refused
+// (the lease lapsed, or another daemon took it) or none that succeeded
+// before the lease's end sends the loss on lost.
+func renew(ctx context.Context, l *pgstore.Log, le pgstore.Lease, ttl time.Duration, lost chan<- error, logger *slog.Logger) {
+	until := time.Now().Add(ttl)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, ttl/3)
+		next, err := l.Renew(rctx, le, ttl)
+		cancel()
+		switch {
+		case err == nil:
+			le, until = next, time.Now().Add(ttl)
+		case errors.Is(err, pgstore.ErrLost):
+			lost <- fmt.Errorf("the database's lease was lost: %w", err)
+			return
+		case time.Now().After(until):
+			lost <- fmt.Errorf("the database's lease lapsed, unrenewed: %w", err)
+			return
+		case ctx.Err() == nil:
+			logger.Warn("renewing the database's lease", "err", err)
+		}
+	}
+}
+
+// daemonID names this daemon to the others on a database: its machine
+// and its home, the same across its restarts.
+func daemonID(h home.Home) string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(h.Dir)
+	if err != nil {
+		dir = h.Dir
+	}
+	return host + ":" + dir
+}

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	taohome "github.com/taosagent/taosagent/internal/home"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// A daemon keeps its store in PostgreSQL (Debian's, a throwaway cluster)
+// with TAOSAGENT_DB or --db: turns run and stream as on SQLite, and
+// nothing goes to the home's SQLite file. It holds the whole database: a
+// second daemon on it is refused, naming the holder; a wrong address is a
+// clear error at once. Killed with SIGKILL and started again within its
+// lease, it takes the database back, adopts its instance and loses
+// nothing. Frozen (SIGSTOP) past its lease while another daemon takes the
+// database, then resumed, it writes nothing more and stops.
+func TestADaemonOnPostgreSQL(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	dsn := pg.Database(t)
+	ctx := ctxT(t, 3*time.Minute)
+	home := t.TempDir()
+	d := startIn(t, home, []string{"TAOSAGENT_DB=" + dsn}, "--lease", "2s")
+	d.agent(ctx, "a", "")
+	first := d.send(ctx, "a", "say: kept in postgres", "")
+	if e := last(d.turnOf(ctx, "a", first.Seq-1, first.Input)); e.Kind != "final" || !strings.Contains(e.Field("text"), "kept in postgres") {
+		t.Fatalf("the turn on PostgreSQL ended %s %q", e.Kind, e.Field("text"))
+	}
+	if _, err := os.Stat(taohome.Home{Dir: home}.DB()); !os.IsNotExist(err) {
+		t.Fatalf("the home's SQLite file with --db: %v", err)
+	}
+
+	// A second daemon on the same database, and a wrong address.
+	refused := func(args ...string) string {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, binary, append([]string{"serve", "--home", t.TempDir(), "--listen", "127.0.0.1:0"}, args...)...)
+		cmd.Env = append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t))
+		out, err := cmd.CombinedOutput()
+		if err == nil || cctx.Err() != nil {
+			t.Fatalf("serve %v did not fail at once: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := refused("--db", dsn); !strings.Contains(out, "another daemon runs on this database") || !strings.Contains(out, home) {
+		t.Fatalf("a second daemon on the database: %s", out)
+	}
+	nowhere := "host=" + filepath.Join(t.TempDir(), "nosocket") + " dbname=taosagent"
+	if out := refused("--db", nowhere); !strings.Contains(out, "cannot reach the database at") || !strings.Contains(out, "nosocket") {
+		t.Fatalf("a wrong database: %s", out)
+	}
+
+	// SIGKILL, and back within the lease: the same hold, the same
+	// instance, nothing lost.
+	a, err := d.c.Agent(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := a.Status.PID
+	d.kill()
+	d = startIn(t, home, []string{"TAOSAGENT_DB=" + dsn}, "--lease", "2s")
+	next := d.send(ctx, "a", "say: after the kill", "")
+	if e := last(d.turnOf(ctx, "a", next.Seq-1, next.Input)); e.Kind != "final" {
+		t.Fatalf("the turn after the restart ended %s", e.Kind)
+	}
+	if a, err := d.c.Agent(ctx, "a"); err != nil || a.Status.PID != pid {
+		t.Fatalf("the instance after the restart: pid %d, was %d (%v)", a.Status.PID, pid, err)
+	}
+	evs, err := d.c.Events(ctx, "a", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finals := 0
+	for i, e := range evs {
+		if i > 0 && e.Seq <= evs[i-1].Seq {
+			t.Fatalf("seq %d after %d", e.Seq, evs[i-1].Seq)
+		}
+		if e.Kind == "final" {
+			finals++
+		}
+	}
+	if finals != 2 {
+		t.Fatalf("%d final events, want 2: %v", finals, kinds(evs))
+	}
+
+	// Frozen past its lease; another daemon takes the database; resumed,
+	// the first stops, and writes nothing after the takeover.
+	d.cmd.Process.Signal(syscall.SIGSTOP)
+	var other *daemon
+	deadline := time.Now().Add(30 * time.Second)
+	for other == nil {
+		if out := tryStart(t, dsn); out != nil {
+			other = out
+		} else if time.Now().After(deadline) {
+			d.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatal("no other daemon took the database after the lease")
+		}
+	}
+	held, err := other.c.Events(ctx, "a", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := last(held).Seq
+	d.cmd.Process.Signal(syscall.SIGCONT)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the frozen daemon, resumed, did not stop:\n%s", d.log)
+	}
+	if !strings.Contains(d.log.String(), "no longer holds its database") {
+		t.Fatalf("the resumed daemon's log:\n%s", d.log)
+	}
+	// Nothing has touched a on the new holder yet: any event of a now
+	// would be the old holder's (its instance stopping, say).
+	if after, err := other.c.Events(ctx, "a", head, 1000); err != nil || len(after) != 0 {
+		t.Fatalf("events of a after the takeover: %v %v", kinds(after), err)
+	}
+	third := other.send(ctx, "a", "say: on the new holder", "")
+	if e := last(other.turnOf(ctx, "a", third.Seq-1, third.Input)); e.Kind != "final" {
+		t.Fatalf("the turn on the new holder ended %s", e.Kind)
+	}
+}
+
+// tryStart starts a daemon on database dsn in a new home, nil while
+// another daemon holds it.
+func tryStart(t *testing.T, dsn string) *daemon {
+	d, err := launch(t, "", []string{"TAOSAGENT_DB=" + dsn}, "--lease", "2s")
+	if err != nil {
+		if !strings.Contains(err.Error(), "another daemon runs on this database") {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		return nil
+	}
+	return d
+}
