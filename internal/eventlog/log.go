@@ -502,7 +502,7 @@ func (l *Log) savepoint(tx *Tx, fn func(*Tx) error) error {
 		l.w.ExecContext(tx.ctx, "ROLLBACK TO op")
 		l.w.ExecContext(tx.ctx, "RELEASE op")
 		l.nextSeq = seq
-		tx.out, tx.recs = nil, nil
+		tx.Truncate(0)
 		return err
 	}
 	_, err := l.w.ExecContext(tx.ctx, "RELEASE op")

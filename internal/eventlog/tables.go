@@ -123,6 +123,10 @@ func NewTx(ctx context.Context, q Querier, d Dialect, w EventWriter) *Tx {
 // Appended is what was appended through t, with the records readers get.
 func (t *Tx) Appended() ([]event.Event, []Record) { return t.out, t.recs }
 
+// Truncate forgets what was appended through t after its first n events:
+// a backend's savepoint rolled them back.
+func (t *Tx) Truncate(n int) { t.out, t.recs = t.out[:n], t.recs[:n] }
+
 // Exec runs a statement inside the transaction.
 func (t *Tx) Exec(query string, args ...any) (sql.Result, error) {
 	return t.q.ExecContext(t.ctx, t.d.rebind(query), args...)

@@ -13,7 +13,6 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,10 +47,12 @@ type Log struct {
 	head, floor atomic.Int64
 	closing     sync.Once
 
-	async       chan asyncAppend // AppendAsync's queue
-	asyncDone   chan struct{}
-	asyncMu     sync.RWMutex // guards asyncClosed against sends on async
-	asyncClosed bool
+	reqs       chan *request // the writer's queue (writer.go)
+	writerDone chan struct{}
+	reqMu      sync.RWMutex // guards reqsClosed against sends on reqs
+	reqsClosed bool
+	commits    atomic.Int64 // transactions the writer committed
+	batched    atomic.Int64 // the requests they carried
 
 	rawMu sync.Mutex
 	raws  []eventlog.Raw // for the next commit
@@ -91,9 +92,9 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: the schema of %s: %w", where(cfg), err)
 	}
-	l := &Log{pool: pool, db: db, closed: make(chan struct{}), async: make(chan asyncAppend, 1024), asyncDone: make(chan struct{})}
+	l := &Log{pool: pool, db: db, closed: make(chan struct{}), reqs: make(chan *request, 1024), writerDone: make(chan struct{})}
 	l.Tables = eventlog.NewTables(db, eventlog.Postgres, l.Update, l.Subscribe)
-	go l.appender()
+	go l.writer()
 	var head, floor int64
 	if err := pool.QueryRow(cctx, `SELECT (SELECT seq FROM head WHERE id = 1), (SELECT floor FROM retention WHERE id = 1)`).Scan(&head, &floor); err != nil {
 		pool.Close()
@@ -140,11 +141,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // does nothing.
 func (l *Log) Close() error {
 	l.closing.Do(func() {
-		l.asyncMu.Lock()
-		l.asyncClosed = true
-		close(l.async)
-		l.asyncMu.Unlock()
-		<-l.asyncDone
+		l.reqMu.Lock()
+		l.reqsClosed = true
+		close(l.reqs)
+		l.reqMu.Unlock()
+		<-l.writerDone
 		close(l.closed)
 		l.waker.stop()
 		<-l.waker.done
@@ -163,137 +164,6 @@ func (l *Log) saw(seq int64) {
 		}
 	}
 }
-
-// Append stores evs, in order, in one transaction, each given the next
-// seq and applied to the projections, and returns them with their seqs
-// once committed (durable before visible: no reader sees an event before
-// its commit).
-func (l *Log) Append(ctx context.Context, evs ...event.Event) ([]event.Event, error) {
-	if len(evs) == 0 {
-		return nil, nil
-	}
-	return l.appendChecked(ctx, evs, nil)
-}
-
-// appendChecked is Append, with check run first in the transaction (a
-// fence).
-func (l *Log) appendChecked(ctx context.Context, evs []event.Event, check func(*eventlog.Tx) error) ([]event.Event, error) {
-	return l.Update(ctx, func(tx *eventlog.Tx) error {
-		if check != nil {
-			if err := check(tx); err != nil {
-				return err
-			}
-		}
-		for _, e := range evs {
-			if _, err := tx.Append(e); err != nil {
-				return fmt.Errorf("pgstore: append: %w", err)
-			}
-		}
-		return nil
-	})
-}
-
-// AppendAsync queues evs and returns without waiting for the commit; then,
-// if not nil, runs after it with the events and their seqs. Events of
-// successive calls are stored in call order.
-func (l *Log) AppendAsync(evs []event.Event, then func([]event.Event, error)) {
-	l.asyncMu.RLock()
-	defer l.asyncMu.RUnlock()
-	if l.asyncClosed {
-		if then != nil {
-			then(nil, eventlog.ErrClosed)
-		}
-		return
-	}
-	l.async <- asyncAppend{evs: evs, then: then}
-}
-
-type asyncAppend struct {
-	evs  []event.Event
-	then func([]event.Event, error)
-}
-
-// appender commits AppendAsync's requests one after another, in order.
-func (l *Log) appender() {
-	defer close(l.asyncDone)
-	for r := range l.async {
-		out, err := l.Append(context.Background(), r.evs...)
-		if r.then != nil {
-			r.then(out, err)
-		}
-	}
-}
-
-// AddRaw keeps opencode's raw events for the next commit (best effort: a
-// failed commit drops them).
-func (l *Log) AddRaw(raws ...eventlog.Raw) {
-	l.rawMu.Lock()
-	l.raws = append(l.raws, raws...)
-	l.rawMu.Unlock()
-}
-
-// Update runs fn in one transaction; the events it appends (each given
-// the next seq: the head's row stays locked until the commit, so the next
-// writer takes its seqs after this one committed) are committed with it,
-// their readers woken, and returned. If fn fails, nothing it did is kept
-// and its error is returned. Once begun, the transaction commits or fails
-// whatever ctx says, so that the caller's view of what is stored is exact.
-func (l *Log) Update(ctx context.Context, fn func(*eventlog.Tx) error) ([]event.Event, error) {
-	ctx = context.WithoutCancel(ctx)
-	stx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: begin: %w", err)
-	}
-	defer stx.Rollback()
-	tx := eventlog.NewTx(ctx, stx, eventlog.Postgres, writer{stx})
-	if le := l.fence.Load(); le != nil {
-		if err := checkLease(tx, *le); err != nil {
-			return nil, err
-		}
-	}
-	if err := fn(tx); err != nil {
-		return nil, err
-	}
-	out, _ := tx.Appended()
-	l.rawMu.Lock()
-	raws := l.raws
-	l.raws = nil
-	l.rawMu.Unlock()
-	for _, r := range raws {
-		if _, err := stx.ExecContext(ctx, `INSERT INTO raw_events(agent, time, type, body) VALUES ($1,$2,$3,$4)`, r.Agent, r.Time.UnixNano(), r.Type, r.Body); err != nil {
-			break
-		}
-	}
-	if len(out) > 0 {
-		if _, err := stx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, strconv.FormatInt(out[len(out)-1].Seq, 10)); err != nil {
-			return nil, fmt.Errorf("pgstore: notify: %w", err)
-		}
-	}
-	if err := stx.Commit(); err != nil {
-		return nil, fmt.Errorf("pgstore: commit: %w", err)
-	}
-	if len(out) > 0 {
-		l.saw(out[len(out)-1].Seq)
-	}
-	return out, nil
-}
-
-// writer gives a transaction's events their seqs and rows.
-type writer struct{ tx *sql.Tx }
-
-func (w writer) NextSeq(ctx context.Context) (int64, error) {
-	var seq int64
-	err := w.tx.QueryRowContext(ctx, `UPDATE head SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq)
-	return seq, err
-}
-
-func (w writer) InsertEvent(ctx context.Context, e event.Event, body []byte) error {
-	_, err := w.tx.ExecContext(ctx, `INSERT INTO events(seq, agent, turn, kind, time, body) VALUES ($1,$2,$3,$4,$5,$6)`,
-		e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body)
-	return err
-}
-
-func (writer) Kept(event.Event) {}
 
 // QuickCheck reports what is damaged in the store: on PostgreSQL, only
 // whether it answers (the server checks its own pages).
