@@ -320,7 +320,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer mgr.Close()
 
-	api := &httpapi.Server{Log: log, Runner: mgr, Control: ctl, Apps: apps, MCP: mcpHandler, LLM: gw, Token: token, Version: cfg.Version, Logger: logger, Hosts: cfg.AllowHosts,
+	api := &httpapi.Server{Log: log, StoreProblem: st.Problem, Runner: mgr, Control: ctl, Apps: apps, MCP: mcpHandler, LLM: gw, Token: token, Version: cfg.Version, Logger: logger, Hosts: cfg.AllowHosts,
 		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
 	handler := api.Handler()
 	srv := httpapi.HTTPServer(handler, logger)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/eventlog"
@@ -30,6 +31,17 @@ type store struct {
 	// frees the database at once (a clean stop; a hand-over keeps the
 	// lease for the next program).
 	stop func(release bool)
+	// problem is why the last renewal failed, nil once one succeeds.
+	problem atomic.Pointer[string]
+}
+
+// Problem says what is wrong with the store, "" if nothing: a database
+// this daemon cannot reach to renew its hold on it.
+func (s *store) Problem() string {
+	if p := s.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // openStore opens the home's SQLite log, or with cfg.DB the PostgreSQL
@@ -66,11 +78,12 @@ func openStore(ctx context.Context, cfg Config, h home.Home, logger *slog.Logger
 	lost := make(chan error, 1)
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	st := &store{Store: l, lost: lost}
 	go func() {
 		defer close(done)
-		renew(rctx, l, le, ttl, lost, logger)
+		renew(rctx, l, le, ttl, lost, &st.problem, logger)
 	}()
-	return &store{Store: l, lost: lost, stop: func(release bool) {
+	st.stop = func(release bool) {
 		cancel()
 		<-done
 		if release {
@@ -79,13 +92,14 @@ func openStore(ctx context.Context, cfg Config, h home.Home, logger *slog.Logger
 			}
 		}
 		l.Close()
-	}}, nil
+	}
+	return st, nil
 }
 
 // renew keeps le, three times per ttl, until ctx ends. A renewal refused
 // (the lease lapsed, or another daemon took it) or none that succeeded
 // before the lease's end sends the loss on lost.
-func renew(ctx context.Context, l *pgstore.Log, le pgstore.Lease, ttl time.Duration, lost chan<- error, logger *slog.Logger) {
+func renew(ctx context.Context, l *pgstore.Log, le pgstore.Lease, ttl time.Duration, lost chan<- error, problem *atomic.Pointer[string], logger *slog.Logger) {
 	until := time.Now().Add(ttl)
 	t := time.NewTicker(ttl / 3)
 	defer t.Stop()
@@ -101,6 +115,7 @@ func renew(ctx context.Context, l *pgstore.Log, le pgstore.Lease, ttl time.Durat
 		switch {
 		case err == nil:
 			le, until = next, time.Now().Add(ttl)
+			problem.Store(nil)
 		case errors.Is(err, pgstore.ErrLost):
 			lost <- fmt.Errorf("the database's lease was lost: %w", err)
 			return
@@ -108,6 +123,8 @@ func renew(ctx context.Context, l *pgstore.Log, le pgstore.Lease, ttl time.Durat
 			lost <- fmt.Errorf("the database's lease lapsed, unrenewed: %w", err)
 			return
 		case ctx.Err() == nil:
+			msg := fmt.Sprintf("the database does not answer (%v); this daemon stops at %s unless it does", err, until.UTC().Format(time.RFC3339))
+			problem.Store(&msg)
 			logger.Warn("renewing the database's lease", "err", err)
 		}
 	}

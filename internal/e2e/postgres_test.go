@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,12 +130,60 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 	if e := last(other.turnOf(ctx, "a", third.Seq-1, third.Input)); e.Kind != "final" {
 		t.Fatalf("the turn on the new holder ended %s", e.Kind)
 	}
+
+	// The database goes away: /healthz says so, and once the hold lapsed
+	// the daemon stops. Back, a daemon takes work again; nothing
+	// committed was lost.
+	pg.Kill(t)
+	degraded := func() bool {
+		resp, err := http.Get(other.addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "the database does not answer")
+	}
+	for !degraded() {
+		select {
+		case <-other.done:
+			t.Fatalf("the daemon stopped before /healthz said degraded:\n%s", other.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	select {
+	case <-other.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("a daemon without its database did not stop:\n%s", other.log)
+	}
+	if !strings.Contains(other.log.String(), "lapsed, unrenewed") {
+		t.Fatalf("the daemon's log without its database:\n%s", other.log)
+	}
+	pg.Start(t)
+	back := startIn(t, other.home, []string{"TAOSAGENT_DB=" + dsn}, "--lease", "5s")
+	fourth := back.send(ctx, "a", "say: the database is back", "")
+	if e := last(back.turnOf(ctx, "a", fourth.Seq-1, fourth.Input)); e.Kind != "final" {
+		t.Fatalf("the turn once the database is back ended %s", e.Kind)
+	}
+	evs, err = back.c.Events(ctx, "a", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finals = 0
+	for _, e := range evs {
+		if e.Kind == "final" {
+			finals++
+		}
+	}
+	if finals != 4 {
+		t.Fatalf("%d final events once the database is back, want 4: %v", finals, kinds(evs))
+	}
 }
 
 // tryStart starts a daemon on database dsn in a new home, nil while
 // another daemon holds it.
 func tryStart(t *testing.T, dsn string) *daemon {
-	d, err := launch(t, "", []string{"TAOSAGENT_DB=" + dsn}, "--lease", "2s")
+	d, err := launch(t, "", []string{"TAOSAGENT_DB=" + dsn}, "--lease", "5s")
 	if err != nil {
 		if !strings.Contains(err.Error(), "another daemon runs on this database") {
 			t.Fatal(err)

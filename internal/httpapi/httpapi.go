@@ -47,12 +47,15 @@ type Server struct {
 	MCP http.Handler
 	// LLM, when set, is the model gateway, served at /llm/v1/ (it
 	// authenticates by itself: an agent's gateway key).
-	LLM       http.Handler
-	Token     string // the bearer token every route but /healthz needs
-	Version   string
-	Logger    *slog.Logger
-	KeepAlive time.Duration // SSE keep-alive comment interval; default 15 s
-	MaxBody   int64         // request body limit; default 1 MiB
+	LLM   http.Handler
+	Token string // the bearer token every route but /healthz needs
+	// StoreProblem, when set, says what is wrong with the store ("" if
+	// nothing): a database that does not answer.
+	StoreProblem func() string
+	Version      string
+	Logger       *slog.Logger
+	KeepAlive    time.Duration // SSE keep-alive comment interval; default 15 s
+	MaxBody      int64         // request body limit; default 1 MiB
 	// WriteWait bounds each write to an event stream; a client that stops
 	// reading is dropped and its subscription freed. Default 30 s.
 	WriteWait time.Duration
@@ -289,11 +292,16 @@ func (s *Server) auth(h http.HandlerFunc) http.Handler {
 // healthz answers 200 {"status":"ok"}, or 503 {"status":"degraded",
 // "problem"} while something keeps turns from running.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	if s.Runner != nil {
-		if p := s.Runner.Problem(); p != "" {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "problem": p, "version": s.Version})
-			return
-		}
+	p := ""
+	if s.StoreProblem != nil {
+		p = s.StoreProblem()
+	}
+	if p == "" && s.Runner != nil {
+		p = s.Runner.Problem()
+	}
+	if p != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "degraded", "problem": p, "version": s.Version})
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
 }
