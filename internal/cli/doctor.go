@@ -47,8 +47,15 @@ func standInEnv() []string {
 func doctorFlags(fs *flag.FlagSet) func(ctx context.Context) *doctor.Env {
 	dir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	listen := fs.String("listen", "", "the daemon's address (default: what the running daemon recorded, else TAOSAGENT_LISTEN or 127.0.0.1:7077)")
+	db := fs.String("db", "", "the PostgreSQL database the daemon keeps its store in, if it does (serve --db; env TAOSAGENT_DB)")
 	sysd := systemdFlags(fs)
-	return func(ctx context.Context) *doctor.Env { return newDoctorEnv(*dir, *listen, sysd()) }
+	return func(ctx context.Context) *doctor.Env {
+		e := newDoctorEnv(*dir, *listen, sysd())
+		if e.Postgres = *db; e.Postgres == "" {
+			e.Postgres = os.Getenv("TAOSAGENT_DB")
+		}
+		return e
+	}
 }
 
 // newDoctorEnv is what the checks look at for the home dir: the daemon's

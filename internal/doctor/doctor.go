@@ -76,6 +76,9 @@ type Finding struct {
 // Env is what the checks look at.
 type Env struct {
 	Home home.Home
+	// Postgres is the PostgreSQL database the daemon keeps its store in (serve
+	// --db), "" for the home's SQLite file.
+	Postgres string
 	// Addr is the daemon's address (host:port): the recorded one when the
 	// daemon runs, else what it would listen on.
 	Addr     string
@@ -149,6 +152,7 @@ func Checks() []Check {
 		{"opencode", "the pinned opencode is installed and is the right version", checkOpencode},
 		{"home", "the home and its secrets are private", checkHome},
 		{"database", "the event log passes a read-only integrity check", checkDatabase},
+		{"cluster", "on PostgreSQL: the database answers, its holder renews its hold, and the clocks agree", checkCluster},
 		{"agents", "every agent's opencode config matches the database", checkAgents},
 		{"host-file", "the managed-host declaration is valid", checkHostFile},
 		{"daemon", "the daemon runs and answers", checkDaemon},

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -38,6 +39,9 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 	}
 	if _, err := os.Stat(taohome.Home{Dir: home}.DB()); !os.IsNotExist(err) {
 		t.Fatalf("the home's SQLite file with --db: %v", err)
+	}
+	if f := cluster(t, d, dsn); f.Severity != "ok" || !strings.Contains(f.Summary, home+" holds the database") {
+		t.Fatalf("doctor's cluster check while a daemon holds the database: %+v", f)
 	}
 
 	// A second daemon on the same database, and a wrong address.
@@ -135,6 +139,9 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 	// the daemon stops. Back, a daemon takes work again; nothing
 	// committed was lost.
 	pg.Kill(t)
+	if f := cluster(t, other, dsn); f.Severity != "critical" || !strings.Contains(f.Details, "cannot reach the database") {
+		t.Fatalf("doctor's cluster check without the database: %+v", f)
+	}
 	degraded := func() bool {
 		resp, err := http.Get(other.addr + "/healthz")
 		if err != nil {
@@ -160,6 +167,9 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 		t.Fatalf("the daemon's log without its database:\n%s", other.log)
 	}
 	pg.Start(t)
+	if f := cluster(t, other, dsn); f.Severity != "warning" || !strings.Contains(f.Summary, "lapsed") || !strings.Contains(f.Summary, other.home) {
+		t.Fatalf("doctor's cluster check once a daemon stopped renewing: %+v", f)
+	}
 	back := startIn(t, other.home, []string{"TAOSAGENT_DB=" + dsn}, "--lease", "5s")
 	fourth := back.send(ctx, "a", "say: the database is back", "")
 	if e := last(back.turnOf(ctx, "a", fourth.Seq-1, fourth.Input)); e.Kind != "final" {
@@ -192,4 +202,17 @@ func tryStart(t *testing.T, dsn string) *daemon {
 		return nil
 	}
 	return d
+}
+
+// cluster is doctor's cluster finding for dsn.
+func cluster(t *testing.T, d *daemon, dsn string) (f struct{ Severity, Summary, Details string }) {
+	t.Helper()
+	out, stderr, _ := d.run("doctor", "--db", dsn, "--json", "cluster")
+	var res struct {
+		Findings []struct{ Severity, Summary, Details string }
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Findings) == 0 {
+		t.Fatalf("doctor --json cluster: %v %q %s", err, out, stderr)
+	}
+	return res.Findings[0]
 }

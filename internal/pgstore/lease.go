@@ -119,3 +119,55 @@ func (l *Log) Fence(le Lease) { l.fence.Store(&le) }
 // Everything is the lease on the whole database: the one daemon that may
 // run agents on it, until agents are leased one by one.
 const Everything = "*"
+
+// Inspection is what a read-only look at a database finds (doctor).
+type Inspection struct {
+	Now     time.Time     // the database's clock
+	Skew    time.Duration // the database's clock less this machine's, at the query's midpoint
+	Holder  *Lease        // the daemon holding the whole database, nil if none ever did
+	Expired bool          // Holder's lease lapsed
+	Schema  int64         // the newest migration applied (0: none, not a taosagent database yet)
+}
+
+// Inspect connects to dsn and reads, writing nothing (no migration), who
+// holds the database and the database's clock. A wrong or unreachable
+// database is an error naming it, within timeout.
+func Inspect(ctx context.Context, dsn string, timeout time.Duration) (Inspection, error) {
+	var in Inspection
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return in, fmt.Errorf("the database's address: %w", err)
+	}
+	cfg.ConnectTimeout = timeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return in, fmt.Errorf("cannot reach the database at %s: %w", whereConn(cfg), err)
+	}
+	defer conn.Close(context.Background())
+	t0 := time.Now()
+	if err := conn.QueryRow(ctx, `SELECT now()`).Scan(&in.Now); err != nil {
+		return in, fmt.Errorf("the database at %s: %w", whereConn(cfg), err)
+	}
+	rtt := time.Since(t0)
+	in.Skew = in.Now.Sub(t0.Add(rtt / 2))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL AND to_regclass('leases') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return in, err
+	}
+	if err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&in.Schema); err != nil {
+		return in, err
+	}
+	var le Lease
+	err = conn.QueryRow(ctx, `SELECT owner, token, expires, expires < now() FROM leases WHERE agent = $1`, Everything).Scan(&le.Owner, &le.Token, &le.Expires, &in.Expired)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return in, nil
+	}
+	if err != nil {
+		return in, err
+	}
+	le.Agent = Everything
+	in.Holder = &le
+	return in, nil
+}

@@ -119,8 +119,9 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 var _ eventlog.Store = (*Log)(nil)
 
 // where names the database of cfg, without its password.
-func where(cfg *pgxpool.Config) string {
-	c := cfg.ConnConfig
+func where(cfg *pgxpool.Config) string { return whereConn(cfg.ConnConfig) }
+
+func whereConn(c *pgx.ConnConfig) string {
 	return fmt.Sprintf("%s:%d/%s (user %s)", c.Host, c.Port, c.Database, c.User)
 }
 

@@ -1,0 +1,47 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/pgstore"
+)
+
+// MaxSkew is the difference between this machine's clock and the
+// database's past which cluster warns: leases run on the database's
+// clock, but the events' times are the daemons'.
+const MaxSkew = time.Second
+
+// checkCluster, for a daemon on PostgreSQL (doctor --db, or
+// TAOSAGENT_DB): the database answers, which daemon holds it and whether
+// its hold is renewed, and this machine's clock against the database's.
+// It writes nothing to the database.
+func checkCluster(ctx context.Context, e *Env) []Finding {
+	const id = "cluster"
+	if e.Postgres == "" {
+		return ok(id, "not on PostgreSQL: the store is the home's SQLite file")
+	}
+	in, err := pgstore.Inspect(ctx, e.Postgres, e.timeout()*5)
+	if err != nil {
+		return []Finding{{ID: id, Severity: Critical, Summary: "the database does not answer: the daemon cannot run",
+			Details: err.Error() + "; check that PostgreSQL runs and that --db (TAOSAGENT_DB) names it"}}
+	}
+	var out []Finding
+	switch {
+	case in.Schema == 0:
+		out = append(out, Finding{ID: id, Severity: OK, Summary: "the database answers; no daemon has used it yet (the first one makes its tables)"})
+	case in.Holder == nil:
+		out = append(out, Finding{ID: id, Severity: OK, Summary: "the database answers; no daemon holds it"})
+	case in.Expired:
+		out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("the hold of daemon %s on the database lapsed %s ago, unrenewed", in.Holder.Owner, in.Now.Sub(in.Holder.Expires).Round(time.Second)),
+			Details: "that daemon stopped, or cannot reach the database; another daemon may take the database now"})
+	default:
+		out = append(out, Finding{ID: id, Severity: OK, Summary: fmt.Sprintf("daemon %s holds the database (token %d), renewed: %s left", in.Holder.Owner, in.Holder.Token, in.Holder.Expires.Sub(in.Now).Round(100*time.Millisecond))})
+	}
+	if skew := in.Skew.Abs(); skew > MaxSkew {
+		out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("this machine's clock is %s off the database's", in.Skew.Round(time.Millisecond)),
+			Details: "leases run on the database's clock, but events carry the daemons' times: keep the clocks in step (NTP, systemd-timesyncd)"})
+	}
+	return out
+}
