@@ -4,22 +4,18 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/door"
 	"github.com/taosagent/taosagent/internal/opencode"
-	"github.com/taosagent/taosagent/internal/testenv"
 )
 
 // BenchmarkTimeToFirstOutput measures, on one daemon and one confined
@@ -366,27 +362,7 @@ func bareOpencode(b *testing.B, config, daemon string) *opencode.Client {
 	if err := os.WriteFile(filepath.Join(home, ".config", "opencode", "opencode.json"), cfg, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(testenv.Opencode(b), "serve", "--hostname", "127.0.0.1", "--port", "0")
-	cmd.Dir = filepath.Join(dir, "work")
-	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "OPENCODE_SERVER_PASSWORD=bench",
-		"XDG_CONFIG_HOME=" + home + "/.config", "XDG_DATA_HOME=" + home + "/.local/share",
-		"XDG_CACHE_HOME=" + home + "/.cache", "XDG_STATE_HOME=" + home + "/.local/state",
-		// opencode's switches as the supervisor sets them for an agent.
-		"OPENCODE_DISABLE_MODELS_FETCH=1", "OPENCODE_DISABLE_AUTOUPDATE=1", "OPENCODE_DISABLE_SHARE=1",
-		"OPENCODE_DISABLE_LSP_DOWNLOAD=1", "OPENCODE_DISABLE_CLAUDE_CODE=1", "npm_config_registry=http://127.0.0.1:9/"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if _, url, ok := strings.Cut(sc.Text(), "listening on "); ok {
-			go io.Copy(io.Discard, out)
-			return &opencode.Client{BaseURL: strings.TrimSpace(url), Password: "bench", Directory: filepath.Join(dir, "work"), HTTP: &http.Client{}}
-		}
-	}
-	b.Fatal("bare opencode never listened")
-	return nil
+	c, stop := startBareIn(b, home, filepath.Join(dir, "work"))
+	b.Cleanup(stop)
+	return c
 }

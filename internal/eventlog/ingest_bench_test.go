@@ -2,14 +2,11 @@ package eventlog
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
-	"github.com/taosagent/taosagent/internal/opencode"
-	"github.com/taosagent/taosagent/internal/reply"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
@@ -22,10 +19,6 @@ func BenchmarkIngest(b *testing.B) {
 	const agents, perAgent = 10, 20000
 	for range b.N {
 		l := open(b, "")
-		input := make([][][]byte, agents)
-		for a := range agents {
-			input[a] = testenv.DeltaFrames(fmt.Sprint("ses_", a), perAgent)
-		}
 		sub, _ := l.Subscribe("", 0, false)
 		var got sync.WaitGroup
 		var fanned int64
@@ -44,41 +37,7 @@ func BenchmarkIngest(b *testing.B) {
 			}
 		}()
 		b.ResetTimer()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for a := range agents {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				codec := reply.New()
-				name := fmt.Sprint("agent", a)
-				var done sync.WaitGroup
-				// A prompted turn, as the runner opens it.
-				begin := codec.Begin(fmt.Sprint("ses_", a), time.Now())
-				for i := range begin {
-					begin[i].Agent = name
-				}
-				l.Append(context.Background(), begin...)
-				for _, f := range input[a] {
-					ev, err := opencode.DecodeEvent(f)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					evs := codec.Feed(ev, time.Now())
-					for i := range evs {
-						evs[i].Agent = name
-					}
-					if len(evs) > 0 {
-						done.Add(1)
-						l.AppendAsync(evs, func([]event.Event, error) { done.Done() })
-					}
-				}
-				done.Wait()
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
+		elapsed := testenv.Ingest(b, l, agents, perAgent)
 		b.StopTimer()
 		n := l.Head()
 		if n < agents*perAgent {
@@ -110,7 +69,7 @@ func BenchmarkIngest(b *testing.B) {
 		q.Close()
 		l2 := open(b, "")
 		ctx := context.Background()
-		start = time.Now()
+		start := time.Now()
 		for i := 0; i < len(rows); i += 1000 {
 			l2.w.ExecContext(ctx, "BEGIN IMMEDIATE")
 			for _, r := range rows[i:min(i+1000, len(rows))] {

@@ -39,6 +39,24 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+// Gather appends to batch what already waits on ch, without waiting, up
+// to max in all: a writer's group commit takes every request that came
+// while it committed the last one.
+func Gather[T any](ch <-chan T, batch []T, max int) []T {
+	for len(batch) < max {
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // maxBatch bounds the requests one transaction takes.
 const maxBatch = 4096
 
@@ -379,19 +397,7 @@ func (l *Log) writer() {
 		if !ok {
 			return
 		}
-		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
+		batch = Gather(l.reqs, append(batch[:0], r), maxBatch)
 		l.commit(batch)
 	}
 }

@@ -3,7 +3,6 @@ package pgstore_test
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -11,9 +10,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
-	"github.com/taosagent/taosagent/internal/opencode"
 	"github.com/taosagent/taosagent/internal/pgstore"
-	"github.com/taosagent/taosagent/internal/reply"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
 
@@ -37,10 +34,6 @@ func BenchmarkIngestOnPostgreSQL(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		input := make([][][]byte, agents)
-		for a := range agents {
-			input[a] = testenv.DeltaFrames(fmt.Sprint("ses_", a), perAgent)
-		}
 		sub, _ := l.Subscribe("", 0, false)
 		var got sync.WaitGroup
 		var fanned int64
@@ -57,43 +50,7 @@ func BenchmarkIngestOnPostgreSQL(b *testing.B) {
 			}
 		})
 		b.ResetTimer()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for a := range agents {
-			wg.Go(func() {
-				codec := reply.New()
-				name := fmt.Sprint("agent", a)
-				var done sync.WaitGroup
-				begin := codec.Begin(fmt.Sprint("ses_", a), time.Now())
-				for i := range begin {
-					begin[i].Agent = name
-				}
-				l.Append(ctx, begin...)
-				for _, f := range input[a] {
-					ev, err := opencode.DecodeEvent(f)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					evs := codec.Feed(ev, time.Now())
-					for i := range evs {
-						evs[i].Agent = name
-					}
-					if len(evs) > 0 {
-						done.Add(1)
-						l.AppendAsync(evs, func(_ []event.Event, err error) {
-							if err != nil {
-								b.Error(err)
-							}
-							done.Done()
-						})
-					}
-				}
-				done.Wait()
-			})
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
+		elapsed := testenv.Ingest(b, l, agents, perAgent)
 		b.StopTimer()
 		n := l.Head()
 		if n < int64(agents*perAgent) {
@@ -147,7 +104,7 @@ func BenchmarkIngestOnPostgreSQL(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		start = time.Now()
+		start := time.Now()
 		for i := 0; i < len(rows); i += 1000 {
 			tx, err := conn.BeginTx(ctx, nil)
 			if err != nil {

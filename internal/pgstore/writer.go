@@ -131,19 +131,7 @@ func (l *Log) writer() {
 	defer close(l.writerDone)
 	batch := make([]*request, 0, 64)
 	for r := range l.reqs {
-		batch = append(batch[:0], r)
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
+		batch = eventlog.Gather(l.reqs, append(batch[:0], r), maxBatch)
 		l.commit(batch)
 	}
 }
