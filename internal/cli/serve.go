@@ -33,6 +33,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	homeDir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
 	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
 	db := fs.String("db", "", "a PostgreSQL database (postgres://… or key=value pairs) to keep the store in, instead of the home's SQLite file (env TAOSAGENT_DB); one daemon per database")
+	standby := fs.Bool("standby", false, "with --db, when another daemon holds the database, wait and take over once its lease lapsed, instead of refusing to start")
 	lease := fs.Duration("lease", daemon.LeaseDefault, "with --db, how long this daemon's hold on the database lasts unrenewed: another daemon may take it that long after this one stopped renewing")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
 	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; others wait in line for a slot")
@@ -77,7 +78,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg := daemon.Config{Home: *homeDir, DB: *db, Lease: *lease, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
+	cfg := daemon.Config{Home: *homeDir, DB: *db, Lease: *lease, Standby: *standby, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
 		RawRetention: *rawRetention, NoDemo: *noDemo, DefaultDailyTokens: *defaultTokens, Unconfined: *unconfined, MaxConns: *maxConns,
 		Systemctl: *systemctl, Journalctl: *journalctl, ModelsSync: *modelsSync, LLMConnectTimeout: *llmConnect,
 		LLMHeaderTimeout: *llmHeader, LLMStallTimeout: *llmStall, AllowHosts: *hosts, PublicListen: *public, TLSCert: *tlsCert,

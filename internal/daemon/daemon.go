@@ -57,8 +57,13 @@ type Config struct {
 	// DB is the PostgreSQL database's address (serve --db): "" keeps the
 	// store in the home's SQLite file. Lease is how long the daemon's
 	// hold on that database lasts unrenewed (default LeaseDefault).
-	DB           string
-	Lease        time.Duration
+	DB    string
+	Lease time.Duration
+	// Standby, with DB, waits for a database another daemon holds and
+	// takes over once that daemon's lease lapsed, instead of refusing to
+	// start.
+	Standby bool
+
 	Listen       string // the API's address (loopback)
 	PublicListen string // a second address for other machines ("": none)
 	TLSCert      string // PublicListen's certificate and key ("": plain HTTP)
@@ -213,7 +218,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return opencode.MCPServer{URL: loopbackURL(ln.Addr()) + "/mcp/" + name, TimeoutMS: 30000}
 		}
 	}
-	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys,
+	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys, Predecessor: st.predecessor,
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs, MCPServers: serverURL,
 		ToolModules: func() (string, error) {
 			// Installed when a person adds or accepts a tool.

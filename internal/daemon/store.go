@@ -13,6 +13,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/pgstore"
+	"github.com/taosagent/taosagent/internal/supervisor"
 )
 
 // LeaseDefault is how long a daemon's hold on a PostgreSQL database lasts
@@ -33,6 +34,9 @@ type store struct {
 	stop func(release bool)
 	// problem is why the last renewal failed, nil once one succeeds.
 	problem atomic.Pointer[string]
+	// predecessor is the daemon this one took the database over from
+	// (its lease lapsed), "" when none or itself.
+	predecessor string
 }
 
 // Problem says what is wrong with the store, "" if nothing: a database
@@ -49,8 +53,11 @@ func (s *store) Problem() string {
 // database (the lease pgstore.Everything) while it runs, renewing it; its
 // log is fenced by that lease, so that, paused or cut off past it, the
 // daemon can never write again. A second daemon on the same database is
-// refused at start with the holder's name. A daemon back within its
-// lease (a restart, a crash) takes its own lease again.
+// refused at start with the holder's name (and stops what its home's last
+// daemon left running: those instances served a database another holds
+// now), or with cfg.Standby waits until the holder's lease lapsed and
+// takes over. A daemon back within its lease (a restart, a crash) takes
+// its own lease again.
 func openStore(ctx context.Context, cfg Config, h home.Home, logger *slog.Logger) (*store, error) {
 	if cfg.DB == "" {
 		l, err := eventlog.Open(h.DB())
@@ -66,19 +73,44 @@ func openStore(ctx context.Context, cfg Config, h home.Home, logger *slog.Logger
 	owner := daemonID(h)
 	ttl := cfg.Lease
 	le, err := l.Acquire(ctx, pgstore.Everything, owner, ttl)
+	if errors.Is(err, pgstore.ErrLeased) {
+		// What this home's last daemon left running served a database
+		// another daemon holds now: it goes, and writes nothing.
+		if pids, _ := supervisor.Sweep(h.Run()); len(pids) > 0 {
+			logger.Warn("stopped the instances a daemon of this home left running: another daemon holds the database now", "pids", pids)
+		}
+	}
+	for waited := false; errors.Is(err, pgstore.ErrLeased) && cfg.Standby; le, err = l.Acquire(ctx, pgstore.Everything, owner, ttl) {
+		// A standby waits for the holder's lease to lapse, then takes
+		// over.
+		if !waited {
+			logger.Info("standing by: another daemon holds the database", "err", err)
+			waited = true
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(ttl / 10):
+		}
+	}
 	if err != nil {
 		l.Close()
 		if errors.Is(err, pgstore.ErrLeased) {
-			return nil, fmt.Errorf("another daemon runs on this database: %w; one daemon per database for now", err)
+			return nil, fmt.Errorf("another daemon runs on this database: %w; one daemon per database (or --standby, to take over when it stops)", err)
 		}
 		return nil, err
 	}
 	l.Fence(le)
 	logger.Info("holding the database", "owner", owner, "token", le.Token, "lease", ttl)
+	st := &store{Store: l}
+	if le.Previous != "" && le.Previous != owner {
+		st.predecessor = le.Previous
+		logger.Warn("took the database over from another daemon", "from", le.Previous)
+	}
 	lost := make(chan error, 1)
+	st.lost = lost
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	st := &store{Store: l, lost: lost}
 	go func() {
 		defer close(done)
 		renew(rctx, l, le, ttl, lost, &st.problem, logger)

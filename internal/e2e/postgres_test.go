@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/client"
 	taohome "github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
@@ -98,41 +100,96 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 		t.Fatalf("%d final events, want 2: %v", finals, kinds(evs))
 	}
 
-	// Frozen past its lease; another daemon takes the database; resumed,
-	// the first stops, and writes nothing after the takeover.
-	d.cmd.Process.Signal(syscall.SIGSTOP)
-	var other *daemon
-	deadline := time.Now().Add(30 * time.Second)
-	for other == nil {
-		if out := tryStart(t, dsn); out != nil {
-			other = out
-		} else if time.Now().After(deadline) {
-			d.cmd.Process.Signal(syscall.SIGCONT)
-			t.Fatal("no other daemon took the database after the lease")
+	// A standby waits; d is killed with SIGKILL in the middle of a
+	// turn: the standby takes over once d's lease lapsed, the cut turn
+	// ends with one error naming the failover, nothing d committed is
+	// lost or doubled. d, back, is refused and stops its orphaned
+	// instance.
+	standby := func(lease string) <-chan *daemon {
+		ch := make(chan *daemon, 1)
+		go func() {
+			s, err := launch(t, "", []string{"TAOSAGENT_DB=" + dsn}, "--lease", lease, "--standby")
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- s
+		}()
+		return ch
+	}
+	waiting := standby("2s")
+	cut := d.send(ctx, "a", "endless", "")
+	err = d.c.Stream(ctx, "a", cut.Seq, func(e client.Event) bool { return e.Kind != "delta" && e.Kind != "reasoning" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.kill()
+	killed := time.Now()
+	s := <-waiting
+	if s == nil {
+		t.FailNow()
+	}
+	t.Logf("the standby took over %.1f s after the kill (lease 2 s)", time.Since(killed).Seconds())
+	evs, err = s.c.Events(ctx, "a", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends []client.Event
+	seen := map[int64]bool{}
+	for _, e := range evs {
+		if seen[e.Seq] {
+			t.Fatalf("seq %d twice", e.Seq)
 		}
+		seen[e.Seq] = true
+		if e.Seq > cut.Seq && (e.Kind == "final" || e.Kind == "error") {
+			ends = append(ends, e)
+		}
+	}
+	if len(ends) != 1 || ends[0].Kind != "error" || ends[0].Field("code") != "interrupted" ||
+		!strings.Contains(ends[0].Field("message"), "failover") || !strings.Contains(ends[0].Field("message"), home) {
+		t.Fatalf("the cut turn's end on the new holder: %+v", ends)
+	}
+	out := refused("--home", home, "--db", dsn)
+	if !strings.Contains(out, "another daemon runs on this database") || !strings.Contains(out, "stopped the instances") {
+		t.Fatalf("the old holder back: %s", out)
+	}
+	if !exited(pid) {
+		t.Fatalf("the old holder's instance %d still runs after it was refused:\n%s", pid, out)
+	}
+	third := s.send(ctx, "a", "say: on the new holder", "")
+	if e := last(s.turnOf(ctx, "a", third.Seq-1, third.Input)); e.Kind != "final" {
+		t.Fatalf("the turn on the new holder ended %s", e.Kind)
+	}
+
+	// Frozen past its lease while a standby takes the database; resumed,
+	// the frozen one stops, and writes nothing after the takeover.
+	s.cmd.Process.Signal(syscall.SIGSTOP)
+	other := <-standby("5s")
+	if other == nil {
+		s.cmd.Process.Signal(syscall.SIGCONT)
+		t.FailNow()
 	}
 	held, err := other.c.Events(ctx, "a", 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	head := last(held).Seq
-	d.cmd.Process.Signal(syscall.SIGCONT)
+	s.cmd.Process.Signal(syscall.SIGCONT)
 	select {
-	case <-d.done:
+	case <-s.done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the frozen daemon, resumed, did not stop:\n%s", d.log)
+		t.Fatalf("the frozen daemon, resumed, did not stop:\n%s", s.log)
 	}
-	if !strings.Contains(d.log.String(), "no longer holds its database") {
-		t.Fatalf("the resumed daemon's log:\n%s", d.log)
+	if !strings.Contains(s.log.String(), "no longer holds its database") {
+		t.Fatalf("the resumed daemon's log:\n%s", s.log)
 	}
 	// Nothing has touched a on the new holder yet: any event of a now
 	// would be the old holder's (its instance stopping, say).
 	if after, err := other.c.Events(ctx, "a", head, 1000); err != nil || len(after) != 0 {
 		t.Fatalf("events of a after the takeover: %v %v", kinds(after), err)
 	}
-	third := other.send(ctx, "a", "say: on the new holder", "")
-	if e := last(other.turnOf(ctx, "a", third.Seq-1, third.Input)); e.Kind != "final" {
-		t.Fatalf("the turn on the new holder ended %s", e.Kind)
+	fourth := other.send(ctx, "a", "say: on the next holder", "")
+	if e := last(other.turnOf(ctx, "a", fourth.Seq-1, fourth.Input)); e.Kind != "final" {
+		t.Fatalf("the turn on the next holder ended %s", e.Kind)
 	}
 
 	// The database goes away: /healthz says so, and once the hold lapsed
@@ -171,8 +228,8 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 		t.Fatalf("doctor's cluster check once a daemon stopped renewing: %+v", f)
 	}
 	back := startIn(t, other.home, []string{"TAOSAGENT_DB=" + dsn}, "--lease", "5s")
-	fourth := back.send(ctx, "a", "say: the database is back", "")
-	if e := last(back.turnOf(ctx, "a", fourth.Seq-1, fourth.Input)); e.Kind != "final" {
+	fifth := back.send(ctx, "a", "say: the database is back", "")
+	if e := last(back.turnOf(ctx, "a", fifth.Seq-1, fifth.Input)); e.Kind != "final" {
 		t.Fatalf("the turn once the database is back ended %s", e.Kind)
 	}
 	evs, err = back.c.Events(ctx, "a", 0, 1000)
@@ -185,23 +242,9 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 			finals++
 		}
 	}
-	if finals != 4 {
-		t.Fatalf("%d final events once the database is back, want 4: %v", finals, kinds(evs))
+	if finals != 5 {
+		t.Fatalf("%d final events once the database is back, want 5: %v", finals, kinds(evs))
 	}
-}
-
-// tryStart starts a daemon on database dsn in a new home, nil while
-// another daemon holds it.
-func tryStart(t *testing.T, dsn string) *daemon {
-	d, err := launch(t, "", []string{"TAOSAGENT_DB=" + dsn}, "--lease", "5s")
-	if err != nil {
-		if !strings.Contains(err.Error(), "another daemon runs on this database") {
-			t.Fatal(err)
-		}
-		time.Sleep(200 * time.Millisecond)
-		return nil
-	}
-	return d
 }
 
 // cluster is doctor's cluster finding for dsn.
@@ -215,4 +258,16 @@ func cluster(t *testing.T, d *daemon, dsn string) (f struct{ Severity, Summary, 
 		t.Fatalf("doctor --json cluster: %v %q %s", err, out, stderr)
 	}
 	return res.Findings[0]
+}
+
+// exited says whether process pid is gone, or a zombie: killed, not yet
+// reaped by whoever it was handed to.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] == "Z"
 }

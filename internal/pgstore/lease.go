@@ -20,6 +20,9 @@ type Lease struct {
 	Owner   string // the daemon's id
 	Token   int64  // grows with each new owner (or each new lease after one lapsed)
 	Expires time.Time
+	// Previous is the owner of the lease before Acquire took it ("" if
+	// none ever held it): another daemon's name after a takeover.
+	Previous string
 }
 
 var (
@@ -40,20 +43,25 @@ var (
 func (l *Log) Acquire(ctx context.Context, agent, owner string, ttl time.Duration) (Lease, error) {
 	le := Lease{Agent: agent, Owner: owner}
 	err := l.pool.QueryRow(ctx, `
+		WITH prev AS (SELECT owner FROM leases WHERE agent = $1)
 		INSERT INTO leases AS l (agent, owner, token, expires) VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
 		ON CONFLICT (agent) DO UPDATE SET
 			owner = excluded.owner,
 			token = CASE WHEN l.owner = excluded.owner AND l.expires >= now() THEN l.token ELSE l.token + 1 END,
 			expires = excluded.expires
 		WHERE l.expires < now() OR l.owner = excluded.owner
-		RETURNING token, expires`, agent, owner, ttl.Milliseconds()).Scan(&le.Token, &le.Expires)
+		RETURNING token, expires, COALESCE((SELECT owner FROM prev), '')`, agent, owner, ttl.Milliseconds()).Scan(&le.Token, &le.Expires, &le.Previous)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var holder string
 		var until time.Time
 		if err := l.pool.QueryRow(ctx, `SELECT owner, expires FROM leases WHERE agent = $1`, agent).Scan(&holder, &until); err != nil {
 			return Lease{}, fmt.Errorf("pgstore: lease of %s: %w", agent, err)
 		}
-		return Lease{}, fmt.Errorf("agent %s: %w (%s, until %s)", agent, ErrLeased, holder, until.UTC().Format(time.RFC3339))
+		what := "agent " + agent
+		if agent == Everything {
+			what = "the database"
+		}
+		return Lease{}, fmt.Errorf("%s: %w (%s, until %s)", what, ErrLeased, holder, until.UTC().Format(time.RFC3339))
 	}
 	if err != nil {
 		return Lease{}, fmt.Errorf("pgstore: lease of %s: %w", agent, err)

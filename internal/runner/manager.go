@@ -60,8 +60,12 @@ type Config struct {
 	Hooks
 	// UIDs, when set, gives each agent's confined instance a host uid of
 	// its own from this range (stored, never reused; see hostid).
-	UIDs   *hostid.Range
-	Logger *slog.Logger
+	UIDs *hostid.Range
+	// Predecessor is the daemon this one took the store over from (a
+	// failover: its lease lapsed), "" if none: what it left running
+	// ends naming it.
+	Predecessor string
+	Logger      *slog.Logger
 }
 
 // Hooks are what the runner asks of the layer above it (the control
@@ -164,20 +168,24 @@ func (m *Manager) Start(ctx context.Context) error {
 		return err
 	}
 	now := time.Now()
+	stopped := "taosagent stopped"
+	if m.cfg.Predecessor != "" {
+		stopped = "the daemon " + m.cfg.Predecessor + " stopped holding the store, and this daemon took over (a failover)"
+	}
 	var evs []event.Event
 	for _, ap := range pending {
-		evs = append(evs, expired(ap, "taosagent stopped while this approval was pending", now))
+		evs = append(evs, expired(ap, stopped+" while this approval was pending", now))
 	}
 	asked, err := m.log.Questions(ctx, api.QuestionPending)
 	if err != nil {
 		return err
 	}
 	for _, q := range asked {
-		evs = append(evs, expiredQuestion(q, "taosagent stopped while this question was pending", now))
+		evs = append(evs, expiredQuestion(q, stopped+" while this question was pending", now))
 	}
 	stale := map[string][]string{} // sessions of adopted instances to abort, by agent
 	for _, t := range turns {
-		msg := "the turn was interrupted: taosagent stopped while it ran"
+		msg := "the turn was interrupted: " + stopped + " while it ran"
 		if _, adopted := m.cfg.Instances.Get(t.Agent); adopted {
 			// Its opencode goes on, but the turn's model stream went with
 			// the daemon (the gateway): the turn ends here, what opencode
