@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/taosagent/taosagent/internal/backup"
 	"github.com/taosagent/taosagent/internal/home"
@@ -14,11 +16,17 @@ import (
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("backup", stderr)
 	dir := fs.String("home", defaultHome(), "taosagent home directory (env TAOSAGENT_HOME)")
+	db := fs.String("db", "", "the PostgreSQL database the daemon keeps its store in, if it does (serve --db; env TAOSAGENT_DB): refused, see the message")
 	if err := parse(fs, interleave(fs, args)); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want backup FILE (a new file)", errUsage)
+	}
+	if *db != "" || os.Getenv("TAOSAGENT_DB") != "" {
+		// A backup of the home alone would look whole and restore a
+		// daemon with no events, no agents and no audit.
+		return errors.New("the daemon keeps its store in PostgreSQL (--db, TAOSAGENT_DB): back the database up with PostgreSQL's own tools (pg_dump), and the home's files (its token, keys and agents' directories) as files; taosagent backup backs up a home whose store is its SQLite file")
 	}
 	m, err := backup.Make(ctx, home.Home{Dir: *dir}, fs.Arg(0), Version)
 	if err != nil {

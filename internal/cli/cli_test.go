@@ -139,3 +139,22 @@ func TestGlobalFlagsBeforeTheCommand(t *testing.T) {
 		t.Errorf("--home without a value: exit %d, %q", code, errs)
 	}
 }
+
+// A home whose store is in PostgreSQL is not backed up as if its SQLite
+// file were the store: the backup is refused, saying how, and no file is
+// written.
+func TestABackupOfAStoreInPostgreSQLIsRefused(t *testing.T) {
+	home, out := t.TempDir(), filepath.Join(t.TempDir(), "b.tar")
+	t.Setenv("TAOSAGENT_DB", "")
+	code, _, errs := run("backup", "--home", home, "--db", "postgres:///taosagent", out)
+	if code != 1 || !strings.Contains(errs, "pg_dump") {
+		t.Fatalf("backup with --db: %d %q", code, errs)
+	}
+	t.Setenv("TAOSAGENT_DB", "host=/run/postgresql dbname=taosagent")
+	if code, _, errs = run("backup", "--home", home, out); code != 1 || !strings.Contains(errs, "pg_dump") {
+		t.Fatalf("backup with TAOSAGENT_DB: %d %q", code, errs)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("a refused backup wrote %s: %v", out, err)
+	}
+}
