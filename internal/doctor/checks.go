@@ -119,6 +119,9 @@ func checkHome(ctx context.Context, e *Env) []Finding {
 
 func checkDatabase(ctx context.Context, e *Env) []Finding {
 	const id = "database"
+	if e.Postgres != "" {
+		return ok(id, "the store is in PostgreSQL (see cluster)")
+	}
 	if _, err := os.Stat(e.Home.DB()); errors.Is(err, fs.ErrNotExist) {
 		return ok(id, "no database yet (the daemon creates it at its first start)")
 	}
@@ -155,9 +158,9 @@ type agentConfig struct {
 
 // agentsFor reads the agents for check id, or says why it cannot.
 func (e *Env) agentsFor(ctx context.Context, id string) ([]agent.Agent, []Finding) {
-	db, _, err := e.DB()
+	db, err := e.Store(ctx)
 	if err != nil {
-		return nil, ok(id, "not checked: the database cannot be read (see database)")
+		return nil, ok(id, "not checked: the store cannot be read (see database, or cluster)")
 	}
 	as, err := db.Agents(ctx)
 	if err != nil {
@@ -339,9 +342,9 @@ func checkDaemonLog(ctx context.Context, e *Env) []Finding {
 
 func checkProviders(ctx context.Context, e *Env) []Finding {
 	const id = "providers"
-	db, _, err := e.DB()
+	db, err := e.Store(ctx)
 	if err != nil {
-		return ok(id, "not checked: the database cannot be read (see database)")
+		return ok(id, "not checked: the store cannot be read (see database, or cluster)")
 	}
 	ps, err := db.Providers(ctx)
 	if err != nil {

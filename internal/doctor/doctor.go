@@ -23,6 +23,7 @@ import (
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
+	"github.com/taosagent/taosagent/internal/pgstore"
 	"github.com/taosagent/taosagent/internal/sandbox"
 )
 
@@ -110,6 +111,33 @@ type Env struct {
 	db    *eventlog.Log
 	dbVer int64
 	dbErr error
+
+	pgOnce sync.Once
+	pg     *pgstore.Reader
+	pgErr  error
+}
+
+// store is what the checks read of the store, wherever it is.
+type store interface {
+	eventlog.Catalog
+	eventlog.Notifications
+}
+
+// Store opens the store read-only, once: the PostgreSQL database of
+// Postgres, else the home's SQLite file (DB).
+func (e *Env) Store(ctx context.Context) (store, error) {
+	if e.Postgres == "" {
+		db, _, err := e.DB()
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	}
+	e.pgOnce.Do(func() { e.pg, e.pgErr = pgstore.OpenReader(ctx, e.Postgres) })
+	if e.pgErr != nil {
+		return nil, e.pgErr
+	}
+	return e.pg, nil
 }
 
 func (e *Env) timeout() time.Duration {
@@ -136,6 +164,9 @@ func (e *Env) DB() (*eventlog.Log, int64, error) {
 func (e *Env) Close() {
 	if e.db != nil {
 		e.db.Close()
+	}
+	if e.pg != nil {
+		e.pg.Close()
 	}
 }
 

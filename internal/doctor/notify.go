@@ -17,9 +17,9 @@ import (
 // machine (service workers need a secure context).
 func checkNotifications(ctx context.Context, e *Env) []Finding {
 	const id = "notifications"
-	db, _, err := e.DB()
+	db, err := e.Store(ctx)
 	if err != nil {
-		return ok(id, "not checked: the database cannot be read (see database)")
+		return ok(id, "not checked: the store cannot be read (see database, or cluster)")
 	}
 	chans, err := db.Channels(ctx)
 	if err != nil {

@@ -45,6 +45,10 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 	if f := cluster(t, d, dsn); f.Severity != "ok" || !strings.Contains(f.Summary, home+" holds the database") {
 		t.Fatalf("doctor's cluster check while a daemon holds the database: %+v", f)
 	}
+	// doctor reads the agents from the database, read only.
+	if f := doctorOn(t, d, dsn, "agents"); f.Severity != "ok" || strings.Contains(f.Summary, "not checked") {
+		t.Fatalf("doctor's agents check on PostgreSQL: %+v", f)
+	}
 
 	// A second daemon on the same database, and a wrong address.
 	refused := func(args ...string) string {
@@ -250,7 +254,13 @@ func TestADaemonOnPostgreSQL(t *testing.T) {
 // cluster is doctor's cluster finding for dsn.
 func cluster(t *testing.T, d *daemon, dsn string) (f struct{ Severity, Summary, Details string }) {
 	t.Helper()
-	out, stderr, _ := d.run("doctor", "--db", dsn, "--json", "cluster")
+	return doctorOn(t, d, dsn, "cluster")
+}
+
+// doctorOn is the first finding of doctor's check on d's home and dsn.
+func doctorOn(t *testing.T, d *daemon, dsn, check string) (f struct{ Severity, Summary, Details string }) {
+	t.Helper()
+	out, stderr, _ := d.run("doctor", "--db", dsn, "--json", check)
 	var res struct {
 		Findings []struct{ Severity, Summary, Details string }
 	}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sync"
@@ -285,4 +286,61 @@ func (l *Log) Follow(ctx context.Context, agent string, after int64, fn func([]e
 			return err
 		}
 	}
+}
+
+// Reader is the store's tables on a database, read only: for the
+// recovery tools (doctor), which must not write to a database a daemon
+// holds. It makes no table (no migration), takes no lease, and every write
+// through it is eventlog.ErrReadOnly.
+type Reader struct {
+	eventlog.Tables
+	db   *sql.DB
+	pool *pgxpool.Pool
+}
+
+// OpenReader connects to dsn, read only, within ConnectTimeout. A
+// database no daemon has made its tables in yet is an error saying so.
+func OpenReader(ctx context.Context, dsn string) (*Reader, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: the database's address: %w", err)
+	}
+	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(cctx, cfg)
+	if err == nil {
+		err = pool.Ping(cctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, fmt.Errorf("pgstore: cannot reach the database at %s: %w", where(cfg), err)
+	}
+	var made bool
+	if err := pool.QueryRow(cctx, `SELECT to_regclass('agents') IS NOT NULL`).Scan(&made); err != nil || !made {
+		pool.Close()
+		if err == nil {
+			err = errors.New("no daemon has made its tables there yet")
+		}
+		return nil, fmt.Errorf("pgstore: the database at %s: %w", where(cfg), err)
+	}
+	r := &Reader{db: stdlib.OpenDBFromPool(pool), pool: pool}
+	r.Tables = eventlog.NewTables(r.db, eventlog.Postgres,
+		func(context.Context, func(*eventlog.Tx) error) ([]event.Event, error) {
+			return nil, eventlog.ErrReadOnly
+		},
+		func(string, int64, bool, ...event.Kind) (eventlog.Subscription, error) {
+			return nil, eventlog.ErrReadOnly
+		})
+	return r, nil
+}
+
+// Close closes the connections.
+func (r *Reader) Close() error {
+	r.db.Close()
+	r.pool.Close()
+	return nil
 }
