@@ -111,24 +111,33 @@ func startIn(t testing.TB, home string, env []string, extra ...string) *daemon {
 	return d
 }
 
+// newHome is a new, empty home whose opencode is known verified (its
+// stamp written once for the run): a daemon started on it does not run
+// the binary to check it again.
+func newHome(t testing.TB) string {
+	bin := testenv.Opencode(t)
+	home := t.TempDir()
+	stampOnce.Do(func() {
+		f := filepath.Join(t.TempDir(), "stamp.json")
+		if opencode.WriteStamp(f, bin) == nil {
+			stamp, _ = os.ReadFile(f)
+		}
+	})
+	if stamp != nil {
+		if err := os.WriteFile(taohome.Home{Dir: home}.OpencodeStamp(), stamp, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return home
+}
+
 // launch is startIn, with an error for a daemon that exits or does not
 // answer.
 func launch(t testing.TB, home string, env []string, extra ...string) (*daemon, error) {
 	t.Helper()
 	bin := testenv.Opencode(t)
 	if home == "" {
-		home = t.TempDir()
-		stampOnce.Do(func() {
-			f := filepath.Join(t.TempDir(), "stamp.json")
-			if opencode.WriteStamp(f, bin) == nil {
-				stamp, _ = os.ReadFile(f)
-			}
-		})
-		if stamp != nil {
-			if err := os.WriteFile(taohome.Home{Dir: home}.OpencodeStamp(), stamp, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+		home = newHome(t)
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--home", home, "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+bin), env...)

@@ -265,7 +265,9 @@ func wrongDatabase(t *testing.T, pg *testenv.Postgres) {
 // the token grows by one. A daemon back within its lease keeps its token.
 func leasesFence(t *testing.T, pg *testenv.Postgres) {
 	ctx, l := open(t, pg, time.Minute)
-	const ttl = 500 * time.Millisecond
+	// Leases long enough for any machine's pace, but the paused owner's
+	// last renewal, which lapses while the test waits.
+	const ttl, paused = time.Minute, 300 * time.Millisecond
 	d1, err := l.Acquire(ctx, "a", "daemon-1", ttl)
 	if err != nil || d1.Token != 1 {
 		t.Fatalf("d1: %+v %v", d1, err)
@@ -282,7 +284,7 @@ func leasesFence(t *testing.T, pg *testenv.Postgres) {
 	if _, err := l.AppendFenced(ctx, d1, ev("b", 1)); err == nil {
 		t.Fatal("an event of b under a's lease")
 	}
-	if d1, err = l.Renew(ctx, d1, ttl); err != nil {
+	if d1, err = l.Renew(ctx, d1, paused); err != nil {
 		t.Fatal(err)
 	}
 
@@ -523,14 +525,17 @@ func fencedLog(t *testing.T, pg *testenv.Postgres) {
 		t.Cleanup(func() { l.Close() })
 		logs[i] = l
 	}
-	const ttl = 300 * time.Millisecond
-	le, err := logs[0].Acquire(ctx, pgstore.Everything, "daemon-1", ttl)
+	le, err := logs[0].Acquire(ctx, pgstore.Everything, "daemon-1", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs[0].Fence(le)
 	if _, err := logs[0].Append(ctx, ev("a", 1)); err != nil {
 		t.Fatalf("the holder's write: %v", err)
+	}
+	// Its last renewal, which lapses while the second waits.
+	if _, err := logs[0].Renew(ctx, le, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
 	}
 	var le2 pgstore.Lease
 	for {
