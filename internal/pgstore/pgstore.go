@@ -70,22 +70,11 @@ const ConnectTimeout = 10 * time.Second
 // pairs) and brings its schema up to date. A wrong or unreachable
 // database is an error naming what failed, within ConnectTimeout.
 func Open(ctx context.Context, dsn string) (*Log, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: the database's address: %w", err)
-	}
-	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
 	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	pool, err := pgxpool.NewWithConfig(cctx, cfg)
-	if err == nil {
-		err = pool.Ping(cctx)
-	}
+	pool, cfg, err := connect(cctx, dsn, false)
 	if err != nil {
-		if pool != nil {
-			pool.Close()
-		}
-		return nil, fmt.Errorf("pgstore: cannot reach the database at %s: %w", where(cfg), err)
+		return nil, err
 	}
 	db := stdlib.OpenDBFromPool(pool)
 	if err := migrate(cctx, db); err != nil {
@@ -118,6 +107,31 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 }
 
 var _ eventlog.Store = (*Log)(nil)
+
+// connect opens a pool on dsn (read only if readOnly) and checks that
+// the database answers before ctx ends: a wrong or unreachable database
+// is an error naming it, without its password.
+func connect(ctx context.Context, dsn string, readOnly bool) (*pgxpool.Pool, *pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgstore: the database's address: %w", err)
+	}
+	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	if readOnly {
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if pool != nil {
+			pool.Close()
+		}
+		return nil, nil, fmt.Errorf("pgstore: cannot reach the database at %s: %w", where(cfg), err)
+	}
+	return pool, cfg, nil
+}
 
 // where names the database of cfg, without its password.
 func where(cfg *pgxpool.Config) string { return whereConn(cfg.ConnConfig) }
@@ -301,23 +315,11 @@ type Reader struct {
 // OpenReader connects to dsn, read only, within ConnectTimeout. A
 // database no daemon has made its tables in yet is an error saying so.
 func OpenReader(ctx context.Context, dsn string) (*Reader, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: the database's address: %w", err)
-	}
-	cfg.ConnConfig.ConnectTimeout = ConnectTimeout
-	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
 	defer cancel()
-	pool, err := pgxpool.NewWithConfig(cctx, cfg)
-	if err == nil {
-		err = pool.Ping(cctx)
-	}
+	pool, cfg, err := connect(cctx, dsn, true)
 	if err != nil {
-		if pool != nil {
-			pool.Close()
-		}
-		return nil, fmt.Errorf("pgstore: cannot reach the database at %s: %w", where(cfg), err)
+		return nil, err
 	}
 	var made bool
 	if err := pool.QueryRow(cctx, `SELECT to_regclass('agents') IS NOT NULL`).Scan(&made); err != nil || !made {
