@@ -347,3 +347,46 @@ type Hook struct {
 type HookRequest struct {
 	Template string `json:"template"`
 }
+
+// Cluster is what GET /v1/cluster shows of the daemons sharing a
+// PostgreSQL database (serve --cluster) and of who runs which agent.
+type Cluster struct {
+	Daemon  string          `json:"daemon"` // the daemon that answered
+	Daemons []ClusterDaemon `json:"daemons"`
+	Agents  []ClusterAgent  `json:"agents"`
+}
+
+// ClusterDaemon is one daemon of a cluster, as it last registered.
+type ClusterDaemon struct {
+	ID       string    `json:"id"` // host:home
+	Addr     string    `json:"addr,omitempty"`
+	Labels   []string  `json:"labels,omitempty"`
+	Storage  string    `json:"storage"` // the storage its agents' directories are on
+	Slots    int       `json:"slots"`
+	Agents   int       `json:"agents"` // the agents it owns
+	Memory   int64     `json:"memory_bytes"`
+	Draining bool      `json:"draining"`
+	Live     bool      `json:"live"` // renewing its registration
+	Expires  time.Time `json:"expires"`
+}
+
+// ClusterAgent is where an agent runs: its owner (a live lease), its pin.
+type ClusterAgent struct {
+	Agent   string    `json:"agent"`
+	Owner   string    `json:"owner,omitempty"` // "" while no daemon owns it
+	Token   int64     `json:"token,omitempty"` // its lease's fencing token
+	Expires time.Time `json:"expires,omitzero"`
+	Pin     string    `json:"pin,omitempty"`     // a daemon's id or a label k=v
+	Storage string    `json:"storage,omitempty"` // where its directory is
+}
+
+// DrainRequest is POST /v1/cluster/drain's body.
+type DrainRequest struct {
+	Daemon string `json:"daemon,omitempty"` // "" the daemon asked
+	Off    bool   `json:"off,omitempty"`    // end the drain
+}
+
+// PinRequest is PUT /v1/agents/{name}/pin's body.
+type PinRequest struct {
+	Pin string `json:"pin"` // a daemon's id, a label k=v, "" any daemon
+}

@@ -34,6 +34,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", defaultListen(), "address of the HTTP API (env TAOSAGENT_LISTEN)")
 	db := fs.String("db", "", "a PostgreSQL database (postgres://… or key=value pairs) to keep the store in, instead of the home's SQLite file (env TAOSAGENT_DB); one daemon per database")
 	standby := fs.Bool("standby", false, "with --db, when another daemon holds the database, wait and take over once its lease lapsed, instead of refusing to start")
+	clusterMode := fs.Bool("cluster", false, "with --db, run as one of several daemons sharing the database: each agent runs on one daemon at a time, placed on the one with the most free slots, and moves when its daemon dies or drains (docs/CLUSTER.md)")
+	labels := &listFlag{}
+	fs.Var(labels, "label", "with --cluster, a label k=v of this daemon that an agent's pin may name (repeatable)")
 	lease := fs.Duration("lease", daemon.LeaseDefault, "with --db, how long this daemon's hold on the database lasts unrenewed: another daemon may take it that long after this one stopped renewing")
 	idle := fs.Duration("idle-timeout", 10*time.Minute, "stop an agent's opencode after this long unused")
 	maxRunning := fs.Int("max-running", 8, "most opencode instances running at once; others wait in line for a slot")
@@ -71,6 +74,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// Not the flag's default: --help would show it, password and all.
 		*db = os.Getenv("TAOSAGENT_DB")
 	}
+	if (*clusterMode || len(*labels) > 0) && *db == "" {
+		return fmt.Errorf("%w: --cluster and --label need --db: a cluster shares a PostgreSQL database", errUsage)
+	}
+	for _, l := range *labels {
+		if k, v, ok := strings.Cut(l, "="); !ok || k == "" || v == "" || strings.ContainsAny(l, ", ") {
+			return fmt.Errorf("%w: --label %q: a label is k=v, with no comma or space", errUsage, l)
+		}
+	}
+	if *clusterMode && *standby {
+		return fmt.Errorf("%w: --standby is for a daemon that runs alone; in a cluster every daemon runs agents, and takes over those of one that died", errUsage)
+	}
 	if err := exposure(*listen, *public, *tlsCert, *tlsKey, *insecure); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -78,7 +92,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	cfg := daemon.Config{Home: *homeDir, DB: *db, Lease: *lease, Standby: *standby, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
+	cfg := daemon.Config{Home: *homeDir, DB: *db, Lease: *lease, Standby: *standby, Cluster: *clusterMode, Labels: *labels, Listen: *listen, IdleTimeout: *idle, MaxRunning: *maxRunning, Quantum: *quantum, MemoryBudget: *memBudget << 20, Retention: *retention, ScheduleFloor: *scheduleFloor, NotifyBackoff: *notifyBackoff,
 		RawRetention: *rawRetention, NoDemo: *noDemo, DefaultDailyTokens: *defaultTokens, Unconfined: *unconfined, MaxConns: *maxConns,
 		Systemctl: *systemctl, Journalctl: *journalctl, ModelsSync: *modelsSync, LLMConnectTimeout: *llmConnect,
 		LLMHeaderTimeout: *llmHeader, LLMStallTimeout: *llmStall, AllowHosts: *hosts, PublicListen: *public, TLSCert: *tlsCert,

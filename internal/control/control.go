@@ -183,6 +183,8 @@ var Actions = map[string]Tier{
 	"app.new":                   Write,
 	"app.build":                 Write,
 	"opencode.reload":           Write,
+	"cluster.drain":             Write,
+	"cluster.pin":               Write,
 	// What the daemon records of the gateway.
 	"gateway.fallback": Write,
 	"budget.soft":      Write,
@@ -239,6 +241,9 @@ var (
 type Service struct {
 	Log    eventlog.Store
 	Runner *runner.Manager
+	// Cluster is the daemon's cluster (serve --cluster), nil when it runs
+	// alone.
+	Cluster Cluster
 	// Scheduler fires the schedules' slots (woken when one is added);
 	// ScheduleFloor is the shortest time between a schedule's slots
 	// (default schedule.DefaultFloor, a minute; tests lower it).

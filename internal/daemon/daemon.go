@@ -63,6 +63,11 @@ type Config struct {
 	// takes over once that daemon's lease lapsed, instead of refusing to
 	// start.
 	Standby bool
+	// Cluster, with DB, makes the daemon one of several sharing the
+	// database: each agent runs on one daemon at a time, through its
+	// lease (internal/cluster). Labels ("k=v") are what pins may name.
+	Cluster bool
+	Labels  []string
 
 	Listen       string // the API's address (loopback)
 	PublicListen string // a second address for other machines ("": none)
@@ -218,7 +223,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return opencode.MCPServer{URL: loopbackURL(ln.Addr()) + "/mcp/" + name, TimeoutMS: 30000}
 		}
 	}
+	var here func(string) bool
+	var elsewhere func(string) string
+	if st.cluster != nil {
+		st.cluster.Self.Slots = sup.MaxRunning
+		here, elsewhere = st.cluster.Here, st.cluster.Owner
+	}
 	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys, Predecessor: st.predecessor,
+		Here: here, Elsewhere: elsewhere,
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs, MCPServers: serverURL,
 		ToolModules: func() (string, error) {
 			// Installed when a person adds or accepts a tool.
@@ -324,6 +336,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer mgr.Close()
+	if st.cluster != nil {
+		ctl.Cluster = st.cluster
+		// The agents this daemon owns are taken (again, within their
+		// leases: their instances adopted), and what an earlier run left
+		// of agents it owns no more is stopped.
+		st.cluster.Step(ctx, mgr)
+		for _, name := range adopted {
+			if !st.cluster.Here(name) {
+				sup.Stop(name)
+			}
+		}
+	}
 
 	api := &httpapi.Server{Log: log, StoreProblem: st.Problem, Runner: mgr, Control: ctl, Apps: apps, MCP: mcpHandler, LLM: gw, Token: token, Version: cfg.Version, Logger: logger, Hosts: cfg.AllowHosts,
 		Sessions: &panel.Sessions{Token: token, Secure: cfg.TLSCert != ""}}
@@ -367,6 +391,9 @@ func Run(ctx context.Context, cfg Config) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	defer func() { stopWorkers(); workers.Wait() }()
+	if st.cluster != nil {
+		workers.Go(func() { st.cluster.Run(wctx, mgr) })
+	}
 	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
 	workers.Go(func() { ctl.Scheduler.Run(wctx) })
 	workers.Go(func() { ctl.WatchTasks(wctx) })

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/cluster"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/pgstore"
@@ -37,6 +39,9 @@ type store struct {
 	// predecessor is the daemon this one took the database over from
 	// (its lease lapsed), "" when none or itself.
 	predecessor string
+	// cluster is this daemon's place among several (serve --cluster),
+	// nil when it holds the whole database.
+	cluster *cluster.Keeper
 }
 
 // Problem says what is wrong with the store, "" if nothing: a database
@@ -44,6 +49,9 @@ type store struct {
 func (s *store) Problem() string {
 	if p := s.problem.Load(); p != nil {
 		return *p
+	}
+	if s.cluster != nil {
+		return s.cluster.Problem()
 	}
 	return ""
 }
@@ -71,6 +79,16 @@ func openStore(ctx context.Context, cfg Config, h home.Home, logger *slog.Logger
 		return nil, err
 	}
 	owner := daemonID(h)
+	if cfg.Cluster {
+		return joinCluster(ctx, cfg, h, l, owner, logger)
+	}
+	if live, err := liveDaemons(ctx, l); err != nil || len(live) > 0 {
+		l.Close()
+		if err == nil {
+			err = fmt.Errorf("daemons of a cluster run on this database (%s): start this one with --cluster too", strings.Join(live, ", "))
+		}
+		return nil, err
+	}
 	ttl := cfg.Lease
 	le, err := l.Acquire(ctx, pgstore.Everything, owner, ttl)
 	if errors.Is(err, pgstore.ErrLeased) {
@@ -171,4 +189,85 @@ func daemonID(h home.Home) string {
 		dir = h.Dir
 	}
 	return host + ":" + dir
+}
+
+// joinCluster makes this daemon one of a cluster on l (serve --cluster):
+// it registers, and owns agents one by one through their leases, taken
+// and renewed by its keeper (cluster.Keeper); its log is fenced per
+// agent. The agents' directory's storage is checked: daemons that share
+// it may take each other's agents over. A database that a daemon holds
+// whole (serve without --cluster) is refused.
+func joinCluster(ctx context.Context, cfg Config, h home.Home, l *pgstore.Log, owner string, logger *slog.Logger) (*store, error) {
+	fail := func(err error) (*store, error) {
+		l.Close()
+		return nil, err
+	}
+	if holder, err := l.Holder(ctx); err != nil {
+		return fail(err)
+	} else if holder != nil {
+		return fail(fmt.Errorf("a daemon that runs alone holds this database (%s, until %s): one daemon per database, or every one with --cluster",
+			holder.Owner, holder.Expires.UTC().Format(time.RFC3339)))
+	}
+	storage, err := cluster.Storage(h.Agents())
+	if err != nil {
+		return fail(fmt.Errorf("the agents' directory's storage: %w", err))
+	}
+	dir, err := filepath.Abs(h.Agents())
+	if err != nil {
+		return fail(err)
+	}
+	// opencode's own sessions name their directory: a daemon that takes
+	// an agent over must see its directory at the same path.
+	if ds, err := l.Daemons(ctx); err != nil {
+		return fail(err)
+	} else if d, ok := cluster.Misplaced(ds, owner, storage, dir); ok {
+		return fail(fmt.Errorf("the agents' directories' storage %s is at %s here but at %s on the daemon %s: mount it at the same path on every daemon (opencode's sessions name their directory)",
+			storage, dir, d.Dir, d.ID))
+	}
+	k := &cluster.Keeper{Log: l, TTL: cfg.Lease, Logger: logger,
+		Self: pgstore.Daemon{ID: owner, Addr: cfg.Listen, Labels: cfg.Labels, Storage: storage, Dir: dir},
+		Memory: func() int64 {
+			_, free, _ := supervisor.Meminfo()
+			return free
+		},
+		Names: func(ctx context.Context) ([]string, error) {
+			as, err := l.Agents(ctx)
+			names := make([]string, len(as))
+			for i, a := range as {
+				names[i] = a.Name
+			}
+			return names, err
+		}}
+	if err := k.Join(ctx); err != nil {
+		return fail(err)
+	}
+	if ds, err := l.Daemons(ctx); err == nil {
+		var same, other []string
+		for _, d := range ds {
+			switch {
+			case !d.Live || d.ID == owner:
+			case d.Storage == storage:
+				same = append(same, d.ID)
+			default:
+				other = append(other, d.ID)
+			}
+		}
+		logger.Info("joined the cluster", "daemon", owner, "storage", storage, "sharing_agents_with", same, "own_agents_directories", other)
+	}
+	return &store{Store: l, cluster: k, stop: func(release bool) {
+		k.Leave(release)
+		l.Close()
+	}}, nil
+}
+
+// liveDaemons names the live daemons of a cluster on l.
+func liveDaemons(ctx context.Context, l *pgstore.Log) ([]string, error) {
+	ds, err := l.Daemons(ctx)
+	var live []string
+	for _, d := range ds {
+		if d.Live {
+			live = append(live, d.ID)
+		}
+	}
+	return live, err
 }

@@ -141,6 +141,13 @@ func launch(t testing.TB, home string, env []string, extra ...string) (*daemon, 
 	}
 	cmd := exec.Command(binary, append([]string{"serve", "--home", home, "--listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+bin), env...)
+	return launchCmd(t, home, cmd)
+}
+
+// launchCmd starts cmd, a daemon of home (a serve command, or one that
+// execs it), and waits for it to listen.
+func launchCmd(t testing.TB, home string, cmd *exec.Cmd) (*daemon, error) {
+	t.Helper()
 	d := &daemon{t: t, home: home, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.log
 	stdout, _ := cmd.StdoutPipe()

@@ -164,6 +164,9 @@ func (s *Server) routes() []route {
 		{"PUT /v1/library/mcp/{name}/secrets/{secret}", s.putLibrarySecret, false},
 		{"DELETE /v1/library/mcp/{name}/secrets/{secret}", s.putLibrarySecret, false},
 		{"GET /v1/audit", s.listAudit, false},
+		{"GET /v1/cluster", s.clusterStatus, false},
+		{"POST /v1/cluster/drain", s.drain, false},
+		{"PUT /v1/agents/{name}/pin", s.pin, false},
 		{"GET /metrics", s.metrics, false},
 	}
 }

@@ -23,6 +23,9 @@ type Lease struct {
 	// Previous is the owner of the lease before Acquire took it ("" if
 	// none ever held it): another daemon's name after a takeover.
 	Previous string
+	// Live is whether the lease had not expired when it was read
+	// (Leases).
+	Live bool `json:"live"`
 }
 
 var (
@@ -109,8 +112,13 @@ func (l *Log) AppendFenced(ctx context.Context, le Lease, evs ...event.Event) ([
 // before it) and fails with ErrFenced unless le is still its agent's
 // unexpired lease.
 func checkLease(tx *eventlog.Tx, le Lease) error {
+	return leaseCurrent(tx.QueryRow(`SELECT token = ? AND expires >= now() FROM leases WHERE agent = ? FOR SHARE`, le.Token, le.Agent), le)
+}
+
+// leaseCurrent reads checkLease's answer from row.
+func leaseCurrent(row interface{ Scan(...any) error }, le Lease) error {
 	var current bool
-	err := tx.QueryRow(`SELECT token = ? AND expires >= now() FROM leases WHERE agent = ? FOR SHARE`, le.Token, le.Agent).Scan(&current)
+	err := row.Scan(&current)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && !current) {
 		return fmt.Errorf("agent %s, token %d: %w", le.Agent, le.Token, ErrFenced)
 	}
@@ -123,6 +131,20 @@ func checkLease(tx *eventlog.Tx, le Lease) error {
 // the whole database (the lease of Everything) fences its log so: paused
 // or cut off past its lease, it can never write again.
 func (l *Log) Fence(le Lease) { l.fence.Store(&le) }
+
+// Holder is the live lease of Everything (a daemon that runs alone on
+// the database), nil if none.
+func (l *Log) Holder(ctx context.Context) (*Lease, error) {
+	le := Lease{Agent: Everything, Live: true}
+	err := l.pool.QueryRow(ctx, `SELECT owner, token, expires FROM leases WHERE agent = $1 AND expires >= now()`, Everything).Scan(&le.Owner, &le.Token, &le.Expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &le, nil
+}
 
 // Everything is the lease on the whole database: the one daemon that may
 // run agents on it, until agents are leased one by one.

@@ -60,7 +60,8 @@ type Log struct {
 
 	subs subCount
 
-	fence atomic.Pointer[Lease] // set by Fence: every write checks it
+	fence      atomic.Pointer[Lease]                      // set by Fence: every write checks it
+	agentFence atomic.Pointer[func(string) (Lease, bool)] // set by FenceAgents: an owner's writes check it
 }
 
 // ConnectTimeout bounds how long Open waits for the database.

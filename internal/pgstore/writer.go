@@ -153,7 +153,7 @@ func (l *Log) commit(batch []*request) {
 		return
 	}
 	defer stx.Rollback()
-	seqs := &seqs{tx: stx}
+	seqs := &seqs{tx: stx, held: l.agentFence.Load()}
 	tx := eventlog.NewTx(ctx, stx, eventlog.Postgres, seqs)
 	// The head's row stays locked until this transaction ends: the next
 	// writer, of any daemon, takes its seqs after this one committed.
@@ -173,7 +173,7 @@ func (l *Log) commit(batch []*request) {
 		from := len(events(tx))
 		if r.fn != nil {
 			r.err = savepoint(ctx, stx, tx, seqs, r.fn)
-		} else {
+		} else if r.err = seqs.fencedAll(ctx, r.events); r.err == nil {
 			for _, e := range r.events {
 				if _, err := tx.Append(e); err != nil {
 					// Plain appends fail only when the database does.
@@ -252,11 +252,18 @@ func (l *Log) storeRaw(ctx context.Context, stx *sql.Tx) {
 type seqs struct {
 	tx         *sql.Tx
 	head, next int64
+	// held is the log's agent fence (FenceAgents), nil if none; checked
+	// what it said of each agent in this transaction.
+	held    *func(string) (Lease, bool)
+	checked map[string]error
 }
 
 func (s *seqs) NextSeq(context.Context) (int64, error) { return s.next, nil }
 
 func (s *seqs) InsertEvent(ctx context.Context, e event.Event, body []byte) error {
+	if err := s.fenced(ctx, e); err != nil {
+		return err
+	}
 	_, err := s.tx.ExecContext(ctx, `INSERT INTO events(seq, agent, turn, kind, time, body) VALUES ($1,$2,$3,$4,$5,$6)`,
 		e.Seq, e.Agent, e.Turn, string(e.Kind), e.Time.UnixNano(), body)
 	return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +66,15 @@ type Config struct {
 	// failover: its lease lapsed), "" if none: what it left running
 	// ends naming it.
 	Predecessor string
-	Logger      *slog.Logger
+	// Here, when set, says whether agent runs on this daemon: in a
+	// cluster (serve --cluster) an agent runs on the daemon holding its
+	// lease, and a daemon that does not only stores what comes for it (a
+	// message's input, which its owner picks up). Unset, every agent runs
+	// here.
+	Here func(agent string) bool
+	// Elsewhere names the daemon that runs agent, for an error.
+	Elsewhere func(agent string) string
+	Logger    *slog.Logger
 }
 
 // Hooks are what the runner asks of the layer above it (the control
@@ -127,6 +136,9 @@ func (m *Manager) Problem() string {
 var (
 	ErrIdle    = errors.New("the agent has no running turn")
 	ErrInvalid = errors.New("invalid")
+	// ErrElsewhere: the agent runs on another daemon of the cluster,
+	// which alone can do this (a conflict: ask that daemon).
+	ErrElsewhere = fmt.Errorf("the agent runs on another daemon: %w", eventlog.ErrConflict)
 )
 
 // New returns a Manager; call Start.
@@ -155,22 +167,75 @@ func New(cfg Config) *Manager {
 	return m
 }
 
-// Start recovers from whatever a crash left, then runs queued inputs.
-// Turns left running end with an interrupted error; their approvals
-// and questions expire. Both are recorded as synthetic events.
+// Start recovers from whatever a crash left, then runs queued inputs, for
+// the agents that run here (Config.Here). Turns left running end with an
+// interrupted error; their approvals and questions expire. Both are
+// recorded as synthetic events.
 func (m *Manager) Start(ctx context.Context) error {
+	return m.recover(ctx, m.here, m.cfg.Predecessor)
+}
+
+// Take starts running agent name here, once this daemon took it (its
+// lease) in a cluster: what its last owner left is recovered as Start
+// recovers it, naming predecessor ("" or this daemon: a restart), and its
+// queued inputs run.
+func (m *Manager) Take(ctx context.Context, name, predecessor string) error {
+	return m.recover(ctx, func(a string) bool { return a == name }, predecessor)
+}
+
+// Drop stops running agent name here (its runner, then its opencode):
+// this daemon lost it or gave it up in a cluster. A turn it ran is left
+// as it is, for its next owner to end.
+func (m *Manager) Drop(name string) { m.Forget(name) }
+
+// Busy reports whether agent name has a turn running here or inputs
+// queued: a drain moves it only between its turns.
+func (m *Manager) Busy(ctx context.Context, name string) bool {
+	if r := m.existing(name); r != nil && r.startedTurn() != "" {
+		return true
+	}
+	q, err := m.log.Inputs(ctx, name, "queued")
+	return err != nil || len(q) > 0
+}
+
+// Wake tells agent name's runner, if the agent runs here, to look at its
+// inbox: an input another daemon stored for it.
+func (m *Manager) Wake(name string) {
+	if m.here(name) {
+		m.runner(name).poke()
+	}
+}
+
+// here reports whether agent name runs on this daemon (Config.Here).
+func (m *Manager) here(name string) bool { return m.cfg.Here == nil || m.cfg.Here(name) }
+
+// elsewhere is the error for what only agent name's own daemon can do.
+func (m *Manager) elsewhere(name string) error {
+	who := "another daemon of the cluster"
+	if m.cfg.Elsewhere != nil {
+		if d := m.cfg.Elsewhere(name); d != "" {
+			who = "the daemon " + d
+		}
+	}
+	return fmt.Errorf("agent %s runs on %s; ask it there: %w", name, who, ErrElsewhere)
+}
+
+// recover is Start's, and Take's, for the agents only says.
+func (m *Manager) recover(ctx context.Context, only func(string) bool, predecessor string) error {
 	turns, err := m.log.RunningTurns(ctx)
 	if err != nil {
 		return err
 	}
+	turns = slices.DeleteFunc(turns, func(t eventlog.Turn) bool { return !only(t.Agent) })
 	pending, err := m.log.Approvals(ctx, api.ApprovalPending)
 	if err != nil {
 		return err
 	}
+	pending = slices.DeleteFunc(pending, func(a eventlog.Approval) bool { return !only(a.Agent) })
 	now := time.Now()
 	stopped := "taosagent stopped"
-	if m.cfg.Predecessor != "" {
-		stopped = "the daemon " + m.cfg.Predecessor + " stopped holding the store, and this daemon took over (a failover)"
+	if predecessor != "" {
+		stopped = "the daemon " + predecessor + " stopped holding the store, and this daemon took over (a failover)"
 	}
 	var evs []event.Event
 	for _, ap := range pending {
@@ -180,6 +245,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	asked = slices.DeleteFunc(asked, func(q eventlog.Question) bool { return !only(q.Agent) })
 	for _, q := range asked {
 		evs = append(evs, expiredQuestion(q, stopped+" while this question was pending", now))
 	}
@@ -213,13 +279,19 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.logger.Info("recovered after a crash", "turns", len(turns), "approvals", len(pending))
 	}
 	m.mu.Lock()
-	m.stale = stale // each runner takes its own when it is made
+	if m.stale == nil {
+		m.stale = map[string][]string{}
+	}
+	maps.Copy(m.stale, stale) // each runner takes its own when it is made
 	m.mu.Unlock()
 	agents, err := m.log.Agents(ctx)
 	if err != nil {
 		return err
 	}
 	for _, a := range agents {
+		if !only(a.Name) {
+			continue
+		}
 		if q, _ := m.log.Inputs(ctx, a.Name, "queued"); len(q) > 0 {
 			m.runner(a.Name).poke()
 		}
@@ -399,6 +471,11 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 		s.ClientID = randid.ID("in")
 	}
 	in := eventlog.Input{Agent: name, ClientID: s.ClientID, Text: s.Text, Mode: s.Mode, Model: s.Model, TraceID: s.TraceID, Conversation: s.Conversation}
+	if !m.here(name) {
+		// Stored for its owner, whose cluster keeper picks it up (a steer
+		// then joins the turn running there, or starts one).
+		return m.log.AddInput(ctx, in)
+	}
 	r := m.runner(name)
 	// An idle runner takes the input itself (and may start its turn in the
 	// same commit); a busy one finds it in its inbox.
@@ -424,6 +501,9 @@ func (m *Manager) Submit(ctx context.Context, name string, s Submission) (eventl
 // Queued tells agent name's runner that an input was added to its inbox
 // straight through the store (a schedule's slot).
 func (m *Manager) Queued(name string) {
+	if !m.here(name) {
+		return // its owner picks it up
+	}
 	r := m.runner(name)
 	r.noteQueued()
 	r.poke()
@@ -459,6 +539,9 @@ func (m *Manager) Abort(ctx context.Context, name string) (turn string, err erro
 	if _, err := m.log.Agent(ctx, name); err != nil {
 		return "", err
 	}
+	if !m.here(name) {
+		return "", m.elsewhere(name)
+	}
 	r := m.existing(name)
 	if r == nil {
 		return "", ErrIdle
@@ -479,6 +562,9 @@ func (m *Manager) Reply(ctx context.Context, id, decision, message, by string) (
 	}
 	if ap.State != api.ApprovalPending {
 		return ap, fmt.Errorf("approval %s is already %s: %w", id, ap.State, eventlog.ErrConflict)
+	}
+	if !m.here(ap.Agent) {
+		return ap, fmt.Errorf("approval %s: %w", id, m.elsewhere(ap.Agent))
 	}
 	r := m.existing(ap.Agent)
 	if r == nil {
@@ -537,6 +623,9 @@ type Attached struct {
 func (m *Manager) Attach(ctx context.Context, name string) (Attached, error) {
 	if _, err := m.log.Agent(ctx, name); err != nil {
 		return Attached{}, err
+	}
+	if !m.here(name) {
+		return Attached{}, m.elsewhere(name)
 	}
 	r := m.runner(name)
 	req := attachReq{reply: make(chan attachReply, 1)}

@@ -28,6 +28,9 @@ func (m *Manager) Answer(ctx context.Context, id string, a api.AnswerRequest, by
 	if q.State != api.QuestionPending {
 		return q, fmt.Errorf("question %s is already %s: %w", id, q.State, eventlog.ErrConflict)
 	}
+	if !m.here(q.Agent) {
+		return q, fmt.Errorf("question %s: %w", id, m.elsewhere(q.Agent))
+	}
 	r := m.existing(q.Agent)
 	if r == nil {
 		return q, fmt.Errorf("question %s: its agent is not running: %w", id, eventlog.ErrConflict)

@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// Three daemons share one PostgreSQL database (serve --cluster, leases of
+// 2 s) and one agents' directory (a bind mount of the same directory in
+// each home: shared storage). Agents spread over them; a message sent to
+// one daemon for an agent another owns runs on the owner and streams
+// from the first. The owner killed with SIGKILL mid-turn: its agent moves
+// within its lease and one start, the cut turn ends with one error
+// naming the failover, and a stream resumed by cursor on another daemon
+// misses nothing and repeats nothing. An owner frozen (SIGSTOP) past its
+// lease, then resumed, writes not one event for the agent it lost. A
+// drained daemon gives its agent up between two turns, not during one.
+func TestAClusterOfThreeDaemons(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	env := []string{"TAOSAGENT_DB=" + pg.Database(t)}
+	ctx := ctxT(t, 4*time.Minute)
+	shared := t.TempDir()
+	if err := os.Chmod(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Each daemon as on a machine of its own: a mount and a host name
+	// namespace, its home at one path (the same on every "machine", as a
+	// service's is), the shared directory mounted on its agents'.
+	at := filepath.Join(t.TempDir(), "taosagent")
+	if err := os.Mkdir(at, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const script = `mount --bind "$1" "$2" && mount --bind "$3" "$2/agents" && echo "$4" > /proc/sys/kernel/hostname && shift 4 && exec "$@"`
+	n := 0
+	member := func() *daemon {
+		t.Helper()
+		n++
+		home := newHome(t)
+		if err := os.Mkdir(filepath.Join(home, "agents"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("unshare", "--mount", "--uts", "sh", "-c", script, "sh", home, at, shared, fmt.Sprintf("node%d", n),
+			binary, "serve", "--home", at, "--listen", "127.0.0.1:0", "--cluster", "--lease", "2s")
+		cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), env...)
+		d, err := launchCmd(t, home, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	ds := []*daemon{member(), member(), member()}
+	byID, id := map[string]*daemon{}, map[*daemon]string{}
+	status := func(d *daemon) api.Cluster {
+		t.Helper()
+		var st api.Cluster
+		if err := d.c.Do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for _, d := range ds {
+		id[d] = status(d).Daemon
+		byID[id[d]] = d
+	}
+	// owner waits until agent has a live owner among want (any if none),
+	// as d sees it, and returns it.
+	owner := func(d *daemon, agent string, want ...*daemon) *daemon {
+		t.Helper()
+		for {
+			for _, a := range status(d).Agents {
+				if o := byID[a.Owner]; a.Agent == agent && o != nil && (len(want) == 0 || slices.Contains(want, o)) {
+					return o
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("agent %s has no owner among %d daemons: %+v", agent, len(want), status(d))
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	// Two agents beside host: with host on one daemon, one each on the
+	// others.
+	ds[0].agent(ctx, "a", "")
+	ds[0].agent(ctx, "b", "")
+	oa, ob, oh := owner(ds[1], "a"), owner(ds[1], "b"), owner(ds[1], "host")
+	if oa == ob || oa == oh || ob == oh {
+		t.Fatalf("three agents on three daemons did not spread: %+v", status(ds[1]))
+	}
+
+	// A message sent to another daemon runs on a's owner and streams from
+	// where it was sent.
+	via := ob
+	first := via.send(ctx, "a", "say: sent to another daemon", "")
+	if e := last(via.turnOf(ctx, "a", first.Seq-1, first.Input)); e.Kind != "final" || !strings.Contains(e.Field("text"), "sent to another daemon") {
+		t.Fatalf("the turn sent through another daemon ended %s %q", e.Kind, e.Field("text"))
+	}
+	pidOn := func(d *daemon, agent string) int {
+		a, err := d.c.Agent(ctx, agent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Status.PID
+	}
+	pid := pidOn(oa, "a")
+	if pid == 0 || pidOn(via, "a") != 0 {
+		t.Fatalf("a's instance: %d on its owner, %d on the daemon the message went to", pid, pidOn(via, "a"))
+	}
+	// What only its owner can do is refused elsewhere, naming the owner.
+	if _, err := via.c.Abort(ctx, "a"); err == nil || !strings.Contains(err.Error(), id[oa]) {
+		t.Fatalf("an abort of a sent to another daemon: %v", err)
+	}
+
+	// a's owner is killed mid-turn; the stream goes on from its cursor on
+	// another daemon.
+	cut := via.send(ctx, "a", "endless", "")
+	var streamed []client.Event
+	err := via.c.Stream(ctx, "a", cut.Seq-1, func(e client.Event) bool {
+		streamed = append(streamed, e)
+		return e.Kind != "delta" && e.Kind != "reasoning"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oa.kill()
+	killed := time.Now()
+	alive := slices.DeleteFunc(slices.Clone(ds), func(d *daemon) bool { return d == oa })
+	next := owner(via, "a", alive...)
+	t.Logf("a moved %.1f s after its owner's kill (lease 2 s)", time.Since(killed).Seconds())
+	other := alive[0]
+	if other == via {
+		other = alive[1]
+	}
+	rest, err := other.c.Events(ctx, "a", last(streamed).Seq, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !slices.ContainsFunc(rest, terminal) {
+		more, err := other.c.Events(ctx, "a", last(append(streamed, rest...)).Seq, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest = append(rest, more...)
+		if len(more) == 0 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the cut turn never ended: %v", kinds(rest))
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	whole, err := next.c.Events(ctx, "a", cut.Seq-1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := append(streamed, rest...)
+	if !slices.EqualFunc(resumed, whole[:min(len(whole), len(resumed))], func(x, y client.Event) bool { return x.Seq == y.Seq }) || len(resumed) > len(whole) {
+		t.Fatalf("resumed on another daemon: %v\nthe log: %v", seqs(resumed), seqs(whole))
+	}
+	var ends []client.Event
+	for _, e := range whole {
+		if terminal(e) {
+			ends = append(ends, e)
+		}
+	}
+	if len(ends) != 1 || ends[0].Field("code") != "interrupted" || !strings.Contains(ends[0].Field("message"), "failover") || !strings.Contains(ends[0].Field("message"), id[oa]) {
+		t.Fatalf("the cut turn's ends: %+v", ends)
+	}
+	again := via.send(ctx, "a", "say: on the next owner", "")
+	if e := last(via.turnOf(ctx, "a", again.Seq-1, again.Input)); e.Kind != "final" {
+		t.Fatalf("the turn on a's next owner ended %s %q", e.Kind, e.Field("message"))
+	}
+
+	// a's owner frozen past its lease: a moves to the last daemon; the
+	// frozen one, resumed, writes nothing for it and stops its instance.
+	frozen := next
+	fpid := pidOn(frozen, "a")
+	frozen.cmd.Process.Signal(syscall.SIGSTOP)
+	last3 := alive[0]
+	if last3 == frozen {
+		last3 = alive[1]
+	}
+	owner(last3, "a", last3)
+	held, err := last3.c.Events(ctx, "a", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := last(held).Seq
+	frozen.cmd.Process.Signal(syscall.SIGCONT)
+	for !strings.Contains(frozen.log.String(), "lost an agent") || !exited(fpid) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the resumed daemon did not give a up (instance %d gone: %v):\n%s", fpid, exited(fpid), frozen.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if after, err := last3.c.Events(ctx, "a", head, 1000); err != nil || len(after) != 0 {
+		t.Fatalf("events of a after it moved: %v %v", kinds(after), err)
+	}
+
+	// A drain moves a between two turns, not during one.
+	busy := last3.send(ctx, "a", "endless", "")
+	if err := last3.c.Stream(ctx, "a", busy.Seq, func(e client.Event) bool { return e.Kind != "delta" }); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := last3.run("cluster", "drain"); code != 0 || !strings.Contains(out, "draining") {
+		t.Fatalf("taosagent cluster drain: %d %s %s", code, out, stderr)
+	}
+	// A whole round of its keeper passes with the turn running (two
+	// heartbeats: placement comes after each): a stays.
+	expires := func() time.Time {
+		for _, d := range status(last3).Daemons {
+			if byID[d.ID] == last3 {
+				return d.Expires
+			}
+		}
+		t.Fatal("the draining daemon is not in the cluster")
+		return time.Time{}
+	}
+	for i, seen := 0, expires(); i < 2; i++ {
+		for !expires().After(seen) {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the draining daemon's keeper does not go round")
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		seen = expires()
+	}
+	if o := owner(last3, "a"); o != last3 {
+		t.Fatalf("a moved off a draining daemon during its turn, to %s", id[o])
+	}
+	if _, err := last3.c.Abort(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	moved := owner(frozen, "a", frozen)
+	end := last(moved.turnOf(ctx, "a", busy.Seq-1, busy.Input))
+	if end.Kind != "error" || end.Field("code") == "interrupted" {
+		t.Fatalf("the turn a drain waited for ended %s %s %q", end.Kind, end.Field("code"), end.Field("message"))
+	}
+	final := frozen.send(ctx, "a", "say: after the drain", "")
+	if e := last(frozen.turnOf(ctx, "a", final.Seq-1, final.Input)); e.Kind != "final" {
+		t.Fatalf("the turn after the drain ended %s", e.Kind)
+	}
+}
+
+func seqs(evs []client.Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.Seq
+	}
+	return out
+}
+
+func terminal(e client.Event) bool { return e.Kind == "final" || e.Kind == "error" }
