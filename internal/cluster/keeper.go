@@ -44,12 +44,21 @@ type Keeper struct {
 	Memory func() int64
 	TTL    time.Duration
 	// Names lists the agents (the store's catalog).
-	Names  func(ctx context.Context) ([]string, error)
-	Logger *slog.Logger
+	Names func(ctx context.Context) ([]string, error)
+	// Workers, when set, is the work one daemon of the cluster does for
+	// all (the schedules, the notifications, the tasks, retention): it
+	// runs, until its context ends, on the daemon that holds the lease
+	// WorkersLease, and moves as an agent does.
+	Workers func(ctx context.Context)
+	Logger  *slog.Logger
 
 	mu      sync.Mutex
 	held    map[string]pgstore.Lease // the agents this daemon owns
 	owners  map[string]string        // who owned the others, at the last look
+	workers *running                 // Workers, while this daemon holds WorkersLease
+	// lastWorkers is WorkersLease as this daemon last held it (Leave
+	// frees it).
+	lastWorkers pgstore.Lease
 	until   time.Time                // the registration's end, at the last heartbeat
 	problem atomic.Pointer[string]
 }
@@ -106,6 +115,7 @@ func (k *Keeper) Problem() string {
 func (k *Keeper) Run(ctx context.Context, agents Agents) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer k.stopWorkers()
 	wg.Go(func() { k.follow(ctx, agents) })
 	t := time.NewTicker(k.TTL / 3)
 	defer t.Stop()
@@ -135,6 +145,9 @@ func (k *Keeper) Leave(release bool) {
 	k.mu.Unlock()
 	for _, le := range held {
 		k.Log.Release(ctx, le)
+	}
+	if k.lastWorkers.Token != 0 {
+		k.Log.Release(ctx, k.lastWorkers)
 	}
 	k.Log.Leave(ctx, k.Self.ID)
 }
@@ -178,10 +191,14 @@ func (k *Keeper) tick(ctx context.Context, agents Agents) {
 			k.Logger.Error("gave up every agent: the database did not answer within the lease", "agents", n)
 			k.dropAll(agents)
 		}
+		if time.Now().After(until) {
+			k.stopWorkers()
+		}
 		return
 	}
 	k.problem.Store(nil)
 	k.renew(ctx, agents)
+	k.lead(ctx)
 	if err := k.place(ctx, agents); err != nil && ctx.Err() == nil {
 		k.Logger.Warn("cluster placement", "err", err)
 	}
@@ -312,6 +329,57 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 		k.release(agents, name)
 	}
 	return nil
+}
+
+// WorkersLease is the lease of the cluster's workers (Keeper.Workers),
+// beside the agents' (no agent's name starts with "*").
+const WorkersLease = "*workers"
+
+// running is Workers running here, under its lease.
+type running struct {
+	lease  pgstore.Lease
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// lead runs Workers while this daemon holds their lease: it renews it,
+// or takes it once free; lost, the workers stop.
+func (k *Keeper) lead(ctx context.Context) {
+	if k.Workers == nil {
+		return
+	}
+	if w := k.workers; w != nil {
+		next, err := k.Log.Renew(ctx, w.lease, k.TTL)
+		if errors.Is(err, pgstore.ErrLost) {
+			k.Logger.Warn("the cluster's workers moved to another daemon", "err", err)
+			k.stopWorkers()
+		} else if err == nil {
+			w.lease = next
+		}
+		return
+	}
+	le, err := k.Log.Acquire(ctx, WorkersLease, k.Self.ID, k.TTL)
+	if err != nil {
+		return // another daemon runs them, or the database did not answer
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &running{lease: le, cancel: cancel, done: make(chan struct{})}
+	k.workers = w
+	k.Logger.Info("running the cluster's workers (schedules, notifications, tasks, retention)")
+	go func() {
+		defer close(w.done)
+		k.Workers(wctx)
+	}()
+}
+
+// stopWorkers stops Workers here, and waits for them.
+func (k *Keeper) stopWorkers() {
+	if w := k.workers; w != nil {
+		w.cancel()
+		<-w.done
+		k.workers = nil
+		k.lastWorkers = w.lease
+	}
 }
 
 // release stops agent here while its lease is still this daemon's (what

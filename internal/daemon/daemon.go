@@ -391,13 +391,22 @@ func Run(ctx context.Context, cfg Config) error {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	defer func() { stopWorkers(); workers.Wait() }()
-	if st.cluster != nil {
-		workers.Go(func() { st.cluster.Run(wctx, mgr) })
+	// The work done for every agent: on one daemon of a cluster, the
+	// one holding its lease.
+	shared := func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Go(func() { prune(ctx, log, cfg.Retention, cfg.RawRetention, logger) })
+		wg.Go(func() { ctl.Scheduler.Run(ctx) })
+		wg.Go(func() { ctl.WatchTasks(ctx) })
+		wg.Go(func() { ctl.Notifier.Run(ctx) })
+		wg.Wait()
 	}
-	workers.Go(func() { prune(wctx, log, cfg.Retention, cfg.RawRetention, logger) })
-	workers.Go(func() { ctl.Scheduler.Run(wctx) })
-	workers.Go(func() { ctl.WatchTasks(wctx) })
-	workers.Go(func() { ctl.Notifier.Run(wctx) })
+	if st.cluster != nil {
+		st.cluster.Workers = shared
+		workers.Go(func() { st.cluster.Run(wctx, mgr) })
+	} else {
+		workers.Go(func() { shared(wctx) })
+	}
 	if cfg.ModelsSync > 0 {
 		workers.Go(func() { syncModels(wctx, ctl, cfg.ModelsSync, logger) })
 	}
