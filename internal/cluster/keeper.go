@@ -59,8 +59,8 @@ type Keeper struct {
 	// lastWorkers is WorkersLease as this daemon last held it (Leave
 	// frees it).
 	lastWorkers pgstore.Lease
-	until   time.Time                // the registration's end, at the last heartbeat
-	problem atomic.Pointer[string]
+	until       time.Time // the registration's end, at the last heartbeat
+	problem     atomic.Pointer[string]
 }
 
 // Join registers this daemon (its first heartbeat) and fences the log:
