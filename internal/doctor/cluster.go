@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/taosagent/taosagent/internal/pgstore"
@@ -29,6 +30,8 @@ func checkCluster(ctx context.Context, e *Env) []Finding {
 	}
 	var out []Finding
 	switch {
+	case len(in.Daemons) > 0:
+		out = append(out, clusterFindings(in)...)
 	case in.Schema == 0:
 		out = append(out, Finding{ID: id, Severity: OK, Summary: "the database answers; no daemon has used it yet (the first one makes its tables)"})
 	case in.Holder == nil:
@@ -42,6 +45,48 @@ func checkCluster(ctx context.Context, e *Env) []Finding {
 	if skew := in.Skew.Abs(); skew > MaxSkew {
 		out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("this machine's clock is %s off the database's", in.Skew.Round(time.Millisecond)),
 			Details: "leases run on the database's clock, but events carry the daemons' times: keep the clocks in step (NTP, systemd-timesyncd)"})
+	}
+	return out
+}
+
+// clusterFindings is what cluster finds of daemons sharing the database
+// (serve --cluster): which are live, and agents left without an owner
+// (their daemon stopped renewing, and no live daemon may take them).
+func clusterFindings(in pgstore.Inspection) []Finding {
+	const id = "cluster"
+	var live, gone []string
+	for _, d := range in.Daemons {
+		if d.Live {
+			s := d.ID
+			if d.Draining {
+				s += " (draining)"
+			}
+			live = append(live, s)
+		} else {
+			gone = append(gone, fmt.Sprintf("%s (%s ago)", d.ID, in.Now.Sub(d.Expires).Round(time.Second)))
+		}
+	}
+	owned := 0
+	var orphans []string
+	for _, le := range in.Leases {
+		if le.Live {
+			owned++
+		} else {
+			orphans = append(orphans, fmt.Sprintf("%s (its daemon %s stopped renewing %s ago)", le.Agent, le.Owner, in.Now.Sub(le.Expires).Round(time.Second)))
+		}
+	}
+	var out []Finding
+	f := Finding{ID: id, Severity: OK, Summary: fmt.Sprintf("a cluster: %d daemons live (%s), %d agents owned", len(live), strings.Join(live, ", "), owned)}
+	if len(gone) > 0 {
+		f.Details = "stopped: " + strings.Join(gone, ", ")
+	}
+	if len(live) == 0 {
+		f.Severity, f.Summary = Critical, "a cluster with no live daemon: no agent runs"
+	}
+	out = append(out, f)
+	if len(orphans) > 0 {
+		out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("%d agents have no owner: %s", len(orphans), strings.Join(orphans, "; ")),
+			Details: "a live daemon takes such an agent within a third of its lease; one that stays here has no live daemon its pin and its directory's storage allow (taosagent cluster pin AGENT \"\")"})
 	}
 	return out
 }

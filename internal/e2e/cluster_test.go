@@ -29,7 +29,8 @@ import (
 func TestAClusterOfThreeDaemons(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
-	env := []string{"TAOSAGENT_DB=" + pg.Database(t)}
+	dsn := pg.Database(t)
+	env := []string{"TAOSAGENT_DB=" + dsn}
 	ctx := ctxT(t, 4*time.Minute)
 	shared := t.TempDir()
 	if err := os.Chmod(shared, 0o755); err != nil {
@@ -139,6 +140,9 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	alive := slices.DeleteFunc(slices.Clone(ds), func(d *daemon) bool { return d == oa })
 	next := owner(via, "a", alive...)
 	t.Logf("a moved %.1f s after its owner's kill (lease 2 s)", time.Since(killed).Seconds())
+	if f := cluster(t, via, dsn); f.Severity != "ok" || !strings.Contains(f.Summary, "a cluster: 2 daemons live") || !strings.Contains(f.Details, id[oa]) {
+		t.Fatalf("doctor's cluster check once a daemon died: %+v", f)
+	}
 	other := alive[0]
 	if other == via {
 		other = alive[1]

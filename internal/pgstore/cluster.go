@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/taosagent/taosagent/internal/event"
 )
 
@@ -65,9 +63,7 @@ func (l *Log) Daemons(ctx context.Context) ([]Daemon, error) {
 	return daemons(ctx, l.pool)
 }
 
-func daemons(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) ([]Daemon, error) {
+func daemons(ctx context.Context, q querier) ([]Daemon, error) {
 	rows, err := q.Query(ctx, `SELECT id, addr, labels, storage, agents, slots, memory, draining, started, expires, expires >= now() FROM daemons ORDER BY id`)
 	if err != nil {
 		return nil, err
@@ -100,8 +96,10 @@ func (l *Log) SetDraining(ctx context.Context, id string, on bool) error {
 
 // Leases lists the agents' leases (not the database's), with whether each
 // is live.
-func (l *Log) Leases(ctx context.Context) ([]Lease, error) {
-	rows, err := l.pool.Query(ctx, `SELECT agent, owner, token, expires, expires >= now() FROM leases WHERE agent NOT LIKE '*%' ORDER BY agent`)
+func (l *Log) Leases(ctx context.Context) ([]Lease, error) { return leases(ctx, l.pool) }
+
+func leases(ctx context.Context, q querier) ([]Lease, error) {
+	rows, err := q.Query(ctx, `SELECT agent, owner, token, expires, expires >= now() FROM leases WHERE agent NOT LIKE '*%' ORDER BY agent`)
 	if err != nil {
 		return nil, err
 	}

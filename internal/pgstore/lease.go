@@ -157,6 +157,10 @@ type Inspection struct {
 	Holder  *Lease        // the daemon holding the whole database, nil if none ever did
 	Expired bool          // Holder's lease lapsed
 	Schema  int64         // the newest migration applied (0: none, not a taosagent database yet)
+	// Daemons are those of a cluster that ever registered (serve
+	// --cluster), Leases the agents' leases, live or lapsed.
+	Daemons []Daemon
+	Leases  []Lease
 }
 
 // Inspect connects to dsn and reads, writing nothing (no migration), who
@@ -188,6 +192,14 @@ func Inspect(ctx context.Context, dsn string, timeout time.Duration) (Inspection
 	}
 	if err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM goose_db_version WHERE is_applied`).Scan(&in.Schema); err != nil {
 		return in, err
+	}
+	if in.Schema >= 5 {
+		if in.Daemons, err = daemons(ctx, conn); err != nil {
+			return in, err
+		}
+		if in.Leases, err = leases(ctx, conn); err != nil {
+			return in, err
+		}
 	}
 	var le Lease
 	err = conn.QueryRow(ctx, `SELECT owner, token, expires, expires < now() FROM leases WHERE agent = $1`, Everything).Scan(&le.Owner, &le.Token, &le.Expires, &in.Expired)

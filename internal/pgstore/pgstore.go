@@ -241,7 +241,7 @@ func (l *Log) Scan(ctx context.Context, q eventlog.Query, fn func(eventlog.Recor
 	return scan(ctx, l.pool, q, fn)
 }
 
-// querier is a pool or a transaction.
+// querier is a pool, a connection or a transaction.
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
