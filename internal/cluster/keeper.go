@@ -30,7 +30,14 @@ type Agents interface {
 	Busy(ctx context.Context, agent string) bool
 	// Wake has agent look at its inbox (an input another daemon stored).
 	Wake(agent string)
+	// Serve does what another daemon asked of agent's owner (Forward),
+	// and returns the answer, or its error's kind and message.
+	Serve(ctx context.Context, agent string, body []byte) (result []byte, code, msg string)
 }
+
+// AskWait bounds how long a request forwarded to an agent's owner waits
+// for its answer.
+const AskWait = 30 * time.Second
 
 // Keeper keeps this daemon's place in its cluster: its registration, the
 // leases of the agents it owns, and the agents placement gives it. Its
@@ -117,6 +124,7 @@ func (k *Keeper) Run(ctx context.Context, agents Agents) {
 	defer wg.Wait()
 	defer k.stopWorkers()
 	wg.Go(func() { k.follow(ctx, agents) })
+	wg.Go(func() { k.serve(ctx, agents) })
 	t := time.NewTicker(k.TTL / 3)
 	defer t.Stop()
 	for {
@@ -447,6 +455,45 @@ func (k *Keeper) follow(ctx context.Context, agents Agents) {
 			if r.Kind == event.InputAccepted && k.Here(r.Agent) {
 				agents.Wake(r.Agent)
 			}
+		}
+	}
+}
+
+// Forward asks agent's owner, through the database, to do what only it
+// can (runner.Config.Forward): the request is stored, the owner's keeper
+// picks it up (woken by a notification, or at its next read), and the
+// answer comes back the same way, within AskWait.
+func (k *Keeper) Forward(ctx context.Context, agent string, body []byte) (result []byte, code, msg string, err error) {
+	r, err := k.Log.Ask(ctx, agent, body, AskWait)
+	return r.Result, r.Code, r.Error, err
+}
+
+// serve does the requests other daemons store for the agents held here,
+// each on a goroutine of its own: woken by their notifications, and
+// reading every pgstore.Poll besides, so that none waits on a
+// notification that was lost.
+func (k *Keeper) serve(ctx context.Context, agents Agents) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		woken := k.Log.RequestsWoken()
+		reqs, err := k.Log.Take(ctx, k.Here)
+		if err != nil && ctx.Err() == nil {
+			k.Logger.Warn("reading the requests for this daemon's agents", "err", err)
+		}
+		for _, r := range reqs {
+			wg.Go(func() {
+				r.Result, r.Code, r.Error = agents.Serve(ctx, r.Agent, r.Body)
+				if err := k.Log.Answer(context.WithoutCancel(ctx), r); err != nil {
+					k.Logger.Warn("answering a request of another daemon", "agent", r.Agent, "err", err)
+				}
+			})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-woken:
+		case <-time.After(pgstore.Poll):
 		}
 	}
 }

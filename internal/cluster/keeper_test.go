@@ -47,6 +47,13 @@ func (a *agents) Busy(_ context.Context, name string) bool {
 
 func (a *agents) Wake(string) {}
 
+func (a *agents) Serve(_ context.Context, name string, body []byte) ([]byte, string, string) {
+	if string(body) == "fail" {
+		return nil, "conflict", "no turn of " + name
+	}
+	return []byte(`"done for ` + name + `"`), "", ""
+}
+
 func (a *agents) seen() (taken, drops []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -176,6 +183,19 @@ func TestKeepersShareTheAgentsOfOneDatabase(t *testing.T) {
 		if want := map[string]string{"a": "d2", "b": "d1"}[a.Agent]; a.Owner != want {
 			t.Fatalf("status: %s on %q, want %q", a.Agent, a.Owner, want)
 		}
+	}
+
+	// What only an agent's owner can do, asked through another daemon:
+	// stored, picked up by the owner's keeper, answered.
+	rctx, stop := context.WithCancel(ctx)
+	var running sync.WaitGroup
+	running.Go(func() { d2.k.Run(rctx, d2.ag) })
+	defer func() { stop(); running.Wait() }()
+	if res, code, msg, err := d1.k.Forward(ctx, "a", []byte("abort")); err != nil || code != "" || string(res) != `"done for a"` {
+		t.Fatalf("a request for a's owner through d1: %q %q %q %v", res, code, msg, err)
+	}
+	if _, code, msg, err := d1.k.Forward(ctx, "a", []byte("fail")); err != nil || code != "conflict" || msg != "no turn of a" {
+		t.Fatalf("a failing request: %q %q %v", code, msg, err)
 	}
 	if _, err := d1.k.Drain(ctx, "nobody", true); !errors.Is(err, eventlog.ErrNotFound) {
 		t.Fatalf("draining a daemon that never joined: %v", err)

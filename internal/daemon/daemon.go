@@ -225,12 +225,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var here func(string) bool
 	var elsewhere func(string) string
+	var forward func(context.Context, string, []byte) ([]byte, string, string, error)
 	if st.cluster != nil {
 		st.cluster.Self.Slots = sup.MaxRunning
-		here, elsewhere = st.cluster.Here, st.cluster.Owner
+		here, elsewhere, forward = st.cluster.Here, st.cluster.Owner, st.cluster.Forward
 	}
 	mgr := runner.New(runner.Config{Home: h.Dir, Store: log, Instances: runner.Supervised(sup), Keys: keys, Predecessor: st.predecessor,
-		Here: here, Elsewhere: elsewhere,
+		Here: here, Elsewhere: elsewhere, Forward: forward,
 		IdleTimeout: cfg.IdleTimeout, DemoURL: demoURL, Logger: logger, TaosTools: mcpSrv.AgentServer, UIDs: agentUIDs, MCPServers: serverURL,
 		ToolModules: func() (string, error) {
 			// Installed when a person adds or accepts a tool.

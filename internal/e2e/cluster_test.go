@@ -95,7 +95,7 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	// Two agents beside host: with host on one daemon, one each on the
 	// others.
 	ds[0].agent(ctx, "a", "")
-	ds[0].agent(ctx, "b", "")
+	ds[0].agent(ctx, "b", `{"bash":"ask"}`)
 	oa, ob, oh := owner(ds[1], "a"), owner(ds[1], "b"), owner(ds[1], "host")
 	if oa == ob || oa == oh || ob == oh {
 		t.Fatalf("three agents on three daemons did not spread: %+v", status(ds[1]))
@@ -119,9 +119,21 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	if pid == 0 || pidOn(via, "a") != 0 {
 		t.Fatalf("a's instance: %d on its owner, %d on the daemon the message went to", pid, pidOn(via, "a"))
 	}
-	// What only its owner can do is refused elsewhere, naming the owner.
-	if _, err := via.c.Abort(ctx, "a"); err == nil || !strings.Contains(err.Error(), id[oa]) {
+	// What only its owner can do goes to the owner, and its answer (an
+	// error too) comes back: an abort of a turn that does not run, and
+	// the answer to b's approval, both given to a daemon that does not
+	// own the agent.
+	if _, err := via.c.Abort(ctx, "a"); err == nil || !strings.Contains(err.Error(), "no running turn") {
 		t.Fatalf("an abort of a sent to another daemon: %v", err)
+	}
+	asks := oa.send(ctx, "b", "use a tool", "")
+	var pending []client.Approval
+	waitFor(t, ctx, func() bool { pending, _ = oa.c.Approvals(ctx, "pending"); return len(pending) == 1 })
+	if ap, err := oa.c.Approve(ctx, pending[0].ID, "once", ""); err != nil || ap.State != "once" {
+		t.Fatalf("b's approval answered through another daemon: %+v %v", ap, err)
+	}
+	if e := last(oa.turnOf(ctx, "b", asks.Seq-1, asks.Input)); e.Kind != "final" {
+		t.Fatalf("b's turn after its approval through another daemon ended %s %q", e.Kind, e.Field("message"))
 	}
 
 	// a's owner is killed mid-turn; the stream goes on from its cursor on
@@ -246,7 +258,7 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	if o := owner(last3, "a"); o != last3 {
 		t.Fatalf("a moved off a draining daemon during its turn, to %s", id[o])
 	}
-	if _, err := last3.c.Abort(ctx, "a"); err != nil {
+	if _, err := frozen.c.Abort(ctx, "a"); err != nil { // through another daemon
 		t.Fatal(err)
 	}
 	moved := owner(frozen, "a", frozen)

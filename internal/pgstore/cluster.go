@@ -153,7 +153,7 @@ func (l *Log) SetStorage(ctx context.Context, agent, storage string) (string, er
 }
 
 // FenceAgents makes every later write of this log that an agent's owner
-// alone may make (an event of any kind but a request's: Request) carry
+// alone may make (an event of any kind but a request's: RequestKind) carry
 // the writer's lease of that agent, from held: each such event commits
 // only while that lease is still its agent's unexpired one, and otherwise
 // the write fails with ErrFenced and stores nothing of it. A daemon of a
@@ -162,16 +162,16 @@ func (l *Log) SetStorage(ctx context.Context, agent, storage string) (string, er
 // requests (a message, a cancel) for any agent.
 func (l *Log) FenceAgents(held func(agent string) (Lease, bool)) { l.agentFence.Store(&held) }
 
-// Request reports whether an event of kind k is a request any daemon may
+// RequestKind reports whether an event of kind k is a request any daemon may
 // store for any agent (a message for its inbox, one taken out of it),
 // rather than what the agent's owner alone writes (its turns, its
 // instance, its approvals).
-func Request(k event.Kind) bool { return k == event.InputAccepted || k == event.InputCancelled }
+func RequestKind(k event.Kind) bool { return k == event.InputAccepted || k == event.InputCancelled }
 
 // fenced checks, once per agent per transaction, that this log holds the
 // current lease of e's agent, when e is its owner's to write.
 func (s *seqs) fenced(ctx context.Context, e event.Event) error {
-	if s.held == nil || Request(e.Kind) {
+	if s.held == nil || RequestKind(e.Kind) {
 		return nil
 	}
 	if err, ok := s.checked[e.Agent]; ok {

@@ -38,10 +38,13 @@ const channel = "taosagent_events"
 type Log struct {
 	eventlog.Tables // the store's tables, in the SQL both backends run
 
-	pool   *pgxpool.Pool
-	db     *sql.DB // the same pool, through database/sql, for the Tables
-	waker  waker
-	closed chan struct{}
+	pool  *pgxpool.Pool
+	db    *sql.DB // the same pool, through database/sql, for the Tables
+	waker waker
+	// reqWaker wakes the cluster's requests' waiters and owners
+	// (requests.go).
+	reqWaker waker
+	closed   chan struct{}
 	// head and floor are the newest seq and the retention floor this log
 	// knows of: read at Open, moved by its own commits and prunes, by the
 	// commits other daemons notify, and by what its subscriptions read.
@@ -95,6 +98,7 @@ func Open(ctx context.Context, dsn string) (*Log, error) {
 	l.floor.Store(floor)
 	lctx, stop := context.WithCancel(context.Background())
 	l.waker = waker{ch: make(chan struct{}), stop: stop, done: make(chan struct{}), listening: make(chan struct{})}
+	l.reqWaker = waker{ch: make(chan struct{})}
 	go l.listen(lctx)
 	// Open returns once commits wake its subscriptions (they would poll
 	// meanwhile).

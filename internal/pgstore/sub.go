@@ -54,12 +54,17 @@ func (l *Log) listen(ctx context.Context) {
 	for ctx.Err() == nil {
 		conn, err := l.pool.Acquire(ctx)
 		if err == nil {
-			if _, err = conn.Exec(ctx, `LISTEN `+channel); err == nil {
+			if _, err = conn.Exec(ctx, `LISTEN `+channel+`; LISTEN `+requestsChannel); err == nil {
 				l.waker.wake() // whatever was missed while it was away
+				l.reqWaker.wake()
 				l.waker.once.Do(func() { close(l.waker.listening) })
 				for err == nil {
 					var n *pgconn.Notification
 					if n, err = conn.Conn().WaitForNotification(ctx); err == nil {
+						if n.Channel == requestsChannel {
+							l.reqWaker.wake()
+							continue
+						}
 						if seq, perr := strconv.ParseInt(n.Payload, 10, 64); perr == nil {
 							l.saw(seq)
 						}

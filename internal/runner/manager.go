@@ -74,6 +74,9 @@ type Config struct {
 	Here func(agent string) bool
 	// Elsewhere names the daemon that runs agent, for an error.
 	Elsewhere func(agent string) string
+	// Forward, when set, carries what only agent's owner can do to it and
+	// returns its answer (forward.go); unset, that is refused here.
+	Forward func(ctx context.Context, agent string, body []byte) (result []byte, code, msg string, err error)
 	Logger    *slog.Logger
 }
 
@@ -540,7 +543,9 @@ func (m *Manager) Abort(ctx context.Context, name string) (turn string, err erro
 		return "", err
 	}
 	if !m.here(name) {
-		return "", m.elsewhere(name)
+		var turn string
+		err := m.forward(ctx, name, Forwarded{Kind: "abort"}, &turn)
+		return turn, err
 	}
 	r := m.existing(name)
 	if r == nil {
@@ -564,7 +569,8 @@ func (m *Manager) Reply(ctx context.Context, id, decision, message, by string) (
 		return ap, fmt.Errorf("approval %s is already %s: %w", id, ap.State, eventlog.ErrConflict)
 	}
 	if !m.here(ap.Agent) {
-		return ap, fmt.Errorf("approval %s: %w", id, m.elsewhere(ap.Agent))
+		err := m.forward(ctx, ap.Agent, Forwarded{Kind: "approval", ID: id, Decision: decision, Message: message, By: by}, &ap)
+		return ap, err
 	}
 	r := m.existing(ap.Agent)
 	if r == nil {

@@ -29,7 +29,8 @@ func (m *Manager) Answer(ctx context.Context, id string, a api.AnswerRequest, by
 		return q, fmt.Errorf("question %s is already %s: %w", id, q.State, eventlog.ErrConflict)
 	}
 	if !m.here(q.Agent) {
-		return q, fmt.Errorf("question %s: %w", id, m.elsewhere(q.Agent))
+		err := m.forward(ctx, q.Agent, Forwarded{Kind: "answer", ID: id, Answer: &a, By: by}, &q)
+		return q, err
 	}
 	r := m.existing(q.Agent)
 	if r == nil {
