@@ -107,6 +107,10 @@ type AgentStatus struct {
 	Opencode string `json:"opencode,omitempty"`
 	// LastError is the error that ended its latest failed turn, if any.
 	LastError *LastError `json:"last_error,omitempty"`
+	// Daemon, in a cluster, is the daemon that runs the agent ("" while
+	// none does). A daemon that does not run it shows its state from the
+	// store: busy while a turn runs there, stopped otherwise.
+	Daemon string `json:"daemon,omitempty"`
 }
 
 // Usage is what an instance's processes (opencode, its sandbox and every

@@ -147,6 +147,10 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another daemon shows where a runs, and its turn, from the store.
+	if st, err := via.c.Agent(ctx, "a"); err != nil || st.Status.Daemon != id[oa] || st.Status.State != "busy" || st.Status.Turn == "" {
+		t.Fatalf("a's status on another daemon mid-turn: %+v %v", st.Status, err)
+	}
 	oa.kill()
 	killed := time.Now()
 	alive := slices.DeleteFunc(slices.Clone(ds), func(d *daemon) bool { return d == oa })

@@ -588,6 +588,23 @@ func (m *Manager) Status(ctx context.Context, name string) AgentStatus {
 	if q, err := m.log.Inputs(ctx, name, "queued"); err == nil {
 		st.Queued = len(q)
 	}
+	if m.cfg.Elsewhere != nil {
+		st.Daemon = m.cfg.Elsewhere(name)
+	}
+	if !m.here(name) {
+		// Run by another daemon of the cluster: what the store says.
+		if ts, err := m.log.RunningTurns(ctx); err == nil {
+			for _, t := range ts {
+				if t.Agent == name {
+					st.State, st.Turn = "busy", t.ID
+				}
+			}
+		}
+		if le, ok, err := m.log.LastError(ctx, name); err == nil && ok {
+			st.LastError = &le
+		}
+		return st
+	}
 	in, running := m.cfg.Instances.Get(name)
 	if running {
 		st.Instance, st.PID, st.Opencode = string(in.State), in.PID, in.Version
