@@ -77,7 +77,7 @@ type Config struct {
 	// Forward, when set, carries what only agent's owner can do to it and
 	// returns its answer (forward.go); unset, that is refused here.
 	Forward func(ctx context.Context, agent string, body []byte) (result []byte, code, msg string, err error)
-	Logger    *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Hooks are what the runner asks of the layer above it (the control
