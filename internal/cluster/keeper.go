@@ -61,6 +61,8 @@ type Keeper struct {
 
 	mu      sync.Mutex
 	held    map[string]pgstore.Lease // the agents this daemon owns
+	leaving map[string]bool          // held, but being given up: no longer Here
+	from    int64                    // the log's head at Join: follow reads from there
 	owners  map[string]string        // who owned the others, at the last look
 	workers *running                 // Workers, while this daemon holds WorkersLease
 	// lastWorkers is WorkersLease as this daemon last held it (Leave
@@ -76,7 +78,9 @@ type Keeper struct {
 func (k *Keeper) Join(ctx context.Context) error {
 	k.mu.Lock()
 	k.held = map[string]pgstore.Lease{}
+	k.leaving = map[string]bool{}
 	k.owners = map[string]string{}
+	k.from = k.Log.Head()
 	k.mu.Unlock()
 	k.Log.FenceAgents(k.Held)
 	return k.heartbeat(ctx)
@@ -90,10 +94,13 @@ func (k *Keeper) Held(agent string) (pgstore.Lease, bool) {
 	return le, ok
 }
 
-// Here reports whether agent runs on this daemon.
+// Here reports whether agent runs on this daemon: it holds the agent's
+// lease and is not giving it up.
 func (k *Keeper) Here(agent string) bool {
-	_, ok := k.Held(agent)
-	return ok
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.held[agent]
+	return ok && !k.leaving[agent]
 }
 
 // Owner names the daemon that owned agent at the keeper's last look, ""
@@ -393,10 +400,16 @@ func (k *Keeper) stopWorkers() {
 // release stops agent here while its lease is still this daemon's (what
 // the stop writes is written), then frees the lease at once.
 func (k *Keeper) release(agents Agents, name string) {
+	// Not Here from now on (a message is only stored, for the next
+	// owner), while the fence still lets the stop write what it writes.
+	k.mu.Lock()
+	k.leaving[name] = true
+	k.mu.Unlock()
 	agents.Drop(name)
 	k.mu.Lock()
 	le, ok := k.held[name]
 	delete(k.held, name)
+	delete(k.leaving, name)
 	k.mu.Unlock()
 	if ok {
 		ctx, cancel := context.WithTimeout(context.Background(), k.TTL/3)
@@ -433,7 +446,12 @@ func (k *Keeper) dropAll(agents Agents) {
 // notifications and reads by cursor, so that an input is picked up even
 // when a notification is lost (after a reconnect, at the next read).
 func (k *Keeper) follow(ctx context.Context, agents Agents) {
-	sub, err := k.Log.Subscribe("", k.Log.Head(), false, event.InputAccepted)
+	k.mu.Lock()
+	from := k.from
+	k.mu.Unlock()
+	// From the head at Join: what was stored while the agents were being
+	// taken is seen too (a wake-up is idempotent).
+	sub, err := k.Log.Subscribe("", from, false, event.InputAccepted)
 	if err != nil {
 		return
 	}
