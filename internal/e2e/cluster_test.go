@@ -36,31 +36,8 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	if err := os.Chmod(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Each daemon as on a machine of its own: a mount and a host name
-	// namespace, its home at one path (the same on every "machine", as a
-	// service's is), the shared directory mounted on its agents'.
-	at := filepath.Join(t.TempDir(), "taosagent")
-	if err := os.Mkdir(at, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const script = `mount --bind "$1" "$2" && mount --bind "$3" "$2/agents" && echo "$4" > /proc/sys/kernel/hostname && shift 4 && exec "$@"`
-	n := 0
-	member := func() *daemon {
-		t.Helper()
-		n++
-		home := newHome(t)
-		if err := os.Mkdir(filepath.Join(home, "agents"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("unshare", "--mount", "--uts", "sh", "-c", script, "sh", home, at, shared, fmt.Sprintf("node%d", n),
-			binary, "serve", "--home", at, "--listen", "127.0.0.1:0", "--cluster", "--lease", "2s")
-		cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), env...)
-		d, err := launchCmd(t, home, cmd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
+	nodes := newNodes(t, env)
+	member := func() *daemon { return nodes.start("") }
 	ds := []*daemon{member(), member(), member()}
 	byID, id := map[string]*daemon{}, map[*daemon]string{}
 	status := func(d *daemon) api.Cluster {
@@ -285,3 +262,50 @@ func seqs(evs []client.Event) []int64 {
 }
 
 func terminal(e client.Event) bool { return e.Kind == "final" || e.Kind == "error" }
+
+// nodes starts daemons of one cluster (serve --cluster --lease 2s) as if
+// each were on a machine of its own: a mount and a host name namespace
+// (node1, node2, …), its home at one path (the same on every "machine",
+// as a service's is), one shared directory mounted on its agents'
+// directory (shared storage).
+type nodes struct {
+	t      testing.TB
+	env    []string
+	at     string
+	shared string
+	homes  []string
+}
+
+func newNodes(t testing.TB, env []string) *nodes {
+	n := &nodes{t: t, env: env, at: filepath.Join(t.TempDir(), "taosagent"), shared: t.TempDir()}
+	if err := os.Mkdir(n.at, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(n.shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// start starts a new node, or with home the node of that home again.
+func (n *nodes) start(home string) *daemon {
+	t := n.t
+	t.Helper()
+	const script = `mount --bind "$1" "$2" && mount --bind "$3" "$2/agents" && echo "$4" > /proc/sys/kernel/hostname && shift 4 && exec "$@"`
+	if home == "" {
+		home = newHome(t)
+		if err := os.Mkdir(filepath.Join(home, "agents"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		n.homes = append(n.homes, home)
+	}
+	name := fmt.Sprintf("node%d", slices.Index(n.homes, home)+1)
+	cmd := exec.Command("unshare", "--mount", "--uts", "sh", "-c", script, "sh", home, n.at, n.shared, name,
+		binary, "serve", "--home", n.at, "--listen", "127.0.0.1:0", "--cluster", "--lease", "2s")
+	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), n.env...)
+	d, err := launchCmd(t, home, cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
