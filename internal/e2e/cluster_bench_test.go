@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taosagent/taosagent/internal/api"
+	"github.com/taosagent/taosagent/internal/client"
+	"github.com/taosagent/taosagent/internal/testenv"
+)
+
+// BenchmarkClusterFailover measures, on two daemons of a cluster (serve
+// --cluster --lease 2s, shared agents' directories: newNodes), the
+// owner of an agent killed with SIGKILL in the middle of a turn,
+// FAILOVERS times (TAOSAGENT_FAILOVERS, default 5; the killed daemon is
+// started again each time, and owns nothing then): from the kill, and
+// from the agent's lease's expiry (read from the database right after
+// the kill), to the first event of the agent on its new owner (the cut
+// turn's interrupted error); and from the kill to the end of the next
+// turn there (the new owner's opencode start included). The lease is the
+// limit. Run with -benchtime 1x.
+func BenchmarkClusterFailover(b *testing.B) {
+	rounds := 5
+	if n, err := strconv.Atoi(os.Getenv("TAOSAGENT_FAILOVERS")); err == nil && n > 0 {
+		rounds = n
+	}
+	const lease = 2 * time.Second
+	pg := testenv.NewPostgres(b)
+	dsn := pg.Database(b)
+	ctx := ctxT(b, time.Duration(rounds)*2*time.Minute)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	ns := newNodes(b, []string{"TAOSAGENT_DB=" + dsn})
+	ds := []*daemon{ns.start(""), ns.start("")}
+	ds[0].agent(ctx, "a", "")
+	var fromKill, fromExpiry, nextTurn []float64
+	for i := range rounds {
+		owner := -1
+		for owner < 0 {
+			var st api.Cluster
+			if err := ds[0].c.Do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
+				b.Fatal(err)
+			}
+			for _, a := range st.Agents {
+				if a.Agent == "a" && a.Owner != "" {
+					owner = 1
+					if a.Owner == st.Daemon {
+						owner = 0
+					}
+				}
+			}
+			if owner < 0 {
+				select {
+				case <-ctx.Done():
+					b.Fatal("a has no owner")
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}
+		other := ds[1-owner]
+		cut := other.send(ctx, "a", "endless", "")
+		if err := other.c.Stream(ctx, "a", cut.Seq, func(e client.Event) bool { return e.Kind != "delta" && e.Kind != "reasoning" }); err != nil {
+			b.Fatal(err)
+		}
+		ds[owner].kill()
+		killed := time.Now()
+		var expires time.Time
+		if err := conn.QueryRow(ctx, `SELECT expires FROM leases WHERE agent = 'a'`).Scan(&expires); err != nil {
+			b.Fatal(err)
+		}
+		var first time.Time
+		err := other.c.Stream(ctx, "a", cut.Seq, func(e client.Event) bool {
+			if e.Kind == "error" && e.Field("code") == "interrupted" {
+				first = e.Time
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fromKill = append(fromKill, first.Sub(killed).Seconds())
+		fromExpiry = append(fromExpiry, first.Sub(expires).Seconds())
+		next := other.send(ctx, "a", fmt.Sprint("say: after failover ", i), "")
+		if e := last(other.turnOf(ctx, "a", next.Seq-1, next.Input)); e.Kind != "final" {
+			b.Fatalf("the turn after failover %d ended %s %q", i, e.Kind, e.Field("message"))
+		}
+		nextTurn = append(nextTurn, time.Since(killed).Seconds())
+		ds[owner] = ns.start(ds[owner].home)
+	}
+	b.ReportMetric(median(fromKill), "kill-to-takeover-s")
+	b.ReportMetric(median(fromExpiry), "expiry-to-takeover-s")
+	b.ReportMetric(slices.Max(fromExpiry), "expiry-to-takeover-max-s")
+	b.ReportMetric(median(nextTurn), "kill-to-next-final-s")
+	b.ReportMetric(lease.Seconds(), "lease-s")
+	b.ReportMetric(0, "ns/op")
+	b.Logf("kill → the agent's first event on its new owner (s): %v", round(fromKill))
+	b.Logf("lease expiry → the agent's first event on its new owner (s): %v", round(fromExpiry))
+	b.Logf("kill → the next turn's final on the new owner (s): %v", round(nextTurn))
+}
