@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -20,7 +21,10 @@ import (
 // back by a subscriber, from 10 agents at once. Next to it, in the same
 // run, the storage limit: the same rows as plain batched inserts (1,000
 // per transaction) into the same schema. TAOSAGENT_INGEST_EVENTS sets the
-// events per agent (default 10,000). Run with -benchtime 1x.
+// events per agent (default 10,000); TAOSAGENT_INGEST_FENCED=1 fences the
+// log per agent, as a cluster daemon's is (FenceAgents: each
+// transaction checks the lease of each agent it writes for). Run with
+// -benchtime 1x.
 func BenchmarkIngestOnPostgreSQL(b *testing.B) {
 	agents, perAgent := 10, 10000
 	if n, err := strconv.Atoi(os.Getenv("TAOSAGENT_INGEST_EVENTS")); err == nil && n > 0 {
@@ -33,6 +37,19 @@ func BenchmarkIngestOnPostgreSQL(b *testing.B) {
 		l, err := pgstore.Open(ctx, dsn1)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if os.Getenv("TAOSAGENT_INGEST_FENCED") == "1" {
+			held := map[string]pgstore.Lease{}
+			for a := range agents + 1 {
+				name := fmt.Sprint("agent", a)
+				if a == agents {
+					name = "end"
+				}
+				if held[name], err = l.Acquire(ctx, name, "bench", time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+			l.FenceAgents(func(a string) (pgstore.Lease, bool) { le, ok := held[a]; return le, ok })
 		}
 		sub, _ := l.Subscribe("", 0, false)
 		var got sync.WaitGroup
