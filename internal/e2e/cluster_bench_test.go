@@ -1,19 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/client"
-	"github.com/taosagent/taosagent/internal/testenv"
 )
 
 // BenchmarkClusterFailover measures, on two daemons of a cluster (serve
@@ -27,19 +20,7 @@ import (
 // turn there (the new owner's opencode start included). The lease is the
 // limit. Run with -benchtime 1x.
 func BenchmarkClusterFailover(b *testing.B) {
-	rounds := 5
-	if n, err := strconv.Atoi(os.Getenv("TAOSAGENT_FAILOVERS")); err == nil && n > 0 {
-		rounds = n
-	}
-	const lease = 2 * time.Second
-	pg := testenv.NewPostgres(b)
-	dsn := pg.Database(b)
-	ctx := ctxT(b, time.Duration(rounds)*2*time.Minute)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	rounds, ctx, dsn, conn := failovers(b)
 	ns := newNodes(b, []string{"TAOSAGENT_DB=" + dsn})
 	ds := []*daemon{ns.start(""), ns.start("")}
 	ds[0].agent(ctx, "a", "")
@@ -98,13 +79,5 @@ func BenchmarkClusterFailover(b *testing.B) {
 		nextTurn = append(nextTurn, time.Since(killed).Seconds())
 		ds[owner] = ns.start(ds[owner].home)
 	}
-	b.ReportMetric(median(fromKill), "kill-to-takeover-s")
-	b.ReportMetric(median(fromExpiry), "expiry-to-takeover-s")
-	b.ReportMetric(slices.Max(fromExpiry), "expiry-to-takeover-max-s")
-	b.ReportMetric(median(nextTurn), "kill-to-next-final-s")
-	b.ReportMetric(lease.Seconds(), "lease-s")
-	b.ReportMetric(0, "ns/op")
-	b.Logf("kill → the agent's first event on its new owner (s): %v", round(fromKill))
-	b.Logf("lease expiry → the agent's first event on its new owner (s): %v", round(fromExpiry))
-	b.Logf("kill → the next turn's final on the new owner (s): %v", round(nextTurn))
+	reportFailovers(b, "the agent's new owner", fromKill, fromExpiry, nextTurn)
 }

@@ -25,28 +25,16 @@ import (
 // own opencode start included). The lease is the limit the takeover is
 // measured against. Run with -benchtime 1x.
 func BenchmarkFailover(b *testing.B) {
-	rounds := 5
-	if n, err := strconv.Atoi(os.Getenv("TAOSAGENT_FAILOVERS")); err == nil && n > 0 {
-		rounds = n
-	}
-	const lease = 2 * time.Second
-	pg := testenv.NewPostgres(b)
-	dsn := pg.Database(b)
-	ctx := ctxT(b, time.Duration(rounds)*2*time.Minute)
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	rounds, ctx, dsn, conn := failovers(b)
 	env := []string{"TAOSAGENT_DB=" + dsn}
 	homes := []string{b.TempDir(), b.TempDir()}
-	holder := startIn(b, homes[0], env, "--lease", lease.String())
+	holder := startIn(b, homes[0], env, "--lease", failoverLease.String())
 	holder.agent(ctx, "a", "")
 	var fromKill, fromExpiry, nextTurn []float64
 	for i := range rounds {
 		waiting := make(chan *daemon, 1)
 		go func() {
-			s, err := launch(b, homes[(i+1)%2], env, "--lease", lease.String(), "--standby")
+			s, err := launch(b, homes[(i+1)%2], env, "--lease", failoverLease.String(), "--standby")
 			if err != nil {
 				b.Error(err)
 			}
@@ -85,13 +73,45 @@ func BenchmarkFailover(b *testing.B) {
 		}
 		nextTurn = append(nextTurn, time.Since(killed).Seconds())
 	}
+	reportFailovers(b, "the new holder", fromKill, fromExpiry, nextTurn)
+}
+
+// failoverLease is the lease of the failover benchmarks' daemons: the
+// limit their takeovers are measured against.
+const failoverLease = 2 * time.Second
+
+// failovers is what a failover benchmark starts from: its rounds
+// (TAOSAGENT_FAILOVERS, default 5), a context long enough for them, and
+// a new database of a throwaway PostgreSQL with a connection to read its
+// leases.
+func failovers(b *testing.B) (rounds int, ctx context.Context, dsn string, conn *pgx.Conn) {
+	b.Helper()
+	rounds = 5
+	if n, err := strconv.Atoi(os.Getenv("TAOSAGENT_FAILOVERS")); err == nil && n > 0 {
+		rounds = n
+	}
+	dsn = testenv.NewPostgres(b).Database(b)
+	ctx = ctxT(b, time.Duration(rounds)*2*time.Minute)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close(context.Background()) })
+	return rounds, ctx, dsn, conn
+}
+
+// reportFailovers reports a failover benchmark's times, in seconds: from
+// the kill and from the lease's expiry to the first event on who took
+// over, and from the kill to the next turn's end there.
+func reportFailovers(b *testing.B, who string, fromKill, fromExpiry, nextTurn []float64) {
+	b.Helper()
 	b.ReportMetric(median(fromKill), "kill-to-takeover-s")
 	b.ReportMetric(median(fromExpiry), "expiry-to-takeover-s")
 	b.ReportMetric(slices.Max(fromExpiry), "expiry-to-takeover-max-s")
 	b.ReportMetric(median(nextTurn), "kill-to-next-final-s")
-	b.ReportMetric(lease.Seconds(), "lease-s")
+	b.ReportMetric(failoverLease.Seconds(), "lease-s")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("kill → the new holder's first event (s): %v", round(fromKill))
-	b.Logf("lease expiry → the new holder's first event (s): %v", round(fromExpiry))
-	b.Logf("kill → the next turn's final on the new holder (s): %v", round(nextTurn))
+	b.Logf("kill → the first event on %s (s): %v", who, round(fromKill))
+	b.Logf("lease expiry → the first event on %s (s): %v", who, round(fromExpiry))
+	b.Logf("kill → the next turn's final on %s (s): %v", who, round(nextTurn))
 }
