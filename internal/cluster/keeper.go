@@ -271,18 +271,12 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 			me = d
 		}
 	}
-	owner := map[string]pgstore.Lease{}
-	counts := map[string]int{}
-	others := map[string]string{}
-	for _, le := range leases {
-		if le.Live {
-			owner[le.Agent] = le
-			counts[le.Owner]++
-			others[le.Agent] = le.Owner
-		}
-	}
+	owner, counts := live(leases)
 	k.mu.Lock()
-	k.owners = others
+	k.owners = map[string]string{}
+	for name, le := range owner {
+		k.owners[name] = le.Owner
+	}
 	k.mu.Unlock()
 	exists := map[string]bool{}
 	for _, name := range names {
@@ -395,6 +389,18 @@ func (k *Keeper) stopWorkers() {
 		k.workers = nil
 		k.lastWorkers = w.lease
 	}
+}
+
+// live is the live leases by agent, and how many each daemon holds.
+func live(leases []pgstore.Lease) (owner map[string]pgstore.Lease, counts map[string]int) {
+	owner, counts = map[string]pgstore.Lease{}, map[string]int{}
+	for _, le := range leases {
+		if le.Live {
+			owner[le.Agent] = le
+			counts[le.Owner]++
+		}
+	}
+	return owner, counts
 }
 
 // release stops agent here while its lease is still this daemon's (what

@@ -30,14 +30,7 @@ func (k *Keeper) Status(ctx context.Context) (api.Cluster, error) {
 	if err != nil {
 		return out, err
 	}
-	owned := map[string]pgstore.Lease{}
-	counts := map[string]int{}
-	for _, le := range leases {
-		if le.Live {
-			owned[le.Agent] = le
-			counts[le.Owner]++
-		}
-	}
+	owned, counts := live(leases)
 	for _, d := range daemons {
 		out.Daemons = append(out.Daemons, api.ClusterDaemon{ID: d.ID, Addr: d.Addr, Labels: d.Labels, Storage: d.Storage, Slots: d.Slots,
 			Agents: counts[d.ID], Memory: d.Memory, Draining: d.Draining, Live: d.Live, Expires: d.Expires})

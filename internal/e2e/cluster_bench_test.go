@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/client"
 )
 
@@ -26,27 +25,9 @@ func BenchmarkClusterFailover(b *testing.B) {
 	ds[0].agent(ctx, "a", "")
 	var fromKill, fromExpiry, nextTurn []float64
 	for i := range rounds {
-		owner := -1
-		for owner < 0 {
-			var st api.Cluster
-			if err := ds[0].c.Do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
-				b.Fatal(err)
-			}
-			for _, a := range st.Agents {
-				if a.Agent == "a" && a.Owner != "" {
-					owner = 1
-					if a.Owner == st.Daemon {
-						owner = 0
-					}
-				}
-			}
-			if owner < 0 {
-				select {
-				case <-ctx.Done():
-					b.Fatal("a has no owner")
-				case <-time.After(50 * time.Millisecond):
-				}
-			}
+		owner := 1
+		if waitOwner(b, ctx, ds[0], "a", func(string) bool { return true }) == daemonID(b, ctx, ds[0]) {
+			owner = 0
 		}
 		other := ds[1-owner]
 		cut := other.send(ctx, "a", "endless", "")

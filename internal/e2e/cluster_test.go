@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,18 +57,9 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	// as d sees it, and returns it.
 	owner := func(d *daemon, agent string, want ...*daemon) *daemon {
 		t.Helper()
-		for {
-			for _, a := range status(d).Agents {
-				if o := byID[a.Owner]; a.Agent == agent && o != nil && (len(want) == 0 || slices.Contains(want, o)) {
-					return o
-				}
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("agent %s has no owner among %d daemons: %+v", agent, len(want), status(d))
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		return byID[waitOwner(t, ctx, d, agent, func(o string) bool {
+			return byID[o] != nil && (len(want) == 0 || slices.Contains(want, byID[o]))
+		})]
 	}
 	// Two agents beside host: with host on one daemon, one each on the
 	// others.
@@ -308,4 +300,36 @@ func (n *nodes) start(home string) *daemon {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// waitOwner waits until agent has an owner that ok accepts, as d sees it
+// (GET /v1/cluster), and returns that owner's id.
+func waitOwner(tb testing.TB, ctx context.Context, d *daemon, agent string, ok func(owner string) bool) string {
+	tb.Helper()
+	for {
+		var st api.Cluster
+		if err := d.c.Do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
+			tb.Fatal(err)
+		}
+		for _, a := range st.Agents {
+			if a.Agent == agent && a.Owner != "" && ok(a.Owner) {
+				return a.Owner
+			}
+		}
+		select {
+		case <-ctx.Done():
+			tb.Fatalf("agent %s has no owner as wanted: %+v", agent, st)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// daemonID is d's id in its cluster.
+func daemonID(tb testing.TB, ctx context.Context, d *daemon) string {
+	tb.Helper()
+	var st api.Cluster
+	if err := d.c.Do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return st.Daemon
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taosagent/taosagent/internal/api"
 	"github.com/taosagent/taosagent/internal/client"
 	"github.com/taosagent/taosagent/internal/testenv"
 )
@@ -32,27 +31,9 @@ func BenchmarkCrossDaemonStream(b *testing.B) {
 	ctx := ctxT(b, 5*time.Minute)
 	ds := []*daemon{startIn(b, newHome(b), env, "--cluster", "--lease", "2s"), startIn(b, newHome(b), env, "--cluster", "--lease", "2s")}
 	ds[0].agent(ctx, "a", "")
-	var owner, other *daemon
-	for owner == nil {
-		var st api.Cluster
-		if err := ds[0].c.Do(ctx, "GET", "/v1/cluster", nil, &st); err != nil {
-			b.Fatal(err)
-		}
-		for _, a := range st.Agents {
-			if a.Agent == "a" && a.Owner != "" {
-				owner, other = ds[0], ds[1]
-				if a.Owner != st.Daemon {
-					owner, other = ds[1], ds[0]
-				}
-			}
-		}
-		if owner == nil {
-			select {
-			case <-ctx.Done():
-				b.Fatal("a has no owner")
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+	owner, other := ds[0], ds[1]
+	if waitOwner(b, ctx, ds[0], "a", func(string) bool { return true }) != daemonID(b, ctx, ds[0]) {
+		owner, other = ds[1], ds[0]
 	}
 	warm := owner.send(ctx, "a", "say: warm", "")
 	last(owner.turnOf(ctx, "a", warm.Seq-1, warm.Input))

@@ -182,7 +182,7 @@ func (s *seqs) fenced(ctx context.Context, e event.Event) error {
 	if !ok {
 		err = fmt.Errorf("agent %s: %w (this daemon does not own it)", e.Agent, ErrFenced)
 	} else {
-		err = leaseCurrent(s.tx.QueryRowContext(ctx, `SELECT token = $1 AND expires >= now() FROM leases WHERE agent = $2 FOR SHARE`, le.Token, le.Agent), le)
+		err = leaseCurrent(s.tx.QueryRowContext(ctx, currentLease, le.Token, le.Agent), le)
 	}
 	if s.checked == nil {
 		s.checked = map[string]error{}

@@ -112,8 +112,12 @@ func (l *Log) AppendFenced(ctx context.Context, le Lease, evs ...event.Event) ([
 // before it) and fails with ErrFenced unless le is still its agent's
 // unexpired lease.
 func checkLease(tx *eventlog.Tx, le Lease) error {
-	return leaseCurrent(tx.QueryRow(`SELECT token = ? AND expires >= now() FROM leases WHERE agent = ? FOR SHARE`, le.Token, le.Agent), le)
+	return leaseCurrent(tx.QueryRow(currentLease, le.Token, le.Agent), le)
 }
+
+// currentLease reads whether a lease (its token, $1) is still its
+// agent's ($2) and unexpired, holding the row FOR SHARE.
+const currentLease = `SELECT token = $1 AND expires >= now() FROM leases WHERE agent = $2 FOR SHARE`
 
 // leaseCurrent reads checkLease's answer from row.
 func leaseCurrent(row interface{ Scan(...any) error }, le Lease) error {
