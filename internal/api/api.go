@@ -376,12 +376,39 @@ type ClusterDaemon struct {
 
 // ClusterAgent is where an agent runs: its owner (a live lease), its pin.
 type ClusterAgent struct {
-	Agent   string    `json:"agent"`
-	Owner   string    `json:"owner,omitempty"` // "" while no daemon owns it
-	Token   int64     `json:"token,omitempty"` // its lease's fencing token
-	Expires time.Time `json:"expires,omitzero"`
-	Pin     string    `json:"pin,omitempty"`     // a daemon's id or a label k=v
-	Storage string    `json:"storage,omitempty"` // where its directory is
+	Agent   string       `json:"agent"`
+	Owner   string       `json:"owner,omitempty"` // "" while no daemon owns it
+	Token   int64        `json:"token,omitempty"` // its lease's fencing token
+	Expires time.Time    `json:"expires,omitzero"`
+	Pin     string       `json:"pin,omitempty"`     // a daemon's id or a label k=v
+	Storage string       `json:"storage,omitempty"` // where its directory is
+	Move    *ClusterMove `json:"move,omitempty"`    // its move to other storage, under way
+}
+
+// ClusterMove is an agent's move to a daemon on other storage, under
+// way: asked (its owner packs its files between its turns), packed (they
+// wait in the database for the target) or failed (nothing moved).
+type ClusterMove struct {
+	To    string    `json:"to"`
+	State string    `json:"state"`           // asked, packed, failed
+	Bytes int64     `json:"bytes,omitempty"` // the archive's, once packed
+	Error string    `json:"error,omitempty"` // the last attempt's failure
+	Asked time.Time `json:"asked"`
+}
+
+// MoveRequest is POST /v1/agents/{name}/move's body.
+type MoveRequest struct {
+	Daemon string `json:"daemon"` // the daemon's id (GET /v1/cluster lists them)
+}
+
+// Move is POST /v1/agents/{name}/move's answer: the move asked.
+type Move struct {
+	Agent string `json:"agent"`
+	From  string `json:"from,omitempty"` // its owner when asked, "" if none
+	To    string `json:"to"`
+	// Copy: its files are copied (the target is on other storage); false:
+	// a pin moves it (the target shares its directory's storage).
+	Copy bool `json:"copy"`
 }
 
 // DrainRequest is POST /v1/cluster/drain's body.

@@ -27,13 +27,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/taosagent/taosagent/internal/agenttree"
 	"github.com/taosagent/taosagent/internal/atomicfile"
 	"github.com/taosagent/taosagent/internal/eventlog"
 	"github.com/taosagent/taosagent/internal/home"
@@ -158,68 +157,11 @@ func write(tw *tar.Writer, h home.Home, m Manifest, dbCopy string) error {
 		if _, err := root.Lstat(name); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		err := fs.WalkDir(root.FS(), name, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			return addEntry(tw, root, p)
-		})
-		if err != nil {
+		if err := agenttree.Archive(tw, root, name, name); err != nil {
 			return fmt.Errorf("back up %s: %w", name, err)
 		}
 	}
 	return nil
-}
-
-// addEntry adds p of root, as it is: a directory, a regular file, or a
-// link (its target as written, never followed). Sockets, devices and pipes
-// are left out.
-func addEntry(tw *tar.Writer, root *os.Root, p string) error {
-	fi, err := root.Lstat(p)
-	if err != nil {
-		return err
-	}
-	h := &tar.Header{Name: filepath.ToSlash(p), Mode: int64(fi.Mode().Perm() | fi.Mode()&(fs.ModeSticky)), ModTime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		h.Uid, h.Gid = int(st.Uid), int(st.Gid)
-	}
-	switch {
-	case fi.IsDir():
-		h.Typeflag, h.Name = tar.TypeDir, h.Name+"/"
-		return tw.WriteHeader(h)
-	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := root.Readlink(p)
-		if err != nil {
-			return err
-		}
-		h.Typeflag, h.Linkname = tar.TypeSymlink, target
-		return tw.WriteHeader(h)
-	case !fi.Mode().IsRegular():
-		return nil
-	}
-	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	// Its size now: a file that grows while it is copied is cut there,
-	// one that shrinks is padded (tar needs the size first).
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	h.Typeflag, h.Size = tar.TypeReg, st.Size()
-	if err := tw.WriteHeader(h); err != nil {
-		return err
-	}
-	n, err := io.Copy(tw, io.LimitReader(f, h.Size))
-	if err != nil {
-		return err
-	}
-	if n < h.Size {
-		_, err = tw.Write(make([]byte, h.Size-n))
-	}
-	return err
 }
 
 func addFile(tw *tar.Writer, file, name string) error {
@@ -316,7 +258,7 @@ func restore(ctx context.Context, file string, h home.Home) (Manifest, error) {
 		return m, err
 	}
 	defer root.Close()
-	var dirs []*tar.Header // their modes and owners, set last
+	x := agenttree.Extractor{Root: root}
 	for {
 		if err := ctx.Err(); err != nil {
 			return m, err
@@ -328,65 +270,13 @@ func restore(ctx context.Context, file string, h home.Home) (Manifest, error) {
 		if err != nil {
 			return m, fmt.Errorf("%s: %w", file, err)
 		}
-		name := strings.TrimSuffix(hd.Name, "/")
-		if name == "" || path.Clean(name) != name || strings.HasPrefix(name, "/") || name == ".." || strings.HasPrefix(name, "../") ||
-			!(name == dbName || slices.Contains(included, strings.SplitN(name, "/", 2)[0])) {
+		name, ok := agenttree.EntryName(hd)
+		if !ok || !(name == dbName || slices.Contains(included, strings.SplitN(name, "/", 2)[0])) {
 			return m, fmt.Errorf("%s: an entry out of place: %q", file, hd.Name)
 		}
-		if err := restoreEntry(root, tr, hd, name); err != nil {
+		if err := x.Extract(tr, hd, name); err != nil {
 			return m, fmt.Errorf("restore %s: %w", name, err)
 		}
-		if hd.Typeflag == tar.TypeDir {
-			dirs = append(dirs, hd)
-		}
 	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		name := strings.TrimSuffix(dirs[i].Name, "/")
-		if err := root.Chmod(name, fs.FileMode(dirs[i].Mode).Perm()); err != nil {
-			return m, err
-		}
-		if err := root.Lchown(name, dirs[i].Uid, dirs[i].Gid); err != nil && os.Geteuid() == 0 {
-			return m, err
-		}
-	}
-	return m, nil
-}
-
-// restoreEntry writes one entry inside root, never following a link.
-func restoreEntry(root *os.Root, r io.Reader, hd *tar.Header, name string) error {
-	if dir := path.Dir(name); dir != "." {
-		if err := root.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
-	}
-	switch hd.Typeflag {
-	case tar.TypeDir:
-		return root.MkdirAll(name, 0o700)
-	case tar.TypeSymlink:
-		if err := root.Symlink(hd.Linkname, name); err != nil {
-			return err
-		}
-	case tar.TypeReg:
-		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(f, r)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		if err := root.Chmod(name, fs.FileMode(hd.Mode).Perm()); err != nil {
-			return err
-		}
-	default:
-		return fmt.Errorf("not a file, a directory or a link (type %c)", hd.Typeflag)
-	}
-	// The owner as it was (root restores agents' files to their uids).
-	if err := root.Lchown(name, hd.Uid, hd.Gid); err != nil && os.Geteuid() == 0 {
-		return err
-	}
-	return nil
+	return m, x.Finish()
 }

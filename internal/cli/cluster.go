@@ -74,7 +74,14 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if a.Pin != "" {
 			pin = "  pinned to " + a.Pin
 		}
-		fmt.Fprintf(stdout, "agent %s  on %s%s\n", a.Agent, owner, pin)
+		move := ""
+		if m := a.Move; m != nil {
+			move = fmt.Sprintf("  moving to %s (%s)", m.To, m.State)
+			if m.Error != "" {
+				move += ": " + m.Error
+			}
+		}
+		fmt.Fprintf(stdout, "agent %s  on %s%s%s\n", a.Agent, owner, pin, move)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/taosagent/taosagent/internal/event"
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/pgstore"
 	"github.com/taosagent/taosagent/internal/randid"
 )
@@ -57,7 +58,10 @@ type Keeper struct {
 	// runs, until its context ends, on the daemon that holds the lease
 	// WorkersLease, and moves as an agent does.
 	Workers func(ctx context.Context)
-	Logger  *slog.Logger
+	// Home is this daemon's home: an agent's move carries its files out
+	// of it and into it.
+	Home   home.Home
+	Logger *slog.Logger
 
 	mu      sync.Mutex
 	held    map[string]pgstore.Lease // the agents this daemon owns
@@ -265,6 +269,10 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 	if err != nil {
 		return err
 	}
+	moves, err := k.Log.Moves(ctx)
+	if err != nil {
+		return err
+	}
 	var me pgstore.Daemon
 	for _, d := range daemons {
 		if d.ID == k.Self.ID {
@@ -285,7 +293,16 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 	for _, name := range names {
 		p := placements[name]
 		p.Agent = name
+		m, moving := moves[name]
 		if k.Here(name) {
+			if moving && m.State == pgstore.MoveAsked && !agents.Busy(ctx, name) {
+				if m.Target == k.Self.ID {
+					k.endMove(ctx, name)
+				} else {
+					k.pack(ctx, agents, name, m)
+				}
+				continue
+			}
 			if (me.Draining || !Allows(p.Pin, me)) && !agents.Busy(ctx, name) {
 				k.Logger.Info("giving an agent up between its turns", "agent", name, "draining", me.Draining, "pin", p.Pin)
 				k.release(agents, name)
@@ -315,6 +332,16 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 		k.mu.Lock()
 		k.held[name] = got
 		k.mu.Unlock()
+		if moving && m.State == pgstore.MovePacked && m.Target == k.Self.ID {
+			if err := k.arrive(ctx, got, m); err != nil {
+				k.Logger.Error("could not unpack an agent moved here; trying again", "agent", name, "err", err)
+				if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), name, err.Error()); ferr != nil {
+					k.Logger.Warn("recording a move's failure", "agent", name, "err", ferr)
+				}
+				k.free(name)
+				continue
+			}
+		}
 		prev := got.Previous
 		if prev == k.Self.ID {
 			prev = ""
@@ -412,6 +439,12 @@ func (k *Keeper) release(agents Agents, name string) {
 	k.leaving[name] = true
 	k.mu.Unlock()
 	agents.Drop(name)
+	k.free(name)
+}
+
+// free forgets agent, held here and not running, and frees its lease at
+// once.
+func (k *Keeper) free(name string) {
 	k.mu.Lock()
 	le, ok := k.held[name]
 	delete(k.held, name)

@@ -26,6 +26,10 @@ func (k *Keeper) Status(ctx context.Context) (api.Cluster, error) {
 	if err != nil {
 		return out, err
 	}
+	moves, err := k.Log.Moves(ctx)
+	if err != nil {
+		return out, err
+	}
 	names, err := k.Names(ctx)
 	if err != nil {
 		return out, err
@@ -39,6 +43,9 @@ func (k *Keeper) Status(ctx context.Context) (api.Cluster, error) {
 		a := api.ClusterAgent{Agent: name, Pin: placements[name].Pin, Storage: placements[name].Storage}
 		if le, ok := owned[name]; ok {
 			a.Owner, a.Token, a.Expires = le.Owner, le.Token, le.Expires
+		}
+		if m, ok := moves[name]; ok {
+			a.Move = &api.ClusterMove{To: m.Target, State: m.State, Bytes: m.Size, Error: m.Error, Asked: m.Asked}
 		}
 		out.Agents = append(out.Agents, a)
 	}

@@ -21,6 +21,9 @@ type Cluster interface {
 	Drain(ctx context.Context, daemon string, on bool) (string, error)
 	// Pin sets where agent may run.
 	Pin(ctx context.Context, agent, pin string) error
+	// Move moves agent to the daemon target, copying its files if
+	// target is on other storage; it stays pinned there.
+	Move(ctx context.Context, agent, target string) (api.Move, error)
 }
 
 // ErrNoCluster: the daemon runs alone, not as one of a cluster.
@@ -74,6 +77,37 @@ func (s *Service) Pin(ctx context.Context, a Actor, name string, req api.PinRequ
 		return s.Refuse(ctx, c, err)
 	}
 	return s.Do(ctx, c, func(ctx context.Context) (string, error) { return "", s.Cluster.Pin(ctx, name, req.Pin) })
+}
+
+// Move moves agent name to a daemon of the cluster (taosagent move): on
+// other storage its files are copied, through the database, between its
+// turns. A person only.
+func (s *Service) Move(ctx context.Context, a Actor, name string, req api.MoveRequest) (api.Move, error) {
+	c := Call{Actor: a, Tool: "cluster.move", Target: name, Args: map[string]string{"agent": name, "daemon": req.Daemon}}
+	var err error
+	switch {
+	case s.Cluster == nil:
+		err = ErrNoCluster
+	case a.Kind == Agent:
+		err = fmt.Errorf("%w: only a person moves an agent", ErrForbidden)
+	case req.Daemon == "" || strings.Contains(req.Daemon, "="):
+		err = fmt.Errorf("%w: daemon: a daemon's id (GET /v1/cluster lists them)", runner.ErrInvalid)
+	default:
+		err = checkPin(req.Daemon)
+	}
+	if err == nil {
+		_, err = s.Log.Agent(ctx, name)
+	}
+	if err != nil {
+		return api.Move{}, s.Refuse(ctx, c, err)
+	}
+	var out api.Move
+	err = s.Do(ctx, c, func(ctx context.Context) (string, error) {
+		var err error
+		out, err = s.Cluster.Move(ctx, name, req.Daemon)
+		return "", err
+	})
+	return out, err
 }
 
 // checkPin is nil for "", a label k=v or a daemon's id (host:home): at

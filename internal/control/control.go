@@ -185,6 +185,7 @@ var Actions = map[string]Tier{
 	"opencode.reload":           Write,
 	"cluster.drain":             Write,
 	"cluster.pin":               Write,
+	"cluster.move":              Write,
 	// What the daemon records of the gateway.
 	"gateway.fallback": Write,
 	"budget.soft":      Write,

@@ -224,7 +224,7 @@ func joinCluster(ctx context.Context, cfg Config, h home.Home, l *pgstore.Log, o
 		return fail(fmt.Errorf("the agents' directories' storage %s is at %s here but at %s on the daemon %s: mount it at the same path on every daemon (opencode's sessions name their directory)",
 			storage, dir, d.Dir, d.ID))
 	}
-	k := &cluster.Keeper{Log: l, TTL: cfg.Lease, Logger: logger,
+	k := &cluster.Keeper{Log: l, TTL: cfg.Lease, Logger: logger, Home: h,
 		Self: pgstore.Daemon{ID: owner, Addr: cfg.Listen, Labels: cfg.Labels, Storage: storage, Dir: dir},
 		Memory: func() int64 {
 			_, free, _ := supervisor.Meminfo()

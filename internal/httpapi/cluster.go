@@ -43,3 +43,17 @@ func (s *Server) pin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.clusterStatus(w, r)
 }
+
+// move moves an agent to another daemon of its cluster.
+func (s *Server) move(w http.ResponseWriter, r *http.Request) {
+	var req api.MoveRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	m, err := s.Control.Move(r.Context(), actor(r), r.PathValue("name"), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, m)
+}

@@ -167,6 +167,7 @@ func (s *Server) routes() []route {
 		{"GET /v1/cluster", s.clusterStatus, false},
 		{"POST /v1/cluster/drain", s.drain, false},
 		{"PUT /v1/agents/{name}/pin", s.pin, false},
+		{"POST /v1/agents/{name}/move", s.move, false},
 		{"GET /metrics", s.metrics, false},
 	}
 }

@@ -76,6 +76,8 @@ func TestOpenAPISchemasMatchTheWireTypes(t *testing.T) {
 		"Cluster":          {v: api.Cluster{}},
 		"DrainInput":       {v: api.DrainRequest{}},
 		"PinInput":         {v: api.PinRequest{}},
+		"MoveInput":        {v: api.MoveRequest{}},
+		"Move":             {v: api.Move{}},
 		"ChannelInput":     {v: api.ChannelRequest{}},
 		"Channel":          {v: api.Channel{}},
 		"PushSubscription": {v: api.PushSubscription{}},
