@@ -175,12 +175,21 @@ func TestKeepersShareTheAgentsOfOneDatabase(t *testing.T) {
 	if got, _ := d1.ag.seen(); !slices.Contains(got, "b<d2") {
 		t.Fatalf("b pinned to d1: d1 took %v", got)
 	}
+	// A move on the same storage is a pin: nothing is copied.
+	if m, err := d1.k.Move(ctx, "a", "d1"); err != nil || m.Copy || m.From != "d2" {
+		t.Fatalf("a moved to d1 on its storage: %+v %v", m, err)
+	}
+	d2.k.Step(ctx, d2.ag)
+	d1.k.Step(ctx, d1.ag)
+	if got, _ := d1.ag.seen(); !slices.Contains(got, "a<d2") {
+		t.Fatalf("a moved to d1: d1 took %v", got)
+	}
 	st, err := d2.k.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range st.Agents {
-		if want := map[string]string{"a": "d2", "b": "d1"}[a.Agent]; a.Owner != want {
+		if want := map[string]string{"a": "d1", "b": "d1"}[a.Agent]; a.Owner != want || a.Move != nil {
 			t.Fatalf("status: %s on %q, want %q", a.Agent, a.Owner, want)
 		}
 	}
@@ -189,12 +198,12 @@ func TestKeepersShareTheAgentsOfOneDatabase(t *testing.T) {
 	// stored, picked up by the owner's keeper, answered.
 	rctx, stop := context.WithCancel(ctx)
 	var running sync.WaitGroup
-	running.Go(func() { d2.k.Run(rctx, d2.ag) })
+	running.Go(func() { d1.k.Run(rctx, d1.ag) })
 	defer func() { stop(); running.Wait() }()
-	if res, code, msg, err := d1.k.Forward(ctx, "a", []byte("abort")); err != nil || code != "" || string(res) != `"done for a"` {
-		t.Fatalf("a request for a's owner through d1: %q %q %q %v", res, code, msg, err)
+	if res, code, msg, err := d2.k.Forward(ctx, "a", []byte("abort")); err != nil || code != "" || string(res) != `"done for a"` {
+		t.Fatalf("a request for a's owner through d2: %q %q %q %v", res, code, msg, err)
 	}
-	if _, code, msg, err := d1.k.Forward(ctx, "a", []byte("fail")); err != nil || code != "conflict" || msg != "no turn of a" {
+	if _, code, msg, err := d2.k.Forward(ctx, "a", []byte("fail")); err != nil || code != "conflict" || msg != "no turn of a" {
 		t.Fatalf("a failing request: %q %q %v", code, msg, err)
 	}
 	if _, err := d1.k.Drain(ctx, "nobody", true); !errors.Is(err, eventlog.ErrNotFound) {

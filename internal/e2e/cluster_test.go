@@ -259,13 +259,15 @@ func terminal(e client.Event) bool { return e.Kind == "final" || e.Kind == "erro
 // each were on a machine of its own: a mount and a host name namespace
 // (node1, node2, …), its home at one path (the same on every "machine",
 // as a service's is), one shared directory mounted on its agents'
-// directory (shared storage).
+// directory (shared storage), or with perNode each its own (per-node
+// directories).
 type nodes struct {
-	t      testing.TB
-	env    []string
-	at     string
-	shared string
-	homes  []string
+	t       testing.TB
+	env     []string
+	at      string
+	shared  string
+	perNode bool
+	homes   []string
 }
 
 func newNodes(t testing.TB, env []string) *nodes {
@@ -283,7 +285,7 @@ func newNodes(t testing.TB, env []string) *nodes {
 func (n *nodes) start(home string) *daemon {
 	t := n.t
 	t.Helper()
-	const script = `mount --bind "$1" "$2" && mount --bind "$3" "$2/agents" && echo "$4" > /proc/sys/kernel/hostname && shift 4 && exec "$@"`
+	const script = `mount --bind "$1" "$2" && { [ -z "$3" ] || mount --bind "$3" "$2/agents"; } && echo "$4" > /proc/sys/kernel/hostname && shift 4 && exec "$@"`
 	if home == "" {
 		home = newHome(t)
 		if err := os.Mkdir(filepath.Join(home, "agents"), 0o755); err != nil {
@@ -292,7 +294,11 @@ func (n *nodes) start(home string) *daemon {
 		n.homes = append(n.homes, home)
 	}
 	name := fmt.Sprintf("node%d", slices.Index(n.homes, home)+1)
-	cmd := exec.Command("unshare", "--mount", "--uts", "sh", "-c", script, "sh", home, n.at, n.shared, name,
+	shared := n.shared
+	if n.perNode {
+		shared = ""
+	}
+	cmd := exec.Command("unshare", "--mount", "--uts", "sh", "-c", script, "sh", home, n.at, shared, name,
 		binary, "serve", "--home", n.at, "--listen", "127.0.0.1:0", "--cluster", "--lease", "2s")
 	cmd.Env = append(append(os.Environ(), "TAOSAGENT_OPENCODE="+testenv.Opencode(t)), n.env...)
 	d, err := launchCmd(t, home, cmd)
@@ -332,4 +338,68 @@ func daemonID(tb testing.TB, ctx context.Context, d *daemon) string {
 		tb.Fatal(err)
 	}
 	return st.Daemon
+}
+
+// Two daemons of one cluster with agents' directories of their own
+// (per-node directories): an agent stays where its directory is until a
+// person moves it (taosagent move); then its files are copied through
+// the database between its turns, and its conversation goes on there.
+func TestMovingAnAgentToAnotherNodesDirectory(t *testing.T) {
+	t.Parallel()
+	pg := testenv.NewPostgres(t)
+	dsn := pg.Database(t)
+	ctx := ctxT(t, 3*time.Minute)
+	nodes := newNodes(t, []string{"TAOSAGENT_DB=" + dsn})
+	nodes.perNode = true
+	ds := []*daemon{nodes.start(""), nodes.start("")}
+	ids := []string{daemonID(t, ctx, ds[0]), daemonID(t, ctx, ds[1])}
+	ds[0].agent(ctx, "a", "")
+	from := slices.Index(ids, waitOwner(t, ctx, ds[0], "a", func(string) bool { return true }))
+	to := 1 - from
+	file := func(i int, rel string) string { return filepath.Join(nodes.homes[i], "agents", "a", rel) }
+
+	// A file in a's workdir, by a turn sent through the other daemon.
+	acc := ds[to].send(ctx, "a", "run: echo kiwi > note.txt", "")
+	if e := last(ds[to].turnOf(ctx, "a", acc.Seq-1, acc.Input)); e.Kind != "final" {
+		t.Fatalf("the first turn ended %s %q", e.Kind, e.Field("message"))
+	}
+	before, err := os.Stat(file(from, "work/note.txt"))
+	if err != nil {
+		t.Fatalf("a's note on its first node: %v", err)
+	}
+
+	// What a move refuses.
+	if _, stderr, code := ds[0].run("move", "a", "nobody:/x"); code == 0 || !strings.Contains(stderr, "no such daemon") {
+		t.Fatalf("a move to a daemon that never joined: exit %d, %s", code, stderr)
+	}
+
+	// The move, by the CLI, which waits until a runs there.
+	out, stderr, code := ds[from].run("move", "a", ids[to])
+	if code != 0 || !strings.Contains(out, "its files are copied") || !strings.Contains(out, "a runs on "+ids[to]) {
+		t.Fatalf("taosagent move a %s: exit %d\n%s%s", ids[to], code, out, stderr)
+	}
+	if b, err := os.ReadFile(file(to, "work/note.txt")); err != nil || string(b) != "kiwi\n" {
+		t.Fatalf("a's note on its new node: %q %v", b, err)
+	}
+	after, err := os.Stat(file(to, "work/note.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := after.Sys().(*syscall.Stat_t), before.Sys().(*syscall.Stat_t); a.Uid != b.Uid || a.Uid == 0 {
+		t.Fatalf("a's note belongs to uid %d on its new node, %d before", a.Uid, b.Uid)
+	}
+	if _, err := os.Lstat(file(from, ".")); !os.IsNotExist(err) {
+		t.Fatalf("a's directory is still on its first node: %v", err)
+	}
+
+	// Its conversation goes on: opencode on the new node finds its
+	// session in the directory that moved.
+	acc = ds[from].send(ctx, "a", "recall", "")
+	e := last(ds[from].turnOf(ctx, "a", acc.Seq-1, acc.Input))
+	if e.Kind != "final" || !strings.Contains(e.Field("text"), "run: echo kiwi > note.txt") {
+		t.Fatalf("the turn after the move ended %s %q: its conversation did not move", e.Kind, e.Field("text"))
+	}
+	if o := waitOwner(t, ctx, ds[from], "a", func(string) bool { return true }); o != ids[to] {
+		t.Fatalf("a ran its turn on %s, want %s", o, ids[to])
+	}
 }
