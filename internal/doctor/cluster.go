@@ -3,6 +3,8 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +89,24 @@ func clusterFindings(in pgstore.Inspection) []Finding {
 	if len(orphans) > 0 {
 		out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("%d agents have no owner: %s", len(orphans), strings.Join(orphans, "; ")),
 			Details: "a live daemon takes such an agent within a third of its lease; one that stays here has no live daemon its pin and its directory's storage allow (taosagent cluster pin AGENT \"\")"})
+	}
+	alive := map[string]bool{}
+	for _, d := range in.Daemons {
+		alive[d.ID] = d.Live
+	}
+	for _, name := range slices.Sorted(maps.Keys(in.Moves)) {
+		m := in.Moves[name]
+		switch {
+		case m.State == pgstore.MoveFailed:
+			out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("the move of agent %s to %s failed: %s", name, m.Target, m.Error),
+				Details: "nothing moved: the agent runs where it was; mend the cause, then move it again (taosagent move AGENT DAEMON)"})
+		case m.State == pgstore.MovePacked && !alive[m.Target]:
+			out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("agent %s waits, packed, for the daemon %s, which is not live", name, m.Target),
+				Details: "its files are in the database: start that daemon, or move the agent to another (taosagent move AGENT DAEMON)"})
+		case m.Error != "":
+			out = append(out, Finding{ID: id, Severity: Warning, Summary: fmt.Sprintf("the move of agent %s to %s is retried: %s", name, m.Target, m.Error),
+				Details: "its files wait in the database; the target tries again at each round of its keeper"})
+		}
 	}
 	return out
 }

@@ -162,9 +162,11 @@ type Inspection struct {
 	Expired bool          // Holder's lease lapsed
 	Schema  int64         // the newest migration applied (0: none, not a taosagent database yet)
 	// Daemons are those of a cluster that ever registered (serve
-	// --cluster), Leases the agents' leases, live or lapsed.
+	// --cluster), Leases the agents' leases, live or lapsed, Moves the
+	// agents' moves under way.
 	Daemons []Daemon
 	Leases  []Lease
+	Moves   map[string]Move
 }
 
 // Inspect connects to dsn and reads, writing nothing (no migration), who
@@ -202,6 +204,11 @@ func Inspect(ctx context.Context, dsn string, timeout time.Duration) (Inspection
 			return in, err
 		}
 		if in.Leases, err = leases(ctx, conn); err != nil {
+			return in, err
+		}
+	}
+	if in.Schema >= 6 {
+		if in.Moves, err = moves(ctx, conn); err != nil {
 			return in, err
 		}
 	}

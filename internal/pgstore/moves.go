@@ -80,8 +80,10 @@ func placeOn(ctx context.Context, tx pgx.Tx, agent, target string) error {
 }
 
 // Moves lists the moves asked and not ended, by agent.
-func (l *Log) Moves(ctx context.Context) (map[string]Move, error) {
-	rows, err := l.pool.Query(ctx, `SELECT agent, target, state, source, dir, size, error, asked FROM moves`)
+func (l *Log) Moves(ctx context.Context) (map[string]Move, error) { return moves(ctx, l.pool) }
+
+func moves(ctx context.Context, q querier) (map[string]Move, error) {
+	rows, err := q.Query(ctx, `SELECT agent, target, state, source, dir, size, error, asked FROM moves`)
 	if err != nil {
 		return nil, err
 	}
