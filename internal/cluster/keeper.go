@@ -257,22 +257,11 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 	if err != nil {
 		return err
 	}
-	daemons, err := k.Log.Daemons(ctx)
+	v, err := k.look(ctx)
 	if err != nil {
 		return err
 	}
-	leases, err := k.Log.Leases(ctx)
-	if err != nil {
-		return err
-	}
-	placements, err := k.Log.Placements(ctx)
-	if err != nil {
-		return err
-	}
-	moves, err := k.Log.Moves(ctx)
-	if err != nil {
-		return err
-	}
+	daemons, leases, placements, moves := v.daemons, v.leases, v.placements, v.moves
 	var me pgstore.Daemon
 	for _, d := range daemons {
 		if d.ID == k.Self.ID {
@@ -365,6 +354,29 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 		k.release(agents, name)
 	}
 	return nil
+}
+
+// view is the cluster's rows, as one look reads them.
+type view struct {
+	daemons    []pgstore.Daemon
+	leases     []pgstore.Lease
+	placements map[string]pgstore.Placement
+	moves      map[string]pgstore.Move
+}
+
+// look reads the cluster's rows.
+func (k *Keeper) look(ctx context.Context) (v view, err error) {
+	if v.daemons, err = k.Log.Daemons(ctx); err != nil {
+		return v, err
+	}
+	if v.leases, err = k.Log.Leases(ctx); err != nil {
+		return v, err
+	}
+	if v.placements, err = k.Log.Placements(ctx); err != nil {
+		return v, err
+	}
+	v.moves, err = k.Log.Moves(ctx)
+	return v, err
 }
 
 // WorkersLease is the lease of the cluster's workers (Keeper.Workers),

@@ -31,23 +31,12 @@ var moved = []struct{ name, dir string }{{"agent", "agents"}, {"mcp", "mcp"}}
 // it (copy is true). Either way it stays pinned to target.
 func (k *Keeper) Move(ctx context.Context, agent, target string) (api.Move, error) {
 	out := api.Move{Agent: agent, To: target}
-	daemons, err := k.Log.Daemons(ctx)
+	v, err := k.look(ctx)
 	if err != nil {
 		return out, err
 	}
-	leases, err := k.Log.Leases(ctx)
-	if err != nil {
-		return out, err
-	}
-	placements, err := k.Log.Placements(ctx)
-	if err != nil {
-		return out, err
-	}
-	moves, err := k.Log.Moves(ctx)
-	if err != nil {
-		return out, err
-	}
-	owner, _ := live(leases)
+	daemons, placements, moves := v.daemons, v.placements, v.moves
+	owner, _ := live(v.leases)
 	out.From = owner[agent].Owner
 	var to *pgstore.Daemon
 	for i := range daemons {

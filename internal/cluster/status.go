@@ -14,27 +14,16 @@ import (
 // may run each agent (control.Cluster).
 func (k *Keeper) Status(ctx context.Context) (api.Cluster, error) {
 	out := api.Cluster{Daemon: k.Self.ID, Daemons: []api.ClusterDaemon{}, Agents: []api.ClusterAgent{}}
-	daemons, err := k.Log.Daemons(ctx)
+	v, err := k.look(ctx)
 	if err != nil {
 		return out, err
 	}
-	leases, err := k.Log.Leases(ctx)
-	if err != nil {
-		return out, err
-	}
-	placements, err := k.Log.Placements(ctx)
-	if err != nil {
-		return out, err
-	}
-	moves, err := k.Log.Moves(ctx)
-	if err != nil {
-		return out, err
-	}
+	daemons, placements, moves := v.daemons, v.placements, v.moves
 	names, err := k.Names(ctx)
 	if err != nil {
 		return out, err
 	}
-	owned, counts := live(leases)
+	owned, counts := live(v.leases)
 	for _, d := range daemons {
 		out.Daemons = append(out.Daemons, api.ClusterDaemon{ID: d.ID, Addr: d.Addr, Labels: d.Labels, Storage: d.Storage, Slots: d.Slots,
 			Agents: counts[d.ID], Memory: d.Memory, Draining: d.Draining, Live: d.Live, Expires: d.Expires})
