@@ -44,6 +44,9 @@ func commands() []command {
 		{"notify", "where you are told of what waits or failed: add ntfy|webhook URL [--token --agents --kinds --details], list, rm CHANNEL", runNotify},
 		{"schedule", "an agent's schedules: add AGENT MESSAGE (--cron EXPR [--tz TZ] | --every DUR), list AGENT, rm AGENT ID, run AGENT ID", runSchedule},
 		{"cluster", "the daemons sharing a PostgreSQL database and where agents run: status, drain [--off] [DAEMON], pin AGENT PIN (a daemon's id, a label k=v, or \"\" for any)", runCluster},
+		{"drain", "drain a daemon of a cluster: its agents move to others between their turns (drain [--off] [DAEMON]; the same as cluster drain)", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return runCluster(ctx, append([]string{"drain"}, args...), stdout, stderr)
+		}},
 		{"move", "move an agent to another daemon of its cluster, copying its files if that daemon is on other storage (move AGENT DAEMON [--no-wait])", runMove},
 		{"audit", "print the audit of host actions (audit [--actor A] [--tool T] [--outcome O] [--since 24h])", runAudit},
 		{"tui", "open opencode's own TUI on an agent, the host by default (also: taosagent with no arguments at a terminal)", runTUI},

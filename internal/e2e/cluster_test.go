@@ -204,8 +204,8 @@ func TestAClusterOfThreeDaemons(t *testing.T) {
 	if err := last3.c.Stream(ctx, "a", busy.Seq, func(e client.Event) bool { return e.Kind != "delta" }); err != nil {
 		t.Fatal(err)
 	}
-	if out, stderr, code := last3.run("cluster", "drain"); code != 0 || !strings.Contains(out, "draining") {
-		t.Fatalf("taosagent cluster drain: %d %s %s", code, out, stderr)
+	if out, stderr, code := last3.run("drain"); code != 0 || !strings.Contains(out, "draining") {
+		t.Fatalf("taosagent drain: %d %s %s", code, out, stderr)
 	}
 	// A whole round of its keeper passes with the turn running (two
 	// heartbeats: placement comes after each): a stays.
