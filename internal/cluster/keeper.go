@@ -65,7 +65,8 @@ type Keeper struct {
 
 	mu      sync.Mutex
 	held    map[string]pgstore.Lease // the agents this daemon owns
-	leaving map[string]bool          // held, but being given up: no longer Here
+	leaving map[string]bool          // held, but not Here: being given up, or its files moving
+	moves   sync.WaitGroup           // the packs and unpacks under way (move.go)
 	from    int64                    // the log's head at Join: follow reads from there
 	owners  map[string]string        // who owned the others, at the last look
 	workers *running                 // Workers, while this daemon holds WorkersLease
@@ -133,6 +134,7 @@ func (k *Keeper) Problem() string {
 func (k *Keeper) Run(ctx context.Context, agents Agents) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer k.moves.Wait()
 	defer k.stopWorkers()
 	wg.Go(func() { k.follow(ctx, agents) })
 	wg.Go(func() { k.serve(ctx, agents) })
@@ -188,9 +190,12 @@ func (k *Keeper) heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// Step is one round of Run's, at once: the daemon's start takes the
-// agents it owns before it serves.
-func (k *Keeper) Step(ctx context.Context, agents Agents) { k.tick(ctx, agents) }
+// Step is one round of Run's, at once, and waits for the moves it began:
+// the daemon's start takes the agents it owns before it serves.
+func (k *Keeper) Step(ctx context.Context, agents Agents) {
+	k.tick(ctx, agents)
+	k.moves.Wait()
+}
 
 // tick is one round: the heartbeat, the renewals, then placement.
 func (k *Keeper) tick(ctx context.Context, agents Agents) {
@@ -283,6 +288,9 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 		p := placements[name]
 		p.Agent = name
 		m, moving := moves[name]
+		if _, held := k.Held(name); held && !k.Here(name) {
+			continue // being given up, or its files moving: under way
+		}
 		if k.Here(name) {
 			if moving && m.State == pgstore.MoveAsked && !agents.Busy(ctx, name) {
 				if m.Target == k.Self.ID {
@@ -322,14 +330,8 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 		k.held[name] = got
 		k.mu.Unlock()
 		if moving && m.State == pgstore.MovePacked && m.Target == k.Self.ID {
-			if err := k.arrive(ctx, got, m); err != nil {
-				k.Logger.Error("could not unpack an agent moved here; trying again", "agent", name, "err", err)
-				if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), name, err.Error()); ferr != nil {
-					k.Logger.Warn("recording a move's failure", "agent", name, "err", ferr)
-				}
-				k.free(name)
-				continue
-			}
+			k.arrive(ctx, agents, got, m) // then takes it
+			continue
 		}
 		prev := got.Previous
 		if prev == k.Self.ID {
@@ -476,6 +478,7 @@ func (k *Keeper) free(name string) {
 func (k *Keeper) drop(agents Agents, name string) {
 	k.mu.Lock()
 	delete(k.held, name)
+	delete(k.leaving, name)
 	k.mu.Unlock()
 	agents.Drop(name)
 }

@@ -72,43 +72,51 @@ func (k *Keeper) Move(ctx context.Context, agent, target string) (api.Move, erro
 	return out, k.Log.AskMove(ctx, agent, target)
 }
 
-// pack gives up agent, held here, for its move m: it stops, its files
-// are packed into the database under its lease, with its placement on
-// the move's target, and removed here; then its lease is freed. If they
-// cannot be packed, the move fails (its error recorded) and the agent
-// runs here again.
+// pack gives up agent, held here, for its move m: it stops at once
+// (no longer Here), and beside the keeper's rounds (which renew its
+// lease meanwhile) its files are packed into the database under its
+// lease, with its placement on the move's target, and removed here;
+// then its lease is freed. If they cannot be packed, the move fails (its
+// error recorded) and the agent runs here again.
 func (k *Keeper) pack(ctx context.Context, agents Agents, name string, m pgstore.Move) {
 	k.Logger.Info("packing an agent between its turns to move it", "agent", name, "to", m.Target)
 	k.mu.Lock()
 	k.leaving[name] = true
-	le := k.held[name]
 	k.mu.Unlock()
 	agents.Drop(name)
-	done, err := k.Log.Pack(ctx, le, k.Self.ID, k.Self.Dir, func(w io.Writer) error { return k.archive(w, name) })
-	if errors.Is(err, pgstore.ErrFenced) {
-		k.Logger.Error("lost an agent while packing it", "agent", name, "err", err)
-		k.drop(agents, name)
-		return
-	}
-	if err != nil {
-		k.Logger.Error("could not pack an agent to move it; it stays here", "agent", name, "err", err)
-		if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), name, err.Error()); ferr != nil {
-			k.Logger.Warn("recording a move's failure", "agent", name, "err", ferr)
+	k.moves.Go(func() {
+		le, _ := k.Held(name) // as renewed
+		done, err := k.Log.Pack(ctx, le, k.Self.ID, k.Self.Dir, func(w io.Writer) error { return k.archive(w, name) })
+		switch {
+		case errors.Is(err, pgstore.ErrFenced):
+			k.Logger.Error("lost an agent while packing it", "agent", name, "err", err)
+			k.mu.Lock()
+			delete(k.held, name)
+			delete(k.leaving, name)
+			k.mu.Unlock()
+		case err != nil && ctx.Err() != nil:
+			// The daemon stops: the move stays asked, for the agent's
+			// next owner.
+		case err != nil:
+			k.Logger.Error("could not pack an agent to move it; it stays here", "agent", name, "err", err)
+			if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), name, err.Error()); ferr != nil {
+				k.Logger.Warn("recording a move's failure", "agent", name, "err", ferr)
+			}
+			k.mu.Lock()
+			delete(k.leaving, name)
+			k.mu.Unlock()
+			if err := agents.Take(ctx, name, ""); err != nil {
+				k.release(agents, name)
+			}
+		default:
+			// The database holds its files now, for the target alone.
+			if err := k.remove(name); err != nil {
+				k.Logger.Warn("removing the files of an agent moved away", "agent", name, "err", err)
+			}
+			k.Logger.Info("packed an agent for its move", "agent", name, "to", done.Target, "bytes", done.Size)
+			k.free(name)
 		}
-		k.mu.Lock()
-		delete(k.leaving, name)
-		k.mu.Unlock()
-		if err := agents.Take(ctx, name, ""); err != nil {
-			k.release(agents, name)
-		}
-		return
-	}
-	// The database holds its files now, for the target alone.
-	if err := k.remove(name); err != nil {
-		k.Logger.Warn("removing the files of an agent moved away", "agent", name, "err", err)
-	}
-	k.Logger.Info("packed an agent for its move", "agent", name, "to", done.Target, "bytes", done.Size)
-	k.free(name)
+	})
 }
 
 // endMove ends agent's move to this daemon, which holds it already: it
@@ -252,21 +260,49 @@ func (k *Keeper) unpack(agent string, r io.Reader) error {
 	return nil
 }
 
-// arrive takes in agent's files, once this daemon holds the lease le
-// of an agent whose move m was packed for it: unpacked, the move ends.
-// Its agents' directory at another path than the source's, the agent's
-// session is let go (opencode's sessions name their directory): its
-// next message starts a new conversation.
-func (k *Keeper) arrive(ctx context.Context, le pgstore.Lease, m pgstore.Move) error {
-	if err := k.unpack(m.Agent, k.Log.Packed(ctx, m.Agent)); err != nil {
-		return err
-	}
-	if m.Dir != k.Self.Dir {
-		k.Logger.Warn("an agent moved from another path of the agents' directory: its next message starts a new conversation", "agent", m.Agent, "from", m.Dir, "here", k.Self.Dir)
-		if err := k.Log.SetSession(ctx, m.Agent, ""); err != nil {
-			return err
+// arrive takes in agent's files once this daemon holds the lease le
+// of an agent whose move m was packed for it: beside the keeper's rounds
+// (which renew the lease meanwhile), with the agent not Here yet, the
+// files are unpacked and the move ends; then the agent runs here. At
+// another path of the agents' directory than the source's, its session
+// is let go (opencode's sessions name their directory): its next
+// message starts a new conversation. Unpacking that fails is recorded
+// on the move, and the lease freed, to try again at a later round.
+func (k *Keeper) arrive(ctx context.Context, agents Agents, le pgstore.Lease, m pgstore.Move) {
+	k.mu.Lock()
+	k.leaving[m.Agent] = true
+	k.mu.Unlock()
+	k.moves.Go(func() {
+		err := k.unpack(m.Agent, k.Log.Packed(ctx, m.Agent))
+		if err == nil && m.Dir != k.Self.Dir {
+			k.Logger.Warn("an agent moved from another path of the agents' directory: its next message starts a new conversation", "agent", m.Agent, "from", m.Dir, "here", k.Self.Dir)
+			err = k.Log.SetSession(ctx, m.Agent, "")
 		}
-	}
-	k.Logger.Info("unpacked an agent moved here", "agent", m.Agent, "from", m.Source, "bytes", m.Size)
-	return k.Log.Moved(ctx, le)
+		if err == nil {
+			err = k.Log.Moved(ctx, le)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				k.Logger.Error("could not unpack an agent moved here; trying again", "agent", m.Agent, "err", err)
+				if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), m.Agent, err.Error()); ferr != nil {
+					k.Logger.Warn("recording a move's failure", "agent", m.Agent, "err", ferr)
+				}
+			}
+			k.free(m.Agent)
+			return
+		}
+		k.Logger.Info("unpacked an agent moved here", "agent", m.Agent, "from", m.Source, "bytes", m.Size)
+		k.mu.Lock()
+		delete(k.leaving, m.Agent)
+		k.mu.Unlock()
+		prev := le.Previous
+		if prev == k.Self.ID {
+			prev = ""
+		}
+		k.Logger.Info("took an agent", "agent", m.Agent, "token", le.Token, "from", le.Previous)
+		if err := agents.Take(ctx, m.Agent, prev); err != nil {
+			k.Logger.Error("an agent taken could not start here; giving it up", "agent", m.Agent, "err", err)
+			k.release(agents, m.Agent)
+		}
+	})
 }

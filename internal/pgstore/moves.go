@@ -102,8 +102,8 @@ func moves(ctx context.Context, q querier) (map[string]Move, error) {
 // Pack stores the archive of le's agent that write writes, and places
 // the agent on its move's target (pinned there, its directory on the
 // target's storage), in one transaction: all of it, or nothing. le must
-// be the agent's current lease, checked as the fence checks it
-// (ErrFenced), and the move asked (ErrNoMove). source and dir name the
+// be the agent's current lease at the commit, checked as the fence
+// checks it (ErrFenced), and the move asked (ErrNoMove). source and dir name the
 // daemon packing and its agents' directory.
 func (l *Log) Pack(ctx context.Context, le Lease, source, dir string, write func(io.Writer) error) (Move, error) {
 	tx, err := l.pool.Begin(ctx)
@@ -111,9 +111,6 @@ func (l *Log) Pack(ctx context.Context, le Lease, source, dir string, write func
 		return Move{}, err
 	}
 	defer tx.Rollback(ctx)
-	if err := leaseCurrent(tx.QueryRow(ctx, currentLease, le.Token, le.Agent), le); err != nil {
-		return Move{}, err
-	}
 	m := Move{Agent: le.Agent, Source: source, Dir: dir}
 	err = tx.QueryRow(ctx, `SELECT target, state, asked FROM moves WHERE agent = $1 FOR UPDATE`, le.Agent).Scan(&m.Target, &m.State, &m.Asked)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && m.State != MoveAsked) {
@@ -133,6 +130,11 @@ func (l *Log) Pack(ctx context.Context, le Lease, source, dir string, write func
 		return Move{}, err
 	}
 	m.State, m.Size = MovePacked, w.size
+	// The lease, checked last (its row held to the commit), so that its
+	// renewals are not held up while the archive is written.
+	if err := leaseCurrent(tx.QueryRow(ctx, currentLease, le.Token, le.Agent), le); err != nil {
+		return Move{}, err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE moves SET state = $2, source = $3, dir = $4, size = $5, error = '' WHERE agent = $1`,
 		m.Agent, m.State, m.Source, m.Dir, m.Size); err != nil {
 		return Move{}, err
