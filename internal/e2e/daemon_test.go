@@ -6,7 +6,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,20 +37,7 @@ var (
 	stampOnce sync.Once
 )
 
-// parallel is how many of these tests run at once unless -test.parallel
-// says: they spend most of their time waiting (opencode's starts and its
-// floor between a turn's steps, leases, timers), so that two at a time,
-// the default on two cores, leaves the cores idle; six at a time
-// overloads them.
-const parallel = 4
-
 func TestMain(m *testing.M) {
-	flag.Parse()
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set {
-		flag.Set("test.parallel", strconv.Itoa(parallel))
-	}
 	dir, err := os.MkdirTemp("", "taosagent-e2e-")
 	if err != nil {
 		panic(err)
