@@ -211,7 +211,7 @@ func moveOf(t *testing.T, ctx context.Context, k *cluster.Keeper, agent string) 
 	return nil
 }
 
-func write(t *testing.T, file, content string, mode os.FileMode) {
+func write(t testing.TB, file, content string, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		t.Fatal(err)
