@@ -367,7 +367,7 @@ func Run(ctx context.Context, cfg Config) error {
 	os.Unsetenv(listenFDsEnv) // taken: nothing started from here inherits it
 	stopping := os.Getenv(stopEnv) != ""
 	os.Unsetenv(stopEnv)
-	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: cfg.Version, Started: time.Now().UTC()}); err != nil {
+	if err := h.Record(home.Daemon{PID: os.Getpid(), Addr: ln.Addr().String(), Version: cfg.Version, Started: time.Now().UTC(), UIDBase: cfg.UIDBase}); err != nil {
 		logger.Warn("the daemon's address could not be recorded in the home", "err", err)
 	}
 	defer os.Remove(h.DaemonFile()) // a clean stop leaves no record; a kill -9 does

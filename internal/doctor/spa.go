@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/taosagent/taosagent/internal/home"
 	"github.com/taosagent/taosagent/internal/hostctl"
 	"github.com/taosagent/taosagent/internal/hostid"
 	"github.com/taosagent/taosagent/internal/sandbox"
@@ -79,10 +80,21 @@ func rebuildSPA(ctx context.Context, e *Env, name string, dry bool, step func(st
 	if sb == nil {
 		sb = sandbox.New()
 		if os.Geteuid() == 0 {
-			sb.BuildIDs = &hostid.Pool{Range: hostid.RecoveryBuilds(hostid.DefaultBase)}
+			sb.BuildIDs = &hostid.Pool{Range: recoveryBuilds(e.Home)}
 		}
 	}
 	r := &spa.Rebuilder{Sandbox: sb, State: e.Home.SPA(name)}
 	_, err = r.Rebuild(ctx, a, step)
 	return "", err
+}
+
+// recoveryBuilds is the host uid of the recovery CLI's builds: the last
+// of the build range of the uid base the home's daemon last ran with
+// (serve --uid-base, recorded in the home), the default's if none did.
+func recoveryBuilds(h home.Home) hostid.Range {
+	base := hostid.DefaultBase
+	if d, ok := h.Recorded(); ok && d.UIDBase > 0 {
+		base = d.UIDBase
+	}
+	return hostid.RecoveryBuilds(base)
 }

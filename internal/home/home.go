@@ -186,6 +186,9 @@ type Daemon struct {
 	Addr    string    `json:"addr"` // its API, e.g. 127.0.0.1:7077
 	Version string    `json:"version"`
 	Started time.Time `json:"started"`
+	// UIDBase is its agents' first host uid (serve --uid-base): the
+	// recovery CLI's builds take theirs from the same range.
+	UIDBase int `json:"uid_base,omitempty"`
 }
 
 // Record writes d as the home's running daemon.
