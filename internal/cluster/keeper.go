@@ -333,15 +333,8 @@ func (k *Keeper) place(ctx context.Context, agents Agents) error {
 			k.arrive(ctx, agents, got, m) // then takes it
 			continue
 		}
-		prev := got.Previous
-		if prev == k.Self.ID {
-			prev = ""
-		}
 		k.Logger.Info("took an agent", "agent", name, "token", got.Token, "from", got.Previous)
-		if err := agents.Take(ctx, name, prev); err != nil {
-			k.Logger.Error("an agent taken could not start here; giving it up", "agent", name, "err", err)
-			k.release(agents, name)
-		}
+		k.start(ctx, agents, name, got.Previous)
 	}
 	// Agents deleted while held go.
 	k.mu.Lock()
@@ -454,6 +447,23 @@ func (k *Keeper) release(agents Agents, name string) {
 	k.mu.Unlock()
 	agents.Drop(name)
 	k.free(name)
+}
+
+// start runs agent, held here, on this daemon: Here from now on, and
+// taken, what its last owner left recovered; from names that owner (as
+// a failover unless it is this daemon). One that cannot start is given
+// up.
+func (k *Keeper) start(ctx context.Context, agents Agents, name, from string) {
+	k.mu.Lock()
+	delete(k.leaving, name)
+	k.mu.Unlock()
+	if from == k.Self.ID {
+		from = ""
+	}
+	if err := agents.Take(ctx, name, from); err != nil {
+		k.Logger.Error("an agent taken could not start here; giving it up", "agent", name, "err", err)
+		k.release(agents, name)
+	}
 }
 
 // free forgets agent, held here and not running, and frees its lease at

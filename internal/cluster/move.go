@@ -99,15 +99,8 @@ func (k *Keeper) pack(ctx context.Context, agents Agents, name string, m pgstore
 			// next owner.
 		case err != nil:
 			k.Logger.Error("could not pack an agent to move it; it stays here", "agent", name, "err", err)
-			if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), name, err.Error()); ferr != nil {
-				k.Logger.Warn("recording a move's failure", "agent", name, "err", ferr)
-			}
-			k.mu.Lock()
-			delete(k.leaving, name)
-			k.mu.Unlock()
-			if err := agents.Take(ctx, name, ""); err != nil {
-				k.release(agents, name)
-			}
+			k.moveFailed(ctx, name, err)
+			k.start(ctx, agents, name, "")
 		default:
 			// The database holds its files now, for the target alone.
 			if err := k.remove(name); err != nil {
@@ -286,25 +279,19 @@ func (k *Keeper) arrive(ctx context.Context, agents Agents, le pgstore.Lease, m 
 		if err != nil {
 			if ctx.Err() == nil {
 				k.Logger.Error("could not unpack an agent moved here; trying again", "agent", m.Agent, "err", err)
-				if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), m.Agent, err.Error()); ferr != nil {
-					k.Logger.Warn("recording a move's failure", "agent", m.Agent, "err", ferr)
-				}
+				k.moveFailed(ctx, m.Agent, err)
 			}
 			k.free(m.Agent)
 			return
 		}
-		k.Logger.Info("unpacked an agent moved here", "agent", m.Agent, "from", m.Source, "bytes", m.Size)
-		k.mu.Lock()
-		delete(k.leaving, m.Agent)
-		k.mu.Unlock()
-		prev := le.Previous
-		if prev == k.Self.ID {
-			prev = ""
-		}
-		k.Logger.Info("took an agent", "agent", m.Agent, "token", le.Token, "from", le.Previous)
-		if err := agents.Take(ctx, m.Agent, prev); err != nil {
-			k.Logger.Error("an agent taken could not start here; giving it up", "agent", m.Agent, "err", err)
-			k.release(agents, m.Agent)
-		}
+		k.Logger.Info("unpacked an agent moved here, and took it", "agent", m.Agent, "from", m.Source, "bytes", m.Size, "token", le.Token)
+		k.start(ctx, agents, m.Agent, le.Previous)
 	})
+}
+
+// moveFailed records err as the last failure of agent's move.
+func (k *Keeper) moveFailed(ctx context.Context, agent string, err error) {
+	if ferr := k.Log.MoveFailed(context.WithoutCancel(ctx), agent, err.Error()); ferr != nil {
+		k.Logger.Warn("recording a move's failure", "agent", agent, "err", ferr)
+	}
 }

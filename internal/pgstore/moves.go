@@ -32,8 +32,8 @@ const (
 	MoveFailed = "failed" // packing failed: nothing moved; asked anew, it is tried again
 )
 
-// MoveChunk is the size of the parts a move's archive is stored in.
-const MoveChunk = 1 << 20
+// moveChunk is the size of the parts a move's archive is stored in.
+const moveChunk = 1 << 20
 
 // ErrNoMove: the agent has no move in the state asked for.
 var ErrNoMove = errors.New("no such move")
@@ -158,10 +158,10 @@ type chunkWriter struct {
 func (w *chunkWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		k := min(len(p), MoveChunk-len(w.buf))
+		k := min(len(p), moveChunk-len(w.buf))
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
-		if len(w.buf) == MoveChunk {
+		if len(w.buf) == moveChunk {
 			if err := w.flush(); err != nil {
 				return 0, err
 			}
